@@ -1,0 +1,146 @@
+package httpx
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+)
+
+// Error codes of the distribution error format, plus the OAuth2 ones the
+// token endpoint needs.
+const (
+	CodeUnauthorized    = "UNAUTHORIZED"
+	CodeDenied          = "DENIED"
+	CodeUnsupported     = "UNSUPPORTED"
+	CodeNameInvalid     = "NAME_INVALID"
+	CodeNameUnknown     = "NAME_UNKNOWN"
+	CodeManifestUnknown = "MANIFEST_UNKNOWN"
+	CodeDigestInvalid   = "DIGEST_INVALID"
+	CodeTagInvalid      = "TAG_INVALID"
+	CodePaginationInval = "PAGINATION_NUMBER_INVALID"
+	CodeTooManyRequests = "TOOMANYREQUESTS"
+	CodeUnavailable     = "UNAVAILABLE"
+	CodeInvalidRequest  = "INVALID_REQUEST"
+	CodeUnknown         = "UNKNOWN"
+	CodeTooLarge        = "SIZE_INVALID"
+)
+
+// Error is an error a handler returns to answer the client: Status, Code and
+// Message are what the client sees; Err is the detail that is only logged.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	// Detail is sent as the error's "detail" field when not nil.
+	Detail any
+	// Header is set on the response (WWW-Authenticate, Retry-After, …).
+	Header http.Header
+	// Err is the cause, for the log only.
+	Err error
+	// Extra fields merged into the top-level JSON object, for the OAuth2
+	// error form ("error", "error_description").
+	Extra map[string]string
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Code + ": " + e.Message + ": " + e.Err.Error()
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf builds an Error with no cause.
+func Errorf(status int, code, message string) *Error {
+	return &Error{Status: status, Code: code, Message: message}
+}
+
+// WithHeader sets a response header and returns e.
+func (e *Error) WithHeader(key, value string) *Error {
+	if e.Header == nil {
+		e.Header = http.Header{}
+	}
+	e.Header.Set(key, value)
+	return e
+}
+
+// Wrap records the cause for the log and returns e.
+func (e *Error) Wrap(err error) *Error {
+	e.Err = err
+	return e
+}
+
+// HandlerFunc is a handler that returns its failure instead of writing it.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Handler adapts HandlerFuncs to http.Handler, writing errors as registry
+// JSON and logging their detail.
+type Handler struct {
+	Log *slog.Logger
+}
+
+// Func wraps f.
+func (h Handler) Func(f HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := f(w, r); err != nil {
+			h.WriteError(w, r, err)
+		}
+	})
+}
+
+// WriteError answers err: an *Error as it says, anything else as a 500
+// whose message says nothing of the cause.
+func (h Handler) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = &Error{Status: http.StatusInternalServerError, Code: CodeUnknown, Message: "internal error", Err: err}
+	}
+	level := slog.LevelInfo
+	if e.Status >= 500 {
+		level = slog.LevelError
+	}
+	attrs := []slog.Attr{
+		slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.Int("status", e.Status), slog.String("code", e.Code), slog.String("message", e.Message),
+	}
+	if e.Err != nil {
+		attrs = append(attrs, slog.String("error", e.Err.Error()))
+	}
+	if h.Log != nil {
+		h.Log.LogAttrs(r.Context(), level, "request failed", attrs...)
+	}
+	for k, vs := range e.Header {
+		w.Header()[k] = vs
+	}
+	body := map[string]any{"errors": []errorJSON{{Code: e.Code, Message: e.Message, Detail: e.Detail}}}
+	for k, v := range e.Extra {
+		body[k] = v
+	}
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(e.Status)
+		return
+	}
+	WriteJSON(w, e.Status, body)
+}
+
+type errorJSON struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Detail  any    `json:"detail,omitempty"`
+}
+
+// WriteJSON writes v as the JSON body of a response with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, `{"errors":[{"code":"UNKNOWN","message":"internal error"}]}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(data, '\n'))
+}

@@ -1,0 +1,172 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/distribution/reference"
+)
+
+// Resource types and actions of the registry token spec.
+const (
+	TypeRepository = "repository"
+	TypeRegistry   = "registry"
+
+	ActionPull   = "pull"
+	ActionPush   = "push"
+	ActionDelete = "delete"
+	ActionAll    = "*"
+
+	// CatalogName is the resource name of `registry:catalog:*`.
+	CatalogName = "catalog"
+)
+
+// maxScopeLen bounds a single scope: a repository name is at most 255
+// characters, so anything much longer is an attack or a mistake.
+const maxScopeLen = 512
+
+var (
+	resourceTypeRe = regexp.MustCompile(`^[a-z0-9]+(?:\([a-z0-9]+\))?$`)
+	actionRe       = regexp.MustCompile(`^(?:[a-z]*|\*)$`)
+	repositoryRe   = regexp.MustCompile(`^` + reference.NameRegexp.String() + `$`)
+)
+
+// ResourceActions is one entry of a token's access claim, and also what a
+// parsed scope asks for.
+type ResourceActions struct {
+	Type    string   `json:"type"`
+	Class   string   `json:"class,omitempty"`
+	Name    string   `json:"name"`
+	Actions []string `json:"actions"`
+}
+
+// String renders the scope form, `type[(class)]:name:a,b`.
+func (r ResourceActions) String() string {
+	t := r.Type
+	if r.Class != "" {
+		t += "(" + r.Class + ")"
+	}
+	return t + ":" + r.Name + ":" + strings.Join(r.Actions, ",")
+}
+
+// Has reports whether the entry grants action; "*" grants every action.
+func (r ResourceActions) Has(action string) bool {
+	return slices.Contains(r.Actions, action) || slices.Contains(r.Actions, ActionAll)
+}
+
+// ScopeError names the scope that did not parse, so that a client sees which
+// one of several was wrong.
+type ScopeError struct {
+	Scope  string
+	Reason string
+}
+
+func (e *ScopeError) Error() string {
+	s := e.Scope
+	if len(s) > 80 {
+		s = s[:80] + "…"
+	}
+	return fmt.Sprintf("invalid scope %q: %s", s, e.Reason)
+}
+
+// ParseScope parses one scope of the grammar
+//
+//	resourcetype[(class)] ":" resourcename ":" action[,action]*
+//
+// where the resource name may itself hold one ":" (a registry host with a
+// port). Repository names must follow the distribution name grammar.
+// Duplicate and empty actions are dropped.
+func ParseScope(s string) (ResourceActions, error) {
+	fail := func(reason string) (ResourceActions, error) {
+		return ResourceActions{}, &ScopeError{Scope: s, Reason: reason}
+	}
+	if len(s) > maxScopeLen {
+		return fail("too long")
+	}
+	first := strings.IndexByte(s, ':')
+	last := strings.LastIndexByte(s, ':')
+	if first < 0 || first == last {
+		return fail("want type:name:actions")
+	}
+	typ, name, actions := s[:first], s[first+1:last], s[last+1:]
+	if !resourceTypeRe.MatchString(typ) {
+		return fail("bad resource type")
+	}
+	var class string
+	if i := strings.IndexByte(typ, '('); i >= 0 {
+		typ, class = typ[:i], typ[i+1:len(typ)-1]
+	}
+	if name == "" {
+		return fail("empty resource name")
+	}
+	if strings.Count(name, ":") > 1 {
+		return fail("resource name has more than one ':'")
+	}
+	if typ == TypeRepository && (len(name) > reference.NameTotalLengthMax || !repositoryRe.MatchString(name)) {
+		return fail("bad repository name")
+	}
+	if strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fail("resource name has spaces or control characters")
+	}
+	ra := ResourceActions{Type: typ, Class: class, Name: name, Actions: []string{}}
+	for _, a := range strings.Split(actions, ",") {
+		if !actionRe.MatchString(a) {
+			return fail("bad action")
+		}
+		if a != "" && !slices.Contains(ra.Actions, a) {
+			ra.Actions = append(ra.Actions, a)
+		}
+	}
+	return ra, nil
+}
+
+// ErrTooManyScopes is returned by ParseScopes when a request names more
+// scopes than any real client sends.
+var ErrTooManyScopes = errors.New("too many scopes")
+
+// MaxScopes bounds the scopes of one token request; docker asks for at most
+// a handful (a pull plus cross-repository mounts).
+const MaxScopes = 32
+
+// ParseScopes parses the scope parameters of a token request. Each may be a
+// space-separated list (the OAuth2 form). Entries for the same resource are
+// merged, keeping the order of first appearance.
+func ParseScopes(params []string) ([]ResourceActions, error) {
+	var out []ResourceActions
+	for _, p := range params {
+		for _, s := range strings.Fields(p) {
+			ra, err := ParseScope(s)
+			if err != nil {
+				return nil, err
+			}
+			i := slices.IndexFunc(out, func(o ResourceActions) bool {
+				return o.Type == ra.Type && o.Class == ra.Class && o.Name == ra.Name
+			})
+			if i < 0 {
+				if len(out) == MaxScopes {
+					return nil, ErrTooManyScopes
+				}
+				out = append(out, ra)
+				continue
+			}
+			for _, a := range ra.Actions {
+				if !slices.Contains(out[i].Actions, a) {
+					out[i].Actions = append(out[i].Actions, a)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// Channel is the release channel of a repository: its first path component
+// (`stable` for `stable/app`).
+func Channel(repository string) string {
+	if i := strings.IndexByte(repository, '/'); i >= 0 {
+		return repository[:i]
+	}
+	return repository
+}

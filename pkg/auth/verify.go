@@ -1,0 +1,197 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Reasons a token is refused, as reported by VerifyError.Reason; they are
+// stable so that metrics can be labelled with them.
+const (
+	ReasonMalformed  = "malformed"
+	ReasonAlgorithm  = "algorithm"
+	ReasonUnknownKey = "unknown_key"
+	ReasonSignature  = "signature"
+	ReasonExpired    = "expired"
+	ReasonNotYet     = "not_yet_valid"
+	ReasonIssuer     = "issuer"
+	ReasonAudience   = "audience"
+	ReasonKeySource  = "key_source"
+)
+
+// VerifyError says why a token was refused. Reason is safe to show to the
+// client; Err is the detail, for logs.
+type VerifyError struct {
+	Reason string
+	Err    error
+}
+
+func (e *VerifyError) Error() string { return "token " + e.Reason + ": " + e.Err.Error() }
+func (e *VerifyError) Unwrap() error { return e.Err }
+
+// VerifierConfig configures a Verifier.
+type VerifierConfig struct {
+	Issuer   string
+	Audience string
+	Keys     KeySource
+	// Leeway tolerates clock skew between token service and gateway on exp
+	// and nbf; default 30 s.
+	Leeway time.Duration
+	// CacheSize bounds the verified-token cache; 0 means 10,000, a negative
+	// value turns it off.
+	CacheSize int
+	Clock     func() time.Time
+}
+
+// Verifier checks registry tokens: the signature with the algorithm pinned to
+// the key type, iss, aud, exp and nbf. Verified tokens are cached until they
+// expire, so that the many requests of one pull verify the signature once.
+type Verifier struct {
+	cfg    VerifierConfig
+	parser *jwt.Parser
+
+	mu    sync.RWMutex
+	cache map[string]*Claims
+}
+
+// NewVerifier returns a Verifier for cfg.
+func NewVerifier(cfg VerifierConfig) *Verifier {
+	if cfg.Leeway == 0 {
+		cfg.Leeway = 30 * time.Second
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = 10_000
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	return &Verifier{
+		cfg: cfg,
+		// Time checks are done here rather than by the parser, so that
+		// cached tokens are checked the same way as fresh ones.
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg(), jwt.SigningMethodRS256.Alg()}),
+			jwt.WithoutClaimsValidation(),
+		),
+		cache: make(map[string]*Claims),
+	}
+}
+
+// Verify checks raw and returns its claims. The claims are shared with the
+// cache: callers must not change them. Errors are *VerifyError.
+func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
+	now := v.cfg.Clock()
+	if v.cfg.CacheSize > 0 {
+		v.mu.RLock()
+		c, ok := v.cache[raw]
+		v.mu.RUnlock()
+		if ok {
+			if err := v.checkTimes(c, now); err != nil {
+				return nil, err
+			}
+			return c, nil
+		}
+	}
+	c, err := v.verify(ctx, raw, now)
+	if err != nil {
+		return nil, err
+	}
+	if v.cfg.CacheSize > 0 {
+		v.remember(raw, c, now)
+	}
+	return c, nil
+}
+
+func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Claims, error) {
+	var keyErr *VerifyError
+	claims := &Claims{}
+	_, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		if kid == "" {
+			keyErr = &VerifyError{ReasonUnknownKey, errors.New("no kid in header")}
+			return nil, keyErr
+		}
+		pub, err := v.cfg.Keys.PublicKey(ctx, kid)
+		if err != nil {
+			reason := ReasonKeySource
+			if errors.Is(err, ErrUnknownKey) {
+				reason = ReasonUnknownKey
+			}
+			keyErr = &VerifyError{reason, fmt.Errorf("kid %q: %w", kid, err)}
+			return nil, keyErr
+		}
+		method, err := MethodFor(pub)
+		if err != nil {
+			keyErr = &VerifyError{ReasonAlgorithm, err}
+			return nil, keyErr
+		}
+		if t.Method.Alg() != method.Alg() {
+			keyErr = &VerifyError{ReasonAlgorithm, fmt.Errorf("token uses %s, key %q takes %s", t.Method.Alg(), kid, method.Alg())}
+			return nil, keyErr
+		}
+		return pub, nil
+	})
+	switch {
+	case keyErr != nil:
+		return nil, keyErr
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return nil, &VerifyError{ReasonSignature, err}
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return nil, &VerifyError{ReasonAlgorithm, err}
+	case err != nil:
+		return nil, &VerifyError{ReasonMalformed, err}
+	}
+	if claims.Issuer != v.cfg.Issuer {
+		return nil, &VerifyError{ReasonIssuer, fmt.Errorf("issuer %q is not trusted", claims.Issuer)}
+	}
+	audOK := false
+	for _, a := range claims.Audience {
+		audOK = audOK || a == v.cfg.Audience
+	}
+	if !audOK {
+		return nil, &VerifyError{ReasonAudience, fmt.Errorf("audience %q is not %q", []string(claims.Audience), v.cfg.Audience)}
+	}
+	if err := v.checkTimes(claims, now); err != nil {
+		return nil, err
+	}
+	return claims, nil
+}
+
+// checkTimes requires exp (a token without one would be valid forever) and
+// honours nbf, both with the leeway.
+func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
+	if c.ExpiresAt == nil {
+		return &VerifyError{ReasonExpired, errors.New("no exp claim")}
+	}
+	if now.After(c.ExpiresAt.Add(v.cfg.Leeway)) {
+		return &VerifyError{ReasonExpired, fmt.Errorf("expired at %s", c.ExpiresAt.UTC().Format(time.RFC3339))}
+	}
+	if c.NotBefore != nil && now.Before(c.NotBefore.Add(-v.cfg.Leeway)) {
+		return &VerifyError{ReasonNotYet, fmt.Errorf("not valid before %s", c.NotBefore.UTC().Format(time.RFC3339))}
+	}
+	return nil
+}
+
+func (v *Verifier) remember(raw string, c *Claims, now time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.cache) >= v.cfg.CacheSize {
+		// Sweep what has expired; if the cache is still full, start over
+		// rather than keep an LRU: tokens live minutes, so a full cache of
+		// live tokens refills from fresh verifications at once.
+		for k, old := range v.cache {
+			if now.After(old.ExpiresAt.Add(v.cfg.Leeway)) {
+				delete(v.cache, k)
+			}
+		}
+		if len(v.cache) >= v.cfg.CacheSize {
+			clear(v.cache)
+		}
+	}
+	v.cache[raw] = c
+}
