@@ -31,8 +31,13 @@ const maxScopeLen = 512
 var (
 	resourceTypeRe = regexp.MustCompile(`^[a-z0-9]+(?:\([a-z0-9]+\))?$`)
 	actionRe       = regexp.MustCompile(`^(?:[a-z]*|\*)$`)
-	repositoryRe   = regexp.MustCompile(`^` + reference.NameRegexp.String() + `$`)
+	// The path grammar of distribution/reference without its optional
+	// domain: clients name repositories relative to the registry they ask,
+	// and the first component must be the channel, never a host.
+	repositoryRe = regexp.MustCompile(`^` + pathComponent + `(?:/` + pathComponent + `)*$`)
 )
+
+const pathComponent = `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
 
 // ResourceActions is one entry of a token's access claim, and also what a
 // parsed scope asks for.
@@ -77,7 +82,8 @@ func (e *ScopeError) Error() string {
 //	resourcetype[(class)] ":" resourcename ":" action[,action]*
 //
 // where the resource name may itself hold one ":" (a registry host with a
-// port). Repository names must follow the distribution name grammar.
+// port). Repository names must follow the path grammar of distribution's
+// names: lower-case components joined by "/", no host part.
 // Duplicate and empty actions are dropped.
 func ParseScope(s string) (ResourceActions, error) {
 	fail := func(reason string) (ResourceActions, error) {

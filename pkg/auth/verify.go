@@ -109,8 +109,10 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 
 func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Claims, error) {
 	var keyErr *VerifyError
+	keyLookedUp := false
 	claims := &Claims{}
 	_, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		keyLookedUp = true
 		kid, _ := t.Header["kid"].(string)
 		if kid == "" {
 			keyErr = &VerifyError{ReasonUnknownKey, errors.New("no kid in header")}
@@ -139,6 +141,9 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 	switch {
 	case keyErr != nil:
 		return nil, keyErr
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid) && !keyLookedUp:
+		// The parser refused the alg (none, HS256, …) before asking for a key.
+		return nil, &VerifyError{ReasonAlgorithm, err}
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return nil, &VerifyError{ReasonSignature, err}
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
