@@ -1,0 +1,289 @@
+package license
+
+import (
+	"container/list"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Cache defaults.
+const (
+	DefaultTTL           = 60 * time.Second
+	DefaultNegativeTTL   = 5 * time.Second
+	DefaultMaxEntries    = 100_000
+	DefaultLookupTimeout = 10 * time.Second
+)
+
+// Outcome labels passed to Observer.LookupDone.
+const (
+	OutcomeOK             = "ok"
+	OutcomeBadCredentials = "bad_credentials"
+	OutcomeUnavailable    = "unavailable"
+)
+
+// Observer receives metrics events so the caller can feed Prometheus (or
+// anything else) without this package depending on it. Calls are made
+// outside the cache's lock but on the request path: keep them cheap.
+type Observer interface {
+	// LookupDone reports one call to the wrapped backend (cache misses only;
+	// collapsed concurrent look-ups count once). backend is "http", "file"
+	// or the Go type of a custom Backend; outcome is one of the Outcome
+	// constants.
+	LookupDone(backend, outcome string, d time.Duration)
+	// CacheHit reports an answer served from the cache: positive for a
+	// licence, negative for a cached ErrBadCredentials.
+	CacheHit(positive bool)
+}
+
+// CacheConfig configures a Cache. Zero or negative values mean the default.
+type CacheConfig struct {
+	// TTL is how long a licence is served without asking the backend; 60s.
+	TTL time.Duration
+	// NegativeTTL is how long ErrBadCredentials is remembered; 5s. Short,
+	// so a customer who just fixed a token is not kept waiting, but long
+	// enough to absorb a client retrying a wrong password in a loop.
+	NegativeTTL time.Duration
+	// MaxEntries bounds memory; when full the oldest entry goes; 100k.
+	MaxEntries int
+	// LookupTimeout bounds one backend call made on behalf of all callers
+	// waiting for it; 10s.
+	LookupTimeout time.Duration
+	// Clock decides expiry; default time.Now.
+	Clock func() time.Time
+	// Observer, if set, receives metrics events.
+	Observer Observer
+}
+
+// Cache is a Backend that remembers answers of another Backend and collapses
+// concurrent identical look-ups into one backend call. ErrUnavailable is never
+// cached: the next request should try again.
+type Cache struct {
+	backend     Backend
+	name        string
+	ttl         time.Duration
+	negTTL      time.Duration
+	maxEntries  int
+	callTimeout time.Duration
+	clock       func() time.Time
+	obs         Observer
+
+	group singleflight.Group
+
+	mu      sync.Mutex
+	entries map[cacheKey]*list.Element // of *cacheEntry
+	order   *list.List                 // oldest insertion first
+
+	lastUnavailable atomic.Bool
+	lastGood        atomic.Int64 // Clock time of the last licence stored, UnixNano
+}
+
+// cacheKey is SHA-256(username NUL token): the raw token never sits in a
+// map that a heap dump or debugger would show.
+type cacheKey [sha256.Size]byte
+
+type cacheEntry struct {
+	key     cacheKey
+	lic     License
+	err     error // nil or ErrBadCredentials
+	expires time.Time
+}
+
+type lookupResult struct {
+	lic License
+	err error
+}
+
+// NewCache wraps b.
+func NewCache(b Backend, cfg CacheConfig) *Cache {
+	if b == nil {
+		panic("license: NewCache with nil Backend")
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.NegativeTTL <= 0 {
+		cfg.NegativeTTL = DefaultNegativeTTL
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
+	if cfg.LookupTimeout <= 0 {
+		cfg.LookupTimeout = DefaultLookupTimeout
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	return &Cache{
+		backend:     b,
+		name:        backendName(b),
+		ttl:         cfg.TTL,
+		negTTL:      cfg.NegativeTTL,
+		maxEntries:  cfg.MaxEntries,
+		callTimeout: cfg.LookupTimeout,
+		clock:       cfg.Clock,
+		obs:         cfg.Observer,
+		entries:     make(map[cacheKey]*list.Element),
+		order:       list.New(),
+	}
+}
+
+func backendName(b Backend) string {
+	switch b.(type) {
+	case *HTTPBackend:
+		return "http"
+	case *FileBackend:
+		return "file"
+	default:
+		return fmt.Sprintf("%T", b)
+	}
+}
+
+func makeCacheKey(c Credentials) cacheKey {
+	h := sha256.New()
+	h.Write([]byte(c.Username))
+	h.Write([]byte{0})
+	h.Write([]byte(c.Token))
+	var k cacheKey
+	h.Sum(k[:0])
+	return k
+}
+
+// Lookup implements Backend.
+func (c *Cache) Lookup(ctx context.Context, cred Credentials) (License, error) {
+	if err := ctx.Err(); err != nil {
+		return License{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	key := makeCacheKey(cred)
+	if lic, err, ok := c.get(key); ok {
+		if c.obs != nil {
+			c.obs.CacheHit(err == nil)
+		}
+		return lic, err
+	}
+
+	ch := c.group.DoChan(string(key[:]), func() (any, error) {
+		// The call is shared by every caller waiting on this key, so it must
+		// not die with whichever caller happened to start it.
+		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.callTimeout)
+		defer cancel()
+		lic, err := c.fetch(callCtx, key, cred)
+		return lookupResult{lic, err}, nil
+	})
+	select {
+	case r := <-ch:
+		res := r.Val.(lookupResult)
+		// Each caller gets its own slice so none can corrupt the cached one.
+		return res.lic.clone(), res.err
+	case <-ctx.Done():
+		return License{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+// fetch asks the backend and stores the answer before the singleflight call
+// completes, so a caller arriving just after finds it in the cache.
+func (c *Cache) fetch(ctx context.Context, key cacheKey, cred Credentials) (License, error) {
+	start := time.Now()
+	lic, err := c.backend.Lookup(ctx, cred)
+	d := time.Since(start)
+
+	now := c.clock()
+	outcome := OutcomeOK
+	switch {
+	case err == nil && lic.expired(now):
+		// Serving it would hand out access the licence no longer grants.
+		lic, err = License{}, ErrBadCredentials
+		fallthrough
+	case errors.Is(err, ErrBadCredentials):
+		outcome = OutcomeBadCredentials
+		c.lastUnavailable.Store(false)
+		c.put(key, License{}, ErrBadCredentials, now.Add(c.negTTL), now)
+		err = ErrBadCredentials
+	case err != nil:
+		outcome = OutcomeUnavailable
+		c.lastUnavailable.Store(true)
+		if !errors.Is(err, ErrUnavailable) {
+			// Fail closed whatever a custom backend returns.
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	default:
+		c.lastUnavailable.Store(false)
+		c.lastGood.Store(now.UnixNano())
+		exp := now.Add(c.ttl)
+		if !lic.ExpiresAt.IsZero() && lic.ExpiresAt.Before(exp) {
+			exp = lic.ExpiresAt
+		}
+		lic = lic.clone()
+		c.put(key, lic, nil, exp, now)
+	}
+	if c.obs != nil {
+		c.obs.LookupDone(c.name, outcome, d)
+	}
+	return lic, err
+}
+
+func (c *Cache) get(key cacheKey) (License, error, bool) {
+	now := c.clock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.entries[key]
+	if !ok {
+		return License{}, nil, false
+	}
+	e := el.Value.(*cacheEntry)
+	if !now.Before(e.expires) {
+		c.order.Remove(el)
+		delete(c.entries, key)
+		return License{}, nil, false
+	}
+	return e.lic.clone(), e.err, true
+}
+
+func (c *Cache) put(key cacheKey, lic License, err error, expires time.Time, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Insertion order roughly follows expiry, so dropping expired entries
+	// from the front is cheap and keeps a burst of one-off logins from
+	// lingering until MaxEntries forces them out.
+	for el := c.order.Front(); el != nil && !now.Before(el.Value.(*cacheEntry).expires); el = c.order.Front() {
+		c.order.Remove(el)
+		delete(c.entries, el.Value.(*cacheEntry).key)
+	}
+	if el, ok := c.entries[key]; ok {
+		c.order.Remove(el)
+		delete(c.entries, key)
+	}
+	for len(c.entries) >= c.maxEntries {
+		oldest := c.order.Front()
+		c.order.Remove(oldest)
+		delete(c.entries, oldest.Value.(*cacheEntry).key)
+	}
+	c.entries[key] = c.order.PushBack(&cacheEntry{key: key, lic: lic, err: err, expires: expires})
+}
+
+// Len returns the number of cached answers, expired ones included until
+// they are looked up or evicted.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}
+
+// Healthy is for readiness probes: true unless the last backend call failed
+// with ErrUnavailable and no licence was stored within the last TTL (so
+// logins likely cannot be served from the cache either). It starts out true:
+// a fresh instance must become ready to receive the traffic that would prove
+// the backend reachable.
+func (c *Cache) Healthy() bool {
+	if !c.lastUnavailable.Load() {
+		return true
+	}
+	last := c.lastGood.Load()
+	return last != 0 && c.clock().Before(time.Unix(0, last).Add(c.ttl))
+}

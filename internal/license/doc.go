@@ -1,0 +1,18 @@
+// Package license answers one question for the token service: which release
+// channels ("stable", "beta", …) does this account hold?
+//
+// Customers log in to the registry with their e-mail address and the API
+// token they already have with the vendor. A [Backend] turns those
+// [Credentials] into a [License] or one of two errors, and the token service
+// only needs to tell them apart:
+//
+//   - [ErrBadCredentials]: unknown user, wrong token and expired licence all
+//     look the same, so a client cannot probe which accounts exist.
+//   - [ErrUnavailable]: the backend could not give a trustworthy answer; the
+//     caller fails closed with 503 rather than guessing.
+//
+// [HTTPBackend] asks the vendor's licence API, [FileBackend] reads a YAML file
+// of token hashes (for on-premises installs and demos), and [Cache] sits in
+// front of either so that a `docker pull` of many layers does not turn into
+// many backend calls.
+package license

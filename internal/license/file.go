@@ -1,0 +1,322 @@
+package license
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+const (
+	// DefaultPollInterval is how often FileBackend.Run stats the file.
+	DefaultPollInterval = 2 * time.Second
+	// maxFileBytes is far above 100k accounts; it only stops a wrong path
+	// (a log file, /dev/zero) from being slurped.
+	maxFileBytes = 64 << 20
+)
+
+// FileOptions configures a FileBackend. The zero value is usable.
+type FileOptions struct {
+	// Clock decides expiry and Loaded times; default time.Now.
+	Clock func() time.Time
+	// Logger receives reload results; default slog.Default().
+	Logger *slog.Logger
+	// PollInterval is how often Run stats the file; default 2s.
+	PollInterval time.Duration
+}
+
+// FileBackend serves licences from a YAML file of token hashes:
+//
+//	accounts:
+//	  - username: alice@example.com
+//	    token_sha256: "<hex SHA-256 of the API token, see HashToken>"
+//	    channels: [stable, beta]
+//	    expires: 2027-12-31T00:00:00Z   # optional
+//
+// Run picks up edits without a restart. An edit that does not load keeps
+// the last good list, so a typo cannot lock every customer out.
+type FileBackend struct {
+	path     string
+	clock    func() time.Time
+	log      *slog.Logger
+	interval time.Duration
+	// dummy is compared against for unknown users so that they cost the same
+	// as known ones and timing does not reveal which e-mails exist.
+	dummy [sha256.Size]byte
+
+	state   atomic.Pointer[fileState]
+	running atomic.Bool
+
+	// Poll bookkeeping: written by the constructor, then only by Run.
+	seen     os.FileInfo // what the last read saw; nil if the file was missing
+	badHash  [sha256.Size]byte
+	statFail bool
+}
+
+type fileState struct {
+	accounts map[string]fileAccount // key: lower-cased username
+	hash     [sha256.Size]byte      // of the file content, to skip no-op rewrites
+	loaded   time.Time
+}
+
+type fileAccount struct {
+	username  string
+	tokenHash [sha256.Size]byte
+	channels  []string
+	expires   time.Time
+}
+
+// HashToken returns the hex SHA-256 of token, the form token_sha256 expects.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// NewFileBackend loads path once. A file that does not load is an error here,
+// unlike during Run, because there is no last good list to fall back to.
+func NewFileBackend(path string, opts FileOptions) (*FileBackend, error) {
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.PollInterval < 0 {
+		return nil, fmt.Errorf("license: negative poll interval %v", opts.PollInterval)
+	}
+	if opts.PollInterval == 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	f := &FileBackend{
+		path:     path,
+		clock:    opts.Clock,
+		log:      opts.Logger.With(slog.String("path", path)),
+		interval: opts.PollInterval,
+	}
+	_, _ = rand.Read(f.dummy[:])
+
+	st, fi, err := f.read()
+	if err != nil {
+		return nil, fmt.Errorf("license: loading %s: %w", path, err)
+	}
+	f.seen = fi
+	f.state.Store(st)
+	return f, nil
+}
+
+// Loaded returns when the current account list was loaded; for readiness
+// checks and "config reloaded" metrics.
+func (f *FileBackend) Loaded() time.Time {
+	return f.state.Load().loaded
+}
+
+// Lookup implements Backend.
+func (f *FileBackend) Lookup(_ context.Context, c Credentials) (License, error) {
+	if !c.plausible() {
+		return License{}, ErrBadCredentials
+	}
+	sum := sha256.Sum256([]byte(c.Token))
+	acct, known := f.state.Load().accounts[strings.ToLower(c.Username)]
+	want := &f.dummy
+	if known {
+		want = &acct.tokenHash
+	}
+	match := subtle.ConstantTimeCompare(sum[:], want[:]) == 1
+	if !known || !match {
+		return License{}, ErrBadCredentials
+	}
+	if !acct.expires.IsZero() && !f.clock().Before(acct.expires) {
+		return License{}, ErrBadCredentials
+	}
+	return License{
+		Account:   acct.username,
+		Channels:  append([]string(nil), acct.channels...),
+		ExpiresAt: acct.expires,
+	}, nil
+}
+
+// Run polls the file until ctx is done and then returns nil. It starts no
+// goroutines of its own. Only one Run may be active at a time.
+//
+// Polling rather than inotify: no watcher module is vendored, a stat every
+// few seconds is cheap, and it copes with editors and Kubernetes ConfigMaps
+// that replace the file by rename, which per-file watches miss.
+func (f *FileBackend) Run(ctx context.Context) error {
+	if !f.running.CompareAndSwap(false, true) {
+		return errors.New("license: FileBackend.Run is already running")
+	}
+	defer f.running.Store(false)
+
+	t := time.NewTicker(f.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			f.poll()
+		}
+	}
+}
+
+// poll rereads the file only when stat says it changed. The comparison
+// includes file identity because a rename-into-place can keep size and, on
+// coarse filesystems, mtime.
+func (f *FileBackend) poll() {
+	fi, err := os.Stat(f.path)
+	if err != nil {
+		if !f.statFail {
+			f.log.Warn("license file unreadable; keeping last good account list", slog.Any("error", err))
+			f.statFail = true
+		}
+		f.seen = nil
+		return
+	}
+	f.statFail = false
+	if f.seen != nil && os.SameFile(f.seen, fi) && fi.ModTime().Equal(f.seen.ModTime()) && fi.Size() == f.seen.Size() {
+		return
+	}
+
+	st, readInfo, err := f.read()
+	if readInfo != nil {
+		f.seen = readInfo
+	}
+	if err != nil {
+		var he *contentError
+		if errors.As(err, &he) {
+			if he.hash == f.badHash {
+				return // same broken content, already reported
+			}
+			f.badHash = he.hash
+		}
+		f.log.Error("license file rejected; keeping last good account list", slog.Any("error", err))
+		return
+	}
+	f.badHash = [sha256.Size]byte{}
+	if st.hash == f.state.Load().hash {
+		return // touched, or a broken edit reverted: nothing changed
+	}
+	f.state.Store(st)
+	f.log.Info("license file reloaded", slog.Int("accounts", len(st.accounts)))
+}
+
+// contentError is a parse failure tagged with the content hash, so a broken
+// file is logged once rather than on every change of its mtime alone.
+type contentError struct {
+	hash [sha256.Size]byte
+	err  error
+}
+
+func (e *contentError) Error() string { return e.err.Error() }
+func (e *contentError) Unwrap() error { return e.err }
+
+// read loads the file. It stats the open descriptor, so the returned info
+// describes the bytes actually read even if the path is swapped meanwhile.
+func (f *FileBackend) read() (*fileState, os.FileInfo, error) {
+	fh, err := os.Open(f.path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(fh, maxFileBytes+1))
+	if err != nil {
+		return nil, fi, err
+	}
+	if len(data) > maxFileBytes {
+		return nil, fi, fmt.Errorf("file exceeds %d bytes", maxFileBytes)
+	}
+	hash := sha256.Sum256(data)
+	accounts, err := parseAccounts(data)
+	if err != nil {
+		return nil, fi, &contentError{hash: hash, err: err}
+	}
+	return &fileState{accounts: accounts, hash: hash, loaded: f.clock()}, fi, nil
+}
+
+type accountsFile struct {
+	Accounts []accountEntry `yaml:"accounts"`
+}
+
+type accountEntry struct {
+	Username    string    `yaml:"username"`
+	TokenSHA256 string    `yaml:"token_sha256"`
+	Channels    []string  `yaml:"channels"`
+	Expires     time.Time `yaml:"expires"`
+}
+
+// parseAccounts is strict on purpose: a misspelt field or a duplicate user
+// is far more likely a mistake than intent, and rejecting it keeps the last
+// good list in force. Errors never quote token hashes.
+func parseAccounts(data []byte) (map[string]fileAccount, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		// Usually a save caught half-way (truncate, then write).
+		return nil, errors.New("file is empty")
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var doc accountsFile
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("file has no YAML document")
+		}
+		return nil, err
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("file has more than one YAML document")
+	}
+	if doc.Accounts == nil {
+		// Catches a file whose top-level key is missing or misspelt but
+		// otherwise empty; an intentionally empty list is "accounts: []".
+		return nil, errors.New(`missing "accounts" list`)
+	}
+
+	out := make(map[string]fileAccount, len(doc.Accounts))
+	for i, e := range doc.Accounts {
+		where := fmt.Sprintf("account %d", i+1)
+		if e.Username == "" {
+			return nil, fmt.Errorf("%s: username is empty", where)
+		}
+		where = fmt.Sprintf("account %d (%s)", i+1, e.Username)
+		if strings.TrimSpace(e.Username) != e.Username {
+			return nil, fmt.Errorf("%s: username has surrounding spaces", where)
+		}
+		key := strings.ToLower(e.Username)
+		if _, dup := out[key]; dup {
+			return nil, fmt.Errorf("%s: duplicate username (usernames are case-insensitive)", where)
+		}
+		raw, err := hex.DecodeString(e.TokenSHA256)
+		if err != nil || len(raw) != sha256.Size {
+			return nil, fmt.Errorf("%s: token_sha256 must be %d hex digits", where, 2*sha256.Size)
+		}
+		for _, ch := range e.Channels {
+			if strings.TrimSpace(ch) == "" || strings.TrimSpace(ch) != ch {
+				return nil, fmt.Errorf("%s: channel names must be non-empty without surrounding spaces", where)
+			}
+		}
+		a := fileAccount{
+			username: e.Username,
+			channels: normalizeChannels(e.Channels),
+			expires:  e.Expires,
+		}
+		copy(a.tokenHash[:], raw)
+		out[key] = a
+	}
+	return out, nil
+}

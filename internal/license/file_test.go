@@ -1,0 +1,361 @@
+package license
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	aliceToken = "alice-api-token"
+	bobToken   = "bob-api-token"
+	carolToken = "carol-api-token"
+)
+
+func accountsYAML(extra string) string {
+	return fmt.Sprintf(`# licences for the demo registry
+accounts:
+  - username: Alice@Example.com
+    token_sha256: %q
+    channels: [stable, beta, stable]
+  - username: bob@example.com
+    token_sha256: %q
+    channels: [stable]
+    expires: 2026-03-01T12:30:00Z
+%s`, HashToken(aliceToken), strings.ToUpper(HashToken(bobToken)), extra)
+}
+
+// writeFile replaces path's content in place and bumps the mtime, so the
+// change is visible even on filesystems with coarse timestamps.
+var mtimeSeq = time.Now()
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mtimeSeq = mtimeSeq.Add(time.Second)
+	if err := os.Chtimes(path, mtimeSeq, mtimeSeq); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type fileFixture struct {
+	path  string
+	clock *fakeClock
+	logs  *syncBuffer
+	b     *FileBackend
+}
+
+// startFile loads content and runs the poller until the test ends, checking
+// that Run returns once its context is cancelled.
+func startFile(t *testing.T, content string) *fileFixture {
+	t.Helper()
+	fx := &fileFixture{
+		path:  filepath.Join(t.TempDir(), "accounts.yaml"),
+		clock: newFakeClock(),
+		logs:  &syncBuffer{},
+	}
+	writeFile(t, fx.path, content)
+	b, err := NewFileBackend(fx.path, FileOptions{
+		Clock:        fx.clock.Now,
+		Logger:       slog.New(slog.NewTextHandler(fx.logs, nil)),
+		PollInterval: 5 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.b = b
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v", err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Error("Run did not stop after cancel")
+		}
+	})
+	return fx
+}
+
+func (fx *fileFixture) lookup(user, token string) (License, error) {
+	return fx.b.Lookup(context.Background(), Credentials{Username: user, Token: token})
+}
+
+func TestFileLookup(t *testing.T) {
+	fx := startFile(t, accountsYAML(""))
+
+	lic, err := fx.lookup("alice@example.com", aliceToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lic.Account != "Alice@Example.com" || !slices.Equal(lic.Channels, []string{"beta", "stable"}) || !lic.ExpiresAt.IsZero() {
+		t.Errorf("got %+v", lic)
+	}
+	// E-mail addresses are case-insensitive in practice.
+	if _, err := fx.lookup("ALICE@example.COM", aliceToken); err != nil {
+		t.Errorf("case-insensitive username: %v", err)
+	}
+	// Upper-case hex in the file is accepted.
+	lic, err = fx.lookup("bob@example.com", bobToken)
+	if err != nil || !lic.ExpiresAt.Equal(time.Date(2026, 3, 1, 12, 30, 0, 0, time.UTC)) {
+		t.Errorf("bob: %+v, %v", lic, err)
+	}
+
+	for _, c := range []struct{ name, user, token string }{
+		{"wrong token", "alice@example.com", bobToken},
+		{"unknown user", "mallory@example.com", aliceToken},
+		{"empty token", "alice@example.com", ""},
+		{"hash instead of token", "alice@example.com", HashToken(aliceToken)},
+	} {
+		if _, err := fx.lookup(c.user, c.token); !errors.Is(err, ErrBadCredentials) || errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s: err = %v, want ErrBadCredentials", c.name, err)
+		}
+	}
+
+	// Expiry is exclusive: at the instant of expiry the licence is gone.
+	fx.clock.Advance(30 * time.Minute)
+	if _, err := fx.lookup("bob@example.com", bobToken); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("expired: err = %v, want ErrBadCredentials", err)
+	}
+	if _, err := fx.lookup("alice@example.com", aliceToken); err != nil {
+		t.Errorf("non-expiring: %v", err)
+	}
+}
+
+func TestFileReturnsCopies(t *testing.T) {
+	fx := startFile(t, accountsYAML(""))
+	lic, _ := fx.lookup("alice@example.com", aliceToken)
+	lic.Channels[0] = "everything"
+	lic, _ = fx.lookup("alice@example.com", aliceToken)
+	if lic.Holds("everything") {
+		t.Fatal("caller mutated the backend's account list")
+	}
+}
+
+func TestFileReload(t *testing.T) {
+	fx := startFile(t, accountsYAML(""))
+	firstLoad := fx.b.Loaded()
+	if firstLoad.IsZero() {
+		t.Fatal("Loaded is zero after constructor")
+	}
+	fx.clock.Advance(time.Minute)
+
+	// A valid edit (in place) is picked up without restart.
+	writeFile(t, fx.path, accountsYAML(fmt.Sprintf(`  - username: carol@example.com
+    token_sha256: %q
+    channels: [nightly]
+`, HashToken(carolToken))))
+	eventually(t, "carol to appear", func() bool {
+		_, err := fx.lookup("carol@example.com", carolToken)
+		return err == nil
+	})
+	if !fx.b.Loaded().After(firstLoad) {
+		t.Error("Loaded did not advance")
+	}
+	if !strings.Contains(fx.logs.String(), "license file reloaded") {
+		t.Errorf("no reload log: %s", fx.logs)
+	}
+
+	// Broken edits keep the last good list and say why.
+	broken := []struct{ name, content, logged string }{
+		{"bad YAML", "accounts: [\n  - username: x", "did not find expected"},
+		{"bad hex", `accounts: [{username: dave@example.com, token_sha256: "zz", channels: [stable]}]`, "dave@example.com): token_sha256"},
+		{"short hash", `accounts: [{username: erin@example.com, token_sha256: "abcd", channels: [stable]}]`, "erin@example.com): token_sha256"},
+		{"duplicate user", accountsYAML(fmt.Sprintf("  - username: ALICE@example.com\n    token_sha256: %q\n", HashToken("x"))), "duplicate"},
+		{"unknown field", accountsYAML("  - username: dave@example.com\n    token: plain\n"), "field token not found"},
+		{"typo at top", "acounts: []\n", "field acounts not found"},
+		{"empty file", "", "file is empty"},
+	}
+	var allLogs strings.Builder
+	for _, tt := range broken {
+		loaded := fx.b.Loaded()
+		allLogs.WriteString(fx.logs.String())
+		// Per-case logs: os.WriteFile truncates first, so the poller may also
+		// see (and report) an empty file in passing.
+		fx.logs.Reset()
+		writeFile(t, fx.path, tt.content)
+		eventually(t, tt.name+" to be logged", func() bool {
+			logs := fx.logs.String()
+			return strings.Contains(logs, "license file rejected") && strings.Contains(logs, tt.logged)
+		})
+		if _, err := fx.lookup("carol@example.com", carolToken); err != nil {
+			t.Errorf("%s: last good list lost: %v", tt.name, err)
+		}
+		if !fx.b.Loaded().Equal(loaded) {
+			t.Errorf("%s: Loaded changed on a rejected file", tt.name)
+		}
+	}
+	allLogs.WriteString(fx.logs.String())
+	logs := allLogs.String()
+	for _, secret := range []string{HashToken(aliceToken), HashToken(carolToken), aliceToken, carolToken} {
+		if strings.Contains(strings.ToLower(logs), strings.ToLower(secret)) {
+			t.Errorf("logs contain a token or its hash:\n%s", logs)
+		}
+	}
+
+	// Fixing the file recovers.
+	writeFile(t, fx.path, accountsYAML(""))
+	eventually(t, "carol to be removed", func() bool {
+		_, err := fx.lookup("carol@example.com", carolToken)
+		return errors.Is(err, ErrBadCredentials)
+	})
+}
+
+// Editors and ConfigMap updates write a new file and rename it over the old
+// one; the poller must notice even when size and mtime match.
+func TestFileRenameIntoPlace(t *testing.T) {
+	fx := startFile(t, accountsYAML(""))
+	info, err := os.Stat(fx.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Same length as the original: swap Alice's hash for Carol's.
+	next := strings.Replace(accountsYAML(""), HashToken(aliceToken), HashToken(carolToken), 1)
+	if len(next) != len(accountsYAML("")) {
+		t.Fatal("test content should keep the size")
+	}
+	tmp := fx.path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(next), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(tmp, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, fx.path); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "renamed file to be loaded", func() bool {
+		_, err := fx.lookup("alice@example.com", carolToken)
+		return err == nil
+	})
+	if _, err := fx.lookup("alice@example.com", aliceToken); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("old token still accepted: %v", err)
+	}
+}
+
+func TestFileRemovedKeepsList(t *testing.T) {
+	fx := startFile(t, accountsYAML(""))
+	if err := os.Remove(fx.path); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "missing file to be logged", func() bool {
+		return strings.Contains(fx.logs.String(), "unreadable")
+	})
+	if _, err := fx.lookup("alice@example.com", aliceToken); err != nil {
+		t.Fatalf("list lost when file vanished: %v", err)
+	}
+	writeFile(t, fx.path, accountsYAML("  - username: dave@example.com\n    token_sha256: "+HashToken("d")+"\n"))
+	eventually(t, "file to come back", func() bool {
+		_, err := fx.lookup("dave@example.com", "d")
+		return err == nil
+	})
+}
+
+func TestFileConstructorErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := NewFileBackend(filepath.Join(dir, "missing.yaml"), FileOptions{}); err == nil {
+		t.Error("missing file accepted")
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	writeFile(t, bad, "accounts:\n  - username: x\n    token_sha256: nothex\n")
+	if _, err := NewFileBackend(bad, FileOptions{}); err == nil || !strings.Contains(err.Error(), "hex") {
+		t.Errorf("err = %v", err)
+	}
+	empty := filepath.Join(dir, "empty.yaml")
+	writeFile(t, empty, "accounts: []\n")
+	if _, err := NewFileBackend(empty, FileOptions{}); err != nil {
+		t.Errorf("an explicitly empty list is valid: %v", err)
+	}
+}
+
+func TestFileRunTwice(t *testing.T) {
+	fx := startFile(t, accountsYAML(""))
+	eventually(t, "first Run to start", func() bool { return fx.b.running.Load() })
+	if err := fx.b.Run(t.Context()); err == nil {
+		t.Error("second concurrent Run should fail")
+	}
+}
+
+func TestFileConcurrentLookupsDuringReload(t *testing.T) {
+	fx := startFile(t, accountsYAML(""))
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := fx.lookup("alice@example.com", aliceToken); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for i := range 5 {
+		writeFile(t, fx.path, accountsYAML(fmt.Sprintf("# edit %d\n", i)))
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+}
+
+func TestParseAccountsStrict(t *testing.T) {
+	h := HashToken("t")
+	for name, doc := range map[string]string{
+		"two documents":   "accounts: []\n---\naccounts: []\n",
+		"empty username":  fmt.Sprintf("accounts: [{username: '', token_sha256: %s}]", h),
+		"spaces in user":  fmt.Sprintf("accounts: [{username: ' a@b', token_sha256: %s}]", h),
+		"empty channel":   fmt.Sprintf("accounts: [{username: a@b, token_sha256: %s, channels: ['']}]", h),
+		"channel spaces":  fmt.Sprintf("accounts: [{username: a@b, token_sha256: %s, channels: ['beta ']}]", h),
+		"bad expires":     fmt.Sprintf("accounts: [{username: a@b, token_sha256: %s, expires: soon}]", h),
+		"comments only":   "# nothing\n",
+		"accounts is map": "accounts: {a: b}\n",
+	} {
+		if _, err := parseAccounts([]byte(doc)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	got, err := parseAccounts([]byte(fmt.Sprintf("accounts:\n- {username: a@b, token_sha256: %s, expires: 2027-12-31}\n", h)))
+	if err != nil || !got["a@b"].expires.Equal(time.Date(2027, 12, 31, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("date-only expiry: %v, %v", got, err)
+	}
+}
+
+func FuzzParseAccounts(f *testing.F) {
+	f.Add([]byte(accountsYAML("")))
+	f.Add([]byte("accounts: []\n"))
+	f.Add([]byte("accounts: [{username: a, token_sha256: zz}]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		accounts, err := parseAccounts(data)
+		if err != nil {
+			return
+		}
+		for key, a := range accounts {
+			if key != strings.ToLower(a.username) || a.username == "" {
+				t.Fatalf("bad key %q for %q", key, a.username)
+			}
+			if !slices.IsSorted(a.channels) || slices.Contains(a.channels, "") {
+				t.Fatalf("channels not normalised: %q", a.channels)
+			}
+		}
+	})
+}

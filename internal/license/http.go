@@ -1,0 +1,138 @@
+package license
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+const (
+	// DefaultHTTPTimeout bounds one call to the licence API.
+	DefaultHTTPTimeout = 5 * time.Second
+	// maxResponseBytes keeps a broken or hostile upstream from making us
+	// buffer without bound; a licence list is a few kilobytes.
+	maxResponseBytes = 1 << 20
+)
+
+// HTTPConfig configures an HTTPBackend.
+type HTTPConfig struct {
+	// URL of the licence endpoint, e.g. https://api.kloudless.com/v1/meta/licenses/.
+	URL string
+	// ChannelsPath locates the channel names in the JSON answer; see
+	// DefaultChannelsPath (the default) for the grammar.
+	ChannelsPath string
+	// Timeout bounds each call, including reading the body; default 5s.
+	Timeout time.Duration
+	// Client is used for requests; default is a client with Timeout.
+	Client *http.Client
+}
+
+// HTTPBackend asks the vendor's licence API with the customer's API token.
+//
+// The API only takes the token, so it cannot confirm that the e-mail address
+// belongs to it: License.Account is the username exactly as given.
+type HTTPBackend struct {
+	url     string
+	path    channelPath
+	timeout time.Duration
+	client  *http.Client
+}
+
+// NewHTTPBackend validates cfg, including ChannelsPath, so that a bad
+// configuration fails at start-up rather than on the first login.
+func NewHTTPBackend(cfg HTTPConfig) (*HTTPBackend, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("license: bad URL: %w", err)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("license: URL %q must be absolute http(s)", cfg.URL)
+	}
+	if u.User != nil {
+		// The URL ends up in error messages and logs.
+		return nil, errors.New("license: URL must not contain credentials")
+	}
+	if cfg.ChannelsPath == "" {
+		cfg.ChannelsPath = DefaultChannelsPath
+	}
+	p, err := parseChannelPath(cfg.ChannelsPath)
+	if err != nil {
+		return nil, fmt.Errorf("license: %w", err)
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("license: negative timeout %v", cfg.Timeout)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultHTTPTimeout
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: cfg.Timeout}
+	}
+	return &HTTPBackend{url: u.String(), path: p, timeout: cfg.Timeout, client: cfg.Client}, nil
+}
+
+// Lookup implements Backend.
+func (b *HTTPBackend) Lookup(ctx context.Context, c Credentials) (License, error) {
+	if !c.plausible() {
+		return License{}, ErrBadCredentials
+	}
+	// An injected client may have no timeout of its own; the context
+	// deadline also covers reading the body.
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url, nil)
+	if err != nil {
+		return License{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	// The licence API rejects Docker's Accept header (see the seed article).
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "registry-gateway")
+
+	resp, err := b.client.Do(req)
+	if err != nil {
+		// *url.Error names method, URL and cause; the token is only in a
+		// header, which it never prints.
+		return License{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized, http.StatusForbidden:
+		drain(resp.Body)
+		return License{}, ErrBadCredentials
+	default:
+		drain(resp.Body)
+		return License{}, fmt.Errorf("%w: licence API answered %s", ErrUnavailable, resp.Status)
+	}
+
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	if err != nil {
+		return License{}, fmt.Errorf("%w: reading licence API answer: %w", ErrUnavailable, err)
+	}
+	if len(body) > maxResponseBytes {
+		return License{}, fmt.Errorf("%w: licence API answer exceeds %d bytes", ErrUnavailable, maxResponseBytes)
+	}
+	var doc any
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return License{}, fmt.Errorf("%w: licence API answer is not JSON: %w", ErrUnavailable, err)
+	}
+	channels, err := b.path.extract(doc)
+	if err != nil {
+		return License{}, fmt.Errorf("%w: licence API answer: %w", ErrUnavailable, err)
+	}
+	return License{Account: c.Username, Channels: normalizeChannels(channels)}, nil
+}
+
+// drain lets the connection be reused when the body is small, without
+// reading an unbounded error page.
+func drain(r io.Reader) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(r, 64<<10))
+}

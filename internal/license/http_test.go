@@ -1,0 +1,240 @@
+package license
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const apiToken = "kl_live_TOPSECRET_abcdef123456"
+
+// licenceAPI imitates the vendor endpoint: it checks the headers the seed
+// article relies on and answers with handle's status and body.
+func licenceAPI(t *testing.T, handle func(w http.ResponseWriter, r *http.Request)) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			t.Errorf("method %s", r.Method)
+		}
+		if got := r.Header.Get("Accept"); got != "application/json" {
+			t.Errorf("Accept = %q", got)
+		}
+		if r.Header.Get("Authorization") != "Bearer "+apiToken {
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"error":"invalid token"}`)
+			return
+		}
+		handle(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func jsonAnswer(status int, body string) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}
+}
+
+func newHTTP(t *testing.T, cfg HTTPConfig) *HTTPBackend {
+	t.Helper()
+	b, err := NewHTTPBackend(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+var alice = Credentials{Username: "alice@example.com", Token: apiToken}
+
+func TestHTTPDefaultPath(t *testing.T) {
+	srv := licenceAPI(t, jsonAnswer(200, `{"count":3,"objects":[
+		{"id":1,"release":"stable"},{"id":2,"release":"beta"},{"id":3,"release":"stable"}]}`))
+	b := newHTTP(t, HTTPConfig{URL: srv.URL + "/v1/meta/licenses/"})
+
+	lic, err := b.Lookup(t.Context(), alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := License{Account: alice.Username, Channels: []string{"beta", "stable"}}
+	if lic.Account != want.Account || !slices.Equal(lic.Channels, want.Channels) || !lic.ExpiresAt.IsZero() {
+		t.Errorf("got %+v, want %+v", lic, want)
+	}
+	if !lic.Holds("stable") || lic.Holds("nightly") {
+		t.Errorf("Holds wrong for %v", lic.Channels)
+	}
+}
+
+func TestHTTPCustomPath(t *testing.T) {
+	srv := licenceAPI(t, jsonAnswer(200, `{"data":{"channels":["nightly","stable"]}}`))
+	b := newHTTP(t, HTTPConfig{URL: srv.URL, ChannelsPath: "data.channels[]"})
+	lic, err := b.Lookup(t.Context(), alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(lic.Channels, []string{"nightly", "stable"}) {
+		t.Errorf("channels %q", lic.Channels)
+	}
+}
+
+func TestHTTPNoLicences(t *testing.T) {
+	srv := licenceAPI(t, jsonAnswer(200, `{"count":0,"objects":[]}`))
+	lic, err := newHTTP(t, HTTPConfig{URL: srv.URL}).Lookup(t.Context(), alice)
+	if err != nil || len(lic.Channels) != 0 {
+		t.Fatalf("got %+v, %v; want empty licence", lic, err)
+	}
+}
+
+func TestHTTPErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		handle  func(http.ResponseWriter, *http.Request)
+		cred    Credentials
+		wantErr error
+		msg     string // expected in the error text
+	}{
+		{"wrong token", jsonAnswer(200, `{}`), Credentials{"alice@example.com", "kl_live_wrong"}, ErrBadCredentials, ""},
+		{"403", jsonAnswer(403, `{"error":"forbidden"}`), alice, ErrBadCredentials, ""},
+		{"500", jsonAnswer(500, `oops`), alice, ErrUnavailable, "500"},
+		{"429", jsonAnswer(429, ``), alice, ErrUnavailable, "429"},
+		{"404", jsonAnswer(404, ``), alice, ErrUnavailable, "404"},
+		{"bad JSON", jsonAnswer(200, `{"objects":[`), alice, ErrUnavailable, "not JSON"},
+		{"HTML", jsonAnswer(200, `<html>maintenance</html>`), alice, ErrUnavailable, "not JSON"},
+		{"wrong shape", jsonAnswer(200, `{"objects":{"release":"stable"}}`), alice, ErrUnavailable, "want array"},
+		{"oversize", func(w http.ResponseWriter, _ *http.Request) {
+			io.WriteString(w, `{"objects":[`)
+			item := `{"release":"stable"},`
+			for range (maxResponseBytes / len(item)) + 1 {
+				io.WriteString(w, item)
+			}
+			io.WriteString(w, `{"release":"beta"}]}`)
+		}, alice, ErrUnavailable, "exceeds"},
+		{"empty token", jsonAnswer(200, `{}`), Credentials{"alice@example.com", ""}, ErrBadCredentials, ""},
+		{"header injection", jsonAnswer(200, `{}`), Credentials{"alice@example.com", apiToken + "\r\nX-Evil: 1"}, ErrBadCredentials, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := licenceAPI(t, tt.handle)
+			_, err := newHTTP(t, HTTPConfig{URL: srv.URL}).Lookup(t.Context(), tt.cred)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr == ErrBadCredentials && errors.Is(err, ErrUnavailable) {
+				t.Fatalf("err %v is both", err)
+			}
+			if !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("error %q should mention %q", err, tt.msg)
+			}
+			if strings.Contains(err.Error(), "TOPSECRET") {
+				t.Errorf("error leaks token: %v", err)
+			}
+		})
+	}
+}
+
+func TestHTTPTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := licenceAPI(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	defer close(release) // before srv.Close, which waits for handlers
+
+	for _, cfg := range []HTTPConfig{
+		{URL: srv.URL, Timeout: 50 * time.Millisecond},
+		// An injected client without its own timeout must still be bounded.
+		{URL: srv.URL, Timeout: 50 * time.Millisecond, Client: &http.Client{}},
+	} {
+		start := time.Now()
+		_, err := newHTTP(t, cfg).Lookup(t.Context(), alice)
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("err = %v, want ErrUnavailable", err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("timeout took %v", d)
+		}
+		if strings.Contains(err.Error(), "TOPSECRET") {
+			t.Errorf("error leaks token: %v", err)
+		}
+	}
+}
+
+func TestHTTPCallerCancel(t *testing.T) {
+	srv := licenceAPI(t, jsonAnswer(200, `{}`))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := newHTTP(t, HTTPConfig{URL: srv.URL}).Lookup(ctx, alice)
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestHTTPServerDown(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	_, err := newHTTP(t, HTTPConfig{URL: url}).Lookup(t.Context(), alice)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestHTTPConfigErrors(t *testing.T) {
+	for _, cfg := range []HTTPConfig{
+		{URL: ""},
+		{URL: "api.kloudless.com/v1/meta/licenses/"},
+		{URL: "ftp://example.com/"},
+		{URL: "https://user:pw@example.com/"},
+		{URL: "https://example.com/", ChannelsPath: "objects[0].release"},
+		{URL: "https://example.com/", Timeout: -time.Second},
+	} {
+		if _, err := NewHTTPBackend(cfg); err == nil {
+			t.Errorf("NewHTTPBackend(%+v) succeeded", cfg)
+		}
+	}
+}
+
+// The whole point of the cache: many concurrent logins of one customer (say
+// parallel pulls) cost one call to the vendor.
+func TestHTTPBehindCacheCollapses(t *testing.T) {
+	var calls atomic.Int32
+	gate := make(chan struct{})
+	srv := licenceAPI(t, func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		<-gate
+		io.WriteString(w, `{"objects":[{"release":"stable"}]}`)
+	})
+	c := NewCache(newHTTP(t, HTTPConfig{URL: srv.URL}), CacheConfig{})
+
+	errs := make(chan error, 100)
+	for range 100 {
+		go func() {
+			lic, err := c.Lookup(t.Context(), alice)
+			if err == nil && !lic.Holds("stable") {
+				err = errors.New("licence lost its channel")
+			}
+			errs <- err
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // let the callers pile up
+	close(gate)
+	for range 100 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("%d calls to the licence API, want 1", n)
+	}
+}

@@ -1,0 +1,119 @@
+package license
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ErrBadCredentials means the credentials do not grant anything: unknown user,
+// wrong token or expired licence. The cases are deliberately merged so that a
+// client learns nothing about which e-mail addresses have accounts.
+var ErrBadCredentials = errors.New("license: bad credentials")
+
+// ErrUnavailable means no trustworthy answer could be obtained (backend down,
+// timeout, malformed answer). Callers should answer 503 and grant nothing.
+// Backends wrap it, so test with errors.Is.
+var ErrUnavailable = errors.New("license: backend unavailable")
+
+// License is what an account may pull.
+type License struct {
+	// Account is the name the licence was granted to.
+	Account string
+	// Channels is sorted and free of duplicates and empty names.
+	Channels []string
+	// ExpiresAt is when the licence stops being valid; zero means never.
+	ExpiresAt time.Time
+}
+
+// Holds reports whether the licence grants channel. It does not look at
+// ExpiresAt: backends and the cache never hand out an expired licence.
+func (l License) Holds(channel string) bool {
+	// A linear scan stays correct even for a License built by hand with an
+	// unsorted list, and licences hold a handful of channels.
+	return channel != "" && slices.Contains(l.Channels, channel)
+}
+
+func (l License) expired(now time.Time) bool {
+	return !l.ExpiresAt.IsZero() && !now.Before(l.ExpiresAt)
+}
+
+func (l License) clone() License {
+	l.Channels = slices.Clone(l.Channels)
+	return l
+}
+
+// Backend looks up the licence for a set of credentials. Implementations
+// return ErrBadCredentials or an error wrapping ErrUnavailable on failure.
+type Backend interface {
+	Lookup(ctx context.Context, c Credentials) (License, error)
+}
+
+// Credentials are what the client sent with `docker login`: its e-mail
+// address as Username and its vendor API token as Token.
+//
+// Every way of printing Credentials (fmt verbs, slog, encoding/json) omits
+// the token, because request structs end up in logs sooner or later.
+type Credentials struct {
+	Username string
+	Token    string
+}
+
+const redacted = "[REDACTED]"
+
+// String returns the username and a placeholder for the token.
+func (c Credentials) String() string {
+	return c.Username + ":" + redacted
+}
+
+// Format makes every fmt verb, including %#v and %d, go through String;
+// without it %#v would print the struct fields verbatim.
+func (c Credentials) Format(f fmt.State, verb rune) {
+	_, _ = f.Write([]byte(c.String()))
+}
+
+// LogValue logs the username only.
+func (c Credentials) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("username", c.Username))
+}
+
+// MarshalJSON encodes the username only.
+func (c Credentials) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Username string `json:"username"`
+	}{c.Username})
+}
+
+// maxTokenLen bounds what we hash, cache and put into a request header; real
+// API tokens are far shorter.
+const maxTokenLen = 4096
+
+// plausible rejects credentials no backend could accept, before any backend
+// work. Control characters matter for HTTP: net/http would refuse the header
+// and that refusal would otherwise surface as ErrUnavailable.
+func (c Credentials) plausible() bool {
+	if c.Username == "" || c.Token == "" || len(c.Token) > maxTokenLen {
+		return false
+	}
+	return !strings.ContainsFunc(c.Token, func(r rune) bool {
+		return r < 0x20 || r == 0x7f
+	})
+}
+
+// normalizeChannels returns the channels sorted, deduplicated and without
+// empty names, so License.Channels is comparable across backends.
+func normalizeChannels(in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, ch := range in {
+		if ch != "" {
+			out = append(out, ch)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
