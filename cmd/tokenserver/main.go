@@ -1,0 +1,71 @@
+// Command tokenserver is the registry token service. `tokenserver [serve]
+// -config FILE` runs the server; `tokenserver keygen|inspect|token …` are the
+// operator commands of internal/tokencli.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/acme/registry-gateway/internal/tokencli"
+	"github.com/acme/registry-gateway/internal/tokenserver"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "keygen", "inspect", "token":
+			return tokencli.Run(ctx, args, os.Stdin, os.Stdout, stderr)
+		case "serve":
+			args = args[1:]
+		}
+	}
+	fs := flag.NewFlagSet("tokenserver serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: tokenserver [serve] -config FILE\n       tokenserver keygen|inspect|token [flags]")
+		fs.PrintDefaults()
+	}
+	configPath := fs.String("config", "", "YAML configuration `file`")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *configPath == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	cfg, err := tokenserver.LoadConfig(*configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenserver: %v\n", err)
+		return 1
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	srv, err := tokenserver.New(cfg, tokenserver.Options{Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenserver: %v\n", err)
+		return 1
+	}
+	if err := srv.Run(ctx); err != nil {
+		log.Error("token service stopped", slog.Any("error", err))
+		return 1
+	}
+	log.Info("token service stopped")
+	return 0
+}

@@ -1,0 +1,347 @@
+package tokenserver
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/license"
+)
+
+// Defaults of the optional configuration keys.
+const (
+	DefaultListen          = "127.0.0.1:5001"
+	DefaultTokenTTL        = 5 * time.Minute
+	DefaultRefreshTokenTTL = 30 * 24 * time.Hour
+	DefaultCacheTTL        = license.DefaultTTL
+	DefaultHTTPTimeout     = license.DefaultHTTPTimeout
+)
+
+// Bounds that keep a typo from producing tokens clients mishandle: clients
+// need expires_in >= 60, and a registry token that lives for days is a
+// credential nobody can revoke.
+const (
+	minTokenTTL = time.Minute
+	maxTokenTTL = 24 * time.Hour
+)
+
+// Config is the service's YAML configuration. Relative paths are relative to
+// the working directory, as with the registry itself.
+type Config struct {
+	// Listen is the address Run listens on.
+	Listen string `yaml:"listen"`
+	// Issuer is the iss claim; the registry's auth.token.issuer.
+	Issuer string `yaml:"issuer"`
+	// Service is the aud claim and the only service tokens are issued
+	// for; the registry's auth.token.service.
+	Service string `yaml:"service"`
+	// TokenTTL is the lifetime of access tokens.
+	TokenTTL time.Duration `yaml:"token_ttl"`
+	// RefreshTokenTTL is the lifetime of refresh tokens.
+	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl"`
+	// SigningKey is a PEM private key: EC P-256 signs ES256, RSA RS256.
+	SigningKey string `yaml:"signing_key"`
+	// SigningCert is an optional PEM certificate chain for SigningKey;
+	// when set, tokens carry it in x5c.
+	SigningCert string `yaml:"signing_cert"`
+	// PublishKeys are PEM public keys or certificates published in the
+	// JWKS besides the signing key: the previous key during a rotation.
+	PublishKeys []string `yaml:"publish_keys"`
+	// RefreshTokenKeyFile holds the 32-byte AES key sealing refresh tokens
+	// (64 hex digits or 32 raw bytes). Without it the key is derived from
+	// the signing key, so rotating the signing key invalidates every
+	// refresh token.
+	RefreshTokenKeyFile string `yaml:"refresh_token_key_file"`
+	// TrustedProxies are CIDRs (or addresses) of reverse proxies whose
+	// X-Forwarded-For is believed when they are the connecting peer.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// Licenses configures the licence backend.
+	Licenses LicensesConfig `yaml:"licenses"`
+	// RateLimit configures the throttling of failed logins.
+	RateLimit RateLimitConfig `yaml:"rate_limit"`
+	// Timeouts of the HTTP server.
+	Timeouts TimeoutsConfig `yaml:"timeouts"`
+}
+
+// LicensesConfig selects exactly one licence backend and configures the
+// cache in front of it.
+type LicensesConfig struct {
+	// CacheTTL is how long an answer is served without asking again.
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// NegativeCacheTTL is how long bad credentials are remembered.
+	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
+	// CacheSize bounds the cached answers.
+	CacheSize int `yaml:"cache_size"`
+	// File is the YAML account file of the file backend.
+	File string `yaml:"file"`
+	// PollInterval is how often the file is checked for changes.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// HTTP configures the vendor licence API backend.
+	HTTP *HTTPLicenseConfig `yaml:"http"`
+}
+
+// HTTPLicenseConfig is the vendor licence API.
+type HTTPLicenseConfig struct {
+	URL          string        `yaml:"url"`
+	ChannelsPath string        `yaml:"channels_path"`
+	Timeout      time.Duration `yaml:"timeout"`
+}
+
+// RateLimitConfig throttles failed logins. Failures are counted per client
+// address and per (client address, username); a key is only looked at once
+// it has failed, so successful logins never wait for a limiter.
+type RateLimitConfig struct {
+	// Disabled turns the throttling off.
+	Disabled bool `yaml:"disabled"`
+	// PerAddress is failures per minute allowed from one client address,
+	// and the burst.
+	PerAddress      float64 `yaml:"per_address_per_minute"`
+	PerAddressBurst int     `yaml:"per_address_burst"`
+	// PerUser is failures per minute for one username from one address.
+	PerUser      float64 `yaml:"per_user_per_minute"`
+	PerUserBurst int     `yaml:"per_user_burst"`
+	// MaxEntries bounds the number of keys tracked.
+	MaxEntries int `yaml:"max_entries"`
+}
+
+// TimeoutsConfig are the HTTP server's timeouts.
+type TimeoutsConfig struct {
+	ReadHeader time.Duration `yaml:"read_header"`
+	Read       time.Duration `yaml:"read"`
+	Write      time.Duration `yaml:"write"`
+	Idle       time.Duration `yaml:"idle"`
+	Shutdown   time.Duration `yaml:"shutdown"`
+}
+
+// LoadConfig reads, defaults and validates the configuration file at path.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes YAML (unknown keys are errors), applies the defaults
+// and validates the result.
+func ParseConfig(data []byte) (Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return Config{}, errors.New("empty configuration")
+		}
+		return Config{}, err
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// SetDefaults fills in the optional keys left empty.
+func (c *Config) SetDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.TokenTTL == 0 {
+		c.TokenTTL = DefaultTokenTTL
+	}
+	if c.RefreshTokenTTL == 0 {
+		c.RefreshTokenTTL = DefaultRefreshTokenTTL
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	l := &c.Licenses
+	if l.CacheTTL == 0 {
+		l.CacheTTL = DefaultCacheTTL
+	}
+	if l.NegativeCacheTTL == 0 {
+		l.NegativeCacheTTL = license.DefaultNegativeTTL
+	}
+	if l.CacheSize == 0 {
+		l.CacheSize = license.DefaultMaxEntries
+	}
+	if l.PollInterval == 0 {
+		l.PollInterval = license.DefaultPollInterval
+	}
+	if l.HTTP != nil {
+		if l.HTTP.ChannelsPath == "" {
+			l.HTTP.ChannelsPath = license.DefaultChannelsPath
+		}
+		if l.HTTP.Timeout == 0 {
+			l.HTTP.Timeout = DefaultHTTPTimeout
+		}
+	}
+	r := &c.RateLimit
+	if r.PerAddress == 0 {
+		r.PerAddress = 30
+	}
+	if r.PerAddressBurst == 0 {
+		r.PerAddressBurst = 30
+	}
+	if r.PerUser == 0 {
+		r.PerUser = 5
+	}
+	if r.PerUserBurst == 0 {
+		r.PerUserBurst = 10
+	}
+	if r.MaxEntries == 0 {
+		r.MaxEntries = 100_000
+	}
+	t := &c.Timeouts
+	d := httpx.DefaultTimeouts
+	for _, p := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&t.ReadHeader, d.ReadHeader}, {&t.Read, d.Read}, {&t.Write, d.Write}, {&t.Idle, d.Idle}, {&t.Shutdown, d.Shutdown}} {
+		if *p.v == 0 {
+			*p.v = p.def
+		}
+	}
+}
+
+// Validate reports every problem of the configuration at once. It reads no
+// files; New reports the files that do not load.
+func (c *Config) Validate() error {
+	return errors.Join(c.problems(true)...)
+}
+
+func (c *Config) problems(needLicenses bool) []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if c.Listen == "" {
+		add("listen: required")
+	}
+	if strings.TrimSpace(c.Issuer) == "" {
+		add("issuer: required")
+	}
+	if strings.TrimSpace(c.Service) == "" {
+		add("service: required")
+	}
+	if c.TokenTTL < minTokenTTL || c.TokenTTL > maxTokenTTL {
+		add("token_ttl: %v is outside [%v, %v]", c.TokenTTL, minTokenTTL, maxTokenTTL)
+	}
+	if c.RefreshTokenTTL < c.TokenTTL {
+		add("refresh_token_ttl: %v is shorter than token_ttl %v", c.RefreshTokenTTL, c.TokenTTL)
+	}
+	if c.SigningKey == "" {
+		add("signing_key: required")
+	}
+	for i, p := range c.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			add("trusted_proxies[%d]: %v", i, err)
+		}
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		add("log_level: %v", err)
+	}
+
+	l := c.Licenses
+	switch {
+	case l.File != "" && l.HTTP != nil:
+		add("licenses: set exactly one of file and http, not both")
+	case l.File == "" && l.HTTP == nil && needLicenses:
+		add("licenses: set exactly one of file and http")
+	}
+	if l.CacheTTL < 0 {
+		add("licenses.cache_ttl: %v is negative", l.CacheTTL)
+	}
+	if l.NegativeCacheTTL < 0 {
+		add("licenses.negative_cache_ttl: %v is negative", l.NegativeCacheTTL)
+	}
+	if l.CacheSize < 0 {
+		add("licenses.cache_size: %d is negative", l.CacheSize)
+	}
+	if l.PollInterval < 0 {
+		add("licenses.poll_interval: %v is negative", l.PollInterval)
+	}
+	if h := l.HTTP; h != nil {
+		if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("licenses.http.url: %q is not an absolute http(s) URL", h.URL)
+		} else if u.User != nil {
+			add("licenses.http.url: must not contain credentials")
+		}
+		if h.Timeout <= 0 {
+			add("licenses.http.timeout: %v must be positive", h.Timeout)
+		}
+	}
+
+	r := c.RateLimit
+	if r.PerAddress < 0 || r.PerUser < 0 {
+		add("rate_limit: rates must not be negative")
+	}
+	if r.PerAddressBurst < 0 || r.PerUserBurst < 0 {
+		add("rate_limit: bursts must not be negative")
+	}
+	if r.MaxEntries < 0 {
+		add("rate_limit.max_entries: %d is negative", r.MaxEntries)
+	}
+
+	t := c.Timeouts
+	if t.ReadHeader < 0 || t.Read < 0 || t.Write < 0 || t.Idle < 0 || t.Shutdown < 0 {
+		add("timeouts: must not be negative")
+	}
+	return errs
+}
+
+func (t TimeoutsConfig) httpx() httpx.Timeouts {
+	return httpx.Timeouts{ReadHeader: t.ReadHeader, Read: t.Read, Write: t.Write, Idle: t.Idle, Shutdown: t.Shutdown}
+}
+
+// SlogLevel returns the configured slog level (info if unset or invalid).
+func (c *Config) SlogLevel() slog.Level {
+	l, _ := parseLevel(c.LogLevel)
+	return l
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info", "":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return slog.LevelInfo, fmt.Errorf("%q is not one of debug, info, warn, error", s)
+}
+
+// parsePrefix takes a CIDR or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}

@@ -1,0 +1,235 @@
+package tokenserver
+
+import (
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// failureLimiter throttles keys (client addresses, usernames) that fail to
+// log in. It is built for a hot success path: a key is only entered once it
+// fails, Check on a key that never failed is one lock-free map read, and only
+// failures (Charge) create or consume anything. Parallel pulls of an account
+// whose credentials are good therefore never wait for it.
+type failureLimiter struct {
+	limit rate.Limit
+	burst int
+	max   int
+	now   func() time.Time
+
+	entries   sync.Map // string → *limiterEntry
+	size      atomic.Int64
+	sweepMu   sync.Mutex   // one sweep at a time
+	lastSweep atomic.Int64 // UnixNano
+}
+
+// sweepEvery is how often failures also sweep out keys whose bucket has
+// refilled, so that idle keys do not wait for the map to fill up.
+const sweepEvery = time.Minute
+
+type limiterEntry struct {
+	lim *rate.Limiter
+}
+
+func newFailureLimiter(perMinute float64, burst, maxEntries int, now func() time.Time) *failureLimiter {
+	return &failureLimiter{limit: rate.Limit(perMinute / 60), burst: max(burst, 1), max: max(maxEntries, 1), now: now}
+}
+
+// Check reports how long key must wait before it may try again; zero means
+// it may try now. It consumes nothing: only a failure is charged.
+func (l *failureLimiter) Check(key string) time.Duration {
+	v, ok := l.entries.Load(key)
+	if !ok {
+		return 0
+	}
+	tokens := v.(*limiterEntry).lim.TokensAt(l.now())
+	if tokens >= 1 {
+		return 0
+	}
+	if l.limit <= 0 {
+		return time.Hour
+	}
+	return time.Duration((1 - tokens) / float64(l.limit) * float64(time.Second))
+}
+
+// Charge records a failure of key.
+func (l *failureLimiter) Charge(key string) {
+	now := l.now()
+	v, ok := l.entries.Load(key)
+	if !ok {
+		if l.size.Load() >= int64(l.max) || now.UnixNano()-l.lastSweep.Load() > int64(sweepEvery) {
+			l.sweep(now)
+		}
+		var loaded bool
+		v, loaded = l.entries.LoadOrStore(key, &limiterEntry{lim: rate.NewLimiter(l.limit, l.burst)})
+		if !loaded {
+			l.size.Add(1)
+		}
+	}
+	v.(*limiterEntry).lim.AllowN(now, 1)
+}
+
+// sweep drops the keys whose bucket has refilled (they hold no memory of
+// failures any more) and, if the map is still full, arbitrary others: under
+// a flood of distinct addresses, forgetting some is better than growing
+// without bound.
+func (l *failureLimiter) sweep(now time.Time) {
+	if !l.sweepMu.TryLock() {
+		return // another goroutine is at it
+	}
+	defer l.sweepMu.Unlock()
+	l.lastSweep.Store(now.UnixNano())
+	full := float64(l.burst)
+	l.entries.Range(func(k, v any) bool {
+		if v.(*limiterEntry).lim.TokensAt(now) >= full {
+			l.delete(k)
+		}
+		return true
+	})
+	target := int64(l.max) * 9 / 10
+	l.entries.Range(func(k, _ any) bool {
+		if l.size.Load() <= target {
+			return false
+		}
+		l.delete(k)
+		return true
+	})
+}
+
+func (l *failureLimiter) delete(k any) {
+	if _, ok := l.entries.LoadAndDelete(k); ok {
+		l.size.Add(-1)
+	}
+}
+
+// Len is the number of keys tracked.
+func (l *failureLimiter) Len() int { return int(l.size.Load()) }
+
+// loginLimiter is the pair of limiters a login consults: per client address
+// and per (client address, username). A per-username limit alone would let
+// anyone lock a customer out by failing in their name.
+type loginLimiter struct {
+	addr, user *failureLimiter
+}
+
+func newLoginLimiter(c RateLimitConfig, now func() time.Time) *loginLimiter {
+	if c.Disabled {
+		return nil
+	}
+	return &loginLimiter{
+		addr: newFailureLimiter(c.PerAddress, c.PerAddressBurst, c.MaxEntries, now),
+		user: newFailureLimiter(c.PerUser, c.PerUserBurst, c.MaxEntries, now),
+	}
+}
+
+func userKey(client, username string) string {
+	return client + "\x00" + strings.ToLower(username)
+}
+
+// Check returns how long the client must wait; zero if it may go on. A nil
+// loginLimiter never limits.
+func (ll *loginLimiter) Check(client, username string) time.Duration {
+	if ll == nil {
+		return 0
+	}
+	wait := ll.addr.Check(client)
+	if username != "" {
+		wait = max(wait, ll.user.Check(userKey(client, username)))
+	}
+	return wait
+}
+
+// Charge records a failed login.
+func (ll *loginLimiter) Charge(client, username string) {
+	if ll == nil {
+		return
+	}
+	ll.addr.Charge(client)
+	if username != "" {
+		ll.user.Charge(userKey(client, username))
+	}
+}
+
+// Len is the number of keys tracked by both limiters.
+func (ll *loginLimiter) Len() int {
+	if ll == nil {
+		return 0
+	}
+	return ll.addr.Len() + ll.user.Len()
+}
+
+// retryAfter renders a wait as the whole seconds of a Retry-After header.
+func retryAfter(d time.Duration) string {
+	s := int64(math.Ceil(d.Seconds()))
+	return strconv.FormatInt(max(s, 1), 10)
+}
+
+// clientAddr finds the address a request comes from: the peer, unless the
+// peer is a trusted proxy, in which case X-Forwarded-For is walked from the
+// right (the entries proxies appended) to the first address that is not a
+// trusted proxy. Anything a client wrote further left is not believed.
+type clientAddr struct {
+	trusted []netip.Prefix
+}
+
+func newClientAddr(cidrs []string) (*clientAddr, error) {
+	c := &clientAddr{}
+	for _, s := range cidrs {
+		p, err := parsePrefix(s)
+		if err != nil {
+			return nil, err
+		}
+		c.trusted = append(c.trusted, p)
+	}
+	return c, nil
+}
+
+func (c *clientAddr) isTrusted(a netip.Addr) bool {
+	for _, p := range c.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Of returns the client address of r as a string.
+func (c *clientAddr) Of(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if len(c.trusted) == 0 {
+		return host
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !c.isTrusted(peer.Unmap()) {
+		return host
+	}
+	client := peer.Unmap()
+	hops := r.Header.Values("X-Forwarded-For")
+	for i := len(hops) - 1; i >= 0; i-- {
+		parts := strings.Split(hops[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				// A hop we cannot read ends the trust chain; use the last
+				// address we could.
+				return client.String()
+			}
+			client = a.Unmap()
+			if !c.isTrusted(client) {
+				return client.String()
+			}
+		}
+	}
+	return client.String()
+}

@@ -1,0 +1,139 @@
+package tokenserver
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/acme/registry-gateway/pkg/auth"
+)
+
+// Refresh tokens are sealed, not stored: an AES-256-GCM box of who the
+// customer is and the API token to re-check their licence with. No state is
+// kept, so a token survives restarts and opens on every replica that has the
+// same key; it cannot be revoked one by one, but every use asks the licence
+// backend again, so revoking the licence (or the API token) ends it.
+//
+// The key comes from refresh_token_key_file, or is derived with HKDF from
+// the signing key: replicas share the signing key anyway, and rotating it
+// then invalidates every refresh token (clients fall back to a password
+// login), which is the safe direction.
+const (
+	// refreshPrefix versions the format; a new format gets a new prefix
+	// and the old one can still be opened during a transition.
+	refreshPrefix = "rt1."
+	// refreshKDFInfo separates this use of the signing key from any other.
+	refreshKDFInfo = "acme-tokenserver refresh-token v1 AES-256-GCM"
+	// maxRefreshTokenLen bounds what is decoded; a sealed token is a few
+	// hundred bytes.
+	maxRefreshTokenLen = 8 << 10
+)
+
+// errBadRefreshToken covers every way a refresh token can fail to open; the
+// client learns nothing about which.
+var errBadRefreshToken = errors.New("refresh token invalid or expired")
+
+// refreshClaims are the sealed contents. Short JSON names keep the token
+// small.
+type refreshClaims struct {
+	Subject   string `json:"sub"`
+	Token     string `json:"tok"`
+	IssuedAt  int64  `json:"iat"`
+	ExpiresAt int64  `json:"exp"`
+	ID        string `json:"jti"`
+	Service   string `json:"svc"`
+}
+
+// refreshSealer seals and opens refresh tokens.
+type refreshSealer struct {
+	aead cipher.AEAD
+}
+
+func newRefreshSealer(key []byte) (*refreshSealer, error) {
+	if len(key) != 32 {
+		return nil, fmt.Errorf("refresh token key must be 32 bytes, got %d", len(key))
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCMWithRandomNonce(block)
+	if err != nil {
+		return nil, err
+	}
+	return &refreshSealer{aead: aead}, nil
+}
+
+// deriveRefreshKey derives the AEAD key from the signing private key.
+func deriveRefreshKey(k *auth.SigningKey) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(k.Signer)
+	if err != nil {
+		return nil, fmt.Errorf("derive refresh token key: %w", err)
+	}
+	return hkdf.Key(sha256.New, der, nil, refreshKDFInfo, 32)
+}
+
+// loadRefreshKey reads a key file: 64 hex digits (whitespace around them is
+// fine) or exactly 32 raw bytes.
+func loadRefreshKey(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if s := strings.TrimSpace(string(data)); len(s) == 64 {
+		if key, err := hex.DecodeString(s); err == nil {
+			return key, nil
+		}
+	}
+	if len(data) == 32 {
+		return data, nil
+	}
+	return nil, fmt.Errorf("%s: want 64 hex digits or 32 raw bytes", path)
+}
+
+// seal returns the refresh token for c.
+func (s *refreshSealer) seal(c *refreshClaims) (string, error) {
+	plain, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	box := s.aead.Seal(nil, nil, plain, []byte(refreshPrefix))
+	out := make([]byte, len(refreshPrefix)+base64.RawURLEncoding.EncodedLen(len(box)))
+	copy(out, refreshPrefix)
+	base64.RawURLEncoding.Encode(out[len(refreshPrefix):], box)
+	return string(out), nil
+}
+
+// open checks a refresh token's seal, lifetime and service.
+func (s *refreshSealer) open(token, service string, now time.Time) (*refreshClaims, error) {
+	rest, ok := strings.CutPrefix(token, refreshPrefix)
+	if !ok || len(token) > maxRefreshTokenLen {
+		return nil, errBadRefreshToken
+	}
+	box, err := base64.RawURLEncoding.DecodeString(rest)
+	if err != nil {
+		return nil, errBadRefreshToken
+	}
+	plain, err := s.aead.Open(box[:0], nil, box, []byte(refreshPrefix))
+	if err != nil {
+		return nil, errBadRefreshToken
+	}
+	var c refreshClaims
+	if err := json.Unmarshal(plain, &c); err != nil {
+		return nil, errBadRefreshToken
+	}
+	if c.Subject == "" || c.Token == "" || c.Service != service || now.Unix() >= c.ExpiresAt {
+		return nil, errBadRefreshToken
+	}
+	return &c, nil
+}

@@ -1,0 +1,333 @@
+package tokenserver
+
+import (
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/pkg/auth"
+)
+
+// maxBodyBytes bounds request bodies: a token request form is a few hundred
+// bytes.
+const maxBodyBytes = 64 << 10
+
+// Options are what a Config cannot say: injected dependencies. The zero
+// value is usable.
+type Options struct {
+	// Logger receives operational logs; default slog.Default().
+	Logger *slog.Logger
+	// AuditLogger receives one line per issued token; default Logger.
+	AuditLogger *slog.Logger
+	// Clock is the time of tokens, refresh tokens, the licence cache and
+	// the rate limiter; default time.Now.
+	Clock func() time.Time
+	// HTTPClient calls the licence API; default a client with the
+	// configured timeout.
+	HTTPClient *http.Client
+	// Backend, if set, replaces the configured licence backend (it is
+	// still put behind the cache); the licenses section may then omit
+	// file and http.
+	Backend license.Backend
+	// SigningKey, if set, replaces signing_key and signing_cert.
+	SigningKey *auth.SigningKey
+	// Listener, if set, is what Run serves on instead of listening on
+	// Config.Listen.
+	Listener net.Listener
+}
+
+// Server is the token service.
+type Server struct {
+	cfg   Config
+	opts  Options
+	log   *slog.Logger
+	audit *slog.Logger
+	now   func() time.Time
+
+	key      *auth.SigningKey
+	audience jwt.ClaimStrings
+	jwks     []byte
+	sealer   *refreshSealer
+
+	licenses *license.Cache
+	file     *license.FileBackend // nil unless the file backend is used
+	limiter  *loginLimiter        // nil when rate limiting is disabled
+	clients  *clientAddr
+	metrics  *metrics
+
+	errs      httpx.Handler
+	challenge string // WWW-Authenticate of a 401
+	handler   http.Handler
+}
+
+// New builds a Server: it loads the signing key, the refresh token key and
+// the licence backend. Every problem of cfg, including files that do not
+// load, is reported in one error.
+func New(cfg Config, opts Options) (*Server, error) {
+	cfg.SetDefaults()
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.AuditLogger == nil {
+		opts.AuditLogger = opts.Logger
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	s := &Server{
+		cfg:      cfg,
+		opts:     opts,
+		log:      opts.Logger,
+		audit:    opts.AuditLogger,
+		now:      opts.Clock,
+		audience: jwt.ClaimStrings{cfg.Service},
+		errs:     httpx.Handler{Log: opts.Logger},
+	}
+	s.challenge = fmt.Sprintf("Basic realm=%q", cfg.Service)
+
+	errs := cfg.problems(opts.Backend == nil)
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.metrics = newMetrics(func() int { return s.limiter.Len() })
+	add(s.loadKeys())
+	add(s.buildLicenses())
+	var err error
+	if s.clients, err = newClientAddr(cfg.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("trusted_proxies: %w", err))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	s.limiter = newLoginLimiter(cfg.RateLimit, s.now)
+	s.handler = s.routes()
+	return s, nil
+}
+
+// loadKeys loads the signing key, builds the JWKS document once, and sets
+// up the refresh token sealer.
+func (s *Server) loadKeys() error {
+	var errs []error
+	s.key = s.opts.SigningKey
+	if s.key == nil && s.cfg.SigningKey != "" {
+		k, err := auth.LoadSigningKey(s.cfg.SigningKey, s.cfg.SigningCert)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("signing_key: %w", err))
+		}
+		s.key = k
+	}
+	if s.key != nil {
+		pubs := []crypto.PublicKey{s.key.Signer.Public()}
+		if len(s.cfg.PublishKeys) > 0 {
+			extra, err := auth.LoadPublicKeys(s.cfg.PublishKeys...)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("publish_keys: %w", err))
+			}
+			for kid, pub := range extra {
+				if kid != s.key.KeyID {
+					pubs = append(pubs, pub)
+				}
+			}
+		}
+		set, err := auth.NewJWKS(pubs...)
+		if err == nil {
+			s.jwks, err = json.Marshal(set)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("jwks: %w", err))
+		}
+	}
+
+	var key []byte
+	switch {
+	case s.cfg.RefreshTokenKeyFile != "":
+		k, err := loadRefreshKey(s.cfg.RefreshTokenKeyFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("refresh_token_key_file: %w", err))
+		}
+		key = k
+	case s.key != nil:
+		k, err := deriveRefreshKey(s.key)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		key = k
+	}
+	if key != nil {
+		sealer, err := newRefreshSealer(key)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("refresh_token_key_file: %w", err))
+		}
+		s.sealer = sealer
+	}
+	return errors.Join(errs...)
+}
+
+// buildLicenses wires the configured backend behind the cache, with the
+// metrics as its observer.
+func (s *Server) buildLicenses() error {
+	lc := s.cfg.Licenses
+	backend := s.opts.Backend
+	switch {
+	case backend != nil:
+	case lc.File != "" && lc.HTTP == nil:
+		fb, err := license.NewFileBackend(lc.File, license.FileOptions{
+			Clock: s.now, Logger: s.log, PollInterval: lc.PollInterval,
+		})
+		if err != nil {
+			return fmt.Errorf("licenses.file: %w", err)
+		}
+		s.file, backend = fb, fb
+	case lc.HTTP != nil && lc.File == "":
+		client := s.opts.HTTPClient
+		if client == nil {
+			client = newLicenseClient(lc.HTTP.Timeout)
+		}
+		hb, err := license.NewHTTPBackend(license.HTTPConfig{
+			URL: lc.HTTP.URL, ChannelsPath: lc.HTTP.ChannelsPath, Timeout: lc.HTTP.Timeout, Client: client,
+		})
+		if err != nil {
+			return fmt.Errorf("licenses.http: %w", err)
+		}
+		backend = hb
+	default:
+		return nil // reported by Validate
+	}
+	s.licenses = license.NewCache(backend, license.CacheConfig{
+		TTL:         lc.CacheTTL,
+		NegativeTTL: lc.NegativeCacheTTL,
+		MaxEntries:  lc.CacheSize,
+		Clock:       s.now,
+		Observer:    s.metrics,
+	})
+	return nil
+}
+
+// newLicenseClient is a client for the licence API with timeouts at every
+// step and enough idle connections for many logins in parallel (the default
+// of two per host would make most of them open a new TLS connection).
+func newLicenseClient(timeout time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	t.TLSHandshakeTimeout = timeout
+	t.ResponseHeaderTimeout = timeout
+	return &http.Client{Timeout: timeout, Transport: t}
+}
+
+// routes assembles the router and its middleware, all in one place.
+func (s *Server) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(
+		httpx.AccessLog(s.log),
+		httpx.Recover(s.errs),
+		httpx.LimitBody(s.errs, maxBodyBytes),
+	)
+	r.NotFound(s.errs.Func(func(http.ResponseWriter, *http.Request) error {
+		return httpx.Errorf(http.StatusNotFound, "NOT_FOUND", "no such endpoint")
+	}).ServeHTTP)
+	r.MethodNotAllowed(s.errs.Func(func(_ http.ResponseWriter, r *http.Request) error {
+		allow := "GET"
+		if r.URL.Path == "/token" {
+			allow = "GET, POST"
+		}
+		return httpx.Errorf(http.StatusMethodNotAllowed, httpx.CodeUnsupported, "method not allowed").WithHeader("Allow", allow)
+	}).ServeHTTP)
+	r.Get("/token", s.getToken)
+	r.Post("/token", s.postToken)
+	r.Get("/.well-known/jwks.json", s.serveJWKS)
+	r.Method(http.MethodGet, "/healthz", httpx.Healthz())
+	r.Method(http.MethodGet, "/readyz", httpx.Readyz(map[string]httpx.Check{
+		"signing_key": func(context.Context) error {
+			if s.key == nil {
+				return errors.New("no signing key")
+			}
+			return nil
+		},
+		"licenses": func(context.Context) error {
+			if !s.licenses.Healthy() {
+				return errors.New("licence backend unavailable and nothing cached recently")
+			}
+			return nil
+		},
+	}))
+	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
+	return r
+}
+
+func (s *Server) serveJWKS(w http.ResponseWriter, _ *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(s.jwks)
+}
+
+// Handler returns the service's routes with their middleware.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// KeyID is the kid of the tokens the server signs.
+func (s *Server) KeyID() string { return s.key.KeyID }
+
+// JWKS is the document served at /.well-known/jwks.json.
+func (s *Server) JWKS() []byte { return s.jwks }
+
+// Watch does the background work a Handler needs: it polls the licence file
+// for changes until ctx ends. Serve and Run call it; call it yourself only
+// when serving Handler some other way.
+func (s *Server) Watch(ctx context.Context) error {
+	if s.file == nil {
+		<-ctx.Done()
+		return nil
+	}
+	return s.file.Run(ctx)
+}
+
+// Run listens on Config.Listen (or Options.Listener) and serves until ctx
+// ends, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	ln := s.opts.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+			return err
+		}
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx ends; in-flight requests get
+// timeouts.shutdown to finish.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := s.Watch(watchCtx); err != nil {
+			s.log.Error("licence file watch stopped", slog.Any("error", err))
+		}
+	})
+	defer wg.Wait()
+	defer stopWatch() // runs before wg.Wait
+
+	srv := httpx.NewServer(ln.Addr().String(), s.handler, s.cfg.Timeouts.httpx(), s.log)
+	s.log.Info("token service listening", slog.String("addr", ln.Addr().String()),
+		slog.String("service", s.cfg.Service), slog.String("issuer", s.cfg.Issuer),
+		slog.String("kid", s.key.KeyID), slog.String("alg", s.key.Method.Alg()))
+	err := httpx.Serve(ctx, srv, ln, s.cfg.Timeouts.Shutdown)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

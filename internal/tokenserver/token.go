@@ -1,0 +1,408 @@
+package tokenserver
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/pkg/auth"
+)
+
+// Bounds on what a client may send, far above anything real: e-mail
+// addresses are at most 254 characters, API tokens a few dozen.
+const (
+	maxUsernameLen = 320
+	maxPasswordLen = 4096
+	maxClientIDLen = 64
+)
+
+// OAuth2 error codes (RFC 6749 §5.2) sent with POST errors.
+const (
+	oauthInvalidRequest   = "invalid_request"
+	oauthInvalidGrant     = "invalid_grant"
+	oauthUnsupportedGrant = "unsupported_grant_type"
+	oauthUnavailable      = "temporarily_unavailable"
+	oauthServerError      = "server_error"
+)
+
+// tokenRequest is a token request after parsing, whichever form it came in.
+type tokenRequest struct {
+	grant    string
+	client   string // client address
+	clientID string
+	cred     license.Credentials
+	scopes   []auth.ResourceActions
+	// offline asks for a new refresh token.
+	offline bool
+	// refresh is the refresh token presented with the refresh_token grant;
+	// it is answered back as is, valid for the rest of its life.
+	refresh   string
+	refreshID string
+}
+
+// tokenResult is an issued token.
+type tokenResult struct {
+	token     string
+	refresh   string
+	issuedAt  time.Time
+	expiresIn int
+	granted   []auth.ResourceActions
+}
+
+// tokenResponse is the JSON answer. GET answers carry token and
+// access_token (clients read either); POST answers are the OAuth2 form.
+type tokenResponse struct {
+	Token        string `json:"token,omitempty"`
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type,omitempty"`
+	ExpiresIn    int    `json:"expires_in"`
+	IssuedAt     string `json:"issued_at"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+// getToken is the token endpoint of the registry token spec: query
+// parameters and Basic credentials.
+func (s *Server) getToken(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	res, err := s.getTokenRequest(r)
+	s.metrics.observe(grantBasic, outcomeOf(statusOf(err)), time.Since(start))
+	if err != nil {
+		s.errs.WriteError(w, r, err)
+		return
+	}
+	writeToken(w, &tokenResponse{
+		Token:        res.token,
+		AccessToken:  res.token,
+		ExpiresIn:    res.expiresIn,
+		IssuedAt:     res.issuedAt.UTC().Format(time.RFC3339),
+		RefreshToken: res.refresh,
+	})
+}
+
+func (s *Server) getTokenRequest(r *http.Request) (*tokenResult, error) {
+	q := r.URL.Query()
+	if err := s.checkService(q.Get("service")); err != nil {
+		return nil, err
+	}
+	offline := false
+	if v := q.Get("offline_token"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, badRequest("offline_token must be true or false")
+		}
+		offline = b
+	}
+	scopes, err := parseScopes(q["scope"])
+	if err != nil {
+		return nil, err
+	}
+	client := s.clients.Of(r)
+	username, password, ok := r.BasicAuth()
+	if !ok || username == "" || password == "" {
+		return nil, s.unauthorized("authentication required: Basic credentials (e-mail and API token)")
+	}
+	if len(username) > maxUsernameLen || len(password) > maxPasswordLen {
+		s.limiter.Charge(client, "")
+		return nil, s.unauthorized("invalid username or API token")
+	}
+	if account := q.Get("account"); account != "" && account != username {
+		return nil, badRequest("account does not match the username of the credentials")
+	}
+	return s.issue(r.Context(), &tokenRequest{
+		grant:    grantBasic,
+		client:   client,
+		clientID: q.Get("client_id"),
+		cred:     license.Credentials{Username: username, Token: password},
+		scopes:   scopes,
+		offline:  offline,
+	})
+}
+
+// postToken is the OAuth2 form of the token endpoint, which containerd
+// tries first and which carries refresh tokens. Every error is 400 or 401
+// (never 403, which containerd would not fall back from) and carries the
+// OAuth2 "error" field besides the registry error list.
+func (s *Server) postToken(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	grant := grantOther
+	res, err := s.postTokenRequest(r, &grant)
+	s.metrics.observe(grant, outcomeOf(statusOf(err)), time.Since(start))
+	if err != nil {
+		s.errs.WriteError(w, r, oauthError(err))
+		return
+	}
+	writeToken(w, &tokenResponse{
+		AccessToken:  res.token,
+		TokenType:    "Bearer",
+		ExpiresIn:    res.expiresIn,
+		IssuedAt:     res.issuedAt.UTC().Format(time.RFC3339),
+		RefreshToken: res.refresh,
+		Scope:        scopeString(res.granted),
+	})
+}
+
+func (s *Server) postTokenRequest(r *http.Request, grant *string) (*tokenResult, error) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, badRequest("the body must be application/x-www-form-urlencoded")
+	}
+	if err := r.ParseForm(); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, httpx.Errorf(http.StatusRequestEntityTooLarge, httpx.CodeTooLarge, "request body too large")
+		}
+		return nil, badRequest("malformed form body")
+	}
+	f := r.PostForm
+	if err := s.checkService(f.Get("service")); err != nil {
+		return nil, err
+	}
+	scopes, err := parseScopes(f["scope"])
+	if err != nil {
+		return nil, err
+	}
+	req := &tokenRequest{client: s.clients.Of(r), clientID: f.Get("client_id"), scopes: scopes}
+	switch f.Get("grant_type") {
+	case "password":
+		*grant, req.grant = grantPass, grantPass
+		switch f.Get("access_type") {
+		case "offline":
+			req.offline = true
+		case "", "online":
+		default:
+			return nil, badRequest("access_type must be online or offline")
+		}
+		username, password := f.Get("username"), f.Get("password")
+		if username == "" || password == "" {
+			return nil, badRequest("username and password are required")
+		}
+		if len(username) > maxUsernameLen || len(password) > maxPasswordLen {
+			s.limiter.Charge(req.client, "")
+			return nil, s.unauthorized("invalid username or API token")
+		}
+		req.cred = license.Credentials{Username: username, Token: password}
+	case "refresh_token":
+		*grant, req.grant = grantRefresh, grantRefresh
+		raw, username := f.Get("refresh_token"), f.Get("username")
+		if raw == "" {
+			return nil, badRequest("refresh_token is required")
+		}
+		if wait := s.limiter.Check(req.client, username); wait > 0 {
+			return nil, tooManyRequests(wait)
+		}
+		rc, err := s.sealer.open(raw, s.cfg.Service, s.now())
+		if err != nil {
+			s.limiter.Charge(req.client, username)
+			return nil, s.unauthorized("refresh token invalid or expired")
+		}
+		if username != "" && username != rc.Subject {
+			e := badRequest("username does not match the refresh token")
+			e.Extra = map[string]string{"error": oauthInvalidGrant, "error_description": e.Message}
+			return nil, e
+		}
+		req.cred = license.Credentials{Username: rc.Subject, Token: rc.Token}
+		req.refresh, req.refreshID = raw, rc.ID
+	case "":
+		return nil, badRequest("grant_type is required")
+	default:
+		e := badRequest("unsupported grant_type; use password or refresh_token")
+		e.Extra = map[string]string{"error": oauthUnsupportedGrant, "error_description": e.Message}
+		return nil, e
+	}
+	return s.issue(r.Context(), req)
+}
+
+// issue is the path every grant ends in: rate limit, licence, grant, sign.
+func (s *Server) issue(ctx context.Context, req *tokenRequest) (*tokenResult, error) {
+	username := req.cred.Username
+	if wait := s.limiter.Check(req.client, username); wait > 0 {
+		return nil, tooManyRequests(wait)
+	}
+	lic, err := s.licenses.Lookup(ctx, req.cred)
+	switch {
+	case errors.Is(err, license.ErrBadCredentials):
+		s.limiter.Charge(req.client, username)
+		if req.grant == grantRefresh {
+			return nil, s.unauthorized("refresh token no longer valid: log in again")
+		}
+		return nil, s.unauthorized("invalid username or API token")
+	case err != nil:
+		return nil, (&httpx.Error{
+			Status:  http.StatusServiceUnavailable,
+			Code:    httpx.CodeUnavailable,
+			Message: "licence service unavailable, try again later",
+			Err:     err,
+		}).WithHeader("Retry-After", "5")
+	}
+
+	granted, catalog := Grant(req.scopes, lic)
+	sub := lic.Account
+	if sub == "" {
+		sub = username
+	}
+	now := s.now().Truncate(time.Second)
+	ttl := s.cfg.TokenTTL
+	if !lic.ExpiresAt.IsZero() && lic.ExpiresAt.Before(now.Add(ttl)) {
+		// Never hand out access that outlives the licence, but keep the
+		// 60 s minimum clients need to use a token at all.
+		ttl = max(lic.ExpiresAt.Sub(now).Truncate(time.Second), time.Minute)
+	}
+	claims := &auth.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    s.cfg.Issuer,
+			Subject:   sub,
+			Audience:  s.audience,
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+			NotBefore: jwt.NewNumericDate(now),
+			IssuedAt:  jwt.NewNumericDate(now),
+			ID:        auth.NewTokenID(),
+		},
+		Access: granted,
+	}
+	if catalog {
+		claims.Channels = lic.Channels
+	}
+	token, err := s.key.Sign(claims)
+	if err != nil {
+		return nil, err
+	}
+	res := &tokenResult{token: token, issuedAt: now, expiresIn: int(ttl / time.Second), granted: granted, refresh: req.refresh}
+
+	refreshID := req.refreshID
+	if req.offline && res.refresh == "" {
+		refreshID = auth.NewTokenID()
+		res.refresh, err = s.sealer.seal(&refreshClaims{
+			Subject:   username,
+			Token:     req.cred.Token,
+			IssuedAt:  now.Unix(),
+			ExpiresAt: now.Add(s.cfg.RefreshTokenTTL).Unix(),
+			ID:        refreshID,
+			Service:   s.cfg.Service,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.auditIssued(ctx, req, claims, refreshID)
+	return res, nil
+}
+
+// auditIssued writes the one audit line of an issued token. It names the
+// token by jti; the token itself, like any secret, never reaches a log.
+func (s *Server) auditIssued(ctx context.Context, req *tokenRequest, c *auth.Claims, refreshID string) {
+	scopes := make([]string, len(c.Access))
+	for i, ra := range c.Access {
+		scopes[i] = ra.String()
+	}
+	attrs := []slog.Attr{
+		slog.String("sub", c.Subject),
+		slog.Any("scopes", scopes),
+		slog.String("jti", c.ID),
+		slog.String("client", req.client),
+		slog.String("grant", req.grant),
+		slog.Int64("exp", c.ExpiresAt.Unix()),
+	}
+	if req.clientID != "" {
+		attrs = append(attrs, slog.String("client_id", truncate(req.clientID, maxClientIDLen)))
+	}
+	if refreshID != "" {
+		attrs = append(attrs, slog.String("refresh_jti", refreshID))
+	}
+	s.audit.LogAttrs(ctx, slog.LevelInfo, "token issued", attrs...)
+}
+
+func (s *Server) checkService(service string) error {
+	if service != "" && service != s.cfg.Service {
+		return badRequest("unknown service " + strconv.Quote(truncate(service, 100)))
+	}
+	return nil
+}
+
+func parseScopes(params []string) ([]auth.ResourceActions, error) {
+	scopes, err := auth.ParseScopes(params)
+	if err != nil {
+		if errors.Is(err, auth.ErrTooManyScopes) {
+			return nil, badRequest("too many scopes: at most " + strconv.Itoa(auth.MaxScopes))
+		}
+		return nil, badRequest(err.Error()) // a ScopeError names the scope
+	}
+	return scopes, nil
+}
+
+func (s *Server) unauthorized(msg string) *httpx.Error {
+	return httpx.Errorf(http.StatusUnauthorized, httpx.CodeUnauthorized, msg).WithHeader("WWW-Authenticate", s.challenge)
+}
+
+func badRequest(msg string) *httpx.Error {
+	return httpx.Errorf(http.StatusBadRequest, httpx.CodeInvalidRequest, msg)
+}
+
+func tooManyRequests(wait time.Duration) *httpx.Error {
+	return httpx.Errorf(http.StatusTooManyRequests, httpx.CodeTooManyRequests, "too many failed logins, try again later").
+		WithHeader("Retry-After", retryAfter(wait))
+}
+
+// oauthError adds the OAuth2 "error" field a POST client looks for.
+func oauthError(err error) error {
+	e, ok := errors.AsType[*httpx.Error](err)
+	if !ok {
+		e = &httpx.Error{Status: http.StatusInternalServerError, Code: httpx.CodeUnknown, Message: "internal error", Err: err}
+	}
+	if e.Extra != nil {
+		return e
+	}
+	code := oauthInvalidRequest
+	switch e.Status {
+	case http.StatusUnauthorized:
+		code = oauthInvalidGrant
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		code = oauthUnavailable
+	case http.StatusInternalServerError:
+		code = oauthServerError
+	}
+	e.Extra = map[string]string{"error": code, "error_description": e.Message}
+	return e
+}
+
+func statusOf(err error) int {
+	if err == nil {
+		return http.StatusOK
+	}
+	if e, ok := errors.AsType[*httpx.Error](err); ok {
+		return e.Status
+	}
+	return http.StatusInternalServerError
+}
+
+func writeToken(w http.ResponseWriter, resp *tokenResponse) {
+	// RFC 6749 §5.1: responses with tokens must not be cached.
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	httpx.WriteJSON(w, http.StatusOK, resp)
+}
+
+func scopeString(ras []auth.ResourceActions) string {
+	var b strings.Builder
+	for i, ra := range ras {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(ra.String())
+	}
+	return b.String()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
