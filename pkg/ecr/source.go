@@ -42,20 +42,35 @@ type Source struct {
 	opts    Options
 	log     *slog.Logger
 
-	cur  atomic.Pointer[held]
-	sf   singleflight.Group
-	wake chan struct{} // a new credential (or a test) asks the loop to reschedule
+	cur     atomic.Pointer[held]
+	lastErr atomic.Pointer[failure]
+	sf      singleflight.Group
+	wake    chan struct{} // a new credential (or a test) asks the loop to reschedule
 
-	started atomic.Bool
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// life bounds every fetch: fetches are shared between callers, so they
+	// cannot run under one caller's context, but Close must end them.
+	life context.Context
+	end  context.CancelFunc
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	wg      sync.WaitGroup // the loop and fetches in flight
 }
+
+// ErrClosed is returned by a Source after Close.
+var ErrClosed = errors.New("ecr: credential source closed")
 
 // held is a credential with the time it was obtained; pointer identity tells
 // one fetch's result from another's.
 type held struct {
 	cred    Credential
 	fetched time.Time
+}
+
+type failure struct {
+	err error
+	at  time.Time
 }
 
 // NewSource returns a Source that fetches with f. Call Start to refresh in
@@ -79,13 +94,9 @@ func NewSource(f Fetcher, opts Options) *Source {
 	if opts.FetchTimeout <= 0 {
 		opts.FetchTimeout = 30 * time.Second
 	}
-	return &Source{
-		fetcher: f,
-		opts:    opts,
-		log:     opts.Logger,
-		wake:    make(chan struct{}, 1),
-		cancel:  func() {},
-	}
+	s := &Source{fetcher: f, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1)}
+	s.life, s.end = context.WithCancel(context.Background())
+	return s
 }
 
 // Start fetches a first credential and starts the background refresh loop,
@@ -93,32 +104,56 @@ func NewSource(f Fetcher, opts Options) *Source {
 // first fetch fails (it keeps retrying); that error is returned for logging,
 // and Ready reports when a credential is held.
 func (s *Source) Start(ctx context.Context) error {
-	if s.started.Swap(true) {
-		return errors.New("ecr: Source already started")
+	s.mu.Lock()
+	if s.started || s.closed {
+		s.mu.Unlock()
+		return errors.New("ecr: Source already started or closed")
 	}
-	ctx, s.cancel = context.WithCancel(ctx)
-	_, err := s.refresh(ctx, s.cur.Load())
-	s.wg.Add(1)
-	go s.loop(ctx)
+	s.started = true
+	s.wg.Add(1) // for the loop
+	s.mu.Unlock()
+	tried := s.opts.Clock()
+	_, err := s.refresh(ctx, s.cur.Load(), false)
+	var failedAt time.Time
+	if err != nil {
+		failedAt = tried
+	}
+	go s.loop(ctx, failedAt)
 	return err
 }
 
-// Close stops the background loop and waits for it to end.
+// Close stops the background loop and any fetch in flight and waits for them
+// to end. Later calls return ErrClosed.
 func (s *Source) Close() {
-	if s.started.Load() {
-		s.cancel()
-	}
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.end()
 	s.wg.Wait()
 }
 
+// track counts a fetch in wg unless the Source is closed. Add happens under
+// mu so that it never races with Close's Wait.
+func (s *Source) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
 // Credential returns the current credential, fetching one first when none is
-// held or it has expired.
+// held or it has expired. For MinBackoff after a failed fetch it returns that
+// failure again instead of fetching, so that an outage is not met with one
+// AWS call per incoming request.
 func (s *Source) Credential(ctx context.Context) (Credential, error) {
 	h := s.cur.Load()
 	if s.usable(h) {
 		return h.cred, nil
 	}
-	h, err := s.refresh(ctx, h)
+	h, err := s.refresh(ctx, h, true)
 	if err != nil {
 		return Credential{}, err
 	}
@@ -128,13 +163,14 @@ func (s *Source) Credential(ctx context.Context) (Credential, error) {
 // Invalidate reports that the upstream rejected stale (answered 401) and
 // returns a replacement. If the held credential already differs from stale,
 // it is returned without fetching; otherwise one fetch is shared by all
-// concurrent callers.
+// concurrent callers (and, like Credential, not repeated for MinBackoff after
+// it failed).
 func (s *Source) Invalidate(ctx context.Context, stale Credential) (Credential, error) {
 	h := s.cur.Load()
 	if s.usable(h) && !sameSecret(h.cred, stale) {
 		return h.cred, nil
 	}
-	h, err := s.refresh(ctx, h)
+	h, err := s.refresh(ctx, h, true)
 	if err != nil {
 		return Credential{}, err
 	}
@@ -163,14 +199,23 @@ func sameSecret(a, b Credential) bool {
 
 // refresh returns a credential other than stale, fetching at most once for
 // all concurrent callers. The caller waits only as long as its ctx allows.
-func (s *Source) refresh(ctx context.Context, stale *held) (*held, error) {
+// With coolDown, a failure less than MinBackoff old is returned instead of
+// fetching; the loop, which has its own backoff, passes false.
+func (s *Source) refresh(ctx context.Context, stale *held, coolDown bool) (*held, error) {
 	for {
 		ch := s.sf.DoChan("refresh", func() (any, error) {
+			if !s.track() {
+				return nil, ErrClosed
+			}
+			defer s.wg.Done()
 			// Someone else's fetch may have finished since stale was loaded.
 			if h := s.cur.Load(); h != stale && s.usable(h) {
 				return h, nil
 			}
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.FetchTimeout)
+			if f := s.lastErr.Load(); coolDown && f != nil && s.opts.Clock().Sub(f.at) < s.opts.MinBackoff {
+				return nil, f.err
+			}
+			fctx, cancel := context.WithTimeout(s.life, s.opts.FetchTimeout)
 			defer cancel()
 			return s.fetch(fctx)
 		})
@@ -198,6 +243,7 @@ func (s *Source) fetch(ctx context.Context) (*held, error) {
 		err = fmt.Errorf("ecr: fetched credential already expired at %s", c.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	if err != nil {
+		s.lastErr.Store(&failure{err: err, at: now})
 		if s.opts.Observer != nil {
 			s.opts.Observer.RefreshFailed(err)
 		}
@@ -205,6 +251,7 @@ func (s *Source) fetch(ctx context.Context) (*held, error) {
 	}
 	h := &held{cred: c, fetched: now}
 	s.cur.Store(h)
+	s.lastErr.Store(nil)
 	s.log.Info("upstream credential refreshed", "credential", c)
 	if s.opts.Observer != nil {
 		s.opts.Observer.Refreshed(c)
@@ -223,13 +270,20 @@ func (s *Source) poke() {
 // loop refreshes the credential at RefreshFraction of its lifetime and
 // retries failures with backoff; the held credential stays in use until it
 // expires. It recomputes its deadline from the Clock whenever woken.
-func (s *Source) loop(ctx context.Context) {
+// Retries are timed from when the failed attempt began, so the schedule does
+// not depend on how long the attempt took (nor, in tests, on when a fake
+// clock is moved). failedAt is Start's failed attempt, if any.
+func (s *Source) loop(ctx context.Context, failedAt time.Time) {
 	defer s.wg.Done()
+	stopped := func() bool { return ctx.Err() != nil || s.life.Err() != nil }
 	var (
 		failures int
-		failedOn *held // the credential held when refreshing last failed
+		failedOn = s.cur.Load() // the credential held when refreshing last failed
 		retryAt  time.Time
 	)
+	if !failedAt.IsZero() {
+		failures, retryAt = 1, failedAt.Add(s.backoff(1))
+	}
 	for {
 		h := s.cur.Load()
 		if failures > 0 && h != failedOn {
@@ -239,34 +293,41 @@ func (s *Source) loop(ctx context.Context) {
 		if failures > 0 {
 			due, ok = retryAt, true
 		}
-		var timer <-chan time.Time
+		var fire <-chan time.Time // nil: no refresh due, only a wake-up helps
+		var timer *time.Timer
 		if ok {
-			wait := due.Sub(s.opts.Clock())
+			now := s.opts.Clock()
+			wait := due.Sub(now)
 			if wait <= 0 {
-				if _, err := s.refresh(ctx, h); err != nil {
-					if ctx.Err() != nil {
-						return
-					}
+				if _, err := s.refresh(ctx, h, false); err == nil {
+					failures = 0
+				} else if !stopped() {
 					failures++
 					failedOn = h
 					d := s.backoff(failures)
-					retryAt = s.opts.Clock().Add(d)
+					retryAt = now.Add(d)
 					s.log.Warn("upstream credential refresh failed",
 						"error", err, "attempt", failures, "retry_in", d, "held_expires_at", s.ExpiresAt())
-				} else {
-					failures = 0
+				}
+				if stopped() {
+					return
 				}
 				continue
 			}
-			t := time.NewTimer(wait)
-			defer t.Stop()
-			timer = t.C
+			timer = time.NewTimer(wait)
+			fire = timer.C
 		}
 		select {
 		case <-ctx.Done():
-			return
-		case <-timer:
+		case <-s.life.Done():
+		case <-fire:
 		case <-s.wake:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if stopped() {
+			return
 		}
 	}
 }
@@ -284,9 +345,9 @@ func (s *Source) refreshAt(h *held) (at time.Time, ok bool) {
 	return h.fetched.Add(time.Duration(float64(life) * s.opts.RefreshFraction)), true
 }
 
-// backoff doubles from MinBackoff up to MaxBackoff, with "equal jitter" (half
-// fixed, half random) so that gateway replicas spread out but never retry at
-// once.
+// backoff doubles from MinBackoff up to MaxBackoff with "equal jitter": the
+// random half keeps replicas that failed together from retrying together, the
+// fixed half keeps a retry from coming almost at once.
 func (s *Source) backoff(failures int) time.Duration {
 	d := s.opts.MinBackoff << min(failures-1, 30)
 	if d <= 0 || d > s.opts.MaxBackoff {
