@@ -1,0 +1,135 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/pkg/auth"
+)
+
+// TokenVerifier checks a raw token; *auth.Verifier in production.
+type TokenVerifier interface {
+	Verify(ctx context.Context, raw string) (*auth.Claims, error)
+}
+
+var _ TokenVerifier = (*auth.Verifier)(nil)
+
+// Reasons a request is refused besides auth.VerifyError's, for metrics.
+const (
+	reasonInsufficientScope = "insufficient_scope"
+	reasonOther             = "other"
+)
+
+// authorizer checks that a request carries a token that grants what its
+// route needs, and builds the Bearer challenges.
+type authorizer struct {
+	verifier TokenVerifier
+	// challenge is `Bearer realm="…",service="…"`, built once.
+	challenge string
+	// failed counts refusals of presented tokens by reason.
+	failed func(reason string)
+}
+
+func newAuthorizer(v TokenVerifier, realm, service string, failed func(string)) *authorizer {
+	if failed == nil {
+		failed = func(string) {}
+	}
+	return &authorizer{
+		verifier:  v,
+		challenge: `Bearer realm="` + realm + `",service="` + service + `"`,
+		failed:    failed,
+	}
+}
+
+// check returns the claims of the request's token when they grant route, or
+// an *httpx.Error 401 with the challenge. Always 401, never 403: containerd
+// refetches a token on a 401 carrying error=, and never retries a 403.
+func (a *authorizer) check(ctx context.Context, header string, route Route) (*auth.Claims, error) {
+	raw, ok := bearerToken(header)
+	if !ok {
+		// No token, or Basic credentials sent straight here: the client
+		// must go to the realm first.
+		return nil, a.refuse(route, "", "authentication required", nil)
+	}
+	claims, err := a.verifier.Verify(ctx, raw)
+	if err != nil {
+		reason := reasonOther
+		var ve *auth.VerifyError
+		if errors.As(err, &ve) {
+			reason = ve.Reason
+		}
+		a.failed(reason)
+		e := a.refuse(route, "invalid_token", "invalid token", err)
+		// The reasons are stable words (expired, signature, …), safe to show.
+		e.Detail = map[string]string{"reason": reason}
+		return nil, e
+	}
+	if !grants(claims, route) {
+		a.failed(reasonInsufficientScope)
+		return nil, a.refuse(route, "insufficient_scope", "insufficient scope", nil)
+	}
+	return claims, nil
+}
+
+// grants reports whether claims cover the route: pull on exactly the
+// repository named, or the catalog for /v2/_catalog. Any valid token opens
+// /v2/ (docker login checks its token there).
+func grants(c *auth.Claims, route Route) bool {
+	switch route.Kind {
+	case RouteBase:
+		return true
+	case RouteCatalog:
+		return c.Allows(auth.TypeRegistry, auth.CatalogName, auth.ActionAll)
+	case RouteManifest, RouteBlob, RouteTags, RouteReferrers:
+		return c.Allows(auth.TypeRepository, route.Name, auth.ActionPull)
+	}
+	return false
+}
+
+// refuse builds the 401. The base route's challenge is realm and service
+// only: that is what clients expect from /v2/, and they send no scope for
+// it anyway.
+func (a *authorizer) refuse(route Route, errCode, message string, cause error) *httpx.Error {
+	challenge := a.challenge
+	if route.Kind != RouteBase {
+		if scope := route.Scope(); scope != "" {
+			challenge += `,scope="` + scope + `"`
+		}
+		if errCode != "" {
+			challenge += `,error="` + errCode + `"`
+		}
+	}
+	e := &httpx.Error{
+		Status:  http.StatusUnauthorized,
+		Code:    httpx.CodeUnauthorized,
+		Message: message,
+		Header:  http.Header{"Www-Authenticate": {challenge}},
+		Err:     cause,
+	}
+	if route.Kind != RouteBase && route.Kind != RouteUnknown {
+		e.Detail = []map[string]string{accessDetail(route)}
+	}
+	return e
+}
+
+// accessDetail is what distribution puts in an UNAUTHORIZED error's detail.
+func accessDetail(route Route) map[string]string {
+	if route.Kind == RouteCatalog {
+		return map[string]string{"Type": auth.TypeRegistry, "Name": auth.CatalogName, "Action": auth.ActionAll}
+	}
+	return map[string]string{"Type": auth.TypeRepository, "Name": route.Name, "Action": auth.ActionPull}
+}
+
+// bearerToken extracts the token of a `Bearer <token>` header; the scheme is
+// case-insensitive (RFC 7235).
+func bearerToken(h string) (string, bool) {
+	const scheme = "bearer "
+	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
+		return "", false
+	}
+	t := strings.TrimSpace(h[len(scheme):])
+	return t, t != ""
+}

@@ -1,0 +1,271 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the gateway's configuration file.
+type Config struct {
+	// Listen is the address to serve on; default "127.0.0.1:5000".
+	Listen string `yaml:"listen"`
+	// Realm is the absolute URL of the token endpoint, sent in challenges.
+	Realm string `yaml:"realm"`
+	// Service is the token audience and the challenge's service.
+	Service string `yaml:"service"`
+	// Issuer is the iss claim tokens must carry.
+	Issuer string     `yaml:"issuer"`
+	Keys   KeysConfig `yaml:"keys"`
+	// Leeway tolerates clock skew on exp and nbf; default 30s.
+	Leeway time.Duration `yaml:"leeway"`
+	// TokenEndpoint, when set, is where /token on the gateway's host is
+	// forwarded, so that one hostname serves the whole flow.
+	TokenEndpoint string         `yaml:"token_endpoint"`
+	Upstream      UpstreamConfig `yaml:"upstream"`
+	// CatalogTTL is how long the upstream's repository list is reused;
+	// default 30s.
+	CatalogTTL time.Duration `yaml:"catalog_ttl"`
+	// AccessLog writes one log line a request; default true.
+	AccessLog *bool `yaml:"access_log"`
+	// ShutdownTimeout bounds the graceful shutdown; default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// KeysConfig says which token signing keys to trust; one or both.
+type KeysConfig struct {
+	// JWKSURL is the token service's key set, fetched at start and again
+	// when a token names an unknown kid (at most every MinRefetch).
+	JWKSURL string `yaml:"jwks_url"`
+	// PublicKeys are PEM files of public keys or certificates.
+	PublicKeys []string `yaml:"public_keys"`
+	// MinRefetch bounds JWKS refetches; default 5s.
+	MinRefetch time.Duration `yaml:"min_refetch"`
+}
+
+// UpstreamConfig is the registry requests are forwarded to.
+type UpstreamConfig struct {
+	// URL is the registry's base URL (scheme and host, no path).
+	URL string `yaml:"url"`
+	// RepositoryPrefix is put before every client repository name
+	// ("acme/": client stable/app is upstream acme/stable/app).
+	RepositoryPrefix string `yaml:"repository_prefix"`
+	// ProxyBlobs makes the gateway follow the upstream's blob redirects
+	// itself and stream the blob, for clients that can reach only the
+	// gateway's host.
+	ProxyBlobs bool `yaml:"proxy_blobs"`
+	// Exactly one credential source.
+	ECR    *ECRConfig    `yaml:"ecr"`
+	Static *StaticConfig `yaml:"static"`
+	// Upstream connection limits; zero values take the defaults.
+	MaxIdleConnsPerHost   int           `yaml:"max_idle_conns_per_host"` // default 256
+	DialTimeout           time.Duration `yaml:"dial_timeout"`            // default 10s
+	TLSHandshakeTimeout   time.Duration `yaml:"tls_handshake_timeout"`   // default 10s
+	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"` // default 60s
+}
+
+// ECRConfig fetches the upstream credential with GetAuthorizationToken,
+// using the AWS SDK's default credential chain.
+type ECRConfig struct {
+	Region     string `yaml:"region"`
+	RegistryID string `yaml:"registry_id"`
+}
+
+// StaticConfig is a username and a password read from a file, for any
+// registry other than ECR.
+type StaticConfig struct {
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+}
+
+// LoadConfig reads, defaults and validates a configuration file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes YAML strictly (unknown keys are errors), fills in the
+// defaults and validates the result.
+func ParseConfig(data []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var cfg Config
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// SetDefaults fills in the zero values that have defaults.
+func (c *Config) SetDefaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:5000"
+	}
+	if c.Leeway == 0 {
+		c.Leeway = 30 * time.Second
+	}
+	if c.CatalogTTL == 0 {
+		c.CatalogTTL = 30 * time.Second
+	}
+	if c.AccessLog == nil {
+		t := true
+		c.AccessLog = &t
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.Keys.MinRefetch == 0 {
+		c.Keys.MinRefetch = 5 * time.Second
+	}
+	u := &c.Upstream
+	if u.MaxIdleConnsPerHost == 0 {
+		u.MaxIdleConnsPerHost = 256
+	}
+	if u.DialTimeout == 0 {
+		u.DialTimeout = 10 * time.Second
+	}
+	if u.TLSHandshakeTimeout == 0 {
+		u.TLSHandshakeTimeout = 10 * time.Second
+	}
+	if u.ResponseHeaderTimeout == 0 {
+		u.ResponseHeaderTimeout = 60 * time.Second
+	}
+	if p := u.RepositoryPrefix; p != "" && !strings.HasSuffix(p, "/") {
+		u.RepositoryPrefix = p + "/"
+	}
+}
+
+var (
+	prefixRe     = regexp.MustCompile(`^` + pathComponent + `(?:/` + pathComponent + `)*/$`)
+	registryIDRe = regexp.MustCompile(`^[0-9]{12}$`)
+)
+
+// Validate reports every problem of the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen: %q is not host:port", c.Listen)
+	}
+	if err := checkURL(c.Realm, false); err != nil {
+		bad("realm: %v", err)
+	}
+	if c.Service == "" {
+		bad("service: required")
+	}
+	if strings.ContainsAny(c.Service+c.Realm, "\"\\") {
+		bad("realm and service must not contain quotes or backslashes (they go into the challenge)")
+	}
+	if c.Issuer == "" {
+		bad("issuer: required")
+	}
+	if c.Keys.JWKSURL == "" && len(c.Keys.PublicKeys) == 0 {
+		bad("keys: set jwks_url or public_keys (or both)")
+	}
+	if c.Keys.JWKSURL != "" {
+		if err := checkURL(c.Keys.JWKSURL, false); err != nil {
+			bad("keys.jwks_url: %v", err)
+		}
+	}
+	for i, p := range c.Keys.PublicKeys {
+		if p == "" {
+			bad("keys.public_keys[%d]: empty path", i)
+		}
+	}
+	if c.Keys.MinRefetch < 0 {
+		bad("keys.min_refetch: must not be negative")
+	}
+	if c.Leeway < 0 || c.Leeway > 5*time.Minute {
+		bad("leeway: %s is out of range (0 to 5m)", c.Leeway)
+	}
+	if c.TokenEndpoint != "" {
+		if err := checkURL(c.TokenEndpoint, false); err != nil {
+			bad("token_endpoint: %v", err)
+		}
+	}
+	if c.CatalogTTL < 0 {
+		bad("catalog_ttl: must not be negative")
+	}
+	if c.ShutdownTimeout < 0 {
+		bad("shutdown_timeout: must not be negative")
+	}
+	u := c.Upstream
+	if err := checkURL(u.URL, true); err != nil {
+		bad("upstream.url: %v", err)
+	}
+	if u.RepositoryPrefix != "" && !prefixRe.MatchString(u.RepositoryPrefix) {
+		bad("upstream.repository_prefix: %q is not a repository path (lower-case components joined by /)", u.RepositoryPrefix)
+	}
+	switch {
+	case u.ECR == nil && u.Static == nil:
+		bad("upstream: set ecr or static")
+	case u.ECR != nil && u.Static != nil:
+		bad("upstream: set ecr or static, not both")
+	}
+	if e := u.ECR; e != nil {
+		if e.Region == "" {
+			bad("upstream.ecr.region: required")
+		}
+		if e.RegistryID != "" && !registryIDRe.MatchString(e.RegistryID) {
+			bad("upstream.ecr.registry_id: %q is not a 12-digit AWS account ID", e.RegistryID)
+		}
+	}
+	if s := u.Static; s != nil {
+		if s.Username == "" {
+			bad("upstream.static.username: required")
+		}
+		if s.PasswordFile == "" {
+			bad("upstream.static.password_file: required")
+		}
+	}
+	if u.MaxIdleConnsPerHost < 0 || u.DialTimeout < 0 || u.TLSHandshakeTimeout < 0 || u.ResponseHeaderTimeout < 0 {
+		bad("upstream: connection limits must not be negative")
+	}
+	return errors.Join(errs...)
+}
+
+// checkURL requires an absolute http(s) URL; with bare, one without path,
+// query or user info.
+func checkURL(s string, bare bool) error {
+	if s == "" {
+		return errors.New("required")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", s)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q: scheme must be http or https", s)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q: no host", s)
+	}
+	if u.User != nil {
+		return fmt.Errorf("%q: must not hold credentials", u.Redacted())
+	}
+	if bare && (strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "") {
+		return fmt.Errorf("%q: must be scheme://host[:port] only", s)
+	}
+	return nil
+}

@@ -1,0 +1,98 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/acme/registry-gateway/pkg/ecr"
+)
+
+// Credentials is the gateway's upstream credential: *ecr.Source in
+// production, StaticCredential in tests.
+type Credentials interface {
+	// Credential returns the credential to use now.
+	Credential(ctx context.Context) (ecr.Credential, error)
+	// Invalidate reports that the upstream refused stale and returns its
+	// replacement; concurrent callers share one refresh.
+	Invalidate(ctx context.Context, stale ecr.Credential) (ecr.Credential, error)
+}
+
+// readiness is what Credentials may also offer for /readyz and metrics.
+type readiness interface {
+	Ready() bool
+	ExpiresAt() time.Time
+}
+
+var (
+	_ Credentials = (*ecr.Source)(nil)
+	_ readiness   = (*ecr.Source)(nil)
+	_ Credentials = StaticCredential{}
+)
+
+// StaticCredential never changes; Invalidate hands back the same one.
+type StaticCredential ecr.Credential
+
+// Credential implements Credentials.
+func (s StaticCredential) Credential(context.Context) (ecr.Credential, error) {
+	return ecr.Credential(s), nil
+}
+
+// Invalidate implements Credentials.
+func (s StaticCredential) Invalidate(context.Context, ecr.Credential) (ecr.Credential, error) {
+	return ecr.Credential(s), nil
+}
+
+// errNoCredential wraps a failure to obtain an upstream credential; the
+// client gets a 503, the cause goes to the log only.
+var errNoCredential = errors.New("no upstream credential")
+
+// authHeader caches the Authorization value of the current credential, so
+// that the hot path does not base64-encode it for every request.
+type authHeader struct {
+	creds Credentials
+	cur   atomic.Pointer[headerFor]
+}
+
+type headerFor struct {
+	cred  ecr.Credential
+	value []string // shared by every request's header map: never changed
+}
+
+// get returns the credential to use and its header value.
+func (a *authHeader) get(ctx context.Context) (*headerFor, error) {
+	c, err := a.creds.Credential(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errNoCredential, err)
+	}
+	return a.remember(c), nil
+}
+
+// invalidate replaces stale and returns the new credential's header.
+func (a *authHeader) invalidate(ctx context.Context, stale ecr.Credential) (*headerFor, error) {
+	c, err := a.creds.Invalidate(ctx, stale)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errNoCredential, err)
+	}
+	return a.remember(c), nil
+}
+
+func (a *authHeader) remember(c ecr.Credential) *headerFor {
+	if h := a.cur.Load(); h != nil && h.cred.Username == c.Username && h.cred.Password == c.Password {
+		return h
+	}
+	h := &headerFor{cred: c, value: []string{c.BasicAuth()}}
+	a.cur.Store(h)
+	return h
+}
+
+// lookup finds the credential a sent header value belongs to; ok is false
+// when it is not the current one (a refresh happened meanwhile).
+func (a *authHeader) lookup(value string) (ecr.Credential, bool) {
+	if h := a.cur.Load(); h != nil && h.value[0] == value {
+		return h.cred, true
+	}
+	return ecr.Credential{}, false
+}

@@ -1,0 +1,281 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/pkg/auth"
+	"github.com/acme/registry-gateway/pkg/ecr"
+)
+
+// Options supply what New would otherwise build from the Config; every
+// field is optional.
+type Options struct {
+	Logger *slog.Logger
+	Clock  func() time.Time
+	// Keys overrides cfg.Keys (the trusted token signing keys).
+	Keys auth.KeySource
+	// Verifier overrides the token verifier built from the config and Keys.
+	Verifier TokenVerifier
+	// Credentials overrides cfg.Upstream.ECR/Static.
+	Credentials Credentials
+	// Repositories overrides the catalog's upstream lister.
+	Repositories RepositoryLister
+	// Transport is the base upstream transport (default
+	// NewUpstreamTransport); the gateway wraps it with its credential,
+	// retry, redirect and timing round-trippers.
+	Transport http.RoundTripper
+	// ECRClientOptions tune the AWS SDK ECR client built for the ecr
+	// source (retries, endpoint, …).
+	ECRClientOptions []func(*awsecr.Options)
+}
+
+// Gateway is the gateway's http.Handler. Build it with New; Close it to
+// stop its background work.
+type Gateway struct {
+	cfg     *Config
+	log     *slog.Logger
+	clock   func() time.Time
+	errs    httpx.Handler
+	metrics *metrics
+
+	authz   *authorizer
+	proxy   *httputil.ReverseProxy
+	catalog *catalog
+	token   http.Handler
+	healthz http.Handler
+	readyz  http.Handler
+	metricH http.Handler
+
+	accessLog bool
+	closers   []func()
+}
+
+var _ http.Handler = (*Gateway)(nil)
+
+// New builds a gateway for a validated cfg. With the ecr source it fetches
+// a first upstream credential and starts refreshing it in the background
+// until ctx ends or Close is called; a failed first fetch is logged, not
+// returned (the gateway starts unready and keeps trying). With a JWKS URL it
+// fetches the key set once; failing that is an error.
+func New(ctx context.Context, cfg *Config, opts Options) (g *Gateway, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	upstream, err := url.Parse(cfg.Upstream.URL)
+	if err != nil {
+		return nil, fmt.Errorf("upstream.url: %w", err)
+	}
+	g = &Gateway{
+		cfg: cfg, log: opts.Logger, clock: opts.Clock,
+		errs:      httpx.Handler{Log: opts.Logger},
+		accessLog: cfg.AccessLog == nil || *cfg.AccessLog,
+	}
+	defer func() {
+		if err != nil {
+			g.Close()
+		}
+	}()
+
+	// Credentials first: the metrics observe their refreshes.
+	var source *ecr.Source
+	var lister RepositoryLister = opts.Repositories
+	creds := opts.Credentials
+	var observer metricsObserver
+	if creds == nil {
+		switch u := cfg.Upstream; {
+		case u.ECR != nil:
+			awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(u.ECR.Region))
+			if err != nil {
+				return nil, fmt.Errorf("AWS config: %w", err)
+			}
+			client := awsecr.NewFromConfig(awsCfg, opts.ECRClientOptions...)
+			source = ecr.NewSource(ecr.NewSDKFetcherFromClient(client, u.ECR.RegistryID),
+				ecr.Options{Clock: opts.Clock, Logger: opts.Logger, Observer: &observer})
+			creds = source
+			if lister == nil {
+				lister = &ECRLister{Client: client, RegistryID: u.ECR.RegistryID}
+			}
+		case u.Static != nil:
+			source = ecr.NewSource(ecr.StaticFetcher{Username: u.Static.Username, PasswordFile: u.Static.PasswordFile, ProxyEndpoint: u.URL},
+				ecr.Options{Clock: opts.Clock, Logger: opts.Logger, Observer: &observer})
+			creds = source
+		default:
+			return nil, errors.New("upstream: no credential source")
+		}
+	}
+	var expiry func() (time.Time, bool)
+	if r, ok := creds.(readiness); ok {
+		expiry = func() (time.Time, bool) { return r.ExpiresAt(), r.Ready() }
+	} else {
+		expiry = func() (time.Time, bool) {
+			c, err := creds.Credential(context.Background())
+			return c.ExpiresAt, err == nil
+		}
+	}
+	g.metrics = newMetrics(expiry, opts.Clock)
+	observer.m = g.metrics
+
+	// Token verification.
+	verifier := opts.Verifier
+	var jwks *auth.RemoteJWKS
+	if verifier == nil {
+		keys := opts.Keys
+		if keys == nil {
+			if keys, jwks, err = loadKeys(ctx, cfg.Keys, opts.Clock); err != nil {
+				return nil, err
+			}
+		}
+		verifier = auth.NewVerifier(auth.VerifierConfig{
+			Issuer: cfg.Issuer, Audience: cfg.Service, Keys: keys, Leeway: cfg.Leeway, Clock: opts.Clock,
+		})
+	}
+	g.authz = newAuthorizer(verifier, cfg.Realm, cfg.Service, func(reason string) {
+		g.metrics.verifyFailures.WithLabelValues(reason).Inc()
+	})
+
+	// The upstream round-trippers, innermost first.
+	base := opts.Transport
+	if base == nil {
+		t := NewUpstreamTransport(cfg.Upstream)
+		base = t
+		g.closers = append(g.closers, t.CloseIdleConnections)
+	}
+	plain := timed(base, func(d time.Duration) { g.metrics.upstreamLatency.Observe(d.Seconds()) }, time.Now)
+	ah := &authHeader{creds: creds}
+	var rt http.RoundTripper = &credentialTransport{next: plain, auth: ah, retried: g.metrics.upstreamRetries.Inc}
+	if cfg.Upstream.ProxyBlobs {
+		rt = &redirectFollower{next: rt, plain: plain}
+	}
+	up := &upstreamProxy{upstream: upstream, prefix: cfg.Upstream.RepositoryPrefix, auth: ah, errs: g.errs}
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:        up.rewrite,
+		Transport:      rt,
+		BufferPool:     newBufferPool(),
+		ModifyResponse: up.modifyResponse,
+		ErrorHandler:   up.errorHandler,
+		ErrorLog:       slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+	}
+
+	if lister == nil {
+		lister = &RegistryLister{
+			// Through the credential transport, but never following
+			// redirects to another host with it.
+			Client: &http.Client{Transport: &credentialTransport{next: plain, auth: ah}, Timeout: 30 * time.Second,
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+			Base: upstream,
+		}
+	}
+	g.catalog = &catalog{lister: lister, prefix: cfg.Upstream.RepositoryPrefix, ttl: cfg.CatalogTTL, clock: opts.Clock}
+
+	if cfg.TokenEndpoint != "" {
+		target, err := url.Parse(cfg.TokenEndpoint)
+		if err != nil {
+			return nil, fmt.Errorf("token_endpoint: %w", err)
+		}
+		tokenTransport := NewUpstreamTransport(cfg.Upstream)
+		g.closers = append(g.closers, tokenTransport.CloseIdleConnections)
+		g.token = newTokenProxy(target, tokenTransport, g.errs, opts.Logger)
+	}
+
+	checks := map[string]httpx.Check{"upstream_credential": func(ctx context.Context) error {
+		if at, ok := expiry(); !ok || (!at.IsZero() && !opts.Clock().Before(at)) {
+			return errors.New("no unexpired upstream credential")
+		}
+		return nil
+	}}
+	if jwks != nil {
+		checks["token_keys"] = func(context.Context) error {
+			if jwks.Len() == 0 {
+				return errors.New("no token signing keys")
+			}
+			return nil
+		}
+	}
+	g.healthz = httpx.Healthz()
+	g.readyz = httpx.Readyz(checks)
+	g.metricH = promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})
+
+	if source != nil {
+		g.closers = append(g.closers, source.Close)
+		if err := source.Start(ctx); err != nil {
+			opts.Logger.Warn("no upstream credential yet; retrying in the background", "error", err)
+		}
+	}
+	return g, nil
+}
+
+// loadKeys builds the trusted keys of cfg: PEM files and the JWKS URL,
+// which is fetched once now.
+func loadKeys(ctx context.Context, cfg KeysConfig, clock func() time.Time) (auth.KeySource, *auth.RemoteJWKS, error) {
+	var sources auth.KeySources
+	if len(cfg.PublicKeys) > 0 {
+		static, err := auth.LoadPublicKeys(cfg.PublicKeys...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("keys.public_keys: %w", err)
+		}
+		sources = append(sources, static)
+	}
+	var jwks *auth.RemoteJWKS
+	if cfg.JWKSURL != "" {
+		jwks = auth.NewRemoteJWKS(cfg.JWKSURL, auth.RemoteJWKSOptions{MinRefetch: cfg.MinRefetch, Clock: clock})
+		if err := jwks.Refresh(ctx); err != nil {
+			return nil, nil, fmt.Errorf("keys.jwks_url: %w", err)
+		}
+		sources = append(sources, jwks)
+	}
+	if len(sources) == 1 {
+		return sources[0], jwks, nil
+	}
+	return sources, jwks, nil
+}
+
+// metricsObserver forwards ecr.Source's refresh outcomes to the metrics,
+// which are built after the Source.
+type metricsObserver struct{ m *metrics }
+
+func (o *metricsObserver) Refreshed(c ecr.Credential) {
+	if o.m != nil {
+		o.m.Refreshed(c)
+	}
+}
+
+func (o *metricsObserver) RefreshFailed(err error) {
+	if o.m != nil {
+		o.m.RefreshFailed(err)
+	}
+}
+
+// Registry is the gateway's private metrics registry.
+func (g *Gateway) Registry() *prometheus.Registry { return g.metrics.reg }
+
+// Close stops the credential refresh and drops idle upstream connections.
+func (g *Gateway) Close() {
+	for i := len(g.closers) - 1; i >= 0; i-- {
+		g.closers[i]()
+	}
+	g.closers = nil
+}
+
+// ServerTimeouts suit the gateway: no read or write timeout, since a blob
+// transfer may last long (a read deadline would also cancel the request's
+// context in the middle of a stream); the header, idle and upstream
+// timeouts bound the rest.
+func ServerTimeouts(shutdown time.Duration) httpx.Timeouts {
+	return httpx.Timeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second, Shutdown: shutdown}
+}

@@ -1,0 +1,125 @@
+package gateway
+
+import (
+	"math"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/acme/registry-gateway/pkg/ecr"
+)
+
+// metrics are the gateway's Prometheus metrics, on a registry of its own so
+// that tests can build many gateways in one process.
+type metrics struct {
+	reg *prometheus.Registry
+
+	requests        *prometheus.CounterVec
+	upstreamLatency prometheus.Histogram
+	upstreamRetries prometheus.Counter
+	refreshes       prometheus.Counter
+	refreshFailures prometheus.Counter
+	verifyFailures  *prometheus.CounterVec
+
+	// counters caches requests' children by route kind and status, so that
+	// the hot path does not hash label values.
+	counters [len(routeNames) + extraRoutes][600]atomic.Pointer[prometheus.Counter]
+}
+
+// Labels of the requests that are not /v2 routes.
+const (
+	routeToken = RouteKind(len(routeNames)) + iota
+	routeHealth
+	routeMetrics
+	routeOther
+	extraRoutes = 4
+)
+
+var extraRouteNames = [extraRoutes]string{"token", "health", "metrics", "other"}
+
+func routeLabel(k RouteKind) string {
+	if k >= routeToken && int(k-routeToken) < extraRoutes {
+		return extraRouteNames[k-routeToken]
+	}
+	return k.String()
+}
+
+var _ ecr.Observer = (*metrics)(nil)
+
+// newMetrics registers the metrics; expiry, when not nil, reports the held
+// upstream credential's expiry (zero time: it never expires) and whether one
+// is held.
+func newMetrics(expiry func() (time.Time, bool), clock func() time.Time) *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_requests_total",
+			Help: "Requests answered, by route and status code.",
+		}, []string{"route", "code"}),
+		upstreamLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "gateway_upstream_request_duration_seconds",
+			Help:    "Time from sending an upstream request to its response headers.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		upstreamRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_upstream_credential_retries_total",
+			Help: "Upstream requests retried with a refreshed credential after a 401.",
+		}),
+		refreshes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_upstream_credential_refreshes_total",
+			Help: "Upstream credentials obtained.",
+		}),
+		refreshFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_upstream_credential_refresh_failures_total",
+			Help: "Failed attempts to obtain an upstream credential.",
+		}),
+		verifyFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_token_verification_failures_total",
+			Help: "Presented tokens refused, by reason.",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(m.requests, m.upstreamLatency, m.upstreamRetries, m.refreshes, m.refreshFailures, m.verifyFailures,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if expiry != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gateway_upstream_credential_expiry_seconds",
+			Help: "Seconds until the held upstream credential expires; 0 while none is held, +Inf if it never expires.",
+		}, func() float64 {
+			at, ok := expiry()
+			switch {
+			case !ok:
+				return 0
+			case at.IsZero():
+				return math.Inf(1)
+			}
+			return max(at.Sub(clock()).Seconds(), 0)
+		}))
+	}
+	return m
+}
+
+// request counts one answered request.
+func (m *metrics) request(k RouteKind, code int) {
+	if int(k) >= len(m.counters) || code < 100 || code >= 600 {
+		m.requests.WithLabelValues(routeLabel(k), strconv.Itoa(code)).Inc()
+		return
+	}
+	slot := &m.counters[k][code]
+	c := slot.Load()
+	if c == nil {
+		cc := m.requests.WithLabelValues(routeLabel(k), strconv.Itoa(code))
+		slot.Store(&cc)
+		c = &cc
+	}
+	(*c).Inc()
+}
+
+// Refreshed implements ecr.Observer.
+func (m *metrics) Refreshed(ecr.Credential) { m.refreshes.Inc() }
+
+// RefreshFailed implements ecr.Observer.
+func (m *metrics) RefreshFailed(error) { m.refreshFailures.Inc() }

@@ -1,0 +1,191 @@
+package gateway
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+
+	// go-digest only knows the algorithms whose hashes are linked in.
+	_ "crypto/sha256"
+	_ "crypto/sha512"
+
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/acme/registry-gateway/internal/httpx"
+)
+
+// RouteKind is what a /v2 request asks for.
+type RouteKind uint8
+
+// Route kinds; their String values label metrics.
+const (
+	RouteUnknown RouteKind = iota
+	RouteBase
+	RouteCatalog
+	RouteManifest
+	RouteBlob
+	RouteTags
+	RouteReferrers
+)
+
+var routeNames = [...]string{"unknown", "base", "catalog", "manifest", "blob", "tags", "referrers"}
+
+func (k RouteKind) String() string {
+	if int(k) < len(routeNames) {
+		return routeNames[k]
+	}
+	return "unknown"
+}
+
+// Route is a parsed /v2 path.
+type Route struct {
+	Kind RouteKind
+	// Name is the repository as the client names it (no upstream prefix).
+	Name string
+	// Reference is the tag or digest of a manifest, or the digest of a
+	// blob or referrers request.
+	Reference string
+	// Suffix is the path after the name, starting with "/" (e.g.
+	// "/manifests/latest"), so that the upstream path can be built without
+	// re-encoding anything.
+	Suffix string
+}
+
+// Scope is the token scope a request of this route needs, "" for the base
+// route.
+func (r Route) Scope() string {
+	switch r.Kind {
+	case RouteBase, RouteUnknown:
+		return ""
+	case RouteCatalog:
+		return "registry:catalog:*"
+	}
+	return "repository:" + r.Name + ":pull"
+}
+
+// maxPathLen bounds a /v2 path: a 255-character name, a 128-character tag or
+// a sha512 digest and the fixed parts fit well within it.
+const maxPathLen = 512
+
+var (
+	// pathNameRe is the repository path grammar of distribution/reference
+	// (path components joined by "/"). reference.NameRegexp is not used
+	// as-is because it also admits a leading domain, which may hold upper
+	// case letters and a port: neither belongs in a path to this registry.
+	pathNameRe = regexp.MustCompile(`^` + pathComponent + `(?:/` + pathComponent + `)*$`)
+	tagRe      = regexp.MustCompile(`^` + reference.TagRegexp.String() + `$`)
+)
+
+const pathComponent = `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
+
+// Route errors, as the client sees them.
+var (
+	errRouteNotFound    = httpx.Errorf(http.StatusNotFound, httpx.CodeUnsupported, "unknown endpoint")
+	errPathNotCanonical = httpx.Errorf(http.StatusBadRequest, httpx.CodeNameInvalid, "path is not canonical")
+	errPathTooLong      = httpx.Errorf(http.StatusBadRequest, httpx.CodeNameInvalid, "path too long")
+	errNameInvalid      = httpx.Errorf(http.StatusBadRequest, httpx.CodeNameInvalid, "invalid repository name")
+	errTagInvalid       = httpx.Errorf(http.StatusBadRequest, httpx.CodeTagInvalid, "invalid tag")
+	errDigestInvalid    = httpx.Errorf(http.StatusBadRequest, httpx.CodeDigestInvalid, "invalid digest")
+)
+
+// ParseRoute parses the escaped path of a request (r.URL.EscapedPath()) into
+// a Route, refusing anything that is not the one canonical spelling of a
+// registry API path: percent-encoding of any kind (no valid name, tag or
+// digest needs it, so "%2F" or "%2e" can only be an attempt to make the
+// upstream see another path than the one checked here), empty or dot
+// segments, upper case in names, over-long names, tags or paths.
+//
+// It is a pure function: the errors are *httpx.Error values shared by all
+// callers, which must not change them.
+func ParseRoute(escapedPath string) (Route, error) {
+	if len(escapedPath) > maxPathLen {
+		return Route{}, errPathTooLong
+	}
+	rest, ok := strings.CutPrefix(escapedPath, "/v2/")
+	if !ok {
+		if escapedPath == "/v2" {
+			return Route{Kind: RouteBase}, nil
+		}
+		return Route{}, errRouteNotFound
+	}
+	if rest == "" {
+		return Route{Kind: RouteBase}, nil
+	}
+	if strings.IndexByte(rest, '%') >= 0 {
+		return Route{}, errPathNotCanonical
+	}
+	if rest == "_catalog" {
+		return Route{Kind: RouteCatalog}, nil
+	}
+	// The last two segments say what is asked; everything before them is
+	// the name. Distribution's router does the same with anchored patterns:
+	// a name may itself contain a component called "manifests" or "blobs".
+	j := strings.LastIndexByte(rest, '/')
+	if j < 0 {
+		return Route{}, errRouteNotFound
+	}
+	i := strings.LastIndexByte(rest[:j], '/')
+	if i < 0 {
+		return Route{}, errRouteNotFound
+	}
+	name, verb, last := rest[:i], rest[i+1:j], rest[j+1:]
+	if err := checkSegments(rest); err != nil {
+		return Route{}, err
+	}
+	r := Route{Name: name, Suffix: rest[i:]}
+	switch verb {
+	case "manifests":
+		r.Kind, r.Reference = RouteManifest, last
+		if strings.IndexByte(last, ':') >= 0 {
+			if err := digest.Digest(last).Validate(); err != nil {
+				return Route{}, errDigestInvalid
+			}
+		} else if !tagRe.MatchString(last) {
+			return Route{}, errTagInvalid
+		}
+	case "blobs", "referrers":
+		r.Kind, r.Reference = RouteBlob, last
+		if verb == "referrers" {
+			r.Kind = RouteReferrers
+		}
+		if err := digest.Digest(last).Validate(); err != nil {
+			return Route{}, errDigestInvalid
+		}
+	case "tags":
+		if last != "list" {
+			return Route{}, errRouteNotFound
+		}
+		r.Kind = RouteTags
+	default:
+		return Route{}, errRouteNotFound
+	}
+	if len(name) > reference.RepositoryNameTotalLengthMax || !pathNameRe.MatchString(name) {
+		return Route{}, errNameInvalid
+	}
+	return r, nil
+}
+
+// checkSegments refuses empty and dot segments, which a client-side or
+// upstream path cleaner would collapse into a different path than the one
+// whose name was checked.
+func checkSegments(p string) error {
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return errPathNotCanonical
+		}
+	}
+	return nil
+}
+
+// UpstreamPath is the escaped path of the route on the upstream, with the
+// repository prefix (e.g. "acme/") put before the name.
+func (r Route) UpstreamPath(prefix string) string {
+	switch r.Kind {
+	case RouteBase:
+		return "/v2/"
+	case RouteCatalog:
+		return "/v2/_catalog"
+	}
+	return "/v2/" + prefix + r.Name + r.Suffix
+}

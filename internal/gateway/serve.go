@@ -1,0 +1,114 @@
+package gateway
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+
+	"github.com/acme/registry-gateway/internal/httpx"
+)
+
+// ServeHTTP dispatches by path. It does not use http.ServeMux, which would
+// answer unclean paths ("//", "..") with redirects of its own: every /v2 path
+// goes to ParseRoute, which refuses them.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := httpx.NewRecorder(w)
+	kind := routeOther
+	defer func() {
+		v := recover()
+		if v != nil && v != http.ErrAbortHandler {
+			g.errs.WriteError(rec, r, fmt.Errorf("panic: %v\n%s", v, debug.Stack()))
+		}
+		g.metrics.request(kind, rec.Status())
+		if g.accessLog {
+			// Never headers or the query: they carry tokens.
+			g.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+				slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.String("route", routeLabel(kind)), slog.Int("status", rec.Status()),
+				slog.Int64("bytes", rec.Bytes()), slog.Duration("duration", time.Since(start)),
+				slog.String("remote", r.RemoteAddr))
+		}
+		if v == http.ErrAbortHandler {
+			// ReverseProxy aborts a response whose copy failed half-way;
+			// the server must drop the connection.
+			panic(v)
+		}
+	}()
+	g.serve(rec, r, &kind)
+}
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, kind *RouteKind) {
+	p := r.URL.Path
+	switch {
+	case p == "/v2" || strings.HasPrefix(p, "/v2/"):
+		g.serveV2(w, r, kind)
+	case p == "/token" && g.token != nil:
+		*kind = routeToken
+		g.token.ServeHTTP(w, r)
+	case p == "/healthz":
+		*kind = routeHealth
+		g.healthz.ServeHTTP(w, r)
+	case p == "/readyz":
+		*kind = routeHealth
+		g.readyz.ServeHTTP(w, r)
+	case p == "/metrics":
+		*kind = routeMetrics
+		g.metricH.ServeHTTP(w, r)
+	default:
+		g.errs.WriteError(w, r, errRouteNotFound)
+	}
+}
+
+var (
+	errMethodNotAllowed = httpx.Errorf(http.StatusMethodNotAllowed, httpx.CodeUnsupported, "this registry is read-only").
+				WithHeader("Allow", "GET, HEAD")
+	errUpstreamNameTooLong = httpx.Errorf(http.StatusBadRequest, httpx.CodeNameInvalid, "repository name too long")
+)
+
+// serveV2 is the registry API: method, path, token, then the local answer
+// or the upstream's. Nothing reaches the upstream before all three checks
+// pass.
+func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, kind *RouteKind) {
+	route, err := ParseRoute(r.URL.EscapedPath())
+	*kind = route.Kind
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		g.fail(w, r, errMethodNotAllowed)
+		return
+	}
+	if err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	claims, err := g.authz.check(r.Context(), r.Header.Get("Authorization"), route)
+	if err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	switch route.Kind {
+	case RouteBase:
+		w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
+		httpx.WriteJSON(w, http.StatusOK, struct{}{})
+	case RouteCatalog:
+		w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
+		if err := g.catalog.serve(w, r, claims); err != nil {
+			g.fail(w, r, err)
+		}
+	default:
+		if len(g.cfg.Upstream.RepositoryPrefix)+len(route.Name) > reference.RepositoryNameTotalLengthMax {
+			g.fail(w, r, errUpstreamNameTooLong)
+			return
+		}
+		g.proxy.ServeHTTP(w, r)
+	}
+}
+
+func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, err error) {
+	w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
+	g.errs.WriteError(w, r, err)
+}

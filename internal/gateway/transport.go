@@ -1,0 +1,216 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// NewUpstreamTransport is the one http.Transport shared by every upstream
+// request. It speaks HTTP/1.1 only: with HTTP/2 a thousand concurrent blob
+// streams would share a few connections whose per-stream flow-control
+// windows (4 MiB in Go) buffer in user space, where TCP keeps the
+// back-pressure of slow clients in the kernel. Compression is off so that
+// bodies, Content-Length and digests pass through byte for byte.
+func NewUpstreamTransport(u UpstreamConfig) *http.Transport {
+	dialer := &net.Dialer{Timeout: u.DialTimeout, KeepAlive: 30 * time.Second}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	return &http.Transport{
+		Proxy:                  http.ProxyFromEnvironment,
+		DialContext:            dialer.DialContext,
+		TLSHandshakeTimeout:    u.TLSHandshakeTimeout,
+		ResponseHeaderTimeout:  u.ResponseHeaderTimeout,
+		ExpectContinueTimeout:  time.Second,
+		IdleConnTimeout:        90 * time.Second,
+		MaxIdleConns:           4 * u.MaxIdleConnsPerHost,
+		MaxIdleConnsPerHost:    u.MaxIdleConnsPerHost,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: 1 << 20,
+		Protocols:              &protocols,
+		// Bigger than the 4 KiB default: fewer read syscalls per blob.
+		ReadBufferSize:  32 << 10,
+		WriteBufferSize: 4 << 10,
+	}
+}
+
+// roundTripperFunc lets small wrappers be written as closures.
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// timed observes the latency of each upstream round trip (to the response
+// headers).
+func timed(next http.RoundTripper, observe func(time.Duration), clock func() time.Time) http.RoundTripper {
+	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		start := clock()
+		resp, err := next.RoundTrip(r)
+		observe(clock().Sub(start))
+		return resp, err
+	})
+}
+
+// credentialTransport puts the upstream credential on requests that carry
+// none (the proxy sets it in its Rewrite step already) and, when the
+// upstream answers 401, refreshes the credential once (shared with every
+// concurrent request that saw the same 401) and retries the request once.
+// Only requests without a body are retried, which is every request the
+// gateway forwards.
+type credentialTransport struct {
+	next    http.RoundTripper
+	auth    *authHeader
+	retried func() // metrics hook
+}
+
+func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	sent := req.Header.Get("Authorization")
+	if sent == "" {
+		h, err := t.auth.get(req.Context())
+		if err != nil {
+			return nil, err
+		}
+		req = withAuthorization(req, h)
+		sent = h.value[0]
+	}
+	resp, err := t.next.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || (req.Body != nil && req.Body != http.NoBody) {
+		return resp, err
+	}
+	stale, current := t.auth.lookup(sent)
+	var h *headerFor
+	if current {
+		h, err = t.auth.invalidate(req.Context(), stale)
+	} else {
+		// Another request refreshed meanwhile: use its result.
+		h, err = t.auth.get(req.Context())
+	}
+	if err != nil {
+		drain(resp.Body)
+		return nil, err
+	}
+	if h.value[0] == sent {
+		// Nothing new to try: the upstream's 401 stands.
+		return resp, nil
+	}
+	drain(resp.Body)
+	if t.retried != nil {
+		t.retried()
+	}
+	return t.next.RoundTrip(withAuthorization(req, h))
+}
+
+// withAuthorization returns a shallow copy of req with its own header map,
+// as a RoundTripper must not change the request it was given.
+func withAuthorization(req *http.Request, h *headerFor) *http.Request {
+	r := req.Clone(req.Context())
+	r.Header["Authorization"] = h.value
+	return r
+}
+
+// drain reads a little of a body that is thrown away, so that the
+// connection can be reused, then closes it.
+func drain(body io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, body, 64<<10)
+	_ = body.Close()
+}
+
+// maxRedirects bounds the redirects followed for one blob.
+const maxRedirects = 5
+
+// redirectFollower follows the redirects the upstream answers blob requests
+// with (ECR: a 307 to a presigned S3 URL) for gateways whose clients can
+// reach only the gateway. The redirected request goes out through plain,
+// which holds no credential, and carries only the headers that make sense
+// for fetching bytes: never the upstream's Authorization.
+type redirectFollower struct {
+	next  http.RoundTripper // the upstream, with its credential
+	plain http.RoundTripper // anything else
+}
+
+// forwardedToRedirect are the request headers a redirected blob request
+// keeps.
+var forwardedToRedirect = []string{"Range", "If-Range", "If-None-Match", "If-Match", "If-Modified-Since", "If-Unmodified-Since", "User-Agent"}
+
+// errTooManyRedirects ends a redirect loop.
+var errTooManyRedirects = errors.New("too many upstream redirects")
+
+func (t *redirectFollower) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil || !isRedirect(resp.StatusCode) || !isBlobPath(req.URL.Path) {
+		return resp, err
+	}
+	for range maxRedirects {
+		loc, err := resp.Location()
+		drain(resp.Body)
+		if err != nil {
+			return nil, fmt.Errorf("upstream redirect: %w", err)
+		}
+		if loc.Scheme != "http" && loc.Scheme != "https" {
+			return nil, fmt.Errorf("upstream redirect to scheme %q", loc.Scheme)
+		}
+		next, err := redirectRequest(req, loc)
+		if err != nil {
+			return nil, err
+		}
+		resp, err = t.plain.RoundTrip(next)
+		if err != nil {
+			return nil, err
+		}
+		if !isRedirect(resp.StatusCode) {
+			// Keep the upstream request, so that the response is
+			// rewritten as an answer for the path the client asked for.
+			resp.Request = req
+			return resp, nil
+		}
+		req = next
+	}
+	drain(resp.Body)
+	return nil, errTooManyRedirects
+}
+
+func redirectRequest(from *http.Request, to *url.URL) (*http.Request, error) {
+	r, err := http.NewRequestWithContext(from.Context(), from.Method, to.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("upstream redirect: %w", err)
+	}
+	for _, k := range forwardedToRedirect {
+		if v := from.Header[k]; len(v) > 0 {
+			r.Header[k] = v
+		}
+	}
+	return r, nil
+}
+
+func isRedirect(code int) bool {
+	switch code {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}
+
+// isBlobPath reports whether an upstream path is /v2/<name>/blobs/<digest>.
+func isBlobPath(p string) bool {
+	j := strings.LastIndexByte(p, '/')
+	return j > 0 && strings.HasSuffix(p[:j], "/blobs") && strings.HasPrefix(p, "/v2/")
+}
+
+// upstreamError says what went wrong talking to the upstream, so the proxy's
+// error handler can pick the status.
+func upstreamStatus(err error) int {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errNoCredential):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
