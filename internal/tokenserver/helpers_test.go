@@ -1,0 +1,427 @@
+package tokenserver
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/pkg/auth"
+)
+
+const (
+	testService = "registry.example.com"
+	testIssuer  = "acme-tokenserver"
+	aliceUser   = "alice@example.com"
+	aliceToken  = "alice-api-token-0123456789"
+	bobUser     = "bob@example.com"
+	bobToken    = "bob-api-token-9876543210"
+)
+
+// fakeClock is an injected clock tests move by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Now().Truncate(time.Second)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// writeECKey writes a new P-256 key as PKCS#8 PEM.
+func writeECKey(t testing.TB, path string) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeKeyPEM(t, path, k)
+	return k
+}
+
+func writeRSAKey(t testing.TB, path string) *rsa.PrivateKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeKeyPEM(t, path, k)
+	return k
+}
+
+func writeKeyPEM(t testing.TB, path string, k crypto.Signer) {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeCert writes a self-signed certificate for k, usable both as the
+// signing certificate and as a registry's rootcertbundle.
+func writeCert(t testing.TB, path string, k crypto.Signer) *x509.Certificate {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "token signer"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return c
+}
+
+type account struct {
+	user, token string
+	channels    []string
+	expires     time.Time
+}
+
+// writeLicenses writes a licences file atomically (rename into place), as
+// an operator's deployment would.
+func writeLicenses(t testing.TB, path string, accounts ...account) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("accounts:\n")
+	for _, a := range accounts {
+		fmt.Fprintf(&b, "  - username: %q\n    token_sha256: %q\n    channels: [%s]\n", a.user, license.HashToken(a.token), strings.Join(a.channels, ", "))
+		if !a.expires.IsZero() {
+			fmt.Fprintf(&b, "    expires: %s\n", a.expires.UTC().Format(time.RFC3339))
+		}
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var defaultAccounts = []account{
+	{user: aliceUser, token: aliceToken, channels: []string{"stable"}},
+	{user: bobUser, token: bobToken, channels: []string{"beta", "stable"}},
+}
+
+// fixture is a token server with a file backend in a temp dir.
+type fixture struct {
+	t       testing.TB
+	dir     string
+	cfg     Config
+	srv     *Server
+	url     string // base URL
+	clock   *fakeClock
+	logs    *syncBuffer
+	keyPath string
+	licPath string
+}
+
+type fixtureOpt func(*fixture, *Options)
+
+// newFixture builds a server with the file backend and serves its Handler
+// with httptest. mutate may change the configuration first.
+func newFixture(t testing.TB, mutate func(*Config), fopts ...fixtureOpt) *fixture {
+	t.Helper()
+	f := &fixture{t: t, dir: t.TempDir(), clock: newFakeClock(), logs: &syncBuffer{}}
+	f.keyPath = filepath.Join(f.dir, "token.key")
+	f.licPath = filepath.Join(f.dir, "licenses.yaml")
+	writeECKey(t, f.keyPath)
+	writeLicenses(t, f.licPath, defaultAccounts...)
+	f.cfg = Config{
+		Issuer:     testIssuer,
+		Service:    testService,
+		SigningKey: f.keyPath,
+		Licenses:   LicensesConfig{File: f.licPath, PollInterval: 10 * time.Millisecond},
+	}
+	if mutate != nil {
+		mutate(&f.cfg)
+	}
+	opts := Options{
+		Logger: slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Clock:  f.clock.Now,
+	}
+	for _, o := range fopts {
+		o(f, &opts)
+	}
+	srv, err := New(f.cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv = srv
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	f.url = hs.URL
+	return f
+}
+
+// serve runs the server for real (Serve: background work, server timeouts)
+// on a loopback port and returns its base URL with the host `localhost`.
+func serve(t testing.TB, srv *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return "http://localhost:" + port
+}
+
+// get sends GET /token with Basic credentials (when user is not empty).
+func get(t testing.TB, base, user, pass string, q url.Values, hdr ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+"/token?"+q.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != "" || pass != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	return do(t, req)
+}
+
+func post(t testing.TB, base string, form url.Values) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return do(t, req)
+}
+
+var testClient = &http.Client{Timeout: 10 * time.Second}
+
+func do(t testing.TB, req *http.Request) *http.Response {
+	t.Helper()
+	resp, err := testClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp
+}
+
+func bodyOf(resp *http.Response) []byte {
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return b
+}
+
+// tokenAnswer decodes a 200 answer, keeping expires_in's JSON type.
+type tokenAnswer struct {
+	Token        string          `json:"token"`
+	AccessToken  string          `json:"access_token"`
+	TokenType    string          `json:"token_type"`
+	ExpiresIn    json.RawMessage `json:"expires_in"`
+	IssuedAt     string          `json:"issued_at"`
+	RefreshToken string          `json:"refresh_token"`
+	Scope        string          `json:"scope"`
+}
+
+func mustToken(t testing.TB, resp *http.Response) tokenAnswer {
+	t.Helper()
+	body := bodyOf(resp)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want 200: %s", resp.StatusCode, body)
+	}
+	var a tokenAnswer
+	if err := json.Unmarshal(body, &a); err != nil {
+		t.Fatalf("decode %s: %v", body, err)
+	}
+	if a.AccessToken == "" {
+		t.Fatalf("no access_token in %s", body)
+	}
+	return a
+}
+
+// registryError is the registry error body plus the OAuth2 fields.
+type registryError struct {
+	Errors []struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"errors"`
+	Error string `json:"error"`
+}
+
+func decodeError(t testing.TB, resp *http.Response) registryError {
+	t.Helper()
+	body := bodyOf(resp)
+	var e registryError
+	if err := json.Unmarshal(body, &e); err != nil || len(e.Errors) != 1 {
+		t.Fatalf("status %d: body %q is not a registry error (%v)", resp.StatusCode, body, err)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	return e
+}
+
+// verifier checks tokens against the server's published JWKS.
+func (f *fixture) verify(raw string) *auth.Claims {
+	f.t.Helper()
+	keys, err := auth.ParseJWKS(f.srv.JWKS())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	v := auth.NewVerifier(auth.VerifierConfig{
+		Issuer: testIssuer, Audience: testService, Keys: auth.StaticKeys(keys), Clock: f.clock.Now, CacheSize: -1,
+	})
+	c, err := v.Verify(context.Background(), raw)
+	if err != nil {
+		f.t.Fatalf("verify: %v", err)
+	}
+	return c
+}
+
+// header decodes a JWT's header.
+func header(t testing.TB, raw string) map[string]any {
+	t.Helper()
+	seg, _, _ := strings.Cut(raw, ".")
+	data, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h map[string]any
+	if err := json.Unmarshal(data, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// rawClaims decodes a JWT's payload without checking it.
+func rawClaims(t testing.TB, raw string) map[string]any {
+	t.Helper()
+	parts := strings.Split(raw, ".")
+	data, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// waitFor polls cond until it holds; for things that happen on their own
+// schedule (the licence file poller), where there is nothing to wait on.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func scopes(s ...string) url.Values {
+	return url.Values{"service": {testService}, "scope": s}
+}
+
+// metricValue scrapes /metrics for one sample line.
+func metricValue(t testing.TB, base, sample string) string {
+	t.Helper()
+	resp := do(t, mustRequest(t, http.MethodGet, base+"/metrics"))
+	for line := range strings.Lines(string(bodyOf(resp))) {
+		if name, val, ok := strings.Cut(strings.TrimSpace(line), " "); ok && name == sample {
+			return val
+		}
+	}
+	return ""
+}
+
+func mustRequest(t testing.TB, method, u string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
