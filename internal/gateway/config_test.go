@@ -1,0 +1,113 @@
+package gateway
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const exampleConfig = `
+listen: "127.0.0.1:5000"
+realm: "https://registry.example.com/token"
+service: "registry.example.com"
+issuer: "acme-tokenserver"
+keys:
+  jwks_url: "http://127.0.0.1:5001/.well-known/jwks.json"
+  public_keys: ["certs/token.pub"]
+token_endpoint: "http://127.0.0.1:5001/token"
+upstream:
+  url: "https://123456789012.dkr.ecr.us-east-1.amazonaws.com"
+  repository_prefix: "acme"
+  proxy_blobs: false
+  ecr:
+    region: us-east-1
+    registry_id: "123456789012"
+`
+
+func TestLoadConfigExample(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(path, []byte(exampleConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Upstream.RepositoryPrefix != "acme/" {
+		t.Errorf("prefix = %q, want a trailing slash added", cfg.Upstream.RepositoryPrefix)
+	}
+	if cfg.Upstream.ECR == nil || cfg.Upstream.ECR.RegistryID != "123456789012" {
+		t.Errorf("ecr = %+v", cfg.Upstream.ECR)
+	}
+	if cfg.Leeway != 30*time.Second || cfg.CatalogTTL != 30*time.Second || !*cfg.AccessLog || cfg.Upstream.MaxIdleConnsPerHost != 256 {
+		t.Errorf("defaults not applied: %+v", cfg)
+	}
+}
+
+func TestParseConfigStatic(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`
+realm: "http://localhost:5000/token"
+service: "s"
+issuer: "i"
+keys: {public_keys: [k.pem]}
+leeway: 10s
+access_log: false
+upstream:
+  url: "http://127.0.0.1:5002"
+  static: {username: puller, password_file: pw}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:5000" || cfg.Leeway != 10*time.Second || *cfg.AccessLog || cfg.Upstream.Static.Username != "puller" {
+		t.Errorf("cfg = %+v", cfg)
+	}
+}
+
+func TestParseConfigListsEveryProblem(t *testing.T) {
+	_, err := ParseConfig([]byte(`
+listen: "nope"
+realm: "/token"
+keys: {jwks_url: "ftp://x"}
+token_endpoint: "http://user:pw@host/token"
+leeway: 1h
+upstream:
+  url: "https://ecr.example.com/v2/"
+  repository_prefix: "Acme/"
+  ecr: {registry_id: "12"}
+  static: {}
+`))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		"listen:", "realm:", "service: required", "issuer: required", "keys.jwks_url:", "token_endpoint:",
+		"leeway:", "upstream.url:", "upstream.repository_prefix:", "not both", "upstream.ecr.region: required",
+		"upstream.ecr.registry_id:", "upstream.static.username: required", "upstream.static.password_file: required",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "pw@") {
+		t.Errorf("error shows the URL's password: %v", err)
+	}
+}
+
+func TestParseConfigRefuses(t *testing.T) {
+	base := "realm: http://localhost/token\nservice: s\nissuer: i\nkeys: {public_keys: [k]}\n"
+	for name, doc := range map[string]string{
+		"unknown key":  base + "upstream: {url: http://u, static: {username: u, password_file: p}}\nupstrem: {}\n",
+		"no source":    base + "upstream: {url: http://u}\n",
+		"no keys":      "realm: http://localhost/token\nservice: s\nissuer: i\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"quote":        strings.Replace(base, "service: s", `service: "a\"b"`, 1) + "upstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"empty":        "",
+		"bad duration": base + "catalog_ttl: soon\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+	} {
+		if _, err := ParseConfig([]byte(doc)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -1,0 +1,284 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/pkg/ecr"
+)
+
+func basic(user, pw string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pw))
+}
+
+func TestForwardManifest(t *testing.T) {
+	e := newEnv(t, newFakeRegistry())
+	tok := e.token()
+	const accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
+	for _, method := range []string{"GET", "HEAD"} {
+		for _, ref := range []string{"latest", dgst} {
+			h := bearer(tok)
+			h.Set("Accept", accept)
+			h.Set("Cookie", "session=1")
+			resp := e.do(method, "/v2/stable/app/manifests/"+ref, h)
+			body := readBody(t, resp)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s %s: %d %s", method, ref, resp.StatusCode, body)
+			}
+			want := map[string]string{
+				"Content-Type":                    "application/vnd.oci.image.manifest.v1+json",
+				"Content-Length":                  itoa(len(testManifest)),
+				"Docker-Content-Digest":           dgst,
+				"Docker-Distribution-Api-Version": "registry/2.0",
+				"X-Seen-Accept":                   accept,
+			}
+			for k, v := range want {
+				if got := resp.Header.Values(k); len(got) != 1 || got[0] != v {
+					t.Errorf("%s %s: %s = %q, want %q", method, ref, k, got, v)
+				}
+			}
+			if method == "GET" && body != string(testManifest) {
+				t.Errorf("body %q", body)
+			}
+			up := e.upstream.last()
+			if up.Method != method || up.Path != "/v2/acme/stable/app/manifests/"+ref {
+				t.Errorf("upstream saw %s %s", up.Method, up.Path)
+			}
+			if got := up.Header.Values("Authorization"); len(got) != 1 || got[0] != basic(testUser, testPassword) {
+				t.Errorf("upstream Authorization %q", got)
+			}
+			if up.Header.Get("Cookie") != "" {
+				t.Errorf("cookie forwarded")
+			}
+		}
+	}
+}
+
+func TestForwardWithoutPrefixKeepsPath(t *testing.T) {
+	reg := newFakeRegistry()
+	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.URL.Path = strings.Replace(r.URL.Path, "/v2/", "/v2/acme/", 1)
+		reg.ServeHTTP(w, r)
+	}), func(c *Config, _ *Options) { c.Upstream.RepositoryPrefix = "" })
+	resp := e.do("GET", "/v2/stable/app/manifests/latest?x=1", bearer(e.token()))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%d", resp.StatusCode)
+	}
+	if up := e.upstream.last(); up.Path != "/v2/stable/app/manifests/latest" || up.RawQuery != "x=1" {
+		t.Errorf("upstream saw %s?%s", up.Path, up.RawQuery)
+	}
+}
+
+func TestTagsListAndLinkRewritten(t *testing.T) {
+	e := newEnv(t, newFakeRegistry())
+	resp := e.do("GET", "/v2/stable/app/tags/list?n=1", bearer(e.token()))
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if body != `{"name":"stable/app","tags":["v1"]}` {
+		t.Errorf("body %s", body)
+	}
+	if resp.ContentLength != int64(len(body)) {
+		t.Errorf("Content-Length %d for %d bytes", resp.ContentLength, len(body))
+	}
+	if got := resp.Header.Get("Link"); got != `</v2/stable/app/tags/list?last=v1&n=1>; rel="next"` {
+		t.Errorf("Link %q", got)
+	}
+	if up := e.upstream.last(); up.RawQuery != "n=1" {
+		t.Errorf("query %q", up.RawQuery)
+	}
+}
+
+func TestLocationRewritten(t *testing.T) {
+	e := newEnv(t, newFakeRegistry())
+	resp := e.do("GET", "/v2/stable/app/blobs/"+dgst512, bearer(e.token()))
+	if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != "/v2/stable/app/blobs/"+dgst {
+		t.Fatalf("%d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	up := &upstreamProxy{upstream: mustParse(t, e.upSrv.URL), prefix: testPrefix}
+	for in, want := range map[string]string{
+		e.upSrv.URL + "/v2/acme/stable/app/blobs/" + dgst + "?a=b": "/v2/stable/app/blobs/" + dgst + "?a=b",
+		"/v2/acme/stable/app/blobs/" + dgst:                        "/v2/stable/app/blobs/" + dgst,
+		"https://s3.example.com/v2/acme/x?sig=1":                   "https://s3.example.com/v2/acme/x?sig=1",
+		"/other":                                                   "/other",
+	} {
+		if got := up.clientURL(in); got != want {
+			t.Errorf("clientURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// rotatingFetcher hands out the registry's current password and counts
+// fetches.
+type rotatingFetcher struct {
+	reg     *fakeRegistry
+	fetches atomic.Int32
+}
+
+func (f *rotatingFetcher) Fetch(context.Context) (ecr.Credential, error) {
+	f.fetches.Add(1)
+	f.reg.mu.Lock()
+	defer f.reg.mu.Unlock()
+	return ecr.Credential{Username: testUser, Password: f.reg.password, ExpiresAt: time.Now().Add(time.Hour)}, nil
+}
+
+func TestUpstream401RefreshesOnceAndRetries(t *testing.T) {
+	reg := newFakeRegistry()
+	fetcher := &rotatingFetcher{reg: reg}
+	source := ecr.NewSource(fetcher, ecr.Options{})
+	t.Cleanup(source.Close)
+	e := newEnv(t, reg, func(_ *Config, o *Options) { o.Credentials = source })
+	tok := e.token()
+	if resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(tok)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first pull: %d", resp.StatusCode)
+	}
+	reg.setPassword("rotated-password-2")
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(tok))
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("pull after rotation: %d", resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	if n := fetcher.fetches.Load(); n != 2 {
+		t.Errorf("%d fetches, want 2 (the first, and one refresh shared by all)", n)
+	}
+	if n := counterValue(e.gw.metrics.upstreamRetries); n < 1 {
+		t.Errorf("retries = %v", n)
+	}
+}
+
+func TestUpstreamKeepsRefusing(t *testing.T) {
+	reg := newFakeRegistry()
+	reg.setPassword("something else")
+	e := newEnv(t, reg)
+	resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token()))
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusBadGateway || errorCode(t, body) != httpx.CodeUnavailable {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if h := resp.Header.Get("Www-Authenticate"); h != "" {
+		t.Errorf("upstream challenge leaked: %q", h)
+	}
+	if strings.Contains(body, testPassword) || strings.Contains(body, "puller") {
+		t.Errorf("body shows the credential: %s", body)
+	}
+}
+
+func TestUpstreamFailures(t *testing.T) {
+	t.Run("5xx", func(t *testing.T) {
+		e := newEnv(t, newFakeRegistry())
+		resp := e.do("GET", "/v2/stable/app/manifests/boom", bearer(e.token()))
+		body := readBody(t, resp)
+		if resp.StatusCode != http.StatusBadGateway || errorCode(t, body) != httpx.CodeUnavailable || strings.Contains(body, "internal detail") {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("404 passes", func(t *testing.T) {
+		e := newEnv(t, newFakeRegistry())
+		resp := e.do("GET", "/v2/stable/app/manifests/nope", bearer(e.token()))
+		if body := readBody(t, resp); resp.StatusCode != http.StatusNotFound || errorCode(t, body) != "MANIFEST_UNKNOWN" {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("down", func(t *testing.T) {
+		e := newEnv(t, newFakeRegistry())
+		e.upSrv.Close()
+		resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token()))
+		if body := readBody(t, resp); resp.StatusCode != http.StatusBadGateway || errorCode(t, body) != httpx.CodeUnavailable {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		release := make(chan struct{})
+		e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}), func(c *Config, _ *Options) { c.Upstream.ResponseHeaderTimeout = 50 * time.Millisecond })
+		defer close(release)
+		resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token()))
+		if body := readBody(t, resp); resp.StatusCode != http.StatusGatewayTimeout || errorCode(t, body) != httpx.CodeUnavailable {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("no credential", func(t *testing.T) {
+		failing := ecr.NewSource(fetcherFunc(func(context.Context) (ecr.Credential, error) {
+			return ecr.Credential{}, errors.New("AccessDenied for " + testPassword[:3])
+		}), ecr.Options{MinBackoff: time.Hour})
+		t.Cleanup(failing.Close)
+		e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) { o.Credentials = failing })
+		resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token()))
+		if body := readBody(t, resp); resp.StatusCode != http.StatusServiceUnavailable || errorCode(t, body) != httpx.CodeUnavailable {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		if n := e.upstream.count(); n != 0 {
+			t.Errorf("forwarded without a credential: %d", n)
+		}
+		if resp := e.do("GET", "/readyz", nil); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("readyz %d", resp.StatusCode)
+		}
+	})
+}
+
+// TestBlobStreamsInConstantMemory pulls a blob larger than any buffer
+// through the gateway and checks the bytes arrive unchanged.
+func TestBlobStreams(t *testing.T) {
+	blob := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Docker-Content-Digest", dgst)
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
+	}))
+	resp := e.do("GET", "/v2/stable/app/blobs/"+dgst, bearer(e.token()))
+	got, err := io.ReadAll(resp.Body)
+	if err != nil || !bytes.Equal(got, blob) || resp.ContentLength != int64(len(blob)) {
+		t.Fatalf("blob: %v, %d bytes, length %d", err, len(got), resp.ContentLength)
+	}
+	h := bearer(e.token())
+	h.Set("Range", "bytes=16-31")
+	resp = e.do("GET", "/v2/stable/app/blobs/"+dgst, h)
+	if body := readBody(t, resp); resp.StatusCode != http.StatusPartialContent || body != "0123456789abcdef" {
+		t.Fatalf("range: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestClientGoneMidStream: a client that disconnects in the middle of a
+// blob must not break the gateway (ReverseProxy aborts the handler).
+func TestClientGoneMidStream(t *testing.T) {
+	started := make(chan struct{})
+	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100000000")
+		_, _ = w.Write(make([]byte, 1<<16))
+		w.(http.Flusher).Flush()
+		close(started)
+		<-r.Context().Done()
+	}))
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(conn, "GET /v2/stable/app/blobs/"+dgst+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+e.token()+"\r\n\r\n")
+	<-started
+	conn.Close()
+	// The gateway still serves.
+	if resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token())); resp.StatusCode == 0 {
+		t.Fatal("no answer")
+	}
+}
