@@ -81,7 +81,9 @@ func TestBadInput(t *testing.T) {
 			req:    request{user: aliceUser, pass: aliceToken, query: scopes()},
 			status: 503, code: "UNAVAILABLE", retryAfter: "5"},
 		{name: "GET rate limited", setup: failLogins(3),
-			mutate: func(c *Config) { c.RateLimit = RateLimitConfig{PerAddress: 60, PerAddressBurst: 3, PerUser: 60, PerUserBurst: 3} },
+			mutate: func(c *Config) {
+				c.RateLimit = RateLimitConfig{PerAddress: 60, PerAddressBurst: 3, PerUser: 60, PerUserBurst: 3}
+			},
 			req:    request{user: aliceUser, pass: aliceToken, query: scopes()},
 			status: 429, code: "TOOMANYREQUESTS", retryAfter: "1"},
 
@@ -120,7 +122,9 @@ func TestBadInput(t *testing.T) {
 			req:    request{method: "POST", form: form("grant_type", "password", "username", aliceUser, "password", aliceToken)},
 			status: 503, code: "UNAVAILABLE", retryAfter: "5", oauth: "temporarily_unavailable"},
 		{name: "POST rate limited", setup: failLogins(3),
-			mutate: func(c *Config) { c.RateLimit = RateLimitConfig{PerAddress: 60, PerAddressBurst: 3, PerUser: 60, PerUserBurst: 3} },
+			mutate: func(c *Config) {
+				c.RateLimit = RateLimitConfig{PerAddress: 60, PerAddressBurst: 3, PerUser: 60, PerUserBurst: 3}
+			},
 			req:    request{method: "POST", form: form("grant_type", "password", "username", aliceUser, "password", aliceToken)},
 			status: 429, code: "TOOMANYREQUESTS", retryAfter: "1", oauth: "temporarily_unavailable"},
 

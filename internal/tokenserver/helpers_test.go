@@ -425,3 +425,7 @@ func mustRequest(t testing.TB, method, u string) *http.Request {
 	}
 	return req
 }
+
+func writeFile(path, content string) error {
+	return os.WriteFile(path, []byte(content), 0o644)
+}

@@ -251,15 +251,15 @@ func TestMetrics(t *testing.T) {
 	post(t, f.url, url.Values{"grant_type": {"client_credentials"}})
 
 	for sample, want := range map[string]string{
-		`tokenserver_token_requests_total{grant="basic",outcome="issued"}`:                    "2",
-		`tokenserver_token_requests_total{grant="basic",outcome="unauthorized"}`:              "1",
-		`tokenserver_token_requests_total{grant="other",outcome="bad_request"}`:               "1",
-		`tokenserver_token_request_duration_seconds_count{grant="basic"}`:                     "3",
-		`tokenserver_license_backend_requests_total{backend="file",outcome="ok"}`:             "1",
+		`tokenserver_token_requests_total{grant="basic",outcome="issued"}`:                     "2",
+		`tokenserver_token_requests_total{grant="basic",outcome="unauthorized"}`:               "1",
+		`tokenserver_token_requests_total{grant="other",outcome="bad_request"}`:                "1",
+		`tokenserver_token_request_duration_seconds_count{grant="basic"}`:                      "3",
+		`tokenserver_license_backend_requests_total{backend="file",outcome="ok"}`:              "1",
 		`tokenserver_license_backend_requests_total{backend="file",outcome="bad_credentials"}`: "1",
-		`tokenserver_license_backend_duration_seconds_count{backend="file"}`:                  "2",
-		`tokenserver_license_cache_hits_total{result="positive"}`:                             "1",
-		`tokenserver_rate_limiter_keys`:                                                       "2",
+		`tokenserver_license_backend_duration_seconds_count{backend="file"}`:                   "2",
+		`tokenserver_license_cache_hits_total{result="positive"}`:                              "1",
+		`tokenserver_rate_limiter_keys`:                                                        "2",
 	} {
 		if got := metricValue(t, f.url, sample); got != want {
 			t.Errorf("%s = %q, want %q", sample, got, want)

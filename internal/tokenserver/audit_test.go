@@ -1,0 +1,85 @@
+package tokenserver
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Every issued token gets one audit line naming it by jti; no secret (the
+// password, the API token, the Authorization header, the issued JWT or
+// refresh token) reaches any log line, at any level.
+func TestAuditLogHasNoSecrets(t *testing.T) {
+	f := newFixture(t, nil) // logs at debug level into f.logs
+	const wrongPassword = "wrong-password-6d1f0c"
+	var issued []string // tokens and refresh tokens
+
+	a := mustToken(t, get(t, f.url, aliceUser, aliceToken, url.Values{
+		"service": {testService}, "scope": {"repository:stable/app:pull"}, "offline_token": {"true"}, "client_id": {"docker"},
+	}))
+	issued = append(issued, a.Token, a.RefreshToken)
+	get(t, f.url, aliceUser, wrongPassword, scopes("repository:stable/app:pull"))
+	p := mustToken(t, post(t, f.url, passwordGrant("repository:stable/app:pull", true)))
+	issued = append(issued, p.AccessToken, p.RefreshToken)
+	r := mustToken(t, post(t, f.url, refreshGrant(p.RefreshToken, "repository:stable/app:pull")))
+	issued = append(issued, r.AccessToken)
+	post(t, f.url, url.Values{"grant_type": {"password"}, "username": {aliceUser}, "password": {wrongPassword}})
+	post(t, f.url, refreshGrant(p.RefreshToken+"x", ""))
+
+	logs := f.logs.String()
+	secrets := map[string]string{
+		"API token":            aliceToken,
+		"wrong password":       wrongPassword,
+		"Authorization header": base64.StdEncoding.EncodeToString([]byte(aliceUser + ":" + aliceToken)),
+	}
+	for i, tok := range issued {
+		secrets["issued token "+string(rune('0'+i))] = tok
+		// Any part of a JWT (the signature, the payload) is as bad.
+		for j, part := range strings.Split(tok, ".") {
+			if len(part) > 20 {
+				secrets["part of issued token "+string(rune('0'+i))+"."+string(rune('0'+j))] = part
+			}
+		}
+	}
+	for what, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Errorf("the log contains the %s", what)
+		}
+	}
+
+	var audit []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	for sc.Scan() {
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("log line %q: %v", sc.Text(), err)
+		}
+		if line["msg"] == "token issued" {
+			audit = append(audit, line)
+		}
+	}
+	if len(audit) != 3 {
+		t.Fatalf("%d audit lines for 3 tokens:\n%s", len(audit), logs)
+	}
+	for i, tok := range []string{a.Token, p.AccessToken, r.AccessToken} {
+		c := f.verify(tok)
+		l := audit[i]
+		scopes, _ := l["scopes"].([]any)
+		if l["sub"] != aliceUser || l["jti"] != c.ID || l["client"] != "127.0.0.1" ||
+			!slices.Equal(scopes, []any{"repository:stable/app:pull"}) {
+			t.Errorf("audit line %d = %v", i, l)
+		}
+	}
+	if audit[0]["grant"] != "basic" || audit[1]["grant"] != "password" || audit[2]["grant"] != "refresh_token" {
+		t.Errorf("grants %v %v %v", audit[0]["grant"], audit[1]["grant"], audit[2]["grant"])
+	}
+	// The refresh token is named by its jti, and the refresh grant says
+	// which one was used.
+	if audit[1]["refresh_jti"] == nil || audit[1]["refresh_jti"] != audit[2]["refresh_jti"] {
+		t.Errorf("refresh_jti %v / %v", audit[1]["refresh_jti"], audit[2]["refresh_jti"])
+	}
+}

@@ -1,0 +1,126 @@
+package tokenserver
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The keys of the issue's contract, with one backend.
+const exampleConfig = `
+listen: "127.0.0.1:5001"
+issuer: "acme-tokenserver"
+service: "registry.example.com"
+token_ttl: 5m
+refresh_token_ttl: 720h
+signing_key: "certs/token.key"
+signing_cert: "certs/token.crt"
+trusted_proxies: ["10.0.0.0/8", "192.0.2.1"]
+licenses:
+  cache_ttl: 60s
+  http:
+    url: "https://api.example.com/v1/meta/licenses/"
+    channels_path: "objects[].release"
+    timeout: 5s
+`
+
+func TestParseConfig(t *testing.T) {
+	cfg, err := ParseConfig([]byte(exampleConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:5001" || cfg.Issuer != "acme-tokenserver" || cfg.Service != "registry.example.com" ||
+		cfg.TokenTTL != 5*time.Minute || cfg.RefreshTokenTTL != 720*time.Hour ||
+		cfg.SigningKey != "certs/token.key" || cfg.SigningCert != "certs/token.crt" ||
+		cfg.Licenses.CacheTTL != time.Minute || cfg.Licenses.HTTP.URL != "https://api.example.com/v1/meta/licenses/" ||
+		cfg.Licenses.HTTP.ChannelsPath != "objects[].release" || cfg.Licenses.HTTP.Timeout != 5*time.Second {
+		t.Errorf("cfg = %+v", cfg)
+	}
+	// Defaults.
+	min, err := ParseConfig([]byte("issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: l.yaml}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if min.Listen != DefaultListen || min.TokenTTL != 5*time.Minute || min.RefreshTokenTTL != 720*time.Hour ||
+		min.Licenses.CacheTTL != 60*time.Second || min.Timeouts.ReadHeader == 0 || min.RateLimit.PerUserBurst == 0 {
+		t.Errorf("defaults = %+v", min)
+	}
+}
+
+// Every problem is reported at once.
+func TestParseConfigListsEveryProblem(t *testing.T) {
+	_, err := ParseConfig([]byte(`
+token_ttl: 10s
+refresh_token_ttl: 1s
+trusted_proxies: ["10.0.0.0/33", "nonsense"]
+log_level: loud
+licenses:
+  cache_ttl: -1s
+  file: a.yaml
+  http: {url: "ftp://x", timeout: -1s}
+rate_limit: {per_user_per_minute: -1}
+`))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		"issuer: required", "service: required", "signing_key: required",
+		"token_ttl: 10s", "refresh_token_ttl", "trusted_proxies[0]", "trusted_proxies[1]", "log_level",
+		"licenses: set exactly one of file and http, not both", "licenses.cache_ttl", "licenses.http.url",
+		"licenses.http.timeout", "rate_limit: rates",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestParseConfigRefuses(t *testing.T) {
+	for name, yaml := range map[string]string{
+		"unknown key":       "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\nlisten_addr: x\n",
+		"no backend":        "issuer: i\nservice: s\nsigning_key: k\n",
+		"empty":             "",
+		"not a duration":    "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\ntoken_ttl: soon\n",
+		"creds in URL":      "issuer: i\nservice: s\nsigning_key: k\nlicenses: {http: {url: 'https://u:p@x/'}}\n",
+		"token_ttl too big": "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\ntoken_ttl: 48h\n",
+	} {
+		if _, err := ParseConfig([]byte(yaml)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// New adds the files that do not load to the problems of the config.
+func TestNewListsFileProblems(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{
+		Issuer: "i", Service: "s", TokenTTL: -1,
+		SigningKey:          filepath.Join(dir, "missing.key"),
+		RefreshTokenKeyFile: filepath.Join(dir, "missing-refresh.key"),
+		Licenses:            LicensesConfig{File: filepath.Join(dir, "missing.yaml")},
+	}
+	_, err := New(cfg, Options{})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"token_ttl", "signing_key", "missing.key", "refresh_token_key_file", "licenses.file"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestLoadConfigFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(exampleConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(p + ".missing"); err == nil {
+		t.Error("missing file accepted")
+	}
+}

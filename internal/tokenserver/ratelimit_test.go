@@ -1,0 +1,112 @@
+package tokenserver
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestFailureLimiter(t *testing.T) {
+	clock := newFakeClock()
+	l := newFailureLimiter(60, 3, 100, clock.Now) // one a second, burst 3
+	if w := l.Check("k"); w != 0 || l.Len() != 0 {
+		t.Fatalf("fresh key: wait %v, %d keys", w, l.Len())
+	}
+	for range 3 {
+		l.Charge("k")
+	}
+	if w := l.Check("k"); w != time.Second {
+		t.Errorf("after burst: wait %v, want 1s", w)
+	}
+	if w := l.Check("other"); w != 0 {
+		t.Errorf("other key waits %v", w)
+	}
+	clock.Add(500 * time.Millisecond)
+	if w := l.Check("k"); w != 500*time.Millisecond {
+		t.Errorf("half refilled: wait %v", w)
+	}
+	clock.Add(500 * time.Millisecond)
+	if w := l.Check("k"); w != 0 {
+		t.Errorf("refilled: wait %v", w)
+	}
+	// Check consumes nothing.
+	for range 10 {
+		l.Check("k")
+	}
+	if w := l.Check("k"); w != 0 {
+		t.Errorf("Check consumed: wait %v", w)
+	}
+}
+
+// The map stays bounded under a flood of distinct keys, and idle keys (full
+// buckets) are swept out.
+func TestFailureLimiterBounded(t *testing.T) {
+	clock := newFakeClock()
+	l := newFailureLimiter(60, 2, 100, clock.Now)
+	for i := range 1000 {
+		l.Charge(fmt.Sprint("addr-", i))
+		if l.Len() > 100 {
+			t.Fatalf("%d keys after %d charges, max 100", l.Len(), i+1)
+		}
+	}
+	clock.Add(2 * time.Minute) // every bucket refills
+	l.Charge("new")
+	if l.Len() != 1 {
+		t.Errorf("%d keys after idle sweep, want 1", l.Len())
+	}
+}
+
+func TestDisabledLimiter(t *testing.T) {
+	var ll *loginLimiter = newLoginLimiter(RateLimitConfig{Disabled: true}, time.Now)
+	ll.Charge("a", "b")
+	if ll.Check("a", "b") != 0 || ll.Len() != 0 {
+		t.Error("disabled limiter limits")
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	for d, want := range map[time.Duration]string{0: "1", time.Millisecond: "1", time.Second: "1", 1001 * time.Millisecond: "2", time.Minute: "60"} {
+		if got := retryAfter(d); got != want {
+			t.Errorf("retryAfter(%v) = %s, want %s", d, got, want)
+		}
+	}
+}
+
+func TestClientAddr(t *testing.T) {
+	trusting, err := newClientAddr([]string{"10.0.0.0/8", "192.0.2.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := newClientAddr(nil)
+	tests := []struct {
+		name   string
+		c      *clientAddr
+		remote string
+		xff    []string
+		want   string
+	}{
+		{"no proxies configured", plain, "203.0.113.9:5555", []string{"198.51.100.1"}, "203.0.113.9"},
+		{"untrusted peer's XFF ignored", trusting, "203.0.113.9:5555", []string{"198.51.100.1"}, "203.0.113.9"},
+		{"trusted proxy", trusting, "10.1.2.3:5555", []string{"198.51.100.1"}, "198.51.100.1"},
+		{"chain of trusted proxies", trusting, "10.1.2.3:5555", []string{"198.51.100.1, 192.0.2.1"}, "198.51.100.1"},
+		{"client-forged left entries ignored", trusting, "10.1.2.3:5555", []string{"6.6.6.6, 198.51.100.1"}, "198.51.100.1"},
+		{"several headers", trusting, "10.1.2.3:5555", []string{"6.6.6.6", "198.51.100.1, 10.9.9.9"}, "198.51.100.1"},
+		{"all trusted", trusting, "10.1.2.3:5555", []string{"10.4.4.4"}, "10.4.4.4"},
+		{"garbage hop", trusting, "10.1.2.3:5555", []string{"198.51.100.1, junk"}, "10.1.2.3"},
+		{"no XFF", trusting, "10.1.2.3:5555", nil, "10.1.2.3"},
+		{"IPv6 peer", plain, "[2001:db8::1]:443", nil, "2001:db8::1"},
+		{"IPv4-mapped proxy", trusting, "[::ffff:10.1.2.3]:1", []string{"198.51.100.7"}, "198.51.100.7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &http.Request{RemoteAddr: tt.remote, Header: http.Header{}}
+			for _, v := range tt.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := tt.c.Of(r); got != tt.want {
+				t.Errorf("Of = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,249 @@
+package tokenserver
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/registry-gateway/pkg/auth"
+)
+
+func passwordGrant(scope string, offline bool) url.Values {
+	v := url.Values{
+		"grant_type": {"password"}, "username": {aliceUser}, "password": {aliceToken},
+		"service": {testService}, "client_id": {"containerd-client"},
+	}
+	if scope != "" {
+		v.Set("scope", scope)
+	}
+	if offline {
+		v.Set("access_type", "offline")
+	}
+	return v
+}
+
+func refreshGrant(rt, scope string) url.Values {
+	v := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "service": {testService}, "client_id": {"containers/image"}}
+	if scope != "" {
+		v.Set("scope", scope)
+	}
+	return v
+}
+
+// The OAuth2 form: a password grant with access_type=offline answers a
+// refresh token; the refresh grant answers new access tokens for its whole
+// lifetime, rechecking the licence each time, so a revoked licence stops it
+// at the next refresh.
+func TestPostGrants(t *testing.T) {
+	f := newFixture(t, nil)
+	base := serve(t, f.srv) // the file poller runs
+
+	resp := post(t, base, passwordGrant("repository:stable/app:pull repository:beta/app:pull", false))
+	a := mustToken(t, resp)
+	if a.Token != "" || a.RefreshToken != "" || a.TokenType != "Bearer" || string(a.ExpiresIn) != "300" {
+		t.Errorf("answer %+v", a)
+	}
+	if a.Scope != "repository:stable/app:pull" {
+		t.Errorf("scope = %q", a.Scope)
+	}
+	if c := f.verify(a.AccessToken); c.Subject != aliceUser || len(c.Access) != 1 {
+		t.Errorf("claims %+v", c)
+	}
+
+	a = mustToken(t, post(t, base, passwordGrant("", true)))
+	rt := a.RefreshToken
+	if !strings.HasPrefix(rt, "rt1.") {
+		t.Fatalf("refresh token %q", rt)
+	}
+	if strings.Contains(rt, aliceToken) || strings.Contains(decodeLoosely(rt), aliceToken) {
+		t.Fatal("refresh token carries the API token readable")
+	}
+
+	// Days later (docker has long forgotten the password) it still works.
+	f.clock.Add(10 * 24 * time.Hour)
+	a = mustToken(t, post(t, base, refreshGrant(rt, "repository:stable/app:pull")))
+	if a.RefreshToken != rt {
+		t.Error("refresh grant did not answer the same refresh token")
+	}
+	c := f.verify(a.AccessToken)
+	if c.Subject != aliceUser || !c.Allows("repository", "stable/app", "pull") {
+		t.Errorf("claims %+v", c)
+	}
+	// The username, if given, must be the token's.
+	v := refreshGrant(rt, "")
+	v.Set("username", aliceUser)
+	mustToken(t, post(t, base, v))
+
+	// Revoke: alice disappears from the licence file. Once the file is
+	// reread and the cached licence has expired, the refresh fails.
+	writeLicenses(t, f.licPath, defaultAccounts[1])
+	waitFor(t, "licence file reload", func() bool {
+		f.clock.Add(DefaultCacheTTL + time.Second)
+		return post(t, base, refreshGrant(rt, "")).StatusCode == 401
+	})
+	e := decodeError(t, post(t, base, refreshGrant(rt, "")))
+	if e.Error != "invalid_grant" || e.Errors[0].Code != "UNAUTHORIZED" {
+		t.Errorf("revoked: %+v", e)
+	}
+}
+
+func TestRefreshTokenExpires(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.RefreshTokenTTL = time.Hour })
+	rt := aliceRefreshToken(t, f)
+	f.clock.Add(time.Hour - time.Second)
+	mustToken(t, post(t, f.url, refreshGrant(rt, "")))
+	f.clock.Add(time.Second)
+	if resp := post(t, f.url, refreshGrant(rt, "")); resp.StatusCode != 401 {
+		t.Errorf("expired refresh token: status %d", resp.StatusCode)
+	}
+}
+
+// The refresh token keeps no state in the process: a new server (a restart,
+// another replica) with the same signing key opens it; a server with a new
+// signing key does not, unless both share refresh_token_key_file.
+func TestRefreshTokenSurvivesRestart(t *testing.T) {
+	f := newFixture(t, nil)
+	rt := aliceRefreshToken(t, f)
+
+	restarted, err := New(f.cfg, Options{Clock: f.clock.Now, Logger: f.srv.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := serve(t, restarted)
+	mustToken(t, post(t, base, refreshGrant(rt, "repository:stable/app:pull")))
+
+	// Signing key rotated: the derived key changes and old tokens fail.
+	rotated := f.cfg
+	rotated.SigningKey = filepath.Join(f.dir, "new.key")
+	writeECKey(t, rotated.SigningKey)
+	srv, err := New(rotated, Options{Clock: f.clock.Now, Logger: f.srv.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := post(t, serve(t, srv), refreshGrant(rt, "")); resp.StatusCode != 401 {
+		t.Errorf("after key rotation: status %d, want 401", resp.StatusCode)
+	}
+
+	// With a shared refresh key file, replicas with different signing keys
+	// open each other's refresh tokens.
+	keyFile := filepath.Join(f.dir, "refresh.key")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.cfg.RefreshTokenKeyFile, rotated.RefreshTokenKeyFile = keyFile, keyFile
+	one, err := New(f.cfg, Options{Clock: f.clock.Now, Logger: f.srv.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := New(rotated, Options{Clock: f.clock.Now, Logger: f.srv.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt = mustToken(t, post(t, serve(t, one), passwordGrant("", true))).RefreshToken
+	mustToken(t, post(t, serve(t, two), refreshGrant(rt, "")))
+}
+
+// decodeLoosely base64url-decodes what follows the version prefix, to look
+// for plaintext.
+func decodeLoosely(rt string) string {
+	_, rest, _ := strings.Cut(rt, ".")
+	b, _ := base64.RawURLEncoding.DecodeString(rest)
+	return string(b)
+}
+
+func TestRefreshSealer(t *testing.T) {
+	key := make([]byte, 32)
+	s, err := newRefreshSealer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	claims := &refreshClaims{Subject: aliceUser, Token: aliceToken, IssuedAt: now.Unix(), ExpiresAt: now.Add(time.Hour).Unix(), ID: "j1", Service: testService}
+	rt, err := s.seal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.open(rt, testService, now); err != nil || *got != *claims {
+		t.Fatalf("open = %+v, %v", got, err)
+	}
+	// Two seals of the same claims differ (random nonce).
+	if rt2, _ := s.seal(claims); rt2 == rt {
+		t.Error("seal is deterministic")
+	}
+
+	other, _ := newRefreshSealer(append(make([]byte, 31), 1))
+	flip := []byte(rt)
+	flip[len(flip)-5] ^= 1
+	for name, tc := range map[string]struct {
+		sealer  *refreshSealer
+		token   string
+		service string
+		now     time.Time
+	}{
+		"expired":        {s, rt, testService, now.Add(time.Hour)},
+		"other service":  {s, rt, "other", now},
+		"other key":      {other, rt, testService, now},
+		"tampered":       {s, string(flip), testService, now},
+		"no prefix":      {s, strings.TrimPrefix(rt, refreshPrefix), testService, now},
+		"future version": {s, "rt2." + strings.TrimPrefix(rt, refreshPrefix), testService, now},
+		"not base64":     {s, "rt1.!!!", testService, now},
+		"too short":      {s, "rt1.AAAA", testService, now},
+		"empty":          {s, "", testService, now},
+		"too long":       {s, "rt1." + strings.Repeat("A", maxRefreshTokenLen), testService, now},
+	} {
+		if _, err := tc.sealer.open(tc.token, tc.service, tc.now); err != errBadRefreshToken {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+}
+
+func TestLoadRefreshKey(t *testing.T) {
+	dir := t.TempDir()
+	raw := []byte("0123456789abcdef0123456789abcdef")
+	for name, tc := range map[string]struct {
+		content string
+		want    []byte
+	}{
+		"hex":            {hex.EncodeToString(raw), raw},
+		"hex, newline":   {"  " + hex.EncodeToString(raw) + "\n", raw},
+		"raw":            {string(raw), raw},
+		"short hex":      {"abcd", nil},
+		"33 raw bytes":   {string(raw) + "x", nil},
+		"64 chars ! hex": {strings.Repeat("zz", 32), nil},
+	} {
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_"))
+		if err := os.WriteFile(p, []byte(tc.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := loadRefreshKey(p)
+		if tc.want == nil {
+			if err == nil {
+				t.Errorf("%s: no error", name)
+			}
+			continue
+		}
+		if err != nil || string(got) != string(tc.want) {
+			t.Errorf("%s: %x, %v", name, got, err)
+		}
+	}
+}
+
+// The derived key depends on the signing key only.
+func TestDeriveRefreshKey(t *testing.T) {
+	dir := t.TempDir()
+	a := writeECKey(t, filepath.Join(dir, "a.key"))
+	b := writeECKey(t, filepath.Join(dir, "b.key"))
+	ka, _ := auth.NewSigningKey(a, nil)
+	kb, _ := auth.NewSigningKey(b, nil)
+	a1, err1 := deriveRefreshKey(ka)
+	a2, err2 := deriveRefreshKey(ka)
+	b1, err3 := deriveRefreshKey(kb)
+	if err1 != nil || err2 != nil || err3 != nil || len(a1) != 32 || string(a1) != string(a2) || string(a1) == string(b1) {
+		t.Errorf("derive: %x %x %x (%v %v %v)", a1, a2, b1, err1, err2, err3)
+	}
+}
