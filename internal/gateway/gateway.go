@@ -70,7 +70,7 @@ var _ http.Handler = (*Gateway)(nil)
 // until ctx ends or Close is called; a failed first fetch is logged, not
 // returned (the gateway starts unready and keeps trying). With a JWKS URL it
 // fetches the key set once; failing that is an error.
-func New(ctx context.Context, cfg *Config, opts Options) (g *Gateway, err error) {
+func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -81,7 +81,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (g *Gateway, err error)
 	if err != nil {
 		return nil, fmt.Errorf("upstream.url: %w", err)
 	}
-	g = &Gateway{
+	g := &Gateway{
 		cfg: cfg, log: opts.Logger, clock: opts.Clock,
 		errs:      httpx.Handler{Log: opts.Logger},
 		accessLog: cfg.AccessLog == nil || *cfg.AccessLog,

@@ -345,3 +345,10 @@ func mustParse(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -145,6 +145,7 @@ func (t *redirectFollower) RoundTrip(req *http.Request) (*http.Response, error) 
 	if err != nil || !isRedirect(resp.StatusCode) || !isBlobPath(req.URL.Path) {
 		return resp, err
 	}
+	from := req
 	for range maxRedirects {
 		loc, err := resp.Location()
 		drain(resp.Body)
@@ -154,7 +155,7 @@ func (t *redirectFollower) RoundTrip(req *http.Request) (*http.Response, error) 
 		if loc.Scheme != "http" && loc.Scheme != "https" {
 			return nil, fmt.Errorf("upstream redirect to scheme %q", loc.Scheme)
 		}
-		next, err := redirectRequest(req, loc)
+		next, err := redirectRequest(from, loc)
 		if err != nil {
 			return nil, err
 		}
@@ -166,9 +167,18 @@ func (t *redirectFollower) RoundTrip(req *http.Request) (*http.Response, error) 
 			// Keep the upstream request, so that the response is
 			// rewritten as an answer for the path the client asked for.
 			resp.Request = req
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent {
+				if _, ok := resp.Header["Docker-Content-Digest"]; !ok {
+					// The storage host does not know it; clients may
+					// check it.
+					p := req.URL.Path
+					resp.Header.Set("Docker-Content-Digest", p[strings.LastIndexByte(p, '/')+1:])
+				}
+			}
 			return resp, nil
 		}
-		req = next
+		// Keep the original request for the answer; go on from the hop.
+		from = next
 	}
 	drain(resp.Body)
 	return nil, errTooManyRedirects

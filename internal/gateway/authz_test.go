@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/pkg/auth"
+)
+
+func TestBearerToken(t *testing.T) {
+	for h, want := range map[string]string{
+		"Bearer abc":   "abc",
+		"bearer abc":   "abc",
+		"BEARER  abc ": "abc",
+		"Bearer":       "",
+		"Bearer ":      "",
+		"Basic abc":    "",
+		"Bearerabc":    "",
+		"":             "",
+	} {
+		got, ok := bearerToken(h)
+		if got != want || ok != (want != "") {
+			t.Errorf("bearerToken(%q) = %q, %v", h, got, ok)
+		}
+	}
+}
+
+// FuzzTokenCheck feeds arbitrary Authorization headers and paths to the
+// token check: it must never panic, every refusal must be a 401 with a
+// well-formed Bearer challenge, and every acceptance must come from a token
+// that this issuer signed for this service and that grants the route.
+func FuzzTokenCheck(f *testing.F) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	key, err := auth.NewSigningKey(priv, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	verifier := auth.NewVerifier(auth.VerifierConfig{
+		Issuer: testIssuer, Audience: testService, Keys: auth.StaticKeys{key.KeyID: priv.Public()},
+		Clock: func() time.Time { return now },
+	})
+	a := newAuthorizer(verifier, testRealm, testService, nil)
+	sign := func(name string, actions []string, exp time.Duration) string {
+		c := &auth.Claims{
+			RegisteredClaims: jwt.RegisteredClaims{
+				Issuer: testIssuer, Audience: jwt.ClaimStrings{testService},
+				IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(exp)),
+			},
+			Access:   []auth.ResourceActions{{Type: "repository", Name: name, Actions: actions}},
+			Channels: []string{"stable"},
+		}
+		if name == "catalog" {
+			c.Access[0].Type = "registry"
+		}
+		tok, err := key.Sign(c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return tok
+	}
+	good := sign("stable/app", []string{"pull"}, 5*time.Minute)
+	for _, s := range []struct{ header, path string }{
+		{"Bearer " + good, "/v2/stable/app/manifests/latest"},
+		{"Bearer " + good, "/v2/stable/app2/manifests/latest"},
+		{"Bearer " + good, "/v2/"},
+		{"Bearer " + good, "/v2/_catalog"},
+		{"Bearer " + sign("catalog", []string{"*"}, time.Minute), "/v2/_catalog"},
+		{"Bearer " + sign("stable/app", []string{"push"}, time.Minute), "/v2/stable/app/tags/list"},
+		{"Bearer " + sign("stable/app", []string{"pull"}, -time.Hour), "/v2/stable/app/tags/list"},
+		{"Bearer " + good[:len(good)-2] + "AA", "/v2/stable/app/blobs/" + dgst},
+		{"Basic YWxpY2U6cHc=", "/v2/stable/app/tags/list"},
+		{"", "/v2/stable/app/referrers/" + dgst},
+		{"Bearer e30.e30.", "/v2/"},
+	} {
+		f.Add(s.header, s.path)
+	}
+	f.Fuzz(func(t *testing.T, header, path string) {
+		route, err := ParseRoute(path)
+		if err != nil {
+			route = Route{Kind: RouteManifest, Name: "stable/app", Reference: "latest", Suffix: "/manifests/latest"}
+		}
+		claims, err := a.check(context.Background(), header, route)
+		if err != nil {
+			var e *httpx.Error
+			if !errors.As(err, &e) || e.Status != http.StatusUnauthorized || e.Code != httpx.CodeUnauthorized {
+				t.Fatalf("refusal %v is not a 401 UNAUTHORIZED", err)
+			}
+			ch := e.Header.Get("Www-Authenticate")
+			if !strings.HasPrefix(ch, testChallenge) || strings.ContainsAny(ch, "\r\n") {
+				t.Fatalf("bad challenge %q", ch)
+			}
+			if route.Kind != RouteBase && !strings.Contains(ch, `scope="`+route.Scope()+`"`) {
+				t.Fatalf("challenge %q lacks the scope", ch)
+			}
+			if route.Kind == RouteBase && ch != testChallenge {
+				t.Fatalf("base challenge %q has more than realm and service", ch)
+			}
+			return
+		}
+		if _, ok := bearerToken(header); !ok {
+			t.Fatalf("accepted without a bearer token: %q", header)
+		}
+		if claims.Issuer != testIssuer || !slices.Contains(claims.Audience, testService) || !now.Before(claims.ExpiresAt.Add(time.Minute)) {
+			t.Fatalf("accepted claims %+v", claims)
+		}
+		if !grants(claims, route) {
+			t.Fatalf("accepted a token that does not grant %+v", route)
+		}
+		if route.Kind != RouteBase && route.Kind != RouteCatalog && !claims.Allows("repository", route.Name, "pull") {
+			t.Fatalf("accepted without pull on %q", route.Name)
+		}
+	})
+}

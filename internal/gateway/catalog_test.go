@@ -1,0 +1,194 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
+
+	"github.com/acme/registry-gateway/internal/ecrfake"
+	"github.com/acme/registry-gateway/pkg/auth"
+)
+
+type staticLister struct {
+	names []string
+	err   error
+	calls atomic.Int32
+}
+
+func (l *staticLister) Repositories(context.Context) ([]string, error) {
+	l.calls.Add(1)
+	return l.names, l.err
+}
+
+var upstreamRepos = []string{
+	"acme/stable/app", "acme/stable/db", "acme/beta/app", "acme/nightly/app", "acme/stable/web",
+	"other/stable/app", "acme/Bad/name", "acme", "acme/stable/zz",
+}
+
+func catalogToken(e *env, channels ...string) http.Header {
+	c := e.claims()
+	c.Access = []auth.ResourceActions{{Type: "registry", Name: "catalog", Actions: []string{"*"}}}
+	c.Channels = channels
+	return bearer(e.sign(c))
+}
+
+type catalogPage struct {
+	Repositories []string `json:"repositories"`
+}
+
+func getCatalog(t *testing.T, e *env, query string, h http.Header) (catalogPage, *http.Response) {
+	t.Helper()
+	resp := e.do("GET", "/v2/_catalog"+query, h)
+	body := readBody(t, resp)
+	var p catalogPage
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal([]byte(body), &p); err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if p.Repositories == nil {
+			t.Fatalf("repositories is null: %s", body)
+		}
+	}
+	return p, resp
+}
+
+func TestCatalogFilteredAndPaginated(t *testing.T) {
+	lister := &staticLister{names: upstreamRepos}
+	e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) { o.Repositories = lister })
+	h := catalogToken(e, "stable", "beta")
+
+	p, resp := getCatalog(t, e, "", h)
+	want := []string{"beta/app", "stable/app", "stable/db", "stable/web", "stable/zz"}
+	if !slices.Equal(p.Repositories, want) || resp.Header.Get("Link") != "" {
+		t.Fatalf("catalog %v (Link %q), want %v", p.Repositories, resp.Header.Get("Link"), want)
+	}
+
+	var all []string
+	query := "?n=2"
+	for range 10 {
+		p, resp := getCatalog(t, e, query, h)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d", query, resp.StatusCode)
+		}
+		all = append(all, p.Repositories...)
+		link := resp.Header.Get("Link")
+		if link == "" {
+			break
+		}
+		if len(p.Repositories) != 2 {
+			t.Errorf("page of %d with a Link", len(p.Repositories))
+		}
+		u := nextLink(mustParse(t, e.srv.URL+"/v2/_catalog"), link)
+		if u == nil {
+			t.Fatalf("bad Link %q", link)
+		}
+		query = "?" + u.RawQuery
+	}
+	if !slices.Equal(all, want) {
+		t.Errorf("paged catalog %v, want %v", all, want)
+	}
+
+	if p, _ := getCatalog(t, e, "?last=stable/db", h); !slices.Equal(p.Repositories, []string{"stable/web", "stable/zz"}) {
+		t.Errorf("last=stable/db: %v", p.Repositories)
+	}
+	if p, _ := getCatalog(t, e, "?n=0", h); len(p.Repositories) != 0 {
+		t.Errorf("n=0: %v", p.Repositories)
+	}
+	for _, q := range []string{"?n=-1", "?n=x"} {
+		_, resp := getCatalog(t, e, q, h)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d", q, resp.StatusCode)
+		}
+	}
+	if p, _ := getCatalog(t, e, "", catalogToken(e)); len(p.Repositories) != 0 {
+		t.Errorf("no channels: %v", p.Repositories)
+	}
+	if n := lister.calls.Load(); n != 1 {
+		t.Errorf("lister called %d times within the TTL", n)
+	}
+	if n := e.upstream.count(); n != 0 {
+		t.Errorf("catalog went upstream %d times", n)
+	}
+}
+
+func TestCatalogNeedsCatalogGrant(t *testing.T) {
+	lister := &staticLister{names: upstreamRepos}
+	e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) { o.Repositories = lister })
+	c := e.claims() // pull on stable/app only
+	c.Channels = []string{"stable"}
+	resp := e.do("GET", "/v2/_catalog", bearer(e.sign(c)))
+	body := readBody(t, resp)
+	want := testChallenge + `,scope="registry:catalog:*",error="insufficient_scope"`
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Www-Authenticate") != want {
+		t.Fatalf("%d %q %s", resp.StatusCode, resp.Header.Get("Www-Authenticate"), body)
+	}
+	resp = e.do("GET", "/v2/_catalog", nil)
+	if want := testChallenge + `,scope="registry:catalog:*"`; resp.Header.Get("Www-Authenticate") != want {
+		t.Fatalf("anonymous: %q", resp.Header.Get("Www-Authenticate"))
+	}
+	if lister.calls.Load() != 0 {
+		t.Error("listed without a grant")
+	}
+}
+
+func TestCatalogUpstreamFailure(t *testing.T) {
+	lister := &staticLister{err: errors.New("AccessDenied")}
+	e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) { o.Repositories = lister })
+	_, resp := getCatalog(t, e, "", catalogToken(e, "stable"))
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("%d", resp.StatusCode)
+	}
+}
+
+func TestCatalogFromPlainRegistry(t *testing.T) {
+	reg := newFakeRegistry()
+	reg.repos = []string{"acme/beta/app", "acme/stable/app", "acme/stable/db", "other/x"}
+	e := newEnv(t, reg)
+	p, resp := getCatalog(t, e, "", catalogToken(e, "stable"))
+	if resp.StatusCode != http.StatusOK || !slices.Equal(p.Repositories, []string{"stable/app", "stable/db"}) {
+		t.Fatalf("%d %v", resp.StatusCode, p.Repositories)
+	}
+	// Two pages upstream, both with the gateway's credential.
+	if n := e.upstream.count(); n != 2 {
+		t.Errorf("%d upstream catalog requests", n)
+	}
+	if up := e.upstream.last(); up.Path != "/v2/_catalog" || up.Header.Get("Authorization") != basic(testUser, testPassword) {
+		t.Errorf("upstream saw %s with %q", up.Path, up.Header.Get("Authorization"))
+	}
+}
+
+func TestECRListerWithSDK(t *testing.T) {
+	names := make([]string, 0, 2500)
+	for i := range 2500 {
+		names = append(names, "acme/stable/app"+itoa(i))
+	}
+	fake := ecrfake.New(ecrfake.Options{Repositories: names})
+	t.Cleanup(fake.Close)
+	client := awsecr.New(awsecr.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(fake.URL()),
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret", Expires: time.Now().Add(time.Hour), CanExpire: true}, nil
+		}),
+	})
+	l := &ECRLister{Client: client, RegistryID: "123456789012"}
+	got, err := l.Repositories(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2500 || fake.Calls("DescribeRepositories") != 3 {
+		t.Errorf("%d names in %d calls", len(got), fake.Calls("DescribeRepositories"))
+	}
+	fake.FailNext(1, http.StatusForbidden)
+	if _, err := l.Repositories(context.Background()); err == nil {
+		t.Error("no error on AccessDenied")
+	}
+}

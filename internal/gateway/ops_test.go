@@ -1,0 +1,100 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/registry-gateway/pkg/ecr"
+)
+
+func TestHealthReadyMetrics(t *testing.T) {
+	e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) {
+		o.Credentials = StaticCredential{Username: testUser, Password: testPassword, ExpiresAt: time.Now().Add(time.Hour)}
+	})
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if resp := e.do("GET", p, nil); resp.StatusCode != 200 {
+			t.Errorf("%s: %d", p, resp.StatusCode)
+		}
+	}
+	e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token()))
+	e.do("GET", "/v2/stable/app/manifests/latest", bearer("bad"))
+	resp := e.do("GET", "/metrics", nil)
+	body := readBody(t, resp)
+	for _, want := range []string{
+		`gateway_requests_total{code="200",route="manifest"} 1`,
+		`gateway_requests_total{code="401",route="manifest"} 1`,
+		`gateway_token_verification_failures_total{reason="malformed"} 1`,
+		`gateway_upstream_request_duration_seconds_count 1`,
+		`gateway_upstream_credential_expiry_seconds 3`,
+		`gateway_upstream_credential_refresh_failures_total 0`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(body, testPassword) {
+		t.Error("metrics show the password")
+	}
+}
+
+func TestReadyzFailsWhenCredentialExpired(t *testing.T) {
+	e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) {
+		o.Credentials = StaticCredential{Username: testUser, Password: testPassword, ExpiresAt: time.Now().Add(-time.Second)}
+	})
+	if resp := e.do("GET", "/readyz", nil); resp.StatusCode != 503 {
+		t.Errorf("readyz %d", resp.StatusCode)
+	}
+}
+
+func TestStaticSourceFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	pw := dir + "/upstream.password"
+	writeFile(t, pw, testPassword+"\n")
+	e := newEnv(t, newFakeRegistry(), func(c *Config, o *Options) {
+		o.Credentials = nil
+		c.Upstream.Static = &StaticConfig{Username: testUser, PasswordFile: pw}
+	})
+	if resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token())); resp.StatusCode != 200 {
+		t.Fatalf("%d", resp.StatusCode)
+	}
+	if resp := e.do("GET", "/readyz", nil); resp.StatusCode != 200 {
+		t.Errorf("readyz %d", resp.StatusCode)
+	}
+	// metrics: +Inf expiry for a credential that never expires.
+	if body := readBody(t, e.do("GET", "/metrics", nil)); !strings.Contains(body, "gateway_upstream_credential_expiry_seconds +Inf") ||
+		!strings.Contains(body, "gateway_upstream_credential_refreshes_total 1") {
+		t.Errorf("metrics:\n%s", body)
+	}
+}
+
+func TestNewFailsOnBadKeys(t *testing.T) {
+	cfg := &Config{
+		Realm: testRealm, Service: testService, Issuer: testIssuer,
+		Keys:     KeysConfig{PublicKeys: []string{t.TempDir() + "/missing.pub"}},
+		Upstream: UpstreamConfig{URL: "http://127.0.0.1:1", Static: &StaticConfig{Username: "u", PasswordFile: "p"}},
+	}
+	cfg.SetDefaults()
+	if _, err := New(context.Background(), cfg, Options{Credentials: StaticCredential{}}); err == nil {
+		t.Error("missing key file accepted")
+	}
+	cfg.Keys = KeysConfig{JWKSURL: "http://127.0.0.1:1/jwks.json"}
+	if _, err := New(context.Background(), cfg, Options{Credentials: StaticCredential{}}); err == nil {
+		t.Error("unreachable JWKS accepted")
+	}
+}
+
+func TestMetricsObserver(t *testing.T) {
+	// Without metrics (before New wires them) it must not panic.
+	(&metricsObserver{}).RefreshFailed(errors.New("x"))
+	m := newMetrics(nil, time.Now)
+	o := &metricsObserver{m: m}
+	o.RefreshFailed(errors.New("denied"))
+	o.Refreshed(ecr.Credential{})
+	if counterValue(m.refreshFailures) != 1 || counterValue(m.refreshes) != 1 {
+		t.Error("observer did not count")
+	}
+}

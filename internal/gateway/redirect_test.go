@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// blobHost stands for S3: it serves one blob with Range support and
+// records the Authorization headers it was sent.
+type blobHost struct {
+	blob []byte
+	mu   sync.Mutex
+	auth []string
+	hits int
+}
+
+func (b *blobHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.mu.Lock()
+	b.hits++
+	b.auth = append(b.auth, r.Header.Values("Authorization")...)
+	b.mu.Unlock()
+	if r.URL.Query().Get("X-Amz-Signature") != "abc" {
+		http.Error(w, "bad signature", http.StatusForbidden)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b.blob))
+}
+
+func newBlobHost(t *testing.T) (*blobHost, *httptest.Server) {
+	b := &blobHost{blob: bytes.Repeat([]byte("layer-bytes-"), 100_000)}
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+	return b, srv
+}
+
+func TestBlobRedirectReachesClientUntouched(t *testing.T) {
+	host, hostSrv := newBlobHost(t)
+	reg := newFakeRegistry()
+	reg.blobRedirect = hostSrv.URL
+	e := newEnv(t, reg)
+	resp := e.do("GET", "/v2/stable/app/blobs/"+dgst, bearer(e.token()))
+	if resp.StatusCode != http.StatusTemporaryRedirect {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got, want := resp.Header.Get("Location"), hostSrv.URL+"/blob?X-Amz-Signature=abc"; got != want {
+		t.Errorf("Location %q, want %q", got, want)
+	}
+	if host.hits != 0 {
+		t.Errorf("the gateway contacted the redirect host")
+	}
+	// A client following it gets the blob from the other host directly.
+	resp2, err := http.Get(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	if got, _ := io.ReadAll(resp2.Body); !bytes.Equal(got, host.blob) {
+		t.Errorf("blob from redirect host differs")
+	}
+}
+
+func TestProxyBlobsFollowsRedirect(t *testing.T) {
+	host, hostSrv := newBlobHost(t)
+	reg := newFakeRegistry()
+	reg.blobRedirect = hostSrv.URL
+	e := newEnv(t, reg, func(c *Config, _ *Options) { c.Upstream.ProxyBlobs = true })
+	tok := e.token()
+
+	resp := e.do("GET", "/v2/stable/app/blobs/"+dgst, bearer(tok))
+	got, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(got, host.blob) {
+		t.Fatalf("status %d, %d bytes, %v", resp.StatusCode, len(got), err)
+	}
+	if resp.ContentLength != int64(len(host.blob)) {
+		t.Errorf("Content-Length %d", resp.ContentLength)
+	}
+	if resp.Header.Get("Docker-Content-Digest") != dgst {
+		t.Errorf("Docker-Content-Digest %q", resp.Header.Get("Docker-Content-Digest"))
+	}
+
+	h := bearer(tok)
+	h.Set("Range", "bytes=12-23")
+	resp = e.do("GET", "/v2/stable/app/blobs/"+dgst, h)
+	if body := readBody(t, resp); resp.StatusCode != http.StatusPartialContent || body != "layer-bytes-" {
+		t.Fatalf("range: %d %q", resp.StatusCode, body)
+	}
+	if got, want := resp.Header.Get("Content-Range"), "bytes 12-23/"+itoa(len(host.blob)); got != want {
+		t.Errorf("Content-Range %q, want %q", got, want)
+	}
+
+	resp = e.do("HEAD", "/v2/stable/app/blobs/"+dgst, bearer(tok))
+	if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(host.blob)) {
+		t.Errorf("HEAD: %d, length %d", resp.StatusCode, resp.ContentLength)
+	}
+
+	host.mu.Lock()
+	defer host.mu.Unlock()
+	if host.hits != 3 {
+		t.Errorf("redirect host hit %d times", host.hits)
+	}
+	if len(host.auth) != 0 {
+		t.Errorf("the redirect host was sent Authorization %q", host.auth)
+	}
+	// The upstream got its credential, the client's token went nowhere.
+	if up := e.upstream.last(); up.Header.Get("Authorization") != basic(testUser, testPassword) {
+		t.Errorf("upstream Authorization %q", up.Header.Get("Authorization"))
+	}
+}
+
+func TestProxyBlobsRedirectFailures(t *testing.T) {
+	loop := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, r.URL.Path, http.StatusFound)
+	})
+	loopSrv := httptest.NewServer(loop)
+	t.Cleanup(loopSrv.Close)
+	reg := newFakeRegistry()
+	reg.blobRedirect = loopSrv.URL
+	e := newEnv(t, reg, func(c *Config, _ *Options) { c.Upstream.ProxyBlobs = true })
+	resp := e.do("GET", "/v2/stable/app/blobs/"+dgst, bearer(e.token()))
+	if body := readBody(t, resp); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("redirect loop: %d %s", resp.StatusCode, body)
+	}
+
+	reg2 := newFakeRegistry()
+	reg2.blobRedirect = "ftp://example.com"
+	e2 := newEnv(t, reg2, func(c *Config, _ *Options) { c.Upstream.ProxyBlobs = true })
+	if resp := e2.do("GET", "/v2/stable/app/blobs/"+dgst, bearer(e2.token())); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("ftp redirect: %d", resp.StatusCode)
+	}
+
+	// Manifests are never followed: only blob paths.
+	if isBlobPath("/v2/acme/blobs/x/manifests/latest") || !isBlobPath("/v2/acme/x/blobs/"+dgst) {
+		t.Error("isBlobPath")
+	}
+}

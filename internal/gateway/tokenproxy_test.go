@@ -1,0 +1,94 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+)
+
+type seenToken struct {
+	Method, Path, Query, Body, Authorization, ForwardedFor string
+}
+
+func TestTokenForwarding(t *testing.T) {
+	var mu sync.Mutex
+	var seen []seenToken
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seen = append(seen, seenToken{r.Method, r.URL.Path, r.URL.RawQuery, string(b), r.Header.Get("Authorization"), r.Header.Get("X-Forwarded-For")})
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"token":"t","access_token":"t","expires_in":300}`)
+	}))
+	t.Cleanup(ts.Close)
+	e := newEnv(t, newFakeRegistry(), func(c *Config, _ *Options) { c.TokenEndpoint = ts.URL + "/auth/token" })
+
+	h := http.Header{"Authorization": {basic("alice@example.com", "api-token")}}
+	resp := e.do("GET", "/token?service=registry.example.com&scope=repository:stable/app:pull&scope=registry:catalog:*", h)
+	if body := readBody(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"access_token"`) {
+		t.Fatalf("GET: %d %s", resp.StatusCode, body)
+	}
+	req, _ := http.NewRequest("POST", e.srv.URL+"/token", strings.NewReader("grant_type=password&username=alice&password=x&service=s"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST: %d", resp.StatusCode)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 {
+		t.Fatalf("token service saw %d requests", len(seen))
+	}
+	get, post := seen[0], seen[1]
+	if get.Method != "GET" || get.Path != "/auth/token" || get.Authorization != basic("alice@example.com", "api-token") ||
+		get.Query != "service=registry.example.com&scope=repository:stable/app:pull&scope=registry:catalog:*" || get.ForwardedFor == "" {
+		t.Errorf("GET forwarded as %+v", get)
+	}
+	if post.Method != "POST" || post.Body != "grant_type=password&username=alice&password=x&service=s" {
+		t.Errorf("POST forwarded as %+v", post)
+	}
+	if e.upstream.count() != 0 {
+		t.Error("token request went to the upstream")
+	}
+}
+
+func TestTokenForwardingLimits(t *testing.T) {
+	hits := 0
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits++
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	t.Cleanup(ts.Close)
+	e := newEnv(t, newFakeRegistry(), func(c *Config, _ *Options) { c.TokenEndpoint = ts.URL + "/token" })
+
+	req, _ := http.NewRequest("POST", e.srv.URL+"/token", strings.NewReader(strings.Repeat("a", maxTokenRequestBody+1)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("big body: %d", resp.StatusCode)
+	}
+	for _, m := range []string{"PUT", "DELETE"} {
+		if resp := e.do(m, "/token", nil); resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("%s: %d", m, resp.StatusCode)
+		}
+	}
+	if hits != 0 {
+		t.Errorf("token service hit %d times", hits)
+	}
+	ts.Close()
+	if resp := e.do("GET", "/token", nil); resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("token service down: %d", resp.StatusCode)
+	}
+}
