@@ -1,0 +1,533 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Env is the machine a run measured.
+type Env struct {
+	GoVersion string `json:"go_version"`
+	OS        string `json:"os"`
+	CPU       string `json:"cpu"`
+	CPUs      int    `json:"cpus"`
+	Memory    string `json:"memory"`
+	Nginx     string `json:"nginx,omitempty"`
+}
+
+// Series is one contender at one concurrency level over all rounds.
+type Series struct {
+	Workload    string   `json:"workload"`
+	Group       string   `json:"group,omitempty"` // ratios are taken within a group
+	Contender   string   `json:"contender"`
+	Baseline    bool     `json:"baseline,omitempty"`
+	Concurrency int      `json:"concurrency"`
+	Rounds      []Result `json:"rounds"`
+	Summary     Summary  `json:"summary"`
+}
+
+// Summary is the median over the rounds, with the range.
+type Summary struct {
+	RPS      float64       `json:"rps"`
+	RPSMin   float64       `json:"rps_min"`
+	RPSMax   float64       `json:"rps_max"`
+	MBps     float64       `json:"mbps"`
+	MBpsMin  float64       `json:"mbps_min"`
+	MBpsMax  float64       `json:"mbps_max"`
+	P50      time.Duration `json:"p50_ns"`
+	P99      time.Duration `json:"p99_ns"`
+	Requests int           `json:"requests"`
+	Errors   int           `json:"errors"`
+}
+
+func (s *Series) summarize() {
+	var rps, mbps []float64
+	var p50, p99 []time.Duration
+	sum := Summary{}
+	for _, r := range s.Rounds {
+		rps = append(rps, r.RPS)
+		mbps = append(mbps, r.MBps)
+		p50 = append(p50, r.P50)
+		p99 = append(p99, r.P99)
+		sum.Requests += r.Requests
+		sum.Errors += r.Errors
+	}
+	if len(rps) == 0 {
+		s.Summary = sum
+		return
+	}
+	sum.RPS, sum.RPSMin, sum.RPSMax = median(rps), slices.Min(rps), slices.Max(rps)
+	sum.MBps, sum.MBpsMin, sum.MBpsMax = median(mbps), slices.Min(mbps), slices.Max(mbps)
+	sum.P50, sum.P99 = median(p50), median(p99)
+	s.Summary = sum
+}
+
+func median[T int64 | float64 | time.Duration](v []T) T {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// LicenceReport counts the licence API calls of the token workload.
+type LicenceReport struct {
+	CacheTTL time.Duration `json:"cache_ttl_ns"`
+	// Warm: Accounts accounts asked again and again, per algorithm.
+	Warm []LicenceWarm `json:"warm"`
+	// Cold: every request a new account.
+	ColdRequests int64 `json:"cold_requests"`
+	ColdCalls    int64 `json:"cold_calls"`
+	// Herd: Accounts fresh accounts asked by many workers at once with a
+	// cold cache; the cache must make one call per account.
+	Herd *LicenceHerd `json:"herd,omitempty"`
+}
+
+// LicenceWarm is the warm accounts of one token server.
+type LicenceWarm struct {
+	Server      string        `json:"server"`
+	Accounts    int           `json:"accounts"`
+	Requests    int64         `json:"requests"`
+	Calls       int64         `json:"calls"`
+	MaxPerAcct  int64         `json:"max_calls_per_account"`
+	Elapsed     time.Duration `json:"elapsed_ns"`
+	AllowedPerA int64         `json:"allowed_per_account"`
+}
+
+// LicenceHerd is the thundering-herd check.
+type LicenceHerd struct {
+	Accounts    int   `json:"accounts"`
+	Concurrency int   `json:"concurrency"`
+	Requests    int   `json:"requests"`
+	Calls       int64 `json:"calls"`
+	MaxPerAcct  int64 `json:"max_calls_per_account"`
+}
+
+// RSSReport is the gateway's memory under many concurrent blob streams.
+type RSSReport struct {
+	Streams     int           `json:"streams"`
+	Started     int           `json:"started"` // streams that were all flowing at once
+	StreamBytes int64         `json:"stream_bytes"`
+	Bytes       int64         `json:"bytes"`
+	Errors      int           `json:"errors"`
+	FirstErr    string        `json:"first_error,omitempty"`
+	Elapsed     time.Duration `json:"elapsed_ns"`
+	Idle        Memory        `json:"idle"`
+	Peak        Memory        `json:"peak"`
+	Goroutines  int           `json:"goroutines,omitempty"`
+}
+
+// MicroResult is one line of `go test -bench` output.
+type MicroResult struct {
+	Package   string  `json:"package"`
+	Name      string  `json:"name"`
+	N         int64   `json:"n"`
+	NsPerOp   float64 `json:"ns_per_op"`
+	BPerOp    float64 `json:"bytes_per_op"`
+	AllocsOp  float64 `json:"allocs_per_op"`
+	Unchanged bool    `json:"-"`
+}
+
+// Target is one goal of issue 5 and how this run did.
+type Target struct {
+	Name string `json:"name"`
+	Want string `json:"want"`
+	Got  string `json:"got"`
+	Met  bool   `json:"met"`
+}
+
+// Report is everything a run measured; results/latest.json holds it whole.
+type Report struct {
+	Started  time.Time      `json:"started"`
+	Duration time.Duration  `json:"duration_ns"`
+	Env      Env            `json:"env"`
+	Options  map[string]any `json:"options"`
+	Manifest []*Series      `json:"manifest,omitempty"`
+	Token    []*Series      `json:"token,omitempty"`
+	Licence  *LicenceReport `json:"licence,omitempty"`
+	Blob     []*Series      `json:"blob,omitempty"`
+	RSS      *RSSReport     `json:"rss,omitempty"`
+	Micro    []MicroResult  `json:"micro,omitempty"`
+	Targets  []Target       `json:"targets,omitempty"`
+	Notes    []string       `json:"notes,omitempty"`
+	// ManifestInfo describes the request of the manifest workload.
+	ManifestInfo string `json:"manifest_info,omitempty"`
+}
+
+func newReport(o Options) *Report {
+	return &Report{
+		Started: time.Now().UTC(),
+		Env:     environment(),
+		Options: map[string]any{
+			"rounds": o.Rounds, "blob_rounds": o.BlobRounds, "concurrency": o.Concurrency,
+			"cell_requests": o.CellRequests, "cell_time": o.CellTime.String(), "warmup": o.Warmup,
+			"blob_size": o.BlobSize, "streams": o.Streams, "stream_bytes": o.StreamBytes,
+			"micro_benchtime": o.MicroBenchtime, "accounts": o.Accounts, "workloads": o.Workloads,
+		},
+	}
+}
+
+// write saves the raw numbers and the Markdown report.
+func (h *harness) write() error {
+	r := h.report
+	r.Targets = evaluateTargets(r)
+	if h.opts.Results != "" {
+		dir := h.path(h.opts.Results)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		data, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "latest.json"), append(data, '\n'), 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "latest.csv"), rawCSV(r), 0o644); err != nil {
+			return err
+		}
+	}
+	if h.opts.Report == "" {
+		return nil
+	}
+	var notes []byte
+	if h.opts.Notes != "" {
+		notes, _ = os.ReadFile(h.path(h.opts.Notes))
+	}
+	md := renderMarkdown(r, h.opts, notes)
+	return os.WriteFile(h.path(h.opts.Report), md, 0o644)
+}
+
+// rawCSV has one line per measured cell.
+func rawCSV(r *Report) []byte {
+	var b bytes.Buffer
+	b.WriteString("workload,contender,concurrency,round,requests,errors,elapsed_s,rps,mbps,p50_ms,p99_ms,max_ms\n")
+	for _, group := range [][]*Series{r.Manifest, r.Token, r.Blob} {
+		for _, s := range group {
+			for i, x := range s.Rounds {
+				fmt.Fprintf(&b, "%s,%s,%d,%d,%d,%d,%.4f,%.1f,%.1f,%.4f,%.4f,%.4f\n", s.Workload, s.Contender, s.Concurrency, i+1,
+					x.Requests, x.Errors, x.Elapsed.Seconds(), x.RPS, x.MBps, ms(x.P50), ms(x.P99), ms(x.Max))
+			}
+		}
+	}
+	return b.Bytes()
+}
+
+// path resolves p against the module root unless it is absolute.
+func (h *harness) path(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(h.opts.Root, p)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// find returns the series of workload list for contender at c.
+func find(list []*Series, contender string, c int) *Series {
+	for _, s := range list {
+		if s.Contender == contender && s.Concurrency == c {
+			return s
+		}
+	}
+	return nil
+}
+
+// baselineOf returns the baseline series of s's group at s's concurrency.
+func baselineOf(list []*Series, s *Series) *Series {
+	for _, b := range list {
+		if b.Baseline && b.Group == s.Group && b.Concurrency == s.Concurrency {
+			return b
+		}
+	}
+	return nil
+}
+
+// ratio of medians, and of each round's pair (contenders of a round ran
+// next to each other, so the paired ratios show how steady the ratio is).
+func ratio(s, base *Series, mb bool) (med, lo, hi float64) {
+	val := func(x Summary) float64 {
+		if mb {
+			return x.MBps
+		}
+		return x.RPS
+	}
+	if base == nil || val(base.Summary) == 0 {
+		return math.NaN(), math.NaN(), math.NaN()
+	}
+	med = val(s.Summary) / val(base.Summary)
+	var pairs []float64
+	for i := range min(len(s.Rounds), len(base.Rounds)) {
+		a, b := s.Rounds[i], base.Rounds[i]
+		if mb && b.MBps > 0 {
+			pairs = append(pairs, a.MBps/b.MBps)
+		} else if !mb && b.RPS > 0 {
+			pairs = append(pairs, a.RPS/b.RPS)
+		}
+	}
+	if len(pairs) == 0 {
+		return med, math.NaN(), math.NaN()
+	}
+	return med, slices.Min(pairs), slices.Max(pairs)
+}
+
+func evaluateTargets(r *Report) []Target {
+	var ts []Target
+	if len(r.Manifest) > 0 {
+		for _, c := range concurrencies(r.Manifest) {
+			gw, direct, ngx := find(r.Manifest, "gateway", c), find(r.Manifest, "direct", c), find(r.Manifest, "nginx", c)
+			if gw != nil && direct != nil {
+				q, _, _ := ratio(gw, direct, false)
+				ts = append(ts, Target{Name: fmt.Sprintf("manifest GET, gateway vs direct, c=%d", c), Want: "≥ 0.85×",
+					Got: fmt.Sprintf("%.2f×", q), Met: q >= 0.85})
+			}
+			if gw != nil && ngx != nil {
+				q := gw.Summary.RPS / ngx.Summary.RPS
+				ts = append(ts, Target{Name: fmt.Sprintf("manifest GET, gateway vs nginx keep-alive, c=%d", c), Want: "> 1.00×",
+					Got: fmt.Sprintf("%.2f×", q), Met: q > 1})
+			}
+		}
+	}
+	if len(r.Blob) > 0 {
+		gw, direct := find(r.Blob, "gateway (proxy_blobs)", 1), find(r.Blob, "direct", 1)
+		if gw != nil && direct != nil {
+			q, _, _ := ratio(gw, direct, true)
+			ts = append(ts, Target{Name: "256 MiB blob, gateway (proxy_blobs) vs direct", Want: "≥ 0.80×",
+				Got: fmt.Sprintf("%.2f× (%.0f vs %.0f MB/s)", q, gw.Summary.MBps, direct.Summary.MBps), Met: q >= 0.8})
+		}
+	}
+	for _, name := range []string{"ES256 file", "ES256 http warm"} {
+		if s := find(r.Token, name, 16); s != nil {
+			ts = append(ts, Target{Name: "tokens/s, " + name + ", c=16", Want: "≥ 10,000/s",
+				Got: fmt.Sprintf("%.0f/s", s.Summary.RPS), Met: s.Summary.RPS >= 10_000})
+		}
+		if s := find(r.Token, name, 64); s != nil {
+			ts = append(ts, Target{Name: "token p99, " + name + ", c=64", Want: "≤ 10 ms",
+				Got: fmtDur(s.Summary.P99), Met: s.Summary.P99 <= 10*time.Millisecond})
+		}
+	}
+	if l := r.Licence; l != nil {
+		for _, w := range l.Warm {
+			ts = append(ts, Target{Name: "licence API calls per account per cache_ttl, " + w.Server, Want: "≤ 1",
+				Got: fmt.Sprintf("max %d per account over %s (cache_ttl %s: %d allowed)", w.MaxPerAcct, w.Elapsed.Round(time.Second), l.CacheTTL, w.AllowedPerA),
+				Met: w.MaxPerAcct <= w.AllowedPerA})
+		}
+		if hd := l.Herd; hd != nil {
+			ts = append(ts, Target{Name: "licence API calls, cold cache under load (herd)", Want: "1 per account",
+				Got: fmt.Sprintf("%d calls for %d accounts (%d requests at c=%d)", hd.Calls, hd.Accounts, hd.Requests, hd.Concurrency),
+				Met: hd.MaxPerAcct <= 1})
+		}
+	}
+	if s := r.RSS; s != nil {
+		ts = append(ts, Target{Name: fmt.Sprintf("gateway peak RSS, %d concurrent blob streams", s.Streams), Want: "≤ 64 MiB",
+			Got: fmt.Sprintf("%.1f MiB (idle %.1f MiB)", mib(s.Peak.HWM), mib(s.Idle.HWM)), Met: s.Peak.HWM <= 64<<20 && s.Started == s.Streams})
+	}
+	return ts
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func concurrencies(list []*Series) []int {
+	var cs []int
+	for _, s := range list {
+		if !slices.Contains(cs, s.Concurrency) {
+			cs = append(cs, s.Concurrency)
+		}
+	}
+	return cs
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "–"
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2f ms", ms(d))
+	case d < time.Second:
+		return fmt.Sprintf("%.1f ms", ms(d))
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+func fmtRatio(med, lo, hi float64) string {
+	if math.IsNaN(med) {
+		return "–"
+	}
+	if math.IsNaN(lo) {
+		return fmt.Sprintf("%.2f×", med)
+	}
+	return fmt.Sprintf("%.2f× (%.2f–%.2f)", med, lo, hi)
+}
+
+func fmtRate(s Summary) string {
+	return fmt.Sprintf("%s (%s–%s)", fmtNum(s.RPS), fmtNum(s.RPSMin), fmtNum(s.RPSMax))
+}
+
+func fmtNum(v float64) string {
+	switch {
+	case v >= 100:
+		return addCommas(fmt.Sprintf("%.0f", v))
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func addCommas(s string) string {
+	if len(s) <= 4 {
+		return s
+	}
+	var b strings.Builder
+	pre := len(s) % 3
+	b.WriteString(s[:pre])
+	for i := pre; i < len(s); i += 3 {
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(s[i : i+3])
+	}
+	return b.String()
+}
+
+// renderMarkdown writes BENCHMARKS.md.
+func renderMarkdown(r *Report, o Options, notes []byte) []byte {
+	var b bytes.Buffer
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("# Benchmarks\n\n")
+	p("Generated by `make bench` (`go run ./cmd/bench`) on %s in %s; do not edit by hand — ", r.Started.Format("2006-01-02 15:04 UTC"), r.Duration.Round(time.Second))
+	p("hand-written findings go into `%s`, which is copied below. Raw numbers: `%s/latest.json` (everything), `%s/latest.csv` (one line per measured cell).\n\n", o.Notes, o.Results, o.Results)
+	p("Machine: %s, %d cores, %s RAM, %s, %s", r.Env.CPU, r.Env.CPUs, r.Env.Memory, r.Env.OS, r.Env.GoVersion)
+	if r.Env.Nginx != "" {
+		p(", %s", r.Env.Nginx)
+	}
+	p(".\n\n")
+	p("## How it is measured\n\n")
+	p("- Every server under test is a separate process: `bin/gateway` and `bin/tokenserver` are built with `go build` from this tree, configured through their YAML files in a temporary directory. ")
+	p("The load generator (`internal/bench`, a lean HTTP/1.1 keep-alive client) runs in the harness process; the fixtures (the upstream registry — a stock distribution registry, the same one for every contender —, a fake S3 store, a licence API answering in 5 ms) run in another process.\n")
+	p("- **Interleaved**: in each of %d rounds every contender is measured at every concurrency level, the order of the contenders rotating from round to round, so that noise hits all alike. Tables give the **median over the rounds** with the **min–max** in brackets; ratios are of medians, with the min–max of the per-round ratios in brackets.\n", o.Rounds)
+	p("- A cell is %s requests or %s, whichever ends first, after %d unmeasured warm-up requests per worker on kept-alive connections; a worker is one connection. Latencies are per request, p50/p99 by nearest rank.\n", addCommas(fmt.Sprint(o.CellRequests)), o.CellTime, o.Warmup)
+	p("- **%d cores shared**: the load generator, the server under test and the upstream all compete for the same cores. That is inherent to a one-machine benchmark: absolute numbers are lower bounds of what a server does alone, and a contender that costs more CPU per request also takes CPU from the upstream. Ratios from the same run are the meaningful part.\n", r.Env.CPUs)
+	p("- All traffic is on 127.0.0.1; every loop is bounded in count and time.\n\n")
+
+	if len(r.Targets) > 0 {
+		p("## Targets\n\n| target | want | this run | |\n|---|---|---|---|\n")
+		for _, t := range r.Targets {
+			mark := "met"
+			if !t.Met {
+				mark = "**missed**"
+			}
+			p("| %s | %s | %s | %s |\n", t.Name, t.Want, t.Got, mark)
+		}
+		p("\n")
+	}
+
+	if len(r.Manifest) > 0 {
+		p("## 1. Manifest GET\n\n")
+		p("%s\n\n", r.ManifestInfo)
+		p("- **direct**: the client asks the upstream registry itself (the baseline).\n")
+		p("- **gateway**: `bin/gateway` with a valid ES256 token (verified-token cache warm), forwarding to the upstream with its static upstream credential, access log off.\n")
+		p("- **nginx**: `proxy_pass` with `keepalive 256` to the upstream, `proxy_http_version 1.1`, the upstream credential set with `proxy_set_header`, one worker per core, access log off — a reverse proxy that checks nothing.\n\n")
+		seriesTable(&b, r.Manifest, "requests/s", "× direct", false)
+	}
+	if len(r.Token) > 0 {
+		p("## 2. Token issuance\n\n")
+		p("`GET /token?account=…&scope=repository:stable/app:pull&service=…` with Basic credentials, as `docker pull` asks.\n\n")
+		p("- **bare** (the baseline of each algorithm): a minimal net/http server (`bench signer`) that parses the scopes and signs the same claims with `pkg/auth`, with no licence look-up, no rate limiting, no metrics and no logs: the floor set by HTTP and the signature.\n")
+		p("- **file**: `bin/tokenserver` with the file licence backend (%d accounts, token hashes in YAML).\n", o.Accounts)
+		p("- **http warm**: `bin/tokenserver` with the HTTP licence backend against the local licence API (5 ms a call); %d accounts, each asked once before the measurement, so every measured request is a cache hit until `cache_ttl` (default) runs out.\n", o.Accounts)
+		p("- **http cold**: the same server, but **every request is a new account** (a username and API token never seen before), so every request misses the cache and waits for one 5 ms licence API call: throughput is bound by concurrency ÷ 5 ms.\n\n")
+		seriesTable(&b, r.Token, "tokens/s", "× bare", false)
+	}
+	if l := r.Licence; l != nil {
+		p("### Licence API calls\n\n")
+		p("Counted by the licence API itself; `cache_ttl` %s.\n\n", l.CacheTTL)
+		p("| server | accounts | token requests | licence API calls | most calls for one account | time | allowed per account |\n|---|---|---|---|---|---|---|\n")
+		for _, w := range l.Warm {
+			p("| %s | %d | %s | %d | %d | %s | %d |\n", w.Server, w.Accounts, addCommas(fmt.Sprint(w.Requests)), w.Calls, w.MaxPerAcct, w.Elapsed.Round(time.Second), w.AllowedPerA)
+		}
+		p("\nCold: %s token requests, %s licence API calls (one per request, as defined).\n", addCommas(fmt.Sprint(l.ColdRequests)), addCommas(fmt.Sprint(l.ColdCalls)))
+		if hd := l.Herd; hd != nil {
+			p("Herd: %d fresh accounts asked by %d workers at once, %d requests with a cold cache: %d licence API calls (most for one account: %d).\n", hd.Accounts, hd.Concurrency, hd.Requests, hd.Calls, hd.MaxPerAcct)
+		}
+		p("\n")
+	}
+	if len(r.Blob) > 0 {
+		p("## 3. Blob streaming\n\n")
+		p("One %d MiB blob per transfer, one client, %d rounds. The upstream answers the blob GET with a 307 to the S3 store (as ECR does), which generates the blob on the fly (Range support, nothing on disk).\n\n", o.BlobSize>>20, o.BlobRounds)
+		p("- **direct**: the client GETs the blob from the upstream and follows the redirect to S3 itself (the baseline).\n")
+		p("- **gateway (proxy_blobs)**: `bin/gateway` with `proxy_blobs: true` follows the redirect itself and streams the blob to the client.\n\n")
+		p("| contender | MB/s median (min–max) | time per blob | × direct |\n|---|---|---|---|\n")
+		for _, s := range r.Blob {
+			base := baselineOf(r.Blob, s)
+			q := "–"
+			if !s.Baseline {
+				q = fmtRatio(ratio(s, base, true))
+			}
+			p("| %s | %s (%s–%s) | %s | %s |\n", s.Contender, fmtNum(s.Summary.MBps), fmtNum(s.Summary.MBpsMin), fmtNum(s.Summary.MBpsMax), fmtDur(s.Summary.P50), q)
+		}
+		p("\n")
+	}
+	if s := r.RSS; s != nil {
+		p("### Gateway memory under %d concurrent blob streams\n\n", s.Streams)
+		p("A fresh `bin/gateway` (`proxy_blobs: true`). %d clients each GET the %d MiB blob through it; each reads the first bytes, waits until all %d streams are flowing at once (so that the gateway holds %d client and %d upstream connections), then reads %d MiB more and hangs up. Peak RSS is VmHWM from /proc/PID/status.\n\n",
+			s.Streams, o.BlobSize>>20, s.Streams, s.Streams, s.Streams, s.StreamBytes>>20)
+		p("| | value |\n|---|---|\n")
+		p("| streams flowing at once | %d of %d |\n", s.Started, s.Streams)
+		p("| RSS idle (after warm-up) | %.1f MiB |\n", mib(s.Idle.RSS))
+		p("| **peak RSS (VmHWM)** | **%.1f MiB** |\n", mib(s.Peak.HWM))
+		p("| bytes streamed | %.0f MiB in %s |\n", mib(s.Bytes), s.Elapsed.Round(100*time.Millisecond))
+		p("| errors | %d %s |\n\n", s.Errors, s.FirstErr)
+	}
+	if len(r.Micro) > 0 {
+		p("## 4. Go micro-benchmarks\n\n")
+		p("`go test -run '^$' -bench . -benchmem -benchtime %s` in the harness's run (GOMAXPROCS %d). `-parallel` variants use `b.RunParallel` on all cores.\n\n", o.MicroBenchtime, r.Env.CPUs)
+		p("| package | benchmark | ns/op | B/op | allocs/op |\n|---|---|---|---|---|\n")
+		for _, m := range r.Micro {
+			p("| %s | %s | %s | %.0f | %.0f |\n", m.Package, m.Name, fmtNum(m.NsPerOp), m.BPerOp, m.AllocsOp)
+		}
+		p("\n")
+	}
+	if len(r.Notes) > 0 {
+		p("## Notes of this run\n\n")
+		for _, n := range r.Notes {
+			p("- %s\n", n)
+		}
+		p("\n")
+	}
+	if len(bytes.TrimSpace(notes)) > 0 {
+		p("%s\n", bytes.TrimSpace(notes))
+	}
+	return b.Bytes()
+}
+
+func seriesTable(b *bytes.Buffer, list []*Series, unit, vs string, mb bool) {
+	fmt.Fprintf(b, "| concurrency | contender | %s median (min–max) | p50 | p99 | %s |\n|---|---|---|---|---|---|\n", unit, vs)
+	for _, s := range list {
+		q := "–"
+		if !s.Baseline {
+			q = fmtRatio(ratio(s, baselineOf(list, s), mb))
+		}
+		name := s.Contender
+		if s.Baseline {
+			name += " (baseline)"
+		}
+		errs := ""
+		if s.Summary.Errors > 0 {
+			errs = fmt.Sprintf(" [%d errors]", s.Summary.Errors)
+		}
+		fmt.Fprintf(b, "| %d | %s | %s%s | %s | %s | %s |\n", s.Concurrency, name, fmtRate(s.Summary), errs, fmtDur(s.Summary.P50), fmtDur(s.Summary.P99), q)
+	}
+	b.WriteString("\n")
+}

@@ -1,0 +1,377 @@
+package bench
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/acme/registry-gateway/internal/license"
+)
+
+// cell is the request-workload cell at concurrency c.
+func (h *harness) cell(c int) Cell {
+	return Cell{Concurrency: c, Requests: h.opts.CellRequests, MaxTime: h.opts.CellTime, Warmup: h.opts.Warmup}
+}
+
+// requestTimeout bounds one request of the request workloads.
+const requestTimeout = 30 * time.Second
+
+// fixedOp sends raw again and again, expecting status want and, when
+// wantBytes >= 0, a body of that size.
+func fixedOp(addr string, raw []byte, want int, wantBytes int64) NewOp {
+	return varyingOp(addr, func(int, int) []byte { return raw }, want, wantBytes)
+}
+
+// varyingOp sends render(w, i) as request i of worker w.
+func varyingOp(addr string, render func(w, i int) []byte, want int, wantBytes int64) NewOp {
+	return func(w int) (Op, func(), error) {
+		conn, err := NewConn(addr, requestTimeout)
+		if err != nil {
+			return nil, nil, err
+		}
+		op := func(ctx context.Context, i int) (int64, error) {
+			resp, err := conn.Do(ctx, render(w, i), false, nil)
+			if err != nil {
+				return 0, err
+			}
+			if err := expectStatus(resp, want); err != nil {
+				return 0, err
+			}
+			if wantBytes >= 0 && resp.Bytes != wantBytes {
+				return 0, fmt.Errorf("body of %d bytes, want %d", resp.Bytes, wantBytes)
+			}
+			return resp.Bytes, nil
+		}
+		return op, conn.Close, nil
+	}
+}
+
+// upstreamBasic is the credential the gateway and nginx send upstream. The
+// upstream registry is open (bcrypt checks of an htpasswd file on every
+// request would dominate every number), so it is sent but not checked.
+const upstreamUser, upstreamPassword = "AWS", "bench-upstream-password"
+
+func upstreamBasic() string {
+	return base64.StdEncoding.EncodeToString([]byte(upstreamUser + ":" + upstreamPassword))
+}
+
+// startGateway writes a gateway configuration and starts bin/gateway.
+func (h *harness) startGateway(ctx context.Context, name string) (*Proc, string, error) {
+	bin, ok := h.bins["gateway"]
+	if !ok {
+		return nil, "", nil
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	dir := filepath.Join(h.tmp, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	pw := filepath.Join(dir, "upstream-password")
+	if err := os.WriteFile(pw, []byte(upstreamPassword+"\n"), 0o600); err != nil {
+		return nil, "", err
+	}
+	conf := fmt.Sprintf(`# written by the benchmark harness
+listen: %s
+realm: http://localhost:%s/token
+service: %s
+issuer: %s
+keys:
+  public_keys: [%s]
+access_log: false
+upstream:
+  url: http://%s
+  proxy_blobs: true
+  static:
+    username: %s
+    password_file: %s
+`, addr, strings.Split(addr, ":")[1], benchService, benchIssuer, h.keys["ES256"].Public, h.fix.Addrs.Registry, upstreamUser, pw)
+	cfgPath := filepath.Join(dir, "gateway.yaml")
+	if err := os.WriteFile(cfgPath, []byte(conf), 0o644); err != nil {
+		return nil, "", err
+	}
+	p, err := h.start(ctx, name, bin, []string{"-config", cfgPath}, "http://"+addr+"/readyz", 200)
+	if err != nil {
+		return nil, "", err
+	}
+	return p, addr, nil
+}
+
+func (h *harness) runManifest(ctx context.Context) error {
+	fx := h.fix.Addrs
+	tok, err := pullToken(h.keys["ES256"].Key, "bench@bench.example", benchRepo)
+	if err != nil {
+		return err
+	}
+	path := "/v2/" + benchRepo + "/manifests/" + benchTag
+	accept := "Accept: " + fx.ManifestType
+	bearer := "Authorization: Bearer " + tok
+	size := int64(fx.ManifestSize)
+	h.report.ManifestInfo = fmt.Sprintf("`GET %s` (`%s`, %d bytes) as `docker pull` asks it, on kept-alive connections.", path, fx.ManifestType, size)
+
+	cs := []contender{{name: "direct", baseline: true, newOp: func(int, int) NewOp {
+		return fixedOp(fx.Registry, RenderGET(fx.Registry, path, accept, "Authorization: Basic "+upstreamBasic()), 200, size)
+	}}}
+	gw, gwAddr, err := h.startGateway(ctx, "gateway-manifest")
+	if err != nil {
+		return err
+	}
+	if gw != nil {
+		defer h.stop(gw)
+		cs = append(cs, contender{name: "gateway", newOp: func(int, int) NewOp {
+			return fixedOp(gwAddr, RenderGET(gwAddr, path, accept, bearer), 200, size)
+		}})
+	}
+	if nginxVersion() == "" {
+		h.note("nginx contender skipped: %s not found (apt-get install nginx-light)", NginxPath)
+	} else {
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		ngx, err := startNginx(ctx, filepath.Join(h.tmp, "nginx"), addr, fx.Registry, upstreamBasic(), h.report.Env.CPUs)
+		if err != nil {
+			return err
+		}
+		h.procs = append(h.procs, ngx)
+		defer h.stop(ngx)
+		if err := waitReady(ctx, ngx, "http://"+addr+"/v2/", 30*time.Second, 200); err != nil {
+			return err
+		}
+		cs = append(cs, contender{name: "nginx", newOp: func(int, int) NewOp {
+			return fixedOp(addr, RenderGET(addr, path, accept, bearer), 200, size)
+		}})
+	}
+	series, err := h.interleave(ctx, WorkloadManifest, cs, h.opts.Concurrency, h.opts.Rounds, h.cell)
+	h.report.Manifest = series
+	return err
+}
+
+// tokenServer is one token service under test.
+type tokenServer struct {
+	alg, backend string
+	addr         string
+	proc         *Proc
+}
+
+func tokenPath(user string) string {
+	return "/token?account=" + url.QueryEscape(user) + "&scope=" + url.QueryEscape("repository:"+benchRepo+":pull") + "&service=" + benchService
+}
+
+func tokenRequest(addr, user, apiToken string) []byte {
+	return RenderGET(addr, tokenPath(user), "Authorization: Basic "+base64.StdEncoding.EncodeToString([]byte(user+":"+apiToken)))
+}
+
+// account names: distinct per server, so that the licence API's per-token
+// counts are per server cache.
+func accountName(server string, i int) string {
+	return fmt.Sprintf("%s-user%03d@bench.example", server, i)
+}
+
+func apiToken(user string) string { return licenceTokenPrefix + user }
+
+func (h *harness) startTokenServer(ctx context.Context, alg, backend string) (*tokenServer, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	name := "tokenserver-" + strings.ToLower(alg) + "-" + backend
+	key := h.keys[alg]
+	ts := &tokenServer{alg: alg, backend: backend, addr: addr}
+	if backend == "bare" {
+		ts.proc, err = h.start(ctx, "signer-"+strings.ToLower(alg), h.opts.Self, []string{"signer", "-listen", addr, "-key", key.Private},
+			"http://"+addr+"/token", 401)
+		return ts, err
+	}
+	bin, ok := h.bins["tokenserver"]
+	if !ok {
+		return nil, nil
+	}
+	var licences string
+	switch backend {
+	case "file":
+		var b strings.Builder
+		b.WriteString("accounts:\n")
+		for i := range h.opts.Accounts {
+			u := accountName(name, i)
+			fmt.Fprintf(&b, "  - username: %s\n    token_sha256: %q\n    channels: [stable, beta]\n", u, license.HashToken(apiToken(u)))
+		}
+		f := filepath.Join(h.tmp, name+"-accounts.yaml")
+		if err := os.WriteFile(f, []byte(b.String()), 0o600); err != nil {
+			return nil, err
+		}
+		licences = "  file: " + f + "\n"
+	case "http":
+		licences = "  http:\n    url: http://" + h.fix.Addrs.License + "/v1/meta/licenses/\n"
+	}
+	conf := fmt.Sprintf(`# written by the benchmark harness
+listen: %s
+issuer: %s
+service: %s
+signing_key: %s
+log_level: warn
+licenses:
+%s`, addr, benchIssuer, benchService, key.Private, licences)
+	cfgPath := filepath.Join(h.tmp, name+".yaml")
+	if err := os.WriteFile(cfgPath, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	ts.proc, err = h.start(ctx, name, bin, []string{"-config", cfgPath}, "http://"+addr+"/healthz", 200)
+	return ts, err
+}
+
+func (ts *tokenServer) name() string { return "tokenserver-" + strings.ToLower(ts.alg) + "-" + ts.backend }
+
+func (h *harness) runToken(ctx context.Context) error {
+	var servers []*tokenServer
+	defer func() {
+		for _, ts := range servers {
+			h.stop(ts.proc)
+		}
+	}()
+	var cs []contender
+	lic := &LicenceReport{CacheTTL: license.DefaultTTL}
+	type warmSet struct {
+		ts    *tokenServer
+		start time.Time
+		base  LicenceStats
+	}
+	var warm []warmSet
+	for _, alg := range []string{"ES256", "RS256"} {
+		for _, backend := range []string{"bare", "file", "http"} {
+			ts, err := h.startTokenServer(ctx, alg, backend)
+			if err != nil {
+				return err
+			}
+			if ts == nil {
+				continue
+			}
+			servers = append(servers, ts)
+			addr, name := ts.addr, ts.name()
+			warmReqs := make([][]byte, h.opts.Accounts)
+			for i := range warmReqs {
+				u := accountName(name, i)
+				warmReqs[i] = tokenRequest(addr, u, apiToken(u))
+			}
+			warmOp := func(int, int) NewOp {
+				return varyingOp(addr, func(w, i int) []byte { return warmReqs[(w*7+i)%len(warmReqs)] }, 200, -1)
+			}
+			switch backend {
+			case "bare":
+				cs = append(cs, contender{name: alg + " bare", baseline: true, newOp: warmOp})
+			case "file":
+				cs = append(cs, contender{name: alg + " file", newOp: warmOp})
+			case "http":
+				if alg == "ES256" {
+					herd, err := h.licenceHerd(ctx, ts)
+					if err != nil {
+						return err
+					}
+					lic.Herd = herd
+				}
+				base, err := h.fix.licenceStats(ctx)
+				if err != nil {
+					return err
+				}
+				ws := warmSet{ts: ts, start: time.Now(), base: base}
+				// Every account asked once: the cache is warm.
+				if _, err := RunCell(ctx, Cell{Concurrency: 8, Requests: len(warmReqs), MaxTime: time.Minute},
+					varyingOp(addr, func(w, i int) []byte { return warmReqs[(w+8*i)%len(warmReqs)] }, 200, -1)); err != nil {
+					return fmt.Errorf("warming %s: %w", name, err)
+				}
+				warm = append(warm, ws)
+				cs = append(cs, contender{name: alg + " http warm", newOp: warmOp})
+				cs = append(cs, contender{name: alg + " http cold", newOp: func(r, c int) NewOp {
+					return varyingOp(addr, func(w, i int) []byte {
+						u := fmt.Sprintf("%s-cold-r%d-c%d-w%d-%d@bench.example", name, r, c, w, i)
+						return tokenRequest(addr, u, apiToken(u))
+					}, 200, -1)
+				}})
+			}
+		}
+	}
+	series, err := h.interleave(ctx, WorkloadToken, cs, h.opts.Concurrency, h.opts.Rounds, h.cell)
+	if err != nil {
+		return err
+	}
+	for _, s := range series {
+		s.Group, _, _ = strings.Cut(s.Contender, " ")
+	}
+	h.report.Token = series
+
+	stats, err := h.fix.licenceStats(ctx)
+	if err != nil {
+		return err
+	}
+	for _, ws := range warm {
+		name := ws.ts.name()
+		w := LicenceWarm{Server: name, Accounts: h.opts.Accounts, Elapsed: time.Since(ws.start)}
+		for i := range h.opts.Accounts {
+			tok := apiToken(accountName(name, i))
+			n := stats.PerToken[tok] - ws.base.PerToken[tok]
+			w.Calls += n
+			w.MaxPerAcct = max(w.MaxPerAcct, n)
+		}
+		w.AllowedPerA = int64(math.Ceil(float64(w.Elapsed) / float64(lic.CacheTTL)))
+		for _, s := range series {
+			if s.Contender == ws.ts.alg+" http warm" {
+				for _, r := range s.Rounds {
+					w.Requests += int64(r.Requests + r.Errors)
+				}
+				w.Requests += int64(s.Concurrency * h.opts.Warmup * len(s.Rounds))
+			}
+		}
+		lic.Warm = append(lic.Warm, w)
+	}
+	for tok, n := range stats.PerToken {
+		if strings.Contains(tok, "-cold-") {
+			lic.ColdCalls += n
+		}
+	}
+	for _, s := range series {
+		if strings.HasSuffix(s.Contender, "http cold") {
+			for _, r := range s.Rounds {
+				lic.ColdRequests += int64(r.Requests + r.Errors)
+			}
+			lic.ColdRequests += int64(s.Concurrency * h.opts.Warmup * len(s.Rounds))
+		}
+	}
+	h.report.Licence = lic
+	return nil
+}
+
+// licenceHerd asks a cold cache for a few accounts from many workers at
+// once: the cache must collapse the look-ups into one call per account.
+func (h *harness) licenceHerd(ctx context.Context, ts *tokenServer) (*LicenceHerd, error) {
+	const accounts, conc = 16, 64
+	reqs := make([][]byte, accounts)
+	for i := range reqs {
+		u := fmt.Sprintf("%s-herd%02d@bench.example", ts.name(), i)
+		reqs[i] = tokenRequest(ts.addr, u, apiToken(u))
+	}
+	res, err := RunCell(ctx, Cell{Concurrency: conc, Requests: conc * 4, MaxTime: time.Minute},
+		varyingOp(ts.addr, func(w, i int) []byte { return reqs[(w+i)%accounts] }, 200, -1))
+	if err != nil {
+		return nil, err
+	}
+	stats, err := h.fix.licenceStats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hd := &LicenceHerd{Accounts: accounts, Concurrency: conc, Requests: res.Requests}
+	for tok, n := range stats.PerToken {
+		if strings.Contains(tok, ts.name()+"-herd") {
+			hd.Calls += n
+			hd.MaxPerAcct = max(hd.MaxPerAcct, n)
+		}
+	}
+	return hd, nil
+}
