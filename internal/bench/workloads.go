@@ -228,7 +228,9 @@ licenses:
 	return ts, err
 }
 
-func (ts *tokenServer) name() string { return "tokenserver-" + strings.ToLower(ts.alg) + "-" + ts.backend }
+func (ts *tokenServer) name() string {
+	return "tokenserver-" + strings.ToLower(ts.alg) + "-" + ts.backend
+}
 
 func (h *harness) runToken(ctx context.Context) error {
 	var servers []*tokenServer
