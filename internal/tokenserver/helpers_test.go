@@ -429,3 +429,5 @@ func mustRequest(t testing.TB, method, u string) *http.Request {
 func writeFile(path, content string) error {
 	return os.WriteFile(path, []byte(content), 0o644)
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
