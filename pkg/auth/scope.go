@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/distribution/reference"
 )
@@ -114,7 +115,9 @@ func ParseScope(s string) (ResourceActions, error) {
 	if typ == TypeRepository && (len(name) > reference.NameTotalLengthMax || !repositoryRe.MatchString(name)) {
 		return fail("bad repository name")
 	}
-	if strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+	// Unicode spaces too: ParseScopes splits on them, so a name holding one
+	// would parse differently alone and in a list.
+	if strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) || unicode.IsControl(r) }) {
 		return fail("resource name has spaces or control characters")
 	}
 	ra := ResourceActions{Type: typ, Class: class, Name: name, Actions: []string{}}
