@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -39,6 +40,17 @@ type Config struct {
 	AccessLog *bool `yaml:"access_log"`
 	// ShutdownTimeout bounds the graceful shutdown; default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// LogLevel is debug, info (default), warn or error.
+	LogLevel string `yaml:"log_level"`
+}
+
+// SlogLevel is the configured log level.
+func (c *Config) SlogLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
 }
 
 // KeysConfig says which token signing keys to trust; one or both.
@@ -206,6 +218,12 @@ func (c *Config) Validate() error {
 	}
 	if c.CatalogTTL < 0 {
 		bad("catalog_ttl: must not be negative")
+	}
+	if c.LogLevel != "" {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+			bad("log_level: %q is not debug, info, warn or error", c.LogLevel)
+		}
 	}
 	if c.ShutdownTimeout < 0 {
 		bad("shutdown_timeout: must not be negative")

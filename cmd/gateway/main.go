@@ -1,0 +1,68 @@
+// Command gateway is the read-only registry gateway: `gateway -config FILE`
+// serves the registry API in front of the configured upstream until SIGINT
+// or SIGTERM, then shuts down gracefully. `-check` validates the
+// configuration and exits.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/acme/registry-gateway/internal/gateway"
+	"github.com/acme/registry-gateway/internal/httpx"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "YAML configuration `file`")
+	check := fs.Bool("check", false, "validate the configuration and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *configPath == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: gateway -config FILE [-check]")
+		return 2
+	}
+	cfg, err := gateway.LoadConfig(*configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "gateway: %v\n", err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintln(stdout, "configuration ok")
+		return 0
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log})
+	if err != nil {
+		log.Error("gateway failed to start", slog.Any("error", err))
+		return 1
+	}
+	defer gw.Close()
+	srv := httpx.NewServer(cfg.Listen, gw, gateway.ServerTimeouts(cfg.ShutdownTimeout), log)
+	log.Info("gateway listening", slog.String("addr", cfg.Listen), slog.String("upstream", cfg.Upstream.URL))
+	if err := httpx.Serve(ctx, srv, nil, cfg.ShutdownTimeout); err != nil {
+		log.Error("gateway stopped", slog.Any("error", err))
+		return 1
+	}
+	log.Info("gateway stopped")
+	return 0
+}
