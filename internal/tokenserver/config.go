@@ -223,10 +223,12 @@ func (c *Config) SetDefaults() {
 // Validate reports every problem of the configuration at once. It reads no
 // files; New reports the files that do not load.
 func (c *Config) Validate() error {
-	return errors.Join(c.problems(true)...)
+	return errors.Join(c.problems(true, true)...)
 }
 
-func (c *Config) problems(needLicenses bool) []error {
+// problems lists what is wrong; New passes false for what its Options
+// supply instead (a signing key, a licence backend).
+func (c *Config) problems(needKey, needLicenses bool) []error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
@@ -245,7 +247,7 @@ func (c *Config) problems(needLicenses bool) []error {
 	if c.RefreshTokenTTL < c.TokenTTL {
 		add("refresh_token_ttl: %v is shorter than token_ttl %v", c.RefreshTokenTTL, c.TokenTTL)
 	}
-	if c.SigningKey == "" {
+	if c.SigningKey == "" && needKey {
 		add("signing_key: required")
 	}
 	for i, p := range c.TrustedProxies {

@@ -1,11 +1,17 @@
 package tokenserver
 
 import (
+	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/pkg/auth"
 )
 
 // The keys of the contract, with one backend.
@@ -123,4 +129,40 @@ func TestLoadConfigFile(t *testing.T) {
 	if _, err := LoadConfig(p + ".missing"); err == nil {
 		t.Error("missing file accepted")
 	}
+}
+
+// Options can stand in for the key and backend files: a custom backend is
+// still cached and observed.
+func TestNewWithInjectedKeyAndBackend(t *testing.T) {
+	k := writeECKey(t, filepath.Join(t.TempDir(), "k.pem"))
+	key, err := auth.NewSigningKey(k, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	backend := backendFunc(func(_ context.Context, c license.Credentials) (license.License, error) {
+		calls.Add(1)
+		if c.Username == aliceUser && c.Token == aliceToken {
+			return license.License{Account: aliceUser, Channels: []string{"stable"}}, nil
+		}
+		return license.License{}, license.ErrBadCredentials
+	})
+	srv, err := New(Config{Issuer: testIssuer, Service: testService}, Options{SigningKey: key, Backend: backend, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	for range 3 {
+		mustToken(t, get(t, hs.URL, aliceUser, aliceToken, scopes("repository:stable/app:pull")))
+	}
+	if calls.Load() != 1 || srv.KeyID() != key.KeyID {
+		t.Errorf("%d backend calls, kid %s", calls.Load(), srv.KeyID())
+	}
+}
+
+type backendFunc func(context.Context, license.Credentials) (license.License, error)
+
+func (f backendFunc) Lookup(ctx context.Context, c license.Credentials) (license.License, error) {
+	return f(ctx, c)
 }

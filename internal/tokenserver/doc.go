@@ -5,5 +5,21 @@
 // survive restarts and work on every replica.
 //
 // A Server is built from a Config (YAML, see LoadConfig) with New and serves
-// with Run or Serve; Handler exposes the routes for in-process use.
+// with Run or Serve; Handler exposes the routes for in-process use (then
+// call Watch so that a licence file is reread when it changes).
+//
+// Operations notes:
+//
+//   - Refresh tokens are sealed (AES-256-GCM), not stored. Their key is
+//     refresh_token_key_file if set, else derived from the signing key, so
+//     rotating the signing key invalidates every refresh token: clients
+//     then fail their next refresh and must log in again. To rotate the
+//     signing key without that, configure refresh_token_key_file first.
+//     During a rotation, list the old public key in publish_keys so that
+//     gateways reading the JWKS still accept tokens signed before it.
+//   - A refresh token cannot be revoked by itself; every use asks the
+//     licence backend again (through the cache, so within cache_ttl), so
+//     revoking the licence or the API token ends it.
+//   - Set signing_cert only for registries that trust a rootcertbundle:
+//     a registry that trusts only a JWKS file refuses tokens with x5c.
 package tokenserver

@@ -97,7 +97,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	s.challenge = fmt.Sprintf("Basic realm=%q", cfg.Service)
 
-	errs := cfg.problems(opts.Backend == nil)
+	errs := cfg.problems(opts.SigningKey == nil, opts.Backend == nil)
 	add := func(err error) {
 		if err != nil {
 			errs = append(errs, err)
