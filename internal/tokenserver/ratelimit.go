@@ -141,7 +141,8 @@ func (ll *loginLimiter) Check(client, username string) time.Duration {
 		return 0
 	}
 	wait := ll.addr.Check(client)
-	if username != "" {
+	// Building the user key allocates; skip it while nothing has failed.
+	if username != "" && ll.user.Len() > 0 {
 		wait = max(wait, ll.user.Check(userKey(client, username)))
 	}
 	return wait
