@@ -269,7 +269,13 @@ func (e *env) verify(ctx context.Context, d *decoded, ko keyOptions) verificatio
 	}
 	v := verification{Checked: true, KeySource: source}
 	issuer, audience := ko.issuer, ko.audience
-	fromToken := issuer == "" || audience == ""
+	var fromToken []string
+	if issuer == "" {
+		fromToken = append(fromToken, "issuer")
+	}
+	if audience == "" {
+		fromToken = append(fromToken, "audience")
+	}
 	if issuer == "" {
 		issuer = d.claims.Issuer
 	}
@@ -287,10 +293,17 @@ func (e *env) verify(ctx context.Context, d *decoded, ko keyOptions) verificatio
 	if err == nil {
 		v.OK = true
 		v.Message = fmt.Sprintf("signature verified with key %s from %s", d.kid, source)
-		if fromToken {
-			v.Message += "; issuer and audience were taken from the token (pass --issuer and --audience to check them)"
-		} else {
+		switch len(fromToken) {
+		case 0:
 			v.Message += "; issuer and audience match"
+		case 1:
+			checked := fmt.Sprintf("audience %q", audience)
+			if fromToken[0] == "audience" {
+				checked = fmt.Sprintf("issuer %q", issuer)
+			}
+			v.Message += fmt.Sprintf("; %s matches, the %s was taken from the token (pass --%s to check it)", checked, fromToken[0], fromToken[0])
+		default:
+			v.Message += "; issuer and audience were taken from the token (pass --issuer and --audience to check them)"
 		}
 		return v
 	}

@@ -105,6 +105,7 @@ func TestInspect(t *testing.T) {
 		{name: "valid with JWKS file", args: []string{valid, "--jwks", filepath.Join(dir, JWKSFile)}, stdout: []string{"OK signature verified"}},
 		{name: "valid with JWKS URL", args: []string{"--jwks", srv.URL + "/jwks.json", valid}, stdout: []string{"OK signature verified", "from JWKS " + srv.URL}},
 		{name: "issuer and audience pinned", args: []string{valid, "--key", pub, "--issuer", "acme-token-service", "--audience", "registry.example.com"}, stdout: []string{"issuer and audience match"}},
+		{name: "issuer pinned", args: []string{valid, "--key", pub, "--issuer", "acme-token-service"}, stdout: []string{`issuer "acme-token-service" matches, the audience was taken from the token (pass --audience to check it)`}},
 		{name: "RSA token", args: []string{rsaTok, "--key", filepath.Join(rsaDir, PubFile)}, stdout: []string{"alg  RS256", "OK signature verified"}},
 		{name: "unverified", args: []string{valid}, stdout: []string{"signature not checked: pass --jwks"}},
 		{name: "stdin dash with token answer", stdin: `{"token":"` + valid + `","access_token":"` + valid + `","expires_in":300}`, args: []string{"-", "--key", pub}, stdout: []string{"OK signature verified"}},

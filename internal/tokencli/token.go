@@ -271,6 +271,10 @@ func (e *env) runFlow(ctx context.Context, o tokenOptions) (*tokenResult, int) {
 		}
 	}
 
+	if o.keys.audience == "" {
+		// The service the registry named is the audience it checks.
+		o.keys.audience = res.Service
+	}
 	answer, err := e.requestToken(ctx, o, res)
 	if err != nil {
 		if res.Error == "" {

@@ -134,7 +134,8 @@ func TestTokenFlow(t *testing.T) {
 	}{
 		{name: "granted via registry", args: []string{"-u", "alice@example.com", "-p", "s3cret", "--scope", stable, "--registry", g.URL, "--jwks", jwks},
 			stdout: []string{"answer      200 OK", "expires_in  300s", stable + "  pull       pull     granted",
-				"GET /v2/                        200\n", "GET /v2/stable/hello/tags/list  200  tags: 1.0, latest", "OK signature verified"},
+				"GET /v2/                        200\n", "GET /v2/stable/hello/tags/list  200  tags: 1.0, latest", "OK signature verified",
+				`audience "registry.example.com" matches, the issuer was taken from the token`},
 			account: "alice@example.com"},
 		{name: "password from stdin", stdin: "s3cret\n", args: []string{"-u", "alice@example.com", "-p", "-", "--scope", stable, "--registry", g.URL},
 			stdout: []string{"granted"}},

@@ -1,0 +1,110 @@
+// Command devstack runs the local demo stack (`make run`): upstream
+// registry, token service and gateway in one process, configured by
+// deploy/*.yaml. `devstack seed` only pushes the demo images to a registry
+// (the compose stack's seed job).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/acme/registry-gateway/internal/devstack"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first Ctrl-C the default handling is back, so that a
+		// second one kills a shutdown that hangs.
+		<-ctx.Done()
+		stop()
+	}()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "seed" {
+		return seed(ctx, args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opts devstack.Options
+	fs.StringVar(&opts.Dir, "dir", ".", "repository root: relative paths in the configuration files start here")
+	fs.StringVar(&opts.TokenServerConfig, "tokenserver-config", "deploy/tokenserver.yaml", "token service configuration")
+	fs.StringVar(&opts.GatewayConfig, "gateway-config", "deploy/gateway.yaml", "gateway configuration")
+	fs.StringVar(&opts.UpstreamHtpasswd, "upstream-htpasswd", "deploy/upstream.htpasswd", "htpasswd file of the upstream registry")
+	fs.StringVar(&opts.DataDir, "data", "data/registry", "storage of the upstream registry")
+	fs.StringVar(&opts.GatewayAddr, "gateway-addr", "", "gateway listen address (default: listen in the gateway configuration, 127.0.0.1:5000)")
+	fs.StringVar(&opts.TokenServerAddr, "tokenserver-addr", "", "token service listen address (default: its configuration, 127.0.0.1:5001)")
+	fs.StringVar(&opts.UpstreamAddr, "upstream-addr", "", "upstream registry listen address (default: the host of the gateway's upstream.url, 127.0.0.1:5002)")
+	fs.BoolVar(&opts.NoSeed, "no-seed", false, "do not push the demo images")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "devstack: -log-level: %v\n", err)
+		return 2
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+
+	st, err := devstack.Start(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "devstack: %v\n", err)
+		return 1
+	}
+	st.WriteBanner(stdout)
+	if err := st.Wait(); err != nil {
+		fmt.Fprintf(stderr, "devstack: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stderr, "devstack: stopped")
+	return 0
+}
+
+func seed(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("devstack seed", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	host := fs.String("registry", "127.0.0.1:5002", "registry host:port (plain http)")
+	user := fs.String("username", "upstream", "registry user")
+	passwordFile := fs.String("password-file", "deploy/upstream.password", "file holding the registry password")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	b, err := os.ReadFile(*passwordFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "devstack seed: %v\n", err)
+		return 1
+	}
+	h := strings.TrimPrefix(strings.TrimPrefix(*host, "http://"), "https://")
+	pushed, err := devstack.Seed(ctx, h, *user, strings.TrimRight(string(b), "\r\n"))
+	if err != nil {
+		fmt.Fprintf(stderr, "devstack seed: %v\n", err)
+		return 1
+	}
+	refs := make([]string, 0, len(pushed))
+	for ref := range pushed {
+		refs = append(refs, ref)
+	}
+	sort.Strings(refs)
+	for _, ref := range refs {
+		fmt.Fprintf(stdout, "pushed %s/%s %s\n", h, ref, pushed[ref])
+	}
+	return 0
+}

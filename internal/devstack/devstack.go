@@ -1,0 +1,375 @@
+// Package devstack runs the whole product on one machine, in one process,
+// for `make run` and for the tests that drive it with real clients: an
+// upstream registry (distribution, filesystem storage, htpasswd), the token
+// service with the file licence backend, and the gateway in front, each on
+// its own localhost port, configured by the committed demo configuration
+// files (deploy/*.yaml) read with the services' own loaders.
+//
+// Nothing here is used in production; it exists so that a fresh clone needs
+// neither Docker nor an AWS account to see the product work.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/acme/registry-gateway/internal/embedreg"
+	"github.com/acme/registry-gateway/internal/gateway"
+	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/tokencli"
+	"github.com/acme/registry-gateway/internal/tokenserver"
+)
+
+// The demo account of deploy/licenses.yaml. The file holds only the hash of
+// the API token, so the token itself is repeated here to print the commands.
+const (
+	DemoUser  = "demo@example.com"
+	DemoToken = "demo-api-token"
+)
+
+// Demo repositories: the account holds the first channel, not the second.
+const (
+	LicensedRepo   = "stable/hello"
+	UnlicensedRepo = "beta/hello"
+)
+
+// Options of Start. Zero values read the committed configuration.
+type Options struct {
+	// Dir is what relative paths in the configuration files are relative
+	// to: the repository root. Default ".".
+	Dir string
+	// TokenServerConfig and GatewayConfig are the configuration files,
+	// relative to Dir; default deploy/tokenserver.yaml, deploy/gateway.yaml.
+	TokenServerConfig string
+	GatewayConfig     string
+	// UpstreamHtpasswd is the htpasswd file of the upstream registry; the
+	// gateway's upstream.static credential must be in it. Default
+	// deploy/upstream.htpasswd.
+	UpstreamHtpasswd string
+	// DataDir holds the upstream registry's storage; default data/registry.
+	DataDir string
+	// Addresses override the listen addresses of the configuration files
+	// (gateway listen, token service listen, the host of the gateway's
+	// upstream.url); "127.0.0.1:0" picks a free port.
+	GatewayAddr, TokenServerAddr, UpstreamAddr string
+	// NoSeed skips pushing the demo images.
+	NoSeed bool
+	// Logger receives the services' logs; default discards them.
+	Logger *slog.Logger
+}
+
+// Stack is a running stack.
+type Stack struct {
+	// GatewayHost is host:port as clients name the registry, on the name
+	// localhost (see the realm note in deploy/gateway.yaml).
+	GatewayHost string
+	// GatewayURL, TokenServerURL and UpstreamURL are base URLs.
+	GatewayURL, TokenServerURL, UpstreamURL string
+	// Realm and JWKSURL are the token endpoint clients use and the token
+	// service's key set.
+	Realm, JWKSURL string
+	// Service and Issuer are what tokens carry in aud and iss.
+	Service, Issuer string
+	// DataDir is the upstream's storage.
+	DataDir string
+	// Keys is set when Start had to generate the signing key.
+	Keys *tokencli.KeygenResult
+	// Images are the demo images pushed, by reference.
+	Images map[string]string // "localhost:PORT/stable/hello:1.0" → digest
+
+	upstreamUser, upstreamPasswordFile string
+
+	done chan struct{}
+	err  error
+}
+
+// Wait blocks until every server has shut down (after the context given to
+// Start ends) and returns the first error any of them stopped with.
+func (s *Stack) Wait() error {
+	<-s.done
+	return s.err
+}
+
+// Start brings the stack up and returns once every service accepts
+// connections and the demo images are pushed. Cancelling ctx stops it; Wait
+// says when it has stopped.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	opts.defaults()
+	log := opts.Logger
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(opts.Dir, p)
+	}
+
+	tsCfg, err := tokenserver.LoadConfig(abs(opts.TokenServerConfig))
+	if err != nil {
+		return nil, err
+	}
+	gwCfg, err := gateway.LoadConfig(abs(opts.GatewayConfig))
+	if err != nil {
+		return nil, err
+	}
+	if gwCfg.Upstream.Static == nil {
+		return nil, errors.New("the gateway configuration must use upstream.static (the local upstream has no ECR API)")
+	}
+	if gwCfg.Service != tsCfg.Service || gwCfg.Issuer != tsCfg.Issuer {
+		return nil, fmt.Errorf("gateway service/issuer %q/%q differ from the token service's %q/%q",
+			gwCfg.Service, gwCfg.Issuer, tsCfg.Service, tsCfg.Issuer)
+	}
+	resolvePaths(&tsCfg, gwCfg, abs)
+
+	st := &Stack{
+		Service: gwCfg.Service, Issuer: gwCfg.Issuer, DataDir: abs(opts.DataDir),
+		upstreamUser: gwCfg.Upstream.Static.Username, upstreamPasswordFile: gwCfg.Upstream.Static.PasswordFile,
+		done: make(chan struct{}),
+	}
+	if st.Keys, err = ensureKeys(tsCfg); err != nil {
+		return nil, err
+	}
+
+	// Listen on all three first, so that every URL below is known and
+	// every service can be reached as soon as the next one starts.
+	upstreamURL, err := url.Parse(gwCfg.Upstream.URL)
+	if err != nil {
+		return nil, err
+	}
+	addrs := []*string{
+		or(&opts.UpstreamAddr, upstreamURL.Host),
+		or(&opts.TokenServerAddr, tsCfg.Listen),
+		or(&opts.GatewayAddr, gwCfg.Listen),
+	}
+	var lns []net.Listener
+	defer func() {
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+		}
+	}()
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", *a)
+		if err != nil {
+			return nil, fmt.Errorf("%w (is another stack running? pick other ports with the -*-addr flags)", err)
+		}
+		lns = append(lns, ln)
+	}
+	upLn, tsLn, gwLn := lns[0], lns[1], lns[2]
+	_, gwPort, _ := net.SplitHostPort(gwLn.Addr().String())
+
+	// The configured URLs with the ports actually bound.
+	tsCfg.Listen = tsLn.Addr().String()
+	gwCfg.Listen = gwLn.Addr().String()
+	st.GatewayHost = "localhost:" + gwPort
+	st.GatewayURL = "http://" + st.GatewayHost
+	st.TokenServerURL = "http://" + tsLn.Addr().String()
+	st.UpstreamURL = "http://" + upLn.Addr().String()
+	gwCfg.Realm = withHost(gwCfg.Realm, st.GatewayHost)
+	if gwCfg.TokenEndpoint != "" {
+		gwCfg.TokenEndpoint = withHost(gwCfg.TokenEndpoint, tsLn.Addr().String())
+	}
+	if gwCfg.Keys.JWKSURL != "" {
+		gwCfg.Keys.JWKSURL = withHost(gwCfg.Keys.JWKSURL, tsLn.Addr().String())
+	}
+	gwCfg.Upstream.URL = st.UpstreamURL
+	st.Realm = gwCfg.Realm
+	st.JWKSURL = st.TokenServerURL + "/.well-known/jwks.json"
+	if err := gwCfg.Validate(); err != nil {
+		return nil, fmt.Errorf("gateway configuration with the bound addresses: %w", err)
+	}
+	if err := tsCfg.Validate(); err != nil {
+		return nil, fmt.Errorf("token service configuration with the bound addresses: %w", err)
+	}
+
+	// From here on the services run under runCtx, so that a failed start
+	// stops what already runs.
+	runCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var errMu sync.Mutex
+	fail := func(name string, e error) {
+		if e == nil || errors.Is(e, http.ErrServerClosed) {
+			return
+		}
+		errMu.Lock()
+		if st.err == nil {
+			st.err = fmt.Errorf("%s: %w", name, e)
+		}
+		errMu.Unlock()
+		cancel() // one service down takes the stack down: no half stack
+	}
+	go func() {
+		<-runCtx.Done()
+		wg.Wait()
+		close(st.done)
+	}()
+	defer func() {
+		if err != nil {
+			cancel()
+			<-st.done
+		}
+	}()
+
+	// 1. Upstream registry.
+	if err := os.MkdirAll(st.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	reg, err := embedreg.New(runCtx, embedreg.Options{
+		RootDir:  st.DataDir,
+		Htpasswd: &embedreg.HtpasswdAuth{Realm: "upstream", Path: abs(opts.UpstreamHtpasswd)},
+		// distribution logs every 404 (a push probes for tags first) at
+		// level error; its access log is replaced by ours below.
+		LogLevel: "fatal",
+	})
+	if err != nil {
+		return nil, err
+	}
+	upLog := log.With(slog.String("component", "upstream"))
+	upSrv := httpx.NewServer(upLn.Addr().String(), httpx.Chain(reg, httpx.AccessLog(upLog)), upstreamTimeouts, upLog)
+	lns = lns[1:] // served from now on: Serve closes it
+	wg.Go(func() { fail("upstream", httpx.Serve(runCtx, upSrv, upLn, upstreamTimeouts.Shutdown)) })
+
+	// 2. Token service.
+	tsLog := log.With(slog.String("component", "tokenserver"))
+	ts, err := tokenserver.New(tsCfg, tokenserver.Options{Logger: tsLog, Listener: tsLn})
+	if err != nil {
+		return nil, err
+	}
+	lns = lns[1:]
+	wg.Go(func() { fail("tokenserver", ts.Run(runCtx)) })
+
+	// 3. Gateway: it fetches the JWKS from the token service on New.
+	gwLog := log.With(slog.String("component", "gateway"))
+	gw, err := gateway.New(runCtx, gwCfg, gateway.Options{Logger: gwLog})
+	if err != nil {
+		return nil, err
+	}
+	gwTimeouts := gateway.ServerTimeouts(gwCfg.ShutdownTimeout)
+	gwSrv := httpx.NewServer(gwLn.Addr().String(), gw, gwTimeouts, gwLog)
+	lns = lns[1:]
+	wg.Go(func() {
+		defer gw.Close()
+		fail("gateway", httpx.Serve(runCtx, gwSrv, gwLn, gwTimeouts.Shutdown))
+	})
+
+	if !opts.NoSeed {
+		password, err := readPassword(st.upstreamPasswordFile)
+		if err != nil {
+			return nil, err
+		}
+		images, err := Seed(runCtx, upLn.Addr().String(), st.upstreamUser, password)
+		if err != nil {
+			return nil, fmt.Errorf("pushing the demo images: %w", err)
+		}
+		st.Images = map[string]string{}
+		for ref, digest := range images {
+			st.Images[st.GatewayHost+"/"+ref] = digest
+		}
+	}
+	return st, nil
+}
+
+// upstreamTimeouts: pushes of big layers need more than the default write
+// timeout.
+var upstreamTimeouts = httpx.Timeouts{
+	ReadHeader: 10 * time.Second, Read: 10 * time.Minute, Write: 10 * time.Minute,
+	Idle: 2 * time.Minute, Shutdown: 10 * time.Second,
+}
+
+func (o *Options) defaults() {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&o.Dir, ".")
+	def(&o.TokenServerConfig, "deploy/tokenserver.yaml")
+	def(&o.GatewayConfig, "deploy/gateway.yaml")
+	def(&o.UpstreamHtpasswd, "deploy/upstream.htpasswd")
+	def(&o.DataDir, "data/registry")
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// or returns p after filling it with v when empty.
+func or(p *string, v string) *string {
+	if *p == "" {
+		*p = v
+	}
+	return p
+}
+
+// resolvePaths makes the files the configurations name relative to Dir, the
+// way they are when the services run from the repository root.
+func resolvePaths(ts *tokenserver.Config, gw *gateway.Config, abs func(string) string) {
+	ts.SigningKey = abs(ts.SigningKey)
+	ts.SigningCert = abs(ts.SigningCert)
+	ts.RefreshTokenKeyFile = abs(ts.RefreshTokenKeyFile)
+	ts.Licenses.File = abs(ts.Licenses.File)
+	for i, p := range ts.PublishKeys {
+		ts.PublishKeys[i] = abs(p)
+	}
+	for i, p := range gw.Keys.PublicKeys {
+		gw.Keys.PublicKeys[i] = abs(p)
+	}
+	gw.Upstream.Static.PasswordFile = abs(gw.Upstream.Static.PasswordFile)
+}
+
+// ensureKeys generates the signing key (and certificate, public key, JWKS)
+// next to where the configuration expects it, unless it is there.
+func ensureKeys(cfg tokenserver.Config) (*tokencli.KeygenResult, error) {
+	_, err := os.Stat(cfg.SigningKey)
+	if err == nil {
+		if cfg.SigningCert != "" {
+			if _, err := os.Stat(cfg.SigningCert); err != nil {
+				return nil, fmt.Errorf("signing key %s is there but its certificate is not (%v): run `bin/tokenserver keygen -dir %s -force` to make both",
+					cfg.SigningKey, err, filepath.Dir(cfg.SigningKey))
+			}
+		}
+		return nil, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	dir := filepath.Dir(cfg.SigningKey)
+	if filepath.Base(cfg.SigningKey) != tokencli.KeyFile ||
+		(cfg.SigningCert != "" && cfg.SigningCert != filepath.Join(dir, tokencli.CertFile)) {
+		return nil, fmt.Errorf("no signing key at %s, and keygen writes %s and %s: generate the key yourself or point signing_key there",
+			cfg.SigningKey, tokencli.KeyFile, tokencli.CertFile)
+	}
+	return tokencli.Keygen(tokencli.KeygenOptions{Dir: dir})
+}
+
+// withHost replaces the host:port of a URL, keeping the scheme and path.
+func withHost(raw, host string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw // validated already; cannot happen
+	}
+	u.Host = host
+	return u.String()
+}
+
+func readPassword(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	p := strings.TrimRight(string(b), "\r\n")
+	if p == "" {
+		return "", fmt.Errorf("password file %s is empty", path)
+	}
+	return p, nil
+}
