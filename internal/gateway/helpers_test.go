@@ -181,7 +181,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // env is a gateway in front of a fake upstream, with a signing key whose
 // public half the gateway trusts through a PEM file.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	key      *auth.SigningKey
 	cfg      *Config
 	gw       *Gateway
@@ -193,7 +193,7 @@ type env struct {
 
 type envOption func(*Config, *Options)
 
-func newEnv(t *testing.T, upstream http.Handler, options ...envOption) *env {
+func newEnv(t testing.TB, upstream http.Handler, options ...envOption) *env {
 	t.Helper()
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

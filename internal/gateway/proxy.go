@@ -17,20 +17,22 @@ import (
 )
 
 // bufferPool lends ReverseProxy its 32 KiB copy buffers, so that a thousand
-// concurrent blob streams cost a thousand buffers at most, reused.
+// concurrent blob streams cost a thousand buffers at most, reused. It pools
+// array pointers: converting the returned slice back to one allocates
+// nothing, where pooling *[]byte would allocate a slice header per Put.
 type bufferPool struct{ p sync.Pool }
 
 const copyBufferSize = 32 << 10
 
 func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}}
+	return &bufferPool{p: sync.Pool{New: func() any { return new([copyBufferSize]byte) }}}
 }
 
-func (b *bufferPool) Get() []byte { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[copyBufferSize]byte)[:] }
+
 func (b *bufferPool) Put(p []byte) {
-	if cap(p) == copyBufferSize {
-		p = p[:copyBufferSize]
-		b.p.Put(&p)
+	if cap(p) >= copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(p[:copyBufferSize]))
 	}
 }
 
