@@ -431,4 +431,3 @@ func TestDemoImageIsReproducible(t *testing.T) {
 		t.Fatalf("index %+v, %v", m, err)
 	}
 }
-

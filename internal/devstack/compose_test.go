@@ -1,0 +1,339 @@
+package devstack
+
+import (
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/acme/registry-gateway/internal/gateway"
+	"github.com/acme/registry-gateway/internal/tokencli"
+	"github.com/acme/registry-gateway/internal/tokenserver"
+)
+
+// No Docker engine runs here, so compose.yaml is checked by loading it the
+// way `docker compose` does (compose-go) and holding it against the
+// configuration files it mounts.
+
+func loadCompose(t *testing.T) *types.Project {
+	t.Helper()
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "compose.yaml")},
+		cli.WithWorkingDirectory(root),
+		cli.WithEnv(nil), // HOST_UID and friends unset: the defaults
+		cli.WithResolvedPaths(true),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(t.Context())
+	if err != nil {
+		t.Fatalf("compose.yaml does not load: %v", err)
+	}
+	return p
+}
+
+func abs(t *testing.T, rel string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join(repoRoot, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// configFlag returns the file a service is started with (-config FILE).
+func configFlag(t *testing.T, s types.ServiceConfig) string {
+	t.Helper()
+	i := slices.Index(s.Command, "-config")
+	if i < 0 || i+1 >= len(s.Command) {
+		t.Fatalf("%s: command %q has no -config FILE", s.Name, s.Command)
+	}
+	return s.Command[i+1]
+}
+
+// mountOf returns the host path mounted read-only at the container path p,
+// or at a directory above it (a file in a mounted directory).
+func mountOf(t *testing.T, s types.ServiceConfig, p string) string {
+	t.Helper()
+	for _, v := range s.Volumes {
+		if v.Type != types.VolumeTypeBind {
+			continue
+		}
+		if v.Target == p || strings.HasPrefix(p, strings.TrimSuffix(v.Target, "/")+"/") {
+			if !v.ReadOnly {
+				t.Errorf("%s: %s is mounted read-write", s.Name, v.Target)
+			}
+			return filepath.Join(v.Source, strings.TrimPrefix(p, v.Target))
+		}
+	}
+	t.Fatalf("%s: nothing mounted at %s", s.Name, p)
+	return ""
+}
+
+// publishedPort checks that the container port is published on the host's
+// loopback under the same number, and returns it.
+func publishedPort(t *testing.T, s types.ServiceConfig, target string) string {
+	t.Helper()
+	for _, p := range s.Ports {
+		if p.Target != parsePort(t, target) {
+			continue
+		}
+		if p.HostIP != "127.0.0.1" {
+			t.Errorf("%s: port %d published on %q, want 127.0.0.1 only", s.Name, p.Target, p.HostIP)
+		}
+		if p.Published != target {
+			t.Errorf("%s: container port %s published as %s", s.Name, target, p.Published)
+		}
+		return p.Published
+	}
+	t.Fatalf("%s: port %s is not published (ports %+v)", s.Name, target, s.Ports)
+	return ""
+}
+
+func parsePort(t *testing.T, s string) uint32 {
+	var n uint32
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			t.Fatalf("port %q", s)
+		}
+		n = n*10 + uint32(c-'0')
+	}
+	return n
+}
+
+func port(t *testing.T, hostport string) string {
+	t.Helper()
+	_, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func checkHealth(t *testing.T, s types.ServiceConfig, listenPort string) {
+	t.Helper()
+	want := []string{"CMD", "/tokenserver", "healthcheck", "http://127.0.0.1:" + listenPort + "/healthz"}
+	if s.HealthCheck == nil || !slices.Equal(s.HealthCheck.Test, want) {
+		t.Errorf("%s: health check %v, want %q", s.Name, s.HealthCheck, want)
+	}
+}
+
+func TestCompose(t *testing.T) {
+	p := loadCompose(t)
+	names := p.ServiceNames()
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"gateway", "registry", "seed", "tokenserver"}) {
+		t.Fatalf("services %v", names)
+	}
+	ts, gw, reg, seed := p.Services["tokenserver"], p.Services["gateway"], p.Services["registry"], p.Services["seed"]
+
+	// Both of our services: built from this Dockerfile's stage of their
+	// name, non-root, read-only root filesystem.
+	for _, s := range []types.ServiceConfig{ts, gw, seed} {
+		if s.Build == nil || s.Build.Target != s.Name || filepath.Base(s.Build.Dockerfile) != "Dockerfile" {
+			t.Errorf("%s: build %+v", s.Name, s.Build)
+		}
+	}
+	for _, s := range []types.ServiceConfig{ts, gw} {
+		if s.User == "0" || strings.HasPrefix(s.User, "0:") || strings.HasPrefix(s.User, "root") {
+			t.Errorf("%s runs as %q", s.Name, s.User)
+		}
+		if !s.ReadOnly {
+			t.Errorf("%s: root filesystem is writable", s.Name)
+		}
+	}
+
+	// The token service: its mounted configuration, listen port, health
+	// check and files.
+	tsPath := configFlag(t, ts)
+	tsSource := mountOf(t, ts, tsPath)
+	if tsSource != abs(t, "deploy/compose/tokenserver.yaml") {
+		t.Errorf("tokenserver: %s is mounted from %s", tsPath, tsSource)
+	}
+	tsCfg, err := tokenserver.LoadConfig(tsSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tsPort := port(t, tsCfg.Listen)
+	publishedPort(t, ts, tsPort)
+	checkHealth(t, ts, tsPort)
+	if host, _, _ := net.SplitHostPort(tsCfg.Listen); host != "0.0.0.0" {
+		t.Errorf("tokenserver listens on %s: not reachable from the other containers", tsCfg.Listen)
+	}
+	if got := mountOf(t, ts, tsCfg.SigningKey); got != abs(t, "certs/"+tokencli.KeyFile) {
+		t.Errorf("signing_key %s is %s on the host", tsCfg.SigningKey, got)
+	}
+	if got := mountOf(t, ts, tsCfg.SigningCert); got != abs(t, "certs/"+tokencli.CertFile) {
+		t.Errorf("signing_cert %s is %s on the host", tsCfg.SigningCert, got)
+	}
+	if got := mountOf(t, ts, tsCfg.Licenses.File); got != abs(t, "deploy/licenses.yaml") {
+		t.Errorf("licenses.file %s is %s on the host", tsCfg.Licenses.File, got)
+	}
+
+	// The gateway.
+	gwPath := configFlag(t, gw)
+	gwSource := mountOf(t, gw, gwPath)
+	if gwSource != abs(t, "deploy/compose/gateway.yaml") {
+		t.Errorf("gateway: %s is mounted from %s", gwPath, gwSource)
+	}
+	gwCfg, err := gateway.LoadConfig(gwSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwPort := port(t, gwCfg.Listen)
+	published := publishedPort(t, gw, gwPort)
+	checkHealth(t, gw, gwPort)
+	// Clients on the host follow the realm: the published port, the name
+	// localhost (crane refuses loopback IP realms), /token forwarded.
+	realm, _ := url.Parse(gwCfg.Realm)
+	if realm.Host != "localhost:"+published || realm.Path != "/token" {
+		t.Errorf("realm %s, gateway published on %s", gwCfg.Realm, published)
+	}
+	// The token service by service name and its configured port.
+	for key, raw := range map[string]string{"keys.jwks_url": gwCfg.Keys.JWKSURL, "token_endpoint": gwCfg.TokenEndpoint} {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host != "tokenserver:"+tsPort {
+			t.Errorf("%s %q: want host tokenserver:%s", key, raw, tsPort)
+		}
+	}
+	if gwCfg.Service != tsCfg.Service || gwCfg.Issuer != tsCfg.Issuer {
+		t.Errorf("gateway service/issuer %s/%s, token service %s/%s", gwCfg.Service, gwCfg.Issuer, tsCfg.Service, tsCfg.Issuer)
+	}
+	if d, ok := gw.DependsOn["tokenserver"]; !ok || d.Condition != types.ServiceConditionHealthy {
+		t.Errorf("gateway depends_on tokenserver: %+v (it fetches the JWKS at start)", gw.DependsOn)
+	}
+	if gwCfg.Upstream.Static == nil {
+		t.Fatal("gateway upstream is not static")
+	}
+	if got := mountOf(t, gw, gwCfg.Upstream.Static.PasswordFile); got != abs(t, "deploy/upstream.password") {
+		t.Errorf("password_file %s is %s on the host", gwCfg.Upstream.Static.PasswordFile, got)
+	}
+	// Only the gateway's address is a trusted proxy of the token service.
+	addr := gw.Networks["stack"]
+	if addr == nil || addr.Ipv4Address == "" {
+		t.Fatalf("gateway has no fixed address: %+v", gw.Networks)
+	}
+	ip := netip.MustParseAddr(addr.Ipv4Address)
+	if !slices.ContainsFunc(tsCfg.TrustedProxies, func(p string) bool {
+		pre, err := netip.ParsePrefix(p)
+		if err != nil {
+			a, err := netip.ParseAddr(p)
+			return err == nil && a == ip
+		}
+		return pre.Contains(ip)
+	}) {
+		t.Errorf("trusted_proxies %v lack the gateway's %s", tsCfg.TrustedProxies, ip)
+	}
+
+	// The upstream: the service the gateway's upstream.url names, with the
+	// committed htpasswd; the seed job pushes to the same place.
+	up, _ := url.Parse(gwCfg.Upstream.URL)
+	if up.Hostname() != "registry" || up.Port() != "5000" {
+		t.Errorf("upstream.url %s: want the registry service's port 5000", gwCfg.Upstream.URL)
+	}
+	if !strings.HasPrefix(reg.Image, "registry:3") {
+		t.Errorf("registry image %s", reg.Image)
+	}
+	if h := reg.Environment["REGISTRY_AUTH_HTPASSWD_PATH"]; h == nil || mountOf(t, reg, *h) != abs(t, "deploy/upstream.htpasswd") {
+		t.Errorf("registry htpasswd %v", h)
+	}
+	if len(reg.Ports) != 0 {
+		t.Errorf("the upstream is published (%v): clients could bypass the gateway", reg.Ports)
+	}
+	if i := slices.Index(seed.Command, "-registry"); i < 0 || seed.Command[i+1] != gwCfg.Upstream.URL {
+		t.Errorf("seed pushes to %v, the gateway reads %s", seed.Command, gwCfg.Upstream.URL)
+	}
+	if i := slices.Index(seed.Command, "-password-file"); i < 0 || mountOf(t, seed, seed.Command[i+1]) != abs(t, "deploy/upstream.password") {
+		t.Errorf("seed password file: %v", seed.Command)
+	}
+}
+
+// TestComposeConfigsMatchLocal: the compose variants differ from the local
+// demo configuration in addresses and paths only.
+func TestComposeConfigsMatchLocal(t *testing.T) {
+	local, err := tokenserver.LoadConfig(abs(t, "deploy/tokenserver.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	comp, err := tokenserver.LoadConfig(abs(t, "deploy/compose/tokenserver.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if local.Issuer != comp.Issuer || local.Service != comp.Service || local.TokenTTL != comp.TokenTTL ||
+		local.RefreshTokenTTL != comp.RefreshTokenTTL || local.Licenses.CacheTTL != comp.Licenses.CacheTTL {
+		t.Errorf("token service configurations differ:\nlocal   %+v\ncompose %+v", local, comp)
+	}
+	lg, err := gateway.LoadConfig(abs(t, "deploy/gateway.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg, err := gateway.LoadConfig(abs(t, "deploy/compose/gateway.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lg.Realm != cg.Realm || lg.Service != cg.Service || lg.Issuer != cg.Issuer || lg.Leeway != cg.Leeway ||
+		lg.Upstream.Static.Username != cg.Upstream.Static.Username {
+		t.Errorf("gateway configurations differ:\nlocal   %+v\ncompose %+v", lg, cg)
+	}
+}
+
+// TestDockerfile holds the Dockerfile to what compose.yaml and the brief
+// expect of it; no engine is here to build it.
+func TestDockerfile(t *testing.T) {
+	data, err := os.ReadFile(abs(t, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := string(data)
+	for _, want := range []string{
+		"ARG GO_VERSION=1.26", "FROM golang:${GO_VERSION} AS build",
+		"CGO_ENABLED=0 go build -trimpath",
+		"FROM gcr.io/distroless/static-debian12:nonroot AS base",
+		"USER 65532:65532",
+		"COPY --from=build /out/tokenserver /tokenserver",
+		"FROM base AS gateway", "FROM base AS tokenserver", "FROM base AS seed",
+		`ENTRYPOINT ["/gateway"]`, `CMD ["-config", "/etc/registry-gateway/gateway.yaml"]`,
+		`ENTRYPOINT ["/tokenserver"]`, `CMD ["serve", "-config", "/etc/registry-gateway/tokenserver.yaml"]`,
+	} {
+		if !strings.Contains(df, want) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	// Every binary the build names exists as a command.
+	build := regexp.MustCompile(`\./cmd/([a-z]+)`).FindAllStringSubmatch(df, -1)
+	if len(build) != 3 {
+		t.Errorf("build names %v", build)
+	}
+	for _, m := range build {
+		if _, err := os.Stat(abs(t, "cmd/"+m[1])); err != nil {
+			t.Errorf("Dockerfile builds %s: %v", m[0], err)
+		}
+	}
+	// The compose command paths are the images' defaults too.
+	p := loadCompose(t)
+	for _, s := range []string{"gateway", "tokenserver"} {
+		if !strings.Contains(df, `"`+configFlag(t, p.Services[s])+`"`) {
+			t.Errorf("%s: compose's -config %s is not the image default", s, configFlag(t, p.Services[s]))
+		}
+	}
+
+	ignore, err := os.ReadFile(abs(t, ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(strings.Fields(string(ignore)), "certs") {
+		t.Error(".dockerignore lets certs/ (the signing key) into the build context")
+	}
+}
