@@ -67,9 +67,11 @@ var _ http.Handler = (*Gateway)(nil)
 
 // New builds a gateway for a validated cfg. With the ecr source it fetches
 // a first upstream credential and starts refreshing it in the background
-// until ctx ends or Close is called; a failed first fetch is logged, not
-// returned (the gateway starts unready and keeps trying). With a JWKS URL it
-// fetches the key set once; failing that is an error.
+// until ctx ends or Close is called. With a JWKS URL it fetches the token
+// service's key set. Neither failure stops New: they are logged, /readyz
+// fails until they are overcome (the gateway keeps trying), so that the
+// start order of gateway and token service does not matter. Key files that
+// do not load are an error.
 func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -137,7 +139,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	if verifier == nil {
 		keys := opts.Keys
 		if keys == nil {
-			if keys, jwks, err = loadKeys(ctx, cfg.Keys, opts.Clock); err != nil {
+			if keys, jwks, err = loadKeys(ctx, cfg.Keys, opts.Clock, opts.Logger); err != nil {
 				return nil, err
 			}
 		}
@@ -200,11 +202,21 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 		return nil
 	}}
 	if jwks != nil {
-		checks["token_keys"] = func(context.Context) error {
-			if jwks.Len() == 0 {
-				return errors.New("no token signing keys")
+		checks["token_keys"] = func(ctx context.Context) error {
+			if jwks.Len() > 0 {
+				return nil
 			}
-			return nil
+			// Asking for a kid that cannot exist refetches the key set,
+			// at most once per min_refetch however often this is probed:
+			// an unready gateway gets no tokens that would trigger it.
+			_, err := jwks.PublicKey(ctx, "\x00readiness")
+			if jwks.Len() > 0 {
+				return nil
+			}
+			if err == nil || errors.Is(err, auth.ErrUnknownKey) {
+				err = errors.New("empty key set")
+			}
+			return fmt.Errorf("no token signing keys: %w", err)
 		}
 	}
 	g.healthz = httpx.Healthz()
@@ -222,7 +234,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 
 // loadKeys builds the trusted keys of cfg: PEM files and the JWKS URL,
 // which is fetched once now.
-func loadKeys(ctx context.Context, cfg KeysConfig, clock func() time.Time) (auth.KeySource, *auth.RemoteJWKS, error) {
+func loadKeys(ctx context.Context, cfg KeysConfig, clock func() time.Time, log *slog.Logger) (auth.KeySource, *auth.RemoteJWKS, error) {
 	var sources auth.KeySources
 	if len(cfg.PublicKeys) > 0 {
 		static, err := auth.LoadPublicKeys(cfg.PublicKeys...)
@@ -235,7 +247,7 @@ func loadKeys(ctx context.Context, cfg KeysConfig, clock func() time.Time) (auth
 	if cfg.JWKSURL != "" {
 		jwks = auth.NewRemoteJWKS(cfg.JWKSURL, auth.RemoteJWKSOptions{MinRefetch: cfg.MinRefetch, Clock: clock})
 		if err := jwks.Refresh(ctx); err != nil {
-			return nil, nil, fmt.Errorf("keys.jwks_url: %w", err)
+			log.Warn("token service key set not fetched yet; retrying on demand", "url", cfg.JWKSURL, "error", err)
 		}
 		sources = append(sources, jwks)
 	}

@@ -2,11 +2,16 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/ecr"
 )
 
@@ -81,9 +86,48 @@ func TestNewFailsOnBadKeys(t *testing.T) {
 	if _, err := New(context.Background(), cfg, Options{Credentials: StaticCredential{}}); err == nil {
 		t.Error("missing key file accepted")
 	}
-	cfg.Keys = KeysConfig{JWKSURL: "http://127.0.0.1:1/jwks.json"}
-	if _, err := New(context.Background(), cfg, Options{Credentials: StaticCredential{}}); err == nil {
-		t.Error("unreachable JWKS accepted")
+}
+
+// TestJWKSLateStart: a token service that comes up after the gateway. The
+// gateway starts unready, the readiness probe refetches the key set, and
+// tokens verify once it is there.
+func TestJWKSLateStart(t *testing.T) {
+	var up atomic.Bool
+	var jwks atomic.Value
+	jwks.Store([]byte(`{"keys":[]}`))
+	ks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write(jwks.Load().([]byte))
+	}))
+	t.Cleanup(ks.Close)
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	e := newEnv(t, newFakeRegistry(), func(c *Config, o *Options) {
+		c.Keys = KeysConfig{JWKSURL: ks.URL, MinRefetch: time.Minute}
+		o.Clock = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	set, err := auth.NewJWKS(e.key.Signer.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(set)
+	jwks.Store(data)
+	if resp := e.do("GET", "/readyz", nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz before the token service: %d", resp.StatusCode)
+	}
+	up.Store(true)
+	if resp := e.do("GET", "/readyz", nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz refetched within min_refetch: %d", resp.StatusCode)
+	}
+	now.Add(int64(time.Minute))
+	if resp := e.do("GET", "/readyz", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("readyz after: %d %s", resp.StatusCode, readBody(t, resp))
+	}
+	if resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token())); resp.StatusCode != http.StatusOK {
+		t.Fatalf("pull: %d", resp.StatusCode)
 	}
 }
 
