@@ -13,18 +13,21 @@ import (
 // blobHost stands for S3: it serves one blob with Range support and
 // records the Authorization headers it was sent.
 type blobHost struct {
-	blob []byte
-	mu   sync.Mutex
-	auth []string
-	hits int
+	blob    []byte
+	mu      sync.Mutex
+	auth    []string
+	hits    int
+	methods []string
 }
 
 func (b *blobHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
 	b.hits++
+	b.methods = append(b.methods, r.Method)
 	b.auth = append(b.auth, r.Header.Values("Authorization")...)
 	b.mu.Unlock()
-	if r.URL.Query().Get("X-Amz-Signature") != "abc" {
+	// Like a presigned S3 URL: signed for GET only.
+	if r.URL.Query().Get("X-Amz-Signature") != "abc" || r.Method != http.MethodGet {
 		http.Error(w, "bad signature", http.StatusForbidden)
 		return
 	}
@@ -95,8 +98,11 @@ func TestProxyBlobsFollowsRedirect(t *testing.T) {
 	}
 
 	resp = e.do("HEAD", "/v2/stable/app/blobs/"+dgst, bearer(tok))
-	if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(host.blob)) {
-		t.Errorf("HEAD: %d, length %d", resp.StatusCode, resp.ContentLength)
+	if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(host.blob)) || resp.Header.Get("Docker-Content-Digest") != dgst {
+		t.Errorf("HEAD: %d, length %d, digest %q", resp.StatusCode, resp.ContentLength, resp.Header.Get("Docker-Content-Digest"))
+	}
+	if resp.Header.Get("Content-Range") != "" {
+		t.Errorf("HEAD answer has Content-Range %q", resp.Header.Get("Content-Range"))
 	}
 
 	host.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -163,6 +164,9 @@ func (t *redirectFollower) RoundTrip(req *http.Request) (*http.Response, error) 
 		if err != nil {
 			return nil, err
 		}
+		if req.Method == http.MethodHead && !isRedirect(resp.StatusCode) {
+			resp = headFromRangedGET(resp)
+		}
 		if !isRedirect(resp.StatusCode) {
 			// Keep the upstream request, so that the response is
 			// rewritten as an answer for the path the client asked for.
@@ -184,8 +188,15 @@ func (t *redirectFollower) RoundTrip(req *http.Request) (*http.Response, error) 
 	return nil, errTooManyRedirects
 }
 
+// redirectRequest is the request for the redirect target. A HEAD becomes a
+// GET of the first byte: a presigned S3 URL is signed for one method, GET,
+// and answers a HEAD with 403.
 func redirectRequest(from *http.Request, to *url.URL) (*http.Request, error) {
-	r, err := http.NewRequestWithContext(from.Context(), from.Method, to.String(), nil)
+	method := from.Method
+	if method == http.MethodHead {
+		method = http.MethodGet
+	}
+	r, err := http.NewRequestWithContext(from.Context(), method, to.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("upstream redirect: %w", err)
 	}
@@ -194,7 +205,43 @@ func redirectRequest(from *http.Request, to *url.URL) (*http.Request, error) {
 			r.Header[k] = v
 		}
 	}
+	if from.Method == http.MethodHead {
+		r.Header.Set("Range", "bytes=0-0")
+		delete(r.Header, "If-Range")
+	}
 	return r, nil
+}
+
+// headFromRangedGET turns the answer to a one-byte GET into the answer to a
+// HEAD of the whole blob: 200 and the full length (from Content-Range, or
+// Content-Length when the range was ignored), no body.
+func headFromRangedGET(resp *http.Response) *http.Response {
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		total := int64(-1)
+		if cr := resp.Header.Get("Content-Range"); cr != "" {
+			if i := strings.LastIndexByte(cr, '/'); i >= 0 {
+				if n, err := strconv.ParseInt(cr[i+1:], 10, 64); err == nil {
+					total = n
+				}
+			}
+		}
+		resp.StatusCode, resp.Status = http.StatusOK, "200 OK"
+		resp.Header.Del("Content-Range")
+		if total >= 0 {
+			resp.ContentLength = total
+			resp.Header.Set("Content-Length", strconv.FormatInt(total, 10))
+		} else {
+			resp.ContentLength = -1
+			resp.Header.Del("Content-Length")
+		}
+	case http.StatusOK:
+	default:
+		return resp
+	}
+	drain(resp.Body)
+	resp.Body = http.NoBody
+	return resp
 }
 
 func isRedirect(code int) bool {
