@@ -96,6 +96,8 @@ func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
 	case resp.StatusCode >= 500:
 		drain(resp.Body)
 		return &upstreamStatusError{status: resp.StatusCode}
+	case resp.StatusCode >= 400 && resp.Request.Method != http.MethodHead:
+		return scrubError(resp)
 	}
 	if _, ok := h["Docker-Distribution-Api-Version"]; !ok {
 		h["Docker-Distribution-Api-Version"] = apiVersionValue
@@ -173,6 +175,51 @@ func (p *upstreamProxy) rewriteTagsList(resp *http.Response) error {
 	resp.Body = io.NopCloser(bytes.NewReader(out))
 	resp.ContentLength = int64(len(out))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
+	return nil
+}
+
+// maxErrorBody bounds an upstream error answer read for scrubbing.
+const maxErrorBody = 64 << 10
+
+// scrubError keeps the code and message of an upstream error answer (404
+// MANIFEST_UNKNOWN, 429 TOOMANYREQUESTS, …) and drops its detail, which
+// names upstream repositories with their prefix, registry IDs and hosts
+// that are none of the client's business.
+func scrubError(resp *http.Response) error {
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("read upstream error: %w", err)
+	}
+	var in struct {
+		Errors []struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"errors"`
+	}
+	type errorJSON struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	out := struct {
+		Errors []errorJSON `json:"errors"`
+	}{Errors: []errorJSON{}}
+	if json.Unmarshal(data, &in) == nil {
+		for _, e := range in.Errors {
+			out.Errors = append(out.Errors, errorJSON{Code: e.Code, Message: e.Message})
+		}
+	}
+	if len(out.Errors) == 0 {
+		out.Errors = append(out.Errors, errorJSON{Code: httpx.CodeUnknown, Message: strings.ToLower(http.StatusText(resp.StatusCode))})
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	resp.Header.Set("Content-Type", "application/json")
 	return nil
 }
 

@@ -189,10 +189,33 @@ func TestUpstreamFailures(t *testing.T) {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
 	})
-	t.Run("404 passes", func(t *testing.T) {
+	t.Run("404 passes without the upstream's detail", func(t *testing.T) {
 		e := newEnv(t, newFakeRegistry())
 		resp := e.do("GET", "/v2/stable/app/manifests/nope", bearer(e.token()))
-		if body := readBody(t, resp); resp.StatusCode != http.StatusNotFound || errorCode(t, body) != "MANIFEST_UNKNOWN" {
+		body := readBody(t, resp)
+		if resp.StatusCode != http.StatusNotFound || errorCode(t, body) != "MANIFEST_UNKNOWN" {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		for _, leak := range []string{"acme/", "123456789012"} {
+			if strings.Contains(body, leak) {
+				t.Errorf("404 body leaks %q: %s", leak, body)
+			}
+		}
+		if resp.Header.Get("Content-Length") != itoa(len(body)) {
+			t.Errorf("Content-Length %q for a body of %d", resp.Header.Get("Content-Length"), len(body))
+		}
+		if resp := e.do("HEAD", "/v2/stable/app/manifests/nope", bearer(e.token())); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("HEAD: %d", resp.StatusCode)
+		}
+	})
+	t.Run("4xx that is not JSON", func(t *testing.T) {
+		e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = io.WriteString(w, "<html>slow down, internal-host-7</html>")
+		}))
+		resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token()))
+		body := readBody(t, resp)
+		if resp.StatusCode != http.StatusTooManyRequests || errorCode(t, body) != httpx.CodeUnknown || strings.Contains(body, "internal-host") {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
 	})
