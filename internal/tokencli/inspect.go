@@ -398,7 +398,7 @@ func (e *env) buildReport(ctx context.Context, d *decoded, ko keyOptions) *repor
 	if c := d.claims.ExpiresAt; c != nil {
 		t := c.UTC()
 		r.ExpiresAt = &t
-		secs := int64(t.Sub(now).Truncate(time.Second) / time.Second)
+		secs := int64(t.Sub(now).Round(time.Second) / time.Second)
 		r.ExpiresInSeconds = &secs
 		r.Expired = !now.Before(t)
 	} else {

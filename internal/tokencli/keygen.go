@@ -229,10 +229,10 @@ func (e *env) keygen(args []string) int {
 	fmt.Fprintf(e.stdout, "%s %s key, kid %s\n", st.green("Generated"), res.Alg, res.KeyID)
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	what := []string{
-		"private key (mode 0600): token service `signing_key`; never copy it elsewhere",
-		"certificate: token service x5c chain; a stock registry's `rootcertbundle`",
-		"public key: gateway static keys",
-		"JWKS: a stock registry's `jwks`; the gateway (or fetch it from the token service)",
+		"private key, mode 0600: the token service's signing_key; keep it there",
+		"certificate: the token service's signing_cert (x5c); a stock registry's rootcertbundle",
+		"public key: the gateway's keys.public_keys, if it does not fetch keys.jwks_url",
+		"JWKS: a stock registry's jwks; tokenserver inspect --jwks",
 	}
 	for i, f := range res.Files {
 		fmt.Fprintf(tw, "  %s\t%s\n", f, what[i])

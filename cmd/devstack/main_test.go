@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acme/registry-gateway/internal/embedreg"
+)
+
+// TestSeed is compose's seed job against an htpasswd registry like
+// registry:3, with the committed credential.
+func TestSeed(t *testing.T) {
+	reg, err := embedreg.New(t.Context(), embedreg.Options{
+		RootDir:  t.TempDir(),
+		Htpasswd: &embedreg.HtpasswdAuth{Realm: "upstream", Path: "../../deploy/upstream.htpasswd"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg)
+	defer srv.Close()
+
+	var out, errb bytes.Buffer
+	code := run(t.Context(), []string{"seed", "-registry", srv.URL, "-password-file", "../../deploy/upstream.password"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for _, ref := range []string{"beta/hello:1.0", "beta/hello:latest", "stable/hello:1.0", "stable/hello:latest"} {
+		if !strings.Contains(out.String(), "pushed "+host+"/"+ref+" sha256:") {
+			t.Errorf("output lacks %s:\n%s", ref, out.String())
+		}
+	}
+
+	wrong := filepath.Join(t.TempDir(), "pw")
+	_ = os.WriteFile(wrong, []byte("wrong\n"), 0o600)
+	if code := run(t.Context(), []string{"seed", "-registry", srv.URL, "-password-file", wrong}, &out, &errb); code != 1 {
+		t.Errorf("wrong password: exit %d", code)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	for _, args := range [][]string{{"-bogus"}, {"seed", "-bogus"}, {"-log-level", "loud"}} {
+		if code := run(context.Background(), args, &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d", args, code)
+		}
+	}
+}
+
+// TestRunStops: the stack comes up from the committed configuration, prints
+// its banner, and stops cleanly when the context ends (Ctrl-C).
+func TestRunStops(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"tokenserver.yaml", "gateway.yaml", "licenses.yaml", "upstream.htpasswd", "upstream.password"} {
+		data, err := os.ReadFile(filepath.Join("../../deploy", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = os.MkdirAll(filepath.Join(dir, "deploy"), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, "deploy", f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	out := &signalWriter{ready: make(chan struct{})}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"-dir", dir, "-gateway-addr", "127.0.0.1:0", "-tokenserver-addr", "127.0.0.1:0",
+			"-upstream-addr", "127.0.0.1:0", "-log-level", "error"}, out, &bytes.Buffer{})
+	}()
+	select {
+	case <-out.ready:
+	case code := <-done:
+		t.Fatalf("exit %d before the banner", code)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no banner")
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d after Ctrl-C", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not stop")
+	}
+}
+
+// signalWriter closes ready once the banner has been written.
+type signalWriter struct {
+	buf   bytes.Buffer
+	once  sync.Once
+	ready chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	n, err := w.buf.Write(p)
+	if strings.Contains(w.buf.String(), "Ctrl-C stops it") {
+		w.once.Do(func() { close(w.ready) })
+	}
+	return n, err
+}
