@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/testutil"
 )
 
 const (
@@ -50,8 +52,8 @@ func writeFile(t *testing.T, path, content string) {
 
 type fileFixture struct {
 	path  string
-	clock *fakeClock
-	logs  *syncBuffer
+	clock *testutil.Clock
+	logs  *testutil.SyncBuffer
 	b     *FileBackend
 }
 
@@ -62,7 +64,7 @@ func startFile(t *testing.T, content string) *fileFixture {
 	fx := &fileFixture{
 		path:  filepath.Join(t.TempDir(), "accounts.yaml"),
 		clock: newFakeClock(),
-		logs:  &syncBuffer{},
+		logs:  &testutil.SyncBuffer{},
 	}
 	writeFile(t, fx.path, content)
 	b, err := NewFileBackend(fx.path, FileOptions{
