@@ -24,11 +24,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/testutil"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -41,44 +41,10 @@ const (
 	bobToken    = "bob-api-token-9876543210"
 )
 
-// fakeClock is an injected clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Now().Truncate(time.Second)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// newFakeClock is an injected clock tests move by hand; it starts at the
+// present, in whole seconds like the times in a JWT.
+func newFakeClock() *testutil.Clock {
+	return testutil.NewClock(time.Now().Truncate(time.Second))
 }
 
 // writeECKey writes a new P-256 key as PKCS#8 PEM.
@@ -176,8 +142,8 @@ type fixture struct {
 	cfg     Config
 	srv     *Server
 	url     string // base URL
-	clock   *fakeClock
-	logs    *syncBuffer
+	clock   *testutil.Clock
+	logs    *testutil.SyncBuffer
 	keyPath string
 	licPath string
 }
@@ -188,7 +154,7 @@ type fixtureOpt func(*fixture, *Options)
 // with httptest. mutate may change the configuration first.
 func newFixture(t testing.TB, mutate func(*Config), fopts ...fixtureOpt) *fixture {
 	t.Helper()
-	f := &fixture{t: t, dir: t.TempDir(), clock: newFakeClock(), logs: &syncBuffer{}}
+	f := &fixture{t: t, dir: t.TempDir(), clock: newFakeClock(), logs: &testutil.SyncBuffer{}}
 	f.keyPath = filepath.Join(f.dir, "token.key")
 	f.licPath = filepath.Join(f.dir, "licenses.yaml")
 	writeECKey(t, f.keyPath)

@@ -139,7 +139,7 @@ func TestLicenceCacheAndCollapse(t *testing.T) {
 	if hits := metricValue(t, f.url, `tokenserver_license_cache_hits_total{result="positive"}`); hits == "" || hits == "0" {
 		t.Errorf("cache hits = %q", hits)
 	}
-	f.clock.Add(DefaultCacheTTL)
+	f.clock.Advance(DefaultCacheTTL)
 	mustToken(t, get(t, f.url, aliceUser, aliceToken, scopes()))
 	if got := api.calls.Load(); got != 2 {
 		t.Errorf("%d backend calls after cache_ttl, want 2", got)
@@ -175,7 +175,7 @@ func TestFailClosed(t *testing.T) {
 			if e := decodeError(t, resp); e.Errors[0].Code != "UNAVAILABLE" || strings.Contains(e.Errors[0].Message, "127.0.0.1") {
 				t.Errorf("error %+v", e)
 			}
-			f.clock.Add(DefaultCacheTTL)
+			f.clock.Advance(DefaultCacheTTL)
 			if resp := get(t, f.url, aliceUser, aliceToken, scopes()); resp.StatusCode != 503 {
 				t.Errorf("after cache_ttl: status %d", resp.StatusCode)
 			}
@@ -206,7 +206,7 @@ func TestFileBackendReload(t *testing.T) {
 		account{user: aliceUser, token: aliceToken, channels: []string{"stable", "beta"}},
 	)
 	waitFor(t, "beta to be granted", func() bool {
-		f.clock.Add(DefaultCacheTTL)
+		f.clock.Advance(DefaultCacheTTL)
 		return len(f.verify(mustToken(t, get(t, base, aliceUser, aliceToken, q)).Token).Access) == 1
 	})
 	// Bob was removed by the rewrite.
@@ -221,6 +221,6 @@ func TestFileBackendReload(t *testing.T) {
 	waitFor(t, "the broken file to be rejected", func() bool {
 		return strings.Contains(f.logs.String(), "license file rejected")
 	})
-	f.clock.Add(DefaultCacheTTL)
+	f.clock.Advance(DefaultCacheTTL)
 	mustToken(t, get(t, base, aliceUser, aliceToken, q))
 }

@@ -22,11 +22,11 @@ func TestFailureLimiter(t *testing.T) {
 	if w := l.Check("other"); w != 0 {
 		t.Errorf("other key waits %v", w)
 	}
-	clock.Add(500 * time.Millisecond)
+	clock.Advance(500 * time.Millisecond)
 	if w := l.Check("k"); w != 500*time.Millisecond {
 		t.Errorf("half refilled: wait %v", w)
 	}
-	clock.Add(500 * time.Millisecond)
+	clock.Advance(500 * time.Millisecond)
 	if w := l.Check("k"); w != 0 {
 		t.Errorf("refilled: wait %v", w)
 	}
@@ -50,7 +50,7 @@ func TestFailureLimiterBounded(t *testing.T) {
 			t.Fatalf("%d keys after %d charges, max 100", l.Len(), i+1)
 		}
 	}
-	clock.Add(2 * time.Minute) // every bucket refills
+	clock.Advance(2 * time.Minute) // every bucket refills
 	l.Charge("new")
 	if l.Len() != 1 {
 		t.Errorf("%d keys after idle sweep, want 1", l.Len())

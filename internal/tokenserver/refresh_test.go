@@ -65,7 +65,7 @@ func TestPostGrants(t *testing.T) {
 	}
 
 	// Days later (docker has long forgotten the password) it still works.
-	f.clock.Add(10 * 24 * time.Hour)
+	f.clock.Advance(10 * 24 * time.Hour)
 	a = mustToken(t, post(t, base, refreshGrant(rt, "repository:stable/app:pull")))
 	if a.RefreshToken != rt {
 		t.Error("refresh grant did not answer the same refresh token")
@@ -83,7 +83,7 @@ func TestPostGrants(t *testing.T) {
 	// reread and the cached licence has expired, the refresh fails.
 	writeLicenses(t, f.licPath, defaultAccounts[1])
 	waitFor(t, "licence file reload", func() bool {
-		f.clock.Add(DefaultCacheTTL + time.Second)
+		f.clock.Advance(DefaultCacheTTL + time.Second)
 		return post(t, base, refreshGrant(rt, "")).StatusCode == 401
 	})
 	e := decodeError(t, post(t, base, refreshGrant(rt, "")))
@@ -95,9 +95,9 @@ func TestPostGrants(t *testing.T) {
 func TestRefreshTokenExpires(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.RefreshTokenTTL = time.Hour })
 	rt := aliceRefreshToken(t, f)
-	f.clock.Add(time.Hour - time.Second)
+	f.clock.Advance(time.Hour - time.Second)
 	mustToken(t, post(t, f.url, refreshGrant(rt, "")))
-	f.clock.Add(time.Second)
+	f.clock.Advance(time.Second)
 	if resp := post(t, f.url, refreshGrant(rt, "")); resp.StatusCode != 401 {
 		t.Errorf("expired refresh token: status %d", resp.StatusCode)
 	}

@@ -238,7 +238,7 @@ func TestFailedLoginsAreLimited(t *testing.T) {
 	}
 	mustToken(t, get(t, f.url, aliceUser, aliceToken, scopes(), "X-Forwarded-For", "198.51.100.1"))
 
-	f.clock.Add(10 * time.Second)
+	f.clock.Advance(10 * time.Second)
 	mustToken(t, get(t, f.url, aliceUser, aliceToken, scopes(), attacker...))
 }
 
@@ -280,7 +280,7 @@ func TestTokenDoesNotOutliveLicence(t *testing.T) {
 	if string(a.ExpiresIn) != "120" {
 		t.Errorf("expires_in = %s, want 120", a.ExpiresIn)
 	}
-	f.clock.Add(2 * time.Minute)
+	f.clock.Advance(2 * time.Minute)
 	if resp := get(t, base, aliceUser, aliceToken, scopes()); resp.StatusCode != 401 {
 		t.Errorf("expired licence: status %d", resp.StatusCode)
 	}
