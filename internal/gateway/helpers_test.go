@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -26,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/acme/registry-gateway/internal/testutil"
 	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/ecr"
 )
@@ -40,24 +40,6 @@ const (
 )
 
 var testChallenge = `Bearer realm="` + testRealm + `",service="` + testService + `"`
-
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // recorded is what the fake upstream saw of one request.
 type recorded struct {
@@ -188,7 +170,7 @@ type env struct {
 	srv      *httptest.Server
 	upstream *upstreamRecorder
 	upSrv    *httptest.Server
-	logs     *syncBuffer
+	logs     *testutil.SyncBuffer
 }
 
 type envOption func(*Config, *Options)
@@ -221,7 +203,7 @@ func newEnv(t testing.TB, upstream http.Handler, options ...envOption) *env {
 		Keys:     KeysConfig{PublicKeys: []string{pubPath}},
 		Upstream: UpstreamConfig{URL: upSrv.URL, RepositoryPrefix: testPrefix, Static: &StaticConfig{Username: testUser, PasswordFile: "unused"}},
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	opts := Options{
 		Logger:      slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Credentials: StaticCredential{Username: testUser, Password: testPassword},
