@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -37,6 +36,7 @@ import (
 	"github.com/acme/registry-gateway/internal/embedreg"
 	"github.com/acme/registry-gateway/internal/gateway"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/testutil"
 	"github.com/acme/registry-gateway/internal/tokenserver"
 )
 
@@ -47,24 +47,6 @@ const (
 	aliceUser  = "alice@example.com"
 	aliceToken = "alice-api-token-0123456789"
 )
-
-// syncBuffer is a log sink for many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // upstreamCounter counts the requests that reach the upstream registry and
 // remembers every Authorization scheme and user it was sent.
@@ -107,7 +89,7 @@ type stack struct {
 	upstream  *upstreamCounter
 	upHost    string
 	tsClock   *shiftedClock
-	logs      *syncBuffer
+	logs      *testutil.SyncBuffer
 	passwords chan string
 	pushed    map[string]v1.Hash
 }
@@ -115,7 +97,7 @@ type stack struct {
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	dir := t.TempDir()
-	s := &stack{t: t, logs: &syncBuffer{}, tsClock: &shiftedClock{}, passwords: make(chan string, 100), pushed: map[string]v1.Hash{}}
+	s := &stack{t: t, logs: &testutil.SyncBuffer{}, tsClock: &shiftedClock{}, passwords: make(chan string, 100), pushed: map[string]v1.Hash{}}
 	log := slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	// The ECR-protocol fake; every password it hands out goes into the
