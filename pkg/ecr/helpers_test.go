@@ -3,7 +3,6 @@ package ecr
 import (
 	"context"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,28 +10,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 
 	"github.com/acme/registry-gateway/internal/ecrfake"
+	"github.com/acme/registry-gateway/internal/testutil"
 )
 
 var t0 = time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: t0} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *testutil.Clock { return testutil.NewClock(t0) }
 
 // sdkFetcher points the real SDK, through NewSDKFetcher's default config
 // chain, at the fake, with no retries inside the SDK.
@@ -96,7 +79,7 @@ func quiet[T any](t *testing.T, ch <-chan T, what string) {
 // started returns a started Source on the fake clock, closed at test end.
 // Its backoffs are minutes of fake time, so that the loop's real timers never
 // fire during a test: only poke (after clk.Advance) moves it.
-func started(t *testing.T, f Fetcher, clk *fakeClock, rec *recorder) *Source {
+func started(t *testing.T, f Fetcher, clk *testutil.Clock, rec *recorder) *Source {
 	t.Helper()
 	s := NewSource(f, Options{Clock: clk.Now, Observer: rec, MinBackoff: time.Minute, MaxBackoff: 4 * time.Minute})
 	t.Cleanup(s.Close)
