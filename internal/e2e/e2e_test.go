@@ -165,12 +165,7 @@ func newStack(t *testing.T) *stack {
 	t.Cleanup(tsSrv.Close)
 
 	// The gateway, with the real AWS SDK pointed at the fake.
-	t.Setenv("AWS_ENDPOINT_URL_ECR", s.ecr.URL())
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "dummy-secret")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-aws-config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-aws-credentials"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	s.ecr.SetEnv(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

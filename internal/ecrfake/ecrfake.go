@@ -1,7 +1,8 @@
 // Package ecrfake is a local HTTP server that speaks enough of AWS ECR's JSON
 // 1.1 API (GetAuthorizationToken, DescribeRepositories) for the real AWS SDK
 // client to talk to it, for tests. Point the SDK at it with
-// AWS_ENDPOINT_URL_ECR=<URL()> and any static AWS credentials.
+// AWS_ENDPOINT_URL_ECR=<URL()> and any static AWS credentials; SetEnv does
+// both for a test.
 package ecrfake
 
 import (
@@ -20,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -86,6 +88,27 @@ func New(opts Options) *Server {
 
 // URL is the endpoint to give the SDK (AWS_ENDPOINT_URL_ECR).
 func (s *Server) URL() string { return s.srv.URL }
+
+// SetEnv points the AWS SDK's default configuration chain at s for the rest
+// of the test: the endpoint, dummy static credentials, and no shared config
+// files, profile or instance metadata, so that the developer's own AWS setup
+// can neither leak in nor be used.
+func (s *Server) SetEnv(t testing.TB) {
+	t.Helper()
+	none := filepath.Join(t.TempDir(), "none")
+	for k, v := range map[string]string{
+		"AWS_ENDPOINT_URL_ECR":        s.URL(),
+		"AWS_ACCESS_KEY_ID":           "AKIDFAKEFAKEFAKE",
+		"AWS_SECRET_ACCESS_KEY":       "fake-secret",
+		"AWS_SESSION_TOKEN":           "",
+		"AWS_PROFILE":                 "",
+		"AWS_CONFIG_FILE":             none,
+		"AWS_SHARED_CREDENTIALS_FILE": none,
+		"AWS_EC2_METADATA_DISABLED":   "true",
+	} {
+		t.Setenv(k, v)
+	}
+}
 
 // Close shuts the server down.
 func (s *Server) Close() { s.srv.Close() }

@@ -29,19 +29,7 @@ import (
 // default config chain, endpoint from AWS_ENDPOINT_URL_ECR.
 func client(t *testing.T, s *ecrfake.Server) *ecr.Client {
 	t.Helper()
-	none := filepath.Join(t.TempDir(), "none")
-	for k, v := range map[string]string{
-		"AWS_ENDPOINT_URL_ECR":        s.URL(),
-		"AWS_ACCESS_KEY_ID":           "AKIDFAKEFAKEFAKE",
-		"AWS_SECRET_ACCESS_KEY":       "fake-secret",
-		"AWS_SESSION_TOKEN":           "",
-		"AWS_PROFILE":                 "",
-		"AWS_CONFIG_FILE":             none,
-		"AWS_SHARED_CREDENTIALS_FILE": none,
-		"AWS_EC2_METADATA_DISABLED":   "true",
-	} {
-		t.Setenv(k, v)
-	}
+	s.SetEnv(t)
 	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithRegion("eu-west-1"), config.WithRetryMaxAttempts(1))
 	if err != nil {
 		t.Fatal(err)

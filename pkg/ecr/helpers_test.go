@@ -2,7 +2,6 @@ package ecr
 
 import (
 	"context"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,19 +20,7 @@ func newClock() *testutil.Clock { return testutil.NewClock(t0) }
 // chain, at the fake, with no retries inside the SDK.
 func sdkFetcher(t *testing.T, s *ecrfake.Server) *SDKFetcher {
 	t.Helper()
-	none := filepath.Join(t.TempDir(), "none")
-	for k, v := range map[string]string{
-		"AWS_ENDPOINT_URL_ECR":        s.URL(),
-		"AWS_ACCESS_KEY_ID":           "AKIDFAKEFAKEFAKE",
-		"AWS_SECRET_ACCESS_KEY":       "fake-secret",
-		"AWS_SESSION_TOKEN":           "",
-		"AWS_PROFILE":                 "",
-		"AWS_CONFIG_FILE":             none,
-		"AWS_SHARED_CREDENTIALS_FILE": none,
-		"AWS_EC2_METADATA_DISABLED":   "true",
-	} {
-		t.Setenv(k, v)
-	}
+	s.SetEnv(t)
 	f, err := NewSDKFetcher(context.Background(), "us-east-1", "123456789012",
 		func(o *ecr.Options) { o.RetryMaxAttempts = 1 })
 	if err != nil {
