@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -290,4 +291,28 @@ func (g *Gateway) Close() {
 // timeouts bound the rest.
 func ServerTimeouts(shutdown time.Duration) httpx.Timeouts {
 	return httpx.Timeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second, Shutdown: shutdown}
+}
+
+// Run listens on Config.Listen and serves until ctx ends, then shuts down
+// gracefully.
+func (g *Gateway) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", g.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	return g.Serve(ctx, ln)
+}
+
+// Serve serves on ln, with ServerTimeouts, until ctx ends; in-flight
+// requests get Config.ShutdownTimeout to finish. It does not Close the
+// Gateway.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	t := ServerTimeouts(g.cfg.ShutdownTimeout)
+	srv := httpx.NewServer(ln.Addr().String(), g, t, g.log)
+	g.log.Info("gateway listening", slog.String("addr", ln.Addr().String()), slog.String("upstream", g.cfg.Upstream.URL))
+	err := httpx.Serve(ctx, srv, ln, t.Shutdown)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
 }
