@@ -16,7 +16,6 @@ import (
 	"syscall"
 
 	"github.com/acme/registry-gateway/internal/gateway"
-	"github.com/acme/registry-gateway/internal/httpx"
 )
 
 func main() {
@@ -57,9 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer gw.Close()
-	srv := httpx.NewServer(cfg.Listen, gw, gateway.ServerTimeouts(cfg.ShutdownTimeout), log)
-	log.Info("gateway listening", slog.String("addr", cfg.Listen), slog.String("upstream", cfg.Upstream.URL))
-	if err := httpx.Serve(ctx, srv, nil, cfg.ShutdownTimeout); err != nil {
+	if err := gw.Run(ctx); err != nil {
 		log.Error("gateway stopped", slog.Any("error", err))
 		return 1
 	}

@@ -255,12 +255,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	gwTimeouts := gateway.ServerTimeouts(gwCfg.ShutdownTimeout)
-	gwSrv := httpx.NewServer(gwLn.Addr().String(), gw, gwTimeouts, gwLog)
 	lns = lns[1:]
 	wg.Go(func() {
 		defer gw.Close()
-		fail("gateway", httpx.Serve(runCtx, gwSrv, gwLn, gwTimeouts.Shutdown))
+		fail("gateway", gw.Serve(runCtx, gwLn))
 	})
 
 	if !opts.NoSeed {
