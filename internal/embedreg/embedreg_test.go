@@ -4,7 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-		"path/filepath"
+	"path/filepath"
 	"strings"
 	"testing"
 
