@@ -32,6 +32,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 			return fixtures(ctx, args[1:], stderr)
 		case "signer":
 			return signer(ctx, args[1:], stderr)
+		case "serve":
+			return serve(ctx, args[1:], stderr)
 		}
 	}
 	o := bench.DefaultOptions()
@@ -52,6 +54,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	streamMiB := fs.Int64("stream-mib", o.StreamBytes>>20, "MiB each stream of the RSS test reads once all flow")
 	fs.StringVar(&o.MicroBenchtime, "benchtime", o.MicroBenchtime, "go test -benchtime of the micro-benchmarks")
 	fs.IntVar(&o.Accounts, "accounts", o.Accounts, "accounts of the warm token workloads")
+	gatewayEnv := fs.String("gateway-env", "", "comma-separated VAR=value added to the gateway processes' environment (e.g. GOMEMLIMIT=48MiB)")
 	fs.BoolVar(&o.KeepTemp, "keep", false, "keep the temporary directory (configs, server logs)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -60,6 +63,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	o.Workloads = strings.Split(*workloads, ",")
+	if *gatewayEnv != "" {
+		o.GatewayEnv = strings.Split(*gatewayEnv, ",")
+	}
 	o.BlobSize, o.StreamBytes = *blobMiB<<20, *streamMiB<<20
 	var err error
 	if o.Concurrency, err = parseInts(*conc); err != nil {
@@ -102,6 +108,26 @@ func signer(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	if err := bench.ServeSigner(ctx, *listen, *key); err != nil {
 		fmt.Fprintf(stderr, "bench signer: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: bench serve gateway|tokenserver -config FILE -pprof ADDR")
+		return 2
+	}
+	fs := flag.NewFlagSet("bench serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config := fs.String("config", "", "configuration file of the server")
+	pprofAddr := fs.String("pprof", "127.0.0.1:0", "address of the pprof listener")
+	if err := fs.Parse(args[1:]); err != nil || *config == "" {
+		fmt.Fprintln(stderr, "usage: bench serve gateway|tokenserver -config FILE -pprof ADDR")
+		return 2
+	}
+	if err := bench.ServeProfiled(ctx, args[0], *config, *pprofAddr, stderr); err != nil {
+		fmt.Fprintf(stderr, "bench serve: %v\n", err)
 		return 1
 	}
 	return 0

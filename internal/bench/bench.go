@@ -20,10 +20,11 @@ const (
 	WorkloadBlob     = "blob"
 	WorkloadRSS      = "rss"
 	WorkloadMicro    = "micro"
+	WorkloadProfile  = "profile"
 )
 
 // AllWorkloads in the order they run.
-var AllWorkloads = []string{WorkloadMicro, WorkloadManifest, WorkloadToken, WorkloadBlob, WorkloadRSS}
+var AllWorkloads = []string{WorkloadMicro, WorkloadManifest, WorkloadToken, WorkloadBlob, WorkloadRSS, WorkloadProfile}
 
 // Options of a benchmark run. DefaultOptions are what `make bench` uses.
 type Options struct {
@@ -65,6 +66,9 @@ type Options struct {
 	// Accounts is the number of distinct accounts of the warm token
 	// workloads.
 	Accounts int
+	// GatewayEnv is added to the environment of every gateway process
+	// (e.g. GOMEMLIMIT=48MiB), to try runtime settings.
+	GatewayEnv []string
 	// KeepTemp keeps the temporary directory (configs, logs).
 	KeepTemp bool
 	// Log receives progress lines; default os.Stderr.
@@ -203,7 +207,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 func (h *harness) run(ctx context.Context) error {
 	o := h.opts
-	needServers := o.wants(WorkloadManifest) || o.wants(WorkloadToken) || o.wants(WorkloadBlob) || o.wants(WorkloadRSS)
+	needServers := o.wants(WorkloadManifest) || o.wants(WorkloadToken) || o.wants(WorkloadBlob) || o.wants(WorkloadRSS) || o.wants(WorkloadProfile)
 	if o.wants(WorkloadMicro) {
 		if err := h.runMicro(ctx); err != nil {
 			return err
@@ -236,6 +240,7 @@ func (h *harness) run(ctx context.Context) error {
 		{WorkloadToken, h.runToken},
 		{WorkloadBlob, h.runBlob},
 		{WorkloadRSS, h.runRSS},
+		{WorkloadProfile, h.runProfile},
 	}
 	for _, s := range steps {
 		if !o.wants(s.name) {
@@ -274,7 +279,11 @@ func firstLine(s string) string {
 
 // start starts a server process and waits for readyURL.
 func (h *harness) start(ctx context.Context, name, bin string, args []string, readyURL string, want ...int) (*Proc, error) {
-	p, err := startProc(name, bin, args, filepath.Join(h.tmp, name+".log"), nil, nil)
+	var env []string
+	if strings.Contains(name, "gateway") {
+		env = h.opts.GatewayEnv
+	}
+	p, err := startProc(name, bin, args, filepath.Join(h.tmp, name+".log"), env, nil)
 	if err != nil {
 		return nil, err
 	}

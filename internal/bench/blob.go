@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -90,25 +91,55 @@ func (h *harness) runRSS(ctx context.Context) error {
 		return nil
 	}
 	defer h.stop(gw)
-	if err := checkLoopback(addr); err != nil {
+	direct, err := h.streams(ctx, h.fix.Addrs.S3, RenderGET(h.fix.Addrs.S3, "/blobs/"+h.fix.Addrs.BlobDigest), nil)
+	if err != nil {
 		return err
+	}
+	rep, err := h.rssLoad(ctx, gw, addr, nil)
+	if err != nil {
+		return err
+	}
+	rep.Direct = direct
+	h.report.RSS = rep
+	h.logf("rss: %d streams, %d flowing at once, peak %.1f MiB (idle %.1f MiB), %d errors, %s", rep.Streams, rep.Started, mib(rep.Peak.HWM), mib(rep.Idle.RSS), rep.Errors, rep.Elapsed.Round(100*time.Millisecond))
+	return nil
+}
+
+// rssLoad warms the gateway up, then has Streams clients stream the blob
+// through it at once; atPeak, if set, runs while all of them are flowing.
+func (h *harness) rssLoad(ctx context.Context, gw *Proc, addr string, atPeak func()) (*RSSReport, error) {
+	if err := checkLoopback(addr); err != nil {
+		return nil, err
 	}
 	tok, err := pullToken(h.keys["ES256"].Key, "bench@bench.example", benchRepo)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	bearer := "Authorization: Bearer " + tok
-	// Warm-up: the gateway has served manifests and one blob start.
+	// Warm-up: the gateway has served manifests.
 	if _, err := RunCell(ctx, Cell{Concurrency: 4, Requests: 100, MaxTime: 10 * time.Second},
 		fixedOp(addr, RenderGET(addr, "/v2/"+benchRepo+"/manifests/"+benchTag, "Accept: "+h.fix.Addrs.ManifestType, bearer), 200, -1)); err != nil {
-		return err
+		return nil, err
 	}
 	idle, err := gw.Memory()
 	if err != nil {
-		return err
+		return nil, err
 	}
+	rep, err := h.streams(ctx, addr, RenderGET(addr, h.blobPath(), bearer), atPeak)
+	if err != nil {
+		return nil, err
+	}
+	if rep.Peak, err = gw.Memory(); err != nil {
+		return nil, err
+	}
+	rep.Idle = idle
+	return rep, nil
+}
+
+// streams has Streams clients GET raw from addr at once, each reading the
+// first 64 KiB, then, once all flow (atPeak runs then), StreamBytes more.
+func (h *harness) streams(ctx context.Context, addr string, raw []byte, atPeak func()) (*RSSReport, error) {
 	n := h.opts.Streams
-	raw := RenderGET(addr, h.blobPath(), bearer)
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 
@@ -157,26 +188,39 @@ func (h *harness) runRSS(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	atOnce := int(flowing.Load())
-	time.Sleep(500 * time.Millisecond) // let the gateway's buffers fill
+	h.logf("streams: %d flowing after %s", atOnce, time.Since(t0).Round(time.Millisecond))
+	time.Sleep(500 * time.Millisecond) // let the buffers fill
+	if atPeak != nil {
+		atPeak()
+	}
 	close(release)
+	t1 := time.Now()
 	done.Wait()
-	elapsed := time.Since(t0)
-	peak, err := gw.Memory()
-	if err != nil {
-		return err
-	}
-	h.report.RSS = &RSSReport{
+	h.logf("streams: done %s after release", time.Since(t1).Round(time.Millisecond))
+	return &RSSReport{
 		Streams: n, Started: atOnce, StreamBytes: h.opts.StreamBytes, Bytes: total.Load(),
-		Errors: int(errCount.Load()), FirstErr: firstErr, Elapsed: elapsed, Idle: idle, Peak: peak,
-	}
-	h.logf("rss: %d streams, %d flowing at once, peak %.1f MiB (idle %.1f MiB), %d errors", n, atOnce, mib(peak.HWM), mib(idle.RSS), errCount.Load())
-	return nil
+		Errors: int(errCount.Load()), FirstErr: firstErr, Elapsed: time.Since(t0),
+	}, nil
 }
+
+// streamRcvBuf is the receive buffer of each client of the streams test.
+const streamRcvBuf = 64 << 10
 
 // stream GETs a blob, reads first bytes, calls ready (which blocks until
 // all streams flow), reads more bytes, and hangs up.
 func stream(ctx context.Context, addr string, raw []byte, first, more int64, ready func()) (int64, error) {
-	d := net.Dialer{Timeout: 10 * time.Second}
+	// A small receive buffer, set before connecting so that the window
+	// is small from the start: a thousand autotuned loopback buffers of
+	// up to 32 MiB would push the kernel into TCP memory pressure, where
+	// it drops segments and every stream crawls on retransmission
+	// timeouts, measuring the kernel rather than the gateway.
+	d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, streamRcvBuf)
+		})
+		return errors.Join(err, serr)
+	}}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		ready()
@@ -194,7 +238,8 @@ func stream(ctx context.Context, addr string, raw []byte, first, more int64, rea
 		ready()
 		return 0, err
 	}
-	defer resp.Body.Close()
+	// No resp.Body.Close: it would read the rest of the blob to the end.
+	// Closing the connection hangs up, as a client that stops does.
 	if resp.StatusCode != 200 {
 		ready()
 		return 0, fmt.Errorf("status %d", resp.StatusCode)

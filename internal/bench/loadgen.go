@@ -242,7 +242,9 @@ func RunCell(ctx context.Context, cell Cell, newOp NewOp) (Result, error) {
 	ready.Add(cell.Concurrency)
 	done.Add(cell.Concurrency)
 	for w := range cell.Concurrency {
-		lat[w] = make([]time.Duration, 0, cell.Requests/cell.Concurrency+1)
+		// Preallocated for a typical cell; a cell bounded by time rather
+		// than count must not reserve memory for its count.
+		lat[w] = make([]time.Duration, 0, min(cell.Requests/cell.Concurrency+1, 1<<16))
 		go func() {
 			defer done.Done()
 			op := ops[w]

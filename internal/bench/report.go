@@ -126,7 +126,8 @@ type RSSReport struct {
 	Elapsed     time.Duration `json:"elapsed_ns"`
 	Idle        Memory        `json:"idle"`
 	Peak        Memory        `json:"peak"`
-	Goroutines  int           `json:"goroutines,omitempty"`
+	// Direct is the same streams straight from the S3 store, for scale.
+	Direct *RSSReport `json:"direct,omitempty"`
 }
 
 // MicroResult is one line of `go test -bench` output.
@@ -150,18 +151,19 @@ type Target struct {
 
 // Report is everything a run measured; results/latest.json holds it whole.
 type Report struct {
-	Started  time.Time      `json:"started"`
-	Duration time.Duration  `json:"duration_ns"`
-	Env      Env            `json:"env"`
-	Options  map[string]any `json:"options"`
-	Manifest []*Series      `json:"manifest,omitempty"`
-	Token    []*Series      `json:"token,omitempty"`
-	Licence  *LicenceReport `json:"licence,omitempty"`
-	Blob     []*Series      `json:"blob,omitempty"`
-	RSS      *RSSReport     `json:"rss,omitempty"`
-	Micro    []MicroResult  `json:"micro,omitempty"`
-	Targets  []Target       `json:"targets,omitempty"`
-	Notes    []string       `json:"notes,omitempty"`
+	Started  time.Time       `json:"started"`
+	Duration time.Duration   `json:"duration_ns"`
+	Env      Env             `json:"env"`
+	Options  map[string]any  `json:"options"`
+	Manifest []*Series       `json:"manifest,omitempty"`
+	Token    []*Series       `json:"token,omitempty"`
+	Licence  *LicenceReport  `json:"licence,omitempty"`
+	Blob     []*Series       `json:"blob,omitempty"`
+	RSS      *RSSReport      `json:"rss,omitempty"`
+	Micro    []MicroResult   `json:"micro,omitempty"`
+	Profiles []ProfileResult `json:"profiles,omitempty"`
+	Targets  []Target        `json:"targets,omitempty"`
+	Notes    []string        `json:"notes,omitempty"`
 	// ManifestInfo describes the request of the manifest workload.
 	ManifestInfo string `json:"manifest_info,omitempty"`
 }
@@ -174,7 +176,7 @@ func newReport(o Options) *Report {
 			"rounds": o.Rounds, "blob_rounds": o.BlobRounds, "concurrency": o.Concurrency,
 			"cell_requests": o.CellRequests, "cell_time": o.CellTime.String(), "warmup": o.Warmup,
 			"blob_size": o.BlobSize, "streams": o.Streams, "stream_bytes": o.StreamBytes,
-			"micro_benchtime": o.MicroBenchtime, "accounts": o.Accounts, "workloads": o.Workloads,
+			"micro_benchtime": o.MicroBenchtime, "accounts": o.Accounts, "workloads": o.Workloads, "gateway_env": o.GatewayEnv,
 		},
 	}
 }
@@ -499,6 +501,16 @@ func renderMarkdown(r *Report, o Options, notes []byte) []byte {
 		}
 		p("\n")
 	}
+	if len(r.Profiles) > 0 {
+		p("## CPU profiles of this run\n\n")
+		p("The profile pass runs the same servers, wired as their `cmd` mains wire them, inside `bench serve` with `net/http/pprof` on a side listener, and takes a 5 s CPU profile under load; the files are in `%s/profiles/` (`go tool pprof -top FILE`). Top of each, by flat time:\n\n", o.Results)
+		for _, pr := range r.Profiles {
+			p("**%s** — %s (%s):\n\n```\n%s\n```\n\n", pr.Name, pr.Workload, pr.Load, headLines(pr.Top, 22))
+			if pr.HeapTop != "" {
+				p("Heap in use at the peak (`%s`); runtime.MemStats then: %s.\n\n```\n%s\n```\n\n", pr.HeapFile, pr.MemStats, headLines(pr.HeapTop, 16))
+			}
+		}
+	}
 	if len(r.Notes) > 0 {
 		p("## Notes of this run\n\n")
 		for _, n := range r.Notes {
@@ -510,6 +522,14 @@ func renderMarkdown(r *Report, o Options, notes []byte) []byte {
 		p("%s\n", bytes.TrimSpace(notes))
 	}
 	return b.Bytes()
+}
+
+func headLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, "\n")
 }
 
 func seriesTable(b *bytes.Buffer, list []*Series, unit, vs string, mb bool) {

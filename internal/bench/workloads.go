@@ -61,23 +61,18 @@ func upstreamBasic() string {
 	return base64.StdEncoding.EncodeToString([]byte(upstreamUser + ":" + upstreamPassword))
 }
 
-// startGateway writes a gateway configuration and starts bin/gateway.
-func (h *harness) startGateway(ctx context.Context, name string) (*Proc, string, error) {
-	bin, ok := h.bins["gateway"]
-	if !ok {
-		return nil, "", nil
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, "", err
+// writeGatewayConfig writes the configuration of a gateway under test.
+func (h *harness) writeGatewayConfig(name string) (cfgPath, addr string, err error) {
+	if addr, err = freeAddr(); err != nil {
+		return "", "", err
 	}
 	dir := filepath.Join(h.tmp, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, "", err
+		return "", "", err
 	}
 	pw := filepath.Join(dir, "upstream-password")
 	if err := os.WriteFile(pw, []byte(upstreamPassword+"\n"), 0o600); err != nil {
-		return nil, "", err
+		return "", "", err
 	}
 	conf := fmt.Sprintf(`# written by the benchmark harness
 listen: %s
@@ -94,8 +89,18 @@ upstream:
     username: %s
     password_file: %s
 `, addr, strings.Split(addr, ":")[1], benchService, benchIssuer, h.keys["ES256"].Public, h.fix.Addrs.Registry, upstreamUser, pw)
-	cfgPath := filepath.Join(dir, "gateway.yaml")
-	if err := os.WriteFile(cfgPath, []byte(conf), 0o644); err != nil {
+	cfgPath = filepath.Join(dir, "gateway.yaml")
+	return cfgPath, addr, os.WriteFile(cfgPath, []byte(conf), 0o644)
+}
+
+// startGateway starts bin/gateway; nil when it was not built.
+func (h *harness) startGateway(ctx context.Context, name string) (*Proc, string, error) {
+	bin, ok := h.bins["gateway"]
+	if !ok {
+		return nil, "", nil
+	}
+	cfgPath, addr, err := h.writeGatewayConfig(name)
+	if err != nil {
 		return nil, "", err
 	}
 	p, err := h.start(ctx, name, bin, []string{"-config", cfgPath}, "http://"+addr+"/readyz", 200)
@@ -178,23 +183,16 @@ func accountName(server string, i int) string {
 
 func apiToken(user string) string { return licenceTokenPrefix + user }
 
-func (h *harness) startTokenServer(ctx context.Context, alg, backend string) (*tokenServer, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
+func tokenServerName(alg, backend string) string {
+	return "tokenserver-" + strings.ToLower(alg) + "-" + backend
+}
+
+// writeTokenConfig writes the configuration of a token service under test.
+func (h *harness) writeTokenConfig(alg, backend string) (cfgPath, addr string, err error) {
+	if addr, err = freeAddr(); err != nil {
+		return "", "", err
 	}
-	name := "tokenserver-" + strings.ToLower(alg) + "-" + backend
-	key := h.keys[alg]
-	ts := &tokenServer{alg: alg, backend: backend, addr: addr}
-	if backend == "bare" {
-		ts.proc, err = h.start(ctx, "signer-"+strings.ToLower(alg), h.opts.Self, []string{"signer", "-listen", addr, "-key", key.Private},
-			"http://"+addr+"/token", 401)
-		return ts, err
-	}
-	bin, ok := h.bins["tokenserver"]
-	if !ok {
-		return nil, nil
-	}
+	name := tokenServerName(alg, backend)
 	var licences string
 	switch backend {
 	case "file":
@@ -206,11 +204,13 @@ func (h *harness) startTokenServer(ctx context.Context, alg, backend string) (*t
 		}
 		f := filepath.Join(h.tmp, name+"-accounts.yaml")
 		if err := os.WriteFile(f, []byte(b.String()), 0o600); err != nil {
-			return nil, err
+			return "", "", err
 		}
 		licences = "  file: " + f + "\n"
 	case "http":
 		licences = "  http:\n    url: http://" + h.fix.Addrs.License + "/v1/meta/licenses/\n"
+	default:
+		return "", "", fmt.Errorf("unknown licence backend %q", backend)
 	}
 	conf := fmt.Sprintf(`# written by the benchmark harness
 listen: %s
@@ -219,18 +219,39 @@ service: %s
 signing_key: %s
 log_level: warn
 licenses:
-%s`, addr, benchIssuer, benchService, key.Private, licences)
-	cfgPath := filepath.Join(h.tmp, name+".yaml")
-	if err := os.WriteFile(cfgPath, []byte(conf), 0o644); err != nil {
+%s`, addr, benchIssuer, benchService, h.keys[alg].Private, licences)
+	cfgPath = filepath.Join(h.tmp, name+".yaml")
+	return cfgPath, addr, os.WriteFile(cfgPath, []byte(conf), 0o644)
+}
+
+// startTokenServer starts the bare signer or bin/tokenserver; nil when the
+// latter was not built.
+func (h *harness) startTokenServer(ctx context.Context, alg, backend string) (*tokenServer, error) {
+	ts := &tokenServer{alg: alg, backend: backend}
+	if backend == "bare" {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		ts.addr = addr
+		ts.proc, err = h.start(ctx, "signer-"+strings.ToLower(alg), h.opts.Self, []string{"signer", "-listen", addr, "-key", h.keys[alg].Private},
+			"http://"+addr+"/token", 401)
+		return ts, err
+	}
+	bin, ok := h.bins["tokenserver"]
+	if !ok {
+		return nil, nil
+	}
+	cfgPath, addr, err := h.writeTokenConfig(alg, backend)
+	if err != nil {
 		return nil, err
 	}
-	ts.proc, err = h.start(ctx, name, bin, []string{"-config", cfgPath}, "http://"+addr+"/healthz", 200)
+	ts.addr = addr
+	ts.proc, err = h.start(ctx, tokenServerName(alg, backend), bin, []string{"-config", cfgPath}, "http://"+addr+"/healthz", 200)
 	return ts, err
 }
 
-func (ts *tokenServer) name() string {
-	return "tokenserver-" + strings.ToLower(ts.alg) + "-" + ts.backend
-}
+func (ts *tokenServer) name() string { return tokenServerName(ts.alg, ts.backend) }
 
 func (h *harness) runToken(ctx context.Context) error {
 	var servers []*tokenServer
