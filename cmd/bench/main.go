@@ -53,6 +53,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.IntVar(&o.Streams, "streams", o.Streams, "concurrent blob streams of the RSS test")
 	streamMiB := fs.Int64("stream-mib", o.StreamBytes>>20, "MiB each stream of the RSS test reads once all flow")
 	fs.StringVar(&o.MicroBenchtime, "benchtime", o.MicroBenchtime, "go test -benchtime of the micro-benchmarks")
+	fs.IntVar(&o.ProfileSeconds, "profile-seconds", o.ProfileSeconds, "length of each CPU profile of the profile pass")
 	fs.IntVar(&o.Accounts, "accounts", o.Accounts, "accounts of the warm token workloads")
 	gatewayEnv := fs.String("gateway-env", "", "comma-separated VAR=value added to the gateway processes' environment (e.g. GOMEMLIMIT=48MiB)")
 	fs.BoolVar(&o.KeepTemp, "keep", false, "keep the temporary directory (configs, server logs)")

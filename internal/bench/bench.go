@@ -63,6 +63,9 @@ type Options struct {
 	StreamBytes int64
 	// MicroBenchtime is go test's -benchtime for the micro-benchmarks.
 	MicroBenchtime string
+	// ProfileSeconds is the length of each CPU profile of the profile
+	// pass (the streams profile takes twice as long).
+	ProfileSeconds int
 	// Accounts is the number of distinct accounts of the warm token
 	// workloads.
 	Accounts int
@@ -93,6 +96,7 @@ func DefaultOptions() Options {
 		StreamBytes:    4 << 20,
 		MicroBenchtime: "300ms",
 		Accounts:       64,
+		ProfileSeconds: 5,
 	}
 }
 
@@ -115,6 +119,9 @@ func (o *Options) validate() error {
 	}
 	if o.Streams < 1 || o.Streams > 5000 || o.StreamBytes < 0 {
 		errs = append(errs, errors.New("streams must be within 1..5000"))
+	}
+	if o.ProfileSeconds < 1 || o.ProfileSeconds > 60 {
+		errs = append(errs, errors.New("profile seconds must be within 1..60"))
 	}
 	if o.Accounts < 1 {
 		errs = append(errs, errors.New("accounts must be positive"))
@@ -306,6 +313,19 @@ type contender struct {
 	baseline bool
 	// newOp builds the op of worker w in a cell of round r at concurrency c.
 	newOp func(r, c int) NewOp
+	// pids are the processes that serve this contender (besides the
+	// upstream fixtures), whose CPU time is read around each cell.
+	pids []int
+}
+
+// cpuOf sums the CPU time of pids (0 for any that cannot be read).
+func cpuOf(pids []int) time.Duration {
+	var t time.Duration
+	for _, pid := range pids {
+		d, _ := cpuTime(pid)
+		t += d
+	}
+	return t
 }
 
 // interleave runs every contender at every concurrency level in every
@@ -329,7 +349,16 @@ func (h *harness) interleave(ctx context.Context, workload string, cs []contende
 				if err := ctx.Err(); err != nil {
 					return nil, err
 				}
+				fixPID := []int{h.fix.PID()}
+				srv0, fix0 := cpuOf(ct.pids), cpuOf(fixPID)
 				res, err := RunCell(ctx, cell(c), ct.newOp(r, c))
+				if err == nil && res.Requests > 0 {
+					n := time.Duration(res.Requests + res.Errors)
+					if len(ct.pids) > 0 {
+						res.ServerCPU = (cpuOf(ct.pids) - srv0) / n
+					}
+					res.UpstreamCPU = (cpuOf(fixPID) - fix0) / n
+				}
 				if err != nil {
 					return nil, fmt.Errorf("%s at concurrency %d, round %d: %w", ct.name, c, r+1, err)
 				}

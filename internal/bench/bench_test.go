@@ -26,6 +26,8 @@ func TestMain(m *testing.M) {
 			}
 		case "signer":
 			err = ServeSigner(ctx, flagValue("-listen"), flagValue("-key"))
+		case "serve":
+			err = ServeProfiled(ctx, os.Args[2], flagValue("-config"), flagValue("-pprof"), os.Stderr)
 		default:
 			os.Exit(m.Run())
 		}
@@ -65,6 +67,7 @@ func TestSmoke(t *testing.T) {
 	o.Streams, o.StreamBytes = 8, 64<<10
 	o.MicroBenchtime = "1x"
 	o.Accounts = 4
+	o.ProfileSeconds = 1
 	var log strings.Builder
 	o.Log = &log
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -136,6 +139,14 @@ func TestSmoke(t *testing.T) {
 	}
 	if l := rep.Licence; l == nil || len(l.Warm) == 0 || l.Herd == nil || l.ColdCalls == 0 {
 		t.Errorf("licence report: %+v", l)
+	}
+	if gateway && len(rep.Profiles) != 4 {
+		t.Errorf("%d profiles", len(rep.Profiles))
+	}
+	for _, p := range rep.Profiles {
+		if p.Top == "" {
+			t.Errorf("profile %s: empty", p.Name)
+		}
 	}
 	if len(rep.Micro) == 0 || len(rep.Targets) == 0 {
 		t.Errorf("%d micro-benchmarks, %d targets", len(rep.Micro), len(rep.Targets))

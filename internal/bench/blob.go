@@ -69,7 +69,7 @@ func (h *harness) runBlob(ctx context.Context) error {
 	}
 	if gw != nil {
 		defer h.stop(gw)
-		cs = append(cs, contender{name: "gateway (proxy_blobs)", newOp: func(int, int) NewOp {
+		cs = append(cs, contender{name: "gateway (proxy_blobs)", pids: []int{gw.PID()}, newOp: func(int, int) NewOp {
 			return fixedOp(gwAddr, RenderGET(gwAddr, path, "Authorization: Bearer "+tok), 200, fx.BlobSize)
 		}})
 	}
@@ -188,15 +188,12 @@ func (h *harness) streams(ctx context.Context, addr string, raw []byte, atPeak f
 	case <-ctx.Done():
 	}
 	atOnce := int(flowing.Load())
-	h.logf("streams: %d flowing after %s", atOnce, time.Since(t0).Round(time.Millisecond))
 	time.Sleep(500 * time.Millisecond) // let the buffers fill
 	if atPeak != nil {
 		atPeak()
 	}
 	close(release)
-	t1 := time.Now()
 	done.Wait()
-	h.logf("streams: done %s after release", time.Since(t1).Round(time.Millisecond))
 	return &RSSReport{
 		Streams: n, Started: atOnce, StreamBytes: h.opts.StreamBytes, Bytes: total.Load(),
 		Errors: int(errCount.Load()), FirstErr: firstErr, Elapsed: time.Since(t0),

@@ -183,6 +183,11 @@ type Result struct {
 	P50      time.Duration `json:"p50_ns"`
 	P99      time.Duration `json:"p99_ns"`
 	Max      time.Duration `json:"max_ns"`
+	// ServerCPU and UpstreamCPU are the CPU time per request of the
+	// contender's processes and of the fixtures process (the upstream),
+	// from /proc (10 ms resolution, so meaningful over a whole cell).
+	ServerCPU   time.Duration `json:"server_cpu_per_request_ns,omitempty"`
+	UpstreamCPU time.Duration `json:"upstream_cpu_per_request_ns,omitempty"`
 }
 
 // Op is one request of a worker; i counts the worker's requests (warm-up

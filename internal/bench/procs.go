@@ -242,3 +242,22 @@ func cpuTime(pid int) (time.Duration, error) {
 
 // clockTicks is USER_HZ, 100 on every Linux this runs on.
 const clockTicks = 100
+
+// childPIDs are the children of pid (nginx's workers), from
+// /proc/PID/task/*/children.
+func childPIDs(pid int) []int {
+	tasks, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*", "children"))
+	var out []int
+	for _, t := range tasks {
+		data, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}

@@ -138,7 +138,7 @@ func (h *harness) profile(ctx context.Context, t profileTarget) (ProfileResult, 
 	cpu0, _ := cpuTime(p.PID())
 	var heapErr error
 	heap := func() {
-		data, err := fetch("/debug/pprof/heap", 30*time.Second)
+		data, err := fetch("/debug/pprof/heap?gc=1", 30*time.Second)
 		if err == nil {
 			pr.HeapFile = filepath.Join(dir, t.name+".heap.pprof")
 			err = os.WriteFile(pr.HeapFile, data, 0o644)
@@ -146,7 +146,7 @@ func (h *harness) profile(ctx context.Context, t profileTarget) (ProfileResult, 
 		if err == nil {
 			// The text form ends with runtime.MemStats: where the
 			// resident memory goes (heap, stacks, GC metadata).
-			data, err = fetch("/debug/pprof/heap?debug=1", 30*time.Second)
+			data, err = fetch("/debug/pprof/heap?debug=1&gc=1", 30*time.Second)
 			pr.MemStats = memStatsSummary(string(data))
 		}
 		heapErr = err
@@ -236,6 +236,7 @@ func (h *harness) runProfile(ctx context.Context) error {
 		return err
 	}
 	bearer := "Authorization: Bearer " + tok
+	sec := h.opts.ProfileSeconds
 	var targets []profileTarget
 	var descs []string
 	if _, ok := h.bins["gateway"]; ok {
@@ -243,19 +244,19 @@ func (h *harness) runProfile(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		targets = append(targets, profileTarget{name: "gateway-manifest", server: "gateway", config: cfg, addr: addr, seconds: 5,
-			load: cellLoad(16, 5, fixedOp(addr, RenderGET(addr, "/v2/"+benchRepo+"/manifests/"+benchTag, "Accept: "+h.fix.Addrs.ManifestType, bearer), 200, int64(h.fix.Addrs.ManifestSize)))})
+		targets = append(targets, profileTarget{name: "gateway-manifest", server: "gateway", config: cfg, addr: addr, seconds: sec,
+			load: cellLoad(16, sec, fixedOp(addr, RenderGET(addr, "/v2/"+benchRepo+"/manifests/"+benchTag, "Accept: "+h.fix.Addrs.ManifestType, bearer), 200, int64(h.fix.Addrs.ManifestSize)))})
 		descs = append(descs, "manifest GET through the gateway, concurrency 16")
 		if cfg, addr, err = h.writeGatewayConfig("profiled-gateway-blob"); err != nil {
 			return err
 		}
-		targets = append(targets, profileTarget{name: "gateway-blob", server: "gateway", config: cfg, addr: addr, seconds: 5,
-			load: cellLoad(1, 5, fixedOp(addr, RenderGET(addr, h.blobPath(), bearer), 200, h.fix.Addrs.BlobSize))})
+		targets = append(targets, profileTarget{name: "gateway-blob", server: "gateway", config: cfg, addr: addr, seconds: sec,
+			load: cellLoad(1, sec, fixedOp(addr, RenderGET(addr, h.blobPath(), bearer), 200, h.fix.Addrs.BlobSize))})
 		descs = append(descs, fmt.Sprintf("%d MiB blobs through the gateway (proxy_blobs), one at a time", h.fix.Addrs.BlobSize>>20))
 		if cfg, addr, err = h.writeGatewayConfig("profiled-gateway-rss"); err != nil {
 			return err
 		}
-		targets = append(targets, profileTarget{name: "gateway-streams", server: "gateway", config: cfg, addr: addr, seconds: 10,
+		targets = append(targets, profileTarget{name: "gateway-streams", server: "gateway", config: cfg, addr: addr, seconds: 2 * sec,
 			load: func(ctx context.Context, p *Proc, heap func()) (string, error) {
 				rep, err := h.rssLoad(ctx, p, addr, heap)
 				if err != nil {
@@ -263,7 +264,7 @@ func (h *harness) runProfile(ctx context.Context) error {
 				}
 				return fmt.Sprintf("%d streams, peak RSS %.1f MiB, %.0f MiB in %s", rep.Streams, mib(rep.Peak.HWM), mib(rep.Bytes), rep.Elapsed.Round(100*time.Millisecond)), nil
 			}})
-		descs = append(descs, fmt.Sprintf("%d concurrent blob streams through the gateway (the RSS test; first 10 s)", h.opts.Streams))
+		descs = append(descs, fmt.Sprintf("%d concurrent blob streams through the gateway (the RSS test)", h.opts.Streams))
 	}
 	if _, ok := h.bins["tokenserver"]; ok {
 		cfg, addr, err := h.writeTokenConfig("ES256", "file")
@@ -276,8 +277,8 @@ func (h *harness) runProfile(ctx context.Context) error {
 			u := accountName(name, i)
 			reqs[i] = tokenRequest(addr, u, apiToken(u))
 		}
-		targets = append(targets, profileTarget{name: "tokenserver-es256-file", server: "tokenserver", config: cfg, addr: addr, seconds: 5,
-			load: cellLoad(16, 5, varyingOp(addr, func(w, i int) []byte { return reqs[(w*7+i)%len(reqs)] }, 200, -1))})
+		targets = append(targets, profileTarget{name: "tokenserver-es256-file", server: "tokenserver", config: cfg, addr: addr, seconds: sec,
+			load: cellLoad(16, sec, varyingOp(addr, func(w, i int) []byte { return reqs[(w*7+i)%len(reqs)] }, 200, -1))})
 		descs = append(descs, "ES256 token issuance, file backend, concurrency 16")
 	}
 	for i, t := range targets {

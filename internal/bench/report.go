@@ -45,17 +45,22 @@ type Summary struct {
 	P99      time.Duration `json:"p99_ns"`
 	Requests int           `json:"requests"`
 	Errors   int           `json:"errors"`
+	// Medians of the CPU time per request.
+	ServerCPU   time.Duration `json:"server_cpu_per_request_ns"`
+	UpstreamCPU time.Duration `json:"upstream_cpu_per_request_ns"`
 }
 
 func (s *Series) summarize() {
 	var rps, mbps []float64
-	var p50, p99 []time.Duration
+	var p50, p99, scpu, ucpu []time.Duration
 	sum := Summary{}
 	for _, r := range s.Rounds {
 		rps = append(rps, r.RPS)
 		mbps = append(mbps, r.MBps)
 		p50 = append(p50, r.P50)
 		p99 = append(p99, r.P99)
+		scpu = append(scpu, r.ServerCPU)
+		ucpu = append(ucpu, r.UpstreamCPU)
 		sum.Requests += r.Requests
 		sum.Errors += r.Errors
 	}
@@ -66,6 +71,7 @@ func (s *Series) summarize() {
 	sum.RPS, sum.RPSMin, sum.RPSMax = median(rps), slices.Min(rps), slices.Max(rps)
 	sum.MBps, sum.MBpsMin, sum.MBpsMax = median(mbps), slices.Min(mbps), slices.Max(mbps)
 	sum.P50, sum.P99 = median(p50), median(p99)
+	sum.ServerCPU, sum.UpstreamCPU = median(scpu), median(ucpu)
 	s.Summary = sum
 }
 
@@ -176,7 +182,7 @@ func newReport(o Options) *Report {
 			"rounds": o.Rounds, "blob_rounds": o.BlobRounds, "concurrency": o.Concurrency,
 			"cell_requests": o.CellRequests, "cell_time": o.CellTime.String(), "warmup": o.Warmup,
 			"blob_size": o.BlobSize, "streams": o.Streams, "stream_bytes": o.StreamBytes,
-			"micro_benchtime": o.MicroBenchtime, "accounts": o.Accounts, "workloads": o.Workloads, "gateway_env": o.GatewayEnv,
+			"micro_benchtime": o.MicroBenchtime, "profile_seconds": o.ProfileSeconds, "accounts": o.Accounts, "workloads": o.Workloads, "gateway_env": o.GatewayEnv,
 		},
 	}
 }
@@ -215,12 +221,12 @@ func (h *harness) write() error {
 // rawCSV has one line per measured cell.
 func rawCSV(r *Report) []byte {
 	var b bytes.Buffer
-	b.WriteString("workload,contender,concurrency,round,requests,errors,elapsed_s,rps,mbps,p50_ms,p99_ms,max_ms\n")
+	b.WriteString("workload,contender,concurrency,round,requests,errors,elapsed_s,rps,mbps,p50_ms,p99_ms,max_ms,server_cpu_us,upstream_cpu_us\n")
 	for _, group := range [][]*Series{r.Manifest, r.Token, r.Blob} {
 		for _, s := range group {
 			for i, x := range s.Rounds {
-				fmt.Fprintf(&b, "%s,%s,%d,%d,%d,%d,%.4f,%.1f,%.1f,%.4f,%.4f,%.4f\n", s.Workload, s.Contender, s.Concurrency, i+1,
-					x.Requests, x.Errors, x.Elapsed.Seconds(), x.RPS, x.MBps, ms(x.P50), ms(x.P99), ms(x.Max))
+				fmt.Fprintf(&b, "%s,%s,%d,%d,%d,%d,%.4f,%.1f,%.1f,%.4f,%.4f,%.4f,%.1f,%.1f\n", s.Workload, s.Contender, s.Concurrency, i+1,
+					x.Requests, x.Errors, x.Elapsed.Seconds(), x.RPS, x.MBps, ms(x.P50), ms(x.P99), ms(x.Max), us(x.ServerCPU), us(x.UpstreamCPU))
 			}
 		}
 	}
@@ -338,6 +344,8 @@ func evaluateTargets(r *Report) []Target {
 	}
 	return ts
 }
+
+func us(d time.Duration) float64 { return float64(d) / 1e3 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
@@ -503,7 +511,7 @@ func renderMarkdown(r *Report, o Options, notes []byte) []byte {
 	}
 	if len(r.Profiles) > 0 {
 		p("## CPU profiles of this run\n\n")
-		p("The profile pass runs the same servers, wired as their `cmd` mains wire them, inside `bench serve` with `net/http/pprof` on a side listener, and takes a 5 s CPU profile under load; the files are in `%s/profiles/` (`go tool pprof -top FILE`). Top of each, by flat time:\n\n", o.Results)
+		p("The profile pass runs the same servers, wired as their `cmd` mains wire them, inside `bench serve` with `net/http/pprof` on a side listener, and takes a %d s CPU profile under load (twice that for the streams); the files are in `%s/profiles/` (`go tool pprof -top FILE`). Top of each, by flat time:\n\n", o.ProfileSeconds, o.Results)
 		for _, pr := range r.Profiles {
 			p("**%s** — %s (%s):\n\n```\n%s\n```\n\n", pr.Name, pr.Workload, pr.Load, headLines(pr.Top, 22))
 			if pr.HeapTop != "" {
@@ -533,7 +541,7 @@ func headLines(s string, n int) string {
 }
 
 func seriesTable(b *bytes.Buffer, list []*Series, unit, vs string, mb bool) {
-	fmt.Fprintf(b, "| concurrency | contender | %s median (min–max) | p50 | p99 | %s |\n|---|---|---|---|---|---|\n", unit, vs)
+	fmt.Fprintf(b, "| concurrency | contender | %s median (min–max) | p50 | p99 | %s | CPU µs/request: server + upstream |\n|---|---|---|---|---|---|---|\n", unit, vs)
 	for _, s := range list {
 		q := "–"
 		if !s.Baseline {
@@ -547,7 +555,11 @@ func seriesTable(b *bytes.Buffer, list []*Series, unit, vs string, mb bool) {
 		if s.Summary.Errors > 0 {
 			errs = fmt.Sprintf(" [%d errors]", s.Summary.Errors)
 		}
-		fmt.Fprintf(b, "| %d | %s | %s%s | %s | %s | %s |\n", s.Concurrency, name, fmtRate(s.Summary), errs, fmtDur(s.Summary.P50), fmtDur(s.Summary.P99), q)
+		cpu := fmt.Sprintf("%.0f + %.0f", us(s.Summary.ServerCPU), us(s.Summary.UpstreamCPU))
+		if s.Summary.ServerCPU == 0 {
+			cpu = fmt.Sprintf("– + %.0f", us(s.Summary.UpstreamCPU))
+		}
+		fmt.Fprintf(b, "| %d | %s | %s%s | %s | %s | %s | %s |\n", s.Concurrency, name, fmtRate(s.Summary), errs, fmtDur(s.Summary.P50), fmtDur(s.Summary.P99), q, cpu)
 	}
 	b.WriteString("\n")
 }

@@ -131,7 +131,7 @@ func (h *harness) runManifest(ctx context.Context) error {
 	}
 	if gw != nil {
 		defer h.stop(gw)
-		cs = append(cs, contender{name: "gateway", newOp: func(int, int) NewOp {
+		cs = append(cs, contender{name: "gateway", pids: []int{gw.PID()}, newOp: func(int, int) NewOp {
 			return fixedOp(gwAddr, RenderGET(gwAddr, path, accept, bearer), 200, size)
 		}})
 	}
@@ -151,7 +151,7 @@ func (h *harness) runManifest(ctx context.Context) error {
 		if err := waitReady(ctx, ngx, "http://"+addr+"/v2/", 30*time.Second, 200); err != nil {
 			return err
 		}
-		cs = append(cs, contender{name: "nginx", newOp: func(int, int) NewOp {
+		cs = append(cs, contender{name: "nginx", pids: append([]int{ngx.PID()}, childPIDs(ngx.PID())...), newOp: func(int, int) NewOp {
 			return fixedOp(addr, RenderGET(addr, path, accept, bearer), 200, size)
 		}})
 	}
@@ -289,9 +289,9 @@ func (h *harness) runToken(ctx context.Context) error {
 			}
 			switch backend {
 			case "bare":
-				cs = append(cs, contender{name: alg + " bare", baseline: true, newOp: warmOp})
+				cs = append(cs, contender{name: alg + " bare", baseline: true, pids: []int{ts.proc.PID()}, newOp: warmOp})
 			case "file":
-				cs = append(cs, contender{name: alg + " file", newOp: warmOp})
+				cs = append(cs, contender{name: alg + " file", pids: []int{ts.proc.PID()}, newOp: warmOp})
 			case "http":
 				if alg == "ES256" {
 					herd, err := h.licenceHerd(ctx, ts)
@@ -311,8 +311,8 @@ func (h *harness) runToken(ctx context.Context) error {
 					return fmt.Errorf("warming %s: %w", name, err)
 				}
 				warm = append(warm, ws)
-				cs = append(cs, contender{name: alg + " http warm", newOp: warmOp})
-				cs = append(cs, contender{name: alg + " http cold", newOp: func(r, c int) NewOp {
+				cs = append(cs, contender{name: alg + " http warm", pids: []int{ts.proc.PID()}, newOp: warmOp})
+				cs = append(cs, contender{name: alg + " http cold", pids: []int{ts.proc.PID()}, newOp: func(r, c int) NewOp {
 					return varyingOp(addr, func(w, i int) []byte {
 						u := fmt.Sprintf("%s-cold-r%d-c%d-w%d-%d@bench.example", name, r, c, w, i)
 						return tokenRequest(addr, u, apiToken(u))
