@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -232,8 +233,8 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
-	if c.Listen == "" {
-		add("listen: required")
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen: %q is not host:port", c.Listen)
 	}
 	if strings.TrimSpace(c.Issuer) == "" {
 		add("issuer: required")

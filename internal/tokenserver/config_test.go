@@ -85,12 +85,13 @@ rate_limit: {per_user_per_minute: -1}
 
 func TestParseConfigRefuses(t *testing.T) {
 	for name, yaml := range map[string]string{
-		"unknown key":       "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\nlisten_addr: x\n",
-		"no backend":        "issuer: i\nservice: s\nsigning_key: k\n",
-		"empty":             "",
-		"not a duration":    "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\ntoken_ttl: soon\n",
-		"creds in URL":      "issuer: i\nservice: s\nsigning_key: k\nlicenses: {http: {url: 'https://u:p@x/'}}\n",
-		"token_ttl too big": "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\ntoken_ttl: 48h\n",
+		"unknown key":           "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\nlisten_addr: x\n",
+		"no backend":            "issuer: i\nservice: s\nsigning_key: k\n",
+		"empty":                 "",
+		"not a duration":        "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\ntoken_ttl: soon\n",
+		"creds in URL":          "issuer: i\nservice: s\nsigning_key: k\nlicenses: {http: {url: 'https://u:p@x/'}}\n",
+		"token_ttl too big":     "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\ntoken_ttl: 48h\n",
+		"listen not an address": "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\nlisten: localhost\n",
 	} {
 		if _, err := ParseConfig([]byte(yaml)); err == nil {
 			t.Errorf("%s: accepted", name)
