@@ -36,6 +36,9 @@ type Config struct {
 	// CatalogTTL is how long the upstream's repository list is reused;
 	// default 30s.
 	CatalogTTL time.Duration `yaml:"catalog_ttl"`
+	// ManifestCache keeps upstream manifests in memory (see
+	// ManifestCacheConfig); on by default for digest references.
+	ManifestCache ManifestCacheConfig `yaml:"manifest_cache"`
 	// AccessLog writes one log line a request; default true.
 	AccessLog *bool `yaml:"access_log"`
 	// ShutdownTimeout bounds the graceful shutdown; default 30s.
@@ -84,6 +87,31 @@ type UpstreamConfig struct {
 	TLSHandshakeTimeout   time.Duration `yaml:"tls_handshake_timeout"`   // default 10s
 	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"` // default 60s
 }
+
+// ManifestCacheConfig bounds the in-memory manifest cache. It answers
+// repeated manifest GETs and HEADs without an upstream round trip, which is
+// both the gateway's main cost per request and what ECR rate-limits
+// (BatchGetImage). The token check still runs on every request: the cache
+// never changes who may read what.
+type ManifestCacheConfig struct {
+	// Disabled turns the cache off: every manifest request goes upstream.
+	// It is the one way to turn it off (max_bytes 0 means the default).
+	Disabled bool `yaml:"disabled"`
+	// MaxBytes bounds the cached manifests (bodies plus keys and headers);
+	// the least recently used are evicted beyond it. Default 32 MiB.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// TagTTL is how long a manifest fetched by tag is reused. The default,
+	// 0, sends every tag request upstream, so that a push is visible at
+	// once; manifests by digest are immutable and cached until evicted.
+	TagTTL time.Duration `yaml:"tag_ttl"`
+}
+
+// Bounds of the manifest cache settings, to catch unit mistakes.
+const (
+	defaultManifestCacheBytes = 32 << 20
+	maxManifestCacheBytes     = 8 << 30
+	maxManifestTagTTL         = 24 * time.Hour
+)
 
 // ECRConfig fetches the upstream credential with GetAuthorizationToken,
 // using the AWS SDK's default credential chain.
@@ -145,6 +173,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.ManifestCache.MaxBytes == 0 {
+		c.ManifestCache.MaxBytes = defaultManifestCacheBytes
 	}
 	if c.Keys.MinRefetch == 0 {
 		c.Keys.MinRefetch = 5 * time.Second
@@ -218,6 +249,12 @@ func (c *Config) Validate() error {
 	}
 	if c.CatalogTTL < 0 {
 		bad("catalog_ttl: must not be negative")
+	}
+	if m := c.ManifestCache; m.MaxBytes < 0 || m.MaxBytes > maxManifestCacheBytes {
+		bad("manifest_cache.max_bytes: %d is out of range (1 to %d; disable the cache with disabled: true)", m.MaxBytes, int64(maxManifestCacheBytes))
+	}
+	if m := c.ManifestCache; m.TagTTL < 0 || m.TagTTL > maxManifestTagTTL {
+		bad("manifest_cache.tag_ttl: %s is out of range (0 to %s)", m.TagTTL, maxManifestTagTTL)
 	}
 	if c.LogLevel != "" {
 		var l slog.Level

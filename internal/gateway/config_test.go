@@ -44,6 +44,9 @@ func TestLoadConfigExample(t *testing.T) {
 	if cfg.Leeway != 30*time.Second || cfg.CatalogTTL != 30*time.Second || !*cfg.AccessLog || cfg.Upstream.MaxIdleConnsPerHost != 256 {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
+	if m := cfg.ManifestCache; m.Disabled || m.MaxBytes != 32<<20 || m.TagTTL != 0 {
+		t.Errorf("manifest cache defaults: %+v", m)
+	}
 }
 
 func TestParseConfigStatic(t *testing.T) {
@@ -54,6 +57,7 @@ issuer: "i"
 keys: {public_keys: [k.pem]}
 leeway: 10s
 access_log: false
+manifest_cache: {max_bytes: 1048576, tag_ttl: 10s}
 upstream:
   url: "http://127.0.0.1:5002"
   static: {username: puller, password_file: pw}
@@ -64,6 +68,9 @@ upstream:
 	if cfg.Listen != "127.0.0.1:5000" || cfg.Leeway != 10*time.Second || *cfg.AccessLog || cfg.Upstream.Static.Username != "puller" {
 		t.Errorf("cfg = %+v", cfg)
 	}
+	if m := cfg.ManifestCache; m.Disabled || m.MaxBytes != 1<<20 || m.TagTTL != 10*time.Second {
+		t.Errorf("manifest_cache = %+v", m)
+	}
 }
 
 func TestParseConfigListsEveryProblem(t *testing.T) {
@@ -73,6 +80,7 @@ realm: "/token"
 keys: {jwks_url: "ftp://x"}
 token_endpoint: "http://user:pw@host/token"
 leeway: 1h
+manifest_cache: {max_bytes: -1, tag_ttl: -1s}
 upstream:
   url: "https://ecr.example.com/v2/"
   repository_prefix: "Acme/"
@@ -86,6 +94,7 @@ upstream:
 		"listen:", "realm:", "service: required", "issuer: required", "keys.jwks_url:", "token_endpoint:",
 		"leeway:", "upstream.url:", "upstream.repository_prefix:", "not both", "upstream.ecr.region: required",
 		"upstream.ecr.registry_id:", "upstream.static.username: required", "upstream.static.password_file: required",
+		"manifest_cache.max_bytes:", "manifest_cache.tag_ttl:",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -105,6 +114,9 @@ func TestParseConfigRefuses(t *testing.T) {
 		"quote":        strings.Replace(base, "service: s", `service: "a\"b"`, 1) + "upstream: {url: http://u, static: {username: u, password_file: p}}\n",
 		"empty":        "",
 		"bad duration": base + "catalog_ttl: soon\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"cache key":    base + "manifest_cache: {size: 1}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"tag_ttl week": base + "manifest_cache: {tag_ttl: 168h}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"max_bytes":    base + "manifest_cache: {max_bytes: 1099511627776}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
 	} {
 		if _, err := ParseConfig([]byte(doc)); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -8,6 +8,8 @@
 // parser), authz (token check and Bearer challenge), proxy (ReverseProxy and
 // the response rewriting), transport (the upstream round-trippers:
 // credential retry, redirect following, latency), credentials (the upstream
-// credential sources), catalog (the gateway-side /v2/_catalog), tokenproxy
-// (/token forwarding), metrics, and gateway (wiring and dispatch).
+// credential sources), manifestcache (the bounded LRU of upstream
+// manifests that answers repeated pulls, after the token check), catalog
+// (the gateway-side /v2/_catalog), tokenproxy (/token forwarding), metrics,
+// and gateway (wiring and dispatch).
 package gateway

@@ -52,13 +52,14 @@ type Gateway struct {
 	errs    httpx.Handler
 	metrics *metrics
 
-	authz   *authorizer
-	proxy   *httputil.ReverseProxy
-	catalog *catalog
-	token   http.Handler
-	healthz http.Handler
-	readyz  http.Handler
-	metricH http.Handler
+	authz     *authorizer
+	proxy     *httputil.ReverseProxy
+	manifests *manifestCache // nil with manifest_cache.disabled
+	catalog   *catalog
+	token     http.Handler
+	healthz   http.Handler
+	readyz    http.Handler
+	metricH   http.Handler
 
 	accessLog bool
 	closers   []func()
@@ -166,11 +167,22 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 		rt = &redirectFollower{next: rt, plain: plain}
 	}
 	up := &upstreamProxy{upstream: upstream, prefix: cfg.Upstream.RepositoryPrefix, auth: ah, errs: g.errs}
+	modify := up.modifyResponse
+	if g.manifests = newManifestCache(cfg.ManifestCache, opts.Clock, opts.Logger, g.metrics.reg); g.manifests != nil {
+		// The cache stores the answer as the client gets it: after the
+		// upstream's errors and headers are turned into the gateway's.
+		modify = func(resp *http.Response) error {
+			if err := up.modifyResponse(resp); err != nil {
+				return err
+			}
+			return g.manifests.fill(resp)
+		}
+	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        up.rewrite,
 		Transport:      rt,
 		BufferPool:     newBufferPool(),
-		ModifyResponse: up.modifyResponse,
+		ModifyResponse: modify,
 		ErrorHandler:   up.errorHandler,
 		ErrorLog:       slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 	}

@@ -47,3 +47,29 @@ type discardWriter struct {
 func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) WriteHeader(c int)           { d.code = c }
 func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// BenchmarkServeManifestCached is a manifest GET by digest answered from
+// the manifest cache: the route, the token check and the stored answer.
+func BenchmarkServeManifestCached(b *testing.B) {
+	reg := newManifestRegistry()
+	d := reg.put("", testManifest)
+	e := newEnv(b, reg, func(c *Config, o *Options) {
+		off := false
+		c.AccessLog = &off
+	})
+	req := httptest.NewRequest("GET", "/v2/stable/app/manifests/"+d, nil)
+	req.Header.Set("Authorization", "Bearer "+e.token())
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+	e.gw.ServeHTTP(&discardWriter{h: http.Header{}}, req)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := &discardWriter{h: http.Header{}}
+		e.gw.ServeHTTP(w, req)
+		if w.code != http.StatusOK {
+			b.Fatalf("status %d", w.code)
+		}
+	}
+	if n := e.upstream.count(); n != 1 {
+		b.Fatalf("upstream saw %d requests", n)
+	}
+}

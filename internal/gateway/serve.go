@@ -104,6 +104,10 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, kind *RouteKin
 			g.fail(w, r, errUpstreamNameTooLong)
 			return
 		}
+		if route.Kind == RouteManifest && g.manifests != nil {
+			g.serveManifest(w, r, route)
+			return
+		}
 		g.proxy.ServeHTTP(w, r)
 	}
 }

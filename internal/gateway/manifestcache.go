@@ -1,0 +1,319 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// maxManifestBytes is the largest manifest cached: distribution's own limit
+// on a manifest body. Larger answers stream through uncached.
+const maxManifestBytes = 4 << 20
+
+// manifestEntryOverhead is charged to every entry on top of its bytes (the
+// entry, its map slot and header slices), so that many tiny manifests are
+// bounded by max_bytes too.
+const manifestEntryOverhead = 256
+
+// cacheBypassHeaders make a request go upstream: their answers (304, 206,
+// 412) are not the one stored 200, and the cache does not evaluate them.
+var cacheBypassHeaders = []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "Range"}
+
+// manifestKey identifies a cached answer. The name is the client's: the
+// upstream name is the configured prefix plus it, the same for every entry
+// of one gateway. Accept is part of the key because the upstream picks the
+// manifest's media type by it; it is compared as sent, not parsed.
+type manifestKey struct{ name, ref, accept string }
+
+// manifestEntry is one upstream 200 answer. Everything but the LRU links is
+// immutable once inserted, so a hit may write it after the lock is released
+// (and after it was evicted).
+type manifestEntry struct {
+	key  manifestKey
+	body []byte
+	// Header values built at insert time and shared by every hit; each
+	// slice has len == cap, so a later Add on the response's header copies
+	// instead of writing into it.
+	contentType, digest, length, apiVersion []string
+	// expires is zero for digest references, which never change.
+	expires    time.Time
+	cost       int64
+	prev, next *manifestEntry
+}
+
+// manifestFlight is one upstream GET that other misses of the same key wait
+// for instead of going upstream too.
+type manifestFlight struct {
+	done    chan struct{}
+	waiters atomic.Int32 // for tests and debugging
+}
+
+// manifestCache is a size-bounded LRU of upstream manifest answers, safe for
+// concurrent use. The gateway consults it only after the token check.
+type manifestCache struct {
+	maxBytes int64
+	tagTTL   time.Duration
+	clock    func() time.Time
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	entries  map[manifestKey]*manifestEntry
+	lru      manifestEntry // sentinel: lru.next is the most recently used
+	size     int64
+	inflight map[manifestKey]*manifestFlight
+
+	hits, misses prometheus.Counter
+	bytes        prometheus.Gauge
+}
+
+// newManifestCache builds the cache of cfg and registers its metrics on
+// reg; nil when the cache is disabled.
+func newManifestCache(cfg ManifestCacheConfig, clock func() time.Time, log *slog.Logger, reg prometheus.Registerer) *manifestCache {
+	if cfg.Disabled {
+		return nil
+	}
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_manifest_cache_requests_total",
+		Help: "Manifest requests the cache could answer (by digest; by tag with tag_ttl), by result.",
+	}, []string{"result"})
+	c := &manifestCache{
+		maxBytes: cfg.MaxBytes,
+		tagTTL:   cfg.TagTTL,
+		clock:    clock,
+		log:      log,
+		entries:  map[manifestKey]*manifestEntry{},
+		inflight: map[manifestKey]*manifestFlight{},
+		hits:     requests.WithLabelValues("hit"),
+		misses:   requests.WithLabelValues("miss"),
+		bytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gateway_manifest_cache_bytes",
+			Help: "Bytes the manifest cache holds, counted as max_bytes counts them.",
+		}),
+	}
+	c.lru.next, c.lru.prev = &c.lru, &c.lru
+	reg.MustRegister(requests, c.bytes)
+	return c
+}
+
+func isDigestRef(ref string) bool { return strings.IndexByte(ref, ':') >= 0 }
+
+// keyFor is the cache key of a checked manifest request, or false when the
+// request must go upstream: a tag while tag_ttl is 0, a query, or a
+// conditional or range request.
+func (c *manifestCache) keyFor(r *http.Request, route Route) (manifestKey, bool) {
+	if r.URL.RawQuery != "" || (c.tagTTL <= 0 && !isDigestRef(route.Reference)) {
+		return manifestKey{}, false
+	}
+	h := r.Header
+	for _, k := range cacheBypassHeaders {
+		if _, ok := h[k]; ok {
+			return manifestKey{}, false
+		}
+	}
+	var accept string
+	switch v := h["Accept"]; len(v) {
+	case 0:
+	case 1:
+		accept = v[0]
+	default:
+		// Several Accept lines (docker sends one per media type): joined
+		// with a byte no header value holds, so that the key stays exact.
+		accept = strings.Join(v, "\n")
+	}
+	return manifestKey{name: route.Name, ref: route.Reference, accept: accept}, true
+}
+
+// lookup returns the live entry of k. On a miss with join, it also returns
+// the upstream GET in flight for k, and leader reports that the caller
+// started it and must end it with land.
+func (c *manifestCache) lookup(k manifestKey, join bool) (e *manifestEntry, f *manifestFlight, leader bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e = c.entries[k]; e != nil {
+		if e.expires.IsZero() || c.clock().Before(e.expires) {
+			c.unlink(e)
+			c.pushFront(e)
+			return e, nil, false
+		}
+		c.drop(e)
+		c.bytes.Set(float64(c.size))
+	}
+	if !join {
+		return nil, nil, false
+	}
+	if f = c.inflight[k]; f != nil {
+		return nil, f, false
+	}
+	f = &manifestFlight{done: make(chan struct{})}
+	c.inflight[k] = f
+	return nil, f, true
+}
+
+// land ends flight f of k, waking its waiters; later calls do nothing.
+func (c *manifestCache) land(k manifestKey, f *manifestFlight) {
+	c.mu.Lock()
+	if c.inflight[k] == f {
+		delete(c.inflight, k)
+		close(f.done)
+	}
+	c.mu.Unlock()
+}
+
+// add stores an answer, evicting the least recently used entries beyond
+// max_bytes; an answer that alone exceeds it is not stored.
+func (c *manifestCache) add(k manifestKey, body []byte, contentType, dgst, apiVersion string) {
+	e := &manifestEntry{
+		key:         k,
+		body:        body,
+		contentType: []string{contentType},
+		digest:      []string{dgst},
+		length:      []string{strconv.Itoa(len(body))},
+		apiVersion:  []string{apiVersion},
+		cost: int64(len(body)+len(k.name)+len(k.ref)+len(k.accept)+len(contentType)+len(dgst)+len(apiVersion)) +
+			manifestEntryOverhead,
+	}
+	if e.cost > c.maxBytes {
+		return
+	}
+	if !isDigestRef(k.ref) {
+		e.expires = c.clock().Add(c.tagTTL)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.entries[k]; old != nil {
+		c.drop(old)
+	}
+	c.entries[k] = e
+	c.pushFront(e)
+	c.size += e.cost
+	for c.size > c.maxBytes {
+		c.drop(c.lru.prev)
+	}
+	c.bytes.Set(float64(c.size))
+}
+
+func (c *manifestCache) pushFront(e *manifestEntry) {
+	e.prev, e.next = &c.lru, c.lru.next
+	e.next.prev, c.lru.next = e, e
+}
+
+func (c *manifestCache) unlink(e *manifestEntry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+}
+
+// drop removes e; c.mu is held.
+func (c *manifestCache) drop(e *manifestEntry) {
+	c.unlink(e)
+	delete(c.entries, e.key)
+	c.size -= e.cost
+}
+
+// write answers r with e: the stored headers, and the body unless r is a
+// HEAD.
+func (e *manifestEntry) write(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h["Content-Type"] = e.contentType
+	h["Content-Length"] = e.length
+	h["Docker-Content-Digest"] = e.digest
+	h["Docker-Distribution-Api-Version"] = e.apiVersion
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(e.body)
+	}
+}
+
+// manifestFillKey is the context key of a manifestFill.
+type manifestFillKey struct{}
+
+// manifestFill rides on the context of a GET that missed, so that the
+// proxy's ModifyResponse can store the upstream's answer.
+type manifestFill struct {
+	key    manifestKey
+	flight *manifestFlight
+}
+
+// serveManifest answers a manifest request whose token was checked: from
+// the cache, after waiting for a GET of the same key already in flight, or
+// from the upstream.
+func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, route Route) {
+	c := g.manifests
+	k, ok := c.keyFor(r, route)
+	if !ok {
+		g.proxy.ServeHTTP(w, r)
+		return
+	}
+	// A HEAD miss goes upstream as it is: it has no body to store.
+	e, f, leader := c.lookup(k, r.Method == http.MethodGet)
+	if f != nil && !leader {
+		f.waiters.Add(1)
+		select {
+		case <-f.done:
+		case <-r.Context().Done():
+		}
+		// Whatever the first GET got: a stored entry, or nothing, and then
+		// this one goes upstream on its own.
+		e, _, _ = c.lookup(k, false)
+	}
+	if e != nil {
+		c.hits.Inc()
+		e.write(w, r)
+		return
+	}
+	c.misses.Inc()
+	if leader {
+		defer c.land(k, f)
+		r = r.WithContext(context.WithValue(r.Context(), manifestFillKey{}, &manifestFill{key: k, flight: f}))
+	}
+	g.proxy.ServeHTTP(w, r)
+}
+
+// fill is part of the proxy's ModifyResponse: it stores a missed GET's 200
+// answer when its body is at most maxManifestBytes (as Content-Length says,
+// so nothing is read without a bound) and hashes to its
+// Docker-Content-Digest, which for a digest reference must be the
+// reference. The body is read whole before it goes to the client; at these
+// sizes that costs less than streaming it twice.
+func (c *manifestCache) fill(resp *http.Response) error {
+	f, _ := resp.Request.Context().Value(manifestFillKey{}).(*manifestFill)
+	if f == nil {
+		return nil
+	}
+	// Waiters wake once the entry is stored (or not), not after the copy
+	// to this client.
+	defer c.land(f.key, f.flight)
+	h := resp.Header
+	ct, dh := h.Get("Content-Type"), h.Get("Docker-Content-Digest")
+	if resp.StatusCode != http.StatusOK || resp.ContentLength <= 0 || resp.ContentLength > maxManifestBytes ||
+		resp.ContentLength > c.maxBytes || ct == "" || h.Get("Content-Encoding") != "" {
+		return nil
+	}
+	dg, err := digest.Parse(dh)
+	if err != nil || !dg.Algorithm().Available() || (isDigestRef(f.key.ref) && string(dg) != f.key.ref) {
+		return nil
+	}
+	body := make([]byte, resp.ContentLength)
+	if _, err := io.ReadFull(resp.Body, body); err != nil {
+		return fmt.Errorf("read upstream manifest: %w", err)
+	}
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if dg.Algorithm().FromBytes(body) != dg {
+		c.log.Warn("upstream manifest does not match its Docker-Content-Digest; not cached",
+			slog.String("name", f.key.name), slog.String("reference", f.key.ref), slog.String("digest", dh))
+		return nil
+	}
+	c.add(f.key, body, ct, dh, h.Get("Docker-Distribution-Api-Version"))
+	return nil
+}
