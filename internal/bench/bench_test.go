@@ -126,7 +126,17 @@ func TestSmoke(t *testing.T) {
 	wantAll("token", contenders(rep.Token), "ES256 bare", "RS256 bare", "ES256 file", "ES256 http warm", "ES256 http cold")
 	wantAll("blob", contenders(rep.Blob), "direct")
 	if gateway {
-		wantAll("manifest", contenders(rep.Manifest), "gateway")
+		wantAll("manifest", contenders(rep.Manifest), "gateway", "gateway+cache")
+		for _, g := range []string{GroupTag, GroupDigest} {
+			if len(inGroup(rep.Manifest, g)) == 0 {
+				t.Errorf("manifest: no %q series", g)
+			}
+		}
+		for _, want := range []string{"### By tag", "### By digest", "| manifest GET by tag, gateway vs direct, c=4 | ≥ 0.85× | pass-through ", " · cached (tag_ttl 10s) "} {
+			if !strings.Contains(string(md), want) {
+				t.Errorf("report lacks %q", want)
+			}
+		}
 		wantAll("blob", contenders(rep.Blob), "gateway (proxy_blobs)")
 		if rep.RSS == nil || rep.RSS.Peak.HWM == 0 || rep.RSS.Started != o.Streams || rep.RSS.Errors != 0 {
 			t.Errorf("RSS: %+v", rep.RSS)

@@ -63,7 +63,7 @@ func (h *harness) runBlob(ctx context.Context) error {
 		}
 	}
 	cs := []contender{{name: "direct", baseline: true, newOp: direct}}
-	gw, gwAddr, err := h.startGateway(ctx, "gateway-blob")
+	gw, gwAddr, err := h.startGateway(ctx, "gateway-blob", cacheOff)
 	if err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func (h *harness) runBlob(ctx context.Context) error {
 // runRSS streams Streams blobs through a fresh gateway at once and reads
 // its peak resident set.
 func (h *harness) runRSS(ctx context.Context) error {
-	gw, addr, err := h.startGateway(ctx, "gateway-rss")
+	gw, addr, err := h.startGateway(ctx, "gateway-rss", cacheOff)
 	if err != nil {
 		return err
 	}

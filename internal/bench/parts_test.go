@@ -186,3 +186,43 @@ func TestSyntheticBlobRange(t *testing.T) {
 		t.Errorf("unknown blob: %d", r.StatusCode)
 	}
 }
+
+// The manifest targets show the pass-through and the cached gateway with a
+// verdict each; the row is met only when both are.
+func TestManifestTargets(t *testing.T) {
+	series := func(group, contender string, rps float64) *Series {
+		return &Series{Workload: WorkloadManifest, Group: group, Contender: contender, Baseline: contender == "direct",
+			Concurrency: 16, Summary: Summary{RPS: rps}}
+	}
+	r := &Report{Manifest: []*Series{
+		series(GroupTag, "direct", 10_000), series(GroupTag, ContenderGateway, 6000),
+		series(GroupTag, ContenderGatewayCache, 20_000), series(GroupTag, "nginx", 8000),
+		series(GroupDigest, "direct", 10_000), series(GroupDigest, ContenderGatewayCache, 9000),
+	}}
+	got := map[string]Target{}
+	for _, tg := range evaluateTargets(r) {
+		got[tg.Name] = tg
+	}
+	for name, want := range map[string]struct{ got, mark string }{
+		"manifest GET by tag, gateway vs direct, c=16": {"pass-through 0.60× · cached (tag_ttl 10s) 2.00×",
+			"pass-through: **missed** · cached (tag_ttl 10s): met"},
+		"manifest GET by tag, gateway vs nginx keep-alive, c=16": {"pass-through 0.75× · cached (tag_ttl 10s) 2.50×",
+			"pass-through: **missed** · cached (tag_ttl 10s): met"},
+		"manifest GET by digest, gateway vs direct, c=16": {"cached 0.90×", "cached: met"},
+	} {
+		tg, ok := got[name]
+		if !ok {
+			t.Errorf("no target %q (have %v)", name, got)
+			continue
+		}
+		if tg.Got != want.got || tg.mark() != want.mark {
+			t.Errorf("%s: %q, %q; want %q, %q", name, tg.Got, tg.mark(), want.got, want.mark)
+		}
+		if tg.Met != (name == "manifest GET by digest, gateway vs direct, c=16") {
+			t.Errorf("%s: met %v", name, tg.Met)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("%d targets: %v", len(got), got)
+	}
+}

@@ -240,20 +240,20 @@ func (h *harness) runProfile(ctx context.Context) error {
 	var targets []profileTarget
 	var descs []string
 	if _, ok := h.bins["gateway"]; ok {
-		cfg, addr, err := h.writeGatewayConfig("profiled-gateway-manifest")
+		cfg, addr, err := h.writeGatewayConfig("profiled-gateway-manifest", cacheOff)
 		if err != nil {
 			return err
 		}
 		targets = append(targets, profileTarget{name: "gateway-manifest", server: "gateway", config: cfg, addr: addr, seconds: sec,
 			load: cellLoad(16, sec, fixedOp(addr, RenderGET(addr, "/v2/"+benchRepo+"/manifests/"+benchTag, "Accept: "+h.fix.Addrs.ManifestType, bearer), 200, int64(h.fix.Addrs.ManifestSize)))})
-		descs = append(descs, "manifest GET through the gateway, concurrency 16")
-		if cfg, addr, err = h.writeGatewayConfig("profiled-gateway-blob"); err != nil {
+		descs = append(descs, "manifest GET through the gateway (pass-through, manifest cache off), concurrency 16")
+		if cfg, addr, err = h.writeGatewayConfig("profiled-gateway-blob", cacheOff); err != nil {
 			return err
 		}
 		targets = append(targets, profileTarget{name: "gateway-blob", server: "gateway", config: cfg, addr: addr, seconds: sec,
 			load: cellLoad(1, sec, fixedOp(addr, RenderGET(addr, h.blobPath(), bearer), 200, h.fix.Addrs.BlobSize))})
 		descs = append(descs, fmt.Sprintf("%d MiB blobs through the gateway (proxy_blobs), one at a time", h.fix.Addrs.BlobSize>>20))
-		if cfg, addr, err = h.writeGatewayConfig("profiled-gateway-rss"); err != nil {
+		if cfg, addr, err = h.writeGatewayConfig("profiled-gateway-rss", cacheOff); err != nil {
 			return err
 		}
 		targets = append(targets, profileTarget{name: "gateway-streams", server: "gateway", config: cfg, addr: addr, seconds: 2 * sec,

@@ -61,8 +61,21 @@ func upstreamBasic() string {
 	return base64.StdEncoding.EncodeToString([]byte(upstreamUser + ":" + upstreamPassword))
 }
 
-// writeGatewayConfig writes the configuration of a gateway under test.
-func (h *harness) writeGatewayConfig(name string) (cfgPath, addr string, err error) {
+// Manifest cache settings (the YAML value of manifest_cache) of the
+// gateways under test. Every gateway runs with the cache off except the
+// gateway+cache contender, so that "gateway" keeps meaning the pass-through
+// hop, every request upstream.
+const (
+	cacheOff = "{disabled: true}"
+	// cacheTagTTL lets the tag workload hit too: one upstream GET per
+	// 10 s, as a fleet pulling the same tag would see.
+	cacheTagTTL = "10s"
+	cacheOn     = "{tag_ttl: " + cacheTagTTL + "}"
+)
+
+// writeGatewayConfig writes the configuration of a gateway under test;
+// cache is its manifest_cache (cacheOff or cacheOn).
+func (h *harness) writeGatewayConfig(name, cache string) (cfgPath, addr string, err error) {
 	if addr, err = freeAddr(); err != nil {
 		return "", "", err
 	}
@@ -82,24 +95,26 @@ issuer: %s
 keys:
   public_keys: [%s]
 access_log: false
+manifest_cache: %s
 upstream:
   url: http://%s
   proxy_blobs: true
   static:
     username: %s
     password_file: %s
-`, addr, strings.Split(addr, ":")[1], benchService, benchIssuer, h.keys["ES256"].Public, h.fix.Addrs.Registry, upstreamUser, pw)
+`, addr, strings.Split(addr, ":")[1], benchService, benchIssuer, h.keys["ES256"].Public, cache, h.fix.Addrs.Registry, upstreamUser, pw)
 	cfgPath = filepath.Join(dir, "gateway.yaml")
 	return cfgPath, addr, os.WriteFile(cfgPath, []byte(conf), 0o644)
 }
 
-// startGateway starts bin/gateway; nil when it was not built.
-func (h *harness) startGateway(ctx context.Context, name string) (*Proc, string, error) {
+// startGateway starts bin/gateway with manifest_cache cache; nil when it
+// was not built.
+func (h *harness) startGateway(ctx context.Context, name, cache string) (*Proc, string, error) {
 	bin, ok := h.bins["gateway"]
 	if !ok {
 		return nil, "", nil
 	}
-	cfgPath, addr, err := h.writeGatewayConfig(name)
+	cfgPath, addr, err := h.writeGatewayConfig(name, cache)
 	if err != nil {
 		return nil, "", err
 	}
@@ -110,30 +125,54 @@ func (h *harness) startGateway(ctx context.Context, name string) (*Proc, string,
 	return p, addr, nil
 }
 
+// Groups of the manifest workload: the same contenders asked by tag (what
+// the targets were set on) and by digest (what docker GETs after resolving
+// the tag with a HEAD).
+const (
+	GroupTag    = "by tag"
+	GroupDigest = "by digest"
+)
+
+// Names of the manifest contenders.
+const (
+	ContenderGateway      = "gateway"
+	ContenderGatewayCache = "gateway+cache"
+)
+
 func (h *harness) runManifest(ctx context.Context) error {
 	fx := h.fix.Addrs
 	tok, err := pullToken(h.keys["ES256"].Key, "bench@bench.example", benchRepo)
 	if err != nil {
 		return err
 	}
-	path := "/v2/" + benchRepo + "/manifests/" + benchTag
 	accept := "Accept: " + fx.ManifestType
 	bearer := "Authorization: Bearer " + tok
 	size := int64(fx.ManifestSize)
-	h.report.ManifestInfo = fmt.Sprintf("`GET %s` (`%s`, %d bytes) as `docker pull` asks it, on kept-alive connections.", path, fx.ManifestType, size)
+	tagPath := "/v2/" + benchRepo + "/manifests/" + benchTag
+	digestPath := "/v2/" + benchRepo + "/manifests/" + fx.ManifestDigest
+	h.report.ManifestInfo = fmt.Sprintf("`GET %s` (`%s`, %d bytes) as `docker pull` asks it, and the same manifest by digest (`GET /v2/%s/manifests/sha256:…`), on kept-alive connections.",
+		tagPath, fx.ManifestType, size, benchRepo)
 
-	cs := []contender{{name: "direct", baseline: true, newOp: func(int, int) NewOp {
-		return fixedOp(fx.Registry, RenderGET(fx.Registry, path, accept, "Authorization: Basic "+upstreamBasic()), 200, size)
-	}}}
-	gw, gwAddr, err := h.startGateway(ctx, "gateway-manifest")
-	if err != nil {
-		return err
+	// contenders builds the contenders of one request path; the servers
+	// are shared by both groups.
+	type server struct {
+		name, addr string
+		pids       []int
 	}
-	if gw != nil {
+	var servers []server
+	for _, g := range []struct{ name, proc, cache string }{
+		{ContenderGateway, "gateway-manifest", cacheOff},
+		{ContenderGatewayCache, "gateway-manifest-cache", cacheOn},
+	} {
+		gw, addr, err := h.startGateway(ctx, g.proc, g.cache)
+		if err != nil {
+			return err
+		}
+		if gw == nil {
+			continue
+		}
 		defer h.stop(gw)
-		cs = append(cs, contender{name: "gateway", pids: []int{gw.PID()}, newOp: func(int, int) NewOp {
-			return fixedOp(gwAddr, RenderGET(gwAddr, path, accept, bearer), 200, size)
-		}})
+		servers = append(servers, server{name: g.name, addr: addr, pids: []int{gw.PID()}})
 	}
 	if nginxVersion() == "" {
 		h.note("nginx contender skipped: %s not found (apt-get install nginx-light)", NginxPath)
@@ -151,13 +190,28 @@ func (h *harness) runManifest(ctx context.Context) error {
 		if err := waitReady(ctx, ngx, "http://"+addr+"/v2/", 30*time.Second, 200); err != nil {
 			return err
 		}
-		cs = append(cs, contender{name: "nginx", pids: append([]int{ngx.PID()}, childPIDs(ngx.PID())...), newOp: func(int, int) NewOp {
-			return fixedOp(addr, RenderGET(addr, path, accept, bearer), 200, size)
-		}})
+		servers = append(servers, server{name: "nginx", addr: addr, pids: append([]int{ngx.PID()}, childPIDs(ngx.PID())...)})
 	}
-	series, err := h.interleave(ctx, WorkloadManifest, cs, h.opts.Concurrency, h.opts.Rounds, h.cell)
-	h.report.Manifest = series
-	return err
+	for _, g := range []struct{ group, path string }{{GroupTag, tagPath}, {GroupDigest, digestPath}} {
+		p := g.path
+		cs := []contender{{name: "direct", baseline: true, newOp: func(int, int) NewOp {
+			return fixedOp(fx.Registry, RenderGET(fx.Registry, p, accept, "Authorization: Basic "+upstreamBasic()), 200, size)
+		}}}
+		for _, sv := range servers {
+			cs = append(cs, contender{name: sv.name, pids: sv.pids, newOp: func(int, int) NewOp {
+				return fixedOp(sv.addr, RenderGET(sv.addr, p, accept, bearer), 200, size)
+			}})
+		}
+		series, err := h.interleave(ctx, WorkloadManifest, cs, h.opts.Concurrency, h.opts.Rounds, h.cell)
+		for _, s := range series {
+			s.Group = g.group
+		}
+		h.report.Manifest = append(h.report.Manifest, series...)
+		if err != nil {
+			return fmt.Errorf("%s: %w", g.group, err)
+		}
+	}
+	return nil
 }
 
 // tokenServer is one token service under test.
