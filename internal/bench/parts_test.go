@@ -37,9 +37,7 @@ func TestCheckLoopback(t *testing.T) {
 }
 
 func TestConnAndRunCell(t *testing.T) {
-	var calls int
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls++
 		switch r.URL.Path {
 		case "/chunked":
 			w.(http.Flusher).Flush() // no Content-Length: chunked
