@@ -226,10 +226,14 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 			if jwks.Len() > 0 {
 				return nil
 			}
-			if err == nil || errors.Is(err, auth.ErrUnknownKey) {
-				err = errors.New("empty key set")
+			if err != nil && !errors.Is(err, auth.ErrUnknownKey) {
+				// The cause names the token service's internal URL and
+				// network errors: it goes to the log (at most once per
+				// min_refetch, when a refetch failed), not to whoever
+				// probes /readyz on the public port.
+				opts.Logger.Warn("token service key set not fetched", "url", cfg.Keys.JWKSURL, "error", err)
 			}
-			return fmt.Errorf("no token signing keys: %w", err)
+			return errors.New("no token signing keys")
 		}
 	}
 	g.healthz = httpx.Healthz()

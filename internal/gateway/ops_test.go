@@ -115,8 +115,15 @@ func TestJWKSLateStart(t *testing.T) {
 	}
 	data, _ := json.Marshal(set)
 	jwks.Store(data)
-	if resp := e.do("GET", "/readyz", nil); resp.StatusCode != http.StatusServiceUnavailable {
+	now.Add(int64(time.Minute)) // the probe refetches, and fails
+	resp := e.do("GET", "/readyz", nil)
+	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("readyz before the token service: %d", resp.StatusCode)
+	}
+	// The fetch failure names the token service's internal address: the
+	// public /readyz must not.
+	if body := readBody(t, resp); strings.Contains(body, strings.TrimPrefix(ks.URL, "http://")) || strings.Contains(body, "503") {
+		t.Errorf("readyz shows the key set fetch error: %s", body)
 	}
 	up.Store(true)
 	if resp := e.do("GET", "/readyz", nil); resp.StatusCode != http.StatusServiceUnavailable {
