@@ -42,7 +42,6 @@ type upstreamProxy struct {
 	prefix   string
 	auth     *authHeader
 	errs     httpx.Handler
-	rp       *httputil.ReverseProxy
 }
 
 // Hop-independent request headers that must never reach the upstream: the
