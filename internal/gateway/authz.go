@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/acme/registry-gateway/internal/httpx"
@@ -62,16 +63,39 @@ func (a *authorizer) check(ctx context.Context, header string, route Route) (*au
 			reason = ve.Reason
 		}
 		a.failed(reason)
-		e := a.refuse(route, "invalid_token", "invalid token", err)
+		msg := "invalid token"
+		if reason != reasonOther {
+			msg += ": " + reason
+		}
+		e := a.refuse(route, "invalid_token", msg, err)
 		// The reasons are stable words (expired, signature, …), safe to show.
 		e.Detail = map[string]string{"reason": reason}
 		return nil, e
 	}
 	if !grants(claims, route) {
 		a.failed(reasonInsufficientScope)
-		return nil, a.refuse(route, "insufficient_scope", "insufficient scope", nil)
+		return nil, a.refuse(route, "insufficient_scope", denial(claims, route), nil)
 	}
 	return claims, nil
+}
+
+// denial says why a valid token does not open route, in words a customer
+// can act on. The gateway sees only the token, but the token service grants
+// pull on every repository of a licensed channel that the client asks for,
+// and clients ask for the scope of the challenge before they give up: a
+// token that names no repository of the channel (and, for a catalog token,
+// does not carry the channel) means the license does not hold it.
+func denial(c *auth.Claims, route Route) string {
+	if route.Kind == RouteCatalog {
+		return "the token does not grant the catalog (" + auth.TypeRegistry + ":" + auth.CatalogName + ":" + auth.ActionAll + ")"
+	}
+	channel := auth.Channel(route.Name)
+	if c.HoldsChannel(channel) || slices.ContainsFunc(c.Access, func(ra auth.ResourceActions) bool {
+		return ra.Type == auth.TypeRepository && ra.Has(auth.ActionPull) && auth.Channel(ra.Name) == channel
+	}) {
+		return "the token does not grant pull on " + route.Name + " (it was issued for other repositories)"
+	}
+	return "the token does not grant pull on channel '" + channel + "' (your license does not include it)"
 }
 
 // grants reports whether claims cover the route: pull on exactly the
@@ -99,7 +123,9 @@ func (a *authorizer) refuse(route Route, errCode, message string, cause error) *
 			challenge += `,scope="` + scope + `"`
 		}
 		if errCode != "" {
-			challenge += `,error="` + errCode + `"`
+			// docker shows error_description as the reason of a refused
+			// pull; containerd, skopeo and crane read the JSON body below.
+			challenge += `,error="` + errCode + `",error_description="` + descriptionSafe(message) + `"`
 		}
 	}
 	e := &httpx.Error{
@@ -113,6 +139,18 @@ func (a *authorizer) refuse(route Route, errCode, message string, cause error) *
 		e.Detail = []map[string]string{accessDetail(route)}
 	}
 	return e
+}
+
+// descriptionSafe keeps s within what RFC 6750 allows in error_description
+// (printable ASCII but '"' and '\'), so that the challenge always parses;
+// names are validated before they reach a message, so this is a backstop.
+func descriptionSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // accessDetail is what distribution puts in an UNAUTHORIZED error's detail.
