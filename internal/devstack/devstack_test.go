@@ -108,17 +108,21 @@ func TestGoContainerRegistry(t *testing.T) {
 		name string
 		ref  string
 		opt  crane.Option
+		want string // what crane prints
 	}{
-		{"unlicensed channel", st.GatewayHost + "/" + UnlicensedRepo, demo},
-		{"wrong API token", ok, crane.WithAuth(&authn.Basic{Username: DemoUser, Password: "wrong"})},
-		{"lapsed licence", ok, crane.WithAuth(&authn.Basic{Username: "lapsed@example.com", Password: "expired-api-token"})},
-		{"anonymous", ok, crane.WithAuth(authn.Anonymous)},
+		{"unlicensed channel", st.GatewayHost + "/" + UnlicensedRepo, demo, unlicensedMessage},
+		{"wrong API token", ok, crane.WithAuth(&authn.Basic{Username: DemoUser, Password: "wrong"}), "invalid username or API token"},
+		{"lapsed licence", ok, crane.WithAuth(&authn.Basic{Username: "lapsed@example.com", Password: "expired-api-token"}), "invalid username or API token"},
+		{"anonymous", ok, crane.WithAuth(authn.Anonymous), "authentication required"},
 	} {
 		t.Run("refused: "+tc.name, func(t *testing.T) {
 			_, err := crane.ListTags(tc.ref, tc.opt, crane.Insecure)
 			var te *transport.Error
 			if !errors.As(err, &te) || te.StatusCode != http.StatusUnauthorized {
 				t.Fatalf("err %v, want a 401", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("crane says %q, want it to say %q", err, tc.want)
 			}
 		})
 	}

@@ -62,9 +62,9 @@ func TestSkopeo(t *testing.T) {
 				if err == nil {
 					t.Fatalf("refused command succeeded:\n%s", out)
 				}
-				// What the gateway's 401 becomes in skopeo's words.
-				if !strings.Contains(out, "unauthorized") && !strings.Contains(out, "denied") {
-					t.Errorf("refusal does not say why:\n%s", out)
+				// The only refused command is the unlicensed channel's.
+				if !strings.Contains(out, unlicensedMessage) {
+					t.Errorf("refusal does not say why (%q):\n%s", unlicensedMessage, out)
 				}
 				return
 			}
