@@ -79,7 +79,7 @@ func Start(t testing.TB, opts Options) *Daemon {
 		opts.StartTimeout = 90 * time.Second
 	}
 
-	dir, err := os.MkdirTemp("", "dk")
+	dir, err := os.MkdirTemp(shortTempBase(), "dk")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +136,17 @@ func Start(t testing.TB, opts Options) *Daemon {
 		t.Fatalf("dockerd did not come up: %v\n--- dockerd log ---\n%s", err, d.Log())
 	}
 	return d
+}
+
+// shortTempBase is $TMPDIR, or /tmp when $TMPDIR is so long that the
+// deepest socket (<exec-root>/containerd/containerd.sock.ttrpc) would not
+// fit in the 108 bytes of a unix socket address.
+func shortTempBase() string {
+	base := os.TempDir()
+	if len(base)+len("/dk0123456789/exec/containerd/containerd.sock.ttrpc") >= 108 {
+		return "/tmp"
+	}
+	return base
 }
 
 // lookTools finds dockerd and the docker CLI, or skips (fails with

@@ -131,3 +131,14 @@ func TestTrustRegistryCA(t *testing.T) {
 		t.Errorf("%s not removed: %v", dir, err)
 	}
 }
+
+func TestShortTempBase(t *testing.T) {
+	t.Setenv("TMPDIR", "/tmp/"+strings.Repeat("x", 80))
+	if got := shortTempBase(); got != "/tmp" {
+		t.Errorf("long TMPDIR: %q", got)
+	}
+	t.Setenv("TMPDIR", "/var/tmp")
+	if got := shortTempBase(); got != "/var/tmp" {
+		t.Errorf("short TMPDIR: %q", got)
+	}
+}
