@@ -24,20 +24,8 @@ func TestDocker(t *testing.T) {
 	licensed, unlicensed := host+"/"+LicensedRepo+":1.0", host+"/"+UnlicensedRepo+":1.0"
 	ctx := t.Context()
 
-	docker := func(t *testing.T, stdin string, args ...string) (string, bool) {
-		t.Helper()
-		out, err := d.Docker(ctx, stdin, args...)
-		t.Logf("docker %s\n%s", strings.Join(args, " "), out)
-		return out, err == nil
-	}
-	mustContain := func(t *testing.T, out, want string) {
-		t.Helper()
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
-		}
-	}
 	// loggedIn is what config.json holds for the gateway: docker keeps the
-	// refresh token the login got, not the API token.
+	// refresh token the login got, never the API token.
 	loggedIn := func(t *testing.T) (bool, string) {
 		t.Helper()
 		var cfg struct {
@@ -50,101 +38,88 @@ func TestDocker(t *testing.T) {
 		if err := json.Unmarshal(b, &cfg); err != nil {
 			t.Fatal(err)
 		}
-		a, found := cfg.Auths[host]
 		if strings.Contains(string(b), DemoToken) {
 			t.Errorf("config.json holds the API token:\n%s", b)
 		}
+		a, found := cfg.Auths[host]
 		return found, a.IdentityToken
 	}
-
-	t.Run("login with -p", func(t *testing.T) {
-		out, ok := docker(t, "", "login", host, "-u", DemoUser, "-p", DemoToken)
-		if !ok {
-			t.Fatal("login failed")
-		}
-		mustContain(t, out, "Login Succeeded")
-		if found, id := loggedIn(t); !found || id == "" {
-			t.Errorf("config.json: login stored %v, identity token %q", found, id)
-		}
-	})
-	t.Run("login with --password-stdin", func(t *testing.T) {
-		if _, ok := docker(t, "", "logout", host); !ok {
-			t.Fatal("logout failed")
-		}
-		out, ok := docker(t, DemoToken+"\n", "login", host, "-u", DemoUser, "--password-stdin")
-		if !ok {
-			t.Fatal("login failed")
-		}
-		mustContain(t, out, "Login Succeeded")
-	})
-	t.Run("pull licensed", func(t *testing.T) {
-		out, ok := docker(t, "", "pull", licensed)
-		if !ok {
-			t.Fatal("pull failed")
-		}
-		digest := st.Images[licensed]
-		mustContain(t, out, "Digest: "+digest)
-		// The image is in the daemon's store under the pushed digest.
-		out, _ = docker(t, "", "image", "inspect", "--format", "{{json .RepoDigests}}", licensed)
-		mustContain(t, out, host+"/"+LicensedRepo+"@"+digest)
-	})
-	t.Run("pull unlicensed", func(t *testing.T) {
-		out, ok := docker(t, "", "pull", unlicensed)
-		if ok {
-			t.Fatal("pull of an unlicensed channel succeeded")
-		}
-		mustContain(t, out, "denied: "+unlicensedMessage)
-	})
-	t.Run("wrong password", func(t *testing.T) {
-		out, ok := docker(t, "", "login", host, "-u", DemoUser, "-p", "wrong-token")
-		if ok {
-			t.Fatal("login with a wrong API token succeeded")
-		}
-		mustContain(t, out, "unauthorized: invalid username or API token")
-	})
-	t.Run("logout then pull refused", func(t *testing.T) {
-		out, ok := docker(t, "", "logout", host)
-		if !ok {
-			t.Fatal("logout failed")
-		}
-		mustContain(t, out, "Removing login credentials for "+host)
-		if found, _ := loggedIn(t); found {
-			t.Error("config.json still holds the login")
-		}
-		out, ok = docker(t, "", "pull", host+"/"+LicensedRepo+":latest")
-		if ok {
-			t.Fatal("pull without a login succeeded")
-		}
-		mustContain(t, out, "unauthorized: authentication required")
-	})
-
-	ctr := func(t *testing.T, args ...string) (string, bool) {
-		t.Helper()
-		out, err := d.Ctr(ctx, args...)
-		t.Logf("ctr %s\n%s", strings.Join(args, " "), out)
-		return out, err == nil
-	}
 	creds := DemoUser + ":" + DemoToken
-	t.Run("ctr pull licensed", func(t *testing.T) {
-		if _, ok := ctr(t, "image", "pull", "--plain-http", "--user", creds, licensed); !ok {
-			t.Fatal("ctr pull failed")
-		}
-		out, _ := ctr(t, "image", "ls")
-		mustContain(t, out, st.Images[licensed])
-	})
-	t.Run("ctr pull unlicensed", func(t *testing.T) {
-		out, ok := ctr(t, "image", "pull", "--plain-http", "--user", creds, unlicensed)
-		if ok {
-			t.Fatal("ctr pull of an unlicensed channel succeeded")
-		}
+
+	// Run in order: each step starts from the state the previous left.
+	steps := []struct {
+		name    string
+		tool    string // docker or ctr
+		stdin   string
+		args    []string
+		succeed bool
+		want    string           // in the output
+		check   func(*testing.T) // more, after the command
+	}{
+		{name: "login with -p", tool: "docker", args: []string{"login", host, "-u", DemoUser, "-p", DemoToken},
+			succeed: true, want: "Login Succeeded", check: func(t *testing.T) {
+				if found, id := loggedIn(t); !found || id == "" {
+					t.Errorf("config.json: login stored %v, identity token %q", found, id)
+				}
+			}},
+		{name: "logout", tool: "docker", args: []string{"logout", host}, succeed: true, want: "Removing login credentials for " + host,
+			check: func(t *testing.T) {
+				if found, _ := loggedIn(t); found {
+					t.Error("config.json still holds the login")
+				}
+			}},
+		{name: "login with --password-stdin", tool: "docker", stdin: DemoToken + "\n", args: []string{"login", host, "-u", DemoUser, "--password-stdin"},
+			succeed: true, want: "Login Succeeded"},
+		{name: "pull licensed", tool: "docker", args: []string{"pull", licensed}, succeed: true, want: "Digest: " + st.Images[licensed],
+			check: func(t *testing.T) {
+				// In the daemon's store under the pushed digest.
+				out, _ := d.Docker(ctx, "", "image", "inspect", "--format", "{{json .RepoDigests}}", licensed)
+				if want := host + "/" + LicensedRepo + "@" + st.Images[licensed]; !strings.Contains(out, want) {
+					t.Errorf("image inspect: %s, want %s", out, want)
+				}
+			}},
+		{name: "pull unlicensed", tool: "docker", args: []string{"pull", unlicensed}, want: "denied: " + unlicensedMessage},
+		{name: "wrong password", tool: "docker", args: []string{"login", host, "-u", DemoUser, "-p", "wrong-token"},
+			want: "unauthorized: invalid username or API token"},
+		{name: "logout again", tool: "docker", args: []string{"logout", host}, succeed: true, want: "Removing login credentials for " + host},
+		{name: "pull after logout", tool: "docker", args: []string{"pull", host + "/" + LicensedRepo + ":latest"},
+			want: "unauthorized: authentication required"},
+
+		{name: "ctr pull licensed", tool: "ctr", args: []string{"image", "pull", "--plain-http", "--user", creds, licensed}, succeed: true,
+			check: func(t *testing.T) {
+				out, _ := d.Ctr(ctx, "image", "ls")
+				if !strings.Contains(out, licensed) || !strings.Contains(out, st.Images[licensed]) {
+					t.Errorf("ctr image ls:\n%s", out)
+				}
+			}},
 		// containerd shows only the challenge's error= word.
-		mustContain(t, out, "server message: insufficient_scope")
-	})
-	t.Run("ctr wrong password", func(t *testing.T) {
-		out, ok := ctr(t, "image", "pull", "--plain-http", "--user", DemoUser+":wrong-token", licensed)
-		if ok {
-			t.Fatal("ctr pull with a wrong API token succeeded")
+		{name: "ctr pull unlicensed", tool: "ctr", args: []string{"image", "pull", "--plain-http", "--user", creds, unlicensed},
+			want: "server message: insufficient_scope"},
+		{name: "ctr wrong password", tool: "ctr", args: []string{"image", "pull", "--plain-http", "--user", DemoUser + ":wrong-token", licensed},
+			want: "failed to fetch oauth token: unexpected status: 401 Unauthorized"},
+	}
+	for _, step := range steps {
+		ok := t.Run(step.name, func(t *testing.T) {
+			var out string
+			var err error
+			if step.tool == "ctr" {
+				out, err = d.Ctr(ctx, step.args...)
+			} else {
+				out, err = d.Docker(ctx, step.stdin, step.args...)
+			}
+			t.Logf("%s %s\n%s", step.tool, strings.Join(step.args, " "), out)
+			if (err == nil) != step.succeed {
+				t.Fatalf("%s: error %v, want success %v", step.tool, err, step.succeed)
+			}
+			if !strings.Contains(out, step.want) {
+				t.Errorf("output lacks %q", step.want)
+			}
+			if step.check != nil {
+				step.check(t)
+			}
+		})
+		if !ok {
+			return // later steps build on this one
 		}
-		mustContain(t, out, "failed to fetch oauth token: unexpected status: 401 Unauthorized")
-	})
+	}
 }
