@@ -12,7 +12,7 @@ import (
 
 // unlicensedMessage is what every client that shows the registry's words
 // prints when the demo account pulls from the beta channel.
-const unlicensedMessage = "the token does not grant pull on channel 'beta' (your license does not include it)"
+const unlicensedMessage = "the token of " + DemoUser + " does not grant pull on channel 'beta' (the license does not include it)"
 
 // TestDocker drives the stack with the real docker CLI and its own dockerd
 // (classic image store), then with containerd's ctr against the containerd

@@ -89,13 +89,19 @@ func denial(c *auth.Claims, route Route) string {
 	if route.Kind == RouteCatalog {
 		return "the token does not grant the catalog (" + auth.TypeRegistry + ":" + auth.CatalogName + ":" + auth.ActionAll + ")"
 	}
+	// The account tells a customer with several which login is in use;
+	// it is nothing the holder of the token cannot read in it anyway.
+	who := "the token"
+	if c.Subject != "" {
+		who += " of " + c.Subject
+	}
 	channel := auth.Channel(route.Name)
 	if c.HoldsChannel(channel) || slices.ContainsFunc(c.Access, func(ra auth.ResourceActions) bool {
 		return ra.Type == auth.TypeRepository && ra.Has(auth.ActionPull) && auth.Channel(ra.Name) == channel
 	}) {
-		return "the token does not grant pull on " + route.Name + " (it was issued for other repositories)"
+		return who + " does not grant pull on " + route.Name + " (it was issued for other repositories)"
 	}
-	return "the token does not grant pull on channel '" + channel + "' (your license does not include it)"
+	return who + " does not grant pull on channel '" + channel + "' (the license does not include it)"
 }
 
 // grants reports whether claims cover the route: pull on exactly the

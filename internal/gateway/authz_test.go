@@ -139,8 +139,8 @@ func TestDenial(t *testing.T) {
 		}
 		return ra
 	}
-	unlicensed := "the token does not grant pull on channel 'beta' (your license does not include it)"
-	other := "the token does not grant pull on beta/hello (it was issued for other repositories)"
+	unlicensed := "the token of bob@example.com does not grant pull on channel 'beta' (the license does not include it)"
+	other := "the token of bob@example.com does not grant pull on beta/hello (it was issued for other repositories)"
 	for _, tc := range []struct {
 		name   string
 		claims auth.Claims
@@ -154,9 +154,13 @@ func TestDenial(t *testing.T) {
 		{"other repository of the channel", auth.Claims{Access: pull("stable/hello", "beta/other")}, other},
 		{"catalog token with the channel", auth.Claims{Channels: []string{"beta"}}, other},
 	} {
+		tc.claims.Subject = "bob@example.com"
 		if got := denial(&tc.claims, route); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
+	}
+	if got, want := denial(&auth.Claims{}, route), "the token does not grant pull on channel 'beta' (the license does not include it)"; got != want {
+		t.Errorf("no subject: %q", got)
 	}
 	if got, want := denial(&auth.Claims{}, Route{Kind: RouteCatalog}), "the token does not grant the catalog (registry:catalog:*)"; got != want {
 		t.Errorf("catalog: %q", got)

@@ -111,8 +111,8 @@ func TestTokenChecks(t *testing.T) {
 	}
 	// What error_description and the message say for insufficient_scope;
 	// for invalid_token they say "invalid token: <reason>".
-	otherRepo := "the token does not grant pull on stable/app (it was issued for other repositories)"
-	unlicensed := "the token does not grant pull on channel 'stable' (your license does not include it)"
+	otherRepo := "the token of alice@example.com does not grant pull on stable/app (it was issued for other repositories)"
+	unlicensed := "the token of alice@example.com does not grant pull on channel 'stable' (the license does not include it)"
 	denials := map[string]string{
 		"other repository": otherRepo, "parent repository": otherRepo,
 		"prefixed name": unlicensed, "push only": unlicensed, "registry type": unlicensed, "no access": unlicensed,
