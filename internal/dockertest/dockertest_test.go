@@ -3,6 +3,7 @@ package dockertest
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -140,5 +141,45 @@ func TestShortTempBase(t *testing.T) {
 	t.Setenv("TMPDIR", "/var/tmp")
 	if got := shortTempBase(); got != "/var/tmp" {
 		t.Errorf("short TMPDIR: %q", got)
+	}
+}
+
+// TestCleanupWhenTheTestFails runs a test that starts a daemon and fails, in
+// a child process, and checks that it left no daemon, no containerd and no
+// directory behind.
+func TestCleanupWhenTheTestFails(t *testing.T) {
+	const childEnv = "DOCKERTEST_FAILING_CHILD"
+	if out := os.Getenv(childEnv); out != "" {
+		d := Start(t, Options{})
+		pids := fmt.Sprintf("%s %d %d", d.Dir, readPID(t, filepath.Join(d.Dir, "dockerd.pid")), d.containerdPID())
+		if err := os.WriteFile(out, []byte(pids), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Fatal("failing on purpose")
+	}
+	lookTools(t) // skip here, not in the child
+	record := filepath.Join(t.TempDir(), "pids")
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestCleanupWhenTheTestFails$", "-test.count=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+record)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "failing on purpose") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var dir string
+	var dockerd, containerd int
+	if _, err := fmt.Sscan(string(b), &dir, &dockerd, &containerd); err != nil || dockerd == 0 || containerd == 0 {
+		t.Fatalf("child recorded %q: %v", b, err)
+	}
+	for name, pid := range map[string]int{"dockerd": dockerd, "containerd": containerd} {
+		if alive(pid) {
+			t.Errorf("%s (pid %d) still runs after the failed test", name, pid)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s still there after the failed test: %v", dir, err)
 	}
 }
