@@ -370,6 +370,14 @@ func tail(s string, n int) string {
 // reads them on each connection, so the file works for daemons already
 // running. The directory is removed at cleanup; ports of test servers are
 // unique, so parallel tests do not collide.
+//
+// dockerd always counts 127.0.0.0/8 (and names resolving there, such as
+// localhost) as an insecure registry: it talks HTTPS to it without
+// verifying the certificate, falls back to plain HTTP, and never reads
+// certs.d for it. A test that must show the CA is trusted (and that an
+// untrusted one is refused: "x509: certificate signed by unknown
+// authority") has to name the registry by a non-loopback address of this
+// machine.
 func TrustRegistryCA(t testing.TB, hostPort string, caPEM []byte) {
 	t.Helper()
 	dir := filepath.Join(CertsDir, hostPort)
