@@ -130,7 +130,8 @@ func (a *authorizer) refuse(route Route, errCode, message string, cause error) *
 		}
 		if errCode != "" {
 			// docker shows error_description as the reason of a refused
-			// pull; containerd, skopeo and crane read the JSON body below.
+			// pull; skopeo and crane show the body's message; containerd
+			// shows only the error word.
 			challenge += `,error="` + errCode + `",error_description="` + descriptionSafe(message) + `"`
 		}
 	}
@@ -148,8 +149,9 @@ func (a *authorizer) refuse(route Route, errCode, message string, cause error) *
 }
 
 // descriptionSafe keeps s within what RFC 6750 allows in error_description
-// (printable ASCII but '"' and '\'), so that the challenge always parses;
-// names are validated before they reach a message, so this is a backstop.
+// (printable ASCII but '"' and '\'), so that the challenge always parses:
+// repository names are validated, but a token's subject is whatever the
+// customer typed as username.
 func descriptionSafe(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
