@@ -172,3 +172,20 @@ func TestDescriptionSafe(t *testing.T) {
 		t.Errorf("%q, want %q", got, want)
 	}
 }
+
+// TestDenialWithOddSubject: a username with quotes, backslashes or non-ASCII
+// letters still gives a challenge that parses, and the body keeps it as is.
+func TestDenialWithOddSubject(t *testing.T) {
+	e := newEnv(t, newFakeRegistry())
+	c := e.claims()
+	c.Subject = `zoë "x" \y`
+	resp := e.do("GET", "/v2/beta/app/manifests/latest", bearer(e.sign(c)))
+	body := readBody(t, resp)
+	want := `,error="insufficient_scope",error_description="the token of zo? ?x? ?y does not grant pull on channel 'beta' (the license does not include it)"`
+	if got := resp.Header.Get("Www-Authenticate"); !strings.HasSuffix(got, want) {
+		t.Errorf("challenge %q, want it to end with %q", got, want)
+	}
+	if msg := errorMessage(t, body); !strings.HasPrefix(msg, `the token of zoë "x" \y does not grant`) {
+		t.Errorf("message %q", msg)
+	}
+}
