@@ -16,6 +16,9 @@ import (
 	"syscall"
 
 	"github.com/acme/registry-gateway/internal/bench"
+	"github.com/acme/registry-gateway/internal/bench/fixtures"
+	"github.com/acme/registry-gateway/internal/bench/profile"
+	"github.com/acme/registry-gateway/internal/bench/signer"
 )
 
 func main() {
@@ -29,11 +32,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "fixtures":
-			return fixtures(ctx, args[1:], stderr)
+			return runFixtures(ctx, args[1:], stderr)
 		case "signer":
-			return signer(ctx, args[1:], stderr)
+			return runSigner(ctx, args[1:], stderr)
 		case "serve":
-			return serve(ctx, args[1:], stderr)
+			return runServe(ctx, args[1:], stderr)
 		}
 	}
 	o := bench.DefaultOptions()
@@ -81,7 +84,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	return 0
 }
 
-func fixtures(ctx context.Context, args []string, stderr io.Writer) int {
+func runFixtures(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench fixtures", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "", "storage directory of the upstream registry")
@@ -91,14 +94,14 @@ func fixtures(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: bench fixtures -dir DIR -addrs FILE [-blob-size N]")
 		return 2
 	}
-	if err := bench.ServeFixtures(ctx, *dir, *size, *addrs); err != nil {
+	if err := fixtures.Serve(ctx, *dir, *size, *addrs); err != nil {
 		fmt.Fprintf(stderr, "bench fixtures: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func signer(ctx context.Context, args []string, stderr io.Writer) int {
+func runSigner(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench signer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:0", "address to serve on")
@@ -107,14 +110,14 @@ func signer(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: bench signer -listen ADDR -key FILE")
 		return 2
 	}
-	if err := bench.ServeSigner(ctx, *listen, *key); err != nil {
+	if err := signer.Serve(ctx, *listen, *key); err != nil {
 		fmt.Fprintf(stderr, "bench signer: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) int {
+func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "usage: bench serve gateway|tokenserver -config FILE -pprof ADDR")
 		return 2
@@ -127,7 +130,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: bench serve gateway|tokenserver -config FILE -pprof ADDR")
 		return 2
 	}
-	if err := bench.ServeProfiled(ctx, args[0], *config, *pprofAddr, stderr); err != nil {
+	if err := profile.Serve(ctx, args[0], *config, *pprofAddr, stderr); err != nil {
 		fmt.Fprintf(stderr, "bench serve: %v\n", err)
 		return 1
 	}

@@ -10,6 +10,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/bench/fixtures"
+	"github.com/acme/registry-gateway/internal/bench/nginx"
+	"github.com/acme/registry-gateway/internal/bench/profile"
+	"github.com/acme/registry-gateway/internal/bench/report"
+	"github.com/acme/registry-gateway/internal/bench/signer"
 )
 
 // TestMain lets the test binary stand in for cmd/bench when the harness
@@ -22,12 +28,12 @@ func TestMain(m *testing.M) {
 		case "fixtures":
 			var size int64
 			if size, err = strconv.ParseInt(flagValue("-blob-size"), 10, 64); err == nil {
-				err = ServeFixtures(ctx, flagValue("-dir"), size, flagValue("-addrs"))
+				err = fixtures.Serve(ctx, flagValue("-dir"), size, flagValue("-addrs"))
 			}
 		case "signer":
-			err = ServeSigner(ctx, flagValue("-listen"), flagValue("-key"))
+			err = signer.Serve(ctx, flagValue("-listen"), flagValue("-key"))
 		case "serve":
-			err = ServeProfiled(ctx, os.Args[2], flagValue("-config"), flagValue("-pprof"), os.Stderr)
+			err = profile.Serve(ctx, os.Args[2], flagValue("-config"), flagValue("-pprof"), os.Stderr)
 		default:
 			os.Exit(m.Run())
 		}
@@ -96,7 +102,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var raw Report
+	var raw report.Report
 	if err := json.Unmarshal(data, &raw); err != nil {
 		t.Fatalf("latest.json: %v", err)
 	}
@@ -104,7 +110,7 @@ func TestSmoke(t *testing.T) {
 		t.Error(err)
 	}
 
-	contenders := func(list []*Series) map[string]bool {
+	contenders := func(list []*report.Series) map[string]bool {
 		m := map[string]bool{}
 		for _, s := range list {
 			if len(s.Rounds) != 1 || s.Summary.Requests == 0 {
@@ -127,8 +133,8 @@ func TestSmoke(t *testing.T) {
 	wantAll("blob", contenders(rep.Blob), "direct")
 	if gateway {
 		wantAll("manifest", contenders(rep.Manifest), "gateway", "gateway+cache")
-		for _, g := range []string{GroupTag, GroupDigest} {
-			if len(inGroup(rep.Manifest, g)) == 0 {
+		for _, g := range []string{report.GroupTag, report.GroupDigest} {
+			if len(report.InGroup(rep.Manifest, g)) == 0 {
 				t.Errorf("manifest: no %q series", g)
 			}
 		}
@@ -144,7 +150,7 @@ func TestSmoke(t *testing.T) {
 	} else {
 		t.Log("cmd/gateway does not build yet: its contenders were skipped")
 	}
-	if nginxVersion() != "" {
+	if nginx.Version() != "" {
 		wantAll("manifest", contenders(rep.Manifest), "nginx")
 	}
 	if l := rep.Licence; l == nil || len(l.Warm) == 0 || l.Herd == nil || l.ColdCalls == 0 {
@@ -160,5 +166,22 @@ func TestSmoke(t *testing.T) {
 	}
 	if len(rep.Micro) == 0 || len(rep.Targets) == 0 {
 		t.Errorf("%d micro-benchmarks, %d targets", len(rep.Micro), len(rep.Targets))
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	o := DefaultOptions()
+	if err := o.validate(); err != nil {
+		t.Fatalf("default options: %v", err)
+	}
+	o.Rounds, o.Concurrency, o.BlobSize, o.Workloads = 0, []int{0}, 1, []string{WorkloadManifest, "nope"}
+	err := o.validate()
+	for _, want := range []string{"rounds must be at least 1", "concurrency levels", "blob size", `unknown workload "nope"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("validate = %v, want %q among the problems", err, want)
+		}
+	}
+	if !o.wants(WorkloadManifest) || o.wants(WorkloadToken) {
+		t.Errorf("wants: %v", o.Workloads)
 	}
 }
