@@ -15,10 +15,14 @@ import (
 	"github.com/acme/registry-gateway/internal/license"
 )
 
+// tokenPath is the path and query of a token request for pull on the
+// fixtures' repository, as docker asks.
 func tokenPath(user string) string {
 	return "/token?account=" + url.QueryEscape(user) + "&scope=" + url.QueryEscape("repository:"+fixtures.Repo+":pull") + "&service=" + fixtures.Service
 }
 
+// tokenRequest renders a token request of user with its API token as
+// the Basic password.
 func tokenRequest(addr, user, apiToken string) []byte {
 	return loadgen.RenderGET(addr, tokenPath(user), "Authorization: Basic "+base64.StdEncoding.EncodeToString([]byte(user+":"+apiToken)))
 }
