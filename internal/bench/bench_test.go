@@ -3,56 +3,29 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"fmt"
+	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/acme/registry-gateway/internal/bench/fixtures"
 	"github.com/acme/registry-gateway/internal/bench/nginx"
-	"github.com/acme/registry-gateway/internal/bench/profile"
 	"github.com/acme/registry-gateway/internal/bench/report"
-	"github.com/acme/registry-gateway/internal/bench/signer"
 )
 
 // TestMain lets the test binary stand in for cmd/bench when the harness
-// re-executes itself as `fixtures` or `signer`.
+// re-executes itself as `fixtures`, `signer` or `serve`.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 {
-		ctx := context.Background()
-		var err error
-		switch os.Args[1] {
-		case "fixtures":
-			var size int64
-			if size, err = strconv.ParseInt(flagValue("-blob-size"), 10, 64); err == nil {
-				err = fixtures.Serve(ctx, flagValue("-dir"), size, flagValue("-addrs"))
-			}
-		case "signer":
-			err = signer.Serve(ctx, flagValue("-listen"), flagValue("-key"))
-		case "serve":
-			err = profile.Serve(ctx, os.Args[2], flagValue("-config"), flagValue("-pprof"), os.Stderr)
-		default:
-			os.Exit(m.Run())
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	code, ok := Helper(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if ok {
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
-}
-
-func flagValue(name string) string {
-	for i, a := range os.Args {
-		if a == name && i+1 < len(os.Args) {
-			return os.Args[i+1]
-		}
-	}
-	return ""
 }
 
 // TestSmoke runs the whole harness with tiny counts and checks the shape of
@@ -183,5 +156,32 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	if !o.wants(WorkloadManifest) || o.wants(WorkloadToken) {
 		t.Errorf("wants: %v", o.Workloads)
+	}
+}
+
+func TestHelperArgs(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"fixtures", "-dir", "x"}, 2, "usage: bench fixtures"},
+		{[]string{"signer"}, 2, "usage: bench signer"},
+		{[]string{"signer", "-key", filepath.Join(t.TempDir(), "missing.pem")}, 1, "bench signer: "},
+		{[]string{"serve"}, 2, "usage: bench serve"},
+		{[]string{"serve", "gateway"}, 2, "usage: bench serve"},
+		{[]string{"serve", "nothing", "-config", "x.yaml"}, 1, `unknown server "nothing"`},
+	} {
+		var stderr strings.Builder
+		code, ok := Helper(ctx, tc.args, &stderr)
+		if !ok || code != tc.code || !strings.Contains(stderr.String(), tc.msg) {
+			t.Errorf("Helper(%q) = %d, %v, %q; want %d and %q", tc.args, code, ok, stderr.String(), tc.code, tc.msg)
+		}
+	}
+	for _, args := range [][]string{nil, {"-test.run", "X"}, {"manifest"}} {
+		if _, ok := Helper(ctx, args, io.Discard); ok {
+			t.Errorf("Helper(%q) ran a helper", args)
+		}
 	}
 }
