@@ -5,12 +5,12 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/acme/registry-gateway/internal/bench/fixtures"
 	"github.com/acme/registry-gateway/internal/bench/loadgen"
+	"github.com/acme/registry-gateway/internal/bench/pull"
 	"github.com/acme/registry-gateway/internal/bench/report"
 	"github.com/acme/registry-gateway/internal/license"
 )
@@ -18,7 +18,7 @@ import (
 // tokenPath is the path and query of a token request for pull on the
 // fixtures' repository, as docker asks.
 func tokenPath(user string) string {
-	return "/token?account=" + url.QueryEscape(user) + "&scope=" + url.QueryEscape("repository:"+fixtures.Repo+":pull") + "&service=" + fixtures.Service
+	return pull.TokenPath(user, fixtures.Repo, fixtures.Service)
 }
 
 // tokenRequest renders a token request of user with its API token as
