@@ -65,6 +65,9 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if i, j := strings.Index(string(md), "## Targets"), strings.Index(string(md), "## How it is measured"); i < 0 || j < i {
+		t.Error("the targets table is not the report's first section")
+	}
 	for _, want := range []string{"# Benchmarks", "## Targets", "## 1. Manifest GET", "## 2. Token issuance",
 		"### Licence API calls", "## 3. Blob streaming", "## 4. Go micro-benchmarks", "| 4 | direct (baseline) |"} {
 		if !strings.Contains(string(md), want) {
@@ -102,7 +105,32 @@ func TestSmoke(t *testing.T) {
 	}
 	gateway := !strings.Contains(strings.Join(rep.Notes, "\n"), "gateway was not built")
 	wantAll("manifest", contenders(rep.Manifest), "direct")
+	wantAll("pull", contenders(rep.Pull), "direct")
 	wantAll("token", contenders(rep.Token), "ES256 bare", "RS256 bare", "ES256 file", "ES256 http warm", "ES256 http cold")
+	if gateway {
+		wantAll("token", contenders(rep.Token), "ES256 file x5c", "ES256 file info", report.TokenShipped)
+		wantAll("pull", contenders(rep.Pull), report.ContenderGatewayShipped)
+		for _, want := range []string{"## Headline: docker pull", "| docker pull mix, gateway (shipped config) vs direct, c=4 | ≥ 0.90× |",
+			"| 4 | ES256 file shipped |", "| 4 | gateway (shipped config) |"} {
+			if !strings.Contains(string(md), want) {
+				t.Errorf("report lacks %q", want)
+			}
+		}
+		// Every pull was whole (the harness checks it) and counted.
+		counted := map[string]bool{}
+		for _, c := range rep.PullCounts {
+			counted[c.Contender] = c.Pulls > 0 && c.Redirects == 4*c.Pulls // the config and 3 layers
+		}
+		if !counted[report.ContenderGatewayShipped] || !counted[report.ContenderDirect] {
+			t.Errorf("pull counts %+v", rep.PullCounts)
+		}
+	}
+	if nginx.HasLua() {
+		wantAll("pull", contenders(rep.Pull), report.ContenderNginxLua, report.ContenderNginx)
+		if gateway && !strings.Contains(string(md), "| docker pull mix, gateway (shipped config) vs nginx+lua (article), c=4 | > 1.00× |") {
+			t.Error("report lacks the pull target against the article's nginx + Lua")
+		}
+	}
 	wantAll("blob", contenders(rep.Blob), "direct")
 	if gateway {
 		wantAll("manifest", contenders(rep.Manifest), "gateway", "gateway+cache")

@@ -114,22 +114,56 @@ func (h *harness) startGateway(ctx context.Context, name, cache string) (*proc.P
 // tokenServer is one token service under test.
 type tokenServer struct {
 	alg, backend string
+	conf         tokenConf
 	addr         string
 	proc         *proc.Proc
 }
 
-func tokenServerName(alg, backend string) string {
-	return "tokenserver-" + strings.ToLower(alg) + "-" + backend
+// tokenConf is what a token server under test logs and signs with beyond
+// the bare configuration (log_level warn, no signing_cert).
+type tokenConf struct {
+	// name is added to the server's name; empty for the bare
+	// configuration.
+	name string
+	// info: log_level info, as shipped: the audit line and the access line
+	// of every token go to the log (the process's stderr, a file).
+	info bool
+	// x5c: signing_cert set, as shipped: every token carries the
+	// certificate.
+	x5c bool
+}
+
+// Token server configurations measured side by side: the cost of each
+// shipped setting alone, then both, as deploy/tokenserver.yaml ships.
+var (
+	tokenBare    = tokenConf{}
+	tokenX5C     = tokenConf{name: "x5c", x5c: true}
+	tokenInfo    = tokenConf{name: "info", info: true}
+	tokenShipped = tokenConf{name: "shipped", info: true, x5c: true}
+)
+
+func tokenServerName(alg, backend string, conf tokenConf) string {
+	n := "tokenserver-" + strings.ToLower(alg) + "-" + backend
+	if conf.name != "" {
+		n += "-" + conf.name
+	}
+	return n
 }
 
 // writeTokenConfig writes the configuration of a token service under test
 // (and, for the file backend, its accounts).
-func (h *harness) writeTokenConfig(alg, backend string) (cfgPath, addr string, err error) {
+func (h *harness) writeTokenConfig(alg, backend string, conf tokenConf) (cfgPath, addr string, err error) {
 	if addr, err = proc.FreeAddr(); err != nil {
 		return "", "", err
 	}
-	name := tokenServerName(alg, backend)
+	name := tokenServerName(alg, backend, conf)
 	ts := fixtures.TokenServer{Listen: addr, SigningKey: h.keys[alg].Private, LogLevel: "warn"}
+	if conf.info {
+		ts.LogLevel = "info"
+	}
+	if conf.x5c {
+		ts.SigningCert = h.keys[alg].Cert
+	}
 	switch backend {
 	case "file":
 		users := make([]string, h.opts.Accounts)
@@ -151,8 +185,8 @@ func (h *harness) writeTokenConfig(alg, backend string) (cfgPath, addr string, e
 
 // startTokenServer starts the bare signer or bin/tokenserver; nil when the
 // latter was not built.
-func (h *harness) startTokenServer(ctx context.Context, alg, backend string) (*tokenServer, error) {
-	ts := &tokenServer{alg: alg, backend: backend}
+func (h *harness) startTokenServer(ctx context.Context, alg, backend string, conf tokenConf) (*tokenServer, error) {
+	ts := &tokenServer{alg: alg, backend: backend, conf: conf}
 	if backend == "bare" {
 		addr, err := proc.FreeAddr()
 		if err != nil {
@@ -167,13 +201,13 @@ func (h *harness) startTokenServer(ctx context.Context, alg, backend string) (*t
 	if !ok {
 		return nil, nil
 	}
-	cfgPath, addr, err := h.writeTokenConfig(alg, backend)
+	cfgPath, addr, err := h.writeTokenConfig(alg, backend, conf)
 	if err != nil {
 		return nil, err
 	}
 	ts.addr = addr
-	ts.proc, err = h.start(ctx, tokenServerName(alg, backend), bin, []string{"-config", cfgPath}, "http://"+addr+"/healthz", 200)
+	ts.proc, err = h.start(ctx, ts.name(), bin, []string{"-config", cfgPath}, "http://"+addr+"/healthz", 200)
 	return ts, err
 }
 
-func (ts *tokenServer) name() string { return tokenServerName(ts.alg, ts.backend) }
+func (ts *tokenServer) name() string { return tokenServerName(ts.alg, ts.backend, ts.conf) }

@@ -3,14 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
-	"path/filepath"
-	"time"
 
 	"github.com/acme/registry-gateway/internal/bench/fixtures"
 	"github.com/acme/registry-gateway/internal/bench/loadgen"
-	"github.com/acme/registry-gateway/internal/bench/nginx"
-	"github.com/acme/registry-gateway/internal/bench/proc"
-	"github.com/acme/registry-gateway/internal/bench/procstat"
 	"github.com/acme/registry-gateway/internal/bench/report"
 )
 
@@ -49,27 +44,13 @@ func (h *harness) runManifest(ctx context.Context) error {
 		defer h.stop(gw)
 		servers = append(servers, server{name: g.name, addr: addr, pids: []int{gw.PID()}})
 	}
-	if nginx.Version() == "" {
-		h.note("nginx contender skipped: %s not found (apt-get install nginx-light)", nginx.Path)
-	} else {
-		addr, err := proc.FreeAddr()
-		if err != nil {
-			return err
-		}
-		ngx, err := nginx.Start(filepath.Join(h.tmp, "nginx"), addr, fx.Registry, fixtures.UpstreamBasic(), h.report.Env.CPUs)
-		if err != nil {
-			return err
-		}
-		h.procs = append(h.procs, ngx)
+	ngx, addr, pids, err := h.startNginx(ctx, WorkloadManifest)
+	if err != nil {
+		return err
+	}
+	if ngx != nil {
 		defer h.stop(ngx)
-		if err := proc.WaitReady(ctx, ngx, "http://"+addr+"/v2/", 30*time.Second, 200); err != nil {
-			return err
-		}
-		workers, err := procstat.Children(ngx.PID())
-		if err != nil {
-			return err
-		}
-		servers = append(servers, server{name: report.ContenderNginx, addr: addr, pids: append([]int{ngx.PID()}, workers...)})
+		servers = append(servers, server{name: report.ContenderNginx, addr: addr, pids: pids})
 	}
 	for _, g := range []struct{ group, path string }{{report.GroupTag, tagPath}, {report.GroupDigest, digestPath}} {
 		p := g.path

@@ -113,11 +113,11 @@ func (h *harness) runProfile(ctx context.Context) error {
 		descs = append(descs, fmt.Sprintf("%d concurrent blob streams through the gateway (the RSS test)", h.opts.Streams))
 	}
 	if _, ok := h.bins["tokenserver"]; ok {
-		cfg, addr, err := h.writeTokenConfig("ES256", "file")
+		cfg, addr, err := h.writeTokenConfig("ES256", "file", tokenBare)
 		if err != nil {
 			return err
 		}
-		name := tokenServerName("ES256", "file")
+		name := tokenServerName("ES256", "file", tokenBare)
 		reqs := make([][]byte, h.opts.Accounts)
 		for i := range reqs {
 			u := accountName(name, i)

@@ -48,57 +48,70 @@ func (h *harness) runToken(ctx context.Context) error {
 		base  fixtures.LicenceStats
 	}
 	var warm []warmSet
+	type server struct {
+		alg, backend string
+		conf         tokenConf
+	}
+	var list []server
 	for _, alg := range []string{"ES256", "RS256"} {
 		for _, backend := range []string{"bare", "file", "http"} {
-			ts, err := h.startTokenServer(ctx, alg, backend)
-			if err != nil {
-				return err
+			list = append(list, server{alg, backend, tokenBare})
+			if alg == "ES256" && backend == "file" {
+				// The shipped configuration, and each of its settings alone.
+				list = append(list, server{alg, backend, tokenX5C}, server{alg, backend, tokenInfo}, server{alg, backend, tokenShipped})
 			}
-			if ts == nil {
-				continue
-			}
-			servers = append(servers, ts)
-			addr, name := ts.addr, ts.name()
-			warmReqs := make([][]byte, h.opts.Accounts)
-			for i := range warmReqs {
-				u := accountName(name, i)
-				warmReqs[i] = tokenRequest(addr, u, fixtures.APIToken(u))
-			}
-			warmOp := func(int, int) loadgen.NewOp {
-				return loadgen.VaryingOp(addr, func(w, i int) []byte { return warmReqs[(w*7+i)%len(warmReqs)] }, 200, -1)
-			}
-			switch backend {
-			case "bare":
-				cs = append(cs, contender{name: alg + " bare", baseline: true, pids: []int{ts.proc.PID()}, newOp: warmOp})
-			case "file":
-				cs = append(cs, contender{name: alg + " file", pids: []int{ts.proc.PID()}, newOp: warmOp})
-			case "http":
-				if alg == "ES256" {
-					herd, err := h.licenceHerd(ctx, ts)
-					if err != nil {
-						return err
-					}
-					lic.Herd = herd
-				}
-				base, err := h.fix.LicenceStats(ctx)
+		}
+	}
+	for _, sv := range list {
+		alg, backend := sv.alg, sv.backend
+		ts, err := h.startTokenServer(ctx, alg, backend, sv.conf)
+		if err != nil {
+			return err
+		}
+		if ts == nil {
+			continue
+		}
+		servers = append(servers, ts)
+		addr, name := ts.addr, ts.name()
+		warmReqs := make([][]byte, h.opts.Accounts)
+		for i := range warmReqs {
+			u := accountName(name, i)
+			warmReqs[i] = tokenRequest(addr, u, fixtures.APIToken(u))
+		}
+		warmOp := func(int, int) loadgen.NewOp {
+			return loadgen.VaryingOp(addr, func(w, i int) []byte { return warmReqs[(w*7+i)%len(warmReqs)] }, 200, -1)
+		}
+		switch backend {
+		case "bare":
+			cs = append(cs, contender{name: alg + " bare", baseline: true, pids: []int{ts.proc.PID()}, newOp: warmOp})
+		case "file":
+			cs = append(cs, contender{name: strings.TrimSpace(alg + " file " + sv.conf.name), pids: []int{ts.proc.PID()}, newOp: warmOp})
+		case "http":
+			if alg == "ES256" {
+				herd, err := h.licenceHerd(ctx, ts)
 				if err != nil {
 					return err
 				}
-				ws := warmSet{ts: ts, start: time.Now(), base: base}
-				// Every account asked once: the cache is warm.
-				if _, err := loadgen.RunCell(ctx, loadgen.Cell{Concurrency: 8, Requests: len(warmReqs), MaxTime: time.Minute},
-					loadgen.VaryingOp(addr, func(w, i int) []byte { return warmReqs[(w+8*i)%len(warmReqs)] }, 200, -1)); err != nil {
-					return fmt.Errorf("warming %s: %w", name, err)
-				}
-				warm = append(warm, ws)
-				cs = append(cs, contender{name: alg + " http warm", pids: []int{ts.proc.PID()}, newOp: warmOp})
-				cs = append(cs, contender{name: alg + " http cold", pids: []int{ts.proc.PID()}, newOp: func(r, c int) loadgen.NewOp {
-					return loadgen.VaryingOp(addr, func(w, i int) []byte {
-						u := fmt.Sprintf("%s-cold-r%d-c%d-w%d-%d@bench.example", name, r, c, w, i)
-						return tokenRequest(addr, u, fixtures.APIToken(u))
-					}, 200, -1)
-				}})
+				lic.Herd = herd
 			}
+			base, err := h.fix.LicenceStats(ctx)
+			if err != nil {
+				return err
+			}
+			ws := warmSet{ts: ts, start: time.Now(), base: base}
+			// Every account asked once: the cache is warm.
+			if _, err := loadgen.RunCell(ctx, loadgen.Cell{Concurrency: 8, Requests: len(warmReqs), MaxTime: time.Minute},
+				loadgen.VaryingOp(addr, func(w, i int) []byte { return warmReqs[(w+8*i)%len(warmReqs)] }, 200, -1)); err != nil {
+				return fmt.Errorf("warming %s: %w", name, err)
+			}
+			warm = append(warm, ws)
+			cs = append(cs, contender{name: alg + " http warm", pids: []int{ts.proc.PID()}, newOp: warmOp})
+			cs = append(cs, contender{name: alg + " http cold", pids: []int{ts.proc.PID()}, newOp: func(r, c int) loadgen.NewOp {
+				return loadgen.VaryingOp(addr, func(w, i int) []byte {
+					u := fmt.Sprintf("%s-cold-r%d-c%d-w%d-%d@bench.example", name, r, c, w, i)
+					return tokenRequest(addr, u, fixtures.APIToken(u))
+				}, 200, -1)
+			}})
 		}
 	}
 	series, err := h.interleave(ctx, WorkloadToken, cs, h.opts.Concurrency, h.opts.Rounds, h.cell)

@@ -4,6 +4,7 @@ import "context"
 
 // Workload names, as -workloads takes them.
 const (
+	WorkloadPull     = "pull"
 	WorkloadManifest = "manifest"
 	WorkloadToken    = "token"
 	WorkloadBlob     = "blob"
@@ -27,6 +28,7 @@ type workload struct {
 // of report.Markdown.
 var workloads = []workload{
 	{WorkloadMicro, false, (*harness).runMicro},
+	{WorkloadPull, true, (*harness).runPull},
 	{WorkloadManifest, true, (*harness).runManifest},
 	{WorkloadToken, true, (*harness).runToken},
 	{WorkloadBlob, true, (*harness).runBlob},

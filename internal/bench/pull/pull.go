@@ -276,11 +276,12 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 
 var _ io.Writer = (*limitedBuffer)(nil)
 
-// NewOp is the pull as a load generator op: each worker is one client
-// with its own connections; every pull adds to stats once the cell is done.
-func NewOp(addr string, im *Image, auth Auth, stats func(Stats)) loadgen.NewOp {
-	return func(int) (loadgen.Op, func(), error) {
-		c, err := NewClient(addr, im, auth)
+// NewOp is the pull as a load generator op: worker w is one client, with
+// its own connections, authenticating with auth(w); the counts of its
+// pulls (warm-up included) go to stats when the cell is done.
+func NewOp(addr string, im *Image, auth func(w int) Auth, stats func(Stats)) loadgen.NewOp {
+	return func(w int) (loadgen.Op, func(), error) {
+		c, err := NewClient(addr, im, auth(w))
 		if err != nil {
 			return nil, nil, err
 		}

@@ -148,7 +148,7 @@ func TestPullWithBasic(t *testing.T) {
 	f := &fakeRegistry{im: im}
 	addr := start(t, f)
 	var total Stats
-	newOp := NewOp(addr, im, Auth{Header: "Authorization: Basic dTpw"}, func(s Stats) { total.Add(s) })
+	newOp := NewOp(addr, im, func(int) Auth { return Auth{Header: "Authorization: Basic dTpw"} }, func(s Stats) { total.Add(s) })
 	op, done, err := newOp(0)
 	if err != nil {
 		t.Fatal(err)

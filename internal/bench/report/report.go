@@ -18,6 +18,7 @@ import (
 	"github.com/acme/registry-gateway/internal/bench/loadgen"
 	"github.com/acme/registry-gateway/internal/bench/micro"
 	"github.com/acme/registry-gateway/internal/bench/procstat"
+	"github.com/acme/registry-gateway/internal/bench/pull"
 )
 
 // Names of groups and contenders that the targets look for.
@@ -33,7 +34,18 @@ const (
 	ContenderGatewayCache = "gateway+cache"
 	ContenderNginx        = "nginx"
 	ContenderGatewayBlobs = "gateway (proxy_blobs)"
+	// The pull workload's: the gateway and token service as shipped, and
+	// the article's nginx + Lua licence check.
+	ContenderGatewayShipped = "gateway (shipped config)"
+	ContenderNginxLua       = "nginx+lua (article)"
+	// TokenShipped is the token service at deploy/tokenserver.yaml's
+	// settings (log_level info, signing_cert), file backend.
+	TokenShipped = "ES256 file shipped"
 )
+
+// licenceCheckers are the pull contenders that check a licence, which the
+// gateway must beat.
+var licenceCheckers = []string{ContenderNginxLua}
 
 // Params are the settings of a run that the report states.
 type Params struct {
@@ -230,21 +242,33 @@ func (t Target) mark() string {
 
 // Report is everything a run measured; results/latest.json holds it whole.
 type Report struct {
-	Started  time.Time       `json:"started"`
-	Duration time.Duration   `json:"duration_ns"`
-	Env      Env             `json:"env"`
-	Options  map[string]any  `json:"options"`
-	Manifest []*Series       `json:"manifest,omitempty"`
-	Token    []*Series       `json:"token,omitempty"`
-	Licence  *LicenceReport  `json:"licence,omitempty"`
-	Blob     []*Series       `json:"blob,omitempty"`
-	RSS      *RSSReport      `json:"rss,omitempty"`
-	Micro    []micro.Result  `json:"micro,omitempty"`
-	Profiles []ProfileResult `json:"profiles,omitempty"`
-	Targets  []Target        `json:"targets,omitempty"`
-	Notes    []string        `json:"notes,omitempty"`
-	// ManifestInfo describes the request of the manifest workload.
+	Started  time.Time      `json:"started"`
+	Duration time.Duration  `json:"duration_ns"`
+	Env      Env            `json:"env"`
+	Options  map[string]any `json:"options"`
+	Pull     []*Series      `json:"pull,omitempty"`
+	// PullCounts are what each contender's pulls did (warm-up included),
+	// checked to be whole pulls.
+	PullCounts []PullCount     `json:"pull_counts,omitempty"`
+	Manifest   []*Series       `json:"manifest,omitempty"`
+	Token      []*Series       `json:"token,omitempty"`
+	Licence    *LicenceReport  `json:"licence,omitempty"`
+	Blob       []*Series       `json:"blob,omitempty"`
+	RSS        *RSSReport      `json:"rss,omitempty"`
+	Micro      []micro.Result  `json:"micro,omitempty"`
+	Profiles   []ProfileResult `json:"profiles,omitempty"`
+	Targets    []Target        `json:"targets,omitempty"`
+	Notes      []string        `json:"notes,omitempty"`
+	// ManifestInfo describes the request of the manifest workload,
+	// PullInfo the pull.
 	ManifestInfo string `json:"manifest_info,omitempty"`
+	PullInfo     string `json:"pull_info,omitempty"`
+}
+
+// PullCount is what one contender's pulls did.
+type PullCount struct {
+	Contender string `json:"contender"`
+	pull.Stats
 }
 
 // ProfileResult is one profile of the profile pass.
@@ -300,7 +324,7 @@ func Save(r *Report, p Params, f Files) error {
 func CSV(r *Report) []byte {
 	var b bytes.Buffer
 	b.WriteString("workload,group,contender,concurrency,round,requests,errors,elapsed_s,rps,mbps,p50_ms,p99_ms,max_ms,server_cpu_us,upstream_cpu_us\n")
-	for _, group := range [][]*Series{r.Manifest, r.Token, r.Blob} {
+	for _, group := range [][]*Series{r.Pull, r.Manifest, r.Token, r.Blob} {
 		for _, s := range group {
 			for i, x := range s.Rounds {
 				fmt.Fprintf(&b, "%s,%s,%s,%d,%d,%d,%d,%.4f,%.1f,%.1f,%.4f,%.4f,%.4f,%.1f,%.1f\n", s.Workload, s.Group, s.Contender, s.Concurrency, i+1,
@@ -395,7 +419,8 @@ func ratio(s, base *Series, mb bool) (med, lo, hi float64) {
 
 // Evaluate checks the targets against what r measured.
 func Evaluate(r *Report, p Params) []Target {
-	var ts []Target
+	ts := pullTargets(r)
+	ts = append(ts, cpuTargets(r)...)
 	// Each manifest target row gives the pass-through gateway (cache off:
 	// every request upstream, as the first pull of a new tag or digest) and
 	// the cached one (repeated pulls) with a verdict each.
@@ -441,7 +466,7 @@ func Evaluate(r *Report, p Params) []Target {
 				Got: fmt.Sprintf("%.2f× (%.0f vs %.0f MB/s)", q, gw.Summary.MBps, direct.Summary.MBps), Met: q >= 0.8})
 		}
 	}
-	for _, name := range []string{"ES256 file", "ES256 http warm"} {
+	for _, name := range []string{TokenShipped, "ES256 file", "ES256 http warm"} {
 		if s := find(r.Token, name, 16); s != nil {
 			ts = append(ts, Target{Name: "tokens/s, " + name + ", c=16", Want: "≥ 10,000/s",
 				Got: fmt.Sprintf("%.0f/s", s.Summary.RPS), Met: s.Summary.RPS >= 10_000})
@@ -466,6 +491,48 @@ func Evaluate(r *Report, p Params) []Target {
 	if s := r.RSS; s != nil {
 		ts = append(ts, Target{Name: fmt.Sprintf("gateway peak RSS, %d concurrent blob streams", s.Streams), Want: "≤ 64 MiB",
 			Got: fmt.Sprintf("%.1f MiB (idle %.1f MiB)", mib(s.Peak.HWM), mib(s.Idle.HWM)), Met: s.Peak.HWM <= 64<<20 && s.Started == s.Streams})
+	}
+	return ts
+}
+
+// pullTargets: at each concurrency, the gateway as shipped pulls at least
+// 0.9× as fast as the registry itself, and faster than every contender
+// that checks a licence.
+func pullTargets(r *Report) []Target {
+	var ts []Target
+	for _, c := range concurrencies(r.Pull) {
+		gw := find(r.Pull, ContenderGatewayShipped, c)
+		if gw == nil {
+			continue
+		}
+		if d := find(r.Pull, ContenderDirect, c); d != nil && d.Summary.RPS > 0 {
+			q, lo, hi := ratio(gw, d, false)
+			ts = append(ts, Target{Name: fmt.Sprintf("docker pull mix, gateway (shipped config) vs direct, c=%d", c), Want: "≥ 0.90×",
+				Got: fmt.Sprintf("%s (%s vs %s pulls/s)", fmtRatio(q, lo, hi), fmtNum(gw.Summary.RPS), fmtNum(d.Summary.RPS)), Met: q >= 0.9})
+		}
+		for _, name := range licenceCheckers {
+			if o := find(r.Pull, name, c); o != nil && o.Summary.RPS > 0 {
+				q, lo, hi := ratio(gw, o, false)
+				ts = append(ts, Target{Name: fmt.Sprintf("docker pull mix, gateway (shipped config) vs %s, c=%d", name, c), Want: "> 1.00×",
+					Got: fmt.Sprintf("%s (%s vs %s pulls/s)", fmtRatio(q, lo, hi), fmtNum(gw.Summary.RPS), fmtNum(o.Summary.RPS)), Met: q > 1})
+			}
+		}
+	}
+	return ts
+}
+
+// cpuTargets: the pass-through gateway's server CPU per manifest GET (by
+// tag, cache off) is at most nginx's × 1.2, both read in the same run.
+func cpuTargets(r *Report) []Target {
+	var ts []Target
+	for _, c := range concurrencies(r.Manifest) {
+		gw, ngx := findIn(r.Manifest, GroupTag, ContenderGateway, c), findIn(r.Manifest, GroupTag, ContenderNginx, c)
+		if gw == nil || ngx == nil || gw.Summary.ServerCPU == 0 || ngx.Summary.ServerCPU == 0 {
+			continue
+		}
+		q := float64(gw.Summary.ServerCPU) / float64(ngx.Summary.ServerCPU)
+		ts = append(ts, Target{Name: fmt.Sprintf("pass-through server CPU per manifest GET, gateway vs nginx, c=%d", c), Want: "≤ 1.20×",
+			Got: fmt.Sprintf("%.2f× (%.0f vs %.0f µs)", q, us(gw.Summary.ServerCPU), us(ngx.Summary.ServerCPU)), Met: q <= 1.2})
 	}
 	return ts
 }
@@ -548,15 +615,6 @@ func Markdown(r *Report, o Params, notes []byte) []byte {
 		p(", %s", r.Env.Nginx)
 	}
 	p(".\n\n")
-	p("## How it is measured\n\n")
-	p("- Every server under test is a separate process: `bin/gateway` and `bin/tokenserver` are built with `go build` from this tree, configured through their YAML files in a temporary directory. ")
-	p("The load generator (`internal/bench/loadgen`, a lean HTTP/1.1 keep-alive client) runs in the harness process; the fixtures (the upstream registry — a stock distribution registry, the same one for every contender —, a fake S3 store, a licence API answering in 5 ms) run in another process.\n")
-	p("- **Interleaved**: in each of %d rounds every contender is measured at every concurrency level, the order of the contenders rotating from round to round, so that noise hits all alike. Tables give the **median over the rounds** with the **min–max** in brackets; ratios are of medians, with the min–max of the per-round ratios in brackets.\n", o.Rounds)
-	p("- A cell is %s requests or %s, whichever ends first, after %d unmeasured warm-up requests per worker on kept-alive connections; a worker is one connection. Latencies are per request, p50/p99 by nearest rank.\n", addCommas(fmt.Sprint(o.CellRequests)), o.CellTime, o.Warmup)
-	p("- **%d cores shared**: the load generator, the server under test and the upstream all compete for the same cores. That is inherent to a one-machine benchmark: absolute numbers are lower bounds of what a server does alone, and a contender that costs more CPU per request also takes CPU from the upstream. Ratios from the same run are the meaningful part.\n", r.Env.CPUs)
-	p("- **CPU µs/request** is read from /proc/PID/stat around each cell: *server* is the contender's processes (gateway, nginx master and workers, token service), *fixtures* the fixtures process — the upstream registry for manifests, the licence API for tokens. It shows where the 2 cores go.\n")
-	p("- All traffic is on 127.0.0.1; every loop is bounded in count and time.\n\n")
-
 	if len(r.Targets) > 0 {
 		p("## Targets\n\n| target | want | this run | |\n|---|---|---|---|\n")
 		for _, t := range r.Targets {
@@ -568,6 +626,30 @@ func Markdown(r *Report, o Params, notes []byte) []byte {
 		}
 	}
 
+	p("## How it is measured\n\n")
+	p("- Every server under test is a separate process: `bin/gateway` and `bin/tokenserver` are built with `go build` from this tree, configured through their YAML files in a temporary directory. ")
+	p("The load generator (`internal/bench/loadgen`, a lean HTTP/1.1 keep-alive client) runs in the harness process; the fixtures (the upstream registry — a stock distribution registry, the same one for every contender —, a fake S3 store, a licence API answering in 5 ms) run in another process.\n")
+	p("- **Interleaved**: in each of %d rounds every contender is measured at every concurrency level, the order of the contenders rotating from round to round, so that noise hits all alike. Tables give the **median over the rounds** with the **min–max** in brackets; ratios are of medians, with the min–max of the per-round ratios in brackets.\n", o.Rounds)
+	p("- A cell is %s requests or %s, whichever ends first, after %d unmeasured warm-up requests per worker on kept-alive connections; a worker is one connection. Latencies are per request, p50/p99 by nearest rank.\n", addCommas(fmt.Sprint(o.CellRequests)), o.CellTime, o.Warmup)
+	p("- **%d cores shared**: the load generator, the server under test and the upstream all compete for the same cores. That is inherent to a one-machine benchmark: absolute numbers are lower bounds of what a server does alone, and a contender that costs more CPU per request also takes CPU from the upstream. Ratios from the same run are the meaningful part.\n", r.Env.CPUs)
+	p("- **CPU µs/request** is read from /proc/PID/stat around each cell: *server* is the contender's processes (gateway, nginx master and workers, token service), *fixtures* the fixtures process — the upstream registry for manifests, the licence API for tokens. It shows where the 2 cores go.\n")
+	p("- All traffic is on 127.0.0.1; every loop is bounded in count and time.\n\n")
+
+	if len(r.Pull) > 0 {
+		p("## Headline: docker pull\n\n%s\n\n", r.PullInfo)
+		p("- **direct**: the registry itself (the baseline); docker sends its Basic credential on every request, as to ECR.\n")
+		p("- **gateway (shipped config)**: `bin/gateway` with nothing but what a user must set (manifest cache, access log, log level and blob redirects as shipped), `/token` forwarded to `bin/tokenserver` as shipped (`log_level: info` with its audit line, `signing_cert` so every token carries `x5c`; file backend); CPU is both processes'.\n")
+		p("- **nginx+lua (article)**: the configuration of the article this product replaces, built in the bench (`internal/bench/nginx/lua.go` lists the few changes needed to run it): Basic credentials on every request, each checked with a licence API sub-request (5 ms), nothing cached.\n")
+		p("- **nginx**: `proxy_pass` with keep-alive, checking nothing.\n\n")
+		pullTable(&b, r.Pull)
+		if len(r.PullCounts) > 0 {
+			p("Every pull was checked whole (requests, redirects followed, bytes):")
+			for _, c := range r.PullCounts {
+				p(" %s %s pulls, %.0f requests and %.0f redirects each;", c.Contender, addCommas(fmt.Sprint(c.Pulls)), float64(c.Requests)/float64(c.Pulls), float64(c.Redirects)/float64(c.Pulls))
+			}
+			p(" warm-up included.\n\n")
+		}
+	}
 	if len(r.Manifest) > 0 {
 		p("## 1. Manifest GET\n\n")
 		p("%s\n\n", r.ManifestInfo)
@@ -671,6 +753,47 @@ func headLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// pullTable is the pull workload's table: pulls/s and the latency a pull
+// gains over the registry itself.
+func pullTable(b *bytes.Buffer, list []*Series) {
+	b.WriteString("| concurrency | contender | pulls/s median (min–max) | p50 | p99 | added p50 / p99 | × direct | CPU µs/pull: server + fixtures |\n|---|---|---|---|---|---|---|---|\n")
+	for _, s := range list {
+		base := baselineOf(list, s)
+		q, added, name := "–", "–", s.Contender
+		if s.Baseline {
+			name += " (baseline)"
+		} else if base != nil {
+			q = fmtRatio(ratio(s, base, false))
+			added = fmtAdded(s.Summary.P50-base.Summary.P50) + " / " + fmtAdded(s.Summary.P99-base.Summary.P99)
+		}
+		errs := ""
+		if s.Summary.Errors > 0 {
+			errs = fmt.Sprintf(" [%d errors]", s.Summary.Errors)
+		}
+		fmt.Fprintf(b, "| %d | %s | %s%s | %s | %s | %s | %s | %s |\n", s.Concurrency, name, fmtRate(s.Summary), errs,
+			fmtDur(s.Summary.P50), fmtDur(s.Summary.P99), added, q, fmtCPU(s.Summary))
+	}
+	b.WriteString("\n")
+}
+
+// fmtAdded is a latency difference, signed.
+func fmtAdded(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "±0"
+	case d < 0:
+		return "−" + fmtDur(-d)
+	}
+	return "+" + fmtDur(d)
+}
+
+func fmtCPU(s Summary) string {
+	if s.ServerCPU == 0 {
+		return fmt.Sprintf("– + %.0f", us(s.UpstreamCPU))
+	}
+	return fmt.Sprintf("%.0f + %.0f", us(s.ServerCPU), us(s.UpstreamCPU))
+}
+
 func seriesTable(b *bytes.Buffer, list []*Series, unit, vs string, mb bool) {
 	fmt.Fprintf(b, "| concurrency | contender | %s median (min–max) | p50 | p99 | %s | CPU µs/request: server + fixtures |\n|---|---|---|---|---|---|---|\n", unit, vs)
 	for _, s := range list {
@@ -686,11 +809,7 @@ func seriesTable(b *bytes.Buffer, list []*Series, unit, vs string, mb bool) {
 		if s.Summary.Errors > 0 {
 			errs = fmt.Sprintf(" [%d errors]", s.Summary.Errors)
 		}
-		cpu := fmt.Sprintf("%.0f + %.0f", us(s.Summary.ServerCPU), us(s.Summary.UpstreamCPU))
-		if s.Summary.ServerCPU == 0 {
-			cpu = fmt.Sprintf("– + %.0f", us(s.Summary.UpstreamCPU))
-		}
-		fmt.Fprintf(b, "| %d | %s | %s%s | %s | %s | %s | %s |\n", s.Concurrency, name, fmtRate(s.Summary), errs, fmtDur(s.Summary.P50), fmtDur(s.Summary.P99), q, cpu)
+		fmt.Fprintf(b, "| %d | %s | %s%s | %s | %s | %s | %s |\n", s.Concurrency, name, fmtRate(s.Summary), errs, fmtDur(s.Summary.P50), fmtDur(s.Summary.P99), q, fmtCPU(s.Summary))
 	}
 	b.WriteString("\n")
 }

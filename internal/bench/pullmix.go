@@ -1,0 +1,191 @@
+package bench
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/acme/registry-gateway/internal/bench/fixtures"
+	"github.com/acme/registry-gateway/internal/bench/loadgen"
+	"github.com/acme/registry-gateway/internal/bench/nginx"
+	"github.com/acme/registry-gateway/internal/bench/proc"
+	"github.com/acme/registry-gateway/internal/bench/procstat"
+	"github.com/acme/registry-gateway/internal/bench/pull"
+	"github.com/acme/registry-gateway/internal/bench/report"
+)
+
+// runPull is the headline: whole `docker pull`s of the multi-platform
+// image, many clients at once, through each contender as a user would run
+// it — the gateway at its shipped configuration with the token service at
+// its own, the article's nginx + Lua, plain nginx, and the registry itself.
+func (h *harness) runPull(ctx context.Context) error {
+	fx := h.fix.Addrs
+	im := &fx.Pull
+	h.report.PullInfo = fmt.Sprintf("`docker pull` of `%s:%s`, an index of %d platforms, fetching %s: %d layers, %d KiB in all. Per pull: %s.",
+		im.Repo, im.Tag, im.Platforms, im.Platform, len(im.Layers), im.Bytes()>>10,
+		"the token request with Basic credentials (where there is a token service), `HEAD` then `GET` of the index by tag, `GET` of the platform manifest by digest, then the config blob and each layer, each answered with a 307 to the S3 store that the client follows without the registry's credential")
+
+	var (
+		mu     sync.Mutex
+		counts = map[string]*pull.Stats{}
+	)
+	collect := func(name string) func(pull.Stats) {
+		return func(s pull.Stats) {
+			mu.Lock()
+			defer mu.Unlock()
+			if counts[name] == nil {
+				counts[name] = &pull.Stats{}
+			}
+			counts[name].Add(s)
+		}
+	}
+	op := func(name, addr string, auth func(int) pull.Auth) func(int, int) loadgen.NewOp {
+		return func(int, int) loadgen.NewOp { return pull.NewOp(addr, im, auth, collect(name)) }
+	}
+	fixed := func(a pull.Auth) func(int) pull.Auth { return func(int) pull.Auth { return a } }
+
+	cs := []contender{{name: report.ContenderDirect, baseline: true, newOp: op(report.ContenderDirect, fx.Registry,
+		fixed(pull.Auth{Header: "Authorization: Basic " + fixtures.UpstreamBasic()}))}}
+
+	gw, err := h.startShippedGateway(ctx)
+	if err != nil {
+		return err
+	}
+	if gw != nil {
+		defer gw.stop()
+		users := gw.token.name()
+		cs = append(cs, contender{name: report.ContenderGatewayShipped, pids: gw.pids, newOp: op(report.ContenderGatewayShipped, gw.addr, func(w int) pull.Auth {
+			u := accountName(users, w%h.opts.Accounts)
+			return pull.Auth{Header: basicHeader(u, fixtures.APIToken(u)), TokenPath: pull.TokenPath(u, im.Repo, fixtures.Service)}
+		})})
+	}
+
+	if !nginx.HasLua() {
+		h.note("pull: the article's nginx + Lua contender skipped: nginx or %s not found (apt-get install nginx libnginx-mod-http-lua)", nginx.LuaModule)
+	} else {
+		addr, err := proc.FreeAddr()
+		if err != nil {
+			return err
+		}
+		ngx, err := nginx.StartLua(filepath.Join(h.tmp, "nginx-lua"), addr, fx.Registry, fx.License, fixtures.UpstreamBasic(), h.report.Env.CPUs)
+		if err != nil {
+			return err
+		}
+		pids, err := h.startedNginx(ctx, ngx, "http://"+addr+"/health")
+		if err != nil {
+			return err
+		}
+		defer h.stop(ngx)
+		cs = append(cs, contender{name: report.ContenderNginxLua, pids: pids, newOp: op(report.ContenderNginxLua, addr, func(w int) pull.Auth {
+			u := fmt.Sprintf("lua-user%03d@bench.example", w%h.opts.Accounts)
+			return pull.Auth{Header: basicHeader(u, fixtures.APIToken(u))}
+		})})
+	}
+	ngx, addr, pids, err := h.startNginx(ctx, WorkloadPull)
+	if err != nil {
+		return err
+	}
+	if ngx != nil {
+		defer h.stop(ngx)
+		cs = append(cs, contender{name: report.ContenderNginx, pids: pids, newOp: op(report.ContenderNginx, addr, fixed(pull.Auth{}))})
+	}
+
+	series, err := h.interleave(ctx, WorkloadPull, cs, h.opts.Concurrency, h.opts.Rounds, h.cell)
+	h.report.Pull = series
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		st := counts[c.name]
+		if st == nil || st.Pulls == 0 {
+			continue
+		}
+		h.report.PullCounts = append(h.report.PullCounts, report.PullCount{Contender: c.name, Stats: *st})
+		// Every pull must have been whole: a contender that skipped a step
+		// would look fast.
+		wantReq := int64(im.Requests(c.name == report.ContenderGatewayShipped))
+		if st.Requests != st.Pulls*wantReq || st.Redirects != st.Pulls*int64(len(im.Layers)+1) || st.Bytes != st.Pulls*im.Bytes() {
+			return fmt.Errorf("pull: %s: %+v, want %d requests, %d redirects and %d bytes a pull", c.name, *st, wantReq, len(im.Layers)+1, im.Bytes())
+		}
+	}
+	return nil
+}
+
+func basicHeader(user, password string) string {
+	return "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
+}
+
+// startNginx starts the plain nginx contender (proxy_pass with keep-alive,
+// checking nothing) for workload; nil, noted, when nginx is not installed.
+func (h *harness) startNginx(ctx context.Context, workload string) (*proc.Proc, string, []int, error) {
+	if nginx.Version() == "" {
+		h.note("%s: nginx contender skipped: %s not found (apt-get install nginx)", workload, nginx.Path)
+		return nil, "", nil, nil
+	}
+	addr, err := proc.FreeAddr()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	ngx, err := nginx.Start(filepath.Join(h.tmp, "nginx-"+workload), addr, h.fix.Addrs.Registry, fixtures.UpstreamBasic(), h.report.Env.CPUs)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	pids, err := h.startedNginx(ctx, ngx, "http://"+addr+"/v2/")
+	return ngx, addr, pids, err
+}
+
+// startedNginx waits for a started nginx and returns its processes
+// (master and workers), which the harness stops with the master.
+func (h *harness) startedNginx(ctx context.Context, ngx *proc.Proc, readyURL string) ([]int, error) {
+	h.procs = append(h.procs, ngx)
+	if err := proc.WaitReady(ctx, ngx, readyURL, 30*time.Second, 200); err != nil {
+		return nil, err
+	}
+	workers, err := procstat.Children(ngx.PID())
+	if err != nil {
+		return nil, err
+	}
+	return append([]int{ngx.PID()}, workers...), nil
+}
+
+// shippedGateway is bin/gateway at its shipped configuration with
+// bin/tokenserver at its own behind /token.
+type shippedGateway struct {
+	addr  string
+	pids  []int
+	token *tokenServer
+	stop  func()
+}
+
+// startShippedGateway starts the token service (file backend) and the
+// gateway, both as shipped; nil when either was not built.
+func (h *harness) startShippedGateway(ctx context.Context) (*shippedGateway, error) {
+	bin, ok := h.bins["gateway"]
+	if !ok {
+		return nil, nil
+	}
+	ts, err := h.startTokenServer(ctx, "ES256", "file", tokenShipped)
+	if err != nil || ts == nil {
+		return nil, err
+	}
+	addr, err := proc.FreeAddr()
+	if err != nil {
+		h.stop(ts.proc)
+		return nil, err
+	}
+	g := fixtures.Gateway{Listen: addr, PublicKey: h.keys["ES256"].Public, Upstream: h.fix.Addrs.Registry, Shipped: true, TokenEndpoint: ts.addr}
+	cfgPath, err := g.Write(filepath.Join(h.tmp, "gateway-pull"))
+	if err != nil {
+		h.stop(ts.proc)
+		return nil, err
+	}
+	p, err := h.start(ctx, "gateway-pull", bin, []string{"-config", cfgPath}, "http://"+addr+"/readyz", 200)
+	if err != nil {
+		h.stop(ts.proc)
+		return nil, err
+	}
+	return &shippedGateway{addr: addr, pids: []int{p.PID(), ts.proc.PID()}, token: ts, stop: func() { h.stop(p); h.stop(ts.proc) }}, nil
+}
