@@ -48,7 +48,12 @@ type Conn struct {
 	c       net.Conn
 	br      *bufio.Reader
 	buf     []byte
+	dials   int
 }
+
+// Dials is how many connections c has opened: one while the server keeps
+// it alive.
+func (c *Conn) Dials() int { return c.dials }
 
 // NewConn returns a connection to addr (host:port, loopback only) that dials
 // lazily; timeout bounds each request.
@@ -96,6 +101,7 @@ func (c *Conn) do(ctx context.Context, raw []byte, head bool, sink io.Writer) (R
 			return Response{}, err
 		}
 		c.c = conn
+		c.dials++
 		if c.br == nil {
 			c.br = bufio.NewReaderSize(conn, 16<<10)
 		} else {

@@ -79,6 +79,9 @@ type Stats struct {
 	Requests  int64 // to the contender, token requests included
 	Redirects int64 // blob answers that were redirects, each followed
 	Bytes     int64 // body bytes of manifests and blobs
+	// Dials are the connections opened, to the contender and to the blob
+	// store: a handful per client while both keep connections alive.
+	Dials int64
 }
 
 // Add adds o to s.
@@ -87,6 +90,7 @@ func (s *Stats) Add(o Stats) {
 	s.Requests += o.Requests
 	s.Redirects += o.Redirects
 	s.Bytes += o.Bytes
+	s.Dials += o.Dials
 }
 
 // Client pulls Image from Addr, as one docker client does, on its own
@@ -110,12 +114,15 @@ func NewClient(addr string, im *Image, auth Auth) (*Client, error) {
 	return &Client{addr: addr, im: im, auth: auth, reg: reg, hosts: map[string]*loadgen.Conn{}}, nil
 }
 
-// Close closes every connection of the client.
+// Close closes every connection of the client and sets Stats.Dials.
 func (c *Client) Close() {
 	c.reg.Close()
+	dials := c.reg.Dials()
 	for _, h := range c.hosts {
 		h.Close()
+		dials += h.Dials()
 	}
+	c.Stats.Dials = int64(dials)
 }
 
 // maxTokenAnswer bounds the token answer read.

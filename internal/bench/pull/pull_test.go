@@ -132,7 +132,11 @@ func TestPullWithToken(t *testing.T) {
 	if got := strings.Join(f.log, "\n"); got != strings.Join(append(want, want...), "\n") {
 		t.Errorf("requests:\n%s\nwant (twice):\n%s", got, strings.Join(want, "\n"))
 	}
+	c.Close()
 	st := c.Stats
+	if st.Dials != 2 {
+		t.Errorf("%d connections for two pulls; want one to the registry and one to S3, kept alive", st.Dials)
+	}
 	if st.Pulls != 2 || st.Requests != 2*int64(im.Requests(true)) || st.Redirects != 2*3 || st.Bytes != 2*im.Bytes() {
 		t.Errorf("stats %+v; image: %d requests, %d bytes", st, im.Requests(true), im.Bytes())
 	}

@@ -53,14 +53,14 @@ func TestPullTargets(t *testing.T) {
 
 	r.Targets = Evaluate(r, testParams)
 	r.PullInfo = "`docker pull` of `stable/multi:latest`"
-	r.PullCounts = []PullCount{{Contender: ContenderGatewayShipped, Stats: pull.Stats{Pulls: 10, Requests: 70, Redirects: 40, Bytes: 1000}}}
+	r.PullCounts = []PullCount{{Contender: ContenderGatewayShipped, Stats: pull.Stats{Pulls: 10, Requests: 70, Redirects: 40, Bytes: 1000, Dials: 2}}}
 	md := string(Markdown(r, testParams, nil))
 	for _, want := range []string{
 		"## Headline: docker pull\n\n`docker pull` of `stable/multi:latest`",
 		"| 16 | gateway (shipped config) | 920 (920–920) | 12.0 ms | 40.0 ms | +2.00 ms / +10.0 ms | 0.92× (0.92–0.92) | 500 + 0 |",
 		"| 16 | nginx | 990 (990–990) | 10.0 ms | 31.0 ms | ±0 / +1.00 ms |",
 		"| 16 | direct (baseline) | 1000 (1000–1000) | 10.0 ms | 30.0 ms | – | – | – + 0 |",
-		"gateway (shipped config) 10 pulls, 7 requests and 4 redirects each;",
+		"gateway (shipped config) 10 pulls, 7 requests and 4 redirects each, 2 connections opened;",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q\n%s", want, md)

@@ -645,7 +645,7 @@ func Markdown(r *Report, o Params, notes []byte) []byte {
 		if len(r.PullCounts) > 0 {
 			p("Every pull was checked whole (requests, redirects followed, bytes):")
 			for _, c := range r.PullCounts {
-				p(" %s %s pulls, %.0f requests and %.0f redirects each;", c.Contender, addCommas(fmt.Sprint(c.Pulls)), float64(c.Requests)/float64(c.Pulls), float64(c.Redirects)/float64(c.Pulls))
+				p(" %s %s pulls, %.0f requests and %.0f redirects each, %s connections opened;", c.Contender, addCommas(fmt.Sprint(c.Pulls)), float64(c.Requests)/float64(c.Pulls), float64(c.Redirects)/float64(c.Pulls), addCommas(fmt.Sprint(c.Dials)))
 			}
 			p(" warm-up included.\n\n")
 		}
