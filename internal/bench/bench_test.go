@@ -157,7 +157,7 @@ func TestSmoke(t *testing.T) {
 	if l := rep.Licence; l == nil || len(l.Warm) == 0 || l.Herd == nil || l.ColdCalls == 0 {
 		t.Errorf("licence report: %+v", l)
 	}
-	if gateway && len(rep.Profiles) != 4 {
+	if gateway && len(rep.Profiles) != 5 {
 		t.Errorf("%d profiles", len(rep.Profiles))
 	}
 	for _, p := range rep.Profiles {

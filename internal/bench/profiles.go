@@ -11,6 +11,7 @@ import (
 	"github.com/acme/registry-gateway/internal/bench/proc"
 	"github.com/acme/registry-gateway/internal/bench/procstat"
 	"github.com/acme/registry-gateway/internal/bench/profile"
+	"github.com/acme/registry-gateway/internal/bench/pull"
 	"github.com/acme/registry-gateway/internal/bench/report"
 )
 
@@ -111,6 +112,22 @@ func (h *harness) runProfile(ctx context.Context) error {
 				return fmt.Sprintf("%d streams, peak RSS %.1f MiB, %.0f MiB in %s", rep.Streams, mib(rep.Peak.HWM), mib(rep.Bytes), rep.Elapsed.Round(100*time.Millisecond)), nil
 			}})
 		descs = append(descs, fmt.Sprintf("%d concurrent blob streams through the gateway (the RSS test)", h.opts.Streams))
+
+		if _, ok := h.bins["tokenserver"]; ok {
+			ts, err := h.startTokenServer(ctx, "ES256", "file", tokenShipped)
+			if err != nil {
+				return err
+			}
+			defer h.stop(ts.proc)
+			pullCfg, pullAddr, err := h.writeShippedGatewayConfig("profiled-gateway-pull", ts.addr)
+			if err != nil {
+				return err
+			}
+			im := &h.fix.Addrs.Pull
+			targets = append(targets, profileTarget{name: "gateway-pull", server: "gateway", config: pullCfg, addr: pullAddr, seconds: sec,
+				load: cellLoad(16, sec, pull.NewOp(pullAddr, im, h.pullAuth(ts, im.Repo), nil))})
+			descs = append(descs, "docker pulls through the gateway as shipped (token service as shipped behind /token), concurrency 16; a request of the load is a whole pull")
+		}
 	}
 	if _, ok := h.bins["tokenserver"]; ok {
 		cfg, addr, err := h.writeTokenConfig("ES256", "file", tokenBare)

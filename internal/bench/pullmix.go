@@ -56,11 +56,7 @@ func (h *harness) runPull(ctx context.Context) error {
 	}
 	if gw != nil {
 		defer gw.stop()
-		users := gw.token.name()
-		cs = append(cs, contender{name: report.ContenderGatewayShipped, pids: gw.pids, newOp: op(report.ContenderGatewayShipped, gw.addr, func(w int) pull.Auth {
-			u := accountName(users, w%h.opts.Accounts)
-			return pull.Auth{Header: basicHeader(u, fixtures.APIToken(u)), TokenPath: pull.TokenPath(u, im.Repo, fixtures.Service)}
-		})})
+		cs = append(cs, contender{name: report.ContenderGatewayShipped, pids: gw.pids, newOp: op(report.ContenderGatewayShipped, gw.addr, h.pullAuth(gw.token, im.Repo))})
 	}
 
 	if !nginx.HasLua() {
@@ -182,13 +178,7 @@ func (h *harness) startShippedGateway(ctx context.Context) (*shippedGateway, err
 	if err != nil || ts == nil {
 		return nil, err
 	}
-	addr, err := proc.FreeAddr()
-	if err != nil {
-		h.stop(ts.proc)
-		return nil, err
-	}
-	g := fixtures.Gateway{Listen: addr, PublicKey: h.keys["ES256"].Public, Upstream: h.fix.Addrs.Registry, Shipped: true, TokenEndpoint: ts.addr}
-	cfgPath, err := g.Write(filepath.Join(h.tmp, "gateway-pull"))
+	cfgPath, addr, err := h.writeShippedGatewayConfig("gateway-pull", ts.addr)
 	if err != nil {
 		h.stop(ts.proc)
 		return nil, err
@@ -199,4 +189,24 @@ func (h *harness) startShippedGateway(ctx context.Context) (*shippedGateway, err
 		return nil, err
 	}
 	return &shippedGateway{addr: addr, pids: []int{p.PID(), ts.proc.PID()}, token: ts, stop: func() { h.stop(p); h.stop(ts.proc) }}, nil
+}
+
+// writeShippedGatewayConfig writes the configuration of a gateway as
+// shipped, forwarding /token to the token service at tokenAddr.
+func (h *harness) writeShippedGatewayConfig(name, tokenAddr string) (cfgPath, addr string, err error) {
+	if addr, err = proc.FreeAddr(); err != nil {
+		return "", "", err
+	}
+	g := fixtures.Gateway{Listen: addr, PublicKey: h.keys["ES256"].Public, Upstream: h.fix.Addrs.Registry, Shipped: true, TokenEndpoint: tokenAddr}
+	cfgPath, err = g.Write(filepath.Join(h.tmp, name))
+	return cfgPath, addr, err
+}
+
+// pullAuth is how worker w of a pull through the gateway authenticates:
+// an account of the token service ts, with its API token.
+func (h *harness) pullAuth(ts *tokenServer, repo string) func(w int) pull.Auth {
+	return func(w int) pull.Auth {
+		u := accountName(ts.name(), w%h.opts.Accounts)
+		return pull.Auth{Header: basicHeader(u, fixtures.APIToken(u)), TokenPath: pull.TokenPath(u, repo, fixtures.Service)}
+	}
 }
