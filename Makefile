@@ -7,13 +7,14 @@ CERTS   := certs
 DEVSTACK_FLAGS ?=
 
 .DEFAULT_GOAL := build
-.PHONY: help build run test bench fmt vet lint keys clean compose-up
+.PHONY: help build run test bench bench-deps fmt vet lint keys clean compose-up
 
 help:
 	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack (static, CGO_ENABLED=0)'
 	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing)'
 	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo)'
-	@echo 'bench       go run ./cmd/bench'
+	@echo 'bench       go run ./cmd/bench (bench-deps first)'
+	@echo 'bench-deps  nginx and its Lua module (Debian) for the bench, when missing'
 	@echo 'fmt         gofmt -w'
 	@echo 'vet         go vet ./...'
 	@echo 'lint        fail if gofmt would change a file'
@@ -35,8 +36,20 @@ run: build keys
 test: vet
 	$(GO) test -race -count=1 ./...
 
-bench:
+bench: bench-deps
 	$(GO) run ./cmd/bench
+
+# The nginx contenders (plain proxy_pass, and the article's nginx + Lua) need
+# Debian's nginx and libnginx-mod-http-lua: installed when missing, as root
+# or with sudo; otherwise the bench skips those contenders and says so.
+NGINX_PKGS := nginx libnginx-mod-http-lua
+bench-deps:
+	@if [ -x /usr/sbin/nginx ] && [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ]; then exit 0; fi; \
+	sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	if command -v apt-get >/dev/null 2>&1 && { [ -z "$$sudo" ] || command -v sudo >/dev/null 2>&1; }; then \
+		$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends $(NGINX_PKGS) \
+			|| echo "bench-deps: $(NGINX_PKGS) not installed; the bench skips the nginx contenders"; \
+	else echo "bench-deps: no apt-get (or no root): install $(NGINX_PKGS) for the nginx contenders; the bench skips them"; fi
 
 fmt:
 	gofmt -w cmd internal pkg
