@@ -47,15 +47,7 @@ var luaFiles embed.FS
 const luaTemplate = `# written by the benchmark harness (internal/bench/nginx), after the article
 load_module %[7]s;
 load_module %[6]s;
-worker_processes %[1]d;
-user root;
-pid %[2]s/nginx.pid;
-error_log %[2]s/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path %[2]s/body;
-    proxy_temp_path %[2]s/proxy;
+` + mainTemplate + `
     lua_package_path "%[2]s/lua/?.lua;;";
     upstream ecr {
         server %[3]s;

@@ -21,15 +21,7 @@ const Path = "/usr/sbin/nginx"
 // sets the upstream credential the way the gateway does, logs no requests
 // (nor does the gateway under test), and runs one worker per core.
 const confTemplate = `# written by the benchmark harness (internal/bench)
-worker_processes %d;
-user root;
-pid %[2]s/nginx.pid;
-error_log %[2]s/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path %[2]s/body;
-    proxy_temp_path %[2]s/proxy;
+` + mainTemplate + `
     upstream registry {
         server %[3]s;
         keepalive 256;
@@ -45,6 +37,19 @@ http {
     }
 }
 `
+
+// mainTemplate is what both contenders' configurations start with: %[1]d
+// worker processes, their files in %[2]s, no access log; it leaves the http
+// block open.
+const mainTemplate = `worker_processes %[1]d;
+user root;
+pid %[2]s/nginx.pid;
+error_log %[2]s/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path %[2]s/body;
+    proxy_temp_path %[2]s/proxy;`
 
 // Version returns `nginx -v`, or "" when nginx is absent.
 func Version() string {

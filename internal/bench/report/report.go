@@ -621,6 +621,9 @@ func Markdown(r *Report, o Params, notes []byte) []byte {
 			p("| %s | %s | %s | %s |\n", t.Name, t.Want, t.Got, t.mark())
 		}
 		p("\n")
+		if len(r.Pull) > 0 {
+			p("Pull rows: the gateway and the token service at their shipped configuration, whole pulls; the licence-checking contender to beat is the article's nginx + Lua.\n\n")
+		}
 		if len(r.Manifest) > 0 {
 			p("Manifest rows: **pass-through** is `gateway`, the manifest cache off, so every request makes the upstream round trip (as the first pull of a new tag or digest does); **cached** is `gateway+cache`, the same gateway with the manifest cache on (`tag_ttl: %s`), answering repeated pulls from memory after the same token check.\n\n", o.CacheTagTTL)
 		}
@@ -641,6 +644,7 @@ func Markdown(r *Report, o Params, notes []byte) []byte {
 		p("- **gateway (shipped config)**: `bin/gateway` with nothing but what a user must set (manifest cache, access log, log level and blob redirects as shipped), `/token` forwarded to `bin/tokenserver` as shipped (`log_level: info` with its audit line, `signing_cert` so every token carries `x5c`; file backend); CPU is both processes'.\n")
 		p("- **nginx+lua (article)**: the configuration of the article this product replaces, built in the bench (`internal/bench/nginx/lua.go` lists the few changes needed to run it): Basic credentials on every request, each checked with a licence API sub-request (5 ms), nothing cached.\n")
 		p("- **nginx**: `proxy_pass` with keep-alive, checking nothing.\n\n")
+		p("A worker is one docker client with its own kept-alive connections (to the contender and to S3), pulling again and again; cells as above, counted in pulls, after at most 2 warm-up pulls per worker. *Added* latency is the contender's p50 (p99) per pull minus the registry's at the same concurrency; CPU is per pull.\n\n")
 		pullTable(&b, r.Pull)
 		if len(r.PullCounts) > 0 {
 			p("Every pull was checked whole (requests, redirects followed, bytes):")
