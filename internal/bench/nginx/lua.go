@@ -36,9 +36,9 @@ var luaFiles embed.FS
 //     Lua), `split` (called, never defined) is defined, and `json` is the
 //     global that has_access reads (init_by_lua made it local);
 //   - ECR and the licence API are the fixtures, over HTTP, through upstream
-//     blocks with keep-alive (the article's variable proxy_pass opens a
-//     connection per licence check, which runs out of loopback ports
-//     under load); no resolver is needed;
+//     blocks with keep-alive, as every other contender gets (the article's
+//     variable proxy_pass would open a connection per licence check); no
+//     resolver is needed;
 //   - one worker per core, logs off, as for the plain nginx contender.
 //
 // Everything else is the article's: every request is checked with a

@@ -147,13 +147,13 @@ func (c *Client) Pull(ctx context.Context) (int64, error) {
 	base := "/v2/" + im.Repo
 	byTag := base + "/manifests/" + im.Tag
 	accept := "Accept: " + im.IndexType + ", " + im.ManifestType
-	if _, err := c.get(ctx, &st, loadgen.RenderHEAD(c.addr, byTag, append(hdr, accept)...), true, -1, "HEAD index"); err != nil {
+	if err := c.get(ctx, &st, loadgen.RenderHEAD(c.addr, byTag, append(hdr, accept)...), true, -1, "HEAD index"); err != nil {
 		return 0, err
 	}
-	if _, err := c.get(ctx, &st, loadgen.RenderGET(c.addr, byTag, append(hdr, accept)...), false, im.IndexSize, "GET index"); err != nil {
+	if err := c.get(ctx, &st, loadgen.RenderGET(c.addr, byTag, append(hdr, accept)...), false, im.IndexSize, "GET index"); err != nil {
 		return 0, err
 	}
-	if _, err := c.get(ctx, &st, loadgen.RenderGET(c.addr, base+"/manifests/"+im.ManifestDigest, append(hdr, "Accept: "+im.ManifestType)...), false, im.ManifestSize, "GET manifest"); err != nil {
+	if err := c.get(ctx, &st, loadgen.RenderGET(c.addr, base+"/manifests/"+im.ManifestDigest, append(hdr, "Accept: "+im.ManifestType)...), false, im.ManifestSize, "GET manifest"); err != nil {
 		return 0, err
 	}
 	for i, b := range append([]Blob{im.Config}, im.Layers...) {
@@ -203,7 +203,7 @@ func (c *Client) token(ctx context.Context, st *Stats) (string, error) {
 
 // get sends raw to the contender, expects 200 and, when want >= 0, a body
 // of want bytes.
-func (c *Client) get(ctx context.Context, st *Stats, raw []byte, head bool, want int64, what string) (loadgen.Response, error) {
+func (c *Client) get(ctx context.Context, st *Stats, raw []byte, head bool, want int64, what string) error {
 	st.Requests++
 	resp, err := c.reg.Do(ctx, raw, head, nil)
 	if err == nil {
@@ -213,10 +213,10 @@ func (c *Client) get(ctx context.Context, st *Stats, raw []byte, head bool, want
 		err = fmt.Errorf("body of %d bytes, want %d", resp.Bytes, want)
 	}
 	if err != nil {
-		return resp, fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	st.Bytes += resp.Bytes
-	return resp, nil
+	return nil
 }
 
 // blob GETs a blob; a redirect is followed without the registry's
