@@ -68,8 +68,9 @@ func colorTerminal(w io.Writer) bool {
 
 const usage = `Operator commands of the tokenserver binary:
 
-  tokenserver keygen [-dir certs] [-rsa] [-force]
+  tokenserver keygen [-dir certs] [-next] [-rsa] [-force]
       write a signing key, its certificate, public key and JWKS
+      (-next: the next key of a rotation, beside the current one)
   tokenserver inspect [TOKEN | -] [--jwks URL|FILE | --key FILE] [--json]
       decode a token, show its grants and validity, verify its signature
   tokenserver token -u USER [-p PASSWORD | -p -] [--scope SCOPE]... (--registry URL | --realm URL)
