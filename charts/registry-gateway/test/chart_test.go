@@ -127,9 +127,9 @@ type manifest struct {
 // the fields the CRD defines catches a misspelt or misplaced key all the
 // same.
 type serviceMonitor struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	Metadata   metav1ObjectMeta  `json:"metadata"`
+	APIVersion string             `json:"apiVersion"`
+	Kind       string             `json:"kind"`
+	Metadata   metav1ObjectMeta   `json:"metadata"`
 	Spec       serviceMonitorSpec `json:"spec"`
 }
 
