@@ -356,6 +356,9 @@ func checkPolicies(t *testing.T, m *manifest, values string) {
 		if p := c.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/readyz" {
 			t.Errorf("%s: readiness probe %+v", name, p)
 		}
+		if l := c.Lifecycle; l == nil || l.PreStop == nil || l.PreStop.Sleep == nil || l.PreStop.Sleep.Seconds < 1 {
+			t.Errorf("%s: no preStop sleep: %+v", name, l)
+		}
 		if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 			t.Errorf("%s: resources %+v", name, c.Resources)
 		}
