@@ -1,6 +1,7 @@
 package tokenserver
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"encoding/json"
@@ -213,7 +214,11 @@ func loadRotationKey(path string) (crypto.Signer, []crypto.PublicKey, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if signer, err := auth.ParsePrivateKeyPEM(data); err == nil {
+	if bytes.Contains(data, []byte("PRIVATE KEY-----")) {
+		signer, err := auth.ParsePrivateKeyPEM(data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
 		return signer, []crypto.PublicKey{signer.Public()}, nil
 	}
 	keys, err := auth.ParsePublicKeysPEM(data)
