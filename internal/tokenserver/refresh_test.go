@@ -1,6 +1,9 @@
 package tokenserver
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"net/url"
@@ -327,6 +330,16 @@ func TestRefreshTokensSurviveRotation(t *testing.T) {
 		t.Errorf("old key dropped: status %d, want 401", resp.StatusCode)
 	}
 	mustToken(t, post(t, done, refreshGrant(sealed[3], "")))
+
+	// A private key the token service cannot use says why.
+	p384 := filepath.Join(f.dir, "p384.key")
+	k384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	writeKeyPEM(t, p384, k384)
+	cfg384 := f.cfg
+	cfg384.PublishKeys = []string{p384}
+	if _, err := New(cfg384, Options{Logger: discardLogger()}); err == nil || !strings.Contains(err.Error(), "publish_keys[0]") || !strings.Contains(err.Error(), "P-256") {
+		t.Errorf("P-384 key in publish_keys: %v", err)
+	}
 
 	// A previous signing key must be a private key.
 	pub := filepath.Join(f.dir, "next.crt")

@@ -116,7 +116,8 @@ func TestIngressWithCertManager(t *testing.T) {
 	if len(m.monitors) != 2 || m.monitors[gwName].Metadata.Labels["release"] != "prometheus" || m.monitors[gwName].Spec.Endpoints[0].Path != "/metrics" {
 		t.Errorf("service monitors %+v", m.monitors)
 	}
-	if from := m.policies[gwName].Spec.Ingress[0].From; len(from) != 1 || from[0].NamespaceSelector == nil {
+	if from := m.policies[gwName].Spec.Ingress[0].From; len(from) != 2 || from[0].NamespaceSelector == nil ||
+		from[1].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
 		t.Errorf("gateway ingress peers %+v", from)
 	}
 }
