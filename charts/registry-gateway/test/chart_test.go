@@ -80,7 +80,7 @@ func helm(t *testing.T) string {
 		path = strings.TrimSpace(string(out))
 	}
 	if fi, err := os.Stat(path); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		msg := fmt.Sprintf("no helm CLI at %s: run scripts/helm.sh once to build and cache it (or set HELM)", path)
+		msg := fmt.Sprintf("no helm CLI at %s: run `make helm` (scripts/helm.sh) once to build and cache it, or set HELM", path)
 		if os.Getenv("CI") == "true" || os.Getenv("REQUIRE_HELM") == "1" {
 			t.Fatal(msg)
 		}
@@ -153,6 +153,14 @@ type serviceMonitorSpec struct {
 	} `json:"endpoints"`
 }
 
+// put files a new, empty object of its type under name and returns it
+// for decoding.
+func put[T any](m map[string]*T, name string) any {
+	o := new(T)
+	m[name] = o
+	return o
+}
+
 var docSep = regexp.MustCompile(`(?m)^---\s*$`)
 
 // decode splits helm's output into objects and decodes each strictly into
@@ -193,35 +201,25 @@ func decode(t *testing.T, out string) *manifest {
 		var obj any
 		switch gvk := head.APIVersion + "/" + head.Kind; gvk {
 		case "apps/v1/Deployment":
-			o := &appsv1.Deployment{}
-			m.deployments[name], obj = o, o
+			obj = put(m.deployments, name)
 		case "v1/Service":
-			o := &corev1.Service{}
-			m.services[name], obj = o, o
+			obj = put(m.services, name)
 		case "v1/ConfigMap":
-			o := &corev1.ConfigMap{}
-			m.configMaps[name], obj = o, o
+			obj = put(m.configMaps, name)
 		case "v1/Secret":
-			o := &corev1.Secret{}
-			m.secrets[name], obj = o, o
+			obj = put(m.secrets, name)
 		case "v1/ServiceAccount":
-			o := &corev1.ServiceAccount{}
-			m.accounts[name], obj = o, o
+			obj = put(m.accounts, name)
 		case "policy/v1/PodDisruptionBudget":
-			o := &policyv1.PodDisruptionBudget{}
-			m.pdbs[name], obj = o, o
+			obj = put(m.pdbs, name)
 		case "autoscaling/v2/HorizontalPodAutoscaler":
-			o := &autoscalingv2.HorizontalPodAutoscaler{}
-			m.hpas[name], obj = o, o
+			obj = put(m.hpas, name)
 		case "networking.k8s.io/v1/Ingress":
-			o := &networkingv1.Ingress{}
-			m.ingresses[name], obj = o, o
+			obj = put(m.ingresses, name)
 		case "networking.k8s.io/v1/NetworkPolicy":
-			o := &networkingv1.NetworkPolicy{}
-			m.policies[name], obj = o, o
+			obj = put(m.policies, name)
 		case "monitoring.coreos.com/v1/ServiceMonitor":
-			o := &serviceMonitor{}
-			m.monitors[name], obj = o, o
+			obj = put(m.monitors, name)
 		default:
 			t.Fatalf("unexpected object %s %q", gvk, name)
 		}
