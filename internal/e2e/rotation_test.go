@@ -65,7 +65,7 @@ func (b *balancer) pick() *url.URL {
 // drainDelay is the time between taking a replica out of rotation and
 // stopping it: the chart's preStop sleep, during which Kubernetes removes
 // the pod from the Service's endpoints before SIGTERM.
-const drainDelay = 100 * time.Millisecond
+const drainDelay = 250 * time.Millisecond
 
 // replace puts next in rotation in place of old (nil: just add), then
 // drains old: after drainDelay, Close waits for its requests in flight.
