@@ -7,12 +7,14 @@ CERTS   := certs
 DEVSTACK_FLAGS ?=
 
 .DEFAULT_GOAL := build
-.PHONY: help build run test bench fmt vet lint keys clean compose-up
+.PHONY: help build run test bench fmt vet lint keys clean compose-up helm chart-test
 
 help:
 	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack (static, CGO_ENABLED=0)'
 	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing)'
-	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo)'
+	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo), then chart-test'
+	@echo 'chart-test  the Helm chart: lint, render, strict decode, check-config (needs `make helm` once)'
+	@echo 'helm        build the pinned helm CLI once, cached under ~/.cache/registry-gateway'
 	@echo 'bench       go run ./cmd/bench'
 	@echo 'fmt         gofmt -w'
 	@echo 'vet         go vet ./...'
@@ -34,18 +36,28 @@ run: build keys
 # real servers and clients (and skopeo), never a cached result.
 test: vet
 	$(GO) test -race -count=1 ./...
+	$(MAKE) chart-test
+
+# The chart's tests are a module of their own (k8s.io/api stays out of the
+# product's go.mod). Without a cached helm they skip with a hint, unless
+# CI=true or REQUIRE_HELM=1.
+chart-test:
+	cd charts/registry-gateway/test && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+helm:
+	@scripts/helm.sh
 
 bench:
 	$(GO) run ./cmd/bench
 
 fmt:
-	gofmt -w cmd internal pkg
+	gofmt -w cmd internal pkg charts
 
 vet:
 	$(GO) vet ./...
 
 lint:
-	@files=$$(gofmt -l cmd internal pkg); \
+	@files=$$(gofmt -l cmd internal pkg charts); \
 	if [ -n "$$files" ]; then echo "gofmt needed:"; echo "$$files"; exit 1; fi
 
 keys: build

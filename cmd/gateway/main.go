@@ -1,7 +1,8 @@
 // Command gateway is the read-only registry gateway: `gateway -config FILE`
 // serves the registry API in front of the configured upstream until SIGINT
 // or SIGTERM, then shuts down gracefully. `-check` validates the
-// configuration and exits.
+// configuration and exits; `gateway check-config FILE` also loads the files
+// it names and lists every problem (internal/checkconfig).
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/acme/registry-gateway/internal/checkconfig"
 	"github.com/acme/registry-gateway/internal/gateway"
 )
 
@@ -26,6 +28,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "check-config" {
+		return checkconfig.Run("gateway", args[1:], stdout, stderr, gateway.CheckConfig)
+	}
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML configuration `file`")
@@ -37,7 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *configPath == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: gateway -config FILE [-check]")
+		fmt.Fprintln(stderr, "usage: gateway -config FILE [-check]\n       gateway check-config [-skip-files] FILE")
 		return 2
 	}
 	cfg, err := gateway.LoadConfig(*configPath)

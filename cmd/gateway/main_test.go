@@ -108,3 +108,54 @@ func TestRunCheckAndErrors(t *testing.T) {
 		t.Errorf("bad config: %d %s", code, errb.String())
 	}
 }
+
+func TestCheckConfig(t *testing.T) {
+	cfg := writeConfig(t, "127.0.0.1:0")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"check-config", cfg}, &out, &errb); code != 0 || strings.TrimSpace(out.String()) != "ok" {
+		t.Fatalf("good config: exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	}
+
+	// The files it names are loaded: a missing password file and a public
+	// key that is not PEM are both listed, and -skip-files ignores them.
+	dir := filepath.Dir(cfg)
+	if err := os.Remove(filepath.Join(dir, "upstream.password")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "token.pub"), []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	code := run(context.Background(), []string{"check-config", cfg}, &out, &errb)
+	if code != 1 || out.Len() != 0 {
+		t.Errorf("missing files: exit %d, stdout %q", code, out.String())
+	}
+	for _, want := range []string{"2 problem(s)", "keys.public_keys", "upstream.static.password_file"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("missing files: stderr lacks %q: %s", want, errb.String())
+		}
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"check-config", "-skip-files", cfg}, &out, &errb); code != 0 || strings.TrimSpace(out.String()) != "ok" {
+		t.Errorf("-skip-files: exit %d, stdout %q", code, out.String())
+	}
+
+	// Every problem of the values at once, files or not.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(bad, []byte("listen: x\nleeway: 1h\n"), 0o600)
+	errb.Reset()
+	if code := run(context.Background(), []string{"check-config", "-skip-files", bad}, &out, &errb); code != 1 {
+		t.Errorf("bad config: exit %d", code)
+	}
+	for _, want := range []string{"listen", "realm", "issuer", "leeway", "upstream"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("bad config: stderr lacks %q: %s", want, errb.String())
+		}
+	}
+	for _, args := range [][]string{{"check-config"}, {"check-config", "a", "b"}, {"check-config", "-nope", cfg}} {
+		if code := run(context.Background(), args, &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}

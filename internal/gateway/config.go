@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,9 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/acme/registry-gateway/pkg/auth"
+	"github.com/acme/registry-gateway/pkg/ecr"
 )
 
 // Config is the gateway's configuration file.
@@ -323,4 +327,30 @@ func checkURL(s string, bare bool) error {
 		return fmt.Errorf("%q: must be scheme://host[:port] only", s)
 	}
 	return nil
+}
+
+// CheckConfig validates the configuration file at path as the gateway does
+// at start; with files, it also loads keys.public_keys and reads
+// upstream.static.password_file. It contacts nothing (not the JWKS URL, not
+// the upstream, not AWS). It is `gateway check-config`.
+func CheckConfig(path string, files bool) error {
+	cfg, err := LoadConfig(path)
+	if err != nil || !files {
+		return err
+	}
+	var errs []error
+	if len(cfg.Keys.PublicKeys) > 0 {
+		if _, err := auth.LoadPublicKeys(cfg.Keys.PublicKeys...); err != nil {
+			errs = append(errs, fmt.Errorf("keys.public_keys: %w", err))
+		}
+	}
+	if s := cfg.Upstream.Static; s != nil {
+		// The fetcher the gateway will use, so that the check judges the
+		// file exactly as the gateway will (trailing newlines, empty).
+		f := ecr.StaticFetcher{Username: s.Username, PasswordFile: s.PasswordFile}
+		if _, err := f.Fetch(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("upstream.static.password_file: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }

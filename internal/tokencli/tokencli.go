@@ -1,7 +1,8 @@
 // Package tokencli holds the operator commands of the tokenserver binary:
 // keygen (signing key, certificate, JWKS), inspect (decode and verify a
-// token), token (run a client's login flow and inspect what comes back) and
-// healthcheck (for container images that have no curl).
+// token), token (run a client's login flow and inspect what comes back),
+// healthcheck (for container images that have no curl) and pull-secret (a
+// Kubernetes pull secret for a customer).
 //
 // The commands are for people reading a terminal: aligned columns, colour
 // only on a terminal, and failures explained in words rather than error
@@ -68,14 +69,18 @@ func colorTerminal(w io.Writer) bool {
 
 const usage = `Operator commands of the tokenserver binary:
 
-  tokenserver keygen [-dir certs] [-rsa] [-force]
+  tokenserver keygen [-dir certs] [-next] [-rsa] [-force]
       write a signing key, its certificate, public key and JWKS
+      (-next: the next key of a rotation, beside the current one)
   tokenserver inspect [TOKEN | -] [--jwks URL|FILE | --key FILE] [--json]
       decode a token, show its grants and validity, verify its signature
   tokenserver token -u USER [-p PASSWORD | -p -] [--scope SCOPE]... (--registry URL | --realm URL)
       log in like a client and inspect the token that comes back
   tokenserver healthcheck URL
       exit 0 when URL answers 2xx (for container health checks)
+  tokenserver pull-secret -registry HOST -username USER [-name regcred] [-namespace NS] < api-token
+      print a Kubernetes pull secret (kubernetes.io/dockerconfigjson) that
+      kubelet can use: username and API token, no identity token
 
 Run a command with -h for its flags.
 `
@@ -94,6 +99,8 @@ func (e *env) run(ctx context.Context, args []string) int {
 		return e.token(ctx, args[1:])
 	case "healthcheck":
 		return e.healthcheck(ctx, args[1:])
+	case "pull-secret":
+		return e.pullSecret(args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK

@@ -55,13 +55,21 @@ type Config struct {
 	// SigningCert is an optional PEM certificate chain for SigningKey;
 	// when set, tokens carry it in x5c.
 	SigningCert string `yaml:"signing_cert"`
-	// PublishKeys are PEM public keys or certificates published in the
-	// JWKS besides the signing key: the previous key during a rotation.
+	// PublishKeys are PEM files published in the JWKS besides the signing
+	// key: the next key before a rotation, the previous one after it. A
+	// private key file publishes its public half and also opens the
+	// refresh tokens sealed under it; public keys and certificates are
+	// only published.
 	PublishKeys []string `yaml:"publish_keys"`
+	// PreviousSigningKeys are PEM private keys that signed before a
+	// rotation and are no longer published: refresh tokens sealed under
+	// them still open. Drop one after refresh_token_ttl.
+	PreviousSigningKeys []string `yaml:"previous_signing_keys"`
 	// RefreshTokenKeyFile holds the 32-byte AES key sealing refresh tokens
 	// (64 hex digits or 32 raw bytes). Without it the key is derived from
-	// the signing key, so rotating the signing key invalidates every
-	// refresh token.
+	// the signing key (tokens sealed under the private keys of
+	// publish_keys and previous_signing_keys open too), so a rotation
+	// keeps refresh tokens valid as long as the old key is kept.
 	RefreshTokenKeyFile string `yaml:"refresh_token_key_file"`
 	// TrustedProxies are CIDRs (or addresses) of reverse proxies whose
 	// X-Forwarded-For is believed when they are the connecting peer.
@@ -251,6 +259,16 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	if c.SigningKey == "" && needKey {
 		add("signing_key: required")
 	}
+	for i, p := range c.PublishKeys {
+		if strings.TrimSpace(p) == "" {
+			add("publish_keys[%d]: empty path", i)
+		}
+	}
+	for i, p := range c.PreviousSigningKeys {
+		if strings.TrimSpace(p) == "" {
+			add("previous_signing_keys[%d]: empty path", i)
+		}
+	}
 	for i, p := range c.TrustedProxies {
 		if _, err := parsePrefix(p); err != nil {
 			add("trusted_proxies[%d]: %v", i, err)
@@ -347,4 +365,19 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// CheckConfig validates the configuration file at path as the service does
+// at start; with files, it also loads the signing key, certificate, published
+// keys, refresh token key and licence file, as New would. It reports every
+// problem at once. It is `tokenserver check-config`.
+func CheckConfig(path string, files bool) error {
+	cfg, err := LoadConfig(path)
+	if err != nil || !files {
+		return err
+	}
+	// New loads every file and reports each one that fails; the server it
+	// builds is not started, so nothing listens and nothing is polled.
+	_, err = New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	return err
 }

@@ -1,6 +1,7 @@
 package tokenserver
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -118,8 +120,8 @@ func New(cfg Config, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// loadKeys loads the signing key, builds the JWKS document once, and sets
-// up the refresh token sealer.
+// loadKeys loads the signing key and the keys of a rotation, builds the
+// JWKS document once, and sets up the refresh token sealer.
 func (s *Server) loadKeys() error {
 	var errs []error
 	s.key = s.opts.SigningKey
@@ -130,20 +132,38 @@ func (s *Server) loadKeys() error {
 		}
 		s.key = k
 	}
+	// Published: the signing key, then publish_keys. Refresh tokens open
+	// with every private key of a rotation (publish_keys and
+	// previous_signing_keys), so that they survive the switch of signer.
+	var pubs []crypto.PublicKey
 	if s.key != nil {
-		pubs := []crypto.PublicKey{s.key.Signer.Public()}
-		if len(s.cfg.PublishKeys) > 0 {
-			extra, err := auth.LoadPublicKeys(s.cfg.PublishKeys...)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("publish_keys: %w", err))
-			}
-			for kid, pub := range extra {
-				if kid != s.key.KeyID {
-					pubs = append(pubs, pub)
-				}
-			}
+		pubs = append(pubs, s.key.Signer.Public())
+	}
+	var others []crypto.Signer
+	for i, path := range s.cfg.PublishKeys {
+		signer, keys, err := loadRotationKey(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("publish_keys[%d]: %w", i, err))
+			continue
 		}
-		set, err := auth.NewJWKS(pubs...)
+		if signer != nil {
+			others = append(others, signer)
+		}
+		pubs = append(pubs, keys...)
+	}
+	for i, path := range s.cfg.PreviousSigningKeys {
+		signer, _, err := loadRotationKey(path)
+		if err == nil && signer == nil {
+			err = fmt.Errorf("%s: no private key in PEM data", path)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("previous_signing_keys[%d]: %w", i, err))
+			continue
+		}
+		others = append(others, signer)
+	}
+	if s.key != nil {
+		set, err := auth.NewJWKS(uniqueKeys(pubs)...)
 		if err == nil {
 			s.jwks, err = json.Marshal(set)
 		}
@@ -153,6 +173,7 @@ func (s *Server) loadKeys() error {
 	}
 
 	var key []byte
+	var openOnly [][]byte
 	switch {
 	case s.cfg.RefreshTokenKeyFile != "":
 		k, err := loadRefreshKey(s.cfg.RefreshTokenKeyFile)
@@ -161,20 +182,67 @@ func (s *Server) loadKeys() error {
 		}
 		key = k
 	case s.key != nil:
-		k, err := deriveRefreshKey(s.key)
+		k, err := deriveRefreshKey(s.key.Signer)
 		if err != nil {
 			errs = append(errs, err)
 		}
 		key = k
+		for _, o := range others {
+			k, err := deriveRefreshKey(o)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			openOnly = append(openOnly, k)
+		}
 	}
 	if key != nil {
-		sealer, err := newRefreshSealer(key)
+		sealer, err := newRefreshSealer(key, openOnly...)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("refresh_token_key_file: %w", err))
 		}
 		s.sealer = sealer
 	}
 	return errors.Join(errs...)
+}
+
+// loadRotationKey reads a PEM file of publish_keys or
+// previous_signing_keys: a private key (returned with its public half) or
+// public keys and certificates.
+func loadRotationKey(path string) (crypto.Signer, []crypto.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if bytes.Contains(data, []byte("PRIVATE KEY-----")) {
+		signer, err := auth.ParsePrivateKeyPEM(data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return signer, []crypto.PublicKey{signer.Public()}, nil
+	}
+	keys, err := auth.ParsePublicKeysPEM(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return nil, keys, nil
+}
+
+// uniqueKeys drops repeated keys (the signing key listed again in
+// publish_keys, a key given both as certificate and public key), keeping
+// the first: a JWKS with one kid twice confuses verifiers.
+func uniqueKeys(pubs []crypto.PublicKey) []crypto.PublicKey {
+	seen := map[string]bool{}
+	out := pubs[:0:0]
+	for _, p := range pubs {
+		kid, err := auth.Thumbprint(p)
+		if err == nil && seen[kid] {
+			continue
+		}
+		seen[kid] = true
+		out = append(out, p)
+	}
+	return out
 }
 
 // buildLicenses wires the configured backend behind the cache, with the
