@@ -71,4 +71,3 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
-
