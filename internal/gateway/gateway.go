@@ -62,6 +62,7 @@ type Gateway struct {
 	metricH   http.Handler
 
 	accessLog bool
+	clients   *httpx.ClientAddr
 	closers   []func()
 }
 
@@ -95,6 +96,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 			g.Close()
 		}
 	}()
+	if g.clients, err = httpx.NewClientAddr(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("trusted_proxies: %w", err)
+	}
 
 	// Credentials first: the metrics observe their refreshes.
 	var source *ecr.Source
@@ -205,7 +209,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 		}
 		tokenTransport := NewUpstreamTransport(cfg.Upstream)
 		g.closers = append(g.closers, tokenTransport.CloseIdleConnections)
-		g.token = newTokenProxy(target, tokenTransport, g.errs, opts.Logger)
+		g.token = newTokenProxy(target, tokenTransport, g.clients, g.errs, opts.Logger)
 	}
 
 	checks := map[string]httpx.Check{"upstream_credential": func(ctx context.Context) error {

@@ -32,7 +32,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				slog.String("method", r.Method), slog.String("path", r.URL.Path),
 				slog.String("route", routeLabel(kind)), slog.Int("status", rec.Status()),
 				slog.Int64("bytes", rec.Bytes()), slog.Duration("duration", time.Since(start)),
-				slog.String("remote", r.RemoteAddr))
+				slog.String("remote", g.clients.Of(r)))
 		}
 		if v == http.ErrAbortHandler {
 			// ReverseProxy aborts a response whose copy failed half-way;
