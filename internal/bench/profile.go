@@ -52,7 +52,7 @@ func ServeProfiled(ctx context.Context, what, configPath, pprofAddr string, stde
 			return err
 		}
 		defer gw.Close()
-		srv := httpx.NewServer(cfg.Listen, gw, gateway.ServerTimeouts(cfg.ShutdownTimeout), log)
+		srv := httpx.NewServer(cfg.Listen, gw, gateway.ServerTimeouts(cfg), log)
 		return httpx.Serve(ctx, srv, nil, cfg.ShutdownTimeout)
 	case "tokenserver":
 		cfg, err := tokenserver.LoadConfig(configPath)

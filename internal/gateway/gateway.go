@@ -307,10 +307,11 @@ func (g *Gateway) Close() {
 
 // ServerTimeouts suit the gateway: no read or write timeout, since a blob
 // transfer may last long (a read deadline would also cancel the request's
-// context in the middle of a stream); the header, idle and upstream
-// timeouts bound the rest.
-func ServerTimeouts(shutdown time.Duration) httpx.Timeouts {
-	return httpx.Timeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second, Shutdown: shutdown}
+// context in the middle of a stream). The headers must arrive within
+// timeouts.read_header; a declared body is bounded in the handler (see
+// httpx.ReadBody); idle, upstream and shutdown timeouts bound the rest.
+func ServerTimeouts(cfg *Config) httpx.Timeouts {
+	return httpx.Timeouts{ReadHeader: cfg.Timeouts.ReadHeader, Idle: cfg.Timeouts.Idle, Shutdown: cfg.ShutdownTimeout}
 }
 
 // Run listens on Config.Listen and serves until ctx ends, then shuts down
@@ -327,7 +328,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 // requests get Config.ShutdownTimeout to finish. It does not Close the
 // Gateway.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
-	t := ServerTimeouts(g.cfg.ShutdownTimeout)
+	t := ServerTimeouts(g.cfg)
 	srv := httpx.NewServer(ln.Addr().String(), g, t, g.log)
 	g.log.Info("gateway listening", slog.String("addr", ln.Addr().String()), slog.String("upstream", g.cfg.Upstream.URL))
 	err := httpx.Serve(ctx, srv, ln, t.Shutdown)

@@ -45,6 +45,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, kind *RouteKind) {
 	p := r.URL.Path
+	// The server has no read timeout, which would cut blob streams: a
+	// declared body must arrive within timeouts.read_body, or the
+	// connection is closed. Only /token has a use for one.
+	limit := int64(maxIgnoredBody)
+	if p == "/token" {
+		limit = maxTokenRequestBody
+	}
+	if err := httpx.ReadBody(w, r, limit, g.cfg.Timeouts.ReadBody); err != nil {
+		g.errs.WriteError(w, r, err)
+		return
+	}
+	if p != "/token" {
+		// Registry reads have no body: none goes upstream.
+		r.Body, r.ContentLength = http.NoBody, 0
+	}
 	switch {
 	case p == "/v2" || strings.HasPrefix(p, "/v2/"):
 		g.serveV2(w, r, kind)
@@ -64,6 +79,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, kind *RouteKind)
 		g.errs.WriteError(w, r, errRouteNotFound)
 	}
 }
+
+// maxIgnoredBody bounds the body a GET or HEAD may carry: it is read and
+// thrown away, so that the connection stays usable.
+const maxIgnoredBody = 64 << 10
 
 var (
 	errMethodNotAllowed = httpx.Errorf(http.StatusMethodNotAllowed, httpx.CodeUnsupported, "this registry is read-only").

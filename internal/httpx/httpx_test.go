@@ -235,3 +235,26 @@ func TestServeShutsDownGracefully(t *testing.T) {
 		t.Fatal("server still accepts connections after shutdown")
 	}
 }
+
+func TestReadBody(t *testing.T) {
+	r := httptest.NewRequest("POST", "/token", strings.NewReader("grant_type=password"))
+	if err := ReadBody(httptest.NewRecorder(), r, 100, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(r.Body); string(b) != "grant_type=password" || r.ContentLength != int64(len(b)) {
+		t.Errorf("body put back as %q (length %d)", b, r.ContentLength)
+	}
+	for name, r := range map[string]*http.Request{
+		"declared": httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("x", 101))),
+		"chunked":  {Method: "POST", URL: r.URL, Header: http.Header{}, ContentLength: -1, Body: io.NopCloser(strings.NewReader(strings.Repeat("x", 101)))},
+	} {
+		var e *Error
+		if err := ReadBody(httptest.NewRecorder(), r, 100, time.Second); !errors.As(err, &e) || e.Status != http.StatusRequestEntityTooLarge || e.Header.Get("Connection") != "close" {
+			t.Errorf("%s: oversized body: %v", name, err)
+		}
+	}
+	none := httptest.NewRequest("GET", "/v2/", nil)
+	if err := ReadBody(nil, none, 0, time.Second); err != nil || none.Body != http.NoBody {
+		t.Errorf("no body: %v", err)
+	}
+}
