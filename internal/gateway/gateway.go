@@ -170,6 +170,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	if cfg.Upstream.ProxyBlobs {
 		rt = &redirectFollower{next: rt, plain: plain}
 	}
+	rt = headErrorAsGET{next: rt}
 	up := &upstreamProxy{upstream: upstream, prefix: cfg.Upstream.RepositoryPrefix, auth: ah, errs: g.errs}
 	modify := up.modifyResponse
 	if g.manifests = newManifestCache(cfg.ManifestCache, opts.Clock, opts.Logger, g.metrics.reg); g.manifests != nil {

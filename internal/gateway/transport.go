@@ -121,6 +121,36 @@ func drain(body io.ReadCloser) {
 	_ = body.Close()
 }
 
+// headErrorAsGET asks again with GET when the upstream answers a HEAD with
+// a client error: the gateway answers with the error's code and that code's
+// message, and the HEAD answer must carry the Content-Length of the body a
+// GET gets, which only the upstream's error body tells. The GET's answer
+// stands in for the HEAD's (with the HEAD request, so it is written without
+// a body). Credential failures (401, 403) are not asked again: their answer
+// does not depend on the body.
+type headErrorAsGET struct{ next http.RoundTripper }
+
+func (t headErrorAsGET) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil || req.Method != http.MethodHead || resp.StatusCode < 400 || resp.StatusCode >= 500 ||
+		resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return resp, err
+	}
+	get := req.Clone(req.Context())
+	get.Method = http.MethodGet
+	gresp, gerr := t.next.RoundTrip(get)
+	if gerr != nil || gresp.StatusCode != resp.StatusCode {
+		// The upstream changed its mind meanwhile: the HEAD's answer it is.
+		if gerr == nil {
+			drain(gresp.Body)
+		}
+		return resp, nil
+	}
+	drain(resp.Body)
+	gresp.Request = req
+	return gresp, nil
+}
+
 // maxRedirects bounds the redirects followed for one blob.
 const maxRedirects = 5
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +88,13 @@ func TestHandlerWritesRegistryErrors(t *testing.T) {
 			if method == http.MethodHead {
 				if rec.Body.Len() != 0 {
 					t.Fatalf("HEAD answered a body: %q", rec.Body)
+				}
+				// The length of the body GET gets.
+				get := httptest.NewRecorder()
+				h.Func(func(http.ResponseWriter, *http.Request) error { return tt.err }).
+					ServeHTTP(get, httptest.NewRequest(http.MethodGet, "/v2/x", nil))
+				if cl := rec.Header().Get("Content-Length"); cl != strconv.Itoa(get.Body.Len()) {
+					t.Errorf("HEAD Content-Length %q, GET body %d bytes", cl, get.Body.Len())
 				}
 				return
 			}
