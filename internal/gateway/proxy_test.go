@@ -60,8 +60,10 @@ func TestForwardManifest(t *testing.T) {
 			if up.Header.Get("Cookie") != "" {
 				t.Errorf("cookie forwarded")
 			}
-			if got := up.Header.Values("Accept"); len(got) != 1 || got[0] != accept {
-				t.Errorf("upstream Accept %q, want %q", got, accept)
+			// The media types named, sorted (see parseAccept).
+			const sorted = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"
+			if got := up.Header.Values("Accept"); len(got) != 1 || got[0] != sorted {
+				t.Errorf("upstream Accept %q, want %q", got, sorted)
 			}
 		}
 	}

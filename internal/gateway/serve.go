@@ -100,6 +100,9 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, kind *RouteKin
 		g.fail(w, r, errMethodNotAllowed)
 		return
 	}
+	if err == nil {
+		err = checkAccept(r.Header["Accept"])
+	}
 	if err != nil {
 		g.fail(w, r, err)
 		return
@@ -123,9 +126,19 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, kind *RouteKin
 			g.fail(w, r, errUpstreamNameTooLong)
 			return
 		}
-		if route.Kind == RouteManifest && g.manifests != nil {
-			g.serveManifest(w, r, route)
-			return
+		if route.Kind == RouteManifest {
+			// The upstream gets the Accept the cache is keyed by, so
+			// that a cached answer is the one it would give.
+			accept := parseAccept(r.Header["Accept"])
+			if h := accept.header(); h != nil {
+				r.Header["Accept"] = h
+			} else {
+				delete(r.Header, "Accept")
+			}
+			if g.manifests != nil {
+				g.serveManifest(w, r, route, accept)
+				return
+			}
 		}
 		g.proxy.ServeHTTP(w, r)
 	}
