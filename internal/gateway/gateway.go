@@ -165,13 +165,14 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 		g.closers = append(g.closers, t.CloseIdleConnections)
 	}
 	plain := timed(base, func(d time.Duration) { g.metrics.upstreamLatency.Observe(d.Seconds()) }, time.Now)
-	ah := &authHeader{creds: creds}
+	ah := &authHeader{creds: creds, clock: opts.Clock}
 	var rt http.RoundTripper = &credentialTransport{next: plain, auth: ah, retried: g.metrics.upstreamRetries.Inc}
 	if cfg.Upstream.ProxyBlobs {
 		rt = &redirectFollower{next: rt, plain: plain}
 	}
 	rt = headErrorAsGET{next: rt}
-	up := &upstreamProxy{upstream: upstream, prefix: cfg.Upstream.RepositoryPrefix, auth: ah, errs: g.errs}
+	up := &upstreamProxy{upstream: upstream, prefix: cfg.Upstream.RepositoryPrefix, auth: ah, errs: g.errs,
+		refused: g.metrics.upstreamRefused.Inc}
 	modify := up.modifyResponse
 	if g.manifests = newManifestCache(cfg.ManifestCache, opts.Clock, opts.Logger, g.metrics.reg); g.manifests != nil {
 		// The cache stores the answer as the client gets it: after the

@@ -42,6 +42,7 @@ type upstreamProxy struct {
 	prefix   string
 	auth     *authHeader
 	errs     httpx.Handler
+	refused  func() // metrics hook: an upstream 401/403 answered 502
 }
 
 // forwardedRequestHeaders are the only client request headers the upstream
@@ -98,7 +99,7 @@ func (p *upstreamProxy) rewrite(pr *httputil.ProxyRequest) {
 // cure: the gateway's own credential or permissions are at fault, not the
 // client's, and passing the upstream's Basic challenge on would only
 // confuse the client.
-var errUpstreamRefused = errors.New("upstream refused the gateway's credential")
+var errUpstreamRefused = errors.New("upstream refused the registry credential")
 
 // maxTagsListBody bounds a tags/list answer rewritten for the prefix.
 const maxTagsListBody = 16 << 20
@@ -115,6 +116,9 @@ func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		drain(resp.Body)
+		if p.refused != nil {
+			p.refused()
+		}
 		return fmt.Errorf("%w: %s", errUpstreamRefused, resp.Status)
 	case resp.StatusCode >= 500:
 		drain(resp.Body)
@@ -322,7 +326,7 @@ func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 	case errors.Is(err, errNoCredential):
 		e = &httpx.Error{Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable, Message: "no upstream credential", Err: err}
 	case errors.Is(err, errUpstreamRefused):
-		e = &httpx.Error{Status: http.StatusBadGateway, Code: httpx.CodeUnavailable, Message: "upstream refused the gateway", Err: err}
+		e = &httpx.Error{Status: http.StatusBadGateway, Code: httpx.CodeUnavailable, Message: "upstream refused the registry credential", Err: err}
 	case errors.As(err, &se):
 		e = &httpx.Error{Status: http.StatusBadGateway, Code: httpx.CodeUnavailable, Message: "upstream error", Err: err}
 	default:

@@ -60,7 +60,8 @@ func timed(next http.RoundTripper, observe func(time.Duration), clock func() tim
 // credentialTransport puts the upstream credential on requests that carry
 // none (the proxy sets it in its Rewrite step already) and, when the
 // upstream answers 401, refreshes the credential once (shared with every
-// concurrent request that saw the same 401) and retries the request once.
+// concurrent request that saw the same 401) and retries the request once;
+// not within refreshHoldOff of the last such refresh.
 // Only requests without a body are retried, which is every request the
 // gateway forwards.
 type credentialTransport struct {
@@ -83,10 +84,13 @@ func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, erro
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || (req.Body != nil && req.Body != http.NoBody) {
 		return resp, err
 	}
-	stale, current := t.auth.lookup(sent)
 	var h *headerFor
-	if current {
-		h, err = t.auth.invalidate(req.Context(), stale)
+	if cur := t.auth.cur.Load(); cur != nil && cur.value[0] == sent {
+		if t.auth.heldOff(cur) {
+			// Refreshed moments ago and refused again: the 401 stands.
+			return resp, nil
+		}
+		h, err = t.auth.invalidate(req.Context(), cur.cred)
 	} else {
 		// Another request refreshed meanwhile: use its result.
 		h, err = t.auth.get(req.Context())
