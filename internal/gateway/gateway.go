@@ -334,7 +334,16 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	srv := httpx.NewServer(ln.Addr().String(), g, t, g.log)
 	g.log.Info("gateway listening", slog.String("addr", ln.Addr().String()), slog.String("upstream", g.cfg.Upstream.URL))
 	err := httpx.Serve(ctx, srv, ln, t.Shutdown)
-	if errors.Is(err, http.ErrServerClosed) {
+	var cut *httpx.ShutdownCutError
+	switch {
+	case errors.Is(err, http.ErrServerClosed):
+		err = nil
+	case errors.As(err, &cut):
+		// Blob downloads may outlast any shutdown_timeout: cutting them
+		// is the stop working as configured, not a failure (clients
+		// resume them elsewhere).
+		g.log.Warn("shutdown_timeout reached: streams cut", slog.Int("streams", cut.Requests),
+			slog.Duration("shutdown_timeout", t.Shutdown))
 		err = nil
 	}
 	return err

@@ -322,6 +322,10 @@ func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 	var e *httpx.Error
 	var se *upstreamStatusError
 	switch {
+	case r.Context().Err() != nil:
+		// The client hung up first: whatever failed upstream failed
+		// because its request was cancelled.
+		e = httpx.ClientClosed(err)
 	case errors.As(err, &e):
 	case errors.Is(err, errNoCredential):
 		e = &httpx.Error{Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable, Message: "no upstream credential", Err: err}

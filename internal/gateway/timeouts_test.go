@@ -167,3 +167,51 @@ func TestLongDownloadsAreNotCut(t *testing.T) {
 		t.Errorf("upstream saw %d requests, %d with a body; want 2, none", up.requests.Load(), up.gotBody.Load())
 	}
 }
+
+// TestClientHangUpIs499: a client that hangs up before the upstream answers
+// is logged as 499 at INFO, not as a 502 at ERROR (finding 9); the upstream
+// request is cancelled with it.
+func TestClientHangUpIs499(t *testing.T) {
+	arrived, upstreamDone := make(chan struct{}), make(chan struct{})
+	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-r.Context().Done()
+		close(upstreamDone)
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/v2/stable/app/manifests/latest", nil)
+	req.Header.Set("Authorization", "Bearer "+e.token())
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	<-arrived
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("request not cancelled")
+	}
+	select {
+	case <-upstreamDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream request was not cancelled")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(e.logs.String(), `"status":499`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no 499 in the log: %s", e.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for line := range strings.Lines(e.logs.String()) {
+		if strings.Contains(line, `"level":"ERROR"`) || (strings.Contains(line, `"status":499`) && !strings.Contains(line, `"level":"INFO"`)) {
+			t.Errorf("hang-up logged as: %s", line)
+		}
+	}
+	if strings.Contains(e.logs.String(), `"status":502`) {
+		t.Errorf("hang-up logged as a 502: %s", e.logs)
+	}
+}

@@ -36,6 +36,10 @@ func newTokenProxy(target *url.URL, transport http.RoundTripper, clients *httpx.
 		Transport: transport,
 		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				errs.WriteError(w, r, httpx.ClientClosed(err))
+				return
+			}
 			errs.WriteError(w, r, (&httpx.Error{
 				Status: upstreamStatus(err), Code: httpx.CodeUnavailable,
 				Message: "token service unavailable",

@@ -27,6 +27,16 @@ const (
 	CodeTooLarge        = "SIZE_INVALID"
 )
 
+// StatusClientClosedRequest is the status (nginx's) logged for a request
+// whose client hung up before the answer; the client never sees it.
+const StatusClientClosedRequest = 499
+
+// ClientClosed is the Error for a request whose client went away: logged at
+// INFO, since nothing is wrong on the server's side.
+func ClientClosed(err error) *Error {
+	return &Error{Status: StatusClientClosedRequest, Code: CodeUnknown, Message: "client closed request", Err: err}
+}
+
 // Error is an error a handler returns to answer the client: Status, Code and
 // Message are what the client sees; Err is the detail that is only logged.
 type Error struct {

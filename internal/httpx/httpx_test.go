@@ -266,3 +266,33 @@ func TestReadBody(t *testing.T) {
 		t.Errorf("no body: %v", err)
 	}
 }
+
+func TestServeReportsCutRequests(t *testing.T) {
+	started := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("x"))
+		http.NewResponseController(w).Flush()
+		close(started)
+		<-r.Context().Done()
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(ln.Addr().String(), h, Timeouts{ReadHeader: time.Second}, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, srv, ln, 100*time.Millisecond) }()
+	resp, err := http.Get("http://" + ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	<-started
+	cancel()
+	err = <-served
+	var cut *ShutdownCutError
+	if !errors.As(err, &cut) || cut.Requests != 1 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Serve = %v, want a ShutdownCutError for 1 request", err)
+	}
+}
