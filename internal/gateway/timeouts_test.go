@@ -199,12 +199,8 @@ func TestClientHangUpIs499(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the upstream request was not cancelled")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(e.logs.String(), `"status":499`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no 499 in the log: %s", e.logs)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !e.logs.WaitFor(`"status":499`, 5*time.Second) {
+		t.Fatalf("no 499 in the log: %s", e.logs)
 	}
 	for line := range strings.Lines(e.logs.String()) {
 		if strings.Contains(line, `"level":"ERROR"`) || (strings.Contains(line, `"status":499`) && !strings.Contains(line, `"level":"INFO"`)) {

@@ -5,6 +5,7 @@ package testutil
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 	"time"
 )
@@ -59,4 +60,18 @@ func (b *SyncBuffer) Reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.buf.Reset()
+}
+
+// WaitFor reports whether substr is written within d. Servers write their
+// access line after the response went out, so a test that just got its
+// answer may have to wait for the line.
+func (b *SyncBuffer) WaitFor(substr string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !strings.Contains(b.String(), substr) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }

@@ -42,3 +42,17 @@ func TestSyncBuffer(t *testing.T) {
 		t.Fatalf("after Reset: %q", s)
 	}
 }
+
+func TestSyncBufferWaitFor(t *testing.T) {
+	var b SyncBuffer
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		fmt.Fprint(&b, `"status":499`)
+	}()
+	if !b.WaitFor(`"status":499`, 5*time.Second) {
+		t.Fatal("written line not seen")
+	}
+	if b.WaitFor("never", 20*time.Millisecond) {
+		t.Fatal("unwritten line seen")
+	}
+}
