@@ -10,27 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// serveOn runs e's gateway with its real server settings (Serve) on a free
-// port until the test ends, and returns the address.
-func serveOn(t *testing.T, e *env) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.gw.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
-}
+	"github.com/acme/registry-gateway/internal/testutil"
+)
 
 func shortTimeouts(c *Config, _ *Options) {
 	c.Timeouts = TimeoutsConfig{ReadHeader: 200 * time.Millisecond, ReadBody: 200 * time.Millisecond}
@@ -63,7 +45,7 @@ func rawExchange(t *testing.T, addr, req string, limit time.Duration) string {
 // graceful stop forever.
 func TestSlowRequestsAreCut(t *testing.T) {
 	e := newEnv(t, newFakeRegistry(), shortTimeouts)
-	addr := serveOn(t, e)
+	addr := testutil.Serve(t, e.gw.Serve)
 
 	start := time.Now()
 	got := rawExchange(t, addr, "GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", 3*time.Second)
@@ -145,7 +127,7 @@ func (s *slowBlobs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestLongDownloadsAreNotCut(t *testing.T) {
 	up := &slowBlobs{next: newFakeRegistry()}
 	e := newEnv(t, up, shortTimeouts)
-	addr := serveOn(t, e)
+	addr := testutil.Serve(t, e.gw.Serve)
 	tok := e.token()
 	for _, body := range []string{"", "ignored body"} {
 		req, _ := http.NewRequest("GET", "http://"+addr+"/v2/stable/app/blobs/"+dgst, strings.NewReader(body))
