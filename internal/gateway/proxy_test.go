@@ -429,3 +429,31 @@ func TestClientGoneMidStream(t *testing.T) {
 		t.Fatalf("after a client went away mid-stream: %d", resp.StatusCode)
 	}
 }
+
+// TestHeadContentLength: every HEAD answer carries the Content-Length of
+// the body the same GET gets, errors of the gateway's own included
+// (finding 9).
+func TestHeadContentLength(t *testing.T) {
+	e := newEnv(t, newFakeRegistry())
+	tok := e.token()
+	for _, tc := range []struct {
+		path string
+		h    http.Header
+	}{
+		{"/v2/", nil},
+		{"/v2/", bearer(tok)},
+		{"/v2/stable/app/manifests/latest", nil},
+		{"/v2/stable/other/manifests/latest", bearer(tok)},
+		{"/v2/stable/app/manifests/latest", bearer(tok)},
+		{"/v2/stable/app/manifests/nope", bearer(tok)},
+		{"/v2/Bad/manifests/x", bearer(tok)},
+	} {
+		get := e.do("GET", tc.path, tc.h)
+		body := readBody(t, get)
+		head := e.do("HEAD", tc.path, tc.h)
+		if head.StatusCode != get.StatusCode || head.Header.Get("Content-Length") != itoa(len(body)) {
+			t.Errorf("%s: HEAD %d Content-Length %q; GET %d with %d bytes", tc.path, head.StatusCode,
+				head.Header.Get("Content-Length"), get.StatusCode, len(body))
+		}
+	}
+}
