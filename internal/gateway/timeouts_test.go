@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -71,6 +72,11 @@ func TestSlowRequestsAreCut(t *testing.T) {
 	got = rawExchange(t, addr, "GET /v2/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", 3*time.Second)
 	if !strings.HasPrefix(got, "HTTP/1.1 408 ") {
 		t.Errorf("unfinished chunked body: got %q", got)
+	}
+	// A chunked body that is not chunked.
+	got = rawExchange(t, addr, "GET /v2/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 3*time.Second)
+	if !strings.HasPrefix(got, "HTTP/1.1 400 ") || !strings.Contains(got, "request body could not be read") {
+		t.Errorf("malformed chunked body: got %q", got)
 	}
 	if strings.Contains(e.logs.String(), `"level":"ERROR"`) {
 		t.Errorf("slow clients logged as errors: %s", e.logs)
@@ -150,46 +156,53 @@ func TestLongDownloadsAreNotCut(t *testing.T) {
 	}
 }
 
-// TestClientHangUpIs499: a client that hangs up before the upstream answers
-// is logged as 499 at INFO, not as a 502 at ERROR (finding 9); the upstream
-// request is cancelled with it.
+// TestClientHangUpIs499: a client that hangs up before the upstream (or
+// the token service) answers is logged as 499 at INFO, not as a 502 at
+// ERROR (finding 9); the upstream request is cancelled with it.
 func TestClientHangUpIs499(t *testing.T) {
-	arrived, upstreamDone := make(chan struct{}), make(chan struct{})
-	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		close(arrived)
-		<-r.Context().Done()
-		close(upstreamDone)
-	}))
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/v2/stable/app/manifests/latest", nil)
-	req.Header.Set("Authorization", "Bearer "+e.token())
-	errc := make(chan error, 1)
-	go func() {
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		errc <- err
-	}()
-	<-arrived
-	cancel()
-	if err := <-errc; err == nil {
-		t.Fatal("request not cancelled")
-	}
-	select {
-	case <-upstreamDone:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the upstream request was not cancelled")
-	}
-	if !e.logs.WaitFor(`"status":499`, 5*time.Second) {
-		t.Fatalf("no 499 in the log: %s", e.logs)
-	}
-	for line := range strings.Lines(e.logs.String()) {
-		if strings.Contains(line, `"level":"ERROR"`) || (strings.Contains(line, `"status":499`) && !strings.Contains(line, `"level":"INFO"`)) {
-			t.Errorf("hang-up logged as: %s", line)
-		}
-	}
-	if strings.Contains(e.logs.String(), `"status":502`) {
-		t.Errorf("hang-up logged as a 502: %s", e.logs)
+	for _, path := range []string{"/v2/stable/app/manifests/latest", "/token"} {
+		t.Run(path, func(t *testing.T) {
+			arrived, upstreamDone := make(chan struct{}), make(chan struct{})
+			hang := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				close(arrived)
+				<-r.Context().Done()
+				close(upstreamDone)
+			})
+			ts := httptest.NewServer(hang)
+			t.Cleanup(ts.Close)
+			e := newEnv(t, hang, func(c *Config, _ *Options) { c.TokenEndpoint = ts.URL + "/token" })
+			ctx, cancel := context.WithCancel(context.Background())
+			req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+path, nil)
+			req.Header.Set("Authorization", "Bearer "+e.token())
+			errc := make(chan error, 1)
+			go func() {
+				resp, err := http.DefaultClient.Do(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+				errc <- err
+			}()
+			<-arrived
+			cancel()
+			if err := <-errc; err == nil {
+				t.Fatal("request not cancelled")
+			}
+			select {
+			case <-upstreamDone:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the upstream request was not cancelled")
+			}
+			if !e.logs.WaitFor(`"status":499`, 5*time.Second) {
+				t.Fatalf("no 499 in the log: %s", e.logs)
+			}
+			for line := range strings.Lines(e.logs.String()) {
+				if strings.Contains(line, `"level":"ERROR"`) || (strings.Contains(line, `"status":499`) && !strings.Contains(line, `"level":"INFO"`)) {
+					t.Errorf("hang-up logged as: %s", line)
+				}
+			}
+			if strings.Contains(e.logs.String(), `"status":502`) {
+				t.Errorf("hang-up logged as a 502: %s", e.logs)
+			}
+		})
 	}
 }
