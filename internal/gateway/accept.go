@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/acme/registry-gateway/internal/httpx"
 )
@@ -69,11 +70,19 @@ func parseAccept(values []string) acceptSet {
 	return s
 }
 
+// acceptHeaders caches the header of each set, built on first use: manifest
+// requests are the hot path, and there are only 256 sets.
+var acceptHeaders [1 << len(manifestMediaTypes)]atomic.Pointer[[]string]
+
 // header is s as one Accept value, in the order of manifestMediaTypes; nil
-// for the empty set.
+// for the empty set. The slice is shared: callers must not change it (its
+// len equals its cap, so an append copies).
 func (s acceptSet) header() []string {
 	if s == 0 {
 		return nil
+	}
+	if h := acceptHeaders[s].Load(); h != nil {
+		return *h
 	}
 	var b strings.Builder
 	for i, mt := range manifestMediaTypes {
@@ -84,5 +93,7 @@ func (s acceptSet) header() []string {
 			b.WriteString(mt)
 		}
 	}
-	return []string{b.String()}
+	h := []string{b.String()}
+	acceptHeaders[s].Store(&h)
+	return h
 }

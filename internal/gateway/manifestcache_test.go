@@ -370,6 +370,18 @@ func TestParseAccept(t *testing.T) {
 	if parseAccept([]string{"text/html", ""}) != 0 || parseAccept(nil).header() != nil {
 		t.Error("unknown types kept")
 	}
+	// Every known type has a bit of its own (acceptSet has 8).
+	seen := map[acceptSet]bool{}
+	for _, mt := range manifestMediaTypes {
+		b := parseAccept([]string{mt})
+		if b == 0 || seen[b] || b.header()[0] != mt {
+			t.Errorf("%s: set %b", mt, b)
+		}
+		seen[b] = true
+	}
+	if !slices.IsSorted(manifestMediaTypes[:]) {
+		t.Error("manifestMediaTypes not sorted")
+	}
 }
 
 func TestManifestCacheRefusesToStore(t *testing.T) {
