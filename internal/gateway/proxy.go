@@ -243,7 +243,7 @@ var standardMessages = map[string]string{
 }
 
 // defaultErrorCode is the code of an upstream error answer without a
-// readable one, HEAD answers included (they have no body): what
+// readable one (not JSON, or a HEAD whose GET got another answer): what
 // distribution answers for that status and path.
 func defaultErrorCode(status int, path string) string {
 	switch {
