@@ -10,14 +10,17 @@ import (
 	"encoding/pem"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/testutil"
 )
 
-func writeConfig(t *testing.T, listen string) string {
+func writeConfig(t *testing.T, listen string, extra ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -39,7 +42,7 @@ keys: {public_keys: ["` + pub + `"]}
 upstream:
   url: "http://127.0.0.1:1"
   static: {username: puller, password_file: "` + pw + `"}
-`),
+` + strings.Join(extra, "\n") + "\n"),
 	} {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
@@ -88,6 +91,68 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "secret") {
 		t.Error("log shows the upstream password")
+	}
+}
+
+// TestStopCutsStreamsCleanly: a stop that has to cut a stream still
+// running at shutdown_timeout exits 0 and says, at WARN, how many streams
+// it cut (finding 9); nothing at ERROR.
+func TestStopCutsStreamsCleanly(t *testing.T) {
+	// A token service whose answer never ends: the stream to cut.
+	streaming := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("{"))
+		http.NewResponseController(w).Flush()
+		close(streaming)
+		<-r.Context().Done()
+	}))
+	t.Cleanup(ts.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := writeConfig(t, addr, `token_endpoint: "`+ts.URL+`/token"`)
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, bytes.Replace(data, []byte("shutdown_timeout: 2s"), []byte("shutdown_timeout: 200ms"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	stderr := &testutil.SyncBuffer{}
+	go func() { done <- run(ctx, []string{"-config", cfg}, &bytes.Buffer{}, stderr) }()
+	var resp *http.Response
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err = http.Get("http://" + addr + "/token"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway did not start: %v", err)
+		}
+	}
+	defer resp.Body.Close()
+	<-streaming
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d after cutting a stream, want 0: %s", code, stderr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no shutdown")
+	}
+	log := stderr.String()
+	if !strings.Contains(log, `"level":"WARN","msg":"shutdown_timeout reached: streams cut","streams":1`) {
+		t.Errorf("no WARN naming one cut stream: %s", log)
+	}
+	if strings.Contains(log, `"level":"ERROR"`) {
+		t.Errorf("ERROR line on a clean stop: %s", log)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/ecr"
+	"github.com/acme/registry-gateway/internal/httpx"
 )
 
 // Config is the gateway's configuration file.
@@ -47,6 +48,13 @@ type Config struct {
 	AccessLog *bool `yaml:"access_log"`
 	// ShutdownTimeout bounds the graceful shutdown; default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// TrustedProxies are CIDRs (or addresses) of the load balancers in
+	// front of the gateway: their X-Forwarded-For is passed on to the token
+	// service with the peer appended; anyone else's is replaced by the
+	// peer.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Timeouts bound how long a client may take to send a request.
+	Timeouts TimeoutsConfig `yaml:"timeouts"`
 	// LogLevel is debug, info (default), warn or error.
 	LogLevel string `yaml:"log_level"`
 }
@@ -117,6 +125,23 @@ const (
 	maxManifestTagTTL         = 24 * time.Hour
 )
 
+// TimeoutsConfig bounds the request side of a client connection. There is
+// no write timeout: a blob download may take as long as the client needs.
+type TimeoutsConfig struct {
+	// ReadHeader is the time a client has to send a request's headers;
+	// default 10s.
+	ReadHeader time.Duration `yaml:"read_header"`
+	// ReadBody is the time a client has, after the headers, to send the
+	// body it declared; default 10s.
+	ReadBody time.Duration `yaml:"read_body"`
+	// Idle is how long a kept-alive connection may wait for its next
+	// request; default 120s.
+	Idle time.Duration `yaml:"idle"`
+}
+
+// maxReadTimeout bounds the read timeouts, to catch unit mistakes.
+const maxReadTimeout = 5 * time.Minute
+
 // ECRConfig fetches the upstream credential with GetAuthorizationToken,
 // using the AWS SDK's default credential chain.
 type ECRConfig struct {
@@ -177,6 +202,15 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.Timeouts.ReadHeader == 0 {
+		c.Timeouts.ReadHeader = 10 * time.Second
+	}
+	if c.Timeouts.ReadBody == 0 {
+		c.Timeouts.ReadBody = 10 * time.Second
+	}
+	if c.Timeouts.Idle == 0 {
+		c.Timeouts.Idle = 120 * time.Second
 	}
 	if c.ManifestCache.MaxBytes == 0 {
 		c.ManifestCache.MaxBytes = defaultManifestCacheBytes
@@ -268,6 +302,19 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		bad("shutdown_timeout: must not be negative")
+	}
+	for i, p := range c.TrustedProxies {
+		if _, err := httpx.ParsePrefix(p); err != nil {
+			bad("trusted_proxies[%d]: %v", i, err)
+		}
+	}
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{{"read_header", c.Timeouts.ReadHeader}, {"read_body", c.Timeouts.ReadBody}, {"idle", c.Timeouts.Idle}} {
+		if t.d < 0 || t.d > maxReadTimeout {
+			bad("timeouts.%s: %s is out of range (0 to %s)", t.name, t.d, maxReadTimeout)
+		}
 	}
 	u := c.Upstream
 	if err := checkURL(u.URL, true); err != nil {

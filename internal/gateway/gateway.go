@@ -62,6 +62,7 @@ type Gateway struct {
 	metricH   http.Handler
 
 	accessLog bool
+	clients   *httpx.ClientAddr
 	closers   []func()
 }
 
@@ -95,6 +96,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 			g.Close()
 		}
 	}()
+	if g.clients, err = httpx.NewClientAddr(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("trusted_proxies: %w", err)
+	}
 
 	// Credentials first: the metrics observe their refreshes.
 	var source *ecr.Source
@@ -161,12 +165,14 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 		g.closers = append(g.closers, t.CloseIdleConnections)
 	}
 	plain := timed(base, func(d time.Duration) { g.metrics.upstreamLatency.Observe(d.Seconds()) }, time.Now)
-	ah := &authHeader{creds: creds}
+	ah := &authHeader{creds: creds, clock: opts.Clock}
 	var rt http.RoundTripper = &credentialTransport{next: plain, auth: ah, retried: g.metrics.upstreamRetries.Inc}
 	if cfg.Upstream.ProxyBlobs {
 		rt = &redirectFollower{next: rt, plain: plain}
 	}
-	up := &upstreamProxy{upstream: upstream, prefix: cfg.Upstream.RepositoryPrefix, auth: ah, errs: g.errs}
+	rt = headErrorAsGET{next: rt}
+	up := &upstreamProxy{upstream: upstream, prefix: cfg.Upstream.RepositoryPrefix, auth: ah, errs: g.errs,
+		refused: g.metrics.upstreamRefused.Inc}
 	modify := up.modifyResponse
 	if g.manifests = newManifestCache(cfg.ManifestCache, opts.Clock, opts.Logger, g.metrics.reg); g.manifests != nil {
 		// The cache stores the answer as the client gets it: after the
@@ -205,7 +211,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 		}
 		tokenTransport := NewUpstreamTransport(cfg.Upstream)
 		g.closers = append(g.closers, tokenTransport.CloseIdleConnections)
-		g.token = newTokenProxy(target, tokenTransport, g.errs, opts.Logger)
+		g.token = newTokenProxy(target, tokenTransport, g.clients, g.errs, opts.Logger)
 	}
 
 	checks := map[string]httpx.Check{"upstream_credential": func(ctx context.Context) error {
@@ -303,10 +309,11 @@ func (g *Gateway) Close() {
 
 // ServerTimeouts suit the gateway: no read or write timeout, since a blob
 // transfer may last long (a read deadline would also cancel the request's
-// context in the middle of a stream); the header, idle and upstream
-// timeouts bound the rest.
-func ServerTimeouts(shutdown time.Duration) httpx.Timeouts {
-	return httpx.Timeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second, Shutdown: shutdown}
+// context in the middle of a stream). The headers must arrive within
+// timeouts.read_header; a declared body is bounded in the handler (see
+// httpx.ReadBody); idle, upstream and shutdown timeouts bound the rest.
+func ServerTimeouts(cfg *Config) httpx.Timeouts {
+	return httpx.Timeouts{ReadHeader: cfg.Timeouts.ReadHeader, Idle: cfg.Timeouts.Idle, Shutdown: cfg.ShutdownTimeout}
 }
 
 // Run listens on Config.Listen and serves until ctx ends, then shuts down
@@ -323,11 +330,20 @@ func (g *Gateway) Run(ctx context.Context) error {
 // requests get Config.ShutdownTimeout to finish. It does not Close the
 // Gateway.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
-	t := ServerTimeouts(g.cfg.ShutdownTimeout)
+	t := ServerTimeouts(g.cfg)
 	srv := httpx.NewServer(ln.Addr().String(), g, t, g.log)
 	g.log.Info("gateway listening", slog.String("addr", ln.Addr().String()), slog.String("upstream", g.cfg.Upstream.URL))
 	err := httpx.Serve(ctx, srv, ln, t.Shutdown)
-	if errors.Is(err, http.ErrServerClosed) {
+	var cut *httpx.ShutdownCutError
+	switch {
+	case errors.Is(err, http.ErrServerClosed):
+		err = nil
+	case errors.As(err, &cut):
+		// Blob downloads may outlast any shutdown_timeout: cutting them
+		// is the stop working as configured, not a failure (clients
+		// resume them elsewhere).
+		g.log.Warn("shutdown_timeout reached: streams cut", slog.Int("streams", cut.Requests),
+			slog.Duration("shutdown_timeout", t.Shutdown))
 		err = nil
 	}
 	return err

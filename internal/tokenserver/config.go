@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -270,7 +269,7 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 		}
 	}
 	for i, p := range c.TrustedProxies {
-		if _, err := parsePrefix(p); err != nil {
+		if _, err := httpx.ParsePrefix(p); err != nil {
 			add("trusted_proxies[%d]: %v", i, err)
 		}
 	}
@@ -348,23 +347,6 @@ func parseLevel(s string) (slog.Level, error) {
 		return slog.LevelError, nil
 	}
 	return slog.LevelInfo, fmt.Errorf("%q is not one of debug, info, warn, error", s)
-}
-
-// parsePrefix takes a CIDR or a single address.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // CheckConfig validates the configuration file at path as the service does

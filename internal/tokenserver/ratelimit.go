@@ -2,9 +2,6 @@ package tokenserver
 
 import (
 	"math"
-	"net"
-	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,66 +168,4 @@ func (ll *loginLimiter) Len() int {
 func retryAfter(d time.Duration) string {
 	s := int64(math.Ceil(d.Seconds()))
 	return strconv.FormatInt(max(s, 1), 10)
-}
-
-// clientAddr finds the address a request comes from: the peer, unless the
-// peer is a trusted proxy, in which case X-Forwarded-For is walked from the
-// right (the entries proxies appended) to the first address that is not a
-// trusted proxy. Anything a client wrote further left is not believed.
-type clientAddr struct {
-	trusted []netip.Prefix
-}
-
-func newClientAddr(cidrs []string) (*clientAddr, error) {
-	c := &clientAddr{}
-	for _, s := range cidrs {
-		p, err := parsePrefix(s)
-		if err != nil {
-			return nil, err
-		}
-		c.trusted = append(c.trusted, p)
-	}
-	return c, nil
-}
-
-func (c *clientAddr) isTrusted(a netip.Addr) bool {
-	for _, p := range c.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
-// Of returns the client address of r as a string.
-func (c *clientAddr) Of(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	if len(c.trusted) == 0 {
-		return host
-	}
-	peer, err := netip.ParseAddr(host)
-	if err != nil || !c.isTrusted(peer.Unmap()) {
-		return host
-	}
-	client := peer.Unmap()
-	hops := r.Header.Values("X-Forwarded-For")
-	for i := len(hops) - 1; i >= 0; i-- {
-		parts := strings.Split(hops[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
-			if err != nil {
-				// A hop we cannot read ends the trust chain; use the last
-				// address we could.
-				return client.String()
-			}
-			client = a.Unmap()
-			if !c.isTrusted(client) {
-				return client.String()
-			}
-		}
-	}
-	return client.String()
 }

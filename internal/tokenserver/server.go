@@ -66,7 +66,7 @@ type Server struct {
 	licenses *license.Cache
 	file     *license.FileBackend // nil unless the file backend is used
 	limiter  *loginLimiter        // nil when rate limiting is disabled
-	clients  *clientAddr
+	clients  *httpx.ClientAddr
 	metrics  *metrics
 
 	errs      httpx.Handler
@@ -109,7 +109,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	add(s.loadKeys())
 	add(s.buildLicenses())
 	var err error
-	if s.clients, err = newClientAddr(cfg.TrustedProxies); err != nil {
+	if s.clients, err = httpx.NewClientAddr(cfg.TrustedProxies); err != nil {
 		errs = append(errs, fmt.Errorf("trusted_proxies: %w", err))
 	}
 	if len(errs) > 0 {

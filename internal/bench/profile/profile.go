@@ -56,7 +56,7 @@ func Serve(ctx context.Context, what, configPath, pprofAddr string, stderr io.Wr
 			return err
 		}
 		defer gw.Close()
-		srv := httpx.NewServer(cfg.Listen, gw, gateway.ServerTimeouts(cfg.ShutdownTimeout), log)
+		srv := httpx.NewServer(cfg.Listen, gw, gateway.ServerTimeouts(cfg), log)
 		return httpx.Serve(ctx, srv, nil, cfg.ShutdownTimeout)
 	case "tokenserver":
 		cfg, err := tokenserver.LoadConfig(configPath)
