@@ -115,6 +115,9 @@ type RateLimitConfig struct {
 	PerUserBurst int     `yaml:"per_user_burst"`
 	// MaxEntries bounds the number of keys tracked.
 	MaxEntries int `yaml:"max_entries"`
+	// IPv6Prefix is the prefix length IPv6 clients are counted by (1–128,
+	// default 64); IPv4 clients are counted per address.
+	IPv6Prefix int `yaml:"ipv6_prefix"`
 }
 
 // TimeoutsConfig are the HTTP server's timeouts.
@@ -209,6 +212,9 @@ func (c *Config) SetDefaults() {
 	if r.MaxEntries == 0 {
 		r.MaxEntries = 100_000
 	}
+	if r.IPv6Prefix == 0 {
+		r.IPv6Prefix = DefaultIPv6Prefix
+	}
 	t := &c.Timeouts
 	d := httpx.DefaultTimeouts
 	for _, p := range []struct {
@@ -299,6 +305,9 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	}
 	if r.MaxEntries < 0 {
 		add("rate_limit.max_entries: %d is negative", r.MaxEntries)
+	}
+	if r.IPv6Prefix < 1 || r.IPv6Prefix > 128 {
+		add("rate_limit.ipv6_prefix: %d is outside [1, 128]", r.IPv6Prefix)
 	}
 
 	t := c.Timeouts

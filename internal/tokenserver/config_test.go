@@ -66,7 +66,7 @@ licenses:
   cache_ttl: -1s
   file: a.yaml
   http: {url: "ftp://x", timeout: -1s}
-rate_limit: {per_user_per_minute: -1}
+rate_limit: {per_user_per_minute: -1, ipv6_prefix: 129}
 `))
 	if err == nil {
 		t.Fatal("no error")
@@ -75,7 +75,7 @@ rate_limit: {per_user_per_minute: -1}
 		"issuer: required", "service: required", "signing_key: required",
 		"token_ttl: 10s", "refresh_token_ttl", "trusted_proxies[0]", "trusted_proxies[1]", "log_level",
 		"licenses: set exactly one of file and http, not both", "licenses.cache_ttl", "licenses.http.url",
-		"licenses.http.timeout", "rate_limit: rates",
+		"licenses.http.timeout", "rate_limit: rates", "rate_limit.ipv6_prefix: 129",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -92,6 +92,7 @@ func TestParseConfigRefuses(t *testing.T) {
 		"creds in URL":          "issuer: i\nservice: s\nsigning_key: k\nlicenses: {http: {url: 'https://u:p@x/'}}\n",
 		"token_ttl too big":     "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\ntoken_ttl: 48h\n",
 		"listen not an address": "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\nlisten: localhost\n",
+		"negative ipv6_prefix":  "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\nrate_limit: {ipv6_prefix: -1}\n",
 	} {
 		if _, err := ParseConfig([]byte(yaml)); err == nil {
 			t.Errorf("%s: accepted", name)
