@@ -180,3 +180,22 @@ func TestLimiterGroup(t *testing.T) {
 		}
 	}
 }
+
+// A login without a password is not a guess (it is what a pull secret made
+// from docker's config.json sends): it gets the explaining 401 every time
+// and is not counted as a failure.
+func TestEmptyPasswordNotCharged(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.RateLimit = RateLimitConfig{PerAddress: 1, PerAddressBurst: 1, PerUser: 1, PerUserBurst: 1}
+	})
+	for i := range 5 {
+		resp := get(t, f.url, aliceUser, "", scopes())
+		if e := decodeError(t, resp); resp.StatusCode != http.StatusUnauthorized || e.Errors[0].Message != emptyPasswordMessage {
+			t.Fatalf("attempt %d: %d %+v", i+1, resp.StatusCode, e)
+		}
+	}
+	if n := f.srv.limiter.Len(); n != 0 {
+		t.Errorf("limiter tracks %d keys", n)
+	}
+	mustToken(t, get(t, f.url, aliceUser, aliceToken, scopes()))
+}
