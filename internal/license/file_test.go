@@ -93,8 +93,11 @@ func startFile(t *testing.T, content string) *fileFixture {
 	return fx
 }
 
+// lookup asks through a fresh Cache, which checks the username against the
+// account the token belongs to, as the token service does.
 func (fx *fileFixture) lookup(user, token string) (License, error) {
-	return fx.b.Lookup(context.Background(), Credentials{Username: user, Token: token})
+	c := NewCache(fx.b, CacheConfig{Clock: fx.clock.Now})
+	return c.Lookup(context.Background(), Credentials{Username: user, Token: token})
 }
 
 func TestFileLookup(t *testing.T) {

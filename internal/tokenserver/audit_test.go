@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/acme/registry-gateway/internal/license"
 )
 
 // Every issued token gets one audit line naming it by jti; no secret (the
@@ -69,7 +71,10 @@ func TestAuditLogHasNoSecrets(t *testing.T) {
 		c := f.verify(tok)
 		l := audit[i]
 		scopes, _ := l["scopes"].([]any)
+		// token_fp is documented as the first 12 hex digits of the API
+		// token's SHA-256 (the start of token_sha256 in a licence file).
 		if l["sub"] != aliceUser || l["jti"] != c.ID || l["client"] != "127.0.0.1" ||
+			l["token_fp"] != license.HashToken(aliceToken)[:12] ||
 			!slices.Equal(scopes, []any{"repository:stable/app:pull"}) {
 			t.Errorf("audit line %d = %v", i, l)
 		}

@@ -36,6 +36,14 @@ const (
 	maxTokenTTL = 24 * time.Hour
 )
 
+// Bounds of licenses.probe_interval: probes go to the vendor's API from
+// every replica, and a replica should not stay out of rotation for long
+// after the API is back.
+const (
+	minProbeInterval = time.Second
+	maxProbeInterval = time.Minute
+)
+
 // Config is the service's YAML configuration. Relative paths are relative to
 // the working directory, as with the registry itself.
 type Config struct {
@@ -89,14 +97,20 @@ type LicensesConfig struct {
 	File string `yaml:"file"`
 	// PollInterval is how often the file is checked for changes.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// ProbeInterval is how often a backend that failed is probed, so that
+	// readiness recovers without logins.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
 	// HTTP configures the vendor licence API backend.
 	HTTP *HTTPLicenseConfig `yaml:"http"`
 }
 
 // HTTPLicenseConfig is the vendor licence API.
 type HTTPLicenseConfig struct {
-	URL          string        `yaml:"url"`
-	ChannelsPath string        `yaml:"channels_path"`
+	URL          string `yaml:"url"`
+	ChannelsPath string `yaml:"channels_path"`
+	// UsernamePath, if set, is where the answer names the customer's
+	// e-mail address; other usernames are then refused.
+	UsernamePath string        `yaml:"username_path"`
 	Timeout      time.Duration `yaml:"timeout"`
 }
 
@@ -187,6 +201,9 @@ func (c *Config) SetDefaults() {
 	}
 	if l.PollInterval == 0 {
 		l.PollInterval = license.DefaultPollInterval
+	}
+	if l.ProbeInterval == 0 {
+		l.ProbeInterval = license.DefaultProbeInterval
 	}
 	if l.HTTP != nil {
 		if l.HTTP.ChannelsPath == "" {
@@ -285,6 +302,9 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	if l.PollInterval < 0 {
 		add("licenses.poll_interval: %v is negative", l.PollInterval)
 	}
+	if l.ProbeInterval < minProbeInterval || l.ProbeInterval > maxProbeInterval {
+		add("licenses.probe_interval: %v is outside [%v, %v]", l.ProbeInterval, minProbeInterval, maxProbeInterval)
+	}
 	if h := l.HTTP; h != nil {
 		if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			add("licenses.http.url: %q is not an absolute http(s) URL", h.URL)
@@ -293,6 +313,14 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 		}
 		if h.Timeout <= 0 {
 			add("licenses.http.timeout: %v must be positive", h.Timeout)
+		}
+		if err := license.CheckPath(h.ChannelsPath); err != nil {
+			add("licenses.http.channels_path: %v", err)
+		}
+		if h.UsernamePath != "" {
+			if err := license.CheckPath(h.UsernamePath); err != nil {
+				add("licenses.http.username_path: %v", err)
+			}
 		}
 	}
 

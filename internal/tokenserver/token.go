@@ -318,6 +318,9 @@ func (s *Server) auditIssued(ctx context.Context, req *tokenRequest, c *auth.Cla
 	}
 	attrs := []slog.Attr{
 		slog.String("sub", c.Subject),
+		// Which API token was used, without it: with an HTTP backend that
+		// has no username_path, sub is whatever the client typed.
+		slog.String("token_fp", license.Fingerprint(req.cred.Token)),
 		slog.Any("scopes", scopes),
 		slog.String("jti", c.ID),
 		slog.String("client", req.client),
