@@ -1,9 +1,7 @@
 package tokenserver
 
 import (
-	"bufio"
 	"encoding/base64"
-	"encoding/json"
 	"net/url"
 	"slices"
 	"strings"
@@ -53,17 +51,7 @@ func TestAuditLogHasNoSecrets(t *testing.T) {
 		}
 	}
 
-	var audit []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(logs))
-	for sc.Scan() {
-		var line map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			t.Fatalf("log line %q: %v", sc.Text(), err)
-		}
-		if line["msg"] == "token issued" {
-			audit = append(audit, line)
-		}
-	}
+	audit := auditLines(t, f)
 	if len(audit) != 3 {
 		t.Fatalf("%d audit lines for 3 tokens:\n%s", len(audit), logs)
 	}

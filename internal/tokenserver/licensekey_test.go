@@ -1,8 +1,6 @@
 package tokenserver
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,23 +9,6 @@ import (
 
 	"github.com/acme/registry-gateway/internal/license"
 )
-
-// auditLines returns the "token issued" lines logged so far.
-func auditLines(t *testing.T, f *fixture) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(f.logs.String()))
-	for sc.Scan() {
-		var line map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			t.Fatalf("log line %q: %v", sc.Text(), err)
-		}
-		if line["msg"] == "token issued" {
-			out = append(out, line)
-		}
-	}
-	return out
-}
 
 // With the licence API, usernames cost nothing: one valid token typed with
 // a hundred usernames is one API call. Without username_path any username
