@@ -319,8 +319,8 @@ func (c *Cache) Healthy() bool {
 	return last != 0 && c.clock().Before(time.Unix(0, last).Add(c.ttl))
 }
 
-// Monitor keeps Healthy true to the backend without login traffic, until ctx
-// ends. When the backend is a Prober, Monitor probes it at once (so that a
+// Monitor keeps Healthy in step with the backend without login traffic,
+// until ctx ends. When the backend is a Prober, Monitor probes it at once (so that a
 // replica started while the backend is down is not ready) and then every
 // interval while the last look-up or probe failed, so that a replica the
 // load balancer took out of rotation, which gets no logins, comes back

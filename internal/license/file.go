@@ -124,7 +124,7 @@ func (f *FileBackend) Loaded() time.Time {
 }
 
 // Lookup implements Backend. License.Account is the username of the file, so
-// the Cache refuses any other (compared case-insensitively, as before).
+// the Cache refuses any other (compared case-insensitively).
 func (f *FileBackend) Lookup(_ context.Context, token string) (License, error) {
 	if !plausibleToken(token) {
 		return License{}, ErrBadCredentials
