@@ -258,10 +258,9 @@ func (s *Server) issue(ctx context.Context, req *tokenRequest) (*tokenResult, er
 	}
 
 	granted, catalog := Grant(req.scopes, lic)
+	// The owner's address as the backend spells it, or the username given
+	// when the backend cannot know the owner (license.Cache fills it in).
 	sub := lic.Account
-	if sub == "" {
-		sub = username
-	}
 	now := s.now().Truncate(time.Second)
 	ttl := s.cfg.TokenTTL
 	if !lic.ExpiresAt.IsZero() && lic.ExpiresAt.Before(now.Add(ttl)) {
