@@ -354,6 +354,14 @@ func FuzzParseAccounts(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// Look-ups go by token: no token may name two accounts.
+		owners := map[[32]byte]string{}
+		for key, a := range accounts {
+			if other, dup := owners[a.tokenHash]; dup {
+				t.Fatalf("accounts %q and %q share a token", other, key)
+			}
+			owners[a.tokenHash] = key
+		}
 		for key, a := range accounts {
 			if key != strings.ToLower(a.username) || a.username == "" {
 				t.Fatalf("bad key %q for %q", key, a.username)
