@@ -33,7 +33,12 @@ type Challenge struct {
 // backslash escapes) or bare tokens.
 func ParseChallenge(h string) (Challenge, error) {
 	h = strings.TrimSpace(h)
-	scheme, rest, _ := strings.Cut(h, " ")
+	// RFC 7235: the scheme ends at the first blank, a tab as well as a
+	// space.
+	scheme, rest := h, ""
+	if i := strings.IndexAny(h, " \t"); i >= 0 {
+		scheme, rest = h[:i], h[i+1:]
+	}
 	if scheme == "" {
 		return Challenge{}, errors.New("empty WWW-Authenticate header")
 	}

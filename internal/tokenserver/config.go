@@ -35,6 +35,14 @@ const (
 	maxTokenTTL = 24 * time.Hour
 )
 
+// Bounds of licenses.probe_interval: probes go to the vendor's API from
+// every replica, and a replica should not stay out of rotation for long
+// after the API is back.
+const (
+	minProbeInterval = time.Second
+	maxProbeInterval = time.Minute
+)
+
 // Config is the service's YAML configuration. Relative paths are relative to
 // the working directory, as with the registry itself.
 type Config struct {
@@ -96,14 +104,20 @@ type LicensesConfig struct {
 	File string `yaml:"file"`
 	// PollInterval is how often the file is checked for changes.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// ProbeInterval is how often a backend that failed is probed, so that
+	// readiness recovers without logins.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
 	// HTTP configures the vendor licence API backend.
 	HTTP *HTTPLicenseConfig `yaml:"http"`
 }
 
 // HTTPLicenseConfig is the vendor licence API.
 type HTTPLicenseConfig struct {
-	URL          string        `yaml:"url"`
-	ChannelsPath string        `yaml:"channels_path"`
+	URL          string `yaml:"url"`
+	ChannelsPath string `yaml:"channels_path"`
+	// UsernamePath, if set, is where the answer names the customer's
+	// e-mail address; other usernames are then refused.
+	UsernamePath string        `yaml:"username_path"`
 	Timeout      time.Duration `yaml:"timeout"`
 }
 
@@ -122,6 +136,9 @@ type RateLimitConfig struct {
 	PerUserBurst int     `yaml:"per_user_burst"`
 	// MaxEntries bounds the number of keys tracked.
 	MaxEntries int `yaml:"max_entries"`
+	// IPv6Prefix is the prefix length IPv6 clients are counted by (1–128,
+	// default 64); IPv4 clients are counted per address.
+	IPv6Prefix int `yaml:"ipv6_prefix"`
 }
 
 // TimeoutsConfig are the HTTP server's timeouts.
@@ -192,6 +209,9 @@ func (c *Config) SetDefaults() {
 	if l.PollInterval == 0 {
 		l.PollInterval = license.DefaultPollInterval
 	}
+	if l.ProbeInterval == 0 {
+		l.ProbeInterval = license.DefaultProbeInterval
+	}
 	if l.HTTP != nil {
 		if l.HTTP.ChannelsPath == "" {
 			l.HTTP.ChannelsPath = license.DefaultChannelsPath
@@ -215,6 +235,9 @@ func (c *Config) SetDefaults() {
 	}
 	if r.MaxEntries == 0 {
 		r.MaxEntries = 100_000
+	}
+	if r.IPv6Prefix == 0 {
+		r.IPv6Prefix = DefaultIPv6Prefix
 	}
 	t := &c.Timeouts
 	d := httpx.DefaultTimeouts
@@ -296,6 +319,9 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	if l.PollInterval < 0 {
 		add("licenses.poll_interval: %v is negative", l.PollInterval)
 	}
+	if l.ProbeInterval < minProbeInterval || l.ProbeInterval > maxProbeInterval {
+		add("licenses.probe_interval: %v is outside [%v, %v]", l.ProbeInterval, minProbeInterval, maxProbeInterval)
+	}
 	if h := l.HTTP; h != nil {
 		if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			add("licenses.http.url: %q is not an absolute http(s) URL", h.URL)
@@ -304,6 +330,14 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 		}
 		if h.Timeout <= 0 {
 			add("licenses.http.timeout: %v must be positive", h.Timeout)
+		}
+		if err := license.CheckPath(h.ChannelsPath); err != nil {
+			add("licenses.http.channels_path: %v", err)
+		}
+		if h.UsernamePath != "" {
+			if err := license.CheckPath(h.UsernamePath); err != nil {
+				add("licenses.http.username_path: %v", err)
+			}
 		}
 	}
 
@@ -316,6 +350,9 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	}
 	if r.MaxEntries < 0 {
 		add("rate_limit.max_entries: %d is negative", r.MaxEntries)
+	}
+	if r.IPv6Prefix < 1 || r.IPv6Prefix > 128 {
+		add("rate_limit.ipv6_prefix: %d is outside [1, 128]", r.IPv6Prefix)
 	}
 
 	t := c.Timeouts

@@ -1,6 +1,7 @@
 package tokenserver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -397,3 +398,20 @@ func writeFile(path, content string) error {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// auditLines returns the "token issued" lines logged so far.
+func auditLines(t testing.TB, f *fixture) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(f.logs.String()))
+	for sc.Scan() {
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("log line %q: %v", sc.Text(), err)
+		}
+		if line["msg"] == "token issued" {
+			out = append(out, line)
+		}
+	}
+	return out
+}

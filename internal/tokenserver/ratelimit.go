@@ -2,6 +2,7 @@ package tokenserver
 
 import (
 	"math"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -115,16 +116,49 @@ func (l *failureLimiter) Len() int { return int(l.size.Load()) }
 // anyone lock a customer out by failing in their name.
 type loginLimiter struct {
 	addr, user *failureLimiter
+	// ipv6Bits is the prefix length IPv6 clients are grouped by.
+	ipv6Bits int
 }
+
+// DefaultIPv6Prefix is rate_limit.ipv6_prefix's default: a /64 is what one
+// customer line (or one cloud instance) usually gets, so its addresses are
+// one client to the limiter.
+const DefaultIPv6Prefix = 64
 
 func newLoginLimiter(c RateLimitConfig, now func() time.Time) *loginLimiter {
 	if c.Disabled {
 		return nil
 	}
-	return &loginLimiter{
-		addr: newFailureLimiter(c.PerAddress, c.PerAddressBurst, c.MaxEntries, now),
-		user: newFailureLimiter(c.PerUser, c.PerUserBurst, c.MaxEntries, now),
+	bits := c.IPv6Prefix
+	if bits == 0 {
+		bits = DefaultIPv6Prefix
 	}
+	return &loginLimiter{
+		addr:     newFailureLimiter(c.PerAddress, c.PerAddressBurst, c.MaxEntries, now),
+		user:     newFailureLimiter(c.PerUser, c.PerUserBurst, c.MaxEntries, now),
+		ipv6Bits: bits,
+	}
+}
+
+// group is the limiter key of a client address. An IPv6 client holds a
+// whole prefix and can fail from a fresh address every time, so IPv6
+// addresses are counted by their prefix; IPv4 addresses are scarce and
+// shared (NAT), so each stays its own key. Whatever does not parse as an
+// address is used as it is.
+func (ll *loginLimiter) group(client string) string {
+	a, err := netip.ParseAddr(client)
+	if err != nil {
+		return client
+	}
+	a = a.Unmap()
+	if !a.Is6() {
+		return a.String()
+	}
+	p, err := a.WithZone("").Prefix(ll.ipv6Bits)
+	if err != nil {
+		return client
+	}
+	return p.String()
 }
 
 func userKey(client, username string) string {
@@ -137,6 +171,7 @@ func (ll *loginLimiter) Check(client, username string) time.Duration {
 	if ll == nil {
 		return 0
 	}
+	client = ll.group(client)
 	wait := ll.addr.Check(client)
 	// Building the user key allocates; skip it while nothing has failed.
 	if username != "" && ll.user.Len() > 0 {
@@ -150,6 +185,7 @@ func (ll *loginLimiter) Charge(client, username string) {
 	if ll == nil {
 		return
 	}
+	client = ll.group(client)
 	ll.addr.Charge(client)
 	if username != "" {
 		ll.user.Charge(userKey(client, username))

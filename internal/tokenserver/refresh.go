@@ -131,7 +131,10 @@ func (s *refreshSealer) open(token, service string, now time.Time) (*refreshClai
 		return nil, errBadRefreshToken
 	}
 	box, err := base64.RawURLEncoding.DecodeString(rest)
-	if err != nil {
+	// Only the one spelling seal writes opens: the decoder skips line
+	// breaks and ignores the padding bits of the last character, and a
+	// bearer credential must not have variants it was never issued as.
+	if err != nil || base64.RawURLEncoding.EncodeToString(box) != rest {
 		return nil, errBadRefreshToken
 	}
 	var plain []byte

@@ -266,7 +266,8 @@ func (s *Server) buildLicenses() error {
 			client = newLicenseClient(lc.HTTP.Timeout)
 		}
 		hb, err := license.NewHTTPBackend(license.HTTPConfig{
-			URL: lc.HTTP.URL, ChannelsPath: lc.HTTP.ChannelsPath, Timeout: lc.HTTP.Timeout, Client: client,
+			URL: lc.HTTP.URL, ChannelsPath: lc.HTTP.ChannelsPath, UsernamePath: lc.HTTP.UsernamePath,
+			Timeout: lc.HTTP.Timeout, Client: client,
 		})
 		if err != nil {
 			return fmt.Errorf("licenses.http: %w", err)
@@ -281,6 +282,7 @@ func (s *Server) buildLicenses() error {
 		MaxEntries:  lc.CacheSize,
 		Clock:       s.now,
 		Observer:    s.metrics,
+		Logger:      s.log,
 	})
 	return nil
 }
@@ -352,15 +354,20 @@ func (s *Server) KeyID() string { return s.key.KeyID }
 // JWKS is the document served at /.well-known/jwks.json.
 func (s *Server) JWKS() []byte { return s.jwks }
 
-// Watch does the background work a Handler needs: it polls the licence file
-// for changes until ctx ends. Serve and Run call it; call it yourself only
-// when serving Handler some other way.
+// Watch does the background work a Handler needs until ctx ends: it polls
+// the licence file for changes, and probes a licence backend that failed so
+// that /readyz recovers without logins. Serve and Run call it; call it
+// yourself only when serving Handler some other way.
 func (s *Server) Watch(ctx context.Context) error {
-	if s.file == nil {
-		<-ctx.Done()
-		return nil
+	var wg sync.WaitGroup
+	var fileErr error
+	if s.file != nil {
+		wg.Go(func() { fileErr = s.file.Run(ctx) })
 	}
-	return s.file.Run(ctx)
+	wg.Go(func() { _ = s.licenses.Monitor(ctx, s.cfg.Licenses.ProbeInterval) })
+	wg.Wait()
+	<-ctx.Done()
+	return fileErr
 }
 
 // Run listens on Config.Listen (or Options.Listener) and serves until ctx
@@ -383,7 +390,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := s.Watch(watchCtx); err != nil {
-			s.log.Error("licence file watch stopped", slog.Any("error", err))
+			s.log.Error("licence watch stopped", slog.Any("error", err))
 		}
 	})
 	defer wg.Wait()
