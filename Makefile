@@ -10,7 +10,7 @@ DEVSTACK_FLAGS ?=
 .PHONY: help build run test bench fmt vet lint keys clean compose-up
 
 help:
-	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack (static, CGO_ENABLED=0)'
+	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack, bin/registry (static, CGO_ENABLED=0)'
 	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing)'
 	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo)'
 	@echo 'bench       go run ./cmd/bench'
@@ -22,7 +22,7 @@ help:
 	@echo 'clean       remove bin/ and data/ (not the keys in certs/)'
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/tokenserver ./cmd/gateway ./cmd/devstack
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/tokenserver ./cmd/gateway ./cmd/devstack ./cmd/registry
 
 # devstack generates the keys itself when they are missing; `keys` first
 # only so that keygen's summary is printed.
