@@ -67,8 +67,11 @@ offline-context: build
 # pushed; the services keep running.
 compose-up: keys offline-context
 	BUILD_TARGET=$(BUILD_TARGET) HOST_UID=$$(id -u) HOST_GID=$$(id -g) docker compose up --build --wait
-	@echo 'Up.              printf demo-api-token | docker login localhost:5000 -u demo@example.com --password-stdin'
-	@echo '    docker pull localhost:5000/stable/hello:1.0;  make compose-down stops it'
+	@echo 'Up. Try:'
+	@echo '  printf demo-api-token | docker login localhost:5000 -u demo@example.com --password-stdin'
+	@echo '  docker pull localhost:5000/stable/hello:1.0'
+	@echo '  docker pull localhost:5000/beta/hello:1.0    # refused: no licence for beta'
+	@echo 'make compose-down stops it and removes its data.'
 
 compose-down:
 	docker compose down -v
