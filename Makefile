@@ -15,19 +15,19 @@ DEVSTACK_FLAGS ?=
 .PHONY: help build run test bench fmt vet lint keys clean compose-up compose-down offline-context compose-plugin
 
 help:
-	@echo 'build            bin/tokenserver, bin/gateway, bin/devstack, bin/registry (static, CGO_ENABLED=0)'
-	@echo 'run              build, then the demo stack on localhost:5000 (keys generated if missing)'
-	@echo 'test             go vet, then every test with -race (skopeo tests need skopeo)'
-	@echo 'bench            go run ./cmd/bench'
-	@echo 'fmt              gofmt -w'
-	@echo 'vet              go vet ./...'
-	@echo 'lint             fail if gofmt would change a file'
-	@echo 'keys             certs/token.key and friends, unless they exist'
-	@echo 'compose-up       the same stack with Docker Compose, built offline (BUILD_TARGET=release: golang + distroless)'
+	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack, bin/registry (static, CGO_ENABLED=0)'
+	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing)'
+	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo)'
+	@echo 'bench       go run ./cmd/bench'
+	@echo 'fmt         gofmt -w'
+	@echo 'vet         go vet ./...'
+	@echo 'lint        fail if gofmt would change a file'
+	@echo 'keys        certs/token.key and friends, unless they exist'
+	@echo 'compose-up  the same stack with Docker Compose, built offline (BUILD_TARGET=release: golang + distroless)'
 	@echo 'compose-down     stop it and remove its volume'
 	@echo 'offline-context  build, and the CA bundle into bin/, for the offline images'
 	@echo 'compose-plugin   build the docker compose v2 plugin once into ~/.cache (prints its path)'
-	@echo 'clean            remove bin/ and data/ (not the keys in certs/)'
+	@echo 'clean       remove bin/ and data/ (not the keys in certs/)'
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/tokenserver ./cmd/gateway ./cmd/devstack ./cmd/registry
