@@ -3,6 +3,11 @@
 GO      ?= go
 BIN     := bin
 CERTS   := certs
+# Image path of make compose-up: offline (bin/ on scratch, nothing pulled) or
+# release (golang + distroless, needs the internet).
+BUILD_TARGET ?= offline
+# The CA bundle the offline images carry (the gateway calls ECR over TLS).
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 # Flags for bin/devstack, e.g. make run DEVSTACK_FLAGS='-gateway-addr 127.0.0.1:6000'
 DEVSTACK_FLAGS ?=
 
@@ -10,10 +15,10 @@ DEVSTACK_FLAGS ?=
 # Time each fuzz target gets in `make fuzz`.
 FUZZTIME ?= 20s
 
-.PHONY: help build run test fuzz bench fmt vet lint keys clean compose-up helm chart-test
+.PHONY: help build run test fuzz bench fmt vet lint keys clean compose-up compose-down offline-context compose-plugin helm chart-test
 
 help:
-	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack (static, CGO_ENABLED=0)'
+	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack, bin/registry (static, CGO_ENABLED=0)'
 	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing)'
 	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo), then chart-test'
 	@echo 'chart-test  the Helm chart: lint, render, strict decode, check-config (needs `make helm` once)'
@@ -24,11 +29,14 @@ help:
 	@echo 'vet         go vet ./...'
 	@echo 'lint        fail if gofmt would change a file'
 	@echo 'keys        certs/token.key and friends, unless they exist'
-	@echo 'compose-up  the same stack with Docker Compose (needs a Docker engine)'
+	@echo 'compose-up  the same stack with Docker Compose, built offline (BUILD_TARGET=release: golang + distroless)'
+	@echo 'compose-down     stop it and remove its volume'
+	@echo 'offline-context  build, and the CA bundle into bin/, for the offline images'
+	@echo 'compose-plugin   build the docker compose v2 plugin once into ~/.cache (prints its path)'
 	@echo 'clean       remove bin/ and data/ (not the keys in certs/)'
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/tokenserver ./cmd/gateway ./cmd/devstack
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/tokenserver ./cmd/gateway ./cmd/devstack ./cmd/registry
 
 # devstack generates the keys itself when they are missing; `keys` first
 # only so that keygen's summary is printed.
@@ -83,8 +91,24 @@ keys: build
 	@if [ -f $(CERTS)/token.key ]; then echo "$(CERTS)/token.key exists; keeping it (bin/tokenserver keygen -dir $(CERTS) -force replaces it)"; \
 	else $(BIN)/tokenserver keygen -dir $(CERTS); fi
 
-compose-up: keys
-	HOST_UID=$$(id -u) HOST_GID=$$(id -g) docker compose up --build
+offline-context: build
+	cp $(CA_BUNDLE) $(BIN)/ca-certificates.crt
+
+# --wait: returns once every service is healthy and the demo images are
+# pushed; the services keep running.
+compose-up: keys offline-context
+	BUILD_TARGET=$(BUILD_TARGET) HOST_UID=$$(id -u) HOST_GID=$$(id -g) docker compose up --build --wait
+	@echo 'Up. Try:'
+	@echo '  printf demo-api-token | docker login localhost:5000 -u demo@example.com --password-stdin'
+	@echo '  docker pull localhost:5000/stable/hello:1.0'
+	@echo '  docker pull localhost:5000/beta/hello:1.0    # refused: no licence for beta'
+	@echo 'make compose-down stops it and removes its data.'
+
+compose-down:
+	docker compose down -v
+
+compose-plugin:
+	.ci/compose-plugin
 
 clean:
 	rm -rf $(BIN) data

@@ -22,7 +22,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/acme/registry-gateway/internal/embedreg"
 	"github.com/acme/registry-gateway/internal/gateway"
@@ -236,9 +235,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	upLog := log.With(slog.String("component", "upstream"))
-	upSrv := httpx.NewServer(upLn.Addr().String(), httpx.Chain(reg, httpx.AccessLog(upLog)), upstreamTimeouts, upLog)
+	upSrv := embedreg.NewServer(upLn.Addr().String(), reg, upLog)
 	lns = lns[1:] // served from now on: Serve closes it
-	wg.Go(func() { fail("upstream", httpx.Serve(runCtx, upSrv, upLn, upstreamTimeouts.Shutdown)) })
+	wg.Go(func() { fail("upstream", httpx.Serve(runCtx, upSrv, upLn, embedreg.Timeouts.Shutdown)) })
 
 	// 2. Token service.
 	tsLog := log.With(slog.String("component", "tokenserver"))
@@ -276,13 +275,6 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 	}
 	return st, nil
-}
-
-// upstreamTimeouts: pushes of big layers need more than the default write
-// timeout.
-var upstreamTimeouts = httpx.Timeouts{
-	ReadHeader: 10 * time.Second, Read: 10 * time.Minute, Write: 10 * time.Minute,
-	Idle: 2 * time.Minute, Shutdown: 10 * time.Second,
 }
 
 func (o *Options) defaults() {
