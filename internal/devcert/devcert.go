@@ -19,6 +19,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -181,4 +182,85 @@ func writePair(certFile string, certPEM []byte, keyFile string, keyPEM []byte) e
 		return err
 	}
 	return os.WriteFile(certFile, certPEM, 0o644)
+}
+
+// Files are the development TLS files in one directory, as `make run TLS=1`
+// lays them out. The CA certificate sits alone in its own directory, so
+// that the directory serves as is as skopeo's --cert-dir and as the
+// content of docker's /etc/docker/certs.d/<host:port>/.
+type Files struct {
+	Dir                   string
+	CACert, CAKey         string // dev-ca/ca.crt, dev-ca.key
+	ServerCert, ServerKey string // localhost.crt, localhost.key: localhost, 127.0.0.1, ::1
+	ClientCert, ClientKey string // gateway-client.crt, gateway-client.key: the gateway's mTLS client
+	CA                    *CA
+	// Generated lists the files Ensure wrote.
+	Generated []string
+}
+
+// ServerHosts are the names the development server certificate is for.
+var ServerHosts = []string{"localhost", "127.0.0.1", "::1"}
+
+// renewBefore: Ensure reissues a certificate that expires sooner.
+const renewBefore = 30 * 24 * time.Hour
+
+// Ensure makes the development CA and certificates under dir, keeping
+// those already there while they are signed by the CA and valid for
+// another 30 days.
+func Ensure(dir string) (*Files, error) {
+	f := &Files{
+		Dir:    dir,
+		CACert: filepath.Join(dir, "dev-ca", "ca.crt"), CAKey: filepath.Join(dir, "dev-ca.key"),
+		ServerCert: filepath.Join(dir, "localhost.crt"), ServerKey: filepath.Join(dir, "localhost.key"),
+		ClientCert: filepath.Join(dir, "gateway-client.crt"), ClientKey: filepath.Join(dir, "gateway-client.key"),
+	}
+	if err := os.MkdirAll(filepath.Dir(f.CACert), 0o755); err != nil {
+		return nil, err
+	}
+	ca, err := LoadCA(f.CACert, f.CAKey)
+	if err != nil {
+		if _, serr := os.Stat(f.CACert); serr == nil {
+			if _, serr := os.Stat(f.CAKey); serr == nil {
+				return nil, fmt.Errorf("development CA: %w (remove %s and %s to make a new one)", err, f.CACert, f.CAKey)
+			}
+		}
+		if ca, err = NewCA("registry-gateway development CA"); err != nil {
+			return nil, err
+		}
+		if err := ca.WriteCA(f.CACert, f.CAKey); err != nil {
+			return nil, err
+		}
+		f.Generated = append(f.Generated, f.CACert, f.CAKey)
+	}
+	f.CA = ca
+	for _, leaf := range []struct {
+		cert, key string
+		issue     func() (*Pair, error)
+	}{
+		{f.ServerCert, f.ServerKey, func() (*Pair, error) { return ca.Server(ServerHosts...) }},
+		{f.ClientCert, f.ClientKey, func() (*Pair, error) { return ca.Client("registry-gateway") }},
+	} {
+		if ca.signed(leaf.cert, leaf.key) {
+			continue
+		}
+		p, err := leaf.issue()
+		if err != nil {
+			return nil, err
+		}
+		if err := p.Write(leaf.cert, leaf.key); err != nil {
+			return nil, err
+		}
+		f.Generated = append(f.Generated, leaf.cert, leaf.key)
+	}
+	return f, nil
+}
+
+// signed says whether the pair in the files loads, is signed by ca and
+// stays valid for renewBefore.
+func (ca *CA) signed(certFile, keyFile string) bool {
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil || pair.Leaf == nil {
+		return false
+	}
+	return pair.Leaf.CheckSignatureFrom(ca.Cert) == nil && time.Until(pair.Leaf.NotAfter) > renewBefore
 }

@@ -186,8 +186,9 @@ func newFixture(t testing.TB, mutate func(*Config), fopts ...fixtureOpt) *fixtur
 	return f
 }
 
-// serve runs the server for real (Serve: background work, server timeouts)
-// on a loopback port and returns its base URL with the host `localhost`.
+// serve runs the server for real (Serve: background work, server timeouts,
+// TLS) on a loopback port and returns its base URL with the host
+// `localhost`.
 func serve(t testing.TB, srv *Server) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -204,6 +205,9 @@ func serve(t testing.TB, srv *Server) string {
 		}
 	})
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	if srv.tls != nil {
+		return "https://localhost:" + port
+	}
 	return "http://localhost:" + port
 }
 

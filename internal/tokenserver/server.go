@@ -17,6 +17,7 @@ import (
 
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -66,6 +67,7 @@ type Server struct {
 	limiter  *loginLimiter        // nil when rate limiting is disabled
 	clients  *clientAddr
 	metrics  *metrics
+	tls      *tlsx.Server // nil: plain HTTP
 
 	errs      httpx.Handler
 	challenge string // WWW-Authenticate of a 401
@@ -109,6 +111,10 @@ func New(cfg Config, opts Options) (*Server, error) {
 	var err error
 	if s.clients, err = newClientAddr(cfg.TrustedProxies); err != nil {
 		errs = append(errs, fmt.Errorf("trusted_proxies: %w", err))
+	}
+	if cfg.TLS.CertFile != "" && cfg.TLS.KeyFile != "" {
+		s.tls, err = tlsx.NewServer(cfg.TLS.ServerConfig, cfg.TLS.ClientCAFile, opts.Logger)
+		add(err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -285,9 +291,14 @@ func (s *Server) KeyID() string { return s.key.KeyID }
 func (s *Server) JWKS() []byte { return s.jwks }
 
 // Watch does the background work a Handler needs: it polls the licence file
-// for changes until ctx ends. Serve and Run call it; call it yourself only
-// when serving Handler some other way.
+// and the TLS certificate files for changes until ctx ends. Serve and Run
+// call it; call it yourself only when serving Handler some other way.
 func (s *Server) Watch(ctx context.Context) error {
+	if s.tls != nil {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { s.tls.Run(ctx) })
+	}
 	if s.file == nil {
 		<-ctx.Done()
 		return nil
@@ -322,7 +333,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stopWatch() // runs before wg.Wait
 
 	srv := httpx.NewServer(ln.Addr().String(), s.handler, s.cfg.Timeouts.httpx(), s.log)
+	if s.tls != nil {
+		ln = s.tls.Listener(ln)
+	}
 	s.log.Info("token service listening", slog.String("addr", ln.Addr().String()),
+		slog.Bool("tls", s.tls != nil), slog.Bool("client_certificates", s.cfg.TLS.ClientCAFile != ""),
 		slog.String("service", s.cfg.Service), slog.String("issuer", s.cfg.Issuer),
 		slog.String("kid", s.key.KeyID), slog.String("alg", s.key.Method.Alg()))
 	err := httpx.Serve(ctx, srv, ln, s.cfg.Timeouts.Shutdown)
