@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/acme/registry-gateway/internal/tlsx"
 )
 
 // Config is the gateway's configuration file.
@@ -45,6 +47,26 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// LogLevel is debug, info (default), warn or error.
 	LogLevel string `yaml:"log_level"`
+	// TLS is the gateway's own HTTPS and how it trusts an https token
+	// service.
+	TLS TLSConfig `yaml:"tls"`
+}
+
+// TLSConfig: with cert_file and key_file the gateway serves HTTPS only
+// (the pair reloaded when the files change). CAFile and the client pair
+// are for the token service (token_endpoint, keys.jwks_url) when it is
+// https; the upstream registry (ECR) is always verified against the
+// system's roots.
+type TLSConfig struct {
+	tlsx.ServerConfig `yaml:",inline"`
+	// CAFile is a PEM file of the CAs the token service's certificate is
+	// verified against; default the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// ClientCertFile and ClientKeyFile are the certificate the gateway
+	// presents to a token service that requires one (its
+	// tls.client_ca_file); reloaded when they change.
+	ClientCertFile string `yaml:"client_cert_file"`
+	ClientKeyFile  string `yaml:"client_key_file"`
 }
 
 // SlogLevel is the configured log level.
@@ -296,6 +318,12 @@ func (c *Config) Validate() error {
 	}
 	if u.MaxIdleConnsPerHost < 0 || u.DialTimeout < 0 || u.TLSHandshakeTimeout < 0 || u.ResponseHeaderTimeout < 0 {
 		bad("upstream: connection limits must not be negative")
+	}
+	t := c.TLS
+	errs = append(errs, t.Problems()...)
+	errs = append(errs, tlsx.PairProblems("tls.client_cert_file", t.ClientCertFile, "tls.client_key_file", t.ClientKeyFile)...)
+	if (t.CAFile != "" || t.ClientCertFile != "") && !strings.HasPrefix(c.TokenEndpoint, "https://") && !strings.HasPrefix(c.Keys.JWKSURL, "https://") {
+		bad("tls.ca_file, tls.client_cert_file: used only towards an https token_endpoint or keys.jwks_url, and neither is https")
 	}
 	return errors.Join(errs...)
 }
