@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -92,10 +94,7 @@ func newTLSStack(t *testing.T) *tlsStack {
 	}
 	upSrv := httptest.NewServer(reg)
 	t.Cleanup(upSrv.Close)
-	img, err := random.Image(256<<10, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := dockerImage(t)
 	upAuth := remote.WithAuth(&authn.Basic{Username: upstreamUser, Password: upstreamPassword})
 	if err := remote.Write(ref(t, strings.TrimPrefix(upSrv.URL, "http://"), "acme/stable/app:v1"), img, upAuth); err != nil {
 		t.Fatal(err)
@@ -172,6 +171,26 @@ func (s *tlsStack) renewGatewayCert(t *testing.T) *x509.Certificate {
 	writeFile(t, s.gwKey, string(p.KeyPEM))
 	writeFile(t, s.gwCert, string(p.CertPEM))
 	return p.Cert
+}
+
+// dockerImage is a small random image whose config names this platform,
+// so that docker pulls it too.
+func dockerImage(t *testing.T) v1.Image {
+	t.Helper()
+	img, err := random.Image(256<<10, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
 
 func listen(t *testing.T) net.Listener {
