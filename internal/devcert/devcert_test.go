@@ -28,7 +28,7 @@ func TestEnsure(t *testing.T) {
 		t.Fatal(err)
 	}
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(mustRead(t, f.CACert))
+	roots.AddCert(f.CA.Cert)
 	for _, host := range ServerHosts {
 		if _, err := server.Leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: roots}); err != nil {
 			t.Errorf("server certificate for %s: %v", host, err)
@@ -71,13 +71,4 @@ func TestEnsure(t *testing.T) {
 	if _, err := Ensure(dir); err == nil || !strings.Contains(err.Error(), "remove") {
 		t.Errorf("broken CA: %v", err)
 	}
-}
-
-func mustRead(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

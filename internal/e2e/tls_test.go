@@ -2,12 +2,8 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,7 +29,6 @@ import (
 	"github.com/acme/registry-gateway/internal/ecrfake"
 	"github.com/acme/registry-gateway/internal/embedreg"
 	"github.com/acme/registry-gateway/internal/gateway"
-	"github.com/acme/registry-gateway/internal/license"
 	"github.com/acme/registry-gateway/internal/testutil"
 	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/internal/tokenserver"
@@ -72,13 +67,6 @@ func newTLSStack(t *testing.T) *tlsStack {
 		cancel()
 		wg.Wait()
 	})
-	serve := func(name string, run func(context.Context, net.Listener) error, ln net.Listener) {
-		wg.Go(func() {
-			if err := run(ctx, ln); err != nil {
-				t.Errorf("%s: %v", name, err)
-			}
-		})
-	}
 
 	// Upstream with one image.
 	htpasswd := filepath.Join(dir, "htpasswd")
@@ -102,13 +90,7 @@ func newTLSStack(t *testing.T) *tlsStack {
 	s.image, _ = img.Digest()
 
 	// Token service: HTTPS with client certificates required.
-	keyPath := filepath.Join(dir, "token.key")
-	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKCS8PrivateKey(priv)
-	writeFile(t, keyPath, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
-	licPath := filepath.Join(dir, "licenses.yaml")
-	writeFile(t, licPath, fmt.Sprintf("accounts:\n  - username: %q\n    token_sha256: %q\n    channels: [stable]\n",
-		aliceUser, license.HashToken(aliceToken)))
+	keyPath, licPath := tokenServerFiles(t, dir)
 	ts, err := tokenserver.New(tokenserver.Config{
 		Issuer: issuer, Service: service, SigningKey: keyPath,
 		Licenses: tokenserver.LicensesConfig{File: licPath},
@@ -120,14 +102,15 @@ func newTLSStack(t *testing.T) *tlsStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tsLn := listen(t)
-	serve("token service", ts.Serve, tsLn)
-	tsURL := "https://" + tsLn.Addr().String()
+	tsURL := "https://" + testutil.Serve(t, ts.Serve)
 
 	// Gateway: HTTPS only, its certificate polled every 50ms.
 	passwordFile := filepath.Join(dir, "upstream.password")
 	writeFile(t, passwordFile, upstreamPassword)
-	gwLn := listen(t)
+	gwLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.gwHost = fmt.Sprintf("localhost:%d", gwLn.Addr().(*net.TCPAddr).Port)
 	cfg, err := gateway.ParseConfig([]byte(`
 realm: "https://` + s.gwHost + `/token"
@@ -155,7 +138,11 @@ tls:
 		t.Fatal(err)
 	}
 	t.Cleanup(gw.Close)
-	serve("gateway", gw.Serve, gwLn)
+	wg.Go(func() {
+		if err := gw.Serve(ctx, gwLn); err != nil {
+			t.Errorf("gateway: %v", err)
+		}
+	})
 	return s
 }
 
@@ -191,15 +178,6 @@ func dockerImage(t *testing.T) v1.Image {
 		t.Fatal(err)
 	}
 	return img
-}
-
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
 }
 
 // handshakes records the serial number of every certificate the gateway
@@ -323,11 +301,5 @@ func TestHTTPSRefusals(t *testing.T) {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, what, 30*time.Second, cond)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,28 +13,10 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/devcert"
+	"github.com/acme/registry-gateway/internal/testutil"
 	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
-
-// serveGateway runs e.gw.Serve on a free port until the test ends.
-func serveGateway(t *testing.T, e *env) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.gw.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
-}
 
 func httpsClient(cfg *tls.Config) *http.Client {
 	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
@@ -51,7 +32,7 @@ func TestServeHTTPSOnly(t *testing.T) {
 	e := newEnv(t, newFakeRegistry(), func(c *Config, _ *Options) {
 		c.TLS.CertFile, c.TLS.KeyFile = certs.ServerCert, certs.ServerKey
 	})
-	addr := serveGateway(t, e)
+	addr := testutil.Serve(t, e.gw.Serve)
 
 	resp, err := httpsClient(&tls.Config{RootCAs: certs.CA.Pool()}).Get("https://" + addr + "/v2/")
 	if err != nil {

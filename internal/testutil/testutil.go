@@ -1,11 +1,16 @@
 // Package testutil holds the small fakes that tests of several packages
-// need: a clock moved by hand and a log sink that background goroutines may
-// write to while the test reads it.
+// need: a clock moved by hand, a log sink that background goroutines may
+// write to while the test reads it, and a server run for one test.
 package testutil
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -59,4 +64,39 @@ func (b *SyncBuffer) Reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.buf.Reset()
+}
+
+// Serve runs serve (a server's Serve(ctx, ln)) on a free loopback port
+// until the test ends, then stops it and fails the test if it returned an
+// error. It returns the address listened on.
+func Serve(t testing.TB, serve func(context.Context, net.Listener) error) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("serve %s: %v", ln.Addr(), err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// WaitFor polls cond until it holds, failing the test after timeout; for
+// what happens on its own schedule (a file poller), where there is
+// nothing to wait on.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -1,7 +1,9 @@
 package testutil
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -40,5 +42,42 @@ func TestSyncBuffer(t *testing.T) {
 	b.Reset()
 	if s := b.String(); s != "" {
 		t.Fatalf("after Reset: %q", s)
+	}
+}
+
+func TestServe(t *testing.T) {
+	stopped := make(chan struct{})
+	t.Run("serving", func(t *testing.T) {
+		addr := Serve(t, func(ctx context.Context, ln net.Listener) error {
+			defer close(stopped)
+			go func() {
+				<-ctx.Done()
+				ln.Close()
+			}()
+			c, err := ln.Accept()
+			if err == nil {
+				c.Close()
+			}
+			<-ctx.Done()
+			return nil
+		})
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	})
+	select {
+	case <-stopped:
+	default:
+		t.Error("serve still runs after the test ended")
+	}
+}
+
+func TestWaitFor(t *testing.T) {
+	n := 0
+	WaitFor(t, "the third call", time.Second, func() bool { n++; return n == 3 })
+	if n != 3 {
+		t.Errorf("cond called %d times", n)
 	}
 }

@@ -57,22 +57,11 @@ func (f *files) renew(t *testing.T) *x509.Certificate {
 // ends, and returns its address.
 func serve(t *testing.T, s *Server) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
-	srv := httpx.NewServer(ln.Addr().String(), h, httpx.DefaultTimeouts, slog.New(slog.DiscardHandler))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- httpx.Serve(ctx, srv, s.Listener(ln), time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
+	return testutil.Serve(t, func(ctx context.Context, ln net.Listener) error {
+		srv := httpx.NewServer(ln.Addr().String(), h, httpx.DefaultTimeouts, slog.New(slog.DiscardHandler))
+		return httpx.Serve(ctx, srv, s.Listener(ln), time.Second)
 	})
-	return ln.Addr().String()
 }
 
 // handshake connects with cfg and returns the server's leaf certificate.
@@ -187,7 +176,7 @@ func TestReload(t *testing.T) {
 	}
 
 	renewed := f.renew(t)
-	waitFor(t, func() bool {
+	testutil.WaitFor(t, "the renewed certificate", 5*time.Second, func() bool {
 		c, err := handshake(addr, trust)
 		return err == nil && c.SerialNumber.Cmp(renewed.SerialNumber) == 0
 	})
@@ -370,15 +359,4 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
