@@ -77,7 +77,8 @@ var _ http.Handler = (*Gateway)(nil)
 // service's key set. Neither failure stops New: they are logged, /readyz
 // fails until they are overcome (the gateway keeps trying), so that the
 // start order of gateway and token service does not matter. Key files that
-// do not load are an error.
+// do not load are an error, and so are TLS files (tls.*) that do not
+// load; those are followed for renewals until ctx ends or Close.
 func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -142,6 +143,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	}
 	g.metrics = newMetrics(expiry, opts.Clock)
 	observer.m = g.metrics
+	if g.tls != nil {
+		g.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gateway_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the served TLS certificate expires (Unix time); it moves when a renewal is loaded.",
+		}, g.tls.NotAfter))
+	}
 
 	// Token verification.
 	verifier := opts.Verifier

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -43,8 +44,9 @@ func TestServeHTTPSOnly(t *testing.T) {
 		t.Errorf("/v2/ over HTTPS: %d %q", resp.StatusCode, resp.Header.Get("Www-Authenticate"))
 	}
 	if resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 || resp.ProtoMajor != 1 {
-		t.Errorf("connection %+v, %s", resp.TLS, resp.Proto)
+		t.Fatalf("connection %+v, %s", resp.TLS, resp.Proto)
 	}
+	served := resp.TLS.PeerCertificates[0]
 
 	if _, err := httpsClient(&tls.Config{RootCAs: certs.CA.Pool(), MaxVersion: tls.VersionTLS11}).Get("https://" + addr + "/v2/"); err == nil {
 		t.Error("TLS 1.1 accepted")
@@ -59,6 +61,12 @@ func TestServeHTTPSOnly(t *testing.T) {
 	}
 	if e.upstream.count() != 0 {
 		t.Errorf("%d requests reached the upstream", e.upstream.count())
+	}
+
+	metrics := readBody(t, e.do("GET", "/metrics", nil))
+	want := fmt.Sprintf("gateway_tls_certificate_expiry_timestamp_seconds %g\n", float64(served.NotAfter.Unix()))
+	if !strings.Contains(metrics, want) {
+		t.Errorf("metrics lack %q", want)
 	}
 }
 

@@ -31,6 +31,9 @@ type ServerConfig struct {
 	PollInterval time.Duration `yaml:"poll_interval"`
 }
 
+// minPollInterval keeps a typo (1ns) from reading the files in a loop.
+const minPollInterval = 10 * time.Millisecond
+
 // Enabled says whether the service serves HTTPS.
 func (c ServerConfig) Enabled() bool { return c.CertFile != "" || c.KeyFile != "" }
 
@@ -38,8 +41,8 @@ func (c ServerConfig) Enabled() bool { return c.CertFile != "" || c.KeyFile != "
 // the files (NewServer does).
 func (c ServerConfig) Problems() []error {
 	errs := PairProblems("tls.cert_file", c.CertFile, "tls.key_file", c.KeyFile)
-	if c.PollInterval < 0 {
-		errs = append(errs, fmt.Errorf("tls.poll_interval: %v is negative", c.PollInterval))
+	if c.PollInterval < 0 || (c.PollInterval > 0 && c.PollInterval < minPollInterval) {
+		errs = append(errs, fmt.Errorf("tls.poll_interval: %v is out of range (at least %v; 0 for the default %v)", c.PollInterval, minPollInterval, DefaultPollInterval))
 	}
 	return errs
 }
@@ -106,6 +109,10 @@ func (s *Server) Listener(ln net.Listener) net.Listener { return tls.NewListener
 
 // Run follows the certificate files until ctx ends.
 func (s *Server) Run(ctx context.Context) { s.certs.Run(ctx) }
+
+// NotAfter is the expiry of the certificate served now, in Unix seconds:
+// a metric to alert on when renewals stop arriving.
+func (s *Server) NotAfter() float64 { return float64(s.certs.Certificate().Leaf.NotAfter.Unix()) }
 
 // Certificates is the reloader of the served pair.
 func (s *Server) Certificates() *Reloader { return s.certs }

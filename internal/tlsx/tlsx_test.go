@@ -337,7 +337,9 @@ func TestServerConfigProblems(t *testing.T) {
 		{ServerConfig{}, nil},
 		{ServerConfig{CertFile: "a", KeyFile: "b"}, nil},
 		{ServerConfig{CertFile: "a"}, []string{"tls.cert_file and tls.key_file: set both or neither"}},
-		{ServerConfig{KeyFile: "b", PollInterval: -time.Second}, []string{"set both or neither", "tls.poll_interval: -1s is negative"}},
+		{ServerConfig{KeyFile: "b", PollInterval: -time.Second}, []string{"set both or neither", "tls.poll_interval: -1s is out of range"}},
+		{ServerConfig{CertFile: "a", KeyFile: "b", PollInterval: time.Nanosecond}, []string{"tls.poll_interval: 1ns is out of range (at least 10ms"}},
+		{ServerConfig{CertFile: "a", KeyFile: "b", PollInterval: time.Hour}, nil},
 	} {
 		errs := ServerConfig.Problems(tc.cfg)
 		if len(errs) != len(tc.want) {

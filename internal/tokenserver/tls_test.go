@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,11 @@ func TestServeHTTPSWithClientCertificates(t *testing.T) {
 		})
 		if !strings.Contains(f.logs.String(), "TLS certificate reloaded") {
 			t.Error("reload not logged")
+		}
+		// The expiry metric follows the renewal.
+		got, _ := strconv.ParseFloat(metricValue(t, f.url, "tokenserver_tls_certificate_expiry_timestamp_seconds"), 64)
+		if int64(got) != want.Leaf.NotAfter.Unix() {
+			t.Errorf("expiry metric %v, certificate expires %d", got, want.Leaf.NotAfter.Unix())
 		}
 	})
 }
