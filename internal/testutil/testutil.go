@@ -1,14 +1,13 @@
 // Package testutil holds the small fakes that tests of several packages
 // need: a clock moved by hand, a log sink that background goroutines may
-// write to while the test reads it, and a server run for one test.
+// write to while the test reads it, and a server run for a test's length.
 package testutil
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"net"
-	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,9 +65,23 @@ func (b *SyncBuffer) Reset() {
 	b.buf.Reset()
 }
 
-// Serve runs serve (a server's Serve(ctx, ln)) on a free loopback port
-// until the test ends, then stops it and fails the test if it returned an
-// error. It returns the address listened on.
+// WaitFor reports whether substr is written within d. Servers write their
+// access line after the response went out, so a test that just got its
+// answer may have to wait for the line.
+func (b *SyncBuffer) WaitFor(substr string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !strings.Contains(b.String(), substr) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
+// Serve runs serve (a server's Serve method) on a free loopback port until
+// the test ends, and returns the address. The test fails if serve returns
+// an error.
 func Serve(t testing.TB, serve func(context.Context, net.Listener) error) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -80,23 +93,9 @@ func Serve(t testing.TB, serve func(context.Context, net.Listener) error) string
 	go func() { done <- serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("serve %s: %v", ln.Addr(), err)
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
 		}
 	})
 	return ln.Addr().String()
-}
-
-// WaitFor polls cond until it holds, failing the test after timeout; for
-// what happens on its own schedule (a file poller), where there is
-// nothing to wait on.
-func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -45,39 +46,38 @@ func TestSyncBuffer(t *testing.T) {
 	}
 }
 
-func TestServe(t *testing.T) {
-	stopped := make(chan struct{})
-	t.Run("serving", func(t *testing.T) {
-		addr := Serve(t, func(ctx context.Context, ln net.Listener) error {
-			defer close(stopped)
-			go func() {
-				<-ctx.Done()
-				ln.Close()
-			}()
-			c, err := ln.Accept()
-			if err == nil {
-				c.Close()
-			}
-			<-ctx.Done()
-			return nil
-		})
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
-	})
-	select {
-	case <-stopped:
-	default:
-		t.Error("serve still runs after the test ended")
+func TestSyncBufferWaitFor(t *testing.T) {
+	var b SyncBuffer
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		fmt.Fprint(&b, `"status":499`)
+	}()
+	if !b.WaitFor(`"status":499`, 5*time.Second) {
+		t.Fatal("written line not seen")
+	}
+	if b.WaitFor("never", 20*time.Millisecond) {
+		t.Fatal("unwritten line seen")
 	}
 }
 
-func TestWaitFor(t *testing.T) {
-	n := 0
-	WaitFor(t, "the third call", time.Second, func() bool { n++; return n == 3 })
-	if n != 3 {
-		t.Errorf("cond called %d times", n)
+func TestServe(t *testing.T) {
+	addr := Serve(t, func(ctx context.Context, ln net.Listener) error {
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }), ReadHeaderTimeout: time.Second}
+		go func() {
+			<-ctx.Done()
+			_ = srv.Close()
+		}()
+		if err := srv.Serve(ln); err != http.ErrServerClosed {
+			return err
+		}
+		return nil
+	})
+	resp, err := http.Get("http://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
 	}
 }
