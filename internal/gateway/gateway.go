@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -100,10 +101,6 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 			g.Close()
 		}
 	}()
-	tokenService, err := g.setupTLS(ctx)
-	if err != nil {
-		return nil, err
-	}
 
 	// Credentials first: the metrics observe their refreshes.
 	var source *ecr.Source
@@ -143,11 +140,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	}
 	g.metrics = newMetrics(expiry, opts.Clock)
 	observer.m = g.metrics
-	if g.tls != nil {
-		g.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "gateway_tls_certificate_expiry_timestamp_seconds",
-			Help: "When the served TLS certificate expires (Unix time); it moves when a renewal is loaded.",
-		}, g.tls.NotAfter))
+	tokenTLS, err := g.setupTLS(ctx)
+	if err != nil {
+		return nil, err
 	}
 
 	// Token verification.
@@ -156,7 +151,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	if verifier == nil {
 		keys := opts.Keys
 		if keys == nil {
-			client := &http.Client{Timeout: 10 * time.Second, Transport: tokenService}
+			client := &http.Client{Timeout: 10 * time.Second}
+			if tokenTLS != nil {
+				t := &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tokenTLS, TLSHandshakeTimeout: cfg.Upstream.TLSHandshakeTimeout}
+				g.closers = append(g.closers, t.CloseIdleConnections)
+				client.Transport = t
+			}
 			if keys, jwks, err = loadKeys(ctx, cfg.Keys, client, opts.Clock, opts.Logger); err != nil {
 				return nil, err
 			}
@@ -219,7 +219,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 		if err != nil {
 			return nil, fmt.Errorf("token_endpoint: %w", err)
 		}
-		g.token = newTokenProxy(target, tokenService, g.errs, opts.Logger)
+		tokenTransport := NewUpstreamTransport(cfg.Upstream)
+		tokenTransport.TLSClientConfig = tokenTLS
+		g.closers = append(g.closers, tokenTransport.CloseIdleConnections)
+		g.token = newTokenProxy(target, tokenTransport, g.errs, opts.Logger)
 	}
 
 	checks := map[string]httpx.Check{"upstream_credential": func(ctx context.Context) error {
@@ -265,9 +268,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 
 // setupTLS loads the gateway's certificate and its trust in the token
 // service, reporting every file that does not load, and starts following
-// the certificate files until ctx ends or Close. It returns the transport
-// towards the token service (/token and the JWKS).
-func (g *Gateway) setupTLS(ctx context.Context) (*http.Transport, error) {
+// the certificate files until ctx ends or Close. It returns the client
+// configuration towards the token service (/token and the JWKS); nil for
+// the defaults (system roots, no client certificate).
+func (g *Gateway) setupTLS(ctx context.Context) (*tls.Config, error) {
 	c := g.cfg.TLS
 	var errs []error
 	if c.CertFile != "" && c.KeyFile != "" {
@@ -277,8 +281,6 @@ func (g *Gateway) setupTLS(ctx context.Context) (*http.Transport, error) {
 		}
 		g.tls = s
 	}
-	tokenService := NewUpstreamTransport(g.cfg.Upstream)
-	g.closers = append(g.closers, tokenService.CloseIdleConnections)
 	var roots *x509.CertPool
 	if c.CAFile != "" {
 		var err error
@@ -296,8 +298,15 @@ func (g *Gateway) setupTLS(ctx context.Context) (*http.Transport, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	var tokenTLS *tls.Config
 	if roots != nil || clientCert != nil {
-		tokenService.TLSClientConfig = tlsx.ClientTLSConfig(roots, clientCert)
+		tokenTLS = tlsx.ClientTLSConfig(roots, clientCert)
+	}
+	if g.tls != nil {
+		g.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gateway_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the served TLS certificate expires (Unix time); it moves when a renewal is loaded.",
+		}, g.tls.NotAfter))
 	}
 
 	ctx, stop := context.WithCancel(ctx)
@@ -309,7 +318,7 @@ func (g *Gateway) setupTLS(ctx context.Context) (*http.Transport, error) {
 		wg.Go(func() { clientCert.Run(ctx) })
 	}
 	g.closers = append(g.closers, func() { stop(); wg.Wait() })
-	return tokenService, nil
+	return tokenTLS, nil
 }
 
 // loadKeys builds the trusted keys of cfg: PEM files and the JWKS URL,

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/license"
-	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -68,7 +67,6 @@ licenses:
   file: a.yaml
   http: {url: "ftp://x", timeout: -1s}
 rate_limit: {per_user_per_minute: -1}
-tls: {cert_file: tls.crt, poll_interval: -1s}
 `))
 	if err == nil {
 		t.Fatal("no error")
@@ -78,7 +76,6 @@ tls: {cert_file: tls.crt, poll_interval: -1s}
 		"token_ttl: 10s", "refresh_token_ttl", "trusted_proxies[0]", "trusted_proxies[1]", "log_level",
 		"licenses: set exactly one of file and http, not both", "licenses.cache_ttl", "licenses.http.url",
 		"licenses.http.timeout", "rate_limit: rates",
-		"tls.cert_file and tls.key_file: set both or neither", "tls.poll_interval",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -95,8 +92,6 @@ func TestParseConfigRefuses(t *testing.T) {
 		"creds in URL":          "issuer: i\nservice: s\nsigning_key: k\nlicenses: {http: {url: 'https://u:p@x/'}}\n",
 		"token_ttl too big":     "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\ntoken_ttl: 48h\n",
 		"listen not an address": "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\nlisten: localhost\n",
-		"mTLS without HTTPS":    "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\ntls: {client_ca_file: ca.crt}\n",
-		"unknown tls key":       "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\ntls: {cert: a}\n",
 	} {
 		if _, err := ParseConfig([]byte(yaml)); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -112,15 +107,12 @@ func TestNewListsFileProblems(t *testing.T) {
 		SigningKey:          filepath.Join(dir, "missing.key"),
 		RefreshTokenKeyFile: filepath.Join(dir, "missing-refresh.key"),
 		Licenses:            LicensesConfig{File: filepath.Join(dir, "missing.yaml")},
-		TLS: TLSConfig{ServerConfig: tlsx.ServerConfig{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")},
-			ClientCAFile: filepath.Join(dir, "clients.crt")},
 	}
 	_, err := New(cfg, Options{})
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"token_ttl", "signing_key", "missing.key", "refresh_token_key_file", "licenses.file",
-		"tls.cert_file, tls.key_file", "tls.client_ca_file"} {
+	for _, want := range []string{"token_ttl", "signing_key", "missing.key", "refresh_token_key_file", "licenses.file"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

@@ -298,14 +298,9 @@ func (s *Server) KeyID() string { return s.key.KeyID }
 func (s *Server) JWKS() []byte { return s.jwks }
 
 // Watch does the background work a Handler needs: it polls the licence file
-// and the TLS certificate files for changes until ctx ends. Serve and Run
-// call it; call it yourself only when serving Handler some other way.
+// for changes until ctx ends. Serve and Run call it; call it yourself only
+// when serving Handler some other way.
 func (s *Server) Watch(ctx context.Context) error {
-	if s.tls != nil {
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		wg.Go(func() { s.tls.Run(ctx) })
-	}
 	if s.file == nil {
 		<-ctx.Done()
 		return nil
@@ -341,6 +336,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 	srv := httpx.NewServer(ln.Addr().String(), s.handler, s.cfg.Timeouts.httpx(), s.log)
 	if s.tls != nil {
+		// The certificate files are followed while serving.
+		wg.Go(func() { s.tls.Run(watchCtx) })
 		ln = s.tls.Listener(ln)
 	}
 	s.log.Info("token service listening", slog.String("addr", ln.Addr().String()),

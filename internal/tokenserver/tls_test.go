@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -116,4 +117,34 @@ func TestServeHTTPSWithClientCertificates(t *testing.T) {
 			t.Errorf("expiry metric %v, certificate expires %d", got, want.Leaf.NotAfter.Unix())
 		}
 	})
+}
+
+func TestTLSConfigProblems(t *testing.T) {
+	base := "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\n"
+	for yaml, want := range map[string][]string{
+		base + "tls: {cert_file: tls.crt, poll_interval: -1s}\n": {"tls.cert_file and tls.key_file: set both or neither", "tls.poll_interval"},
+		base + "tls: {client_ca_file: ca.crt}\n":                 {"tls.client_ca_file: client certificates need HTTPS"},
+		base + "tls: {cert: a}\n":                                {"field cert not found"},
+	} {
+		_, err := ParseConfig([]byte(yaml))
+		for _, w := range want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error %v lacks %q", yaml, err, w)
+			}
+		}
+	}
+
+	// New adds the files that do not load.
+	dir := t.TempDir()
+	_, err := New(Config{
+		Issuer: "i", Service: "s", SigningKey: filepath.Join(dir, "missing.key"),
+		Licenses: LicensesConfig{File: filepath.Join(dir, "missing.yaml")},
+		TLS: TLSConfig{ServerConfig: tlsx.ServerConfig{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")},
+			ClientCAFile: filepath.Join(dir, "clients.crt")},
+	}, Options{})
+	for _, w := range []string{"signing_key", "licenses.file", "tls.cert_file, tls.key_file", "tls.client_ca_file"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("New: error %v lacks %q", err, w)
+		}
+	}
 }
