@@ -13,7 +13,7 @@ TLS ?=
 
 help:
 	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack (static, CGO_ENABLED=0)'
-	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing); TLS=1 for HTTPS'
+	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing)'
 	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo)'
 	@echo 'bench       go run ./cmd/bench'
 	@echo 'fmt         gofmt -w'
