@@ -181,3 +181,35 @@ tls: {cert_file: ` + dir + `/a.crt, key_file: ` + dir + `/a.key, ca_file: ` + di
 		}
 	}
 }
+
+// TestUpstreamKeepsSystemRoots: tls.ca_file is trusted for the token
+// service only; an upstream whose certificate that CA signed is still
+// verified against the system's roots, and refused.
+func TestUpstreamKeepsSystemRoots(t *testing.T) {
+	certs, err := devcert.Ensure(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverCerts, err := tlsx.NewReloader(certs.ServerCert, certs.ServerKey, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewUnstartedServer(newFakeRegistry())
+	up.Listener = tls.NewListener(up.Listener, tlsx.ServerTLSConfig(serverCerts, nil))
+	up.Config.ErrorLog = log.New(io.Discard, "", 0)
+	up.Start()
+	t.Cleanup(up.Close)
+
+	e := newEnv(t, newFakeRegistry(), func(c *Config, _ *Options) {
+		c.Upstream.URL = "https://" + up.Listener.Addr().String()
+		c.TokenEndpoint = "https://" + up.Listener.Addr().String() + "/token"
+		c.TLS.CAFile = certs.CACert
+	})
+	resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token()))
+	if body := readBody(t, resp); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("upstream with a certificate of tls.ca_file: %d %s", resp.StatusCode, body)
+	}
+	if !strings.Contains(e.logs.String(), "certificate signed by unknown authority") {
+		t.Errorf("the refusal is not logged as a certificate error:\n%s", e.logs)
+	}
+}
