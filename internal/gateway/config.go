@@ -321,6 +321,9 @@ func (c *Config) Validate() error {
 	}
 	t := c.TLS
 	errs = append(errs, t.Problems()...)
+	if t.Enabled() && strings.HasPrefix(c.Realm, "http://") {
+		bad("realm: %q is plain HTTP while the gateway serves HTTPS: clients would send their API token in clear", c.Realm)
+	}
 	errs = append(errs, tlsx.PairProblems("tls.client_cert_file", t.ClientCertFile, "tls.client_key_file", t.ClientKeyFile)...)
 	if (t.CAFile != "" || t.ClientCertFile != "") && !strings.HasPrefix(c.TokenEndpoint, "https://") && !strings.HasPrefix(c.Keys.JWKSURL, "https://") {
 		bad("tls.ca_file, tls.client_cert_file: used only towards an https token_endpoint or keys.jwks_url, and neither is https")

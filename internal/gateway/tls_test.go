@@ -148,7 +148,7 @@ func TestTokenServiceOverHTTPS(t *testing.T) {
 
 func TestTLSConfigProblems(t *testing.T) {
 	_, err := ParseConfig([]byte(`
-realm: https://r/token
+realm: http://r/token
 service: s
 issuer: i
 keys: {jwks_url: "http://ts/jwks"}
@@ -156,7 +156,8 @@ upstream: {url: "https://up", static: {username: u, password_file: p}}
 tls: {key_file: k, poll_interval: -1s, ca_file: ca.crt, client_cert_file: c.crt}
 `))
 	for _, want := range []string{"tls.cert_file and tls.key_file: set both or neither", "tls.poll_interval",
-		"tls.client_cert_file and tls.client_key_file: set both or neither", "neither is https"} {
+		"tls.client_cert_file and tls.client_key_file: set both or neither", "neither is https",
+		`realm: "http://r/token" is plain HTTP while the gateway serves HTTPS`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}
