@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,13 +83,16 @@ func TestTokenServiceOverHTTPS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var jwks []byte
+	var jwks atomic.Pointer[[]byte]
+	jwks.Store(new([]byte))
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/.well-known/jwks.json" {
-			_, _ = w.Write(jwks)
+			_, _ = w.Write(*jwks.Load())
 			return
 		}
-		// The token service sees the gateway's client certificate.
+		// The token service sees the gateway's client certificate; each
+		// answer closes the connection, so that every request handshakes.
+		w.Header().Set("Connection", "close")
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{"token": "t", "client": r.TLS.PeerCertificates[0].Subject.CommonName})
 	}))
@@ -99,7 +103,8 @@ func TestTokenServiceOverHTTPS(t *testing.T) {
 	t.Cleanup(ts.Close)
 	tsURL := "https://" + ts.Listener.Addr().String()
 
-	tlsConfig := TLSConfig{CAFile: certs.CACert, ClientCertFile: certs.ClientCert, ClientKeyFile: certs.ClientKey}
+	tlsConfig := TLSConfig{CAFile: certs.CACert, ClientCertFile: certs.ClientCert, ClientKeyFile: certs.ClientKey,
+		ServerConfig: tlsx.ServerConfig{PollInterval: 20 * time.Millisecond}}
 	newGateway := func(t *testing.T, c TLSConfig) *env {
 		return newEnv(t, newFakeRegistry(), func(cfg *Config, _ *Options) {
 			cfg.Keys = KeysConfig{JWKSURL: tsURL + "/.well-known/jwks.json", MinRefetch: time.Millisecond}
@@ -115,7 +120,8 @@ func TestTokenServiceOverHTTPS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		jwks, _ = json.Marshal(set)
+		b, _ := json.Marshal(set)
+		jwks.Store(&b)
 		time.Sleep(2 * time.Millisecond) // min_refetch
 	}
 	// The key set is refetched for the unknown kid of the first token.
@@ -127,6 +133,19 @@ func TestTokenServiceOverHTTPS(t *testing.T) {
 	if body := readBody(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"client":"registry-gateway"`) {
 		t.Fatalf("/token over mTLS: %d %s", resp.StatusCode, body)
 	}
+
+	// A renewed client certificate is presented from then on.
+	renewed, err := certs.CA.Client("registry-gateway-renewed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := renewed.Write(certs.ClientCert, certs.ClientKey); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "the renewed client certificate", 5*time.Second, func() bool {
+		resp := e.do("GET", "/token?service="+testService, nil)
+		return strings.Contains(readBody(t, resp), `"client":"registry-gateway-renewed"`)
+	})
 
 	for name, c := range map[string]TLSConfig{
 		"without tls.ca_file (system roots)": {ClientCertFile: certs.ClientCert, ClientKeyFile: certs.ClientKey},
