@@ -10,6 +10,8 @@ BUILD_TARGET ?= offline
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 # Flags for bin/devstack, e.g. make run DEVSTACK_FLAGS='-gateway-addr 127.0.0.1:6000'
 DEVSTACK_FLAGS ?=
+# make run TLS=1: HTTPS only, with a development CA under certs/
+TLS ?=
 
 .DEFAULT_GOAL := build
 # Time each fuzz target gets in `make fuzz`.
@@ -41,7 +43,7 @@ build:
 # devstack generates the keys itself when they are missing; `keys` first
 # only so that keygen's summary is printed.
 run: build keys
-	$(BIN)/devstack $(DEVSTACK_FLAGS)
+	$(BIN)/devstack $(if $(filter 1 yes true,$(TLS)),-tls) $(DEVSTACK_FLAGS)
 
 # Every package with -race: the whole run takes about a minute on 2 cores,
 # well under what is worth splitting packages for. -count=1: the tests use

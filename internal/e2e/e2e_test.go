@@ -148,13 +148,7 @@ func newStack(t *testing.T) *stack {
 	s.upstream.mu.Unlock()
 
 	// The token service, with a file licence backend.
-	keyPath := filepath.Join(dir, "token.key")
-	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKCS8PrivateKey(priv)
-	writeFile(t, keyPath, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
-	licPath := filepath.Join(dir, "licenses.yaml")
-	writeFile(t, licPath, fmt.Sprintf("accounts:\n  - username: %q\n    token_sha256: %q\n    channels: [stable]\n",
-		aliceUser, license.HashToken(aliceToken)))
+	keyPath, licPath := tokenServerFiles(t, dir)
 	ts, err := tokenserver.New(tokenserver.Config{
 		Issuer: issuer, Service: service, SigningKey: keyPath,
 		Licenses: tokenserver.LicensesConfig{File: licPath},
@@ -203,6 +197,20 @@ upstream:
 	gwSrv.Start()
 	t.Cleanup(gwSrv.Close)
 	return s
+}
+
+// tokenServerFiles writes a signing key and a licence file granting alice
+// the stable channel, and returns their paths.
+func tokenServerFiles(t *testing.T, dir string) (keyPath, licPath string) {
+	t.Helper()
+	keyPath = filepath.Join(dir, "token.key")
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	writeFile(t, keyPath, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	licPath = filepath.Join(dir, "licenses.yaml")
+	writeFile(t, licPath, fmt.Sprintf("accounts:\n  - username: %q\n    token_sha256: %q\n    channels: [stable]\n",
+		aliceUser, license.HashToken(aliceToken)))
+	return keyPath, licPath
 }
 
 func writeFile(t *testing.T, path, content string) {

@@ -16,9 +16,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/ecr"
-	"github.com/acme/registry-gateway/internal/httpx"
 )
 
 // Config is the gateway's configuration file.
@@ -57,6 +58,26 @@ type Config struct {
 	Timeouts TimeoutsConfig `yaml:"timeouts"`
 	// LogLevel is debug, info (default), warn or error.
 	LogLevel string `yaml:"log_level"`
+	// TLS is the gateway's own HTTPS and how it trusts an https token
+	// service.
+	TLS TLSConfig `yaml:"tls"`
+}
+
+// TLSConfig: with cert_file and key_file the gateway serves HTTPS only
+// (the pair reloaded when the files change). CAFile and the client pair
+// are for the token service (token_endpoint, keys.jwks_url) when it is
+// https; the upstream registry (ECR) is always verified against the
+// system's roots.
+type TLSConfig struct {
+	tlsx.ServerConfig `yaml:",inline"`
+	// CAFile is a PEM file of the CAs the token service's certificate is
+	// verified against; default the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// ClientCertFile and ClientKeyFile are the certificate the gateway
+	// presents to a token service that requires one (its
+	// tls.client_ca_file); reloaded when they change.
+	ClientCertFile string `yaml:"client_cert_file"`
+	ClientKeyFile  string `yaml:"client_key_file"`
 }
 
 // SlogLevel is the configured log level.
@@ -347,6 +368,15 @@ func (c *Config) Validate() error {
 	}
 	if u.MaxIdleConnsPerHost < 0 || u.DialTimeout < 0 || u.TLSHandshakeTimeout < 0 || u.ResponseHeaderTimeout < 0 {
 		bad("upstream: connection limits must not be negative")
+	}
+	t := c.TLS
+	errs = append(errs, t.Problems()...)
+	if t.Enabled() && strings.HasPrefix(c.Realm, "http://") {
+		bad("realm: %q is plain HTTP while the gateway serves HTTPS: clients would send their API token in clear", c.Realm)
+	}
+	errs = append(errs, tlsx.PairProblems("tls.client_cert_file", t.ClientCertFile, "tls.client_key_file", t.ClientKeyFile)...)
+	if (t.CAFile != "" || t.ClientCertFile != "") && !strings.HasPrefix(c.TokenEndpoint, "https://") && !strings.HasPrefix(c.Keys.JWKSURL, "https://") {
+		bad("tls.ca_file, tls.client_cert_file: used only towards an https token_endpoint or keys.jwks_url, and neither is https")
 	}
 	return errors.Join(errs...)
 }

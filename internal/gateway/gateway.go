@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -17,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/ecr"
 )
@@ -57,6 +61,7 @@ type Gateway struct {
 	manifests *manifestCache // nil with manifest_cache.disabled
 	catalog   *catalog
 	token     http.Handler
+	tls       *tlsx.Server // nil: plain HTTP
 	healthz   http.Handler
 	readyz    http.Handler
 	metricH   http.Handler
@@ -74,7 +79,8 @@ var _ http.Handler = (*Gateway)(nil)
 // service's key set. Neither failure stops New: they are logged, /readyz
 // fails until they are overcome (the gateway keeps trying), so that the
 // start order of gateway and token service does not matter. Key files that
-// do not load are an error.
+// do not load are an error, and so are TLS files (tls.*) that do not
+// load; those are followed for renewals until ctx ends or Close.
 func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -138,6 +144,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	}
 	g.metrics = newMetrics(expiry, opts.Clock)
 	observer.m = g.metrics
+	tokenTLS, err := g.setupTLS(ctx)
+	if err != nil {
+		return nil, err
+	}
 
 	// Token verification.
 	verifier := opts.Verifier
@@ -145,7 +155,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	if verifier == nil {
 		keys := opts.Keys
 		if keys == nil {
-			if keys, jwks, err = loadKeys(ctx, cfg.Keys, opts.Clock, opts.Logger); err != nil {
+			client := &http.Client{Timeout: 10 * time.Second}
+			if tokenTLS != nil {
+				t := &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tokenTLS, TLSHandshakeTimeout: cfg.Upstream.TLSHandshakeTimeout}
+				g.closers = append(g.closers, t.CloseIdleConnections)
+				client.Transport = t
+			}
+			if keys, jwks, err = loadKeys(ctx, cfg.Keys, client, opts.Clock, opts.Logger); err != nil {
 				return nil, err
 			}
 		}
@@ -210,6 +226,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 			return nil, fmt.Errorf("token_endpoint: %w", err)
 		}
 		tokenTransport := NewUpstreamTransport(cfg.Upstream)
+		tokenTransport.TLSClientConfig = tokenTLS
 		g.closers = append(g.closers, tokenTransport.CloseIdleConnections)
 		g.token = newTokenProxy(target, tokenTransport, g.clients, g.errs, opts.Logger)
 	}
@@ -255,9 +272,64 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	return g, nil
 }
 
+// setupTLS loads the gateway's certificate and its trust in the token
+// service, reporting every file that does not load, and starts following
+// the certificate files until ctx ends or Close. It returns the client
+// configuration towards the token service (/token and the JWKS); nil for
+// the defaults (system roots, no client certificate).
+func (g *Gateway) setupTLS(ctx context.Context) (*tls.Config, error) {
+	c := g.cfg.TLS
+	var errs []error
+	if c.CertFile != "" && c.KeyFile != "" {
+		s, err := tlsx.NewServer(c.ServerConfig, "", g.log)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		g.tls = s
+	}
+	var roots *x509.CertPool
+	if c.CAFile != "" {
+		var err error
+		if roots, err = tlsx.LoadCertPool(c.CAFile); err != nil {
+			errs = append(errs, fmt.Errorf("tls.ca_file: %w", err))
+		}
+	}
+	var clientCert *tlsx.Reloader
+	if c.ClientCertFile != "" && c.ClientKeyFile != "" {
+		var err error
+		if clientCert, err = tlsx.NewReloader(c.ClientCertFile, c.ClientKeyFile, c.PollInterval, g.log); err != nil {
+			errs = append(errs, fmt.Errorf("tls.client_cert_file, tls.client_key_file: %w", err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	var tokenTLS *tls.Config
+	if roots != nil || clientCert != nil {
+		tokenTLS = tlsx.ClientTLSConfig(roots, clientCert)
+	}
+	if g.tls != nil {
+		g.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gateway_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the served TLS certificate expires (Unix time); it moves when a renewal is loaded.",
+		}, g.tls.NotAfter))
+	}
+
+	ctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if g.tls != nil {
+		wg.Go(func() { g.tls.Run(ctx) })
+	}
+	if clientCert != nil {
+		wg.Go(func() { clientCert.Run(ctx) })
+	}
+	g.closers = append(g.closers, func() { stop(); wg.Wait() })
+	return tokenTLS, nil
+}
+
 // loadKeys builds the trusted keys of cfg: PEM files and the JWKS URL,
-// which is fetched once now.
-func loadKeys(ctx context.Context, cfg KeysConfig, clock func() time.Time, log *slog.Logger) (auth.KeySource, *auth.RemoteJWKS, error) {
+// which is fetched once now with client.
+func loadKeys(ctx context.Context, cfg KeysConfig, client *http.Client, clock func() time.Time, log *slog.Logger) (auth.KeySource, *auth.RemoteJWKS, error) {
 	var sources auth.KeySources
 	if len(cfg.PublicKeys) > 0 {
 		static, err := auth.LoadPublicKeys(cfg.PublicKeys...)
@@ -268,7 +340,7 @@ func loadKeys(ctx context.Context, cfg KeysConfig, clock func() time.Time, log *
 	}
 	var jwks *auth.RemoteJWKS
 	if cfg.JWKSURL != "" {
-		jwks = auth.NewRemoteJWKS(cfg.JWKSURL, auth.RemoteJWKSOptions{MinRefetch: cfg.MinRefetch, Clock: clock})
+		jwks = auth.NewRemoteJWKS(cfg.JWKSURL, auth.RemoteJWKSOptions{Client: client, MinRefetch: cfg.MinRefetch, Clock: clock})
 		if err := jwks.Refresh(ctx); err != nil {
 			log.Warn("token service key set not fetched yet; retrying on demand", "url", cfg.JWKSURL, "error", err)
 		}
@@ -326,13 +398,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return g.Serve(ctx, ln)
 }
 
-// Serve serves on ln, with ServerTimeouts, until ctx ends; in-flight
+// Serve serves on ln, with ServerTimeouts and HTTPS when configured, until
+// ctx ends; in-flight
 // requests get Config.ShutdownTimeout to finish. It does not Close the
 // Gateway.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	t := ServerTimeouts(g.cfg)
 	srv := httpx.NewServer(ln.Addr().String(), g, t, g.log)
-	g.log.Info("gateway listening", slog.String("addr", ln.Addr().String()), slog.String("upstream", g.cfg.Upstream.URL))
+	if g.tls != nil {
+		ln = g.tls.Listener(ln)
+	}
+	g.log.Info("gateway listening", slog.String("addr", ln.Addr().String()), slog.Bool("tls", g.tls != nil),
+		slog.String("upstream", g.cfg.Upstream.URL))
 	err := httpx.Serve(ctx, srv, ln, t.Shutdown)
 	var cut *httpx.ShutdownCutError
 	switch {

@@ -184,6 +184,14 @@ func (e *env) token(ctx context.Context, args []string) int {
 		fmt.Fprintf(e.stderr, "tokenserver token: %v\n", err)
 		return exitUsage
 	}
+	if o.insecure && o.keys.cacert != "" {
+		fmt.Fprintln(e.stderr, "tokenserver token: give --cacert or --insecure, not both")
+		return exitUsage
+	}
+	if err := e.trustCA(o.keys.cacert); err != nil {
+		fmt.Fprintf(e.stderr, "tokenserver token: %v\n", err)
+		return exitUsage
+	}
 	if o.insecure {
 		c := *e.client
 		c.Transport = &http.Transport{

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/term"
+
+	"github.com/acme/registry-gateway/internal/tlsx"
 )
 
 // Exit codes: 0 all good; 1 the check failed (expired or refused token,
@@ -57,6 +59,23 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return e.run(ctx, args)
 }
 
+// trustCA makes e's client verify https servers against the CAs in file
+// (--cacert) instead of the system's, e.g. the development CA of `make run
+// TLS=1`.
+func (e *env) trustCA(file string) error {
+	if file == "" {
+		return nil
+	}
+	pool, err := tlsx.LoadCertPool(file)
+	if err != nil {
+		return fmt.Errorf("--cacert: %w", err)
+	}
+	c := *e.client
+	c.Transport = &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tlsx.ClientTLSConfig(pool, nil)}
+	e.client = &c
+	return nil
+}
+
 // colorTerminal reports whether w is a terminal that wants colour: see
 // https://no-color.org for NO_COLOR.
 func colorTerminal(w io.Writer) bool {
@@ -72,9 +91,9 @@ const usage = `Operator commands of the tokenserver binary:
   tokenserver keygen [-dir certs] [-next] [-rsa] [-force]
       write a signing key, its certificate, public key and JWKS
       (-next: the next key of a rotation, beside the current one)
-  tokenserver inspect [TOKEN | -] [--jwks URL|FILE | --key FILE] [--json]
+  tokenserver inspect [TOKEN | -] [--jwks URL|FILE | --key FILE] [--cacert FILE] [--json]
       decode a token, show its grants and validity, verify its signature
-  tokenserver token -u USER [-p PASSWORD | -p -] [--scope SCOPE]... (--registry URL | --realm URL)
+  tokenserver token -u USER [-p PASSWORD | -p -] [--scope SCOPE]... (--registry URL | --realm URL) [--cacert FILE]
       log in like a client and inspect the token that comes back
   tokenserver healthcheck URL
       exit 0 when URL answers 2xx (for container health checks)

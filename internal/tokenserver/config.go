@@ -16,6 +16,7 @@ import (
 
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/tlsx"
 )
 
 // Defaults of the optional configuration keys.
@@ -89,6 +90,19 @@ type Config struct {
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
 	// Timeouts of the HTTP server.
 	Timeouts TimeoutsConfig `yaml:"timeouts"`
+	// TLS, with a certificate, makes the service serve HTTPS only.
+	TLS TLSConfig `yaml:"tls"`
+}
+
+// TLSConfig is the service's HTTPS: its certificate pair (reloaded when the
+// files change) and, optionally, the CAs of the client certificates it
+// requires (mTLS from the gateway).
+type TLSConfig struct {
+	tlsx.ServerConfig `yaml:",inline"`
+	// ClientCAFile is a PEM file of the CAs whose client certificates are
+	// accepted; set, a client without such a certificate is refused at the
+	// handshake.
+	ClientCAFile string `yaml:"client_ca_file"`
 }
 
 // LicensesConfig selects exactly one licence backend and configures the
@@ -358,6 +372,10 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	t := c.Timeouts
 	if t.ReadHeader < 0 || t.Read < 0 || t.Write < 0 || t.Idle < 0 || t.Shutdown < 0 {
 		add("timeouts: must not be negative")
+	}
+	errs = append(errs, c.TLS.Problems()...)
+	if c.TLS.ClientCAFile != "" && !c.TLS.Enabled() {
+		add("tls.client_ca_file: client certificates need HTTPS: set tls.cert_file and tls.key_file too")
 	}
 	return errs
 }

@@ -16,9 +16,11 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -68,6 +70,7 @@ type Server struct {
 	limiter  *loginLimiter        // nil when rate limiting is disabled
 	clients  *httpx.ClientAddr
 	metrics  *metrics
+	tls      *tlsx.Server // nil: plain HTTP
 
 	errs      httpx.Handler
 	challenge string // WWW-Authenticate of a 401
@@ -112,8 +115,18 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if s.clients, err = httpx.NewClientAddr(cfg.TrustedProxies); err != nil {
 		errs = append(errs, fmt.Errorf("trusted_proxies: %w", err))
 	}
+	if cfg.TLS.CertFile != "" && cfg.TLS.KeyFile != "" {
+		s.tls, err = tlsx.NewServer(cfg.TLS.ServerConfig, cfg.TLS.ClientCAFile, opts.Logger)
+		add(err)
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	if s.tls != nil {
+		s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tokenserver_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the served TLS certificate expires (Unix time); it moves when a renewal is loaded.",
+		}, s.tls.NotAfter))
 	}
 	s.limiter = newLoginLimiter(cfg.RateLimit, s.now)
 	s.handler = s.routes()
@@ -397,7 +410,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stopWatch() // runs before wg.Wait
 
 	srv := httpx.NewServer(ln.Addr().String(), s.handler, s.cfg.Timeouts.httpx(), s.log)
+	if s.tls != nil {
+		// The certificate files are followed while serving.
+		wg.Go(func() { s.tls.Run(watchCtx) })
+		ln = s.tls.Listener(ln)
+	}
 	s.log.Info("token service listening", slog.String("addr", ln.Addr().String()),
+		slog.Bool("tls", s.tls != nil), slog.Bool("client_certificates", s.cfg.TLS.ClientCAFile != ""),
 		slog.String("service", s.cfg.Service), slog.String("issuer", s.cfg.Issuer),
 		slog.String("kid", s.key.KeyID), slog.String("alg", s.key.Method.Alg()))
 	err := httpx.Serve(ctx, srv, ln, s.cfg.Timeouts.Shutdown)
