@@ -27,6 +27,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/acme/registry-gateway/internal/tokencli"
+	"github.com/acme/registry-gateway/pkg/auth"
 )
 
 // TestGoContainerRegistry drives the stack with the go-containerregistry
@@ -163,8 +164,8 @@ func TestDockerLoginFlow(t *testing.T) {
 	}
 
 	resp, _ := get(st.GatewayURL+"/v2/", "", false)
-	ch, err := tokencli.ParseChallenge(resp.Header.Get("WWW-Authenticate"))
-	if resp.StatusCode != http.StatusUnauthorized || err != nil || ch.Params["realm"] != st.Realm || ch.Params["service"] != st.Service {
+	ch, err := auth.ParseChallenge(resp.Header.Get("WWW-Authenticate"))
+	if resp.StatusCode != http.StatusUnauthorized || err != nil || ch.Realm != st.Realm || ch.Service != st.Service {
 		t.Fatalf("challenge %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 	q := url.Values{"account": {DemoUser}, "client_id": {"docker"}, "offline_token": {"true"}, "service": {st.Service}}

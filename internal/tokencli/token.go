@@ -22,80 +22,6 @@ import (
 // out of shell history and `ps`.
 const passwordEnv = "TOKENSERVER_PASSWORD"
 
-// Challenge is a parsed `WWW-Authenticate` header.
-type Challenge struct {
-	Scheme string
-	Params map[string]string // keys lower-cased
-}
-
-// ParseChallenge parses one challenge of a WWW-Authenticate header:
-// `Bearer realm="…",service="…",scope="a b"`. Values may be quoted (with
-// backslash escapes) or bare tokens.
-func ParseChallenge(h string) (Challenge, error) {
-	h = strings.TrimSpace(h)
-	// RFC 7235: the scheme ends at the first blank, a tab as well as a
-	// space.
-	scheme, rest := h, ""
-	if i := strings.IndexAny(h, " \t"); i >= 0 {
-		scheme, rest = h[:i], h[i+1:]
-	}
-	if scheme == "" {
-		return Challenge{}, errors.New("empty WWW-Authenticate header")
-	}
-	c := Challenge{Scheme: scheme, Params: map[string]string{}}
-	s := strings.TrimSpace(rest)
-	for s != "" {
-		eq := strings.IndexByte(s, '=')
-		if eq <= 0 {
-			return c, fmt.Errorf("WWW-Authenticate: parameter without value near %q", s)
-		}
-		key := strings.ToLower(strings.TrimSpace(s[:eq]))
-		if strings.ContainsAny(key, " \t") {
-			// `Basic realm=…`: a second challenge; clients use the first.
-			break
-		}
-		s = strings.TrimLeft(s[eq+1:], " ")
-		var val string
-		if strings.HasPrefix(s, `"`) {
-			var b strings.Builder
-			i, closed := 1, false
-			for ; i < len(s); i++ {
-				if s[i] == '\\' && i+1 < len(s) {
-					i++
-					b.WriteByte(s[i])
-					continue
-				}
-				if s[i] == '"' {
-					closed = true
-					break
-				}
-				b.WriteByte(s[i])
-			}
-			if !closed {
-				return c, fmt.Errorf("WWW-Authenticate: unterminated quoted value for %s", key)
-			}
-			val, s = b.String(), s[i+1:]
-		} else {
-			end := strings.IndexByte(s, ',')
-			if end < 0 {
-				end = len(s)
-			}
-			val, s = strings.TrimSpace(s[:end]), s[end:]
-		}
-		c.Params[key] = val
-		s = strings.TrimLeft(s, " ")
-		if s != "" {
-			if s[0] != ',' {
-				// A second challenge (`…, Basic realm=…`) follows; clients
-				// use the first Bearer one.
-				break
-			}
-			s = strings.TrimLeft(s[1:], " ")
-		}
-	}
-	return c, nil
-}
-
 type tokenOptions struct {
 	username, password string
 	scopes             multiFlag
@@ -288,10 +214,10 @@ func (e *env) runFlow(ctx context.Context, o tokenOptions) (*tokenResult, int) {
 			res.Error = err.Error()
 			return res, exitFail
 		}
-		res.Challenge = map[string]any{"scheme": ch.Scheme, "params": ch.Params}
-		res.Realm = ch.Params["realm"]
+		res.Challenge = map[string]any{"scheme": auth.ChallengeScheme, "params": ch.Params()}
+		res.Realm = ch.Realm
 		if res.Service == "" {
-			res.Service = ch.Params["service"]
+			res.Service = ch.Service
 		}
 	}
 
@@ -342,42 +268,43 @@ func (e *env) runFlow(ctx context.Context, o tokenOptions) (*tokenResult, int) {
 
 // challenge asks the registry's /v2/ anonymously, as every client does
 // first, and returns its Bearer challenge.
-func (e *env) challenge(ctx context.Context, base *url.URL) (Challenge, int, error) {
+func (e *env) challenge(ctx context.Context, base *url.URL) (auth.Challenge, int, error) {
 	u := base.JoinPath("/v2/")
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return Challenge{}, 0, err
+		return auth.Challenge{}, 0, err
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
-		return Challenge{}, 0, fmt.Errorf("could not reach the registry: %w", err)
+		return auth.Challenge{}, 0, fmt.Errorf("could not reach the registry: %w", err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxInput))
 	if resp.StatusCode != http.StatusUnauthorized {
-		return Challenge{}, resp.StatusCode, fmt.Errorf("GET %s answered %s without credentials; clients only log in after a 401 with a Bearer challenge", u, resp.Status)
+		return auth.Challenge{}, resp.StatusCode, fmt.Errorf("GET %s answered %s without credentials; clients only log in after a 401 with a Bearer challenge", u, resp.Status)
 	}
 	hdrs := resp.Header.Values("WWW-Authenticate")
 	if len(hdrs) == 0 {
-		return Challenge{}, resp.StatusCode, fmt.Errorf("GET %s answered 401 without a WWW-Authenticate header", u)
+		return auth.Challenge{}, resp.StatusCode, fmt.Errorf("GET %s answered 401 without a WWW-Authenticate header", u)
 	}
 	var first error
 	for _, h := range hdrs {
-		ch, err := ParseChallenge(h)
+		ch, err := auth.ParseChallenge(h)
+		var se *auth.SchemeError
+		if errors.As(err, &se) {
+			first = cmp(first, fmt.Errorf("the challenge is %s, not Bearer: the registry wants Basic credentials on every request and has no token service", se.Scheme))
+			continue
+		}
 		if err != nil {
 			first = cmp(first, err)
 			continue
 		}
-		if !strings.EqualFold(ch.Scheme, "Bearer") {
-			first = cmp(first, fmt.Errorf("the challenge is %s, not Bearer: the registry wants Basic credentials on every request and has no token service", ch.Scheme))
-			continue
-		}
-		if ch.Params["realm"] == "" {
+		if ch.Realm == "" {
 			return ch, resp.StatusCode, errors.New("the Bearer challenge has no realm")
 		}
 		return ch, resp.StatusCode, nil
 	}
-	return Challenge{}, resp.StatusCode, first
+	return auth.Challenge{}, resp.StatusCode, first
 }
 
 func cmp(a, b error) error {
@@ -584,8 +511,8 @@ func (e *env) tryToken(ctx context.Context, base *url.URL, token string, scopes 
 		case resp.StatusCode/100 != 2:
 			c.Note = errorText(body)
 			if h := resp.Header.Get("WWW-Authenticate"); h != "" {
-				if ch, err := ParseChallenge(h); err == nil && ch.Params["error"] != "" {
-					c.Note += " [challenge error=" + ch.Params["error"] + "]"
+				if ch, err := auth.ParseChallenge(h); err == nil && ch.Error != "" {
+					c.Note += " [challenge error=" + ch.Error + "]"
 				}
 			}
 		}
