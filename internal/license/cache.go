@@ -227,8 +227,9 @@ func (c *Cache) fetch(ctx context.Context, key cacheKey, token string) (License,
 	outcome := OutcomeOK
 	switch {
 	case err == nil && lic.expired(now):
-		// Serving it would hand out access the licence no longer grants.
-		lic, err = License{}, ErrBadCredentials
+		// Serving it would hand out access the licence no longer grants:
+		// answered as bad credentials (err is set below).
+		lic = License{}
 		fallthrough
 	case errors.Is(err, ErrBadCredentials):
 		outcome = OutcomeBadCredentials
