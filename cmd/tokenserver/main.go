@@ -61,11 +61,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
-	srv, err := tokenserver.New(cfg, tokenserver.Options{Logger: log})
+	srv, err := tokenserver.New(ctx, cfg, tokenserver.Options{Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenserver: %v\n", err)
 		return 1
 	}
+	defer srv.Close()
 	if err := srv.Run(ctx); err != nil {
 		log.Error("token service stopped", slog.Any("error", err))
 		return 1

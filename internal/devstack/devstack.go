@@ -138,7 +138,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("gateway service/issuer %q/%q differ from the token service's %q/%q",
 			gwCfg.Service, gwCfg.Issuer, tsCfg.Service, tsCfg.Issuer)
 	}
-	resolvePaths(&tsCfg, gwCfg, abs)
+	resolvePaths(tsCfg, gwCfg, abs)
 
 	st := &Stack{
 		Service: gwCfg.Service, Issuer: gwCfg.Issuer, DataDir: abs(opts.DataDir),
@@ -157,7 +157,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		if st.TLS, err = devcert.Ensure(dir); err != nil {
 			return nil, fmt.Errorf("development certificates: %w", err)
 		}
-		useDevTLS(&tsCfg, gwCfg, st.TLS)
+		useDevTLS(tsCfg, gwCfg, st.TLS)
 	}
 
 	// Listen on all three first, so that every URL below is known and
@@ -266,12 +266,15 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 
 	// 2. Token service.
 	tsLog := log.With(slog.String("component", "tokenserver"))
-	ts, err := tokenserver.New(tsCfg, tokenserver.Options{Logger: tsLog, Listener: tsLn})
+	ts, err := tokenserver.New(runCtx, tsCfg, tokenserver.Options{Logger: tsLog, Listener: tsLn})
 	if err != nil {
 		return nil, err
 	}
 	lns = lns[1:]
-	wg.Go(func() { fail("tokenserver", ts.Run(runCtx)) })
+	wg.Go(func() {
+		defer ts.Close()
+		fail("tokenserver", ts.Run(runCtx))
+	})
 
 	// 3. Gateway: it fetches the JWKS from the token service on New.
 	gwLog := log.With(slog.String("component", "gateway"))
@@ -345,7 +348,7 @@ func resolvePaths(ts *tokenserver.Config, gw *gateway.Config, abs func(string) s
 
 // ensureKeys generates the signing key (and certificate, public key, JWKS)
 // next to where the configuration expects it, unless it is there.
-func ensureKeys(cfg tokenserver.Config) (*tokencli.KeygenResult, error) {
+func ensureKeys(cfg *tokenserver.Config) (*tokencli.KeygenResult, error) {
 	_, err := os.Stat(cfg.SigningKey)
 	if err == nil {
 		if cfg.SigningCert != "" {

@@ -149,7 +149,7 @@ func newStack(t *testing.T) *stack {
 
 	// The token service, with a file licence backend.
 	keyPath, licPath := tokenServerFiles(t, dir)
-	ts, err := tokenserver.New(tokenserver.Config{
+	ts, err := tokenserver.New(t.Context(), &tokenserver.Config{
 		Issuer: issuer, Service: service, SigningKey: keyPath,
 		Licenses: tokenserver.LicensesConfig{File: licPath},
 	}, tokenserver.Options{Logger: log, Clock: s.tsClock.Now})

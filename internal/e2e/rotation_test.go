@@ -114,7 +114,7 @@ licenses: {file: %q}
 	if err != nil {
 		s.t.Fatalf("token service config %q: %v", step, err)
 	}
-	srv, err := tokenserver.New(cfg, tokenserver.Options{Logger: s.log})
+	srv, err := tokenserver.New(s.t.Context(), cfg, tokenserver.Options{Logger: s.log})
 	if err != nil {
 		s.t.Fatal(err)
 	}

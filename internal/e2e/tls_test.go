@@ -91,7 +91,7 @@ func newTLSStack(t *testing.T) *tlsStack {
 
 	// Token service: HTTPS with client certificates required.
 	keyPath, licPath := tokenServerFiles(t, dir)
-	ts, err := tokenserver.New(tokenserver.Config{
+	ts, err := tokenserver.New(ctx, &tokenserver.Config{
 		Issuer: issuer, Service: service, SigningKey: keyPath,
 		Licenses: tokenserver.LicensesConfig{File: licPath},
 		TLS: tokenserver.TLSConfig{

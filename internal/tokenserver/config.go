@@ -2,6 +2,7 @@ package tokenserver
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -165,35 +166,35 @@ type TimeoutsConfig struct {
 }
 
 // LoadConfig reads, defaults and validates the configuration file at path.
-func LoadConfig(path string) (Config, error) {
+func LoadConfig(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	cfg, err := ParseConfig(data)
 	if err != nil {
-		return Config{}, fmt.Errorf("config %s: %w", path, err)
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
 }
 
 // ParseConfig decodes YAML (unknown keys are errors), applies the defaults
 // and validates the result.
-func ParseConfig(data []byte) (Config, error) {
+func ParseConfig(data []byte) (*Config, error) {
 	var cfg Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
 		if errors.Is(err, io.EOF) {
-			return Config{}, errors.New("empty configuration")
+			return nil, errors.New("empty configuration")
 		}
-		return Config{}, err
+		return nil, err
 	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
-		return Config{}, err
+		return nil, err
 	}
-	return cfg, nil
+	return &cfg, nil
 }
 
 // SetDefaults fills in the optional keys left empty.
@@ -415,6 +416,10 @@ func CheckConfig(path string, files bool) error {
 	}
 	// New loads every file and reports each one that fails; the server it
 	// builds is not started, so nothing listens and nothing is polled.
-	_, err = New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
-	return err
+	srv, err := New(context.Background(), cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	srv.Close()
+	return nil
 }

@@ -2,6 +2,7 @@ package tokenserver
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -112,7 +113,7 @@ func TestNewListsFileProblems(t *testing.T) {
 		RefreshTokenKeyFile: filepath.Join(dir, "missing-refresh.key"),
 		Licenses:            LicensesConfig{File: filepath.Join(dir, "missing.yaml")},
 	}
-	_, err := New(cfg, Options{})
+	_, err := New(t.Context(), &cfg, Options{})
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -120,6 +121,19 @@ func TestNewListsFileProblems(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+}
+
+// TestNewStopsOnCancelledContext: New builds nothing for a caller that has
+// already given up, and refuses a missing configuration.
+func TestNewStopsOnCancelledContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := New(ctx, &Config{Issuer: testIssuer, Service: testService}, Options{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+	if _, err := New(t.Context(), nil, Options{}); err == nil {
+		t.Error("nil config accepted")
 	}
 }
 
@@ -152,7 +166,7 @@ func TestNewWithInjectedKeyAndBackend(t *testing.T) {
 		}
 		return license.License{}, license.ErrBadCredentials
 	})
-	srv, err := New(Config{Issuer: testIssuer, Service: testService}, Options{SigningKey: key, Backend: backend, Logger: discardLogger()})
+	srv, err := New(t.Context(), &Config{Issuer: testIssuer, Service: testService}, Options{SigningKey: key, Backend: backend, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

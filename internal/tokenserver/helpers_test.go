@@ -176,10 +176,11 @@ func newFixture(t testing.TB, mutate func(*Config), fopts ...fixtureOpt) *fixtur
 	for _, o := range fopts {
 		o(f, &opts)
 	}
-	srv, err := New(f.cfg, opts)
+	srv, err := New(t.Context(), &f.cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(srv.Close)
 	f.srv = srv
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)

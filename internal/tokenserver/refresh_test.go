@@ -113,7 +113,7 @@ func TestRefreshTokenSurvivesRestart(t *testing.T) {
 	f := newFixture(t, nil)
 	rt := aliceRefreshToken(t, f)
 
-	restarted, err := New(f.cfg, Options{Clock: f.clock.Now, Logger: f.srv.log})
+	restarted, err := New(t.Context(), &f.cfg, Options{Clock: f.clock.Now, Logger: f.srv.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestRefreshTokenSurvivesRestart(t *testing.T) {
 	rotated := f.cfg
 	rotated.SigningKey = filepath.Join(f.dir, "new.key")
 	writeECKey(t, rotated.SigningKey)
-	srv, err := New(rotated, Options{Clock: f.clock.Now, Logger: f.srv.log})
+	srv, err := New(t.Context(), &rotated, Options{Clock: f.clock.Now, Logger: f.srv.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,11 +139,11 @@ func TestRefreshTokenSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.cfg.RefreshTokenKeyFile, rotated.RefreshTokenKeyFile = keyFile, keyFile
-	one, err := New(f.cfg, Options{Clock: f.clock.Now, Logger: f.srv.log})
+	one, err := New(t.Context(), &f.cfg, Options{Clock: f.clock.Now, Logger: f.srv.log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	two, err := New(rotated, Options{Clock: f.clock.Now, Logger: f.srv.log})
+	two, err := New(t.Context(), &rotated, Options{Clock: f.clock.Now, Logger: f.srv.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func TestRefreshTokensSurviveRotation(t *testing.T) {
 		t.Helper()
 		cfg := f.cfg
 		cfg.SigningKey, cfg.PublishKeys, cfg.PreviousSigningKeys = signing, publish, previous
-		srv, err := New(cfg, Options{Clock: f.clock.Now, Logger: discardLogger()})
+		srv, err := New(t.Context(), &cfg, Options{Clock: f.clock.Now, Logger: discardLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -337,7 +337,7 @@ func TestRefreshTokensSurviveRotation(t *testing.T) {
 	writeKeyPEM(t, p384, k384)
 	cfg384 := f.cfg
 	cfg384.PublishKeys = []string{p384}
-	if _, err := New(cfg384, Options{Logger: discardLogger()}); err == nil || !strings.Contains(err.Error(), "publish_keys[0]") || !strings.Contains(err.Error(), "P-256") {
+	if _, err := New(t.Context(), &cfg384, Options{Logger: discardLogger()}); err == nil || !strings.Contains(err.Error(), "publish_keys[0]") || !strings.Contains(err.Error(), "P-256") {
 		t.Errorf("P-384 key in publish_keys: %v", err)
 	}
 
@@ -347,7 +347,7 @@ func TestRefreshTokensSurviveRotation(t *testing.T) {
 	writeCert(t, pub, k.Signer)
 	cfg := f.cfg
 	cfg.PreviousSigningKeys = []string{pub, ""}
-	if _, err := New(cfg, Options{Logger: discardLogger()}); err == nil ||
+	if _, err := New(t.Context(), &cfg, Options{Logger: discardLogger()}); err == nil ||
 		!strings.Contains(err.Error(), "previous_signing_keys[0]") || !strings.Contains(err.Error(), "previous_signing_keys[1]: empty path") {
 		t.Errorf("public key as previous signing key: %v", err)
 	}

@@ -72,6 +72,10 @@ type Server struct {
 	metrics  *metrics
 	tls      *tlsx.Server // nil: plain HTTP
 
+	// ownClient is the licence API client New built (not one injected
+	// through Options): Close drops its idle connections.
+	ownClient *http.Client
+
 	errs      httpx.Handler
 	challenge string // WWW-Authenticate of a 401
 	handler   http.Handler
@@ -79,8 +83,18 @@ type Server struct {
 
 // New builds a Server: it loads the signing key, the refresh token key and
 // the licence backend. Every problem of cfg, including files that do not
-// load, is reported in one error.
-func New(cfg Config, opts Options) (*Server, error) {
+// load, is reported in one error. cfg is not modified (New fills the
+// defaults into its own copy). ctx bounds the building, not the Server's
+// life (Run's ctx does that); the backends New builds today read only
+// files, so it is checked once, before anything is loaded.
+func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
+	if config == nil {
+		return nil, errors.New("tokenserver: no configuration")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cfg := *config
 	cfg.SetDefaults()
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -277,6 +291,7 @@ func (s *Server) buildLicenses() error {
 		client := s.opts.HTTPClient
 		if client == nil {
 			client = newLicenseClient(lc.HTTP.Timeout)
+			s.ownClient = client
 		}
 		hb, err := license.NewHTTPBackend(license.HTTPConfig{
 			URL: lc.HTTP.URL, ChannelsPath: lc.HTTP.ChannelsPath, UsernamePath: lc.HTTP.UsernamePath,
@@ -366,6 +381,15 @@ func (s *Server) KeyID() string { return s.key.KeyID }
 
 // JWKS is the document served at /.well-known/jwks.json.
 func (s *Server) JWKS() []byte { return s.jwks }
+
+// Close releases what New acquired: the idle connections to the licence
+// API of the client New built. It does not stop a Run or Serve in progress
+// (their ctx does); call it once they have returned. It is idempotent.
+func (s *Server) Close() {
+	if s.ownClient != nil {
+		s.ownClient.CloseIdleConnections()
+	}
+}
 
 // Watch does the background work a Handler needs until ctx ends: it polls
 // the licence file for changes, and probes a licence backend that failed so

@@ -136,7 +136,7 @@ func TestTLSConfigProblems(t *testing.T) {
 
 	// New adds the files that do not load.
 	dir := t.TempDir()
-	_, err := New(Config{
+	_, err := New(t.Context(), &Config{
 		Issuer: "i", Service: "s", SigningKey: filepath.Join(dir, "missing.key"),
 		Licenses: LicensesConfig{File: filepath.Join(dir, "missing.yaml")},
 		TLS: TLSConfig{ServerConfig: tlsx.ServerConfig{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")},

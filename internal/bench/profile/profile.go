@@ -64,10 +64,11 @@ func Serve(ctx context.Context, what, configPath, pprofAddr string, stderr io.Wr
 			return err
 		}
 		log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
-		srv, err := tokenserver.New(cfg, tokenserver.Options{Logger: log})
+		srv, err := tokenserver.New(ctx, cfg, tokenserver.Options{Logger: log})
 		if err != nil {
 			return err
 		}
+		defer srv.Close()
 		return srv.Run(ctx)
 	}
 	return fmt.Errorf("bench serve: unknown server %q", what)
