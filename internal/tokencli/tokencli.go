@@ -7,6 +7,16 @@
 // The commands are for people reading a terminal: aligned columns, colour
 // only on a terminal, and failures explained in words rather than error
 // codes. `--json` gives scripts the same facts.
+//
+// One job per file: tokencli.go dispatches and holds what every command
+// shares (flags, the HTTP client, exit codes); token.go, tokenflow.go (the
+// client's login flow), password.go and tokenreport.go (result and
+// rendering) make the `token` command; inspect.go, jwt.go (decoding),
+// verify.go (keys and verification) and report.go (result and rendering)
+// make `inspect`, which `token` reuses for the token it gets; keygen.go,
+// healthcheck.go and pullsecret.go are one command each; style.go is the
+// terminal's colours and times. The WWW-Authenticate challenge is
+// pkg/auth's Challenge, the same type the gateway writes.
 package tokencli
 
 import (
