@@ -42,6 +42,17 @@ type Observer interface {
 	CacheHit(positive bool)
 }
 
+// Versioned is implemented by a Backend that can tell cheaply whether the
+// answers it gave may have changed since (the SQL backend polls a change
+// counter). The Cache tags what it stores with Version and serves an entry
+// only while Version still returns that tag.
+type Versioned interface {
+	// Version returns a number that changes whenever an earlier answer
+	// may be stale. ok false means the backend cannot tell right now:
+	// nothing cached is served, every look-up asks the backend.
+	Version() (v uint64, ok bool)
+}
+
 // CacheConfig configures a Cache. Zero or negative values mean the default.
 type CacheConfig struct {
 	// TTL is how long a licence is served without asking the backend; 60s.
@@ -73,6 +84,7 @@ type Cache struct {
 	callTimeout time.Duration
 	clock       func() time.Time
 	obs         Observer
+	versioned   Versioned // nil unless the backend is one
 
 	group singleflight.Group
 
@@ -93,6 +105,7 @@ type cacheEntry struct {
 	lic     License
 	err     error // nil or ErrBadCredentials
 	expires time.Time
+	version uint64 // the backend's Version when the answer was asked for
 }
 
 type lookupResult struct {
@@ -120,7 +133,9 @@ func NewCache(b Backend, cfg CacheConfig) *Cache {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	versioned, _ := b.(Versioned)
 	return &Cache{
+		versioned:   versioned,
 		backend:     b,
 		name:        backendName(b),
 		ttl:         cfg.TTL,
@@ -161,7 +176,7 @@ func (c *Cache) Lookup(ctx context.Context, cred Credentials) (License, error) {
 		return License{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	key := makeCacheKey(cred)
-	if lic, err, ok := c.get(key); ok {
+	if lic, err, ok := c.get(key, c.version()); ok {
 		if c.obs != nil {
 			c.obs.CacheHit(err == nil)
 		}
@@ -189,6 +204,9 @@ func (c *Cache) Lookup(ctx context.Context, cred Credentials) (License, error) {
 // fetch asks the backend and stores the answer before the singleflight call
 // completes, so a caller arriving just after finds it in the cache.
 func (c *Cache) fetch(ctx context.Context, key cacheKey, cred Credentials) (License, error) {
+	// Read before asking: a change committed during the call must make
+	// this answer stale, not be hidden by it.
+	ver := c.version()
 	start := time.Now()
 	lic, err := c.backend.Lookup(ctx, cred)
 	d := time.Since(start)
@@ -203,7 +221,7 @@ func (c *Cache) fetch(ctx context.Context, key cacheKey, cred Credentials) (Lice
 	case errors.Is(err, ErrBadCredentials):
 		outcome = OutcomeBadCredentials
 		c.lastUnavailable.Store(false)
-		c.put(key, License{}, ErrBadCredentials, now.Add(c.negTTL), now)
+		c.put(key, License{}, ErrBadCredentials, now.Add(c.negTTL), now, ver)
 		err = ErrBadCredentials
 	case err != nil:
 		outcome = OutcomeUnavailable
@@ -220,7 +238,7 @@ func (c *Cache) fetch(ctx context.Context, key cacheKey, cred Credentials) (Lice
 			exp = lic.ExpiresAt
 		}
 		lic = lic.clone()
-		c.put(key, lic, nil, exp, now)
+		c.put(key, lic, nil, exp, now, ver)
 	}
 	if c.obs != nil {
 		c.obs.LookupDone(c.name, outcome, d)
@@ -228,7 +246,26 @@ func (c *Cache) fetch(ctx context.Context, key cacheKey, cred Credentials) (Lice
 	return lic, err
 }
 
-func (c *Cache) get(key cacheKey) (License, error, bool) {
+// version is the backend's Version, or noVersion when nothing cached may be
+// served; always 0 for backends that are not Versioned.
+func (c *Cache) version() uint64 {
+	if c.versioned == nil {
+		return 0
+	}
+	v, ok := c.versioned.Version()
+	if !ok || v == noVersion {
+		return noVersion
+	}
+	return v
+}
+
+// noVersion tags answers that must not be served from the cache.
+const noVersion = ^uint64(0)
+
+func (c *Cache) get(key cacheKey, version uint64) (License, error, bool) {
+	if version == noVersion {
+		return License{}, nil, false
+	}
 	now := c.clock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -237,7 +274,7 @@ func (c *Cache) get(key cacheKey) (License, error, bool) {
 		return License{}, nil, false
 	}
 	e := el.Value.(*cacheEntry)
-	if !now.Before(e.expires) {
+	if !now.Before(e.expires) || e.version != version {
 		c.order.Remove(el)
 		delete(c.entries, key)
 		return License{}, nil, false
@@ -245,7 +282,7 @@ func (c *Cache) get(key cacheKey) (License, error, bool) {
 	return e.lic.clone(), e.err, true
 }
 
-func (c *Cache) put(key cacheKey, lic License, err error, expires time.Time, now time.Time) {
+func (c *Cache) put(key cacheKey, lic License, err error, expires time.Time, now time.Time, version uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Insertion order roughly follows expiry, so dropping expired entries
@@ -264,7 +301,7 @@ func (c *Cache) put(key cacheKey, lic License, err error, expires time.Time, now
 		c.order.Remove(oldest)
 		delete(c.entries, oldest.Value.(*cacheEntry).key)
 	}
-	c.entries[key] = c.order.PushBack(&cacheEntry{key: key, lic: lic, err: err, expires: expires})
+	c.entries[key] = c.order.PushBack(&cacheEntry{key: key, lic: lic, err: err, expires: expires, version: version})
 }
 
 // Len returns the number of cached answers, expired ones included until
