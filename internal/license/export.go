@@ -48,6 +48,8 @@ func ReadAccountsFile(path string) ([]FileAccount, error) {
 			Expires:     a.expires,
 		})
 	}
-	slices.SortFunc(out, func(a, b FileAccount) int { return strings.Compare(strings.ToLower(a.Username), strings.ToLower(b.Username)) })
+	slices.SortFunc(out, func(a, b FileAccount) int {
+		return strings.Compare(strings.ToLower(a.Username), strings.ToLower(b.Username))
+	})
 	return out, nil
 }
