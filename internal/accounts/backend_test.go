@@ -1,0 +1,233 @@
+package accounts_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/acme/registry-gateway/internal/accounts"
+	"github.com/acme/registry-gateway/internal/accounts/accountstest"
+	"github.com/acme/registry-gateway/internal/license"
+)
+
+// waitFor polls cond for up to d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Two replicas' caches on one database: a revocation made through a third
+// connection (the CLI's) is seen by both within the poll interval, and
+// nothing is asked of the database per cached hit.
+func TestRevocationReachesEveryCache(t *testing.T) {
+	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
+		ctx := t.Context()
+		admin := accountstest.Open(t, cfg, accounts.Options{})
+		_, token, err := admin.Add(ctx, "ops", "alice@example.com", []string{"stable"}, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred := license.Credentials{Username: "alice@example.com", Token: token}
+		type replica struct {
+			be    *accounts.Backend
+			cache *license.Cache
+			obs   *countingObserver
+		}
+		var replicas []replica
+		for range 2 {
+			db := accountstest.Open(t, cfg, accounts.Options{})
+			be := db.NewBackend(accounts.BackendOptions{RevocationPoll: 100 * time.Millisecond})
+			obs := &countingObserver{}
+			cache := license.NewCache(be, license.CacheConfig{TTL: time.Hour, Observer: obs})
+			runCtx, stop := contextWithStop(t)
+			done := make(chan struct{})
+			go func() { be.Run(runCtx); close(done) }()
+			t.Cleanup(func() { stop(); <-done })
+			waitFor(t, time.Second, "first poll", func() bool { _, ok := be.Version(); return ok })
+			replicas = append(replicas, replica{be, cache, obs})
+		}
+		for _, r := range replicas {
+			for range 50 {
+				if _, err := r.cache.Lookup(ctx, cred); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if r.obs.lookups.Load() != 1 {
+				t.Fatalf("%d backend look-ups for 50 logins, want 1", r.obs.lookups.Load())
+			}
+		}
+
+		if _, err := admin.RevokeToken(ctx, "ops", "alice@example.com", ""); err != nil {
+			t.Fatal(err)
+		}
+		revoked := time.Now()
+		for i, r := range replicas {
+			waitFor(t, time.Second, fmt.Sprintf("replica %d refuses", i), func() bool {
+				_, err := r.cache.Lookup(ctx, cred)
+				return errors.Is(err, license.ErrBadCredentials)
+			})
+		}
+		if d := time.Since(revoked); d > time.Second {
+			t.Errorf("revocation took %v", d)
+		} else {
+			t.Logf("revocation seen by both replicas after %v", d)
+		}
+	})
+}
+
+// A backend that has not polled, or whose database went away, serves
+// nothing from the cache: every login asks the database, and fails closed.
+func TestVersionFailsClosed(t *testing.T) {
+	pg := accountstest.Start(t)
+	cfg := pg.NewDatabase(t)
+	ctx := t.Context()
+	db := accountstest.Open(t, cfg, accounts.Options{})
+	_, token, err := db.Add(ctx, "ops", "alice@example.com", []string{"stable"}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := db.NewBackend(accounts.BackendOptions{RevocationPoll: 50 * time.Millisecond})
+	if _, ok := be.Version(); ok {
+		t.Fatal("version usable before the first poll")
+	}
+	cache := license.NewCache(be, license.CacheConfig{TTL: time.Hour})
+	cred := license.Credentials{Username: "alice@example.com", Token: token}
+	runCtx, stop := contextWithStop(t)
+	done := make(chan struct{})
+	go func() { be.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done }()
+	waitFor(t, time.Second, "first poll", func() bool { _, ok := be.Version(); return ok })
+	if _, err := cache.Lookup(ctx, cred); err != nil {
+		t.Fatal(err)
+	}
+
+	pg.Stop()
+	waitFor(t, 5*time.Second, "cache stops serving", func() bool {
+		_, err := cache.Lookup(ctx, cred)
+		return errors.Is(err, license.ErrUnavailable)
+	})
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "logins work again", func() bool {
+		_, err := cache.Lookup(ctx, cred)
+		return err == nil
+	})
+}
+
+// last_used is written in batches by Run, not per login.
+func TestLastUsedBatched(t *testing.T) {
+	ctx := t.Context()
+	db := accountstest.Open(t, accountstest.SQLite(t), accounts.Options{})
+	_, token, err := db.Add(ctx, "ops", "alice@example.com", []string{"stable"}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := db.NewBackend(accounts.BackendOptions{LastUsedFlush: time.Hour})
+	for range 10 {
+		if _, err := be.Lookup(ctx, license.Credentials{Username: "alice@example.com", Token: token}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := db.Show(ctx, "alice@example.com")
+	if !a.Tokens[0].LastUsed.IsZero() {
+		t.Fatal("last_used written per login")
+	}
+	be.FlushLastUsed(ctx)
+	a, _ = db.Show(ctx, "alice@example.com")
+	if time.Since(a.Tokens[0].LastUsed) > time.Minute {
+		t.Errorf("last_used after flush: %v", a.Tokens[0].LastUsed)
+	}
+	// Run writes what is left when it stops.
+	if _, _, err := db.AddToken(ctx, "ops", "alice@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := contextWithStop(t)
+	done := make(chan struct{})
+	go func() { be.Run(runCtx); close(done) }()
+	waitFor(t, time.Second, "first poll", func() bool { _, ok := be.Version(); return ok })
+	if err := be.Run(ctx); err == nil {
+		t.Error("a second Run started")
+	}
+	stop()
+	<-done
+}
+
+// Logins keep working, without a wrong answer, while admins change other
+// accounts and the same one.
+func TestConcurrentLoginsDuringChanges(t *testing.T) {
+	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
+		ctx := t.Context()
+		db := accountstest.Open(t, cfg, accounts.Options{})
+		_, token, err := db.Add(ctx, "ops", "alice@example.com", []string{"stable"}, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		be := db.NewBackend(accounts.BackendOptions{RevocationPoll: 50 * time.Millisecond})
+		runCtx, stop := contextWithStop(t)
+		done := make(chan struct{})
+		go func() { be.Run(runCtx); close(done) }()
+		defer func() { stop(); <-done }()
+		cache := license.NewCache(be, license.CacheConfig{})
+		cred := license.Credentials{Username: "alice@example.com", Token: token}
+
+		var wg sync.WaitGroup
+		var bad atomic.Value
+		stopLogins := make(chan struct{})
+		for range 8 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stopLogins:
+						return
+					default:
+					}
+					lic, err := cache.Lookup(ctx, cred)
+					if err != nil {
+						bad.Store(err)
+						return
+					}
+					if !lic.Holds("stable") {
+						bad.Store(fmt.Errorf("licence without stable: %+v", lic))
+						return
+					}
+				}
+			})
+		}
+		for i := range 15 {
+			email := fmt.Sprintf("user%d@example.com", i)
+			if _, _, err := db.Add(ctx, "ops", email, []string{"beta"}, time.Time{}); err != nil {
+				t.Error(err)
+			}
+			if err := db.Grant(ctx, "ops", "alice@example.com", []string{fmt.Sprintf("c%d", i)}); err != nil {
+				t.Error(err)
+			}
+			if err := db.Delete(ctx, "ops", email); err != nil {
+				t.Error(err)
+			}
+		}
+		close(stopLogins)
+		wg.Wait()
+		if err := bad.Load(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 2*time.Second, "the last grant", func() bool {
+			lic, err := cache.Lookup(ctx, cred)
+			return err == nil && lic.Holds("c14")
+		})
+	})
+}
+
+type countingObserver struct{ lookups, hits atomic.Int32 }
+
+func (o *countingObserver) LookupDone(string, string, time.Duration) { o.lookups.Add(1) }
+func (o *countingObserver) CacheHit(bool)                            { o.hits.Add(1) }
