@@ -62,6 +62,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tokenserver: %v\n", err)
 		return 1
 	}
+	defer srv.Close()
 	if err := srv.Run(ctx); err != nil {
 		log.Error("token service stopped", slog.Any("error", err))
 		return 1

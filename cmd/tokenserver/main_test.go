@@ -89,7 +89,7 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 		{[]string{"-config"}, 2, []string{"flag needs an argument"}},
 		{[]string{"-config", filepath.Join(dir, "missing.yaml")}, 1, []string{"missing.yaml"}},
 		// Every problem of the file in one message.
-		{[]string{"serve", "-config", bad}, 1, []string{"issuer: required", "service: required", "signing_key: required", "token_ttl", "not both"}},
+		{[]string{"serve", "-config", bad}, 1, []string{"issuer: required", "service: required", "signing_key: required", "token_ttl", "exactly one of file, http and sql"}},
 	} {
 		var out watchWriter
 		out.seen = make(chan struct{})

@@ -40,7 +40,11 @@ type Backend struct {
 	log      *slog.Logger
 	running  atomic.Bool
 	version  atomic.Uint64
-	lastPoll atomic.Int64 // start of the last successful poll, UnixNano; 0: none yet
+	// lastPoll is when the last successful poll started, as time since
+	// base (monotonic: staleness is a matter of real time, not of the
+	// injected clock that decides expiry); 0: none yet.
+	base     time.Time
+	lastPoll atomic.Int64
 
 	// Poll bookkeeping, owned by Run.
 	seen     int64
@@ -80,8 +84,12 @@ WHERE t.token_sha256 = ?`),
 		flush: opts.LastUsedFlush,
 		log:   opts.Logger,
 		used:  make(map[int64]int64),
+		base:  time.Now(),
 	}
 }
+
+// BackendName labels the licence backend metrics.
+func (b *Backend) BackendName() string { return "sql" }
 
 // Lookup implements license.Backend.
 func (b *Backend) Lookup(ctx context.Context, c license.Credentials) (license.License, error) {
@@ -140,7 +148,7 @@ func (b *Backend) Lookup(ctx context.Context, c license.Credentials) (license.Li
 // read the counter does not go on serving what may have been revoked.
 func (b *Backend) Version() (uint64, bool) {
 	last := b.lastPoll.Load()
-	if last == 0 || b.db.clock().Sub(time.Unix(0, last)) > 2*b.poll {
+	if last == 0 || time.Since(b.base)-time.Duration(last) > 2*b.poll {
 		return 0, false
 	}
 	return b.version.Load(), true
@@ -174,7 +182,7 @@ func (b *Backend) Run(ctx context.Context) error {
 }
 
 func (b *Backend) pollOnce(ctx context.Context) {
-	start := b.db.clock()
+	start := time.Since(b.base)
 	ctx, cancel := context.WithTimeout(ctx, 2*b.poll)
 	defer cancel()
 	var v int64
@@ -195,7 +203,7 @@ func (b *Backend) pollOnce(ctx context.Context) {
 		b.version.Add(1)
 	}
 	b.seen, b.pollFail = v, false
-	b.lastPoll.Store(start.UnixNano())
+	b.lastPoll.Store(int64(max(start, 1)))
 }
 
 // FlushLastUsed writes the token use recorded since the last flush, in one

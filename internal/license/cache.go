@@ -150,11 +150,13 @@ func NewCache(b Backend, cfg CacheConfig) *Cache {
 }
 
 func backendName(b Backend) string {
-	switch b.(type) {
+	switch b := b.(type) {
 	case *HTTPBackend:
 		return "http"
 	case *FileBackend:
 		return "file"
+	case interface{ BackendName() string }:
+		return b.BackendName()
 	default:
 		return fmt.Sprintf("%T", b)
 	}

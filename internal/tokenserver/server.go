@@ -15,6 +15,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license"
 	"github.com/acme/registry-gateway/pkg/auth"
@@ -63,6 +64,8 @@ type Server struct {
 
 	licenses *license.Cache
 	file     *license.FileBackend // nil unless the file backend is used
+	accounts *accounts.DB         // nil unless the sql backend is used
+	sql      *accounts.Backend    // nil unless the sql backend is used
 	limiter  *loginLimiter        // nil when rate limiting is disabled
 	clients  *clientAddr
 	metrics  *metrics
@@ -204,6 +207,11 @@ func (s *Server) buildLicenses() error {
 			return fmt.Errorf("licenses.http: %w", err)
 		}
 		backend = hb
+	case lc.SQL != nil:
+		if err := s.openAccounts(lc.SQL); err != nil {
+			return fmt.Errorf("licenses.sql: %w", err)
+		}
+		backend = s.sql
 	default:
 		return nil // reported by Validate
 	}
@@ -215,6 +223,35 @@ func (s *Server) buildLicenses() error {
 		Observer:    s.metrics,
 	})
 	return nil
+}
+
+// openAccounts connects to the account database and refuses a schema this
+// binary was not written for (not migrated, older or newer).
+func (s *Server) openAccounts(cfg *accounts.Config) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	db, err := accounts.Open(ctx, cfg, accounts.Options{Clock: s.now})
+	if err != nil {
+		return err
+	}
+	if err := db.CheckSchema(ctx); err != nil {
+		db.Close()
+		return err
+	}
+	s.accounts = db
+	s.sql = db.NewBackend(accounts.BackendOptions{
+		RevocationPoll: cfg.RevocationPoll, LastUsedFlush: cfg.LastUsedFlush, Logger: s.log,
+	})
+	return nil
+}
+
+// Close releases the account database connections, if any. Call it after
+// Serve (or Watch) has returned.
+func (s *Server) Close() error {
+	if s.accounts == nil {
+		return nil
+	}
+	return s.accounts.Close()
 }
 
 // newLicenseClient is a client for the licence API with timeouts at every
@@ -284,15 +321,20 @@ func (s *Server) KeyID() string { return s.key.KeyID }
 // JWKS is the document served at /.well-known/jwks.json.
 func (s *Server) JWKS() []byte { return s.jwks }
 
-// Watch does the background work a Handler needs: it polls the licence file
-// for changes until ctx ends. Serve and Run call it; call it yourself only
-// when serving Handler some other way.
+// Watch does the background work a Handler needs until ctx ends: it polls
+// the licence file for changes, or the account database's change counter
+// (and writes last_used). Serve and Run call it; call it yourself only when
+// serving Handler some other way. Without it the sql backend serves no
+// login from the cache.
 func (s *Server) Watch(ctx context.Context) error {
-	if s.file == nil {
-		<-ctx.Done()
-		return nil
+	switch {
+	case s.file != nil:
+		return s.file.Run(ctx)
+	case s.sql != nil:
+		return s.sql.Run(ctx)
 	}
-	return s.file.Run(ctx)
+	<-ctx.Done()
+	return nil
 }
 
 // Run listens on Config.Listen (or Options.Listener) and serves until ctx

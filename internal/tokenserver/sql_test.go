@@ -1,0 +1,150 @@
+package tokenserver
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/registry-gateway/internal/accounts"
+	"github.com/acme/registry-gateway/internal/accounts/accountstest"
+	"github.com/acme/registry-gateway/internal/testutil"
+)
+
+func TestMain(m *testing.M) { os.Exit(accountstest.Main(m)) }
+
+// newSQLReplica runs a token service on the account database of sqlCfg,
+// for real (Serve: its change counter poll runs), with a key shared by
+// every replica of the test.
+func newSQLReplica(t *testing.T, keyPath string, sqlCfg *accounts.Config) (string, *testutil.SyncBuffer) {
+	t.Helper()
+	logs := &testutil.SyncBuffer{}
+	c := *sqlCfg
+	c.RevocationPoll = 100 * time.Millisecond
+	srv, err := New(Config{
+		Issuer: testIssuer, Service: testService, SigningKey: keyPath,
+		Licenses:  LicensesConfig{SQL: &c},
+		RateLimit: RateLimitConfig{Disabled: true},
+	}, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return serve(t, srv), logs
+}
+
+// Revoking a token stops the next token request and the next refresh on
+// two replicas sharing one PostgreSQL within a second, although both had
+// the licence cached for cache_ttl.
+func TestSQLRevocationOnTwoReplicas(t *testing.T) {
+	cfg := accountstest.Shared(t).NewDatabase(t)
+	admin := accountstest.Open(t, cfg, accounts.Options{})
+	ctx := t.Context()
+	_, token, err := admin.Add(ctx, "ops", aliceUser, []string{"stable"}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(t.TempDir(), "token.key")
+	writeECKey(t, key)
+	a, _ := newSQLReplica(t, key, cfg)
+	b, _ := newSQLReplica(t, key, cfg)
+
+	var refresh string
+	for _, base := range []string{a, b} {
+		waitFor(t, "replica ready", func() bool {
+			return get(t, base, aliceUser, token, scopes()).StatusCode == http.StatusOK
+		})
+		q := scopes("repository:stable/app:pull")
+		q.Set("offline_token", "true")
+		refresh = mustToken(t, get(t, base, aliceUser, token, q)).RefreshToken
+	}
+
+	if _, err := admin.RevokeToken(ctx, "ops", aliceUser, ""); err != nil {
+		t.Fatal(err)
+	}
+	revoked := time.Now()
+	refused := map[string]bool{}
+	for len(refused) < 2 {
+		if time.Since(revoked) > time.Second {
+			t.Fatalf("not refused by every replica within 1s: %v", refused)
+		}
+		for _, base := range []string{a, b} {
+			if !refused[base] && get(t, base, aliceUser, token, scopes("repository:stable/app:pull")).StatusCode == http.StatusUnauthorized {
+				refused[base] = true
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("revocation refused by both replicas after %v", time.Since(revoked))
+	for _, base := range []string{a, b} {
+		resp := post(t, base, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "service": {testService}, "client_id": {"test"}})
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("refresh after revocation: %d %s", resp.StatusCode, bodyOf(resp))
+		}
+	}
+}
+
+// The database goes away: logins fail closed with 503 (cached licences
+// included, once the change counter cannot be read), and work again when
+// it is back, without a restart.
+func TestSQLDatabaseGoesAwayAndComesBack(t *testing.T) {
+	pg := accountstest.Start(t)
+	cfg := pg.NewDatabase(t)
+	admin := accountstest.Open(t, cfg, accounts.Options{})
+	_, token, err := admin.Add(t.Context(), "ops", aliceUser, []string{"stable"}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	key := filepath.Join(t.TempDir(), "token.key")
+	writeECKey(t, key)
+	base, logs := newSQLReplica(t, key, cfg)
+	waitFor(t, "login", func() bool { return get(t, base, aliceUser, token, scopes()).StatusCode == http.StatusOK })
+
+	pg.Stop()
+	waitFor(t, "503", func() bool {
+		resp := get(t, base, aliceUser, token, scopes())
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("status %d while the database is down: %s", resp.StatusCode, bodyOf(resp))
+		}
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for get(t, base, aliceUser, token, scopes()).StatusCode != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery after the database came back:\n%s", logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Contains(logs.String(), token) {
+		t.Error("a log line carries the API token")
+	}
+}
+
+// The service refuses to start on a database it cannot use, saying why.
+func TestSQLRefusesUnusableSchema(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "token.key")
+	writeECKey(t, key)
+	cfg := accountstest.SQLite(t)
+	_, err := New(Config{Issuer: testIssuer, Service: testService, SigningKey: key, Licenses: LicensesConfig{SQL: cfg}}, Options{Logger: discardLogger()})
+	var se *accounts.SchemaError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "licenses.sql: ") || !strings.Contains(err.Error(), "tokenserver accounts migrate") {
+		t.Errorf("un-migrated database: %v", err)
+	}
+	bad := &accounts.Config{Driver: accounts.DriverSQLite, DSN: filepath.Join(t.TempDir(), "missing", "x.db")}
+	if _, err := New(Config{Issuer: testIssuer, Service: testService, SigningKey: key, Licenses: LicensesConfig{SQL: bad}}, Options{Logger: discardLogger()}); err == nil {
+		t.Error("unreachable database accepted")
+	}
+	if _, err := ParseConfig([]byte("issuer: i\nservice: s\nsigning_key: k\nlicenses:\n  file: f\n  sql: {driver: mysql}\n")); err == nil ||
+		!strings.Contains(err.Error(), "not several") || !strings.Contains(err.Error(), "licenses.sql.driver") || !strings.Contains(err.Error(), "licenses.sql.dsn") {
+		t.Errorf("config errors: %v", err)
+	}
+}
