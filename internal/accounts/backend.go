@@ -33,13 +33,13 @@ type BackendOptions struct {
 // service's cache, license.Versioned so that the cache drops answers the
 // moment an admin change is seen.
 type Backend struct {
-	db       *DB
-	lookup   string
-	poll     time.Duration
-	flush    time.Duration
-	log      *slog.Logger
-	running  atomic.Bool
-	version  atomic.Uint64
+	db      *DB
+	lookup  string
+	poll    time.Duration
+	flush   time.Duration
+	log     *slog.Logger
+	running atomic.Bool
+	version atomic.Uint64
 	// lastPoll is when the last successful poll started, as time since
 	// base (monotonic: staleness is a matter of real time, not of the
 	// injected clock that decides expiry); 0: none yet.
