@@ -28,7 +28,7 @@ func main() {
 func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
-		case "keygen", "inspect", "token", "healthcheck":
+		case "keygen", "inspect", "token", "healthcheck", "accounts":
 			return tokencli.Run(ctx, args, os.Stdin, os.Stdout, stderr)
 		case "serve":
 			args = args[1:]
@@ -37,7 +37,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tokenserver serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tokenserver [serve] -config FILE\n       tokenserver keygen|inspect|token|healthcheck [flags]")
+		fmt.Fprintln(stderr, "usage: tokenserver [serve] -config FILE\n       tokenserver keygen|inspect|token|healthcheck|accounts [flags]")
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "", "YAML configuration `file`")

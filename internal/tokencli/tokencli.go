@@ -1,7 +1,8 @@
 // Package tokencli holds the operator commands of the tokenserver binary:
 // keygen (signing key, certificate, JWKS), inspect (decode and verify a
-// token), token (run a client's login flow and inspect what comes back) and
-// healthcheck (for container images that have no curl).
+// token), token (run a client's login flow and inspect what comes back),
+// healthcheck (for container images that have no curl) and accounts (the
+// customer accounts of the licenses.sql backend).
 //
 // The commands are for people reading a terminal: aligned columns, colour
 // only on a terminal, and failures explained in words rather than error
@@ -76,6 +77,8 @@ const usage = `Operator commands of the tokenserver binary:
       log in like a client and inspect the token that comes back
   tokenserver healthcheck URL
       exit 0 when URL answers 2xx (for container health checks)
+  tokenserver accounts add|list|show|grant|token|… -config FILE
+      customer accounts of the licenses.sql backend (accounts help)
 
 Run a command with -h for its flags.
 `
@@ -94,6 +97,8 @@ func (e *env) run(ctx context.Context, args []string) int {
 		return e.token(ctx, args[1:])
 	case "healthcheck":
 		return e.healthcheck(ctx, args[1:])
+	case "accounts":
+		return e.accounts(ctx, args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK
