@@ -19,20 +19,24 @@ import (
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := httpx.NewRecorder(w)
-	kind := routeOther
+	acc := access{kind: routeOther}
 	defer func() {
 		v := recover()
 		if v != nil && v != http.ErrAbortHandler {
 			g.errs.WriteError(rec, r, fmt.Errorf("panic: %v\n%s", v, debug.Stack()))
 		}
-		g.metrics.request(kind, rec.Status())
+		g.metrics.request(acc.kind, rec.Status())
+		pull := acc.pull(r, rec)
+		if pull {
+			g.metrics.pull(acc.route.Name)
+		}
 		if g.accessLog {
 			// Never headers or the query: they carry tokens.
-			g.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-				slog.String("method", r.Method), slog.String("path", r.URL.Path),
-				slog.String("route", routeLabel(kind)), slog.Int("status", rec.Status()),
+			attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.String("route", routeLabel(acc.kind)), slog.Int("status", rec.Status()),
 				slog.Int64("bytes", rec.Bytes()), slog.Duration("duration", time.Since(start)),
-				slog.String("remote", r.RemoteAddr))
+				slog.String("remote", r.RemoteAddr)}
+			g.log.LogAttrs(r.Context(), slog.LevelInfo, "request", append(attrs, acc.attrs(rec, pull)...)...)
 		}
 		if v == http.ErrAbortHandler {
 			// ReverseProxy aborts a response whose copy failed half-way;
@@ -40,25 +44,25 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(v)
 		}
 	}()
-	g.serve(rec, r, &kind)
+	g.serve(rec, r, &acc)
 }
 
-func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, kind *RouteKind) {
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, acc *access) {
 	p := r.URL.Path
 	switch {
 	case p == "/v2" || strings.HasPrefix(p, "/v2/"):
-		g.serveV2(w, r, kind)
+		g.serveV2(w, r, acc)
 	case p == "/token" && g.token != nil:
-		*kind = routeToken
+		acc.kind = routeToken
 		g.token.ServeHTTP(w, r)
 	case p == "/healthz":
-		*kind = routeHealth
+		acc.kind = routeHealth
 		g.healthz.ServeHTTP(w, r)
 	case p == "/readyz":
-		*kind = routeHealth
+		acc.kind = routeHealth
 		g.readyz.ServeHTTP(w, r)
 	case p == "/metrics":
-		*kind = routeMetrics
+		acc.kind = routeMetrics
 		g.metricH.ServeHTTP(w, r)
 	default:
 		g.errs.WriteError(w, r, errRouteNotFound)
@@ -74,9 +78,9 @@ var (
 // serveV2 is the registry API: method, path, token, then the local answer
 // or the upstream's. Nothing reaches the upstream before all three checks
 // pass.
-func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, kind *RouteKind) {
+func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, acc *access) {
 	route, err := ParseRoute(r.URL.EscapedPath())
-	*kind = route.Kind
+	acc.kind = route.Kind
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		g.fail(w, r, errMethodNotAllowed)
 		return
@@ -90,6 +94,7 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, kind *RouteKin
 		g.fail(w, r, err)
 		return
 	}
+	acc.route, acc.subject = route, claims.Subject
 	switch route.Kind {
 	case RouteBase:
 		w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
