@@ -1,7 +1,8 @@
 // Command gateway is the read-only registry gateway: `gateway -config FILE`
 // serves the registry API in front of the configured upstream until SIGINT
 // or SIGTERM, then shuts down gracefully. `-check` validates the
-// configuration and exits.
+// configuration and exits. `gateway report [FILE...]` prints who pulled what
+// from the gateway's access records (internal/pullreport).
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/acme/registry-gateway/internal/gateway"
+	"github.com/acme/registry-gateway/internal/pullreport"
 )
 
 func main() {
@@ -26,6 +28,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "report" {
+		return pullreport.Run(args[1:], os.Stdin, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML configuration `file`")
@@ -37,7 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *configPath == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: gateway -config FILE [-check]")
+		fmt.Fprintln(stderr, "usage: gateway -config FILE [-check]\n       gateway report [FILE...]")
 		return 2
 	}
 	cfg, err := gateway.LoadConfig(*configPath)
