@@ -61,7 +61,7 @@ func TestReport(t *testing.T) {
 	out.Reset()
 	Run([]string{"--reference", "1.4.2"}, strings.NewReader(sample), &out, &errb)
 	if !strings.Contains(out.String(), "alice@example.com  stable/app  1.4.2") || strings.Contains(out.String(), "bob") ||
-		!strings.Contains(out.String(), "sha256:111111111111 ") {
+		!strings.Contains(out.String(), "sha256:111111111111") || strings.Contains(out.String(), dg) {
 		t.Errorf("table:\n%s", out.String())
 	}
 	out.Reset()
