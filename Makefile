@@ -5,13 +5,16 @@ BIN     := bin
 CERTS   := certs
 # Flags for bin/devstack, e.g. make run DEVSTACK_FLAGS='-gateway-addr 127.0.0.1:6000'
 DEVSTACK_FLAGS ?=
+# Licence backend of `make run`: file (deploy/licenses.yaml) or sql (SQLite
+# accounts made with `tokenserver accounts`): make run LICENSES=sql
+LICENSES ?= file
 
 .DEFAULT_GOAL := build
 .PHONY: help build run test bench fmt vet lint keys clean compose-up
 
 help:
 	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack (static, CGO_ENABLED=0)'
-	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing)'
+	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing; LICENSES=sql: SQL accounts)'
 	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo)'
 	@echo 'bench       go run ./cmd/bench'
 	@echo 'fmt         gofmt -w'
@@ -27,7 +30,7 @@ build:
 # devstack generates the keys itself when they are missing; `keys` first
 # only so that keygen's summary is printed.
 run: build keys
-	$(BIN)/devstack $(DEVSTACK_FLAGS)
+	$(BIN)/devstack -licenses $(LICENSES) $(DEVSTACK_FLAGS)
 
 # Every package with -race: the whole run takes about a minute on 2 cores,
 # well under what is worth splitting packages for. -count=1: the tests use

@@ -27,12 +27,13 @@ type Command struct {
 // ones that are refused.
 func (s *Stack) Commands() []Command {
 	h := s.GatewayHost
-	creds := DemoUser + ":" + DemoToken
+	token := s.DemoToken
+	creds := DemoUser + ":" + token
 	ok, beta := h+"/"+LicensedRepo, h+"/"+UnlicensedRepo
 	jwks := s.JWKSURL
-	tokenCmd := "TOKENSERVER_PASSWORD=" + DemoToken + " bin/tokenserver token --registry " + s.GatewayURL + " -u " + DemoUser
-	return []Command{
-		{Tool: "docker", Line: "printf " + DemoToken + " | docker login " + h + " -u " + DemoUser + " --password-stdin"},
+	tokenCmd := "TOKENSERVER_PASSWORD=" + token + " bin/tokenserver token --registry " + s.GatewayURL + " -u " + DemoUser
+	return append([]Command{
+		{Tool: "docker", Line: "printf " + token + " | docker login " + h + " -u " + DemoUser + " --password-stdin"},
 		{Tool: "docker", Line: "docker pull " + ok + ":1.0"},
 		{Tool: "docker", Line: "docker pull " + beta + ":1.0", Refused: true},
 
@@ -41,7 +42,7 @@ func (s *Stack) Commands() []Command {
 		{Tool: "skopeo", Line: "skopeo copy --src-tls-verify=false --src-creds " + creds + " docker://" + ok + ":1.0 oci:data/hello-oci:1.0"},
 		{Tool: "skopeo", Line: "skopeo inspect --tls-verify=false --creds " + creds + " docker://" + beta + ":1.0", Refused: true},
 
-		{Tool: "crane", Line: "crane auth login " + h + " -u " + DemoUser + " -p " + DemoToken},
+		{Tool: "crane", Line: "crane auth login " + h + " -u " + DemoUser + " -p " + token},
 		{Tool: "crane", Line: "crane ls --insecure " + ok},
 		{Tool: "crane", Line: "crane manifest --insecure " + ok + ":1.0"},
 		{Tool: "crane", Line: "crane export --insecure --platform linux/amd64 " + ok + ":1.0 - | tar -xO " + DemoFile},
@@ -51,7 +52,7 @@ func (s *Stack) Commands() []Command {
 		{Tool: "tokenserver", Line: tokenCmd + " --scope repository:" + LicensedRepo + ":pull --jwks " + jwks},
 		{Tool: "tokenserver", Line: tokenCmd + " --scope repository:" + UnlicensedRepo + ":pull", Refused: true},
 		{Tool: "tokenserver", Line: tokenCmd + " --scope repository:" + LicensedRepo + ":pull --raw | bin/tokenserver inspect - --jwks " + jwks},
-	}
+	}, s.accountsCommands()...)
 }
 
 // WriteBanner prints where everything is and the commands to try.
@@ -62,7 +63,7 @@ func (s *Stack) WriteBanner(w io.Writer) {
 	fmt.Fprintf(tw, "  token service\t%s\tJWKS %s\n", s.TokenServerURL, s.JWKSURL)
 	fmt.Fprintf(tw, "  upstream\t%s\tdistribution registry, htpasswd user %s, storage %s\n", s.UpstreamURL, s.upstreamUser, s.DataDir)
 	tw.Flush()
-	fmt.Fprintf(w, "\n  account  %s, API token %s: licensed for the stable channel only\n", DemoUser, DemoToken)
+	fmt.Fprintf(w, "\n  account  %s, API token %s: licensed for the stable channel only\n", DemoUser, s.DemoToken)
 	if len(s.Images) > 0 {
 		fmt.Fprintf(w, "  images   %s and %s, tags %s\n", LicensedRepo, UnlicensedRepo, strings.Join(DemoTags, ", "))
 	}
@@ -75,8 +76,12 @@ func (s *Stack) WriteBanner(w io.Writer) {
 		{"skopeo", "skopeo:"},
 		{"crane", "crane (not installed? alias crane='go run " + CraneModule + "'):"},
 		{"tokenserver", "operator tools (bin/ is built by make run and make build):"},
+		{"accounts", "customer accounts (licenses.sql in " + s.AccountsConfig + "):"},
 	}
 	for _, sec := range sections {
+		if sec.tool == "accounts" && s.AccountsConfig == "" {
+			continue
+		}
 		fmt.Fprintf(w, "\n%s\n", sec.title)
 		for _, c := range s.Commands() {
 			if c.Tool != sec.tool {

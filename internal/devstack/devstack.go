@@ -67,6 +67,10 @@ type Options struct {
 	NoSeed bool
 	// Logger receives the services' logs; default discards them.
 	Logger *slog.Logger
+	// DemoToken is the demo account's API token, for the printed
+	// commands; default DemoToken (the file backend's). With the sql
+	// backend it is what SQLDemoAccount returned.
+	DemoToken string
 }
 
 // Stack is a running stack.
@@ -87,6 +91,11 @@ type Stack struct {
 	Keys *tokencli.KeygenResult
 	// Images are the demo images pushed, by reference.
 	Images map[string]string // "localhost:PORT/stable/hello:1.0" → digest
+	// DemoToken is the demo account's API token.
+	DemoToken string
+	// AccountsConfig is the token service configuration file when it
+	// uses the sql licence backend, for the accounts commands; else "".
+	AccountsConfig string
 
 	upstreamUser, upstreamPasswordFile string
 
@@ -134,7 +143,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	st := &Stack{
 		Service: gwCfg.Service, Issuer: gwCfg.Issuer, DataDir: abs(opts.DataDir),
 		upstreamUser: gwCfg.Upstream.Static.Username, upstreamPasswordFile: gwCfg.Upstream.Static.PasswordFile,
-		done: make(chan struct{}),
+		DemoToken: opts.DemoToken,
+		done:      make(chan struct{}),
+	}
+	if tsCfg.Licenses.SQL != nil {
+		st.AccountsConfig = opts.TokenServerConfig
 	}
 	if st.Keys, err = ensureKeys(tsCfg); err != nil {
 		return nil, err
@@ -296,6 +309,7 @@ func (o *Options) defaults() {
 	def(&o.GatewayConfig, "deploy/gateway.yaml")
 	def(&o.UpstreamHtpasswd, "deploy/upstream.htpasswd")
 	def(&o.DataDir, "data/registry")
+	def(&o.DemoToken, DemoToken)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
