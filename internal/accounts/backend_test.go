@@ -1,6 +1,7 @@
 package accounts_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -11,18 +12,31 @@ import (
 	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/accounts/accountstest"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/testutil"
 )
 
-// waitFor polls cond for up to d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+// addAlice adds alice@example.com holding stable and returns her
+// credentials.
+func addAlice(t *testing.T, db *accounts.DB) license.Credentials {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	_, token, err := db.Add(t.Context(), "ops", "alice@example.com", []string{"stable"}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return license.Credentials{Username: "alice@example.com", Token: token}
+}
+
+// runBackend runs be until stop is called or the test ends, once its first
+// poll has succeeded.
+func runBackend(t *testing.T, be *accounts.Backend) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { be.Run(ctx); close(done) }()
+	stop = sync.OnceFunc(func() { cancel(); <-done })
+	t.Cleanup(stop)
+	testutil.Eventually(t, 5*time.Second, "first poll", func() bool { _, ok := be.Version(); return ok })
+	return stop
 }
 
 // Two replicas' caches on one database: a revocation made through a third
@@ -32,11 +46,7 @@ func TestRevocationReachesEveryCache(t *testing.T) {
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
 		ctx := t.Context()
 		admin := accountstest.Open(t, cfg, accounts.Options{})
-		_, token, err := admin.Add(ctx, "ops", "alice@example.com", []string{"stable"}, time.Time{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cred := license.Credentials{Username: "alice@example.com", Token: token}
+		cred := addAlice(t, admin)
 		type replica struct {
 			be    *accounts.Backend
 			cache *license.Cache
@@ -48,11 +58,7 @@ func TestRevocationReachesEveryCache(t *testing.T) {
 			be := db.NewBackend(accounts.BackendOptions{RevocationPoll: 100 * time.Millisecond})
 			obs := &countingObserver{}
 			cache := license.NewCache(be, license.CacheConfig{TTL: time.Hour, Observer: obs})
-			runCtx, stop := contextWithStop(t)
-			done := make(chan struct{})
-			go func() { be.Run(runCtx); close(done) }()
-			t.Cleanup(func() { stop(); <-done })
-			waitFor(t, time.Second, "first poll", func() bool { _, ok := be.Version(); return ok })
+			runBackend(t, be)
 			replicas = append(replicas, replica{be, cache, obs})
 		}
 		for _, r := range replicas {
@@ -71,7 +77,7 @@ func TestRevocationReachesEveryCache(t *testing.T) {
 		}
 		revoked := time.Now()
 		for i, r := range replicas {
-			waitFor(t, time.Second, fmt.Sprintf("replica %d refuses", i), func() bool {
+			testutil.Eventually(t, time.Second, fmt.Sprintf("replica %d refuses", i), func() bool {
 				_, err := r.cache.Lookup(ctx, cred)
 				return errors.Is(err, license.ErrBadCredentials)
 			})
@@ -91,34 +97,26 @@ func TestVersionFailsClosed(t *testing.T) {
 	cfg := pg.NewDatabase(t)
 	ctx := t.Context()
 	db := accountstest.Open(t, cfg, accounts.Options{})
-	_, token, err := db.Add(ctx, "ops", "alice@example.com", []string{"stable"}, time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cred := addAlice(t, db)
 	be := db.NewBackend(accounts.BackendOptions{RevocationPoll: 50 * time.Millisecond})
 	if _, ok := be.Version(); ok {
 		t.Fatal("version usable before the first poll")
 	}
 	cache := license.NewCache(be, license.CacheConfig{TTL: time.Hour})
-	cred := license.Credentials{Username: "alice@example.com", Token: token}
-	runCtx, stop := contextWithStop(t)
-	done := make(chan struct{})
-	go func() { be.Run(runCtx); close(done) }()
-	defer func() { stop(); <-done }()
-	waitFor(t, time.Second, "first poll", func() bool { _, ok := be.Version(); return ok })
+	runBackend(t, be)
 	if _, err := cache.Lookup(ctx, cred); err != nil {
 		t.Fatal(err)
 	}
 
 	pg.Stop()
-	waitFor(t, 5*time.Second, "cache stops serving", func() bool {
+	testutil.Eventually(t, 5*time.Second, "cache stops serving", func() bool {
 		_, err := cache.Lookup(ctx, cred)
 		return errors.Is(err, license.ErrUnavailable)
 	})
 	if err := pg.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "logins work again", func() bool {
+	testutil.Eventually(t, 10*time.Second, "logins work again", func() bool {
 		_, err := cache.Lookup(ctx, cred)
 		return err == nil
 	})
@@ -128,13 +126,10 @@ func TestVersionFailsClosed(t *testing.T) {
 func TestLastUsedBatched(t *testing.T) {
 	ctx := t.Context()
 	db := accountstest.Open(t, accountstest.SQLite(t), accounts.Options{})
-	_, token, err := db.Add(ctx, "ops", "alice@example.com", []string{"stable"}, time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cred := addAlice(t, db)
 	be := db.NewBackend(accounts.BackendOptions{LastUsedFlush: time.Hour})
 	for range 10 {
-		if _, err := be.Lookup(ctx, license.Credentials{Username: "alice@example.com", Token: token}); err != nil {
+		if _, err := be.Lookup(ctx, cred); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -148,18 +143,22 @@ func TestLastUsedBatched(t *testing.T) {
 		t.Errorf("last_used after flush: %v", a.Tokens[0].LastUsed)
 	}
 	// Run writes what is left when it stops.
-	if _, _, err := db.AddToken(ctx, "ops", "alice@example.com"); err != nil {
+	_, token2, err := db.AddToken(ctx, "ops", "alice@example.com")
+	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := contextWithStop(t)
-	done := make(chan struct{})
-	go func() { be.Run(runCtx); close(done) }()
-	waitFor(t, time.Second, "first poll", func() bool { _, ok := be.Version(); return ok })
+	stop := runBackend(t, be)
 	if err := be.Run(ctx); err == nil {
 		t.Error("a second Run started")
 	}
+	if _, err := be.Lookup(ctx, license.Credentials{Username: "alice@example.com", Token: token2}); err != nil {
+		t.Fatal(err)
+	}
 	stop()
-	<-done
+	a, _ = db.Show(ctx, "alice@example.com")
+	if a.Tokens[1].LastUsed.IsZero() {
+		t.Error("last_used not written when Run stopped")
+	}
 }
 
 // Logins keep working, without a wrong answer, while admins change other
@@ -168,17 +167,10 @@ func TestConcurrentLoginsDuringChanges(t *testing.T) {
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
 		ctx := t.Context()
 		db := accountstest.Open(t, cfg, accounts.Options{})
-		_, token, err := db.Add(ctx, "ops", "alice@example.com", []string{"stable"}, time.Time{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		cred := addAlice(t, db)
 		be := db.NewBackend(accounts.BackendOptions{RevocationPoll: 50 * time.Millisecond})
-		runCtx, stop := contextWithStop(t)
-		done := make(chan struct{})
-		go func() { be.Run(runCtx); close(done) }()
-		defer func() { stop(); <-done }()
+		runBackend(t, be)
 		cache := license.NewCache(be, license.CacheConfig{})
-		cred := license.Credentials{Username: "alice@example.com", Token: token}
 
 		var wg sync.WaitGroup
 		var bad atomic.Value
@@ -220,7 +212,7 @@ func TestConcurrentLoginsDuringChanges(t *testing.T) {
 		if err := bad.Load(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 2*time.Second, "the last grant", func() bool {
+		testutil.Eventually(t, 2*time.Second, "the last grant", func() bool {
 			lic, err := cache.Lookup(ctx, cred)
 			return err == nil && lic.Holds("c14")
 		})

@@ -1,7 +1,6 @@
 package accounts_test
 
 import (
-	"context"
 	"os"
 	"testing"
 
@@ -10,9 +9,3 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(accountstest.Main(m)) }
 
-// contextWithStop is a context canceled by stop or at the end of the test.
-func contextWithStop(t *testing.T) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	return ctx, cancel
-}
