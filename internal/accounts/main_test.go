@@ -8,4 +8,3 @@ import (
 )
 
 func TestMain(m *testing.M) { os.Exit(accountstest.Main(m)) }
-
