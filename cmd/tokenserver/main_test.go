@@ -103,3 +103,11 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 		}
 	}
 }
+
+func TestRunAccounts(t *testing.T) {
+	var out watchWriter
+	out.seen = make(chan struct{})
+	if code := run(context.Background(), []string{"accounts"}, &out); code != 2 || !strings.Contains(out.String(), "tokenserver accounts migrate") {
+		t.Errorf("exit %d: %s", code, out.String())
+	}
+}
