@@ -260,7 +260,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	lns = lns[1:]
-	wg.Go(func() { fail("tokenserver", ts.Run(runCtx)) })
+	wg.Go(func() {
+		fail("tokenserver", ts.Run(runCtx))
+		_ = ts.Close() // the account database's connections, with licenses.sql
+	})
 
 	// 3. Gateway: it fetches the JWKS from the token service on New.
 	gwLog := log.With(slog.String("component", "gateway"))
