@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/license"
 )
 
@@ -263,6 +264,16 @@ func (h *harness) writeTokenConfig(alg, backend string) (cfgPath, addr string, e
 		licences = "  file: " + f + "\n"
 	case "http":
 		licences = "  http:\n    url: http://" + h.fix.Addrs.License + "/v1/meta/licenses/\n"
+	case "sql", "sqlcold":
+		db := filepath.Join(h.tmp, name+"-accounts.db")
+		if err := h.writeAccountsDB(name, db); err != nil {
+			return "", "", err
+		}
+		licences = "  sql:\n    driver: sqlite\n    dsn: " + db + "\n"
+		if backend == "sqlcold" {
+			// Every request misses the cache: one indexed query each.
+			licences += "  cache_ttl: 1ns\n"
+		}
 	default:
 		return "", "", fmt.Errorf("unknown licence backend %q", backend)
 	}
@@ -276,6 +287,28 @@ licenses:
 %s`, addr, benchIssuer, benchService, h.keys[alg].Private, licences)
 	cfgPath = filepath.Join(h.tmp, name+".yaml")
 	return cfgPath, addr, os.WriteFile(cfgPath, []byte(conf), 0o644)
+}
+
+// writeAccountsDB makes a SQLite account database holding the server's
+// accounts, the way a vendor would: migrate, then import.
+func (h *harness) writeAccountsDB(server, path string) error {
+	ctx := context.Background()
+	cfg := &accounts.Config{Driver: accounts.DriverSQLite, DSN: path}
+	db, err := accounts.Open(ctx, cfg, accounts.Options{})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx, "bench"); err != nil {
+		return err
+	}
+	in := make([]license.FileAccount, h.opts.Accounts)
+	for i := range in {
+		u := accountName(server, i)
+		in[i] = license.FileAccount{Username: u, TokenSHA256: license.HashToken(apiToken(u)), Channels: []string{"stable", "beta"}}
+	}
+	_, err = db.Import(ctx, "bench", in)
+	return err
 }
 
 // startTokenServer starts the bare signer or bin/tokenserver; nil when the
@@ -323,7 +356,10 @@ func (h *harness) runToken(ctx context.Context) error {
 	}
 	var warm []warmSet
 	for _, alg := range []string{"ES256", "RS256"} {
-		for _, backend := range []string{"bare", "file", "http"} {
+		for _, backend := range []string{"bare", "file", "sql", "sqlcold", "http"} {
+			if strings.HasPrefix(backend, "sql") && alg != "ES256" {
+				continue // the backend costs the same whatever signs
+			}
 			ts, err := h.startTokenServer(ctx, alg, backend)
 			if err != nil {
 				return err
@@ -346,6 +382,10 @@ func (h *harness) runToken(ctx context.Context) error {
 				cs = append(cs, contender{name: alg + " bare", baseline: true, pids: []int{ts.proc.PID()}, newOp: warmOp})
 			case "file":
 				cs = append(cs, contender{name: alg + " file", pids: []int{ts.proc.PID()}, newOp: warmOp})
+			case "sql":
+				cs = append(cs, contender{name: alg + " sql warm", pids: []int{ts.proc.PID()}, newOp: warmOp})
+			case "sqlcold":
+				cs = append(cs, contender{name: alg + " sql cold", pids: []int{ts.proc.PID()}, newOp: warmOp})
 			case "http":
 				if alg == "ES256" {
 					herd, err := h.licenceHerd(ctx, ts)
