@@ -88,6 +88,9 @@ WHERE t.token_sha256 = ?`),
 	}
 }
 
+// Ping checks that the database answers, for readiness probes.
+func (b *Backend) Ping(ctx context.Context) error { return b.db.Ping(ctx) }
+
 // BackendName labels the licence backend metrics.
 func (b *Backend) BackendName() string { return "sql" }
 
