@@ -3,6 +3,8 @@ package accounts_test
 import (
 	"database/sql"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -100,6 +102,26 @@ func TestOpenErrors(t *testing.T) {
 		if strings.Contains(err.Error(), "SECRETPW") {
 			t.Errorf("error shows the password: %v", err)
 		}
+	}
+}
+
+// dsn_file: the DSN comes from a file (a mounted secret), trimmed.
+func TestDSNFile(t *testing.T) {
+	dir := t.TempDir()
+	dsn := filepath.Join(dir, "dsn")
+	if err := os.WriteFile(dsn, []byte(filepath.Join(dir, "accounts.db")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := accounts.Open(t.Context(), &accounts.Config{Driver: accounts.DriverSQLite, DSNFile: dsn}, accounts.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if err := os.WriteFile(dsn, []byte(" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := accounts.Open(t.Context(), &accounts.Config{Driver: accounts.DriverSQLite, DSNFile: dsn}, accounts.Options{}); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("empty dsn_file: %v", err)
 	}
 }
 

@@ -100,6 +100,9 @@ func TestAccountsCommands(t *testing.T) {
 		run("token", "revoke", "alice@example.com", token[:12]).want(t, exitNotFound, "no active token")
 		run("token", "rotate", "alice@example.com").want(t, exitOK, "revoked token", "new token", "rgw_")
 		run("token", "frobnicate", "alice@example.com").want(t, exitUsage, "unknown command")
+		run("token", "add", "nobody@example.com").want(t, exitNotFound, "no account nobody@example.com")
+		run("enable", "nobody@example.com").want(t, exitNotFound)
+		run("show", "not-an-email").want(t, exitUsage, "not an e-mail address")
 		run("show", "alice@example.com").want(t, exitOK, "state     active", "lts-2025, stable", "TOKEN ID", token[:12])
 		r = run("show", "alice@example.com", "--json")
 		var shown accounts.Account
