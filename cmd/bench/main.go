@@ -1,6 +1,6 @@
 // Command bench is `make bench`: it runs the benchmarks of internal/bench
-// and rewrites BENCHMARKS.md. `bench fixtures` and `bench signer` are the
-// helper processes the harness starts itself.
+// and rewrites BENCHMARKS.md. `bench fixtures`, `bench signer` and
+// `bench serve` are the helper processes the harness starts itself.
 package main
 
 import (
@@ -26,15 +26,8 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
-	if len(args) > 0 {
-		switch args[0] {
-		case "fixtures":
-			return fixtures(ctx, args[1:], stderr)
-		case "signer":
-			return signer(ctx, args[1:], stderr)
-		case "serve":
-			return serve(ctx, args[1:], stderr)
-		}
+	if code, ok := bench.Helper(ctx, args, stderr); ok {
+		return code
 	}
 	o := bench.DefaultOptions()
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -76,59 +69,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	o.Log = stderr
 	if _, err := bench.Run(ctx, o); err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
-		return 1
-	}
-	return 0
-}
-
-func fixtures(ctx context.Context, args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench fixtures", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("dir", "", "storage directory of the upstream registry")
-	size := fs.Int64("blob-size", 256<<20, "bytes of the synthetic blob")
-	addrs := fs.String("addrs", "", "file to write the addresses to")
-	if err := fs.Parse(args); err != nil || *dir == "" || *addrs == "" {
-		fmt.Fprintln(stderr, "usage: bench fixtures -dir DIR -addrs FILE [-blob-size N]")
-		return 2
-	}
-	if err := bench.ServeFixtures(ctx, *dir, *size, *addrs); err != nil {
-		fmt.Fprintf(stderr, "bench fixtures: %v\n", err)
-		return 1
-	}
-	return 0
-}
-
-func signer(ctx context.Context, args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench signer", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:0", "address to serve on")
-	key := fs.String("key", "", "PEM private key")
-	if err := fs.Parse(args); err != nil || *key == "" {
-		fmt.Fprintln(stderr, "usage: bench signer -listen ADDR -key FILE")
-		return 2
-	}
-	if err := bench.ServeSigner(ctx, *listen, *key); err != nil {
-		fmt.Fprintf(stderr, "bench signer: %v\n", err)
-		return 1
-	}
-	return 0
-}
-
-func serve(ctx context.Context, args []string, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: bench serve gateway|tokenserver -config FILE -pprof ADDR")
-		return 2
-	}
-	fs := flag.NewFlagSet("bench serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config := fs.String("config", "", "configuration file of the server")
-	pprofAddr := fs.String("pprof", "127.0.0.1:0", "address of the pprof listener")
-	if err := fs.Parse(args[1:]); err != nil || *config == "" {
-		fmt.Fprintln(stderr, "usage: bench serve gateway|tokenserver -config FILE -pprof ADDR")
-		return 2
-	}
-	if err := bench.ServeProfiled(ctx, args[0], *config, *pprofAddr, stderr); err != nil {
-		fmt.Fprintf(stderr, "bench serve: %v\n", err)
 		return 1
 	}
 	return 0

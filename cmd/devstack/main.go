@@ -48,6 +48,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.TokenServerAddr, "tokenserver-addr", "", "token service listen address (default: its configuration, 127.0.0.1:5001)")
 	fs.StringVar(&opts.UpstreamAddr, "upstream-addr", "", "upstream registry listen address (default: the host of the gateway's upstream.url, 127.0.0.1:5002)")
 	fs.BoolVar(&opts.NoSeed, "no-seed", false, "do not push the demo images")
+	fs.BoolVar(&opts.TLS, "tls", false, "serve HTTPS only, with a development CA and a localhost certificate made under -certs when missing")
+	fs.StringVar(&opts.CertsDir, "certs", "certs", "directory of the development CA and certificates (with -tls)")
 	licenses := fs.String("licenses", "file", "licence backend of the demo: file (deploy/licenses.yaml) or sql (SQLite under data/, demo account made with the accounts CLI)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {

@@ -52,17 +52,26 @@ func TestAdmin(t *testing.T) {
 		if !strings.HasPrefix(token, accounts.TokenPrefix) || len(token) != len(accounts.TokenPrefix)+43 {
 			t.Errorf("token %q", token)
 		}
-		lic, err := be.Lookup(ctx, license.Credentials{Username: "ALICE@example.com", Token: token})
+		lic, err := be.Lookup(ctx, token)
 		if err != nil || lic.Account != "alice@example.com" || !slices.Equal(lic.Channels, []string{"beta", "stable"}) || !lic.ExpiresAt.Equal(t0.AddDate(1, 0, 0)) {
 			t.Fatalf("lookup %+v, %v", lic, err)
 		}
+		for _, tok := range []string{token + "x", "", strings.Repeat("x", 4097)} {
+			if _, err := be.Lookup(ctx, tok); !errors.Is(err, license.ErrBadCredentials) {
+				t.Errorf("token of %d bytes: err = %v", len(tok), err)
+			}
+		}
+		// The backend names the owner; the cache refuses anyone else, in
+		// whatever case the owner types the address.
+		cache := license.NewCache(be, license.CacheConfig{})
+		if lic, err := cache.Lookup(ctx, license.Credentials{Username: "ALICE@example.com", Token: token}); err != nil || lic.Account != "alice@example.com" {
+			t.Errorf("owner's login: %+v, %v", lic, err)
+		}
 		for _, c := range []license.Credentials{
 			{Username: "bob@example.com", Token: token}, // someone else's token
-			{Username: "alice@example.com", Token: token + "x"},
-			{Username: "alice@example.com", Token: ""},
 			{Username: "", Token: token},
 		} {
-			if _, err := be.Lookup(ctx, c); !errors.Is(err, license.ErrBadCredentials) {
+			if _, err := cache.Lookup(ctx, c); !errors.Is(err, license.ErrBadCredentials) {
 				t.Errorf("%v: err = %v", c, err)
 			}
 		}
@@ -111,17 +120,17 @@ func TestAdmin(t *testing.T) {
 		if _, err := db.RevokeToken(ctx, "ops", "alice@example.com", strings.TrimPrefix(a.Tokens[0].Prefix, accounts.TokenPrefix)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := be.Lookup(ctx, license.Credentials{Username: "alice@example.com", Token: token}); !errors.Is(err, license.ErrBadCredentials) {
+		if _, err := be.Lookup(ctx, token); !errors.Is(err, license.ErrBadCredentials) {
 			t.Errorf("revoked token accepted: %v", err)
 		}
 		old, created, secret3, err := db.RotateToken(ctx, "ops", "alice@example.com", "")
 		if err != nil || old.ID != tok2.ID || created.ID == tok2.ID {
 			t.Fatalf("rotate: %+v %+v %v", old, created, err)
 		}
-		if _, err := be.Lookup(ctx, license.Credentials{Username: "alice@example.com", Token: secret2}); !errors.Is(err, license.ErrBadCredentials) {
+		if _, err := be.Lookup(ctx, secret2); !errors.Is(err, license.ErrBadCredentials) {
 			t.Errorf("rotated-out token accepted: %v", err)
 		}
-		if _, err := be.Lookup(ctx, license.Credentials{Username: "alice@example.com", Token: secret3}); err != nil {
+		if _, err := be.Lookup(ctx, secret3); err != nil {
 			t.Errorf("new token refused: %v", err)
 		}
 		_, err = db.RevokeToken(ctx, "ops", "alice@example.com", "1")
@@ -131,7 +140,7 @@ func TestAdmin(t *testing.T) {
 		if err := db.SetState(ctx, "ops", "alice@example.com", accounts.StateDisabled); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := be.Lookup(ctx, license.Credentials{Username: "alice@example.com", Token: secret3}); !errors.Is(err, license.ErrBadCredentials) {
+		if _, err := be.Lookup(ctx, secret3); !errors.Is(err, license.ErrBadCredentials) {
 			t.Errorf("disabled account accepted: %v", err)
 		}
 		if err := db.SetState(ctx, "ops", "alice@example.com", accounts.StateActive); err != nil {
@@ -141,14 +150,14 @@ func TestAdmin(t *testing.T) {
 			t.Fatal(err)
 		}
 		clock.Advance(time.Hour)
-		if _, err := be.Lookup(ctx, license.Credentials{Username: "alice@example.com", Token: secret3}); !errors.Is(err, license.ErrBadCredentials) {
+		if _, err := be.Lookup(ctx, secret3); !errors.Is(err, license.ErrBadCredentials) {
 			t.Errorf("expired account accepted: %v", err)
 		}
 		wantKind(t, db.SetExpiry(ctx, "ops", "alice@example.com", t0), accounts.ErrInvalid, "in the past")
 		if err := db.SetExpiry(ctx, "ops", "alice@example.com", time.Time{}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := be.Lookup(ctx, license.Credentials{Username: "alice@example.com", Token: secret3}); err != nil {
+		if _, err := be.Lookup(ctx, secret3); err != nil {
 			t.Errorf("account without expiry refused: %v", err)
 		}
 
@@ -159,7 +168,7 @@ func TestAdmin(t *testing.T) {
 		if _, err := db.Show(ctx, "alice@example.com"); !errors.Is(err, accounts.ErrNotFound) {
 			t.Errorf("show after delete: %v", err)
 		}
-		if _, err := be.Lookup(ctx, license.Credentials{Username: "alice@example.com", Token: secret3}); !errors.Is(err, license.ErrBadCredentials) {
+		if _, err := be.Lookup(ctx, secret3); !errors.Is(err, license.ErrBadCredentials) {
 			t.Errorf("deleted account accepted: %v", err)
 		}
 		audit := must[[]accounts.AuditEntry](t)(db.Audit(ctx, "alice@example.com"))
@@ -206,11 +215,11 @@ func TestImport(t *testing.T) {
 		if n, err := db.Import(ctx, "ops", in); err != nil || n != 2 {
 			t.Fatalf("import: %d, %v", n, err)
 		}
-		lic, err := be.Lookup(ctx, license.Credentials{Username: "carol@example.com", Token: "carol-token"})
+		lic, err := be.Lookup(ctx, "carol-token")
 		if err != nil || !slices.Equal(lic.Channels, []string{"lts-2025", "stable"}) || lic.ExpiresAt.Year() != 2099 {
 			t.Errorf("imported account: %+v, %v", lic, err)
 		}
-		if lic, err := be.Lookup(ctx, license.Credentials{Username: "dave@example.com", Token: "dave-token"}); err != nil || len(lic.Channels) != 0 {
+		if lic, err := be.Lookup(ctx, "dave-token"); err != nil || len(lic.Channels) != 0 {
 			t.Errorf("imported account without channels: %+v, %v", lic, err)
 		}
 		a := must[accounts.Account](t)(db.Show(ctx, "carol@example.com"))
@@ -274,7 +283,7 @@ func TestContextCanceled(t *testing.T) {
 	if _, _, err := db.Add(ctx, "ops", "a@example.com", []string{"stable"}, time.Time{}); err == nil {
 		t.Error("add with a canceled context succeeded")
 	}
-	if _, err := db.NewBackend(accounts.BackendOptions{}).Lookup(ctx, license.Credentials{Username: "a@example.com", Token: "rgw_x"}); !errors.Is(err, license.ErrUnavailable) {
+	if _, err := db.NewBackend(accounts.BackendOptions{}).Lookup(ctx, "rgw_x"); !errors.Is(err, license.ErrUnavailable) {
 		t.Errorf("lookup with a canceled context: %v", err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +30,8 @@ type BackendOptions struct {
 
 // Backend serves logins from the database: license.Backend for the token
 // service's cache, license.Versioned so that the cache drops answers the
-// moment an admin change is seen.
+// moment an admin change is seen, license.Prober so that readiness follows
+// the database with no login traffic.
 type Backend struct {
 	db      *DB
 	lookup  string
@@ -57,6 +57,7 @@ type Backend struct {
 var (
 	_ license.Backend   = (*Backend)(nil)
 	_ license.Versioned = (*Backend)(nil)
+	_ license.Prober    = (*Backend)(nil)
 )
 
 // NewBackend returns the login side of db. Call Run to poll the change
@@ -88,18 +89,22 @@ WHERE t.token_sha256 = ?`),
 	}
 }
 
-// Ping checks that the database answers, for readiness probes.
-func (b *Backend) Ping(ctx context.Context) error { return b.db.Ping(ctx) }
+// Probe implements license.Prober: the database answers. The cache's
+// Monitor calls it while look-ups fail, so a database that comes back makes
+// the replica ready again by itself.
+func (b *Backend) Probe(ctx context.Context) error { return b.db.Ping(ctx) }
 
 // BackendName labels the licence backend metrics.
 func (b *Backend) BackendName() string { return "sql" }
 
-// Lookup implements license.Backend.
-func (b *Backend) Lookup(ctx context.Context, c license.Credentials) (license.License, error) {
-	if c.Username == "" || c.Token == "" || len(c.Token) > maxTokenLen {
+// Lookup implements license.Backend: the licence of the token's account,
+// with the owner's e-mail as Account. The username is not checked here: the
+// cache compares it with Account for every answer, cached or not.
+func (b *Backend) Lookup(ctx context.Context, token string) (license.License, error) {
+	if token == "" || len(token) > maxTokenLen {
 		return license.License{}, license.ErrBadCredentials
 	}
-	hash := hashToken(c.Token)
+	hash := hashToken(token)
 	rows, err := b.db.db.QueryContext(ctx, b.lookup, hash)
 	if err != nil {
 		return license.License{}, fmt.Errorf("%w: %w", license.ErrUnavailable, err)
@@ -132,7 +137,6 @@ func (b *Backend) Lookup(ctx context.Context, c license.Credentials) (license.Li
 		// The index found it; the comparison keeps a collation or
 		// encoding quirk of a database from matching another hash.
 		subtle.ConstantTimeCompare([]byte(stored), []byte(hash)) != 1,
-		!strings.EqualFold(email, c.Username),
 		state != StateActive,
 		revoked.Valid,
 		expires.Valid && now.Unix() >= expires.Int64:

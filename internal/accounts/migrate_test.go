@@ -53,7 +53,7 @@ func TestMigrations(t *testing.T) {
 		if err := db.CheckSchema(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.NewBackend(accounts.BackendOptions{}).Lookup(ctx, license.Credentials{Username: "old@example.com", Token: "old-token"}); err != nil {
+		if _, err := db.NewBackend(accounts.BackendOptions{}).Lookup(ctx, "old-token"); err != nil {
 			t.Errorf("account from before the migration: %v", err)
 		}
 		if err := db.Grant(ctx, "test", "old@example.com", []string{"stable"}); err != nil {

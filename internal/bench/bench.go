@@ -6,25 +6,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
-)
 
-// Workload names, as -workloads takes them.
-const (
-	WorkloadManifest = "manifest"
-	WorkloadToken    = "token"
-	WorkloadBlob     = "blob"
-	WorkloadRSS      = "rss"
-	WorkloadMicro    = "micro"
-	WorkloadProfile  = "profile"
+	"github.com/acme/registry-gateway/internal/bench/fixtures"
+	"github.com/acme/registry-gateway/internal/bench/nginx"
+	"github.com/acme/registry-gateway/internal/bench/proc"
+	"github.com/acme/registry-gateway/internal/bench/procstat"
+	"github.com/acme/registry-gateway/internal/bench/report"
 )
-
-// AllWorkloads in the order they run.
-var AllWorkloads = []string{WorkloadMicro, WorkloadManifest, WorkloadToken, WorkloadBlob, WorkloadRSS, WorkloadProfile}
 
 // Options of a benchmark run. DefaultOptions are what `make bench` uses.
 type Options struct {
@@ -136,15 +130,25 @@ func (o *Options) validate() error {
 
 func (o *Options) wants(w string) bool { return slices.Contains(o.Workloads, w) }
 
+// params are what the report states of the options.
+func (o *Options) params() report.Params {
+	return report.Params{
+		Notes: o.Notes, Results: o.Results, Rounds: o.Rounds, BlobRounds: o.BlobRounds,
+		CellRequests: o.CellRequests, CellTime: o.CellTime, Warmup: o.Warmup, Accounts: o.Accounts,
+		BlobSize: o.BlobSize, MicroBenchtime: o.MicroBenchtime, ProfileSeconds: o.ProfileSeconds,
+		CacheOff: fixtures.CacheOff, CacheOn: fixtures.CacheOn, CacheTagTTL: fixtures.CacheTagTTL,
+	}
+}
+
 // harness is the state of one run.
 type harness struct {
 	opts   Options
 	tmp    string
 	bins   map[string]string // cmd name → binary
-	fix    *fixturesProc
-	keys   map[string]keyFiles
-	report *Report
-	procs  []*Proc
+	fix    *fixtures.Process
+	keys   map[string]fixtures.KeyFiles
+	report *report.Report
+	procs  []*proc.Proc
 }
 
 func (h *harness) logf(format string, args ...any) {
@@ -158,7 +162,7 @@ func (h *harness) note(format string, args ...any) {
 }
 
 // Run runs the selected workloads and writes the report and raw results.
-func Run(ctx context.Context, opts Options) (*Report, error) {
+func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	if opts.Log == nil {
 		opts.Log = os.Stderr
 	}
@@ -185,7 +189,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &harness{opts: opts, tmp: tmp, bins: map[string]string{}, keys: map[string]keyFiles{}}
+	h := &harness{opts: opts, tmp: tmp, bins: map[string]string{}, keys: map[string]fixtures.KeyFiles{}}
 	h.report = newReport(opts)
 	defer func() {
 		for i := len(h.procs) - 1; i >= 0; i-- {
@@ -205,7 +209,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return h.report, err
 	}
 	h.report.Duration = time.Since(start)
-	if err := h.write(); err != nil {
+	files := report.Files{Report: h.path(opts.Report), Notes: h.path(opts.Notes), Results: h.path(opts.Results)}
+	if err := report.Save(h.report, opts.params(), files); err != nil {
 		return h.report, err
 	}
 	h.logf("done in %s", h.report.Duration.Round(time.Second))
@@ -213,18 +218,29 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 }
 
 func (h *harness) run(ctx context.Context) error {
-	o := h.opts
-	needServers := o.wants(WorkloadManifest) || o.wants(WorkloadToken) || o.wants(WorkloadBlob) || o.wants(WorkloadRSS) || o.wants(WorkloadProfile)
-	if o.wants(WorkloadMicro) {
-		if err := h.runMicro(ctx); err != nil {
-			return err
+	for _, w := range workloads {
+		if !h.opts.wants(w.name) {
+			continue
 		}
+		if w.servers && h.fix == nil {
+			if err := h.setUp(ctx); err != nil {
+				return err
+			}
+		}
+		t := time.Now()
+		if err := w.run(h, ctx); err != nil {
+			return fmt.Errorf("%s: %w", w.name, err)
+		}
+		h.logf("%s done in %s", w.name, time.Since(t).Round(100*time.Millisecond))
 	}
-	if !needServers {
-		return nil
-	}
+	return nil
+}
+
+// setUp makes what the workloads with servers stand on: the signing keys,
+// the server binaries and the fixtures process.
+func (h *harness) setUp(ctx context.Context) error {
 	for _, alg := range []string{"ES256", "RS256"} {
-		k, err := writeKey(h.tmp, alg)
+		k, err := fixtures.WriteKey(h.tmp, alg)
 		if err != nil {
 			return err
 		}
@@ -234,31 +250,11 @@ func (h *harness) run(ctx context.Context) error {
 		return err
 	}
 	h.logf("starting fixtures (upstream registry, S3, licence API)")
-	fix, err := startFixturesProc(ctx, o.Self, h.tmp, o.BlobSize)
+	fix, err := fixtures.StartProcess(ctx, h.opts.Self, h.tmp, h.opts.BlobSize)
 	if err != nil {
 		return err
 	}
 	h.fix = fix
-	steps := []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{WorkloadManifest, h.runManifest},
-		{WorkloadToken, h.runToken},
-		{WorkloadBlob, h.runBlob},
-		{WorkloadRSS, h.runRSS},
-		{WorkloadProfile, h.runProfile},
-	}
-	for _, s := range steps {
-		if !o.wants(s.name) {
-			continue
-		}
-		t := time.Now()
-		if err := s.run(ctx); err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-		h.logf("%s done in %s", s.name, time.Since(t).Round(100*time.Millisecond))
-	}
 	return nil
 }
 
@@ -285,115 +281,86 @@ func firstLine(s string) string {
 }
 
 // start starts a server process and waits for readyURL.
-func (h *harness) start(ctx context.Context, name, bin string, args []string, readyURL string, want ...int) (*Proc, error) {
+func (h *harness) start(ctx context.Context, name, bin string, args []string, readyURL string, want ...int) (*proc.Proc, error) {
 	var env []string
 	if strings.Contains(name, "gateway") {
 		env = h.opts.GatewayEnv
 	}
-	p, err := startProc(name, bin, args, filepath.Join(h.tmp, name+".log"), env, nil)
+	p, err := proc.Start(name, bin, args, filepath.Join(h.tmp, name+".log"), env)
 	if err != nil {
 		return nil, err
 	}
 	h.procs = append(h.procs, p)
-	if err := waitReady(ctx, p, readyURL, 30*time.Second, want...); err != nil {
+	if err := proc.WaitReady(ctx, p, readyURL, 30*time.Second, want...); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
 // stop stops p and forgets it.
-func (h *harness) stop(p *Proc) {
+func (h *harness) stop(p *proc.Proc) {
 	p.Stop()
-	h.procs = slices.DeleteFunc(h.procs, func(q *Proc) bool { return q == p })
+	h.procs = slices.DeleteFunc(h.procs, func(q *proc.Proc) bool { return q == p })
 }
 
-// contender is one server (or path) a workload measures.
-type contender struct {
-	name     string
-	baseline bool
-	// newOp builds the op of worker w in a cell of round r at concurrency c.
-	newOp func(r, c int) NewOp
-	// pids are the processes that serve this contender (besides the
-	// upstream fixtures), whose CPU time is read around each cell.
-	pids []int
-}
-
-// cpuOf sums the CPU time of pids (0 for any that cannot be read).
-func cpuOf(pids []int) time.Duration {
-	var t time.Duration
-	for _, pid := range pids {
-		d, _ := cpuTime(pid)
-		t += d
+// newReport is an empty report of a run with options o.
+func newReport(o Options) *report.Report {
+	return &report.Report{
+		Started: time.Now().UTC(),
+		Env:     environment(),
+		Options: map[string]any{
+			"rounds": o.Rounds, "blob_rounds": o.BlobRounds, "concurrency": o.Concurrency,
+			"cell_requests": o.CellRequests, "cell_time": o.CellTime.String(), "warmup": o.Warmup,
+			"blob_size": o.BlobSize, "streams": o.Streams, "stream_bytes": o.StreamBytes,
+			"micro_benchtime": o.MicroBenchtime, "profile_seconds": o.ProfileSeconds, "accounts": o.Accounts, "workloads": o.Workloads, "gateway_env": o.GatewayEnv,
+		},
 	}
-	return t
-}
-
-// interleave runs every contender at every concurrency level in every
-// round, the contenders' order rotating from round to round, so that noise
-// of the machine (other processes, thermal limits, GC of the load generator)
-// falls on all of them alike.
-func (h *harness) interleave(ctx context.Context, workload string, cs []contender, concs []int, rounds int, cell func(c int) Cell) ([]*Series, error) {
-	series := map[string]*Series{}
-	var order []*Series
-	for _, c := range concs {
-		for _, ct := range cs {
-			s := &Series{Workload: workload, Contender: ct.name, Baseline: ct.baseline, Concurrency: c}
-			series[fmt.Sprint(ct.name, "/", c)] = s
-			order = append(order, s)
-		}
-	}
-	for r := range rounds {
-		for _, c := range concs {
-			for i := range cs {
-				ct := cs[(i+r)%len(cs)]
-				if err := ctx.Err(); err != nil {
-					return nil, err
-				}
-				fixPID := []int{h.fix.PID()}
-				srv0, fix0 := cpuOf(ct.pids), cpuOf(fixPID)
-				res, err := RunCell(ctx, cell(c), ct.newOp(r, c))
-				if err == nil && res.Requests > 0 {
-					n := time.Duration(res.Requests + res.Errors)
-					if len(ct.pids) > 0 {
-						res.ServerCPU = (cpuOf(ct.pids) - srv0) / n
-					}
-					res.UpstreamCPU = (cpuOf(fixPID) - fix0) / n
-				}
-				if err != nil {
-					return nil, fmt.Errorf("%s at concurrency %d, round %d: %w", ct.name, c, r+1, err)
-				}
-				if res.Errors > 0 {
-					h.note("%s: %s at concurrency %d, round %d: %d errors (first: %s)", workload, ct.name, c, r+1, res.Errors, res.FirstErr)
-				}
-				s := series[fmt.Sprint(ct.name, "/", c)]
-				s.Rounds = append(s.Rounds, res)
-			}
-		}
-		h.logf("%s: round %d/%d", workload, r+1, rounds)
-	}
-	for _, s := range order {
-		s.summarize()
-	}
-	return order, nil
 }
 
 // environment describes the machine for the report.
-func environment() Env {
-	e := Env{GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH, Nginx: nginxVersion()}
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.SplitSeq(string(data), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				e.CPU = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
-		line, _, _ := strings.Cut(string(data), "\n")
-		var kb int64
-		if _, err := fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "MemTotal:")), "%d kB", &kb); err == nil {
-			e.Memory = fmt.Sprintf("%.0f GiB", float64(kb)/(1<<20))
-		}
+func environment() report.Env {
+	e := report.Env{GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH, Nginx: nginx.Version()}
+	host := procstat.ReadHost()
+	e.CPU = host.CPU
+	if host.MemoryBytes > 0 {
+		e.Memory = fmt.Sprintf("%.0f GiB", float64(host.MemoryBytes)/(1<<30))
 	}
 	return e
+}
+
+// path resolves p against the module root unless it is absolute or empty.
+func (h *harness) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(h.opts.Root, p)
+}
+
+// goBuild builds the package pkg of the module at root into out.
+func goBuild(ctx context.Context, root, pkg, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	cmd.Dir = root
+	outb, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, outb)
+	}
+	return nil
+}
+
+// moduleRoot finds the directory of go.mod from dir upwards.
+func moduleRoot(dir string) (string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("bench: no go.mod found; run from the repository")
+		}
+		dir = parent
+	}
 }

@@ -3,50 +3,29 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"fmt"
+	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/bench/nginx"
+	"github.com/acme/registry-gateway/internal/bench/report"
 )
 
 // TestMain lets the test binary stand in for cmd/bench when the harness
-// re-executes itself as `fixtures` or `signer`.
+// re-executes itself as `fixtures`, `signer` or `serve`.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 {
-		ctx := context.Background()
-		var err error
-		switch os.Args[1] {
-		case "fixtures":
-			var size int64
-			if size, err = strconv.ParseInt(flagValue("-blob-size"), 10, 64); err == nil {
-				err = ServeFixtures(ctx, flagValue("-dir"), size, flagValue("-addrs"))
-			}
-		case "signer":
-			err = ServeSigner(ctx, flagValue("-listen"), flagValue("-key"))
-		case "serve":
-			err = ServeProfiled(ctx, os.Args[2], flagValue("-config"), flagValue("-pprof"), os.Stderr)
-		default:
-			os.Exit(m.Run())
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	code, ok := Helper(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if ok {
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
-}
-
-func flagValue(name string) string {
-	for i, a := range os.Args {
-		if a == name && i+1 < len(os.Args) {
-			return os.Args[i+1]
-		}
-	}
-	return ""
 }
 
 // TestSmoke runs the whole harness with tiny counts and checks the shape of
@@ -96,7 +75,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var raw Report
+	var raw report.Report
 	if err := json.Unmarshal(data, &raw); err != nil {
 		t.Fatalf("latest.json: %v", err)
 	}
@@ -104,7 +83,7 @@ func TestSmoke(t *testing.T) {
 		t.Error(err)
 	}
 
-	contenders := func(list []*Series) map[string]bool {
+	contenders := func(list []*report.Series) map[string]bool {
 		m := map[string]bool{}
 		for _, s := range list {
 			if len(s.Rounds) != 1 || s.Summary.Requests == 0 {
@@ -127,8 +106,8 @@ func TestSmoke(t *testing.T) {
 	wantAll("blob", contenders(rep.Blob), "direct")
 	if gateway {
 		wantAll("manifest", contenders(rep.Manifest), "gateway", "gateway+cache")
-		for _, g := range []string{GroupTag, GroupDigest} {
-			if len(inGroup(rep.Manifest, g)) == 0 {
+		for _, g := range []string{report.GroupTag, report.GroupDigest} {
+			if len(report.InGroup(rep.Manifest, g)) == 0 {
 				t.Errorf("manifest: no %q series", g)
 			}
 		}
@@ -144,7 +123,7 @@ func TestSmoke(t *testing.T) {
 	} else {
 		t.Log("cmd/gateway does not build yet: its contenders were skipped")
 	}
-	if nginxVersion() != "" {
+	if nginx.Version() != "" {
 		wantAll("manifest", contenders(rep.Manifest), "nginx")
 	}
 	if l := rep.Licence; l == nil || len(l.Warm) == 0 || l.Herd == nil || l.ColdCalls == 0 {
@@ -160,5 +139,49 @@ func TestSmoke(t *testing.T) {
 	}
 	if len(rep.Micro) == 0 || len(rep.Targets) == 0 {
 		t.Errorf("%d micro-benchmarks, %d targets", len(rep.Micro), len(rep.Targets))
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	o := DefaultOptions()
+	if err := o.validate(); err != nil {
+		t.Fatalf("default options: %v", err)
+	}
+	o.Rounds, o.Concurrency, o.BlobSize, o.Workloads = 0, []int{0}, 1, []string{WorkloadManifest, "nope"}
+	err := o.validate()
+	for _, want := range []string{"rounds must be at least 1", "concurrency levels", "blob size", `unknown workload "nope"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("validate = %v, want %q among the problems", err, want)
+		}
+	}
+	if !o.wants(WorkloadManifest) || o.wants(WorkloadToken) {
+		t.Errorf("wants: %v", o.Workloads)
+	}
+}
+
+func TestHelperArgs(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"fixtures", "-dir", "x"}, 2, "usage: bench fixtures"},
+		{[]string{"signer"}, 2, "usage: bench signer"},
+		{[]string{"signer", "-key", filepath.Join(t.TempDir(), "missing.pem")}, 1, "bench signer: "},
+		{[]string{"serve"}, 2, "usage: bench serve"},
+		{[]string{"serve", "gateway"}, 2, "usage: bench serve"},
+		{[]string{"serve", "nothing", "-config", "x.yaml"}, 1, `unknown server "nothing"`},
+	} {
+		var stderr strings.Builder
+		code, ok := Helper(ctx, tc.args, &stderr)
+		if !ok || code != tc.code || !strings.Contains(stderr.String(), tc.msg) {
+			t.Errorf("Helper(%q) = %d, %v, %q; want %d and %q", tc.args, code, ok, stderr.String(), tc.code, tc.msg)
+		}
+	}
+	for _, args := range [][]string{nil, {"-test.run", "X"}, {"manifest"}} {
+		if _, ok := Helper(ctx, args, io.Discard); ok {
+			t.Errorf("Helper(%q) ran a helper", args)
+		}
 	}
 }

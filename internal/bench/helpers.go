@@ -2,134 +2,84 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
+	"flag"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
-	"os"
-	"path/filepath"
-	"time"
+	"io"
 
-	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/acme/registry-gateway/internal/httpx"
-	"github.com/acme/registry-gateway/pkg/auth"
+	"github.com/acme/registry-gateway/internal/bench/fixtures"
+	"github.com/acme/registry-gateway/internal/bench/profile"
+	"github.com/acme/registry-gateway/internal/bench/signer"
 )
 
-// ServeFixtures runs the fixture servers (`bench fixtures`): it writes their
-// addresses as JSON to addrsPath once they serve, then serves until ctx ends
-// (SIGTERM from the harness, or the harness died: see Pdeathsig).
-func ServeFixtures(ctx context.Context, dir string, blobSize int64, addrsPath string) error {
-	f, err := StartFixtures(ctx, dir, blobSize)
-	if err != nil {
-		return err
+// Helper runs the helper process that args name — `fixtures`, `signer` or
+// `serve`, which the harness starts by re-executing its own program — and
+// reports whether args named one. cmd/bench and the harness's tests (whose
+// binary stands in for cmd/bench) both call it, so that both parse the
+// command lines the harness writes alike.
+func Helper(ctx context.Context, args []string, stderr io.Writer) (code int, ok bool) {
+	if len(args) == 0 {
+		return 0, false
 	}
-	defer f.Close()
-	data, err := json.Marshal(f.Addrs)
-	if err != nil {
-		return err
+	switch args[0] {
+	case "fixtures":
+		return runFixtures(ctx, args[1:], stderr), true
+	case "signer":
+		return runSigner(ctx, args[1:], stderr), true
+	case "serve":
+		return runServe(ctx, args[1:], stderr), true
 	}
-	// Written then renamed, so that the harness never reads half a file.
-	if err := os.WriteFile(addrsPath+".tmp", data, 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(addrsPath+".tmp", addrsPath); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return nil
+	return 0, false
 }
 
-// ServeSigner runs the bare token signer (`bench signer`), the floor of the
-// token issuance benchmark: net/http, Basic credentials required but not
-// checked, the scopes parsed and signed into a token with pkg/auth, the
-// JSON answer of the token spec. No licence look-up, no rate limiting, no
-// metrics, no logging: what is left is the cost of HTTP and the signature.
-func ServeSigner(ctx context.Context, listen, keyPath string) error {
-	key, err := auth.LoadSigningKey(keyPath, "")
-	if err != nil {
-		return err
+func runFixtures(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench fixtures", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "", "storage directory of the upstream registry")
+	size := fs.Int64("blob-size", 256<<20, "bytes of the synthetic blob")
+	addrs := fs.String("addrs", "", "file to write the addresses to")
+	if err := fs.Parse(args); err != nil || *dir == "" || *addrs == "" {
+		fmt.Fprintln(stderr, "usage: bench fixtures -dir DIR -addrs FILE [-blob-size N]")
+		return 2
 	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, _, ok := r.BasicAuth()
-		if !ok || r.URL.Path != "/token" {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		q := r.URL.Query()
-		access, err := auth.ParseScopes(q["scope"])
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		now := time.Now()
-		tok, err := key.Sign(&auth.Claims{
-			RegisteredClaims: jwt.RegisteredClaims{
-				Issuer: benchIssuer, Subject: user, Audience: jwt.ClaimStrings{q.Get("service")},
-				ExpiresAt: jwt.NewNumericDate(now.Add(5 * time.Minute)), NotBefore: jwt.NewNumericDate(now),
-				IssuedAt: jwt.NewNumericDate(now), ID: auth.NewTokenID(),
-			},
-			Access: access,
-		})
-		if err != nil {
-			http.Error(w, "sign", http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"token": tok, "access_token": tok, "expires_in": 300, "issued_at": now.UTC().Format(time.RFC3339),
-		})
-	})
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return err
+	if err := fixtures.Serve(ctx, *dir, *size, *addrs); err != nil {
+		fmt.Fprintf(stderr, "bench fixtures: %v\n", err)
+		return 1
 	}
-	srv := httpx.NewServer(listen, h, httpx.DefaultTimeouts, slog.New(slog.DiscardHandler))
-	return httpx.Serve(ctx, srv, ln, 5*time.Second)
+	return 0
 }
 
-// fixturesProc is the fixtures process seen from the harness.
-type fixturesProc struct {
-	*Proc
-	Addrs FixtureAddrs
+func runSigner(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench signer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "address to serve on")
+	key := fs.String("key", "", "PEM private key")
+	if err := fs.Parse(args); err != nil || *key == "" {
+		fmt.Fprintln(stderr, "usage: bench signer -listen ADDR -key FILE")
+		return 2
+	}
+	if err := signer.Serve(ctx, *listen, *key); err != nil {
+		fmt.Fprintf(stderr, "bench signer: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
-// startFixturesProc re-executes this binary as `bench fixtures`.
-func startFixturesProc(ctx context.Context, self, dir string, blobSize int64) (*fixturesProc, error) {
-	addrs := filepath.Join(dir, "fixtures.json")
-	p, err := startProc("fixtures", self, []string{"fixtures", "-dir", filepath.Join(dir, "registry"),
-		"-blob-size", fmt.Sprint(blobSize), "-addrs", addrs}, filepath.Join(dir, "fixtures.log"), nil, nil)
-	if err != nil {
-		return nil, err
+func runServe(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: bench serve gateway|tokenserver -config FILE -pprof ADDR")
+		return 2
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		data, err := os.ReadFile(addrs)
-		if err == nil {
-			fp := &fixturesProc{Proc: p}
-			if err := json.Unmarshal(data, &fp.Addrs); err != nil {
-				p.Stop()
-				return nil, fmt.Errorf("fixtures: %s: %w", addrs, err)
-			}
-			return fp, nil
-		}
-		if p.Exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			p.Stop()
-			return nil, fmt.Errorf("fixtures did not start: %s", p.logTail())
-		}
-		time.Sleep(20 * time.Millisecond)
+	fs := flag.NewFlagSet("bench serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config := fs.String("config", "", "configuration file of the server")
+	pprofAddr := fs.String("pprof", "127.0.0.1:0", "address of the pprof listener")
+	if err := fs.Parse(args[1:]); err != nil || *config == "" {
+		fmt.Fprintln(stderr, "usage: bench serve gateway|tokenserver -config FILE -pprof ADDR")
+		return 2
 	}
-}
-
-// licenceStats asks the fixtures' licence API for its counts.
-func (f *fixturesProc) licenceStats(ctx context.Context) (LicenceStats, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.Addrs.License+"/_stats", nil)
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		return LicenceStats{}, err
+	if err := profile.Serve(ctx, args[0], *config, *pprofAddr, stderr); err != nil {
+		fmt.Fprintf(stderr, "bench serve: %v\n", err)
+		return 1
 	}
-	defer resp.Body.Close()
-	var s LicenceStats
-	return s, json.NewDecoder(resp.Body).Decode(&s)
+	return 0
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -108,17 +109,21 @@ func TestGoContainerRegistry(t *testing.T) {
 		name string
 		ref  string
 		opt  crane.Option
+		want string // what crane prints
 	}{
-		{"unlicensed channel", st.GatewayHost + "/" + UnlicensedRepo, demo},
-		{"wrong API token", ok, crane.WithAuth(&authn.Basic{Username: DemoUser, Password: "wrong"})},
-		{"lapsed licence", ok, crane.WithAuth(&authn.Basic{Username: "lapsed@example.com", Password: "expired-api-token"})},
-		{"anonymous", ok, crane.WithAuth(authn.Anonymous)},
+		{"unlicensed channel", st.GatewayHost + "/" + UnlicensedRepo, demo, unlicensedMessage},
+		{"wrong API token", ok, crane.WithAuth(&authn.Basic{Username: DemoUser, Password: "wrong"}), "invalid username or API token"},
+		{"lapsed licence", ok, crane.WithAuth(&authn.Basic{Username: "lapsed@example.com", Password: "expired-api-token"}), "invalid username or API token"},
+		{"anonymous", ok, crane.WithAuth(authn.Anonymous), "authentication required"},
 	} {
 		t.Run("refused: "+tc.name, func(t *testing.T) {
 			_, err := crane.ListTags(tc.ref, tc.opt, crane.Insecure)
 			var te *transport.Error
 			if !errors.As(err, &te) || te.StatusCode != http.StatusUnauthorized {
 				t.Fatalf("err %v, want a 401", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("crane says %q, want it to say %q", err, tc.want)
 			}
 		})
 	}
@@ -207,7 +212,13 @@ func TestDockerLoginFlow(t *testing.T) {
 // TestPrintedOperatorCommands runs the printed `tokenserver token|inspect`
 // lines as printed (through tokencli, which bin/tokenserver dispatches to).
 func TestPrintedOperatorCommands(t *testing.T) {
-	st, _ := startStack(t)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { testOperatorCommands(t, m.mod) })
+	}
+}
+
+func testOperatorCommands(t *testing.T, mod func(*Options)) {
+	st, _ := startStack(t, mod)
 	var n int
 	for _, c := range st.Commands() {
 		if c.Tool != "tokenserver" {
@@ -249,6 +260,69 @@ func TestPrintedOperatorCommands(t *testing.T) {
 	}
 	if n != 3 {
 		t.Errorf("%d tokenserver commands printed", n)
+	}
+}
+
+// TestPrintedCurl runs the printed curl command, when curl is installed.
+func TestPrintedCurl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl is not installed")
+	}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			st, _ := startStack(t, m.mod)
+			for _, c := range st.Commands() {
+				if c.Tool != "curl" {
+					continue
+				}
+				out, err := exec.CommandContext(t.Context(), curl, strings.Fields(c.Line)[1:]...).CombinedOutput()
+				var answer struct{ Token string }
+				if err != nil || json.Unmarshal(out, &answer) != nil || answer.Token == "" {
+					t.Errorf("%s: %v\n%s", c.Line, err, out)
+				}
+			}
+		})
+	}
+}
+
+func TestBannerTLS(t *testing.T) {
+	st, dir := startStack(t, withTLS)
+	if st.TLS == nil || len(st.TLS.Generated) != 6 || !strings.HasPrefix(st.GatewayURL, "https://") || !strings.HasPrefix(st.JWKSURL, "https://") {
+		t.Fatalf("stack %+v", st)
+	}
+	ca := filepath.Join(dir, "certs", "dev-ca", "ca.crt")
+	var b bytes.Buffer
+	st.WriteBanner(&b)
+	out := b.String()
+	for _, want := range []string{
+		"development CA " + ca,
+		"mkdir -p /etc/docker/certs.d/" + st.GatewayHost + "\n",
+		"cp " + ca + " /etc/docker/certs.d/" + st.GatewayHost + "/ca.crt\n",
+		"docker login " + st.GatewayHost + " -u " + DemoUser + " --password-stdin",
+		"skopeo inspect --cert-dir " + filepath.Dir(ca) + " --creds",
+		"SSL_CERT_FILE=" + ca + " crane ls " + st.GatewayHost,
+		"curl -fsS --cacert " + ca + " -u " + DemoUser,
+		"--cacert " + ca,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("banner lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "insecure") || strings.Contains(out, "tls-verify=false") || strings.Contains(out, "http://localhost") {
+		t.Errorf("the HTTPS banner still turns verification off or names plain HTTP:\n%s", out)
+	}
+
+	// A second start keeps the certificates.
+	opts := testOptions(dir)
+	opts.TLS, opts.NoSeed = true, true
+	again, err := Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = again.Wait() }) // t.Context ends first
+	if len(again.TLS.Generated) != 0 {
+		t.Errorf("second start regenerated %v", again.TLS.Generated)
 	}
 }
 

@@ -108,7 +108,7 @@ func TestVendorWalkthrough(t *testing.T) {
 		if out, code := accountsCLI("grant", aliceUser, "beta"); code != 0 {
 			t.Fatalf("grant: %s", out)
 		}
-		testutil.Eventually(t, 2*time.Second, "the grant", func() bool {
+		testutil.WaitFor(t, "the grant", 2*time.Second, func() bool {
 			_, err := pull(t.Context(), ref(t, st.GatewayHost, devstack.UnlicensedRepo+":"+tag), customer)
 			return err == nil
 		})
@@ -117,7 +117,7 @@ func TestVendorWalkthrough(t *testing.T) {
 		if out, code := accountsCLI("token", "revoke", aliceUser); code != 0 {
 			t.Fatalf("revoke: %s", out)
 		}
-		testutil.Eventually(t, 2*time.Second, "the revocation", func() bool {
+		testutil.WaitFor(t, "the revocation", 2*time.Second, func() bool {
 			_, err := pull(t.Context(), ref(t, st.GatewayHost, devstack.LicensedRepo+":"+tag), customer)
 			return statusOf(err) == http.StatusUnauthorized
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/acme/registry-gateway/internal/httpx"
@@ -62,16 +63,45 @@ func (a *authorizer) check(ctx context.Context, header string, route Route) (*au
 			reason = ve.Reason
 		}
 		a.failed(reason)
-		e := a.refuse(route, "invalid_token", "invalid token", err)
+		msg := "invalid token"
+		if reason != reasonOther {
+			msg += ": " + reason
+		}
+		e := a.refuse(route, "invalid_token", msg, err)
 		// The reasons are stable words (expired, signature, …), safe to show.
 		e.Detail = map[string]string{"reason": reason}
 		return nil, e
 	}
 	if !grants(claims, route) {
 		a.failed(reasonInsufficientScope)
-		return nil, a.refuse(route, "insufficient_scope", "insufficient scope", nil)
+		return nil, a.refuse(route, "insufficient_scope", denial(claims, route), nil)
 	}
 	return claims, nil
+}
+
+// denial says why a valid token does not open route, in words a customer
+// can act on. The gateway sees only the token, but the token service grants
+// pull on every repository of a licensed channel that the client asks for,
+// and clients ask for the scope of the challenge before they give up: a
+// token that names no repository of the channel (and, for a catalog token,
+// does not carry the channel) means the license does not hold it.
+func denial(c *auth.Claims, route Route) string {
+	if route.Kind == RouteCatalog {
+		return "the token does not grant the catalog (" + auth.TypeRegistry + ":" + auth.CatalogName + ":" + auth.ActionAll + ")"
+	}
+	// The account tells a customer with several which login is in use;
+	// it is nothing the holder of the token cannot read in it anyway.
+	who := "the token"
+	if c.Subject != "" {
+		who += " of " + c.Subject
+	}
+	channel := auth.Channel(route.Name)
+	if c.HoldsChannel(channel) || slices.ContainsFunc(c.Access, func(ra auth.ResourceActions) bool {
+		return ra.Type == auth.TypeRepository && ra.Has(auth.ActionPull) && auth.Channel(ra.Name) == channel
+	}) {
+		return who + " does not grant pull on " + route.Name + " (it was issued for other repositories)"
+	}
+	return who + " does not grant pull on channel '" + channel + "' (the license does not include it)"
 }
 
 // grants reports whether claims cover the route: pull on exactly the
@@ -99,7 +129,10 @@ func (a *authorizer) refuse(route Route, errCode, message string, cause error) *
 			challenge += `,scope="` + scope + `"`
 		}
 		if errCode != "" {
-			challenge += `,error="` + errCode + `"`
+			// docker shows error_description as the reason of a refused
+			// pull; skopeo and crane show the body's message; containerd
+			// shows only the error word.
+			challenge += `,error="` + errCode + `",error_description="` + descriptionSafe(message) + `"`
 		}
 	}
 	e := &httpx.Error{
@@ -113,6 +146,19 @@ func (a *authorizer) refuse(route Route, errCode, message string, cause error) *
 		e.Detail = []map[string]string{accessDetail(route)}
 	}
 	return e
+}
+
+// descriptionSafe keeps s within what RFC 6750 allows in error_description
+// (printable ASCII but '"' and '\'), so that the challenge always parses:
+// repository names are validated, but a token's subject is whatever the
+// customer typed as username.
+func descriptionSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // accessDetail is what distribution puts in an UNAUTHORIZED error's detail.

@@ -126,3 +126,66 @@ func FuzzTokenCheck(f *testing.F) {
 		}
 	})
 }
+
+// TestDenial: a refused pull names the channel and the license when the
+// token shows nothing of the channel, and not when it shows the channel is
+// licensed (a token for another repository of it).
+func TestDenial(t *testing.T) {
+	route := Route{Kind: RouteManifest, Name: "beta/hello", Reference: "1.0"}
+	pull := func(names ...string) []auth.ResourceActions {
+		var ra []auth.ResourceActions
+		for _, n := range names {
+			ra = append(ra, auth.ResourceActions{Type: auth.TypeRepository, Name: n, Actions: []string{auth.ActionPull}})
+		}
+		return ra
+	}
+	unlicensed := "the token of bob@example.com does not grant pull on channel 'beta' (the license does not include it)"
+	other := "the token of bob@example.com does not grant pull on beta/hello (it was issued for other repositories)"
+	for _, tc := range []struct {
+		name   string
+		claims auth.Claims
+		want   string
+	}{
+		{"no access", auth.Claims{}, unlicensed},
+		{"other channel", auth.Claims{Access: pull("stable/hello")}, unlicensed},
+		{"name with the channel as a prefix", auth.Claims{Access: pull("betamax/hello")}, unlicensed},
+		{"push on the channel", auth.Claims{Access: []auth.ResourceActions{{Type: auth.TypeRepository, Name: "beta/other", Actions: []string{"push"}}}}, unlicensed},
+		{"catalog token without the channel", auth.Claims{Channels: []string{"stable"}}, unlicensed},
+		{"other repository of the channel", auth.Claims{Access: pull("stable/hello", "beta/other")}, other},
+		{"catalog token with the channel", auth.Claims{Channels: []string{"beta"}}, other},
+	} {
+		tc.claims.Subject = "bob@example.com"
+		if got := denial(&tc.claims, route); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if got, want := denial(&auth.Claims{}, route), "the token does not grant pull on channel 'beta' (the license does not include it)"; got != want {
+		t.Errorf("no subject: %q", got)
+	}
+	if got, want := denial(&auth.Claims{}, Route{Kind: RouteCatalog}), "the token does not grant the catalog (registry:catalog:*)"; got != want {
+		t.Errorf("catalog: %q", got)
+	}
+}
+
+func TestDescriptionSafe(t *testing.T) {
+	if got, want := descriptionSafe("a \"b\" \\c\r\nd\u00e9 'e' (f)"), "a ?b? ?c??d? 'e' (f)"; got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
+}
+
+// TestDenialWithOddSubject: a username with quotes, backslashes or non-ASCII
+// letters still gives a challenge that parses, and the body keeps it as is.
+func TestDenialWithOddSubject(t *testing.T) {
+	e := newEnv(t, newFakeRegistry())
+	c := e.claims()
+	c.Subject = `zoë "x" \y`
+	resp := e.do("GET", "/v2/beta/app/manifests/latest", bearer(e.sign(c)))
+	body := readBody(t, resp)
+	want := `,error="insufficient_scope",error_description="the token of zo? ?x? ?y does not grant pull on channel 'beta' (the license does not include it)"`
+	if got := resp.Header.Get("Www-Authenticate"); !strings.HasSuffix(got, want) {
+		t.Errorf("challenge %q, want it to end with %q", got, want)
+	}
+	if msg := errorMessage(t, body); !strings.HasPrefix(msg, `the token of zoë "x" \y does not grant`) {
+		t.Errorf("message %q", msg)
+	}
+}

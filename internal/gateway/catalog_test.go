@@ -126,7 +126,7 @@ func TestCatalogNeedsCatalogGrant(t *testing.T) {
 	c.Channels = []string{"stable"}
 	resp := e.do("GET", "/v2/_catalog", bearer(e.sign(c)))
 	body := readBody(t, resp)
-	want := testChallenge + `,scope="registry:catalog:*",error="insufficient_scope"`
+	want := testChallenge + `,scope="registry:catalog:*",error="insufficient_scope",error_description="the token does not grant the catalog (registry:catalog:*)"`
 	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Www-Authenticate") != want {
 		t.Fatalf("%d %q %s", resp.StatusCode, resp.Header.Get("Www-Authenticate"), body)
 	}

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -17,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/ecr"
 )
@@ -57,11 +61,13 @@ type Gateway struct {
 	manifests *manifestCache // nil with manifest_cache.disabled
 	catalog   *catalog
 	token     http.Handler
+	tls       *tlsx.Server // nil: plain HTTP
 	healthz   http.Handler
 	readyz    http.Handler
 	metricH   http.Handler
 
 	accessLog bool
+	clients   *httpx.ClientAddr
 	closers   []func()
 }
 
@@ -73,7 +79,8 @@ var _ http.Handler = (*Gateway)(nil)
 // service's key set. Neither failure stops New: they are logged, /readyz
 // fails until they are overcome (the gateway keeps trying), so that the
 // start order of gateway and token service does not matter. Key files that
-// do not load are an error.
+// do not load are an error, and so are TLS files (tls.*) that do not
+// load; those are followed for renewals until ctx ends or Close.
 func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -95,6 +102,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 			g.Close()
 		}
 	}()
+	if g.clients, err = httpx.NewClientAddr(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("trusted_proxies: %w", err)
+	}
 
 	// Credentials first: the metrics observe their refreshes.
 	var source *ecr.Source
@@ -134,6 +144,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	}
 	g.metrics = newMetrics(expiry, opts.Clock)
 	observer.m = g.metrics
+	tokenTLS, err := g.setupTLS(ctx)
+	if err != nil {
+		return nil, err
+	}
 
 	// Token verification.
 	verifier := opts.Verifier
@@ -141,7 +155,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	if verifier == nil {
 		keys := opts.Keys
 		if keys == nil {
-			if keys, jwks, err = loadKeys(ctx, cfg.Keys, opts.Clock, opts.Logger); err != nil {
+			client := &http.Client{Timeout: 10 * time.Second}
+			if tokenTLS != nil {
+				t := &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tokenTLS, TLSHandshakeTimeout: cfg.Upstream.TLSHandshakeTimeout}
+				g.closers = append(g.closers, t.CloseIdleConnections)
+				client.Transport = t
+			}
+			if keys, jwks, err = loadKeys(ctx, cfg.Keys, client, opts.Clock, opts.Logger); err != nil {
 				return nil, err
 			}
 		}
@@ -161,12 +181,14 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 		g.closers = append(g.closers, t.CloseIdleConnections)
 	}
 	plain := timed(base, func(d time.Duration) { g.metrics.upstreamLatency.Observe(d.Seconds()) }, time.Now)
-	ah := &authHeader{creds: creds}
+	ah := &authHeader{creds: creds, clock: opts.Clock}
 	var rt http.RoundTripper = &credentialTransport{next: plain, auth: ah, retried: g.metrics.upstreamRetries.Inc}
 	if cfg.Upstream.ProxyBlobs {
 		rt = &redirectFollower{next: rt, plain: plain}
 	}
-	up := &upstreamProxy{upstream: upstream, prefix: cfg.Upstream.RepositoryPrefix, auth: ah, errs: g.errs}
+	rt = headErrorAsGET{next: rt}
+	up := &upstreamProxy{upstream: upstream, prefix: cfg.Upstream.RepositoryPrefix, auth: ah, errs: g.errs,
+		refused: g.metrics.upstreamRefused.Inc}
 	modify := up.modifyResponse
 	if g.manifests = newManifestCache(cfg.ManifestCache, opts.Clock, opts.Logger, g.metrics.reg); g.manifests != nil {
 		// The cache stores the answer as the client gets it: after the
@@ -204,8 +226,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 			return nil, fmt.Errorf("token_endpoint: %w", err)
 		}
 		tokenTransport := NewUpstreamTransport(cfg.Upstream)
+		tokenTransport.TLSClientConfig = tokenTLS
 		g.closers = append(g.closers, tokenTransport.CloseIdleConnections)
-		g.token = newTokenProxy(target, tokenTransport, g.errs, opts.Logger)
+		g.token = newTokenProxy(target, tokenTransport, g.clients, g.errs, opts.Logger)
 	}
 
 	checks := map[string]httpx.Check{"upstream_credential": func(ctx context.Context) error {
@@ -249,9 +272,64 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	return g, nil
 }
 
+// setupTLS loads the gateway's certificate and its trust in the token
+// service, reporting every file that does not load, and starts following
+// the certificate files until ctx ends or Close. It returns the client
+// configuration towards the token service (/token and the JWKS); nil for
+// the defaults (system roots, no client certificate).
+func (g *Gateway) setupTLS(ctx context.Context) (*tls.Config, error) {
+	c := g.cfg.TLS
+	var errs []error
+	if c.CertFile != "" && c.KeyFile != "" {
+		s, err := tlsx.NewServer(c.ServerConfig, "", g.log)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		g.tls = s
+	}
+	var roots *x509.CertPool
+	if c.CAFile != "" {
+		var err error
+		if roots, err = tlsx.LoadCertPool(c.CAFile); err != nil {
+			errs = append(errs, fmt.Errorf("tls.ca_file: %w", err))
+		}
+	}
+	var clientCert *tlsx.Reloader
+	if c.ClientCertFile != "" && c.ClientKeyFile != "" {
+		var err error
+		if clientCert, err = tlsx.NewReloader(c.ClientCertFile, c.ClientKeyFile, c.PollInterval, g.log); err != nil {
+			errs = append(errs, fmt.Errorf("tls.client_cert_file, tls.client_key_file: %w", err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	var tokenTLS *tls.Config
+	if roots != nil || clientCert != nil {
+		tokenTLS = tlsx.ClientTLSConfig(roots, clientCert)
+	}
+	if g.tls != nil {
+		g.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gateway_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the served TLS certificate expires (Unix time); it moves when a renewal is loaded.",
+		}, g.tls.NotAfter))
+	}
+
+	ctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if g.tls != nil {
+		wg.Go(func() { g.tls.Run(ctx) })
+	}
+	if clientCert != nil {
+		wg.Go(func() { clientCert.Run(ctx) })
+	}
+	g.closers = append(g.closers, func() { stop(); wg.Wait() })
+	return tokenTLS, nil
+}
+
 // loadKeys builds the trusted keys of cfg: PEM files and the JWKS URL,
-// which is fetched once now.
-func loadKeys(ctx context.Context, cfg KeysConfig, clock func() time.Time, log *slog.Logger) (auth.KeySource, *auth.RemoteJWKS, error) {
+// which is fetched once now with client.
+func loadKeys(ctx context.Context, cfg KeysConfig, client *http.Client, clock func() time.Time, log *slog.Logger) (auth.KeySource, *auth.RemoteJWKS, error) {
 	var sources auth.KeySources
 	if len(cfg.PublicKeys) > 0 {
 		static, err := auth.LoadPublicKeys(cfg.PublicKeys...)
@@ -262,7 +340,7 @@ func loadKeys(ctx context.Context, cfg KeysConfig, clock func() time.Time, log *
 	}
 	var jwks *auth.RemoteJWKS
 	if cfg.JWKSURL != "" {
-		jwks = auth.NewRemoteJWKS(cfg.JWKSURL, auth.RemoteJWKSOptions{MinRefetch: cfg.MinRefetch, Clock: clock})
+		jwks = auth.NewRemoteJWKS(cfg.JWKSURL, auth.RemoteJWKSOptions{Client: client, MinRefetch: cfg.MinRefetch, Clock: clock})
 		if err := jwks.Refresh(ctx); err != nil {
 			log.Warn("token service key set not fetched yet; retrying on demand", "url", cfg.JWKSURL, "error", err)
 		}
@@ -303,10 +381,11 @@ func (g *Gateway) Close() {
 
 // ServerTimeouts suit the gateway: no read or write timeout, since a blob
 // transfer may last long (a read deadline would also cancel the request's
-// context in the middle of a stream); the header, idle and upstream
-// timeouts bound the rest.
-func ServerTimeouts(shutdown time.Duration) httpx.Timeouts {
-	return httpx.Timeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second, Shutdown: shutdown}
+// context in the middle of a stream). The headers must arrive within
+// timeouts.read_header; a declared body is bounded in the handler (see
+// httpx.ReadBody); idle, upstream and shutdown timeouts bound the rest.
+func ServerTimeouts(cfg *Config) httpx.Timeouts {
+	return httpx.Timeouts{ReadHeader: cfg.Timeouts.ReadHeader, Idle: cfg.Timeouts.Idle, Shutdown: cfg.ShutdownTimeout}
 }
 
 // Run listens on Config.Listen and serves until ctx ends, then shuts down
@@ -319,15 +398,29 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return g.Serve(ctx, ln)
 }
 
-// Serve serves on ln, with ServerTimeouts, until ctx ends; in-flight
+// Serve serves on ln, with ServerTimeouts and HTTPS when configured, until
+// ctx ends; in-flight
 // requests get Config.ShutdownTimeout to finish. It does not Close the
 // Gateway.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
-	t := ServerTimeouts(g.cfg.ShutdownTimeout)
+	t := ServerTimeouts(g.cfg)
 	srv := httpx.NewServer(ln.Addr().String(), g, t, g.log)
-	g.log.Info("gateway listening", slog.String("addr", ln.Addr().String()), slog.String("upstream", g.cfg.Upstream.URL))
+	if g.tls != nil {
+		ln = g.tls.Listener(ln)
+	}
+	g.log.Info("gateway listening", slog.String("addr", ln.Addr().String()), slog.Bool("tls", g.tls != nil),
+		slog.String("upstream", g.cfg.Upstream.URL))
 	err := httpx.Serve(ctx, srv, ln, t.Shutdown)
-	if errors.Is(err, http.ErrServerClosed) {
+	var cut *httpx.ShutdownCutError
+	switch {
+	case errors.Is(err, http.ErrServerClosed):
+		err = nil
+	case errors.As(err, &cut):
+		// Blob downloads may outlast any shutdown_timeout: cutting them
+		// is the stop working as configured, not a failure (clients
+		// resume them elsewhere).
+		g.log.Warn("shutdown_timeout reached: streams cut", slog.Int("streams", cut.Requests),
+			slog.Duration("shutdown_timeout", t.Shutdown))
 		err = nil
 	}
 	return err

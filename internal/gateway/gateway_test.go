@@ -109,6 +109,14 @@ func TestTokenChecks(t *testing.T) {
 		{"registry type", bearer(mod(func(c *auth.Claims) { c.Access[0].Type = "registry" })), "insufficient_scope", reasonInsufficientScope},
 		{"no access", bearer(mod(func(c *auth.Claims) { c.Access = nil })), "insufficient_scope", reasonInsufficientScope},
 	}
+	// What error_description and the message say for insufficient_scope;
+	// for invalid_token they say "invalid token: <reason>".
+	otherRepo := "the token of alice@example.com does not grant pull on stable/app (it was issued for other repositories)"
+	unlicensed := "the token of alice@example.com does not grant pull on channel 'stable' (the license does not include it)"
+	denials := map[string]string{
+		"other repository": otherRepo, "parent repository": otherRepo,
+		"prefixed name": unlicensed, "push only": unlicensed, "registry type": unlicensed, "no access": unlicensed,
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := 0.0
@@ -122,7 +130,14 @@ func TestTokenChecks(t *testing.T) {
 			}
 			want := testChallenge + scope
 			if tt.errTag != "" {
-				want += `,error="` + tt.errTag + `"`
+				desc, ok := denials[tt.name]
+				if !ok {
+					desc = "invalid token: " + tt.reason
+				}
+				want += `,error="` + tt.errTag + `",error_description="` + desc + `"`
+				if msg := errorMessage(t, body); msg != desc {
+					t.Errorf("message %q, want %q", msg, desc)
+				}
 			}
 			if got := resp.Header.Values("Www-Authenticate"); len(got) != 1 || got[0] != want {
 				t.Errorf("challenge %q, want %q", got, want)

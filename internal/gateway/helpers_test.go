@@ -295,13 +295,24 @@ func readBody(t *testing.T, r *http.Response) string {
 // errorCode is the code of a registry JSON error body.
 func errorCode(t *testing.T, body string) string {
 	t.Helper()
+	return firstError(t, body).Code
+}
+
+// errorMessage is the message of the first error of a registry error body.
+func errorMessage(t *testing.T, body string) string {
+	t.Helper()
+	return firstError(t, body).Message
+}
+
+func firstError(t *testing.T, body string) struct{ Code, Message string } {
+	t.Helper()
 	var e struct {
-		Errors []struct{ Code string } `json:"errors"`
+		Errors []struct{ Code, Message string } `json:"errors"`
 	}
 	if err := json.Unmarshal([]byte(body), &e); err != nil || len(e.Errors) == 0 {
 		t.Fatalf("not a registry error: %q", body)
 	}
-	return e.Errors[0].Code
+	return e.Errors[0]
 }
 
 // fetcherFunc is an ecr.Fetcher for the tests.
@@ -319,7 +330,7 @@ func counterValue(c prometheus.Counter) float64 {
 	return m.GetCounter().GetValue()
 }
 
-func mustParse(t *testing.T, s string) *url.URL {
+func mustParse(t testing.TB, s string) *url.URL {
 	t.Helper()
 	u, err := url.Parse(s)
 	if err != nil {

@@ -20,6 +20,7 @@ type metrics struct {
 	requests        *prometheus.CounterVec
 	upstreamLatency prometheus.Histogram
 	upstreamRetries prometheus.Counter
+	upstreamRefused prometheus.Counter
 	refreshes       prometheus.Counter
 	refreshFailures prometheus.Counter
 	verifyFailures  *prometheus.CounterVec
@@ -70,6 +71,10 @@ func newMetrics(expiry func() (time.Time, bool), clock func() time.Time) *metric
 			Name: "gateway_upstream_credential_retries_total",
 			Help: "Upstream requests retried with a refreshed credential after a 401.",
 		}),
+		upstreamRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_upstream_credential_refused_total",
+			Help: "Upstream 401/403 answers that stood after a credential refresh, or came within 30 s of the last one: answered 502.",
+		}),
 		refreshes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_upstream_credential_refreshes_total",
 			Help: "Upstream credentials obtained.",
@@ -87,7 +92,7 @@ func newMetrics(expiry func() (time.Time, bool), clock func() time.Time) *metric
 			Help: "Manifest GETs answered 200 (by tag or by digest), by channel and repository.",
 		}, []string{"channel", "repository"}),
 	}
-	reg.MustRegister(m.requests, m.upstreamLatency, m.upstreamRetries, m.refreshes, m.refreshFailures, m.verifyFailures, m.pulls,
+	reg.MustRegister(m.requests, m.upstreamLatency, m.upstreamRetries, m.upstreamRefused, m.refreshes, m.refreshFailures, m.verifyFailures, m.pulls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if expiry != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

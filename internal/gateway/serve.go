@@ -35,7 +35,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path),
 				slog.String("route", routeLabel(acc.kind)), slog.Int("status", rec.Status()),
 				slog.Int64("bytes", rec.Bytes()), slog.Duration("duration", time.Since(start)),
-				slog.String("remote", r.RemoteAddr)}
+				slog.String("remote", g.clients.Of(r))}
 			g.log.LogAttrs(r.Context(), slog.LevelInfo, "request", append(attrs, acc.attrs(rec, pull)...)...)
 		}
 		if v == http.ErrAbortHandler {
@@ -49,6 +49,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, acc *access) {
 	p := r.URL.Path
+	// The server has no read timeout, which would cut blob streams: a
+	// declared body must arrive within timeouts.read_body, or the
+	// connection is closed. Only /token has a use for one.
+	limit := int64(maxIgnoredBody)
+	if p == "/token" {
+		limit = maxTokenRequestBody
+	}
+	if err := httpx.ReadBody(w, r, limit, g.cfg.Timeouts.ReadBody); err != nil {
+		g.errs.WriteError(w, r, err)
+		return
+	}
+	if p != "/token" {
+		// Registry reads have no body: none goes upstream.
+		r.Body, r.ContentLength = http.NoBody, 0
+	}
 	switch {
 	case p == "/v2" || strings.HasPrefix(p, "/v2/"):
 		g.serveV2(w, r, acc)
@@ -69,6 +84,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, acc *access) {
 	}
 }
 
+// maxIgnoredBody bounds the body a GET or HEAD may carry: it is read and
+// thrown away, so that the connection stays usable.
+const maxIgnoredBody = 64 << 10
+
 var (
 	errMethodNotAllowed = httpx.Errorf(http.StatusMethodNotAllowed, httpx.CodeUnsupported, "this registry is read-only").
 				WithHeader("Allow", "GET, HEAD")
@@ -84,6 +103,9 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, acc *access) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		g.fail(w, r, errMethodNotAllowed)
 		return
+	}
+	if err == nil {
+		err = checkAccept(r.Header["Accept"])
 	}
 	if err != nil {
 		g.fail(w, r, err)
@@ -109,9 +131,19 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, acc *access) {
 			g.fail(w, r, errUpstreamNameTooLong)
 			return
 		}
-		if route.Kind == RouteManifest && g.manifests != nil {
-			g.serveManifest(w, r, route)
-			return
+		if route.Kind == RouteManifest {
+			// The upstream gets the Accept the cache is keyed by, so
+			// that a cached answer is the one it would give.
+			accept := parseAccept(r.Header["Accept"])
+			if h := accept.header(); h != nil {
+				r.Header["Accept"] = h
+			} else {
+				delete(r.Header, "Accept")
+			}
+			if g.manifests != nil {
+				g.serveManifest(w, r, route, accept)
+				return
+			}
 		}
 		g.proxy.ServeHTTP(w, r)
 	}

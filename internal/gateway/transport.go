@@ -60,7 +60,8 @@ func timed(next http.RoundTripper, observe func(time.Duration), clock func() tim
 // credentialTransport puts the upstream credential on requests that carry
 // none (the proxy sets it in its Rewrite step already) and, when the
 // upstream answers 401, refreshes the credential once (shared with every
-// concurrent request that saw the same 401) and retries the request once.
+// concurrent request that saw the same 401) and retries the request once;
+// not within refreshHoldOff of the last such refresh.
 // Only requests without a body are retried, which is every request the
 // gateway forwards.
 type credentialTransport struct {
@@ -83,10 +84,13 @@ func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, erro
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || (req.Body != nil && req.Body != http.NoBody) {
 		return resp, err
 	}
-	stale, current := t.auth.lookup(sent)
 	var h *headerFor
-	if current {
-		h, err = t.auth.invalidate(req.Context(), stale)
+	if cur := t.auth.cur.Load(); cur != nil && cur.value[0] == sent {
+		if t.auth.heldOff(cur) {
+			// Refreshed moments ago and refused again: the 401 stands.
+			return resp, nil
+		}
+		h, err = t.auth.invalidate(req.Context(), cur.cred)
 	} else {
 		// Another request refreshed meanwhile: use its result.
 		h, err = t.auth.get(req.Context())
@@ -119,6 +123,36 @@ func withAuthorization(req *http.Request, h *headerFor) *http.Request {
 func drain(body io.ReadCloser) {
 	_, _ = io.CopyN(io.Discard, body, 64<<10)
 	_ = body.Close()
+}
+
+// headErrorAsGET asks again with GET when the upstream answers a HEAD with
+// a client error: the gateway answers with the error's code and that code's
+// message, and the HEAD answer must carry the Content-Length of the body a
+// GET gets, which only the upstream's error body tells. The GET's answer
+// stands in for the HEAD's (with the HEAD request, so it is written without
+// a body). Credential failures (401, 403) are not asked again: their answer
+// does not depend on the body.
+type headErrorAsGET struct{ next http.RoundTripper }
+
+func (t headErrorAsGET) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil || req.Method != http.MethodHead || resp.StatusCode < 400 || resp.StatusCode >= 500 ||
+		resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return resp, err
+	}
+	get := req.Clone(req.Context())
+	get.Method = http.MethodGet
+	gresp, gerr := t.next.RoundTrip(get)
+	if gerr != nil || gresp.StatusCode != resp.StatusCode {
+		// The upstream changed its mind meanwhile: the HEAD's answer it is.
+		if gerr == nil {
+			drain(gresp.Body)
+		}
+		return resp, nil
+	}
+	drain(resp.Body)
+	gresp.Request = req
+	return gresp, nil
 }
 
 // maxRedirects bounds the redirects followed for one blob.

@@ -5,16 +5,16 @@ import (
 	"time"
 )
 
-// Eventually polls cond every few milliseconds until it holds, and fails
-// the test when it does not within d: for what happens on a schedule of
-// its own (a poller, a cache expiry) where there is nothing to wait on.
-func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+// WaitFor polls cond until it holds, failing the test after timeout; for
+// what happens on its own schedule (a file poller), where there is
+// nothing to wait on.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
+	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }

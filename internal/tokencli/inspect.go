@@ -137,6 +137,7 @@ func (d *decoded) problems() []string {
 // keyOptions say which keys to verify with and what to expect.
 type keyOptions struct {
 	jwks, key        string
+	cacert           string
 	issuer, audience string
 	leeway           time.Duration
 }
@@ -149,6 +150,7 @@ func (k *keyOptions) register(fs interface {
 }) {
 	fs.StringVar(&k.jwks, "jwks", "", "verify with the JWKS at this URL or file (the token service publishes one)")
 	fs.StringVar(&k.key, "key", "", "verify with this PEM public key, certificate, private key or JWKS file")
+	fs.StringVar(&k.cacert, "cacert", "", "trust only the CAs of this PEM `file` for https URLs (e.g. certs/dev-ca/ca.crt of make run TLS=1)")
 	fs.StringVar(&k.issuer, "issuer", "", "expected iss (default: the token's own, so only the signature and times are checked)")
 	fs.StringVar(&k.audience, "audience", "", "expected aud, the registry's service name (default: the token's first)")
 	fs.DurationVar(&k.leeway, "leeway", 0, "clock skew tolerated on exp and nbf (registries allow 60s)")
@@ -578,6 +580,9 @@ func (e *env) inspect(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 	d, err := decodeToken(raw)
+	if err == nil {
+		err = e.trustCA(ko.cacert)
+	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "tokenserver inspect: %v\n", err)
 		return exitUsage

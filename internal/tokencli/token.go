@@ -33,7 +33,12 @@ type Challenge struct {
 // backslash escapes) or bare tokens.
 func ParseChallenge(h string) (Challenge, error) {
 	h = strings.TrimSpace(h)
-	scheme, rest, _ := strings.Cut(h, " ")
+	// RFC 7235: the scheme ends at the first blank, a tab as well as a
+	// space.
+	scheme, rest := h, ""
+	if i := strings.IndexAny(h, " \t"); i >= 0 {
+		scheme, rest = h[:i], h[i+1:]
+	}
 	if scheme == "" {
 		return Challenge{}, errors.New("empty WWW-Authenticate header")
 	}
@@ -179,6 +184,14 @@ func (e *env) token(ctx context.Context, args []string) int {
 		fmt.Fprintf(e.stderr, "tokenserver token: %v\n", err)
 		return exitUsage
 	}
+	if o.insecure && o.keys.cacert != "" {
+		fmt.Fprintln(e.stderr, "tokenserver token: give --cacert or --insecure, not both")
+		return exitUsage
+	}
+	if err := e.trustCA(o.keys.cacert); err != nil {
+		fmt.Fprintf(e.stderr, "tokenserver token: %v\n", err)
+		return exitUsage
+	}
 	if o.insecure {
 		c := *e.client
 		c.Transport = &http.Transport{
@@ -209,14 +222,11 @@ func (e *env) token(ctx context.Context, args []string) int {
 func (e *env) readPassword(o *tokenOptions) error {
 	switch {
 	case o.password == "-":
-		line, err := bufio.NewReader(io.LimitReader(e.stdin, 64<<10)).ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("reading the password from stdin: %v", err)
+		p, err := e.readStdinLine("password")
+		if err != nil {
+			return err
 		}
-		o.password = strings.TrimRight(line, "\r\n")
-		if o.password == "" {
-			return errors.New("empty password on stdin")
-		}
+		o.password = p
 	case o.password == "":
 		o.password = e.getenv(passwordEnv)
 	}
@@ -224,6 +234,20 @@ func (e *env) readPassword(o *tokenOptions) error {
 		return fmt.Errorf("no password for %s: pass -p - (stdin) or set %s", o.username, passwordEnv)
 	}
 	return nil
+}
+
+// readStdinLine reads one secret line from stdin (a password, an API
+// token), so that it stays out of argv and shell history.
+func (e *env) readStdinLine(what string) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(e.stdin, 64<<10)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("reading the %s from stdin: %v", what, err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", fmt.Errorf("empty %s on stdin", what)
+	}
+	return line, nil
 }
 
 // registryBase turns --registry into a base URL.

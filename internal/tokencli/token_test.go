@@ -27,6 +27,7 @@ func TestParseChallenge(t *testing.T) {
 		{`bearer Realm=bare,service="q\"uote"`, "bearer", map[string]string{"realm": "bare", "service": `q"uote`}, false},
 		{`Bearer realm="r", Basic realm="x"`, "Bearer", map[string]string{"realm": "r"}, false},
 		{`Basic realm="registry"`, "Basic", map[string]string{"realm": "registry"}, false},
+		{"Bearer\trealm=\"tab\"", "Bearer", map[string]string{"realm": "tab"}, false},
 		{`Bearer realm="unterminated`, "", nil, true},
 		{`Bearer realm`, "", nil, true},
 		{``, "", nil, true},

@@ -1,8 +1,9 @@
 // Package tokencli holds the operator commands of the tokenserver binary:
 // keygen (signing key, certificate, JWKS), inspect (decode and verify a
 // token), token (run a client's login flow and inspect what comes back),
-// healthcheck (for container images that have no curl) and accounts (the
-// customer accounts of the licenses.sql backend).
+// healthcheck (for container images that have no curl), pull-secret (a
+// Kubernetes pull secret for a customer) and accounts (the customer
+// accounts of the licenses.sql backend).
 //
 // The commands are for people reading a terminal: aligned columns, colour
 // only on a terminal, and failures explained in words rather than error
@@ -21,6 +22,8 @@ import (
 	"time"
 
 	"golang.org/x/term"
+
+	"github.com/acme/registry-gateway/internal/tlsx"
 )
 
 // Exit codes: 0 all good; 1 the check failed (expired or refused token,
@@ -57,6 +60,23 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return e.run(ctx, args)
 }
 
+// trustCA makes e's client verify https servers against the CAs in file
+// (--cacert) instead of the system's, e.g. the development CA of `make run
+// TLS=1`.
+func (e *env) trustCA(file string) error {
+	if file == "" {
+		return nil
+	}
+	pool, err := tlsx.LoadCertPool(file)
+	if err != nil {
+		return fmt.Errorf("--cacert: %w", err)
+	}
+	c := *e.client
+	c.Transport = &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tlsx.ClientTLSConfig(pool, nil)}
+	e.client = &c
+	return nil
+}
+
 // colorTerminal reports whether w is a terminal that wants colour: see
 // https://no-color.org for NO_COLOR.
 func colorTerminal(w io.Writer) bool {
@@ -69,14 +89,18 @@ func colorTerminal(w io.Writer) bool {
 
 const usage = `Operator commands of the tokenserver binary:
 
-  tokenserver keygen [-dir certs] [-rsa] [-force]
+  tokenserver keygen [-dir certs] [-next] [-rsa] [-force]
       write a signing key, its certificate, public key and JWKS
-  tokenserver inspect [TOKEN | -] [--jwks URL|FILE | --key FILE] [--json]
+      (-next: the next key of a rotation, beside the current one)
+  tokenserver inspect [TOKEN | -] [--jwks URL|FILE | --key FILE] [--cacert FILE] [--json]
       decode a token, show its grants and validity, verify its signature
-  tokenserver token -u USER [-p PASSWORD | -p -] [--scope SCOPE]... (--registry URL | --realm URL)
+  tokenserver token -u USER [-p PASSWORD | -p -] [--scope SCOPE]... (--registry URL | --realm URL) [--cacert FILE]
       log in like a client and inspect the token that comes back
   tokenserver healthcheck URL
       exit 0 when URL answers 2xx (for container health checks)
+  tokenserver pull-secret -registry HOST -username USER [-name regcred] [-namespace NS] < api-token
+      print a Kubernetes pull secret (kubernetes.io/dockerconfigjson) that
+      kubelet can use: username and API token, no identity token
   tokenserver accounts add|list|show|grant|token|… -config FILE
       customer accounts of the licenses.sql backend (accounts help)
 
@@ -97,6 +121,8 @@ func (e *env) run(ctx context.Context, args []string) int {
 		return e.token(ctx, args[1:])
 	case "healthcheck":
 		return e.healthcheck(ctx, args[1:])
+	case "pull-secret":
+		return e.pullSecret(args[1:])
 	case "accounts":
 		return e.accounts(ctx, args[1:])
 	case "help", "-h", "-help", "--help":

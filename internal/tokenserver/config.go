@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/tlsx"
 )
 
 // Defaults of the optional configuration keys.
@@ -35,6 +35,14 @@ const (
 const (
 	minTokenTTL = time.Minute
 	maxTokenTTL = 24 * time.Hour
+)
+
+// Bounds of licenses.probe_interval: probes go to the vendor's API from
+// every replica, and a replica should not stay out of rotation for long
+// after the API is back.
+const (
+	minProbeInterval = time.Second
+	maxProbeInterval = time.Minute
 )
 
 // Config is the service's YAML configuration. Relative paths are relative to
@@ -56,13 +64,21 @@ type Config struct {
 	// SigningCert is an optional PEM certificate chain for SigningKey;
 	// when set, tokens carry it in x5c.
 	SigningCert string `yaml:"signing_cert"`
-	// PublishKeys are PEM public keys or certificates published in the
-	// JWKS besides the signing key: the previous key during a rotation.
+	// PublishKeys are PEM files published in the JWKS besides the signing
+	// key: the next key before a rotation, the previous one after it. A
+	// private key file publishes its public half and also opens the
+	// refresh tokens sealed under it; public keys and certificates are
+	// only published.
 	PublishKeys []string `yaml:"publish_keys"`
+	// PreviousSigningKeys are PEM private keys that signed before a
+	// rotation and are no longer published: refresh tokens sealed under
+	// them still open. Drop one after refresh_token_ttl.
+	PreviousSigningKeys []string `yaml:"previous_signing_keys"`
 	// RefreshTokenKeyFile holds the 32-byte AES key sealing refresh tokens
 	// (64 hex digits or 32 raw bytes). Without it the key is derived from
-	// the signing key, so rotating the signing key invalidates every
-	// refresh token.
+	// the signing key (tokens sealed under the private keys of
+	// publish_keys and previous_signing_keys open too), so a rotation
+	// keeps refresh tokens valid as long as the old key is kept.
 	RefreshTokenKeyFile string `yaml:"refresh_token_key_file"`
 	// TrustedProxies are CIDRs (or addresses) of reverse proxies whose
 	// X-Forwarded-For is believed when they are the connecting peer.
@@ -75,6 +91,19 @@ type Config struct {
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
 	// Timeouts of the HTTP server.
 	Timeouts TimeoutsConfig `yaml:"timeouts"`
+	// TLS, with a certificate, makes the service serve HTTPS only.
+	TLS TLSConfig `yaml:"tls"`
+}
+
+// TLSConfig is the service's HTTPS: its certificate pair (reloaded when the
+// files change) and, optionally, the CAs of the client certificates it
+// requires (mTLS from the gateway).
+type TLSConfig struct {
+	tlsx.ServerConfig `yaml:",inline"`
+	// ClientCAFile is a PEM file of the CAs whose client certificates are
+	// accepted; set, a client without such a certificate is refused at the
+	// handshake.
+	ClientCAFile string `yaml:"client_ca_file"`
 }
 
 // LicensesConfig selects exactly one licence backend and configures the
@@ -90,6 +119,9 @@ type LicensesConfig struct {
 	File string `yaml:"file"`
 	// PollInterval is how often the file is checked for changes.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// ProbeInterval is how often a backend that failed is probed, so that
+	// readiness recovers without logins.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
 	// HTTP configures the vendor licence API backend.
 	HTTP *HTTPLicenseConfig `yaml:"http"`
 	// SQL configures the account database backend (`tokenserver accounts`).
@@ -98,8 +130,11 @@ type LicensesConfig struct {
 
 // HTTPLicenseConfig is the vendor licence API.
 type HTTPLicenseConfig struct {
-	URL          string        `yaml:"url"`
-	ChannelsPath string        `yaml:"channels_path"`
+	URL          string `yaml:"url"`
+	ChannelsPath string `yaml:"channels_path"`
+	// UsernamePath, if set, is where the answer names the customer's
+	// e-mail address; other usernames are then refused.
+	UsernamePath string        `yaml:"username_path"`
 	Timeout      time.Duration `yaml:"timeout"`
 }
 
@@ -118,6 +153,9 @@ type RateLimitConfig struct {
 	PerUserBurst int     `yaml:"per_user_burst"`
 	// MaxEntries bounds the number of keys tracked.
 	MaxEntries int `yaml:"max_entries"`
+	// IPv6Prefix is the prefix length IPv6 clients are counted by (1–128,
+	// default 64); IPv4 clients are counted per address.
+	IPv6Prefix int `yaml:"ipv6_prefix"`
 }
 
 // TimeoutsConfig are the HTTP server's timeouts.
@@ -188,6 +226,9 @@ func (c *Config) SetDefaults() {
 	if l.PollInterval == 0 {
 		l.PollInterval = license.DefaultPollInterval
 	}
+	if l.ProbeInterval == 0 {
+		l.ProbeInterval = license.DefaultProbeInterval
+	}
 	if l.SQL != nil {
 		l.SQL.SetDefaults()
 	}
@@ -214,6 +255,9 @@ func (c *Config) SetDefaults() {
 	}
 	if r.MaxEntries == 0 {
 		r.MaxEntries = 100_000
+	}
+	if r.IPv6Prefix == 0 {
+		r.IPv6Prefix = DefaultIPv6Prefix
 	}
 	t := &c.Timeouts
 	d := httpx.DefaultTimeouts
@@ -257,8 +301,18 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	if c.SigningKey == "" && needKey {
 		add("signing_key: required")
 	}
+	for i, p := range c.PublishKeys {
+		if strings.TrimSpace(p) == "" {
+			add("publish_keys[%d]: empty path", i)
+		}
+	}
+	for i, p := range c.PreviousSigningKeys {
+		if strings.TrimSpace(p) == "" {
+			add("previous_signing_keys[%d]: empty path", i)
+		}
+	}
 	for i, p := range c.TrustedProxies {
-		if _, err := parsePrefix(p); err != nil {
+		if _, err := httpx.ParsePrefix(p); err != nil {
 			add("trusted_proxies[%d]: %v", i, err)
 		}
 	}
@@ -294,6 +348,9 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	if l.PollInterval < 0 {
 		add("licenses.poll_interval: %v is negative", l.PollInterval)
 	}
+	if l.ProbeInterval < minProbeInterval || l.ProbeInterval > maxProbeInterval {
+		add("licenses.probe_interval: %v is outside [%v, %v]", l.ProbeInterval, minProbeInterval, maxProbeInterval)
+	}
 	if h := l.HTTP; h != nil {
 		if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			add("licenses.http.url: %q is not an absolute http(s) URL", h.URL)
@@ -302,6 +359,14 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 		}
 		if h.Timeout <= 0 {
 			add("licenses.http.timeout: %v must be positive", h.Timeout)
+		}
+		if err := license.CheckPath(h.ChannelsPath); err != nil {
+			add("licenses.http.channels_path: %v", err)
+		}
+		if h.UsernamePath != "" {
+			if err := license.CheckPath(h.UsernamePath); err != nil {
+				add("licenses.http.username_path: %v", err)
+			}
 		}
 	}
 
@@ -315,10 +380,17 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	if r.MaxEntries < 0 {
 		add("rate_limit.max_entries: %d is negative", r.MaxEntries)
 	}
+	if r.IPv6Prefix < 1 || r.IPv6Prefix > 128 {
+		add("rate_limit.ipv6_prefix: %d is outside [1, 128]", r.IPv6Prefix)
+	}
 
 	t := c.Timeouts
 	if t.ReadHeader < 0 || t.Read < 0 || t.Write < 0 || t.Idle < 0 || t.Shutdown < 0 {
 		add("timeouts: must not be negative")
+	}
+	errs = append(errs, c.TLS.Problems()...)
+	if c.TLS.ClientCAFile != "" && !c.TLS.Enabled() {
+		add("tls.client_ca_file: client certificates need HTTPS: set tls.cert_file and tls.key_file too")
 	}
 	return errs
 }
@@ -347,19 +419,17 @@ func parseLevel(s string) (slog.Level, error) {
 	return slog.LevelInfo, fmt.Errorf("%q is not one of debug, info, warn, error", s)
 }
 
-// parsePrefix takes a CIDR or a single address.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		return p.Masked(), nil
+// CheckConfig validates the configuration file at path as the service does
+// at start; with files, it also loads the signing key, certificate, published
+// keys, refresh token key and licence file, as New would. It reports every
+// problem at once. It is `tokenserver check-config`.
+func CheckConfig(path string, files bool) error {
+	cfg, err := LoadConfig(path)
+	if err != nil || !files {
+		return err
 	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
+	// New loads every file and reports each one that fails; the server it
+	// builds is not started, so nothing listens and nothing is polled.
+	_, err = New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	return err
 }

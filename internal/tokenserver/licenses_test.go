@@ -66,7 +66,8 @@ func (a *licenceAPI) serve(w http.ResponseWriter, r *http.Request) {
 	for _, c := range channels {
 		objs = append(objs, map[string]string{"release": c, "id": "lic-" + c})
 	}
-	json.NewEncoder(w).Encode(map[string]any{"count": len(objs), "objects": objs})
+	owner := map[string]string{aliceToken: aliceUser, bobToken: bobUser}[tok]
+	json.NewEncoder(w).Encode(map[string]any{"count": len(objs), "objects": objs, "user": map[string]string{"email": owner}})
 }
 
 func withHTTPBackend(api *licenceAPI, timeout time.Duration) func(*Config) {

@@ -1,4 +1,9 @@
-package bench
+// Package loadgen is the benchmark's HTTP/1.1 load generator: kept-alive
+// connections to loopback addresses only, requests rendered to bytes up
+// front, cells of N workers bounded in count and time with a warm-up, and
+// the latency percentiles and rates of each cell. It also drives the
+// long-lived concurrent blob streams of the memory test.
+package loadgen
 
 import (
 	"bufio"
@@ -22,9 +27,9 @@ import (
 // costs several times more per request. Responses are parsed with
 // http.ReadResponse, which handles Content-Length, chunked and HEAD alike.
 
-// checkLoopback refuses any address that is not on this machine's loopback:
+// CheckLoopback refuses any address that is not on this machine's loopback:
 // the harness must never send load anywhere else.
-func checkLoopback(addr string) error {
+func CheckLoopback(addr string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
@@ -48,7 +53,7 @@ type Conn struct {
 // NewConn returns a connection to addr (host:port, loopback only) that dials
 // lazily; timeout bounds each request.
 func NewConn(addr string, timeout time.Duration) (*Conn, error) {
-	if err := checkLoopback(addr); err != nil {
+	if err := CheckLoopback(addr); err != nil {
 		return nil, err
 	}
 	return &Conn{addr: addr, timeout: timeout, buf: make([]byte, 64<<10)}, nil
@@ -314,16 +319,16 @@ func RunCell(ctx context.Context, cell Cell, newOp NewOp) (Result, error) {
 		return r, errors.New("bench: no request completed")
 	}
 	slices.Sort(all)
-	r.P50 = percentile(all, 0.50)
-	r.P99 = percentile(all, 0.99)
+	r.P50 = Percentile(all, 0.50)
+	r.P99 = Percentile(all, 0.99)
 	r.Max = all[len(all)-1]
 	r.RPS = float64(r.Requests) / elapsed.Seconds()
 	r.MBps = float64(r.Bytes) / 1e6 / elapsed.Seconds()
 	return r, nil
 }
 
-// percentile of sorted samples, nearest rank.
-func percentile(sorted []time.Duration, p float64) time.Duration {
+// Percentile of sorted samples, nearest rank.
+func Percentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
@@ -331,8 +336,8 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[max(0, min(k, len(sorted)-1))]
 }
 
-// expectStatus turns an unexpected status into an error.
-func expectStatus(r Response, want int) error {
+// ExpectStatus turns an unexpected status into an error.
+func ExpectStatus(r Response, want int) error {
 	if r.Status != want {
 		return fmt.Errorf("status %d, want %d", r.Status, want)
 	}

@@ -1,4 +1,8 @@
-package bench
+// Package report is the benchmark's results and their rendering: the
+// series of each workload with medians over the rounds, the ratios to the
+// baseline, the targets met or missed, and BENCHMARKS.md, latest.json and
+// latest.csv.
+package report
 
 import (
 	"bytes"
@@ -10,7 +14,45 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/bench/loadgen"
+	"github.com/acme/registry-gateway/internal/bench/micro"
+	"github.com/acme/registry-gateway/internal/bench/procstat"
 )
+
+// Names of groups and contenders that the targets look for.
+const (
+	// Groups of the manifest workload: the same contenders asked by tag
+	// (what the targets were set on) and by digest (what docker GETs after
+	// resolving the tag with a HEAD).
+	GroupTag    = "by tag"
+	GroupDigest = "by digest"
+
+	ContenderDirect       = "direct"
+	ContenderGateway      = "gateway"
+	ContenderGatewayCache = "gateway+cache"
+	ContenderNginx        = "nginx"
+	ContenderGatewayBlobs = "gateway (proxy_blobs)"
+)
+
+// Params are the settings of a run that the report states.
+type Params struct {
+	// Notes and Results are the paths of the notes file and of the raw
+	// results, as the reader finds them (relative to the module root).
+	Notes, Results string
+	Rounds         int
+	BlobRounds     int
+	CellRequests   int
+	CellTime       time.Duration
+	Warmup         int
+	Accounts       int
+	BlobSize       int64
+	MicroBenchtime string
+	ProfileSeconds int
+	// CacheOff and CacheOn are the manifest_cache settings of the gateways
+	// under test; CacheTagTTL the tag_ttl of CacheOn.
+	CacheOff, CacheOn, CacheTagTTL string
+}
 
 // Env is the machine a run measured.
 type Env struct {
@@ -24,13 +66,13 @@ type Env struct {
 
 // Series is one contender at one concurrency level over all rounds.
 type Series struct {
-	Workload    string   `json:"workload"`
-	Group       string   `json:"group,omitempty"` // ratios are taken within a group
-	Contender   string   `json:"contender"`
-	Baseline    bool     `json:"baseline,omitempty"`
-	Concurrency int      `json:"concurrency"`
-	Rounds      []Result `json:"rounds"`
-	Summary     Summary  `json:"summary"`
+	Workload    string           `json:"workload"`
+	Group       string           `json:"group,omitempty"` // ratios are taken within a group
+	Contender   string           `json:"contender"`
+	Baseline    bool             `json:"baseline,omitempty"`
+	Concurrency int              `json:"concurrency"`
+	Rounds      []loadgen.Result `json:"rounds"`
+	Summary     Summary          `json:"summary"`
 }
 
 // Summary is the median over the rounds, with the range.
@@ -50,7 +92,8 @@ type Summary struct {
 	UpstreamCPU time.Duration `json:"upstream_cpu_per_request_ns"`
 }
 
-func (s *Series) summarize() {
+// Summarize sets Summary from Rounds.
+func (s *Series) Summarize() {
 	var rps, mbps []float64
 	var p50, p99, scpu, ucpu []time.Duration
 	sum := Summary{}
@@ -123,28 +166,17 @@ type LicenceHerd struct {
 
 // RSSReport is the gateway's memory under many concurrent blob streams.
 type RSSReport struct {
-	Streams     int           `json:"streams"`
-	Started     int           `json:"started"` // streams that were all flowing at once
-	StreamBytes int64         `json:"stream_bytes"`
-	Bytes       int64         `json:"bytes"`
-	Errors      int           `json:"errors"`
-	FirstErr    string        `json:"first_error,omitempty"`
-	Elapsed     time.Duration `json:"elapsed_ns"`
-	Idle        Memory        `json:"idle"`
-	Peak        Memory        `json:"peak"`
+	Streams     int             `json:"streams"`
+	Started     int             `json:"started"` // streams that were all flowing at once
+	StreamBytes int64           `json:"stream_bytes"`
+	Bytes       int64           `json:"bytes"`
+	Errors      int             `json:"errors"`
+	FirstErr    string          `json:"first_error,omitempty"`
+	Elapsed     time.Duration   `json:"elapsed_ns"`
+	Idle        procstat.Memory `json:"idle"`
+	Peak        procstat.Memory `json:"peak"`
 	// Direct is the same streams straight from the S3 store, for scale.
 	Direct *RSSReport `json:"direct,omitempty"`
-}
-
-// MicroResult is one line of `go test -bench` output.
-type MicroResult struct {
-	Package   string  `json:"package"`
-	Name      string  `json:"name"`
-	N         int64   `json:"n"`
-	NsPerOp   float64 `json:"ns_per_op"`
-	BPerOp    float64 `json:"bytes_per_op"`
-	AllocsOp  float64 `json:"allocs_per_op"`
-	Unchanged bool    `json:"-"`
 }
 
 // Target is one goal of issue 5 and how this run did.
@@ -207,7 +239,7 @@ type Report struct {
 	Licence  *LicenceReport  `json:"licence,omitempty"`
 	Blob     []*Series       `json:"blob,omitempty"`
 	RSS      *RSSReport      `json:"rss,omitempty"`
-	Micro    []MicroResult   `json:"micro,omitempty"`
+	Micro    []micro.Result  `json:"micro,omitempty"`
 	Profiles []ProfileResult `json:"profiles,omitempty"`
 	Targets  []Target        `json:"targets,omitempty"`
 	Notes    []string        `json:"notes,omitempty"`
@@ -215,25 +247,31 @@ type Report struct {
 	ManifestInfo string `json:"manifest_info,omitempty"`
 }
 
-func newReport(o Options) *Report {
-	return &Report{
-		Started: time.Now().UTC(),
-		Env:     environment(),
-		Options: map[string]any{
-			"rounds": o.Rounds, "blob_rounds": o.BlobRounds, "concurrency": o.Concurrency,
-			"cell_requests": o.CellRequests, "cell_time": o.CellTime.String(), "warmup": o.Warmup,
-			"blob_size": o.BlobSize, "streams": o.Streams, "stream_bytes": o.StreamBytes,
-			"micro_benchtime": o.MicroBenchtime, "profile_seconds": o.ProfileSeconds, "accounts": o.Accounts, "workloads": o.Workloads, "gateway_env": o.GatewayEnv,
-		},
-	}
+// ProfileResult is one profile of the profile pass.
+type ProfileResult struct {
+	Name     string `json:"name"`
+	Workload string `json:"workload"`
+	Load     string `json:"load"`
+	File     string `json:"file"`
+	Top      string `json:"top"`
+	HeapFile string `json:"heap_file,omitempty"`
+	HeapTop  string `json:"heap_top,omitempty"`
+	MemStats string `json:"memstats,omitempty"`
 }
 
-// write saves the raw numbers and the Markdown report.
-func (h *harness) write() error {
-	r := h.report
-	r.Targets = evaluateTargets(r)
-	if h.opts.Results != "" {
-		dir := h.path(h.opts.Results)
+// Files are where Save writes; an empty path is not written.
+type Files struct {
+	Results string // directory of latest.json and latest.csv
+	Report  string // BENCHMARKS.md
+	Notes   string // hand-written notes copied into the report
+}
+
+// Save evaluates the targets, then writes the raw numbers and the
+// Markdown report.
+func Save(r *Report, p Params, f Files) error {
+	r.Targets = Evaluate(r, p)
+	if f.Results != "" {
+		dir := f.Results
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
@@ -244,23 +282,22 @@ func (h *harness) write() error {
 		if err := os.WriteFile(filepath.Join(dir, "latest.json"), append(data, '\n'), 0o644); err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dir, "latest.csv"), rawCSV(r), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "latest.csv"), CSV(r), 0o644); err != nil {
 			return err
 		}
 	}
-	if h.opts.Report == "" {
+	if f.Report == "" {
 		return nil
 	}
 	var notes []byte
-	if h.opts.Notes != "" {
-		notes, _ = os.ReadFile(h.path(h.opts.Notes))
+	if f.Notes != "" {
+		notes, _ = os.ReadFile(f.Notes)
 	}
-	md := renderMarkdown(r, h.opts, notes)
-	return os.WriteFile(h.path(h.opts.Report), md, 0o644)
+	return os.WriteFile(f.Report, Markdown(r, p, notes), 0o644)
 }
 
-// rawCSV has one line per measured cell.
-func rawCSV(r *Report) []byte {
+// CSV has one line per measured cell.
+func CSV(r *Report) []byte {
 	var b bytes.Buffer
 	b.WriteString("workload,group,contender,concurrency,round,requests,errors,elapsed_s,rps,mbps,p50_ms,p99_ms,max_ms,server_cpu_us,upstream_cpu_us\n")
 	for _, group := range [][]*Series{r.Manifest, r.Token, r.Blob} {
@@ -272,14 +309,6 @@ func rawCSV(r *Report) []byte {
 		}
 	}
 	return b.Bytes()
-}
-
-// path resolves p against the module root unless it is absolute.
-func (h *harness) path(p string) string {
-	if filepath.IsAbs(p) {
-		return p
-	}
-	return filepath.Join(h.opts.Root, p)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
@@ -315,7 +344,8 @@ func groups(list []*Series) []string {
 	return gs
 }
 
-func inGroup(list []*Series, group string) []*Series {
+// InGroup are the series of list in group.
+func InGroup(list []*Series, group string) []*Series {
 	var out []*Series
 	for _, s := range list {
 		if s.Group == group {
@@ -363,7 +393,8 @@ func ratio(s, base *Series, mb bool) (med, lo, hi float64) {
 	return med, slices.Min(pairs), slices.Max(pairs)
 }
 
-func evaluateTargets(r *Report) []Target {
+// Evaluate checks the targets against what r measured.
+func Evaluate(r *Report, p Params) []Target {
 	var ts []Target
 	// Each manifest target row gives the pass-through gateway (cache off:
 	// every request upstream, as the first pull of a new tag or digest) and
@@ -371,7 +402,7 @@ func evaluateTargets(r *Report) []Target {
 	for _, grp := range groups(r.Manifest) {
 		cachedLabel := "cached"
 		if grp == GroupTag {
-			cachedLabel = "cached (tag_ttl " + cacheTagTTL + ")"
+			cachedLabel = "cached (tag_ttl " + p.CacheTagTTL + ")"
 		}
 		for _, c := range concurrencies(r.Manifest) {
 			pass, cached := findIn(r.Manifest, grp, ContenderGateway, c), findIn(r.Manifest, grp, ContenderGatewayCache, c)
@@ -380,8 +411,8 @@ func evaluateTargets(r *Report) []Target {
 				name, want string
 				met        func(float64) bool
 			}{
-				{findIn(r.Manifest, grp, "direct", c), "direct", "≥ 0.85×", func(q float64) bool { return q >= 0.85 }},
-				{findIn(r.Manifest, grp, "nginx", c), "nginx keep-alive", "> 1.00×", func(q float64) bool { return q > 1 }},
+				{findIn(r.Manifest, grp, ContenderDirect, c), "direct", "≥ 0.85×", func(q float64) bool { return q >= 0.85 }},
+				{findIn(r.Manifest, grp, ContenderNginx, c), "nginx keep-alive", "> 1.00×", func(q float64) bool { return q > 1 }},
 			} {
 				if cmp.vs == nil || cmp.vs.Summary.RPS == 0 {
 					continue
@@ -403,7 +434,7 @@ func evaluateTargets(r *Report) []Target {
 		}
 	}
 	if len(r.Blob) > 0 {
-		gw, direct := find(r.Blob, "gateway (proxy_blobs)", 1), find(r.Blob, "direct", 1)
+		gw, direct := find(r.Blob, ContenderGatewayBlobs, 1), find(r.Blob, ContenderDirect, 1)
 		if gw != nil && direct != nil {
 			q, _, _ := ratio(gw, direct, true)
 			ts = append(ts, Target{Name: "256 MiB blob, gateway (proxy_blobs) vs direct", Want: "≥ 0.80×",
@@ -505,8 +536,8 @@ func addCommas(s string) string {
 	return b.String()
 }
 
-// renderMarkdown writes BENCHMARKS.md.
-func renderMarkdown(r *Report, o Options, notes []byte) []byte {
+// Markdown renders BENCHMARKS.md; notes are copied at its end.
+func Markdown(r *Report, o Params, notes []byte) []byte {
 	var b bytes.Buffer
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("# Benchmarks\n\n")
@@ -519,7 +550,7 @@ func renderMarkdown(r *Report, o Options, notes []byte) []byte {
 	p(".\n\n")
 	p("## How it is measured\n\n")
 	p("- Every server under test is a separate process: `bin/gateway` and `bin/tokenserver` are built with `go build` from this tree, configured through their YAML files in a temporary directory. ")
-	p("The load generator (`internal/bench`, a lean HTTP/1.1 keep-alive client) runs in the harness process; the fixtures (the upstream registry — a stock distribution registry, the same one for every contender —, a fake S3 store, a licence API answering in 5 ms) run in another process.\n")
+	p("The load generator (`internal/bench/loadgen`, a lean HTTP/1.1 keep-alive client) runs in the harness process; the fixtures (the upstream registry — a stock distribution registry, the same one for every contender —, a fake S3 store, a licence API answering in 5 ms) run in another process.\n")
 	p("- **Interleaved**: in each of %d rounds every contender is measured at every concurrency level, the order of the contenders rotating from round to round, so that noise hits all alike. Tables give the **median over the rounds** with the **min–max** in brackets; ratios are of medians, with the min–max of the per-round ratios in brackets.\n", o.Rounds)
 	p("- A cell is %s requests or %s, whichever ends first, after %d unmeasured warm-up requests per worker on kept-alive connections; a worker is one connection. Latencies are per request, p50/p99 by nearest rank.\n", addCommas(fmt.Sprint(o.CellRequests)), o.CellTime, o.Warmup)
 	p("- **%d cores shared**: the load generator, the server under test and the upstream all compete for the same cores. That is inherent to a one-machine benchmark: absolute numbers are lower bounds of what a server does alone, and a contender that costs more CPU per request also takes CPU from the upstream. Ratios from the same run are the meaningful part.\n", r.Env.CPUs)
@@ -533,7 +564,7 @@ func renderMarkdown(r *Report, o Options, notes []byte) []byte {
 		}
 		p("\n")
 		if len(r.Manifest) > 0 {
-			p("Manifest rows: **pass-through** is `gateway`, the manifest cache off, so every request makes the upstream round trip (as the first pull of a new tag or digest does); **cached** is `gateway+cache`, the same gateway with the manifest cache on (`tag_ttl: %s`), answering repeated pulls from memory after the same token check.\n\n", cacheTagTTL)
+			p("Manifest rows: **pass-through** is `gateway`, the manifest cache off, so every request makes the upstream round trip (as the first pull of a new tag or digest does); **cached** is `gateway+cache`, the same gateway with the manifest cache on (`tag_ttl: %s`), answering repeated pulls from memory after the same token check.\n\n", o.CacheTagTTL)
 		}
 	}
 
@@ -541,14 +572,14 @@ func renderMarkdown(r *Report, o Options, notes []byte) []byte {
 		p("## 1. Manifest GET\n\n")
 		p("%s\n\n", r.ManifestInfo)
 		p("- **direct**: the client asks the upstream registry itself (the baseline).\n")
-		p("- **gateway** (pass-through): `bin/gateway` with a valid ES256 token (verified-token cache warm), `manifest_cache: %s`, forwarding every request to the upstream with its static upstream credential, access log off.\n", cacheOff)
-		p("- **gateway+cache**: the same with `manifest_cache: %s`: the token is still checked on every request, then the manifest comes from the gateway's memory. The warm-up fills the cache; by tag, the entry expires every %s and one request then goes upstream.\n", cacheOn, cacheTagTTL)
+		p("- **gateway** (pass-through): `bin/gateway` with a valid ES256 token (verified-token cache warm), `manifest_cache: %s`, forwarding every request to the upstream with its static upstream credential, access log off.\n", o.CacheOff)
+		p("- **gateway+cache**: the same with `manifest_cache: %s`: the token is still checked on every request, then the manifest comes from the gateway's memory. The warm-up fills the cache; by tag, the entry expires every %s and one request then goes upstream.\n", o.CacheOn, o.CacheTagTTL)
 		p("- **nginx**: `proxy_pass` with `keepalive 256` to the upstream, `proxy_http_version 1.1`, the upstream credential set with `proxy_set_header`, one worker per core, access log off — a reverse proxy that checks nothing and caches nothing.\n\n")
 		for _, g := range groups(r.Manifest) {
 			if g != "" {
 				p("### %s\n\n", strings.ToUpper(g[:1])+g[1:])
 			}
-			seriesTable(&b, inGroup(r.Manifest, g), "requests/s", "× direct", false)
+			seriesTable(&b, InGroup(r.Manifest, g), "requests/s", "× direct", false)
 		}
 	}
 	if len(r.Token) > 0 {
