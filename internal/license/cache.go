@@ -351,12 +351,15 @@ func (c *Cache) Len() int {
 // cache either). It starts out true, and only Monitor's first probe or a
 // failed look-up can make it false; Monitor makes it true again once the
 // backend answers, whether or not logins come in.
+//
+// A Versioned backend that cannot tell its version serves nothing from the
+// cache, so a licence stored lately does not count then.
 func (c *Cache) Healthy() bool {
 	if !c.lastUnavailable.Load() {
 		return true
 	}
 	last := c.lastGood.Load()
-	return last != 0 && c.clock().Before(time.Unix(0, last).Add(c.ttl))
+	return last != 0 && c.clock().Before(time.Unix(0, last).Add(c.ttl)) && c.version() != noVersion
 }
 
 // Monitor keeps Healthy in step with the backend without login traffic,

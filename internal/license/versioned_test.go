@@ -64,3 +64,28 @@ func TestCacheVersioned(t *testing.T) {
 		t.Errorf("%d backend calls, want 8", n)
 	}
 }
+
+// A licence stored lately keeps a cache healthy while the backend fails
+// only if it can be served: not while a Versioned backend cannot tell its
+// version.
+func TestCacheVersionedHealthy(t *testing.T) {
+	be := &versionedBackend{scriptedBackend: newScripted()}
+	be.ok.Store(true)
+	be.set("alice", licenceFor("alice", "stable"))
+	c := NewCache(be, CacheConfig{Logger: discard()})
+	ctx := t.Context()
+	if _, err := c.Lookup(ctx, creds("alice")); err != nil {
+		t.Fatal(err)
+	}
+	be.set("bob", func() (License, error) { return License{}, ErrUnavailable })
+	if _, err := c.Lookup(ctx, creds("bob")); !errors.Is(err, ErrUnavailable) {
+		t.Fatal(err)
+	}
+	if !c.Healthy() {
+		t.Error("unhealthy with alice's licence servable from the cache")
+	}
+	be.ok.Store(false)
+	if c.Healthy() {
+		t.Error("healthy while the backend fails and nothing cached may be served")
+	}
+}
