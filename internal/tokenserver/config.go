@@ -428,8 +428,12 @@ func CheckConfig(path string, files bool) error {
 	if err != nil || !files {
 		return err
 	}
-	// New loads every file and reports each one that fails; the server it
+	// New loads every file and reports each one that fails (with
+	// licenses.sql, it connects and checks the schema); the server it
 	// builds is not started, so nothing listens and nothing is polled.
-	_, err = New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
-	return err
+	srv, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	return srv.Close()
 }

@@ -123,6 +123,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		add(err)
 	}
 	if len(errs) > 0 {
+		_ = s.Close() // the account database, if it was opened
 		return nil, errors.Join(errs...)
 	}
 	if s.tls != nil {

@@ -150,3 +150,27 @@ func TestSQLRefusesUnusableSchema(t *testing.T) {
 		t.Errorf("config errors: %v", err)
 	}
 }
+
+// check-config with the files connects to the account database and reports
+// a schema the service would refuse; without them it checks values only.
+func TestSQLCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "token.key")
+	writeECKey(t, key)
+	db := accountstest.SQLite(t)
+	path := filepath.Join(dir, "tokenserver.yaml")
+	conf := "issuer: i\nservice: s\nsigning_key: " + key + "\nlicenses:\n  sql: {driver: sqlite, dsn: " + db.DSN + "}\n"
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckConfig(path, false); err != nil {
+		t.Errorf("values only: %v", err)
+	}
+	if err := CheckConfig(path, true); err == nil || !strings.Contains(err.Error(), "tokenserver accounts migrate") {
+		t.Errorf("un-migrated database: %v", err)
+	}
+	accountstest.Open(t, db, accounts.Options{}).Close()
+	if err := CheckConfig(path, true); err != nil {
+		t.Errorf("migrated database: %v", err)
+	}
+}
