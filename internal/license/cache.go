@@ -39,8 +39,7 @@ type Observer interface {
 	// LookupDone reports one call to the wrapped backend (cache misses only;
 	// collapsed concurrent look-ups count once). backend is "http", "file",
 	// the BackendName() of a custom Backend that has one, or its Go type;
-	// outcome is one of the Outcome
-	// constants.
+	// outcome is one of the Outcome constants.
 	LookupDone(backend, outcome string, d time.Duration)
 	// CacheHit reports an answer served from the cache: positive for a
 	// licence, negative for a cached ErrBadCredentials.
@@ -144,10 +143,10 @@ func NewCache(b Backend, cfg CacheConfig) *Cache {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	versioned, _ := b.(Versioned)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	versioned, _ := b.(Versioned)
 	return &Cache{
 		versioned:   versioned,
 		backend:     b,
