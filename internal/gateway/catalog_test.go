@@ -8,12 +8,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
-
-	"github.com/acme/registry-gateway/internal/ecrfake"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -162,36 +157,5 @@ func TestCatalogFromPlainRegistry(t *testing.T) {
 	}
 	if up := e.upstream.last(); up.Path != "/v2/_catalog" || up.Header.Get("Authorization") != basic(testUser, testPassword) {
 		t.Errorf("upstream saw %s with %q", up.Path, up.Header.Get("Authorization"))
-	}
-}
-
-func TestECRListerWithSDK(t *testing.T) {
-	names := make([]string, 0, 2500)
-	for i := range 2500 {
-		names = append(names, "acme/stable/app"+itoa(i))
-	}
-	fake := ecrfake.New(ecrfake.Options{Repositories: names})
-	t.Cleanup(fake.Close)
-	client := awsecr.New(awsecr.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(fake.URL()),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret", Expires: time.Now().Add(time.Hour), CanExpire: true}, nil
-		}),
-	})
-	l := &ECRLister{Client: client, RegistryID: "123456789012"}
-	got, err := l.Repositories(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// 1,000 a page: three pages. The SDK may retry a call on a transient
-	// error of a loaded machine, so a fourth is no failure; 25 calls (the
-	// default page of 100) would be.
-	if n := fake.Calls("DescribeRepositories"); len(got) != 2500 || n < 3 || n > 4 {
-		t.Errorf("%d names in %d calls", len(got), fake.Calls("DescribeRepositories"))
-	}
-	fake.FailNext(1, http.StatusForbidden)
-	if _, err := l.Repositories(context.Background()); err == nil {
-		t.Error("no error on AccessDenied")
 	}
 }

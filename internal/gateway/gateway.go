@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -42,9 +40,9 @@ type Options struct {
 	// NewUpstreamTransport); the gateway wraps it with its credential,
 	// retry, redirect and timing round-trippers.
 	Transport http.RoundTripper
-	// ECRClientOptions tune the AWS SDK ECR client built for the ecr
-	// source (retries, endpoint, …).
-	ECRClientOptions []func(*awsecr.Options)
+	// ECR tunes the AWS SDK client of the ecr source (endpoint, HTTP
+	// client, retries).
+	ECR ecr.ClientOptions
 }
 
 // Gateway is the gateway's http.Handler. Build it with New; Close it to
@@ -114,16 +112,16 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	if creds == nil {
 		switch u := cfg.Upstream; {
 		case u.ECR != nil:
-			awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(u.ECR.Region))
+			fetcher, err := ecr.NewSDKFetcher(ctx, u.ECR.Region, u.ECR.RegistryID, opts.ECR)
 			if err != nil {
-				return nil, fmt.Errorf("AWS config: %w", err)
+				return nil, err
 			}
-			client := awsecr.NewFromConfig(awsCfg, opts.ECRClientOptions...)
-			source = ecr.NewSource(ecr.NewSDKFetcherFromClient(client, u.ECR.RegistryID),
-				ecr.Options{Clock: opts.Clock, Logger: opts.Logger, Observer: &observer})
+			source = ecr.NewSource(fetcher, ecr.Options{Clock: opts.Clock, Logger: opts.Logger, Observer: &observer})
 			creds = source
 			if lister == nil {
-				lister = &ECRLister{Client: client, RegistryID: u.ECR.RegistryID}
+				l := fetcher.Lister()
+				l.Max = maxCatalogRepos
+				lister = l
 			}
 		case u.Static != nil:
 			source = ecr.NewSource(ecr.StaticFetcher{Username: u.Static.Username, PasswordFile: u.Static.PasswordFile, ProxyEndpoint: u.URL},
