@@ -64,9 +64,9 @@ type Gateway struct {
 	readyz    http.Handler
 	metricH   http.Handler
 
-	accessLog bool
-	clients   *httpx.ClientAddr
-	closers   []func()
+	handler http.Handler
+	clients *httpx.ClientAddr
+	closers []func()
 }
 
 var _ http.Handler = (*Gateway)(nil)
@@ -92,8 +92,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	}
 	g := &Gateway{
 		cfg: cfg, log: opts.Logger, clock: opts.Clock,
-		errs:      httpx.Handler{Log: opts.Logger},
-		accessLog: cfg.AccessLog == nil || *cfg.AccessLog,
+		errs: httpx.Handler{Log: opts.Logger},
 	}
 	defer func() {
 		if err != nil {
@@ -260,6 +259,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	g.healthz = httpx.Healthz()
 	g.readyz = httpx.Readyz(checks)
 	g.metricH = promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})
+	g.handler = g.newHandler()
 
 	if source != nil {
 		g.closers = append(g.closers, source.Close)
@@ -402,7 +402,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 // Gateway.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	t := ServerTimeouts(g.cfg)
-	srv := httpx.NewServer(ln.Addr().String(), g, t, g.log)
+	srv := httpx.NewServer(ln.Addr().String(), g.handler, t, g.log)
 	if g.tls != nil {
 		ln = g.tls.Listener(ln)
 	}
