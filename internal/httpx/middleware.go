@@ -108,8 +108,12 @@ func NewAccessLog(o AccessLogOptions) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			rw := NewRecorder(w)
-			rec := &Record{}
+			// One allocation for both: this runs for every request.
+			st := &struct {
+				rw  Recorder
+				rec Record
+			}{rw: Recorder{ResponseWriter: w}}
+			rw, rec := &st.rw, &st.rec
 			r = r.WithContext(context.WithValue(r.Context(), recordKey{}, rec))
 			defer func() {
 				// A panic (ReverseProxy's ErrAbortHandler for a stream
