@@ -45,9 +45,6 @@ func routeOf(r *http.Request) *routed {
 // around the dispatch.
 func (g *Gateway) Handler() http.Handler { return g.handler }
 
-// ServeHTTP serves r with Handler, so that a Gateway is an http.Handler.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.handler.ServeHTTP(w, r) }
-
 // newHandler wraps the dispatch in the shared middleware: one access line a
 // request (only failures with access_log off), counted by route.
 func (g *Gateway) newHandler() http.Handler {
