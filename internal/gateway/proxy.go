@@ -138,6 +138,7 @@ func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
 	}
 	if p.prefix != "" && resp.StatusCode == http.StatusOK && resp.Request.Method == http.MethodGet &&
 		routeOf(resp.Request).Kind == RouteTags {
+		// Without a prefix the names agree already.
 		return p.rewriteTagsList(resp)
 	}
 	return nil
@@ -199,9 +200,9 @@ func (p *upstreamProxy) rewriteTagsList(resp *http.Response) error {
 	}
 	var name string
 	if err := json.Unmarshal(body["name"], &name); err == nil {
-		if client, ok := strings.CutPrefix(name, p.prefix); ok {
-			body["name"], _ = json.Marshal(client)
-		}
+		// The answer is for the route's repository, whatever name the
+		// upstream gives it: never show the upstream's.
+		body["name"], _ = json.Marshal(routeOf(resp.Request).Name)
 	}
 	out, err := json.Marshal(body)
 	if err != nil {
