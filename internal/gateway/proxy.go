@@ -40,7 +40,6 @@ func (b *bufferPool) Put(p []byte) {
 type upstreamProxy struct {
 	upstream *url.URL
 	prefix   string
-	auth     *authHeader
 	errs     httpx.Handler
 	refused  func() // metrics hook: an upstream 401/403 answered 502
 }

@@ -92,7 +92,8 @@ func (f *SDKFetcher) Fetch(ctx context.Context) (Credential, error) {
 	if f.registryID != "" {
 		// Deprecated by AWS (the token works for every registry the principal
 		// may access) but still accepted; it pins the returned proxyEndpoint.
-		in.RegistryIds = []string{f.registryID} //nolint:staticcheck
+		//lint:ignore SA1019 the only way to pin the returned proxyEndpoint
+		in.RegistryIds = []string{f.registryID}
 	}
 	out, err := f.client.GetAuthorizationToken(ctx, in)
 	if err != nil {
