@@ -58,9 +58,9 @@ func timed(next http.RoundTripper, observe func(time.Duration), clock func() tim
 }
 
 // credentialTransport is the one place the upstream credential is put on a
-// request and, when the upstream answers 401, refreshes the credential once (shared with every
-// concurrent request that saw the same 401) and retries the request once;
-// not within refreshHoldOff of the last such refresh.
+// request. When the upstream answers 401, it refreshes the credential once
+// (shared with every concurrent request that saw the same 401) and retries
+// the request once; not within refreshHoldOff of the last such refresh.
 // Only requests without a body are retried, which is every request the
 // gateway forwards.
 type credentialTransport struct {
