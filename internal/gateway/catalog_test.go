@@ -9,7 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/acme/registry-gateway/internal/ecrfake"
 	"github.com/acme/registry-gateway/pkg/auth"
+	"github.com/acme/registry-gateway/pkg/ecr"
 )
 
 type staticLister struct {
@@ -157,5 +159,29 @@ func TestCatalogFromPlainRegistry(t *testing.T) {
 	}
 	if up := e.upstream.last(); up.Path != "/v2/_catalog" || up.Header.Get("Authorization") != basic(testUser, testPassword) {
 		t.Errorf("upstream saw %s with %q", up.Path, up.Header.Get("Authorization"))
+	}
+}
+
+// TestCatalogFromECR: with the ecr source, the catalog lists the registry
+// with DescribeRepositories through the SDK client pkg/ecr builds, tuned
+// by Options.ECR (the environment's endpoint is dead: the option is what
+// reaches the fake).
+func TestCatalogFromECR(t *testing.T) {
+	fake := ecrfake.New(ecrfake.Options{RegistryID: "123456789012", Repositories: upstreamRepos})
+	t.Cleanup(fake.Close)
+	fake.SetEnv(t)
+	t.Setenv("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:1")
+	e := newEnv(t, newFakeRegistry(), func(c *Config, o *Options) {
+		c.Upstream.Static = nil
+		c.Upstream.ECR = &ECRConfig{Region: "us-east-1", RegistryID: "123456789012"}
+		o.Credentials = nil
+		o.ECR = ecr.ClientOptions{Endpoint: fake.URL(), MaxAttempts: 1}
+	})
+	p, resp := getCatalog(t, e, "", catalogToken(e, "stable"))
+	if resp.StatusCode != http.StatusOK || !slices.Equal(p.Repositories, []string{"stable/app", "stable/db", "stable/web", "stable/zz"}) {
+		t.Fatalf("%d %v", resp.StatusCode, p.Repositories)
+	}
+	if n := fake.Calls("DescribeRepositories"); n != 1 {
+		t.Errorf("%d DescribeRepositories calls, want 1", n)
 	}
 }
