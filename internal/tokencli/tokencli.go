@@ -1,8 +1,9 @@
 // Package tokencli holds the operator commands of the tokenserver binary:
 // keygen (signing key, certificate, JWKS), inspect (decode and verify a
 // token), token (run a client's login flow and inspect what comes back),
-// healthcheck (for container images that have no curl) and pull-secret (a
-// Kubernetes pull secret for a customer).
+// healthcheck (for container images that have no curl), pull-secret (a
+// Kubernetes pull secret for a customer) and accounts (the customer
+// accounts of the licenses.sql backend).
 //
 // The commands are for people reading a terminal: aligned columns, colour
 // only on a terminal, and failures explained in words rather than error
@@ -14,8 +15,8 @@
 // rendering) make the `token` command; inspect.go, jwt.go (decoding),
 // verify.go (keys and verification) and report.go (result and rendering)
 // make `inspect`, which `token` reuses for the token it gets; keygen.go,
-// healthcheck.go and pullsecret.go are one command each; style.go is the
-// terminal's colours and times. The WWW-Authenticate challenge is
+// healthcheck.go, pullsecret.go and accounts.go are one command each;
+// style.go is the terminal's colours and times. The WWW-Authenticate challenge is
 // pkg/auth's Challenge, the same type the gateway writes.
 package tokencli
 
@@ -110,6 +111,8 @@ const usage = `Operator commands of the tokenserver binary:
   tokenserver pull-secret -registry HOST -username USER [-name regcred] [-namespace NS] < api-token
       print a Kubernetes pull secret (kubernetes.io/dockerconfigjson) that
       kubelet can use: username and API token, no identity token
+  tokenserver accounts add|list|show|grant|token|… -config FILE
+      customer accounts of the licenses.sql backend (accounts help)
 
 Run a command with -h for its flags.
 `
@@ -130,6 +133,8 @@ func (e *env) run(ctx context.Context, args []string) int {
 		return e.healthcheck(ctx, args[1:])
 	case "pull-secret":
 		return e.pullSecret(args[1:])
+	case "accounts":
+		return e.accounts(ctx, args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK

@@ -18,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license"
 	"github.com/acme/registry-gateway/internal/tlsx"
@@ -67,6 +68,8 @@ type Server struct {
 
 	licenses *license.Cache
 	file     *license.FileBackend // nil unless the file backend is used
+	accounts *accounts.DB         // nil unless the sql backend is used
+	sql      *accounts.Backend    // nil unless the sql backend is used
 	limiter  *loginLimiter        // nil when rate limiting is disabled
 	clients  *httpx.ClientAddr
 	metrics  *metrics
@@ -75,6 +78,7 @@ type Server struct {
 	// ownClient is the licence API client New built (not one injected
 	// through Options): Close drops its idle connections.
 	ownClient *http.Client
+	closeOnce sync.Once
 
 	errs      httpx.Handler
 	challenge string // WWW-Authenticate of a 401
@@ -84,9 +88,9 @@ type Server struct {
 // New builds a Server: it loads the signing key, the refresh token key and
 // the licence backend. Every problem of cfg, including files that do not
 // load, is reported in one error. cfg is not modified (New fills the
-// defaults into its own copy). ctx bounds the building, not the Server's
-// life (Run's ctx does that); the backends New builds today read only
-// files, so it is checked once, before anything is loaded.
+// defaults into its own copy). ctx bounds the building (connecting to the
+// account database of licenses.sql), not the Server's life: Run's ctx does
+// that. Close releases what New opened.
 func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 	if config == nil {
 		return nil, errors.New("tokenserver: no configuration")
@@ -124,7 +128,7 @@ func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 	}
 	s.metrics = newMetrics(func() int { return s.limiter.Len() })
 	add(s.loadKeys())
-	add(s.buildLicenses())
+	add(s.buildLicenses(ctx))
 	var err error
 	if s.clients, err = httpx.NewClientAddr(cfg.TrustedProxies); err != nil {
 		errs = append(errs, fmt.Errorf("trusted_proxies: %w", err))
@@ -134,6 +138,7 @@ func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 		add(err)
 	}
 	if len(errs) > 0 {
+		s.Close() // the account database, if it was opened
 		return nil, errors.Join(errs...)
 	}
 	if s.tls != nil {
@@ -274,7 +279,7 @@ func uniqueKeys(pubs []crypto.PublicKey) []crypto.PublicKey {
 
 // buildLicenses wires the configured backend behind the cache, with the
 // metrics as its observer.
-func (s *Server) buildLicenses() error {
+func (s *Server) buildLicenses(ctx context.Context) error {
 	lc := s.cfg.Licenses
 	backend := s.opts.Backend
 	switch {
@@ -301,6 +306,11 @@ func (s *Server) buildLicenses() error {
 			return fmt.Errorf("licenses.http: %w", err)
 		}
 		backend = hb
+	case lc.SQL != nil:
+		if err := s.openAccounts(ctx, lc.SQL); err != nil {
+			return fmt.Errorf("licenses.sql: %w", err)
+		}
+		backend = s.sql
 	default:
 		return nil // reported by Validate
 	}
@@ -311,6 +321,26 @@ func (s *Server) buildLicenses() error {
 		Clock:       s.now,
 		Observer:    s.metrics,
 		Logger:      s.log,
+	})
+	return nil
+}
+
+// openAccounts connects to the account database and refuses a schema this
+// binary was not written for (not migrated, older or newer).
+func (s *Server) openAccounts(ctx context.Context, cfg *accounts.Config) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	db, err := accounts.Open(ctx, cfg, accounts.Options{Clock: s.now})
+	if err != nil {
+		return err
+	}
+	if err := db.CheckSchema(ctx); err != nil {
+		db.Close()
+		return err
+	}
+	s.accounts = db
+	s.sql = db.NewBackend(accounts.BackendOptions{
+		RevocationPoll: cfg.RevocationPoll, LastUsedFlush: cfg.LastUsedFlush, Logger: s.log,
 	})
 	return nil
 }
@@ -382,29 +412,44 @@ func (s *Server) KeyID() string { return s.key.KeyID }
 // JWKS is the document served at /.well-known/jwks.json.
 func (s *Server) JWKS() []byte { return s.jwks }
 
-// Close releases what New acquired: the idle connections to the licence
-// API of the client New built. It does not stop a Run or Serve in progress
-// (their ctx does); call it once they have returned. It is idempotent.
+// Close releases what New acquired: the account database's connections
+// (licenses.sql) and the idle connections of the licence API client New
+// built. It does not stop a Run or Serve in progress (their ctx does); call
+// it once they have returned. A second call does nothing. A database that
+// fails to close is logged: the caller is shutting down and can do nothing
+// else about it (the gateway's Close has the same shape).
 func (s *Server) Close() {
-	if s.ownClient != nil {
-		s.ownClient.CloseIdleConnections()
-	}
+	s.closeOnce.Do(func() {
+		if s.ownClient != nil {
+			s.ownClient.CloseIdleConnections()
+		}
+		if s.accounts != nil {
+			if err := s.accounts.Close(); err != nil {
+				s.log.Warn("closing the account database", slog.Any("error", err))
+			}
+		}
+	})
 }
 
 // Watch does the background work a Handler needs until ctx ends: it polls
-// the licence file for changes, and probes a licence backend that failed so
-// that /readyz recovers without logins. Serve and Run call it; call it
-// yourself only when serving Handler some other way.
+// the licence file for changes, or the account database's change counter
+// (and writes last_used), and probes a licence backend that failed so that
+// /readyz recovers without logins. Serve and Run call it; call it yourself
+// only when serving Handler some other way. Without it the sql backend
+// serves no login from the cache.
 func (s *Server) Watch(ctx context.Context) error {
 	var wg sync.WaitGroup
-	var fileErr error
-	if s.file != nil {
-		wg.Go(func() { fileErr = s.file.Run(ctx) })
+	var pollErr error
+	switch {
+	case s.file != nil:
+		wg.Go(func() { pollErr = s.file.Run(ctx) })
+	case s.sql != nil:
+		wg.Go(func() { pollErr = s.sql.Run(ctx) })
 	}
 	wg.Go(func() { _ = s.licenses.Monitor(ctx, s.cfg.Licenses.ProbeInterval) })
 	wg.Wait()
 	<-ctx.Done()
-	return fileErr
+	return pollErr
 }
 
 // Run listens on Config.Listen (or Options.Listener) and serves until ctx
