@@ -3,38 +3,82 @@
 GO      ?= go
 BIN     := bin
 CERTS   := certs
+# Image path of make compose-up: offline (bin/ on scratch, nothing pulled) or
+# release (golang + distroless, needs the internet).
+BUILD_TARGET ?= offline
+# The CA bundle the offline images carry (the gateway calls ECR over TLS).
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 # Flags for bin/devstack, e.g. make run DEVSTACK_FLAGS='-gateway-addr 127.0.0.1:6000'
 DEVSTACK_FLAGS ?=
+# make run TLS=1: HTTPS only, with a development CA under certs/
+TLS ?=
+# Licence backend of `make run`: file (deploy/licenses.yaml) or sql (SQLite
+# accounts made with `tokenserver accounts`): make run LICENSES=sql
+LICENSES ?= file
 
 .DEFAULT_GOAL := build
-.PHONY: help build run test bench bench-deps fmt vet lint keys clean compose-up
+# Time each fuzz target gets in `make fuzz`.
+FUZZTIME ?= 20s
+
+.PHONY: help build run test fuzz bench bench-deps fmt vet lint keys clean compose-up compose-down offline-context compose-plugin helm chart-test
 
 help:
-	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack (static, CGO_ENABLED=0)'
-	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing)'
-	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo)'
+	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack, bin/registry (static, CGO_ENABLED=0)'
+	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing; TLS=1: HTTPS; LICENSES=sql: SQL accounts)'
+	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo), then chart-test'
+	@echo 'chart-test  the Helm chart: lint, render, strict decode, check-config (needs `make helm` once)'
+	@echo 'helm        build the pinned helm CLI once, cached under ~/.cache/registry-gateway'
+	@echo 'fuzz        every Fuzz* test of the module for FUZZTIME (default 20s) each'
 	@echo 'bench       go run ./cmd/bench (bench-deps first)'
 	@echo 'bench-deps  nginx and its Lua module (Debian) for the bench, when missing'
 	@echo 'fmt         gofmt -w'
 	@echo 'vet         go vet ./...'
-	@echo 'lint        fail if gofmt would change a file'
+	@echo 'lint        gofmt (fail if it would change a file), go vet, staticcheck (pinned, cached under ~/.cache/registry-gateway)'
 	@echo 'keys        certs/token.key and friends, unless they exist'
-	@echo 'compose-up  the same stack with Docker Compose (needs a Docker engine)'
+	@echo 'compose-up  the same stack with Docker Compose, built offline (BUILD_TARGET=release: golang + distroless)'
+	@echo 'compose-down     stop it and remove its volume'
+	@echo 'offline-context  build, and the CA bundle into bin/, for the offline images'
+	@echo 'compose-plugin   build the docker compose v2 plugin once into ~/.cache (prints its path)'
 	@echo 'clean       remove bin/ and data/ (not the keys in certs/)'
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/tokenserver ./cmd/gateway ./cmd/devstack
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/tokenserver ./cmd/gateway ./cmd/devstack ./cmd/registry
 
 # devstack generates the keys itself when they are missing; `keys` first
 # only so that keygen's summary is printed.
 run: build keys
-	$(BIN)/devstack $(DEVSTACK_FLAGS)
+	$(BIN)/devstack -licenses $(LICENSES) $(if $(filter 1 yes true,$(TLS)),-tls) $(DEVSTACK_FLAGS)
 
 # Every package with -race: the whole run takes about a minute on 2 cores,
 # well under what is worth splitting packages for. -count=1: the tests use
 # real servers and clients (and skopeo), never a cached result.
 test: vet
 	$(GO) test -race -count=1 ./...
+	$(MAKE) chart-test
+
+# The chart's tests are a module of their own (k8s.io/api stays out of the
+# product's go.mod). Without a cached helm they skip with a hint, unless
+# CI=true or REQUIRE_HELM=1.
+chart-test:
+	cd charts/registry-gateway/test && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+helm:
+	@scripts/helm.sh
+
+# Each Fuzz* function in turn (go test -fuzz takes one package and one
+# target at a time). Targets are found, not listed: a package is asked for
+# its Fuzz functions when one of its test files declares one, so new fuzz
+# tests run here without editing this file. Their seed corpora also run in
+# `make test`.
+fuzz:
+	@set -e; \
+	pkgs=$$(grep -rl --include='*_test.go' '^func Fuzz' cmd internal pkg | xargs -r -n1 dirname | sort -u); \
+	for dir in $$pkgs; do \
+		for fn in $$($(GO) test -list '^Fuzz' ./$$dir | grep '^Fuzz'); do \
+			echo "== $$dir $$fn ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$dir; \
+		done; \
+	done
 
 bench: bench-deps
 	$(GO) run ./cmd/bench
@@ -52,21 +96,40 @@ bench-deps:
 	else echo "bench-deps: no apt-get (or no root): install $(NGINX_PKGS) for the nginx contenders; the bench skips them"; fi
 
 fmt:
-	gofmt -w cmd internal pkg
+	gofmt -w cmd internal pkg charts
 
 vet:
 	$(GO) vet ./...
 
-lint:
-	@files=$$(gofmt -l cmd internal pkg); \
+# staticcheck is pinned in scripts/staticcheck.sh and built once into the
+# cache outside the clone (it is not a dependency of the product).
+lint: vet
+	@files=$$(gofmt -l cmd internal pkg charts); \
 	if [ -n "$$files" ]; then echo "gofmt needed:"; echo "$$files"; exit 1; fi
+	@sc=$$(scripts/staticcheck.sh) && echo "$$sc ./..." && $$sc ./...
 
 keys: build
 	@if [ -f $(CERTS)/token.key ]; then echo "$(CERTS)/token.key exists; keeping it (bin/tokenserver keygen -dir $(CERTS) -force replaces it)"; \
 	else $(BIN)/tokenserver keygen -dir $(CERTS); fi
 
-compose-up: keys
-	HOST_UID=$$(id -u) HOST_GID=$$(id -g) docker compose up --build
+offline-context: build
+	cp $(CA_BUNDLE) $(BIN)/ca-certificates.crt
+
+# --wait: returns once every service is healthy and the demo images are
+# pushed; the services keep running.
+compose-up: keys offline-context
+	BUILD_TARGET=$(BUILD_TARGET) HOST_UID=$$(id -u) HOST_GID=$$(id -g) docker compose up --build --wait
+	@echo 'Up. Try:'
+	@echo '  printf demo-api-token | docker login localhost:5000 -u demo@example.com --password-stdin'
+	@echo '  docker pull localhost:5000/stable/hello:1.0'
+	@echo '  docker pull localhost:5000/beta/hello:1.0    # refused: no licence for beta'
+	@echo 'make compose-down stops it and removes its data.'
+
+compose-down:
+	docker compose down -v
+
+compose-plugin:
+	.ci/compose-plugin
 
 clean:
 	rm -rf $(BIN) data

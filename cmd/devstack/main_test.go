@@ -56,8 +56,15 @@ func TestUsage(t *testing.T) {
 }
 
 // TestRunStops: the stack comes up from the committed configuration, prints
-// its banner, and stops cleanly when the context ends (Ctrl-C).
+// its banner, and stops cleanly when the context ends (Ctrl-C); with -tls
+// over HTTPS.
 func TestRunStops(t *testing.T) {
+	for name, extra := range map[string][]string{"http": nil, "https": {"-tls"}} {
+		t.Run(name, func(t *testing.T) { testRunStops(t, extra) })
+	}
+}
+
+func testRunStops(t *testing.T, extra []string) {
 	dir := t.TempDir()
 	for _, f := range []string{"tokenserver.yaml", "gateway.yaml", "licenses.yaml", "upstream.htpasswd", "upstream.password"} {
 		data, err := os.ReadFile(filepath.Join("../../deploy", f))
@@ -73,8 +80,8 @@ func TestRunStops(t *testing.T) {
 	out := &signalWriter{ready: make(chan struct{})}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"-dir", dir, "-gateway-addr", "127.0.0.1:0", "-tokenserver-addr", "127.0.0.1:0",
-			"-upstream-addr", "127.0.0.1:0", "-log-level", "error"}, out, &bytes.Buffer{})
+		done <- run(ctx, append([]string{"-dir", dir, "-gateway-addr", "127.0.0.1:0", "-tokenserver-addr", "127.0.0.1:0",
+			"-upstream-addr", "127.0.0.1:0", "-log-level", "error"}, extra...), out, &bytes.Buffer{})
 	}()
 	select {
 	case <-out.ready:
@@ -82,6 +89,10 @@ func TestRunStops(t *testing.T) {
 		t.Fatalf("exit %d before the banner", code)
 	case <-time.After(30 * time.Second):
 		t.Fatal("no banner")
+	}
+	banner := out.String()
+	if tls := len(extra) > 0; tls != strings.Contains(banner, "https://localhost:") || tls != strings.Contains(banner, filepath.Join(dir, "certs", "dev-ca", "ca.crt")) {
+		t.Errorf("banner (tls %v):\n%s", tls, banner)
 	}
 	cancel()
 	select {
@@ -96,15 +107,24 @@ func TestRunStops(t *testing.T) {
 
 // signalWriter closes ready once the banner has been written.
 type signalWriter struct {
+	mu    sync.Mutex
 	buf   bytes.Buffer
 	once  sync.Once
 	ready chan struct{}
 }
 
 func (w *signalWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	n, err := w.buf.Write(p)
 	if strings.Contains(w.buf.String(), "Ctrl-C stops it") {
 		w.once.Do(func() { close(w.ready) })
 	}
 	return n, err
+}
+
+func (w *signalWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }

@@ -1,7 +1,10 @@
 // Command gateway is the read-only registry gateway: `gateway -config FILE`
 // serves the registry API in front of the configured upstream until SIGINT
 // or SIGTERM, then shuts down gracefully. `-check` validates the
-// configuration and exits.
+// configuration and exits; `gateway check-config FILE` also loads the files
+// it names and lists every problem (internal/checkconfig). `gateway report
+// [FILE...]` prints who pulled what from the gateway's access records
+// (internal/pullreport).
 package main
 
 import (
@@ -15,7 +18,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/acme/registry-gateway/internal/checkconfig"
 	"github.com/acme/registry-gateway/internal/gateway"
+	"github.com/acme/registry-gateway/internal/pullreport"
 )
 
 func main() {
@@ -26,6 +31,14 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "check-config":
+			return checkconfig.Run("gateway", args[1:], stdout, stderr, gateway.CheckConfig)
+		case "report":
+			return pullreport.Run(args[1:], os.Stdin, stdout, stderr)
+		}
+	}
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML configuration `file`")
@@ -37,7 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *configPath == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: gateway -config FILE [-check]")
+		fmt.Fprintln(stderr, "usage: gateway -config FILE [-check]\n       gateway check-config [-skip-files] FILE\n       gateway report [FILE...]")
 		return 2
 	}
 	cfg, err := gateway.LoadConfig(*configPath)

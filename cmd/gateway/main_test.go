@@ -10,14 +10,17 @@ import (
 	"encoding/pem"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/testutil"
 )
 
-func writeConfig(t *testing.T, listen string) string {
+func writeConfig(t *testing.T, listen string, extra ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -39,7 +42,7 @@ keys: {public_keys: ["` + pub + `"]}
 upstream:
   url: "http://127.0.0.1:1"
   static: {username: puller, password_file: "` + pw + `"}
-`),
+` + strings.Join(extra, "\n") + "\n"),
 	} {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
@@ -91,6 +94,68 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 }
 
+// TestStopCutsStreamsCleanly: a stop that has to cut a stream still
+// running at shutdown_timeout exits 0 and says, at WARN, how many streams
+// it cut (finding 9); nothing at ERROR.
+func TestStopCutsStreamsCleanly(t *testing.T) {
+	// A token service whose answer never ends: the stream to cut.
+	streaming := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("{"))
+		http.NewResponseController(w).Flush()
+		close(streaming)
+		<-r.Context().Done()
+	}))
+	t.Cleanup(ts.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := writeConfig(t, addr, `token_endpoint: "`+ts.URL+`/token"`)
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, bytes.Replace(data, []byte("shutdown_timeout: 2s"), []byte("shutdown_timeout: 200ms"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	stderr := &testutil.SyncBuffer{}
+	go func() { done <- run(ctx, []string{"-config", cfg}, &bytes.Buffer{}, stderr) }()
+	var resp *http.Response
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err = http.Get("http://" + addr + "/token"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway did not start: %v", err)
+		}
+	}
+	defer resp.Body.Close()
+	<-streaming
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d after cutting a stream, want 0: %s", code, stderr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no shutdown")
+	}
+	log := stderr.String()
+	if !strings.Contains(log, `"level":"WARN","msg":"shutdown_timeout reached: streams cut","streams":1`) {
+		t.Errorf("no WARN naming one cut stream: %s", log)
+	}
+	if strings.Contains(log, `"level":"ERROR"`) {
+		t.Errorf("ERROR line on a clean stop: %s", log)
+	}
+}
+
 func TestRunCheckAndErrors(t *testing.T) {
 	cfg := writeConfig(t, "127.0.0.1:0")
 	var out, errb bytes.Buffer
@@ -106,5 +171,69 @@ func TestRunCheckAndErrors(t *testing.T) {
 	if code := run(context.Background(), []string{"-config", bad}, &out, &errb); code != 1 ||
 		!strings.Contains(errb.String(), "realm") || !strings.Contains(errb.String(), "upstream") {
 		t.Errorf("bad config: %d %s", code, errb.String())
+	}
+}
+
+func TestRunReport(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "gateway.log")
+	line := `{"time":"2026-12-01T10:00:00Z","msg":"request","method":"GET","route":"manifest","status":200,"bytes":5,"subject":"alice@example.com","repository":"stable/app","reference":"1.4.2"}` + "\n"
+	if err := os.WriteFile(log, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"report", "--format", "csv", log}, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "alice@example.com,stable/app,1.4.2,,1,") {
+		t.Errorf("exit %d: %s%s", code, out.String(), errb.String())
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	cfg := writeConfig(t, "127.0.0.1:0")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"check-config", cfg}, &out, &errb); code != 0 || strings.TrimSpace(out.String()) != "ok" {
+		t.Fatalf("good config: exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	}
+
+	// The files it names are loaded: a missing password file and a public
+	// key that is not PEM are both listed, and -skip-files ignores them.
+	dir := filepath.Dir(cfg)
+	if err := os.Remove(filepath.Join(dir, "upstream.password")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "token.pub"), []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	code := run(context.Background(), []string{"check-config", cfg}, &out, &errb)
+	if code != 1 || out.Len() != 0 {
+		t.Errorf("missing files: exit %d, stdout %q", code, out.String())
+	}
+	for _, want := range []string{"2 problem(s)", "keys.public_keys", "upstream.static.password_file"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("missing files: stderr lacks %q: %s", want, errb.String())
+		}
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"check-config", "-skip-files", cfg}, &out, &errb); code != 0 || strings.TrimSpace(out.String()) != "ok" {
+		t.Errorf("-skip-files: exit %d, stdout %q", code, out.String())
+	}
+
+	// Every problem of the values at once, files or not.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(bad, []byte("listen: x\nleeway: 1h\n"), 0o600)
+	errb.Reset()
+	if code := run(context.Background(), []string{"check-config", "-skip-files", bad}, &out, &errb); code != 1 {
+		t.Errorf("bad config: exit %d", code)
+	}
+	for _, want := range []string{"listen", "realm", "issuer", "leeway", "upstream"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("bad config: stderr lacks %q: %s", want, errb.String())
+		}
+	}
+	for _, args := range [][]string{{"check-config"}, {"check-config", "a", "b"}, {"check-config", "-nope", cfg}} {
+		if code := run(context.Background(), args, &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
 	}
 }

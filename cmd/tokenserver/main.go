@@ -1,6 +1,7 @@
 // Command tokenserver is the registry token service. `tokenserver [serve]
 // -config FILE` runs the server; `tokenserver keygen|inspect|token …` are the
-// operator commands of internal/tokencli.
+// operator commands of internal/tokencli; `tokenserver check-config FILE`
+// validates a configuration (internal/checkconfig).
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/acme/registry-gateway/internal/checkconfig"
 	"github.com/acme/registry-gateway/internal/tokencli"
 	"github.com/acme/registry-gateway/internal/tokenserver"
 )
@@ -28,8 +30,10 @@ func main() {
 func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
-		case "keygen", "inspect", "token", "healthcheck":
+		case "keygen", "inspect", "token", "healthcheck", "pull-secret", "accounts":
 			return tokencli.Run(ctx, args, os.Stdin, os.Stdout, stderr)
+		case "check-config":
+			return checkconfig.Run("tokenserver", args[1:], os.Stdout, stderr, tokenserver.CheckConfig)
 		case "serve":
 			args = args[1:]
 		}
@@ -37,7 +41,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tokenserver serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tokenserver [serve] -config FILE\n       tokenserver keygen|inspect|token|healthcheck [flags]")
+		fmt.Fprintln(stderr, "usage: tokenserver [serve] -config FILE\n       tokenserver keygen|inspect|token|healthcheck|pull-secret|accounts [flags]\n       tokenserver check-config [-skip-files] FILE")
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "", "YAML configuration `file`")
@@ -57,11 +61,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
-	srv, err := tokenserver.New(cfg, tokenserver.Options{Logger: log})
+	srv, err := tokenserver.New(ctx, cfg, tokenserver.Options{Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenserver: %v\n", err)
 		return 1
 	}
+	defer srv.Close()
 	if err := srv.Run(ctx); err != nil {
 		log.Error("token service stopped", slog.Any("error", err))
 		return 1

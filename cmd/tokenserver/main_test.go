@@ -40,19 +40,27 @@ func (w *watchWriter) String() string {
 	return w.b.String()
 }
 
-func TestRunServesAndStops(t *testing.T) {
+// testFiles writes a signing key and an empty licence file into a temp
+// dir; write adds more files there.
+func testFiles(t *testing.T) (write func(name, content string) string, key, lic string) {
+	t.Helper()
 	dir := t.TempDir()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, _ := x509.MarshalPKCS8PrivateKey(k)
-	write := func(name, content string) string {
+	write = func(name, content string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
-	key := write("token.key", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
-	lic := write("licenses.yaml", "accounts: []\n")
+	key = write("token.key", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	lic = write("licenses.yaml", "accounts: []\n")
+	return write, key, lic
+}
+
+func TestRunServesAndStops(t *testing.T) {
+	write, key, lic := testFiles(t)
 	cfg := write("config.yaml", "listen: 127.0.0.1:0\nissuer: i\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+"}\n")
 
 	for _, args := range [][]string{{"-config", cfg}, {"serve", "-config", cfg}} {
@@ -80,17 +88,45 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("token_ttl: 1s\nlicenses: {file: x, http: {url: 'https://x/'}}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		args []string
-		code int
-		want []string
-	}{
+	checkInvocations(t, []invocation{
 		{nil, 2, []string{"usage"}},
 		{[]string{"-config"}, 2, []string{"flag needs an argument"}},
 		{[]string{"-config", filepath.Join(dir, "missing.yaml")}, 1, []string{"missing.yaml"}},
 		// Every problem of the file in one message.
-		{[]string{"serve", "-config", bad}, 1, []string{"issuer: required", "service: required", "signing_key: required", "token_ttl", "not both"}},
-	} {
+		{[]string{"serve", "-config", bad}, 1, []string{"issuer: required", "service: required", "signing_key: required", "token_ttl", "exactly one of file, http and sql"}},
+	})
+}
+
+func TestCheckConfig(t *testing.T) {
+	write, key, lic := testFiles(t)
+	dir := filepath.Dir(key)
+	good := write("good.yaml", "issuer: i\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+"}\n")
+	// Values fine, but the files it names are missing or broken.
+	files := write("files.yaml", "issuer: i\nservice: s\nsigning_key: "+filepath.Join(dir, "absent.key")+
+		"\npublish_keys: ["+lic+"]\nrefresh_token_key_file: "+filepath.Join(dir, "absent.hex")+
+		"\nlicenses: {file: "+filepath.Join(dir, "absent.yaml")+"}\n")
+	bad := write("bad.yaml", "token_ttl: 1s\nlog_level: loud\nlicenses: {file: x, http: {url: 'https://x/'}}\n")
+
+	checkInvocations(t, []invocation{
+		{[]string{"check-config", good}, 0, nil},
+		{[]string{"check-config", "-skip-files", files}, 0, nil},
+		{[]string{"check-config", files}, 1, []string{"4 problem(s)", "signing_key", "publish_keys", "refresh_token_key_file", "licenses.file"}},
+		{[]string{"check-config", "-skip-files", bad}, 1, []string{"issuer: required", "service: required", "signing_key: required", "token_ttl", "log_level", "exactly one of file, http and sql"}},
+		{[]string{"check-config", filepath.Join(dir, "missing.yaml")}, 1, []string{"missing.yaml"}},
+		{[]string{"check-config"}, 2, []string{"usage: tokenserver check-config"}},
+	})
+}
+
+// invocation is a command line with the exit code and output it must give.
+type invocation struct {
+	args []string
+	code int
+	want []string
+}
+
+func checkInvocations(t *testing.T, cases []invocation) {
+	t.Helper()
+	for _, tc := range cases {
 		var out watchWriter
 		out.seen = make(chan struct{})
 		if code := run(context.Background(), tc.args, &out); code != tc.code {
@@ -102,4 +138,10 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestRunAccounts(t *testing.T) {
+	checkInvocations(t, []invocation{
+		{[]string{"accounts"}, 2, []string{"tokenserver accounts migrate"}},
+	})
 }

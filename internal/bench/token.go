@@ -54,7 +54,10 @@ func (h *harness) runToken(ctx context.Context) error {
 	}
 	var list []server
 	for _, alg := range []string{"ES256", "RS256"} {
-		for _, backend := range []string{"bare", "file", "http"} {
+		for _, backend := range []string{"bare", "file", "sql", "sqlcold", "http"} {
+			if strings.HasPrefix(backend, "sql") && alg != "ES256" {
+				continue // the backend costs the same whatever signs
+			}
 			list = append(list, server{alg, backend, tokenBare})
 			if alg == "ES256" && backend == "file" {
 				// The shipped configuration, and each of its settings alone.
@@ -86,6 +89,10 @@ func (h *harness) runToken(ctx context.Context) error {
 			cs = append(cs, contender{name: alg + " bare", baseline: true, pids: []int{ts.proc.PID()}, newOp: warmOp})
 		case "file":
 			cs = append(cs, contender{name: strings.TrimSpace(alg + " file " + sv.conf.name), pids: []int{ts.proc.PID()}, newOp: warmOp})
+		case "sql":
+			cs = append(cs, contender{name: alg + " sql warm", pids: []int{ts.proc.PID()}, newOp: warmOp})
+		case "sqlcold":
+			cs = append(cs, contender{name: alg + " sql cold", pids: []int{ts.proc.PID()}, newOp: warmOp})
 		case "http":
 			if alg == "ES256" {
 				herd, err := h.licenceHerd(ctx, ts)

@@ -3,8 +3,12 @@ package devstack
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/acme/registry-gateway/internal/devcert"
 )
 
 // CraneModule is what `crane` stands for in the printed commands where the
@@ -24,34 +28,58 @@ type Command struct {
 }
 
 // Commands are the client commands that work against the stack, and the
-// ones that are refused.
+// ones that are refused. Over HTTPS they trust the development CA: docker
+// through /etc/docker/certs.d, skopeo with --cert-dir (the directory holds
+// only ca.crt), crane through SSL_CERT_FILE, curl and tokenserver with
+// --cacert.
 func (s *Stack) Commands() []Command {
 	h := s.GatewayHost
-	creds := DemoUser + ":" + DemoToken
+	token := s.DemoToken
+	creds := DemoUser + ":" + token
 	ok, beta := h+"/"+LicensedRepo, h+"/"+UnlicensedRepo
 	jwks := s.JWKSURL
-	tokenCmd := "TOKENSERVER_PASSWORD=" + DemoToken + " bin/tokenserver token --registry " + s.GatewayURL + " -u " + DemoUser
-	return []Command{
-		{Tool: "docker", Line: "printf " + DemoToken + " | docker login " + h + " -u " + DemoUser + " --password-stdin"},
+	skopeoTLS, skopeoSrcTLS := "--tls-verify=false", "--src-tls-verify=false"
+	craneEnv, craneTLS, curlTLS, tokenTLS := "", " --insecure", "", ""
+	var trust []Command
+	if s.TLS != nil {
+		ca := s.TLS.CACert
+		skopeoTLS, skopeoSrcTLS = "--cert-dir "+filepath.Dir(ca), "--src-cert-dir "+filepath.Dir(ca)
+		craneEnv, craneTLS, curlTLS, tokenTLS = "SSL_CERT_FILE="+ca+" ", "", " --cacert "+ca, " --cacert "+ca
+		certsd := "/etc/docker/certs.d/" + h
+		sudo := "sudo "
+		if os.Geteuid() == 0 {
+			sudo = "" // root needs none, and minimal systems have no sudo
+		}
+		trust = []Command{
+			{Tool: "docker", Line: sudo + "mkdir -p " + certsd},
+			{Tool: "docker", Line: sudo + "cp " + ca + " " + certsd + "/ca.crt"},
+		}
+	}
+	tokenCmd := "TOKENSERVER_PASSWORD=" + token + " bin/tokenserver token --registry " + s.GatewayURL + " -u " + DemoUser + tokenTLS
+	crane := craneEnv + "crane"
+	return append(append(trust, []Command{
+		{Tool: "docker", Line: "printf " + token + " | docker login " + h + " -u " + DemoUser + " --password-stdin"},
 		{Tool: "docker", Line: "docker pull " + ok + ":1.0"},
 		{Tool: "docker", Line: "docker pull " + beta + ":1.0", Refused: true},
 
-		{Tool: "skopeo", Line: "skopeo inspect --tls-verify=false --creds " + creds + " docker://" + ok + ":1.0"},
-		{Tool: "skopeo", Line: "skopeo list-tags --tls-verify=false --creds " + creds + " docker://" + ok},
-		{Tool: "skopeo", Line: "skopeo copy --src-tls-verify=false --src-creds " + creds + " docker://" + ok + ":1.0 oci:data/hello-oci:1.0"},
-		{Tool: "skopeo", Line: "skopeo inspect --tls-verify=false --creds " + creds + " docker://" + beta + ":1.0", Refused: true},
+		{Tool: "skopeo", Line: "skopeo inspect " + skopeoTLS + " --creds " + creds + " docker://" + ok + ":1.0"},
+		{Tool: "skopeo", Line: "skopeo list-tags " + skopeoTLS + " --creds " + creds + " docker://" + ok},
+		{Tool: "skopeo", Line: "skopeo copy " + skopeoSrcTLS + " --src-creds " + creds + " docker://" + ok + ":1.0 oci:data/hello-oci:1.0"},
+		{Tool: "skopeo", Line: "skopeo inspect " + skopeoTLS + " --creds " + creds + " docker://" + beta + ":1.0", Refused: true},
 
-		{Tool: "crane", Line: "crane auth login " + h + " -u " + DemoUser + " -p " + DemoToken},
-		{Tool: "crane", Line: "crane ls --insecure " + ok},
-		{Tool: "crane", Line: "crane manifest --insecure " + ok + ":1.0"},
-		{Tool: "crane", Line: "crane export --insecure --platform linux/amd64 " + ok + ":1.0 - | tar -xO " + DemoFile},
-		{Tool: "crane", Line: "crane catalog --insecure " + h},
-		{Tool: "crane", Line: "crane ls --insecure " + beta, Refused: true},
+		{Tool: "crane", Line: "crane auth login " + h + " -u " + DemoUser + " -p " + token},
+		{Tool: "crane", Line: crane + " ls" + craneTLS + " " + ok},
+		{Tool: "crane", Line: crane + " manifest" + craneTLS + " " + ok + ":1.0"},
+		{Tool: "crane", Line: crane + " export" + craneTLS + " --platform linux/amd64 " + ok + ":1.0 - | tar -xO " + DemoFile},
+		{Tool: "crane", Line: crane + " catalog" + craneTLS + " " + h},
+		{Tool: "crane", Line: crane + " ls" + craneTLS + " " + beta, Refused: true},
+
+		{Tool: "curl", Line: "curl -fsS" + curlTLS + " -u " + creds + " " + s.Realm + "?service=" + s.Service},
 
 		{Tool: "tokenserver", Line: tokenCmd + " --scope repository:" + LicensedRepo + ":pull --jwks " + jwks},
 		{Tool: "tokenserver", Line: tokenCmd + " --scope repository:" + UnlicensedRepo + ":pull", Refused: true},
-		{Tool: "tokenserver", Line: tokenCmd + " --scope repository:" + LicensedRepo + ":pull --raw | bin/tokenserver inspect - --jwks " + jwks},
-	}
+		{Tool: "tokenserver", Line: tokenCmd + " --scope repository:" + LicensedRepo + ":pull --raw | bin/tokenserver inspect - --jwks " + jwks + tokenTLS},
+	}...), s.accountsCommands()...)
 }
 
 // WriteBanner prints where everything is and the commands to try.
@@ -62,21 +90,36 @@ func (s *Stack) WriteBanner(w io.Writer) {
 	fmt.Fprintf(tw, "  token service\t%s\tJWKS %s\n", s.TokenServerURL, s.JWKSURL)
 	fmt.Fprintf(tw, "  upstream\t%s\tdistribution registry, htpasswd user %s, storage %s\n", s.UpstreamURL, s.upstreamUser, s.DataDir)
 	tw.Flush()
-	fmt.Fprintf(w, "\n  account  %s, API token %s: licensed for the stable channel only\n", DemoUser, DemoToken)
+	fmt.Fprintf(w, "\n  account  %s, API token %s: licensed for the stable channel only\n", DemoUser, s.DemoToken)
 	if len(s.Images) > 0 {
 		fmt.Fprintf(w, "  images   %s and %s, tags %s\n", LicensedRepo, UnlicensedRepo, strings.Join(DemoTags, ", "))
 	}
 	if s.Keys != nil {
 		fmt.Fprintf(w, "  keys     generated %s (kid %s)\n", strings.Join(s.Keys.Files, ", "), s.Keys.KeyID)
 	}
+	if s.TLS != nil {
+		fmt.Fprintf(w, "  HTTPS    development CA %s, certificate %s (%s)\n", s.TLS.CACert, s.TLS.ServerCert, strings.Join(devcert.ServerHosts, ", "))
+		if len(s.TLS.Generated) > 0 {
+			fmt.Fprintf(w, "           generated %s\n", strings.Join(s.TLS.Generated, ", "))
+		}
+	}
 
+	docker := "docker (localhost registries may use plain http):"
+	if s.TLS != nil {
+		docker = "docker (trust the development CA for this host:port first; dockerd reads certs.d at each connection, no restart):"
+	}
 	sections := []struct{ tool, title string }{
-		{"docker", "docker (localhost registries may use plain http):"},
+		{"docker", docker},
 		{"skopeo", "skopeo:"},
 		{"crane", "crane (not installed? alias crane='go run " + CraneModule + "'):"},
+		{"curl", "curl (the token docker login gets):"},
 		{"tokenserver", "operator tools (bin/ is built by make run and make build):"},
+		{"accounts", "customer accounts (licenses.sql in " + s.AccountsConfig + "):"},
 	}
 	for _, sec := range sections {
+		if sec.tool == "accounts" && s.AccountsConfig == "" {
+			continue
+		}
 		fmt.Fprintf(w, "\n%s\n", sec.title)
 		for _, c := range s.Commands() {
 			if c.Tool != sec.tool {

@@ -25,13 +25,20 @@ import (
 
 func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
+	return loadComposeEnv(t, nil)
+}
+
+// loadComposeEnv loads compose.yaml with env as the environment
+// (KEY=VALUE), unset variables taking their defaults.
+func loadComposeEnv(t *testing.T, env []string) *types.Project {
+	t.Helper()
 	root, err := filepath.Abs(repoRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "compose.yaml")},
 		cli.WithWorkingDirectory(root),
-		cli.WithEnv(nil), // HOST_UID and friends unset: the defaults
+		cli.WithEnv(env), // HOST_UID and friends unset: the defaults
 		cli.WithResolvedPaths(true),
 	)
 	if err != nil {
@@ -139,19 +146,22 @@ func TestCompose(t *testing.T) {
 	}
 	ts, gw, reg, seed := p.Services["tokenserver"], p.Services["gateway"], p.Services["registry"], p.Services["seed"]
 
-	// Both of our services: built from this Dockerfile's stage of their
-	// name, non-root, read-only root filesystem.
-	for _, s := range []types.ServiceConfig{ts, gw, seed} {
+	// Every service: built from this Dockerfile's stage of its name (no
+	// image pulled from a registry), non-root, read-only root filesystem.
+	for _, s := range []types.ServiceConfig{ts, gw, seed, reg} {
 		if s.Build == nil || s.Build.Target != s.Name || filepath.Base(s.Build.Dockerfile) != "Dockerfile" {
 			t.Errorf("%s: build %+v", s.Name, s.Build)
 		}
-	}
-	for _, s := range []types.ServiceConfig{ts, gw} {
 		if s.User == "0" || strings.HasPrefix(s.User, "0:") || strings.HasPrefix(s.User, "root") {
 			t.Errorf("%s runs as %q", s.Name, s.User)
 		}
 		if !s.ReadOnly {
 			t.Errorf("%s: root filesystem is writable", s.Name)
+		}
+	}
+	for _, s := range []types.ServiceConfig{ts, gw} {
+		if s.Build.Args["BUILD_TARGET"] == nil {
+			t.Errorf("%s: no BUILD_TARGET build argument", s.Name)
 		}
 	}
 
@@ -214,6 +224,11 @@ func TestCompose(t *testing.T) {
 	if d, ok := gw.DependsOn["tokenserver"]; !ok || d.Condition != types.ServiceConditionHealthy {
 		t.Errorf("gateway depends_on tokenserver: %+v (it fetches the JWKS at start)", gw.DependsOn)
 	}
+	// So that `up --wait` returns when pulls work (and waits for the
+	// one-shot seed job instead of failing on its exit).
+	if d, ok := gw.DependsOn["seed"]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
+		t.Errorf("gateway depends_on seed: %+v", gw.DependsOn)
+	}
 	if gwCfg.Upstream.Static == nil {
 		t.Fatal("gateway upstream is not static")
 	}
@@ -243,12 +258,10 @@ func TestCompose(t *testing.T) {
 	if up.Hostname() != "registry" || up.Port() != "5000" {
 		t.Errorf("upstream.url %s: want the registry service's port 5000", gwCfg.Upstream.URL)
 	}
-	if !strings.HasPrefix(reg.Image, "registry:3") {
-		t.Errorf("registry image %s", reg.Image)
+	if i := slices.Index(reg.Command, "-htpasswd"); i < 0 || mountOf(t, reg, reg.Command[i+1]) != abs(t, "deploy/upstream.htpasswd") {
+		t.Errorf("registry htpasswd: command %q", reg.Command)
 	}
-	if h := reg.Environment["REGISTRY_AUTH_HTPASSWD_PATH"]; h == nil || mountOf(t, reg, *h) != abs(t, "deploy/upstream.htpasswd") {
-		t.Errorf("registry htpasswd %v", h)
-	}
+	checkHealth(t, reg, up.Port())
 	if len(reg.Ports) != 0 {
 		t.Errorf("the upstream is published (%v): clients could bypass the gateway", reg.Ports)
 	}
@@ -257,6 +270,23 @@ func TestCompose(t *testing.T) {
 	}
 	if i := slices.Index(seed.Command, "-password-file"); i < 0 || mountOf(t, seed, seed.Command[i+1]) != abs(t, "deploy/upstream.password") {
 		t.Errorf("seed password file: %v", seed.Command)
+	}
+}
+
+// TestComposeBuildTarget: BUILD_TARGET picks the Dockerfile path of every
+// image; without it the release path.
+func TestComposeBuildTarget(t *testing.T) {
+	for env, want := range map[string]string{"": "release", "offline": "offline", "release": "release"} {
+		var vars []string
+		if env != "" {
+			vars = []string{"BUILD_TARGET=" + env}
+		}
+		p := loadComposeEnv(t, vars)
+		for _, s := range p.Services {
+			if got := s.Build.Args["BUILD_TARGET"]; got == nil || *got != want {
+				t.Errorf("BUILD_TARGET=%q: %s builds with %v, want %s", env, s.Name, got, want)
+			}
+		}
 	}
 }
 
@@ -298,12 +328,18 @@ func TestDockerfile(t *testing.T) {
 	}
 	df := string(data)
 	for _, want := range []string{
-		"ARG GO_VERSION=1.26", "FROM golang:${GO_VERSION} AS build",
+		"ARG GO_VERSION=1.26", "ARG BUILD_TARGET=release",
+		// The release path.
+		"FROM golang:${GO_VERSION} AS build-release",
 		"CGO_ENABLED=0 go build -trimpath",
-		"FROM gcr.io/distroless/static-debian12:nonroot AS base",
+		"FROM gcr.io/distroless/static-debian12:nonroot AS base-release",
+		// The offline path: nothing but scratch and the build context.
+		"FROM scratch AS build-offline", "FROM scratch AS base-offline",
+		"COPY bin/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt",
+		"FROM build-${BUILD_TARGET} AS build", "FROM base-${BUILD_TARGET} AS base",
 		"USER 65532:65532",
 		"COPY --from=build /out/tokenserver /tokenserver",
-		"FROM base AS gateway", "FROM base AS tokenserver", "FROM base AS seed",
+		"FROM base AS gateway", "FROM base AS tokenserver", "FROM base AS seed", "FROM base AS registry",
 		`ENTRYPOINT ["/gateway"]`, `CMD ["-config", "/etc/registry-gateway/gateway.yaml"]`,
 		`ENTRYPOINT ["/tokenserver"]`, `CMD ["serve", "-config", "/etc/registry-gateway/tokenserver.yaml"]`,
 	} {
@@ -311,15 +347,24 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
 	}
-	// Every binary the build names exists as a command.
-	build := regexp.MustCompile(`\./cmd/([a-z]+)`).FindAllStringSubmatch(df, -1)
-	if len(build) != 3 {
-		t.Errorf("build names %v", build)
+	// BuildKit would pull the frontend an offline build cannot reach.
+	if regexp.MustCompile(`(?im)^#\s*syntax\s*=`).MatchString(df) {
+		t.Error("Dockerfile has a syntax directive: the offline build would pull docker/dockerfile")
 	}
-	for _, m := range build {
+	// Every binary the build names exists as a command, and the offline
+	// path copies the same binaries from bin/.
+	var built, copied []string
+	for _, m := range regexp.MustCompile(`\./cmd/([a-z]+)`).FindAllStringSubmatch(df, -1) {
+		built = append(built, m[1])
 		if _, err := os.Stat(abs(t, "cmd/"+m[1])); err != nil {
 			t.Errorf("Dockerfile builds %s: %v", m[0], err)
 		}
+	}
+	for _, m := range regexp.MustCompile(`\bbin/([a-z]+) `).FindAllStringSubmatch(df, -1) {
+		copied = append(copied, m[1])
+	}
+	if len(built) != 4 || !slices.Equal(built, copied) {
+		t.Errorf("release path builds %v, offline path copies %v", built, copied)
 	}
 	// The compose command paths are the images' defaults too.
 	p := loadCompose(t)
@@ -333,7 +378,18 @@ func TestDockerfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(strings.Fields(string(ignore)), "certs") {
+	rules := strings.Fields(string(ignore))
+	if !slices.Contains(rules, "certs") {
 		t.Error(".dockerignore lets certs/ (the signing key) into the build context")
+	}
+	// bin/ holds only what the offline path copies (bench binaries and
+	// the like stay out).
+	if !slices.Contains(rules, "bin/*") {
+		t.Error(".dockerignore lets all of bin/ into the build context")
+	}
+	for _, f := range append(copied, "ca-certificates.crt") {
+		if !slices.Contains(rules, "!bin/"+f) {
+			t.Errorf(".dockerignore keeps bin/%s, which the offline path copies, out of the build context", f)
+		}
 	}
 }

@@ -22,8 +22,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
+	"github.com/acme/registry-gateway/internal/devcert"
 	"github.com/acme/registry-gateway/internal/embedreg"
 	"github.com/acme/registry-gateway/internal/gateway"
 	"github.com/acme/registry-gateway/internal/httpx"
@@ -65,8 +65,18 @@ type Options struct {
 	GatewayAddr, TokenServerAddr, UpstreamAddr string
 	// NoSeed skips pushing the demo images.
 	NoSeed bool
+	// TLS serves the gateway and the token service over HTTPS only, with
+	// a development CA and a certificate for localhost made under
+	// CertsDir when missing (`make run TLS=1`).
+	TLS bool
+	// CertsDir holds the development CA and certificates; default certs.
+	CertsDir string
 	// Logger receives the services' logs; default discards them.
 	Logger *slog.Logger
+	// DemoToken is the demo account's API token, for the printed
+	// commands; default DemoToken (the file backend's). With the sql
+	// backend it is what SQLDemoAccount returned.
+	DemoToken string
 }
 
 // Stack is a running stack.
@@ -85,8 +95,16 @@ type Stack struct {
 	DataDir string
 	// Keys is set when Start had to generate the signing key.
 	Keys *tokencli.KeygenResult
+	// TLS is set when the stack serves HTTPS: the development CA and
+	// certificates.
+	TLS *devcert.Files
 	// Images are the demo images pushed, by reference.
 	Images map[string]string // "localhost:PORT/stable/hello:1.0" → digest
+	// DemoToken is the demo account's API token.
+	DemoToken string
+	// AccountsConfig is the token service configuration file when it
+	// uses the sql licence backend, for the accounts commands; else "".
+	AccountsConfig string
 
 	upstreamUser, upstreamPasswordFile string
 
@@ -129,15 +147,30 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("gateway service/issuer %q/%q differ from the token service's %q/%q",
 			gwCfg.Service, gwCfg.Issuer, tsCfg.Service, tsCfg.Issuer)
 	}
-	resolvePaths(&tsCfg, gwCfg, abs)
+	resolvePaths(tsCfg, gwCfg, abs)
 
 	st := &Stack{
 		Service: gwCfg.Service, Issuer: gwCfg.Issuer, DataDir: abs(opts.DataDir),
 		upstreamUser: gwCfg.Upstream.Static.Username, upstreamPasswordFile: gwCfg.Upstream.Static.PasswordFile,
-		done: make(chan struct{}),
+		DemoToken: opts.DemoToken,
+		done:      make(chan struct{}),
+	}
+	if tsCfg.Licenses.SQL != nil {
+		st.AccountsConfig = opts.TokenServerConfig
 	}
 	if st.Keys, err = ensureKeys(tsCfg); err != nil {
 		return nil, err
+	}
+	if opts.TLS {
+		// Absolute: the printed commands name the CA file.
+		dir, err := filepath.Abs(abs(opts.CertsDir))
+		if err != nil {
+			return nil, err
+		}
+		if st.TLS, err = devcert.Ensure(dir); err != nil {
+			return nil, fmt.Errorf("development certificates: %w", err)
+		}
+		useDevTLS(tsCfg, gwCfg, st.TLS)
 	}
 
 	// Listen on all three first, so that every URL below is known and
@@ -172,16 +205,20 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	// The configured URLs with the ports actually bound.
 	tsCfg.Listen = tsLn.Addr().String()
 	gwCfg.Listen = gwLn.Addr().String()
+	scheme := "http"
+	if opts.TLS {
+		scheme = "https"
+	}
 	st.GatewayHost = "localhost:" + gwPort
-	st.GatewayURL = "http://" + st.GatewayHost
-	st.TokenServerURL = "http://" + tsLn.Addr().String()
+	st.GatewayURL = scheme + "://" + st.GatewayHost
+	st.TokenServerURL = scheme + "://" + tsLn.Addr().String()
 	st.UpstreamURL = "http://" + upLn.Addr().String()
-	gwCfg.Realm = withHost(gwCfg.Realm, st.GatewayHost)
+	gwCfg.Realm = withHost(gwCfg.Realm, scheme, st.GatewayHost)
 	if gwCfg.TokenEndpoint != "" {
-		gwCfg.TokenEndpoint = withHost(gwCfg.TokenEndpoint, tsLn.Addr().String())
+		gwCfg.TokenEndpoint = withHost(gwCfg.TokenEndpoint, scheme, tsLn.Addr().String())
 	}
 	if gwCfg.Keys.JWKSURL != "" {
-		gwCfg.Keys.JWKSURL = withHost(gwCfg.Keys.JWKSURL, tsLn.Addr().String())
+		gwCfg.Keys.JWKSURL = withHost(gwCfg.Keys.JWKSURL, scheme, tsLn.Addr().String())
 	}
 	gwCfg.Upstream.URL = st.UpstreamURL
 	st.Realm = gwCfg.Realm
@@ -236,18 +273,21 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	upLog := log.With(slog.String("component", "upstream"))
-	upSrv := httpx.NewServer(upLn.Addr().String(), httpx.Chain(reg, httpx.AccessLog(upLog)), upstreamTimeouts, upLog)
+	upSrv := embedreg.NewServer(upLn.Addr().String(), reg, upLog)
 	lns = lns[1:] // served from now on: Serve closes it
-	wg.Go(func() { fail("upstream", httpx.Serve(runCtx, upSrv, upLn, upstreamTimeouts.Shutdown)) })
+	wg.Go(func() { fail("upstream", httpx.Serve(runCtx, upSrv, upLn, embedreg.Timeouts.Shutdown)) })
 
 	// 2. Token service.
 	tsLog := log.With(slog.String("component", "tokenserver"))
-	ts, err := tokenserver.New(tsCfg, tokenserver.Options{Logger: tsLog, Listener: tsLn})
+	ts, err := tokenserver.New(runCtx, tsCfg, tokenserver.Options{Logger: tsLog, Listener: tsLn})
 	if err != nil {
 		return nil, err
 	}
 	lns = lns[1:]
-	wg.Go(func() { fail("tokenserver", ts.Run(runCtx)) })
+	wg.Go(func() {
+		defer ts.Close() // with licenses.sql, the account database's connections
+		fail("tokenserver", ts.Run(runCtx))
+	})
 
 	// 3. Gateway: it fetches the JWKS from the token service on New.
 	gwLog := log.With(slog.String("component", "gateway"))
@@ -278,13 +318,6 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	return st, nil
 }
 
-// upstreamTimeouts: pushes of big layers need more than the default write
-// timeout.
-var upstreamTimeouts = httpx.Timeouts{
-	ReadHeader: 10 * time.Second, Read: 10 * time.Minute, Write: 10 * time.Minute,
-	Idle: 2 * time.Minute, Shutdown: 10 * time.Second,
-}
-
 func (o *Options) defaults() {
 	def := func(p *string, v string) {
 		if *p == "" {
@@ -296,6 +329,8 @@ func (o *Options) defaults() {
 	def(&o.GatewayConfig, "deploy/gateway.yaml")
 	def(&o.UpstreamHtpasswd, "deploy/upstream.htpasswd")
 	def(&o.DataDir, "data/registry")
+	def(&o.DemoToken, DemoToken)
+	def(&o.CertsDir, "certs")
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -327,7 +362,7 @@ func resolvePaths(ts *tokenserver.Config, gw *gateway.Config, abs func(string) s
 
 // ensureKeys generates the signing key (and certificate, public key, JWKS)
 // next to where the configuration expects it, unless it is there.
-func ensureKeys(cfg tokenserver.Config) (*tokencli.KeygenResult, error) {
+func ensureKeys(cfg *tokenserver.Config) (*tokencli.KeygenResult, error) {
 	_, err := os.Stat(cfg.SigningKey)
 	if err == nil {
 		if cfg.SigningCert != "" {
@@ -350,13 +385,24 @@ func ensureKeys(cfg tokenserver.Config) (*tokencli.KeygenResult, error) {
 	return tokencli.Keygen(tokencli.KeygenOptions{Dir: dir})
 }
 
-// withHost replaces the host:port of a URL, keeping the scheme and path.
-func withHost(raw, host string) string {
+// useDevTLS makes both services serve HTTPS with the development
+// certificate, and the gateway trust the development CA for the token
+// service. The token service does not require the gateway's client
+// certificate here, so that the printed operator commands can fetch its
+// JWKS with --cacert alone; production adds tls.client_ca_file (README).
+func useDevTLS(ts *tokenserver.Config, gw *gateway.Config, f *devcert.Files) {
+	ts.TLS.CertFile, ts.TLS.KeyFile = f.ServerCert, f.ServerKey
+	gw.TLS.CertFile, gw.TLS.KeyFile = f.ServerCert, f.ServerKey
+	gw.TLS.CAFile = f.CACert
+}
+
+// withHost replaces the scheme and host:port of a URL, keeping the path.
+func withHost(raw, scheme, host string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return raw // validated already; cannot happen
 	}
-	u.Host = host
+	u.Scheme, u.Host = scheme, host
 	return u.String()
 }
 

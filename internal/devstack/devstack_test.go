@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/acme/registry-gateway/internal/tokencli"
+	"github.com/acme/registry-gateway/pkg/auth"
 )
 
 // TestGoContainerRegistry drives the stack with the go-containerregistry
@@ -162,8 +164,8 @@ func TestDockerLoginFlow(t *testing.T) {
 	}
 
 	resp, _ := get(st.GatewayURL+"/v2/", "", false)
-	ch, err := tokencli.ParseChallenge(resp.Header.Get("WWW-Authenticate"))
-	if resp.StatusCode != http.StatusUnauthorized || err != nil || ch.Params["realm"] != st.Realm || ch.Params["service"] != st.Service {
+	ch, err := auth.ParseChallenge(resp.Header.Get("WWW-Authenticate"))
+	if resp.StatusCode != http.StatusUnauthorized || err != nil || ch.Realm != st.Realm || ch.Service != st.Service {
 		t.Fatalf("challenge %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 	q := url.Values{"account": {DemoUser}, "client_id": {"docker"}, "offline_token": {"true"}, "service": {st.Service}}
@@ -211,7 +213,13 @@ func TestDockerLoginFlow(t *testing.T) {
 // TestPrintedOperatorCommands runs the printed `tokenserver token|inspect`
 // lines as printed (through tokencli, which bin/tokenserver dispatches to).
 func TestPrintedOperatorCommands(t *testing.T) {
-	st, _ := startStack(t)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { testOperatorCommands(t, m.mod) })
+	}
+}
+
+func testOperatorCommands(t *testing.T, mod func(*Options)) {
+	st, _ := startStack(t, mod)
 	var n int
 	for _, c := range st.Commands() {
 		if c.Tool != "tokenserver" {
@@ -253,6 +261,69 @@ func TestPrintedOperatorCommands(t *testing.T) {
 	}
 	if n != 3 {
 		t.Errorf("%d tokenserver commands printed", n)
+	}
+}
+
+// TestPrintedCurl runs the printed curl command, when curl is installed.
+func TestPrintedCurl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl is not installed")
+	}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			st, _ := startStack(t, m.mod)
+			for _, c := range st.Commands() {
+				if c.Tool != "curl" {
+					continue
+				}
+				out, err := exec.CommandContext(t.Context(), curl, strings.Fields(c.Line)[1:]...).CombinedOutput()
+				var answer struct{ Token string }
+				if err != nil || json.Unmarshal(out, &answer) != nil || answer.Token == "" {
+					t.Errorf("%s: %v\n%s", c.Line, err, out)
+				}
+			}
+		})
+	}
+}
+
+func TestBannerTLS(t *testing.T) {
+	st, dir := startStack(t, withTLS)
+	if st.TLS == nil || len(st.TLS.Generated) != 6 || !strings.HasPrefix(st.GatewayURL, "https://") || !strings.HasPrefix(st.JWKSURL, "https://") {
+		t.Fatalf("stack %+v", st)
+	}
+	ca := filepath.Join(dir, "certs", "dev-ca", "ca.crt")
+	var b bytes.Buffer
+	st.WriteBanner(&b)
+	out := b.String()
+	for _, want := range []string{
+		"development CA " + ca,
+		"mkdir -p /etc/docker/certs.d/" + st.GatewayHost + "\n",
+		"cp " + ca + " /etc/docker/certs.d/" + st.GatewayHost + "/ca.crt\n",
+		"docker login " + st.GatewayHost + " -u " + DemoUser + " --password-stdin",
+		"skopeo inspect --cert-dir " + filepath.Dir(ca) + " --creds",
+		"SSL_CERT_FILE=" + ca + " crane ls " + st.GatewayHost,
+		"curl -fsS --cacert " + ca + " -u " + DemoUser,
+		"--cacert " + ca,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("banner lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "insecure") || strings.Contains(out, "tls-verify=false") || strings.Contains(out, "http://localhost") {
+		t.Errorf("the HTTPS banner still turns verification off or names plain HTTP:\n%s", out)
+	}
+
+	// A second start keeps the certificates.
+	opts := testOptions(dir)
+	opts.TLS, opts.NoSeed = true, true
+	again, err := Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = again.Wait() }) // t.Context ends first
+	if len(again.TLS.Generated) != 0 {
+		t.Errorf("second start regenerated %v", again.TLS.Generated)
 	}
 }
 

@@ -23,6 +23,16 @@ var committed = []string{
 	"deploy/upstream.password",
 }
 
+// withTLS is the stack of `make run TLS=1`.
+func withTLS(o *Options) { o.TLS = true }
+
+// modes are the two ways the stack runs, for tests that run the printed
+// commands in both.
+var modes = []struct {
+	name string
+	mod  func(*Options)
+}{{"http", func(*Options) {}}, {"https", withTLS}}
+
 // copyDeploy copies the committed demo configuration into a new directory
 // and returns it.
 func copyDeploy(t *testing.T) string {
@@ -56,12 +66,17 @@ func testOptions(dir string) Options {
 	}
 }
 
-// startStack runs the demo stack on free ports for the test's duration.
-func startStack(t *testing.T) (*Stack, string) {
+// startStack runs the demo stack on free ports for the test's duration;
+// mods may change the options (TLS) first.
+func startStack(t *testing.T, mods ...func(*Options)) (*Stack, string) {
 	t.Helper()
 	dir := copyDeploy(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := Start(ctx, testOptions(dir))
+	opts := testOptions(dir)
+	for _, m := range mods {
+		m(&opts)
+	}
+	st, err := Start(ctx, opts)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -47,7 +47,13 @@ func runSkopeo(t *testing.T, skopeo, dir string, args ...string) (string, error)
 // checks what they answer.
 func TestSkopeo(t *testing.T) {
 	skopeo := skopeoPath(t)
-	st, dir := startStack(t)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { testSkopeo(t, skopeo, m.mod) })
+	}
+}
+
+func testSkopeo(t *testing.T, skopeo string, mod func(*Options)) {
+	st, dir := startStack(t, mod)
 
 	var ran int
 	for _, c := range st.Commands() {
@@ -122,6 +128,14 @@ func TestSkopeo(t *testing.T) {
 				t.Fatalf("succeeded:\n%s", out)
 			}
 		})
+	}
+
+	if st.TLS != nil {
+		// A verifying client without the development CA.
+		out, err := runSkopeo(t, skopeo, dir, "inspect", "--tls-verify=true", "--creds", DemoUser+":"+DemoToken, ok+":1.0")
+		if err == nil || !strings.Contains(out, "certificate signed by unknown authority") {
+			t.Errorf("without the CA: %v\n%s", err, out)
+		}
 	}
 
 	// The beta image skopeo cannot reach does exist upstream: the refusal

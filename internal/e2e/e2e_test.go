@@ -89,6 +89,7 @@ type stack struct {
 	upstream  *upstreamCounter
 	upHost    string
 	tsClock   *shiftedClock
+	gwClock   *shiftedClock // the gateway's
 	logs      *testutil.SyncBuffer
 	passwords chan string
 	pushed    map[string]v1.Hash
@@ -97,7 +98,7 @@ type stack struct {
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	dir := t.TempDir()
-	s := &stack{t: t, logs: &testutil.SyncBuffer{}, tsClock: &shiftedClock{}, passwords: make(chan string, 100), pushed: map[string]v1.Hash{}}
+	s := &stack{t: t, logs: &testutil.SyncBuffer{}, tsClock: &shiftedClock{}, gwClock: &shiftedClock{}, passwords: make(chan string, 100), pushed: map[string]v1.Hash{}}
 	log := slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	// The ECR-protocol fake; every password it hands out goes into the
@@ -147,14 +148,8 @@ func newStack(t *testing.T) *stack {
 	s.upstream.mu.Unlock()
 
 	// The token service, with a file licence backend.
-	keyPath := filepath.Join(dir, "token.key")
-	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKCS8PrivateKey(priv)
-	writeFile(t, keyPath, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
-	licPath := filepath.Join(dir, "licenses.yaml")
-	writeFile(t, licPath, fmt.Sprintf("accounts:\n  - username: %q\n    token_sha256: %q\n    channels: [stable]\n",
-		aliceUser, license.HashToken(aliceToken)))
-	ts, err := tokenserver.New(tokenserver.Config{
+	keyPath, licPath := tokenServerFiles(t, dir)
+	ts, err := tokenserver.New(t.Context(), &tokenserver.Config{
 		Issuer: issuer, Service: service, SigningKey: keyPath,
 		Licenses: tokenserver.LicensesConfig{File: licPath},
 	}, tokenserver.Options{Logger: log, Clock: s.tsClock.Now})
@@ -191,17 +186,31 @@ upstream:
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	s.gw, err = gateway.New(ctx, cfg, gateway.Options{Logger: log})
+	s.gw, err = gateway.New(ctx, cfg, gateway.Options{Logger: log, Clock: s.gwClock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.gw.Close)
-	gwSrv := httptest.NewUnstartedServer(s.gw)
+	gwSrv := httptest.NewUnstartedServer(s.gw.Handler())
 	gwSrv.Listener.Close()
 	gwSrv.Listener = ln
 	gwSrv.Start()
 	t.Cleanup(gwSrv.Close)
 	return s
+}
+
+// tokenServerFiles writes a signing key and a licence file granting alice
+// the stable channel, and returns their paths.
+func tokenServerFiles(t *testing.T, dir string) (keyPath, licPath string) {
+	t.Helper()
+	keyPath = filepath.Join(dir, "token.key")
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	writeFile(t, keyPath, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	licPath = filepath.Join(dir, "licenses.yaml")
+	writeFile(t, licPath, fmt.Sprintf("accounts:\n  - username: %q\n    token_sha256: %q\n    channels: [stable]\n",
+		aliceUser, license.HashToken(aliceToken)))
+	return keyPath, licPath
 }
 
 func writeFile(t *testing.T, path, content string) {
@@ -400,7 +409,9 @@ func TestEndToEnd(t *testing.T) {
 
 	// Password rotation in the middle of concurrent pulls: the gateway's
 	// credential is refused once, refreshed through the SDK, and the
-	// request retried; no pull fails.
+	// request retried; no pull fails. The gateway refreshes at most once
+	// every 30 s after a 401 (ECR throttles GetAuthorizationToken), so its
+	// clock moves on by that much before each rotation.
 	fetchesBefore := s.ecr.Calls("GetAuthorizationToken")
 	stop := make(chan struct{})
 	var pulls, failures atomic.Int64
@@ -425,6 +436,7 @@ func TestEndToEnd(t *testing.T) {
 	const rotations = 4
 	for range rotations {
 		time.Sleep(150 * time.Millisecond) // let pulls run on each password
+		s.gwClock.offset.Add(int64(31 * time.Second))
 		s.ecr.Rotate()
 	}
 	time.Sleep(150 * time.Millisecond)

@@ -28,8 +28,8 @@ const (
 // route needs, and builds the Bearer challenges.
 type authorizer struct {
 	verifier TokenVerifier
-	// challenge is `Bearer realm="…",service="…"`, built once.
-	challenge string
+	// realm and service start every challenge.
+	realm, service string
 	// failed counts refusals of presented tokens by reason.
 	failed func(reason string)
 }
@@ -39,14 +39,15 @@ func newAuthorizer(v TokenVerifier, realm, service string, failed func(string)) 
 		failed = func(string) {}
 	}
 	return &authorizer{
-		verifier:  v,
-		challenge: `Bearer realm="` + realm + `",service="` + service + `"`,
-		failed:    failed,
+		verifier: v,
+		realm:    realm,
+		service:  service,
+		failed:   failed,
 	}
 }
 
 // check returns the claims of the request's token when they grant route, or
-// an *httpx.Error 401 with the challenge. Always 401, never 403: containerd
+// a *refusal: a 401 with the challenge. Always 401, never 403: containerd
 // refetches a token on a 401 carrying error=, and never retries a 403.
 func (a *authorizer) check(ctx context.Context, header string, route Route) (*auth.Claims, error) {
 	raw, ok := bearerToken(header)
@@ -69,7 +70,7 @@ func (a *authorizer) check(ctx context.Context, header string, route Route) (*au
 		}
 		e := a.refuse(route, "invalid_token", msg, err)
 		// The reasons are stable words (expired, signature, …), safe to show.
-		e.Detail = map[string]string{"reason": reason}
+		e.detail = map[string]string{"reason": reason}
 		return nil, e
 	}
 	if !grants(claims, route) {
@@ -122,43 +123,72 @@ func grants(c *auth.Claims, route Route) bool {
 // refuse builds the 401. The base route's challenge is realm and service
 // only: that is what clients expect from /v2/, and they send no scope for
 // it anyway.
-func (a *authorizer) refuse(route Route, errCode, message string, cause error) *httpx.Error {
-	challenge := a.challenge
+func (a *authorizer) refuse(route Route, errCode, message string, cause error) *refusal {
+	ch := auth.Challenge{Realm: a.realm, Service: a.service}
 	if route.Kind != RouteBase {
-		if scope := route.Scope(); scope != "" {
-			challenge += `,scope="` + scope + `"`
-		}
+		ch.Scope = route.Scope()
 		if errCode != "" {
 			// docker shows error_description as the reason of a refused
 			// pull; skopeo and crane show the body's message; containerd
 			// shows only the error word.
-			challenge += `,error="` + errCode + `",error_description="` + descriptionSafe(message) + `"`
+			ch.Error, ch.ErrorDescription = errCode, message
 		}
 	}
-	e := &httpx.Error{
-		Status:  http.StatusUnauthorized,
-		Code:    httpx.CodeUnauthorized,
-		Message: message,
-		Header:  http.Header{"Www-Authenticate": {challenge}},
-		Err:     cause,
-	}
+	e := &refusal{challenge: ch, message: message, cause: cause}
 	if route.Kind != RouteBase && route.Kind != RouteUnknown {
-		e.Detail = []map[string]string{accessDetail(route)}
+		e.detail = []map[string]string{accessDetail(route)}
 	}
 	return e
 }
 
-// descriptionSafe keeps s within what RFC 6750 allows in error_description
-// (printable ASCII but '"' and '\'), so that the challenge always parses:
-// repository names are validated, but a token's subject is whatever the
-// customer typed as username.
-func descriptionSafe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
-			return '?'
-		}
-		return r
-	}, s)
+// refusal is a 401 that carries its Bearer challenge, as distribution's
+// token access controller does: the error sets its own WWW-Authenticate
+// header, so that no handler assembles one and every 401 has one.
+type refusal struct {
+	challenge auth.Challenge
+	// message is the body's message (the challenge's description is the
+	// same text, kept to the characters RFC 6750 allows).
+	message string
+	// detail is the body's detail: the access asked for, or the reason a
+	// token was refused.
+	detail any
+	cause  error
+}
+
+var _ error = (*refusal)(nil)
+
+func (e *refusal) Error() string {
+	if e.cause != nil {
+		return "unauthorized: " + e.message + ": " + e.cause.Error()
+	}
+	return "unauthorized: " + e.message
+}
+
+func (e *refusal) Unwrap() error { return e.cause }
+
+// SetHeaders sets the challenge on a response's header.
+func (e *refusal) SetHeaders(h http.Header) {
+	h.Set("Www-Authenticate", e.challenge.String())
+}
+
+// As lets the error adapter (errors.As to *httpx.Error) write the refusal:
+// a 401 UNAUTHORIZED with the header SetHeaders sets.
+func (e *refusal) As(target any) bool {
+	p, ok := target.(**httpx.Error)
+	if !ok {
+		return false
+	}
+	he := &httpx.Error{
+		Status:  http.StatusUnauthorized,
+		Code:    httpx.CodeUnauthorized,
+		Message: e.message,
+		Detail:  e.detail,
+		Header:  http.Header{},
+		Err:     e.cause,
+	}
+	e.SetHeaders(he.Header)
+	*p = he
+	return true
 }
 
 // accessDetail is what distribution puts in an UNAUTHORIZED error's detail.

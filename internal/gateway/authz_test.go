@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -167,12 +168,6 @@ func TestDenial(t *testing.T) {
 	}
 }
 
-func TestDescriptionSafe(t *testing.T) {
-	if got, want := descriptionSafe("a \"b\" \\c\r\nd\u00e9 'e' (f)"), "a ?b? ?c??d? 'e' (f)"; got != want {
-		t.Errorf("%q, want %q", got, want)
-	}
-}
-
 // TestDenialWithOddSubject: a username with quotes, backslashes or non-ASCII
 // letters still gives a challenge that parses, and the body keeps it as is.
 func TestDenialWithOddSubject(t *testing.T) {
@@ -187,5 +182,37 @@ func TestDenialWithOddSubject(t *testing.T) {
 	}
 	if msg := errorMessage(t, body); !strings.HasPrefix(msg, `the token of zoë "x" \y does not grant`) {
 		t.Errorf("message %q", msg)
+	}
+}
+
+// TestRefusalSetsItsChallenge: a refusal is an error that sets its own
+// WWW-Authenticate header (what the error adapter writes, through
+// errors.As), and the header parses back to the challenge it was built
+// from, the description kept to RFC 6750's characters; on /v2/ it is realm
+// and service only.
+func TestRefusalSetsItsChallenge(t *testing.T) {
+	a := newAuthorizer(nil, testRealm, testService, nil)
+	route := Route{Kind: RouteManifest, Name: "stable/app", Reference: "1.0"}
+	msg := `the token of zoë "x" does not grant pull`
+	r := a.refuse(route, "insufficient_scope", msg, nil)
+	h := http.Header{}
+	r.SetHeaders(h)
+	got, err := auth.ParseChallenge(h.Get("Www-Authenticate"))
+	want := auth.Challenge{Realm: testRealm, Service: testService, Scope: "repository:stable/app:pull",
+		Error: "insufficient_scope", ErrorDescription: "the token of zo? ?x? does not grant pull"}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("challenge %q parsed as %+v (%v), want %+v", h.Get("Www-Authenticate"), got, err, want)
+	}
+	var he *httpx.Error
+	if !errors.As(error(r), &he) || he.Status != http.StatusUnauthorized || he.Code != httpx.CodeUnauthorized ||
+		he.Message != msg || he.Header.Get("Www-Authenticate") != h.Get("Www-Authenticate") {
+		t.Fatalf("as *httpx.Error: %+v", he)
+	}
+
+	base := a.refuse(Route{Kind: RouteBase}, "invalid_token", "invalid token: expired", nil)
+	h = http.Header{}
+	base.SetHeaders(h)
+	if got := h.Get("Www-Authenticate"); got != testChallenge {
+		t.Errorf("base challenge %q, want %q", got, testChallenge)
 	}
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,11 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/tlsx"
+	"github.com/acme/registry-gateway/pkg/auth"
+	"github.com/acme/registry-gateway/pkg/ecr"
 )
 
 // Config is the gateway's configuration file.
@@ -43,8 +49,35 @@ type Config struct {
 	AccessLog *bool `yaml:"access_log"`
 	// ShutdownTimeout bounds the graceful shutdown; default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// TrustedProxies are CIDRs (or addresses) of the load balancers in
+	// front of the gateway: their X-Forwarded-For is passed on to the token
+	// service with the peer appended; anyone else's is replaced by the
+	// peer.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Timeouts bound how long a client may take to send a request.
+	Timeouts TimeoutsConfig `yaml:"timeouts"`
 	// LogLevel is debug, info (default), warn or error.
 	LogLevel string `yaml:"log_level"`
+	// TLS is the gateway's own HTTPS and how it trusts an https token
+	// service.
+	TLS TLSConfig `yaml:"tls"`
+}
+
+// TLSConfig: with cert_file and key_file the gateway serves HTTPS only
+// (the pair reloaded when the files change). CAFile and the client pair
+// are for the token service (token_endpoint, keys.jwks_url) when it is
+// https; the upstream registry (ECR) is always verified against the
+// system's roots.
+type TLSConfig struct {
+	tlsx.ServerConfig `yaml:",inline"`
+	// CAFile is a PEM file of the CAs the token service's certificate is
+	// verified against; default the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// ClientCertFile and ClientKeyFile are the certificate the gateway
+	// presents to a token service that requires one (its
+	// tls.client_ca_file); reloaded when they change.
+	ClientCertFile string `yaml:"client_cert_file"`
+	ClientKeyFile  string `yaml:"client_key_file"`
 }
 
 // SlogLevel is the configured log level.
@@ -113,6 +146,23 @@ const (
 	maxManifestTagTTL         = 24 * time.Hour
 )
 
+// TimeoutsConfig bounds the request side of a client connection. There is
+// no write timeout: a blob download may take as long as the client needs.
+type TimeoutsConfig struct {
+	// ReadHeader is the time a client has to send a request's headers;
+	// default 10s.
+	ReadHeader time.Duration `yaml:"read_header"`
+	// ReadBody is the time a client has, after the headers, to send the
+	// body it declared; default 10s.
+	ReadBody time.Duration `yaml:"read_body"`
+	// Idle is how long a kept-alive connection may wait for its next
+	// request; default 120s.
+	Idle time.Duration `yaml:"idle"`
+}
+
+// maxReadTimeout bounds the read timeouts, to catch unit mistakes.
+const maxReadTimeout = 5 * time.Minute
+
 // ECRConfig fetches the upstream credential with GetAuthorizationToken,
 // using the AWS SDK's default credential chain.
 type ECRConfig struct {
@@ -173,6 +223,15 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.Timeouts.ReadHeader == 0 {
+		c.Timeouts.ReadHeader = 10 * time.Second
+	}
+	if c.Timeouts.ReadBody == 0 {
+		c.Timeouts.ReadBody = 10 * time.Second
+	}
+	if c.Timeouts.Idle == 0 {
+		c.Timeouts.Idle = 120 * time.Second
 	}
 	if c.ManifestCache.MaxBytes == 0 {
 		c.ManifestCache.MaxBytes = defaultManifestCacheBytes
@@ -265,6 +324,19 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		bad("shutdown_timeout: must not be negative")
 	}
+	for i, p := range c.TrustedProxies {
+		if _, err := httpx.ParsePrefix(p); err != nil {
+			bad("trusted_proxies[%d]: %v", i, err)
+		}
+	}
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{{"read_header", c.Timeouts.ReadHeader}, {"read_body", c.Timeouts.ReadBody}, {"idle", c.Timeouts.Idle}} {
+		if t.d < 0 || t.d > maxReadTimeout {
+			bad("timeouts.%s: %s is out of range (0 to %s)", t.name, t.d, maxReadTimeout)
+		}
+	}
 	u := c.Upstream
 	if err := checkURL(u.URL, true); err != nil {
 		bad("upstream.url: %v", err)
@@ -297,6 +369,15 @@ func (c *Config) Validate() error {
 	if u.MaxIdleConnsPerHost < 0 || u.DialTimeout < 0 || u.TLSHandshakeTimeout < 0 || u.ResponseHeaderTimeout < 0 {
 		bad("upstream: connection limits must not be negative")
 	}
+	t := c.TLS
+	errs = append(errs, t.Problems()...)
+	if t.Enabled() && strings.HasPrefix(c.Realm, "http://") {
+		bad("realm: %q is plain HTTP while the gateway serves HTTPS: clients would send their API token in clear", c.Realm)
+	}
+	errs = append(errs, tlsx.PairProblems("tls.client_cert_file", t.ClientCertFile, "tls.client_key_file", t.ClientKeyFile)...)
+	if (t.CAFile != "" || t.ClientCertFile != "") && !strings.HasPrefix(c.TokenEndpoint, "https://") && !strings.HasPrefix(c.Keys.JWKSURL, "https://") {
+		bad("tls.ca_file, tls.client_cert_file: used only towards an https token_endpoint or keys.jwks_url, and neither is https")
+	}
 	return errors.Join(errs...)
 }
 
@@ -323,4 +404,30 @@ func checkURL(s string, bare bool) error {
 		return fmt.Errorf("%q: must be scheme://host[:port] only", s)
 	}
 	return nil
+}
+
+// CheckConfig validates the configuration file at path as the gateway does
+// at start; with files, it also loads keys.public_keys and reads
+// upstream.static.password_file. It contacts nothing (not the JWKS URL, not
+// the upstream, not AWS). It is `gateway check-config`.
+func CheckConfig(path string, files bool) error {
+	cfg, err := LoadConfig(path)
+	if err != nil || !files {
+		return err
+	}
+	var errs []error
+	if len(cfg.Keys.PublicKeys) > 0 {
+		if _, err := auth.LoadPublicKeys(cfg.Keys.PublicKeys...); err != nil {
+			errs = append(errs, fmt.Errorf("keys.public_keys: %w", err))
+		}
+	}
+	if s := cfg.Upstream.Static; s != nil {
+		// The fetcher the gateway will use, so that the check judges the
+		// file exactly as the gateway will (trailing newlines, empty).
+		f := ecr.StaticFetcher{Username: s.Username, PasswordFile: s.PasswordFile}
+		if _, err := f.Fetch(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("upstream.static.password_file: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }

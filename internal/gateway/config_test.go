@@ -47,6 +47,13 @@ func TestLoadConfigExample(t *testing.T) {
 	if m := cfg.ManifestCache; m.Disabled || m.MaxBytes != 32<<20 || m.TagTTL != 0 {
 		t.Errorf("manifest cache defaults: %+v", m)
 	}
+	// Headers and a declared body must arrive within 20 s at the defaults.
+	if to := cfg.Timeouts; to.ReadHeader != 10*time.Second || to.ReadBody != 10*time.Second || to.Idle != 120*time.Second {
+		t.Errorf("timeouts defaults: %+v", to)
+	}
+	if len(cfg.TrustedProxies) != 0 {
+		t.Errorf("trusted_proxies default: %v", cfg.TrustedProxies)
+	}
 }
 
 func TestParseConfigStatic(t *testing.T) {
@@ -58,6 +65,8 @@ keys: {public_keys: [k.pem]}
 leeway: 10s
 access_log: false
 manifest_cache: {max_bytes: 1048576, tag_ttl: 10s}
+trusted_proxies: ["10.0.0.0/8", "192.0.2.7", "::1"]
+timeouts: {read_header: 2s, read_body: 3s, idle: 1m}
 upstream:
   url: "http://127.0.0.1:5002"
   static: {username: puller, password_file: pw}
@@ -71,6 +80,9 @@ upstream:
 	if m := cfg.ManifestCache; m.Disabled || m.MaxBytes != 1<<20 || m.TagTTL != 10*time.Second {
 		t.Errorf("manifest_cache = %+v", m)
 	}
+	if len(cfg.TrustedProxies) != 3 || cfg.Timeouts != (TimeoutsConfig{ReadHeader: 2 * time.Second, ReadBody: 3 * time.Second, Idle: time.Minute}) {
+		t.Errorf("trusted_proxies %v, timeouts %+v", cfg.TrustedProxies, cfg.Timeouts)
+	}
 }
 
 func TestParseConfigListsEveryProblem(t *testing.T) {
@@ -81,6 +93,8 @@ keys: {jwks_url: "ftp://x"}
 token_endpoint: "http://user:pw@host/token"
 leeway: 1h
 manifest_cache: {max_bytes: -1, tag_ttl: -1s}
+trusted_proxies: ["10.0.0.0/8", "10.0.0.0/40", "lb.example.com"]
+timeouts: {read_header: -1s, read_body: 1h}
 upstream:
   url: "https://ecr.example.com/v2/"
   repository_prefix: "Acme/"
@@ -94,7 +108,8 @@ upstream:
 		"listen:", "realm:", "service: required", "issuer: required", "keys.jwks_url:", "token_endpoint:",
 		"leeway:", "upstream.url:", "upstream.repository_prefix:", "not both", "upstream.ecr.region: required",
 		"upstream.ecr.registry_id:", "upstream.static.username: required", "upstream.static.password_file: required",
-		"manifest_cache.max_bytes:", "manifest_cache.tag_ttl:",
+		"manifest_cache.max_bytes:", "manifest_cache.tag_ttl:", "trusted_proxies[1]:", "trusted_proxies[2]:",
+		"timeouts.read_header:", "timeouts.read_body:",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -49,16 +49,27 @@ func (s StaticCredential) Invalidate(context.Context, ecr.Credential) (ecr.Crede
 // client gets a 503, the cause goes to the log only.
 var errNoCredential = errors.New("no upstream credential")
 
+// refreshHoldOff is how long after a refresh an upstream 401 is taken as
+// the upstream's verdict on the credential rather than a sign that it went
+// stale: ECR throttles GetAuthorizationToken (20/s), and a credential that
+// was refused right after it was fetched is refused for a reason a fetch
+// does not cure (permissions, a wrong registry).
+const refreshHoldOff = 30 * time.Second
+
 // authHeader caches the Authorization value of the current credential, so
 // that the hot path does not base64-encode it for every request.
 type authHeader struct {
 	creds Credentials
+	clock func() time.Time
 	cur   atomic.Pointer[headerFor]
 }
 
 type headerFor struct {
 	cred  ecr.Credential
 	value []string // shared by every request's header map: never changed
+	// refreshedAt is when an upstream 401 made the gateway ask for this
+	// credential; zero for one it was simply handed.
+	refreshedAt time.Time
 }
 
 // get returns the credential to use and its header value.
@@ -70,13 +81,21 @@ func (a *authHeader) get(ctx context.Context) (*headerFor, error) {
 	return a.remember(c), nil
 }
 
-// invalidate replaces stale and returns the new credential's header.
+// invalidate replaces stale and returns the new credential's header (the
+// same credential when the source has no other), marked as refreshed now.
 func (a *authHeader) invalidate(ctx context.Context, stale ecr.Credential) (*headerFor, error) {
 	c, err := a.creds.Invalidate(ctx, stale)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errNoCredential, err)
 	}
-	return a.remember(c), nil
+	h := &headerFor{cred: c, value: []string{c.BasicAuth()}, refreshedAt: a.clock()}
+	a.cur.Store(h)
+	return h, nil
+}
+
+// heldOff reports whether h was refreshed less than refreshHoldOff ago.
+func (a *authHeader) heldOff(h *headerFor) bool {
+	return !h.refreshedAt.IsZero() && a.clock().Sub(h.refreshedAt) < refreshHoldOff
 }
 
 func (a *authHeader) remember(c ecr.Credential) *headerFor {
@@ -86,13 +105,4 @@ func (a *authHeader) remember(c ecr.Credential) *headerFor {
 	h := &headerFor{cred: c, value: []string{c.BasicAuth()}}
 	a.cur.Store(h)
 	return h
-}
-
-// lookup finds the credential a sent header value belongs to; ok is false
-// when it is not the current one (a refresh happened meanwhile).
-func (a *authHeader) lookup(value string) (ecr.Credential, bool) {
-	if h := a.cur.Load(); h != nil && h.value[0] == value {
-		return h.cred, true
-	}
-	return ecr.Credential{}, false
 }

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,14 +11,14 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/ecr"
 )
@@ -38,34 +40,42 @@ type Options struct {
 	// NewUpstreamTransport); the gateway wraps it with its credential,
 	// retry, redirect and timing round-trippers.
 	Transport http.RoundTripper
-	// ECRClientOptions tune the AWS SDK ECR client built for the ecr
-	// source (retries, endpoint, …).
-	ECRClientOptions []func(*awsecr.Options)
+	// ECR tunes the AWS SDK client of the ecr source (endpoint, HTTP
+	// client, retries).
+	ECR ecr.ClientOptions
 }
 
-// Gateway is the gateway's http.Handler. Build it with New; Close it to
-// stop its background work.
+// Gateway is the registry gateway: Handler serves it, Run listens and
+// serves, Close stops its background work. Build it with New.
 type Gateway struct {
 	cfg     *Config
 	log     *slog.Logger
 	clock   func() time.Time
 	errs    httpx.Handler
 	metrics *metrics
+	clients *httpx.ClientAddr
 
+	creds     Credentials
+	source    *ecr.Source      // nil with Options.Credentials
+	lister    RepositoryLister // the catalog's; nil: the upstream's /v2/_catalog
 	authz     *authorizer
+	jwks      *auth.RemoteJWKS // nil without keys.jwks_url
+	tokenTLS  *tls.Config      // towards the token service; nil: defaults
+	upstream  *url.URL
+	auth      *authHeader
+	plain     http.RoundTripper // the upstream transport, without credential
 	proxy     *httputil.ReverseProxy
 	manifests *manifestCache // nil with manifest_cache.disabled
 	catalog   *catalog
-	token     http.Handler
+	token     http.Handler // nil without token_endpoint
+	tls       *tlsx.Server // nil: plain HTTP
 	healthz   http.Handler
 	readyz    http.Handler
 	metricH   http.Handler
+	handler   http.Handler
 
-	accessLog bool
-	closers   []func()
+	closers []func()
 }
-
-var _ http.Handler = (*Gateway)(nil)
 
 // New builds a gateway for a validated cfg. With the ecr source it fetches
 // a first upstream credential and starts refreshing it in the background
@@ -73,7 +83,8 @@ var _ http.Handler = (*Gateway)(nil)
 // service's key set. Neither failure stops New: they are logged, /readyz
 // fails until they are overcome (the gateway keeps trying), so that the
 // start order of gateway and token service does not matter. Key files that
-// do not load are an error.
+// do not load are an error, and so are TLS files (tls.*) that do not
+// load; those are followed for renewals until ctx ends or Close.
 func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -81,94 +92,143 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
-	upstream, err := url.Parse(cfg.Upstream.URL)
-	if err != nil {
-		return nil, fmt.Errorf("upstream.url: %w", err)
-	}
-	g := &Gateway{
-		cfg: cfg, log: opts.Logger, clock: opts.Clock,
-		errs:      httpx.Handler{Log: opts.Logger},
-		accessLog: cfg.AccessLog == nil || *cfg.AccessLog,
-	}
+	g := &Gateway{cfg: cfg, log: opts.Logger, clock: opts.Clock, errs: httpx.Handler{Log: opts.Logger}}
 	defer func() {
 		if err != nil {
 			g.Close()
 		}
 	}()
-
-	// Credentials first: the metrics observe their refreshes.
-	var source *ecr.Source
-	var lister RepositoryLister = opts.Repositories
-	creds := opts.Credentials
-	var observer metricsObserver
-	if creds == nil {
-		switch u := cfg.Upstream; {
-		case u.ECR != nil:
-			awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(u.ECR.Region))
-			if err != nil {
-				return nil, fmt.Errorf("AWS config: %w", err)
-			}
-			client := awsecr.NewFromConfig(awsCfg, opts.ECRClientOptions...)
-			source = ecr.NewSource(ecr.NewSDKFetcherFromClient(client, u.ECR.RegistryID),
-				ecr.Options{Clock: opts.Clock, Logger: opts.Logger, Observer: &observer})
-			creds = source
-			if lister == nil {
-				lister = &ECRLister{Client: client, RegistryID: u.ECR.RegistryID}
-			}
-		case u.Static != nil:
-			source = ecr.NewSource(ecr.StaticFetcher{Username: u.Static.Username, PasswordFile: u.Static.PasswordFile, ProxyEndpoint: u.URL},
-				ecr.Options{Clock: opts.Clock, Logger: opts.Logger, Observer: &observer})
-			creds = source
-		default:
-			return nil, errors.New("upstream: no credential source")
+	g.metrics = newMetrics(g.credentialExpiry, opts.Clock)
+	for _, step := range []func(context.Context, Options) error{
+		g.buildClientAddr,
+		g.buildCredentials,
+		g.buildTLS,
+		g.buildTokenCheck,
+		g.buildUpstream,
+		g.buildCatalog,
+		g.buildTokenProxy,
+		g.buildOps,
+		g.startCredentials,
+	} {
+		if err := step(ctx, opts); err != nil {
+			return nil, err
 		}
 	}
-	var expiry func() (time.Time, bool)
-	if r, ok := creds.(readiness); ok {
-		expiry = func() (time.Time, bool) { return r.ExpiresAt(), r.Ready() }
-	} else {
-		expiry = func() (time.Time, bool) {
-			c, err := creds.Credential(context.Background())
-			return c.ExpiresAt, err == nil
-		}
-	}
-	g.metrics = newMetrics(expiry, opts.Clock)
-	observer.m = g.metrics
+	g.handler = g.newHandler()
+	return g, nil
+}
 
-	// Token verification.
+func (g *Gateway) buildClientAddr(context.Context, Options) (err error) {
+	if g.clients, err = httpx.NewClientAddr(g.cfg.TrustedProxies); err != nil {
+		return fmt.Errorf("trusted_proxies: %w", err)
+	}
+	return nil
+}
+
+// buildCredentials sets up the upstream credential: Options.Credentials,
+// or a Source over ECR's or the static password file's.
+func (g *Gateway) buildCredentials(ctx context.Context, opts Options) error {
+	g.lister = opts.Repositories
+	if g.creds = opts.Credentials; g.creds != nil {
+		return nil
+	}
+	var fetcher ecr.Fetcher
+	switch u := g.cfg.Upstream; {
+	case u.ECR != nil:
+		f, err := ecr.NewSDKFetcher(ctx, u.ECR.Region, u.ECR.RegistryID, opts.ECR)
+		if err != nil {
+			return err
+		}
+		fetcher = f
+		if g.lister == nil {
+			l := f.Lister()
+			l.Max = maxCatalogRepos
+			g.lister = l
+		}
+	case u.Static != nil:
+		fetcher = ecr.StaticFetcher{Username: u.Static.Username, PasswordFile: u.Static.PasswordFile, ProxyEndpoint: u.URL}
+	default:
+		return errors.New("upstream: no credential source")
+	}
+	g.source = ecr.NewSource(fetcher, ecr.Options{Clock: g.clock, Logger: g.log, Observer: g.metrics})
+	g.creds = g.source
+	g.closers = append(g.closers, g.source.Close)
+	return nil
+}
+
+// credentialExpiry is when the held upstream credential expires (zero: it
+// never does), and whether one is held.
+func (g *Gateway) credentialExpiry() (time.Time, bool) {
+	if r, ok := g.creds.(readiness); ok {
+		return r.ExpiresAt(), r.Ready()
+	}
+	if g.creds == nil {
+		return time.Time{}, false
+	}
+	c, err := g.creds.Credential(context.Background())
+	return c.ExpiresAt, err == nil
+}
+
+func (g *Gateway) buildTLS(ctx context.Context, _ Options) (err error) {
+	g.tokenTLS, err = g.setupTLS(ctx)
+	return err
+}
+
+// buildTokenCheck sets up the verification of clients' tokens: the keys of
+// the config (PEM files, the token service's JWKS) unless Options bring a
+// verifier or keys.
+func (g *Gateway) buildTokenCheck(ctx context.Context, opts Options) error {
 	verifier := opts.Verifier
-	var jwks *auth.RemoteJWKS
 	if verifier == nil {
 		keys := opts.Keys
 		if keys == nil {
-			if keys, jwks, err = loadKeys(ctx, cfg.Keys, opts.Clock, opts.Logger); err != nil {
-				return nil, err
+			client := &http.Client{Timeout: 10 * time.Second}
+			if g.tokenTLS != nil {
+				t := &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: g.tokenTLS, TLSHandshakeTimeout: g.cfg.Upstream.TLSHandshakeTimeout}
+				g.closers = append(g.closers, t.CloseIdleConnections)
+				client.Transport = t
+			}
+			var err error
+			if keys, g.jwks, err = loadKeys(ctx, g.cfg.Keys, client, g.clock, g.log); err != nil {
+				return err
 			}
 		}
 		verifier = auth.NewVerifier(auth.VerifierConfig{
-			Issuer: cfg.Issuer, Audience: cfg.Service, Keys: keys, Leeway: cfg.Leeway, Clock: opts.Clock,
+			Issuer: g.cfg.Issuer, Audience: g.cfg.Service, Keys: keys, Leeway: g.cfg.Leeway, Clock: g.clock,
 		})
 	}
-	g.authz = newAuthorizer(verifier, cfg.Realm, cfg.Service, func(reason string) {
+	g.authz = newAuthorizer(verifier, g.cfg.Realm, g.cfg.Service, func(reason string) {
 		g.metrics.verifyFailures.WithLabelValues(reason).Inc()
 	})
+	return nil
+}
 
-	// The upstream round-trippers, innermost first.
+// buildUpstream sets up the proxy to the upstream and its round-trippers,
+// innermost first: the transport, latency, the credential (the one place
+// it is set, and retried once after a 401), redirects (proxy_blobs), HEAD
+// errors asked again as GET; and the manifest cache.
+func (g *Gateway) buildUpstream(_ context.Context, opts Options) (err error) {
+	cfg := g.cfg
+	if g.upstream, err = url.Parse(cfg.Upstream.URL); err != nil {
+		return fmt.Errorf("upstream.url: %w", err)
+	}
 	base := opts.Transport
 	if base == nil {
 		t := NewUpstreamTransport(cfg.Upstream)
 		base = t
 		g.closers = append(g.closers, t.CloseIdleConnections)
 	}
-	plain := timed(base, func(d time.Duration) { g.metrics.upstreamLatency.Observe(d.Seconds()) }, time.Now)
-	ah := &authHeader{creds: creds}
-	var rt http.RoundTripper = &credentialTransport{next: plain, auth: ah, retried: g.metrics.upstreamRetries.Inc}
+	g.plain = timed(base, func(d time.Duration) { g.metrics.upstreamLatency.Observe(d.Seconds()) }, time.Now)
+	g.auth = &authHeader{creds: g.creds, clock: g.clock}
+	var rt http.RoundTripper = &credentialTransport{next: g.plain, auth: g.auth, retried: g.metrics.upstreamRetries.Inc}
 	if cfg.Upstream.ProxyBlobs {
-		rt = &redirectFollower{next: rt, plain: plain}
+		rt = &redirectFollower{next: rt, plain: g.plain}
 	}
-	up := &upstreamProxy{upstream: upstream, prefix: cfg.Upstream.RepositoryPrefix, auth: ah, errs: g.errs}
+	rt = headErrorAsGET{next: rt}
+	up := &upstreamProxy{upstream: g.upstream, prefix: cfg.Upstream.RepositoryPrefix, errs: g.errs,
+		refused: g.metrics.upstreamRefused.Inc}
 	modify := up.modifyResponse
-	if g.manifests = newManifestCache(cfg.ManifestCache, opts.Clock, opts.Logger, g.metrics.reg); g.manifests != nil {
+	if g.manifests = newManifestCache(cfg.ManifestCache, g.clock, g.log, g.metrics.reg); g.manifests != nil {
 		// The cache stores the answer as the client gets it: after the
 		// upstream's errors and headers are turned into the gateway's.
 		modify = func(resp *http.Response) error {
@@ -184,74 +244,152 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 		BufferPool:     newBufferPool(),
 		ModifyResponse: modify,
 		ErrorHandler:   up.errorHandler,
-		ErrorLog:       slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
+	return nil
+}
 
-	if lister == nil {
-		lister = &RegistryLister{
+// buildCatalog sets up /v2/_catalog over the lister of Options or the
+// ecr source, else over the upstream's own catalog.
+func (g *Gateway) buildCatalog(context.Context, Options) error {
+	c := &catalog{lister: g.lister, prefix: g.cfg.Upstream.RepositoryPrefix, ttl: g.cfg.CatalogTTL, clock: g.clock}
+	if c.lister == nil {
+		c.lister = &RegistryLister{
 			// Through the credential transport, but never following
 			// redirects to another host with it.
-			Client: &http.Client{Transport: &credentialTransport{next: plain, auth: ah}, Timeout: 30 * time.Second,
+			Client: &http.Client{Transport: &credentialTransport{next: g.plain, auth: g.auth}, Timeout: 30 * time.Second,
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-			Base: upstream,
+			Base: g.upstream,
 		}
 	}
-	g.catalog = &catalog{lister: lister, prefix: cfg.Upstream.RepositoryPrefix, ttl: cfg.CatalogTTL, clock: opts.Clock}
+	g.catalog = c
+	return nil
+}
 
-	if cfg.TokenEndpoint != "" {
-		target, err := url.Parse(cfg.TokenEndpoint)
-		if err != nil {
-			return nil, fmt.Errorf("token_endpoint: %w", err)
-		}
-		tokenTransport := NewUpstreamTransport(cfg.Upstream)
-		g.closers = append(g.closers, tokenTransport.CloseIdleConnections)
-		g.token = newTokenProxy(target, tokenTransport, g.errs, opts.Logger)
+func (g *Gateway) buildTokenProxy(context.Context, Options) error {
+	if g.cfg.TokenEndpoint == "" {
+		return nil
 	}
+	target, err := url.Parse(g.cfg.TokenEndpoint)
+	if err != nil {
+		return fmt.Errorf("token_endpoint: %w", err)
+	}
+	t := NewUpstreamTransport(g.cfg.Upstream)
+	t.TLSClientConfig = g.tokenTLS
+	g.closers = append(g.closers, t.CloseIdleConnections)
+	g.token = newTokenProxy(target, t, g.clients, g.errs, g.log)
+	return nil
+}
 
+// buildOps sets up /healthz, /readyz and /metrics.
+func (g *Gateway) buildOps(context.Context, Options) error {
 	checks := map[string]httpx.Check{"upstream_credential": func(ctx context.Context) error {
-		if at, ok := expiry(); !ok || (!at.IsZero() && !opts.Clock().Before(at)) {
+		if at, ok := g.credentialExpiry(); !ok || (!at.IsZero() && !g.clock().Before(at)) {
 			return errors.New("no unexpired upstream credential")
 		}
 		return nil
 	}}
-	if jwks != nil {
-		checks["token_keys"] = func(ctx context.Context) error {
-			if jwks.Len() > 0 {
-				return nil
-			}
-			// Asking for a kid that cannot exist refetches the key set,
-			// at most once per min_refetch however often this is probed:
-			// an unready gateway gets no tokens that would trigger it.
-			_, err := jwks.PublicKey(ctx, "\x00readiness")
-			if jwks.Len() > 0 {
-				return nil
-			}
-			if err != nil && !errors.Is(err, auth.ErrUnknownKey) {
-				// The cause names the token service's internal URL and
-				// network errors: it goes to the log (at most once per
-				// min_refetch, when a refetch failed), not to whoever
-				// probes /readyz on the public port.
-				opts.Logger.Warn("token service key set not fetched", "url", cfg.Keys.JWKSURL, "error", err)
-			}
-			return errors.New("no token signing keys")
-		}
+	if g.jwks != nil {
+		checks["token_keys"] = g.tokenKeysReady
 	}
 	g.healthz = httpx.Healthz()
 	g.readyz = httpx.Readyz(checks)
 	g.metricH = promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})
+	return nil
+}
 
-	if source != nil {
-		g.closers = append(g.closers, source.Close)
-		if err := source.Start(ctx); err != nil {
-			opts.Logger.Warn("no upstream credential yet; retrying in the background", "error", err)
+// tokenKeysReady is the readiness check of the token service's key set.
+func (g *Gateway) tokenKeysReady(ctx context.Context) error {
+	if g.jwks.Len() > 0 {
+		return nil
+	}
+	// Asking for a kid that cannot exist refetches the key set, at most
+	// once per min_refetch however often this is probed: an unready
+	// gateway gets no tokens that would trigger it.
+	_, err := g.jwks.PublicKey(ctx, "\x00readiness")
+	if g.jwks.Len() > 0 {
+		return nil
+	}
+	if err != nil && !errors.Is(err, auth.ErrUnknownKey) {
+		// The cause names the token service's internal URL and network
+		// errors: it goes to the log (at most once per min_refetch, when
+		// a refetch failed), not to whoever probes /readyz on the public
+		// port.
+		g.log.Warn("token service key set not fetched", "url", g.cfg.Keys.JWKSURL, "error", err)
+	}
+	return errors.New("no token signing keys")
+}
+
+// startCredentials fetches the first upstream credential and starts the
+// background refresh; a failure is retried there, not fatal.
+func (g *Gateway) startCredentials(ctx context.Context, _ Options) error {
+	if g.source == nil {
+		return nil
+	}
+	if err := g.source.Start(ctx); err != nil {
+		g.log.Warn("no upstream credential yet; retrying in the background", "error", err)
+	}
+	return nil
+}
+
+// setupTLS loads the gateway's certificate and its trust in the token
+// service, reporting every file that does not load, and starts following
+// the certificate files until ctx ends or Close. It returns the client
+// configuration towards the token service (/token and the JWKS); nil for
+// the defaults (system roots, no client certificate).
+func (g *Gateway) setupTLS(ctx context.Context) (*tls.Config, error) {
+	c := g.cfg.TLS
+	var errs []error
+	if c.CertFile != "" && c.KeyFile != "" {
+		s, err := tlsx.NewServer(c.ServerConfig, "", g.log)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		g.tls = s
+	}
+	var roots *x509.CertPool
+	if c.CAFile != "" {
+		var err error
+		if roots, err = tlsx.LoadCertPool(c.CAFile); err != nil {
+			errs = append(errs, fmt.Errorf("tls.ca_file: %w", err))
 		}
 	}
-	return g, nil
+	var clientCert *tlsx.Reloader
+	if c.ClientCertFile != "" && c.ClientKeyFile != "" {
+		var err error
+		if clientCert, err = tlsx.NewReloader(c.ClientCertFile, c.ClientKeyFile, c.PollInterval, g.log); err != nil {
+			errs = append(errs, fmt.Errorf("tls.client_cert_file, tls.client_key_file: %w", err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	var tokenTLS *tls.Config
+	if roots != nil || clientCert != nil {
+		tokenTLS = tlsx.ClientTLSConfig(roots, clientCert)
+	}
+	if g.tls != nil {
+		g.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gateway_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the served TLS certificate expires (Unix time); it moves when a renewal is loaded.",
+		}, g.tls.NotAfter))
+	}
+
+	ctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if g.tls != nil {
+		wg.Go(func() { g.tls.Run(ctx) })
+	}
+	if clientCert != nil {
+		wg.Go(func() { clientCert.Run(ctx) })
+	}
+	g.closers = append(g.closers, func() { stop(); wg.Wait() })
+	return tokenTLS, nil
 }
 
 // loadKeys builds the trusted keys of cfg: PEM files and the JWKS URL,
-// which is fetched once now.
-func loadKeys(ctx context.Context, cfg KeysConfig, clock func() time.Time, log *slog.Logger) (auth.KeySource, *auth.RemoteJWKS, error) {
+// which is fetched once now with client.
+func loadKeys(ctx context.Context, cfg KeysConfig, client *http.Client, clock func() time.Time, log *slog.Logger) (auth.KeySource, *auth.RemoteJWKS, error) {
 	var sources auth.KeySources
 	if len(cfg.PublicKeys) > 0 {
 		static, err := auth.LoadPublicKeys(cfg.PublicKeys...)
@@ -262,7 +400,7 @@ func loadKeys(ctx context.Context, cfg KeysConfig, clock func() time.Time, log *
 	}
 	var jwks *auth.RemoteJWKS
 	if cfg.JWKSURL != "" {
-		jwks = auth.NewRemoteJWKS(cfg.JWKSURL, auth.RemoteJWKSOptions{MinRefetch: cfg.MinRefetch, Clock: clock})
+		jwks = auth.NewRemoteJWKS(cfg.JWKSURL, auth.RemoteJWKSOptions{Client: client, MinRefetch: cfg.MinRefetch, Clock: clock})
 		if err := jwks.Refresh(ctx); err != nil {
 			log.Warn("token service key set not fetched yet; retrying on demand", "url", cfg.JWKSURL, "error", err)
 		}
@@ -272,22 +410,6 @@ func loadKeys(ctx context.Context, cfg KeysConfig, clock func() time.Time, log *
 		return sources[0], jwks, nil
 	}
 	return sources, jwks, nil
-}
-
-// metricsObserver forwards ecr.Source's refresh outcomes to the metrics,
-// which are built after the Source.
-type metricsObserver struct{ m *metrics }
-
-func (o *metricsObserver) Refreshed(c ecr.Credential) {
-	if o.m != nil {
-		o.m.Refreshed(c)
-	}
-}
-
-func (o *metricsObserver) RefreshFailed(err error) {
-	if o.m != nil {
-		o.m.RefreshFailed(err)
-	}
 }
 
 // Registry is the gateway's private metrics registry.
@@ -303,10 +425,11 @@ func (g *Gateway) Close() {
 
 // ServerTimeouts suit the gateway: no read or write timeout, since a blob
 // transfer may last long (a read deadline would also cancel the request's
-// context in the middle of a stream); the header, idle and upstream
-// timeouts bound the rest.
-func ServerTimeouts(shutdown time.Duration) httpx.Timeouts {
-	return httpx.Timeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second, Shutdown: shutdown}
+// context in the middle of a stream). The headers must arrive within
+// timeouts.read_header; a declared body is bounded in the handler (see
+// httpx.ReadBody); idle, upstream and shutdown timeouts bound the rest.
+func ServerTimeouts(cfg *Config) httpx.Timeouts {
+	return httpx.Timeouts{ReadHeader: cfg.Timeouts.ReadHeader, Idle: cfg.Timeouts.Idle, Shutdown: cfg.ShutdownTimeout}
 }
 
 // Run listens on Config.Listen and serves until ctx ends, then shuts down
@@ -319,15 +442,29 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return g.Serve(ctx, ln)
 }
 
-// Serve serves on ln, with ServerTimeouts, until ctx ends; in-flight
+// Serve serves on ln, with ServerTimeouts and HTTPS when configured, until
+// ctx ends; in-flight
 // requests get Config.ShutdownTimeout to finish. It does not Close the
 // Gateway.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
-	t := ServerTimeouts(g.cfg.ShutdownTimeout)
-	srv := httpx.NewServer(ln.Addr().String(), g, t, g.log)
-	g.log.Info("gateway listening", slog.String("addr", ln.Addr().String()), slog.String("upstream", g.cfg.Upstream.URL))
+	t := ServerTimeouts(g.cfg)
+	srv := httpx.NewServer(ln.Addr().String(), g.handler, t, g.log)
+	if g.tls != nil {
+		ln = g.tls.Listener(ln)
+	}
+	g.log.Info("gateway listening", slog.String("addr", ln.Addr().String()), slog.Bool("tls", g.tls != nil),
+		slog.String("upstream", g.cfg.Upstream.URL))
 	err := httpx.Serve(ctx, srv, ln, t.Shutdown)
-	if errors.Is(err, http.ErrServerClosed) {
+	var cut *httpx.ShutdownCutError
+	switch {
+	case errors.Is(err, http.ErrServerClosed):
+		err = nil
+	case errors.As(err, &cut):
+		// Blob downloads may outlast any shutdown_timeout: cutting them
+		// is the stop working as configured, not a failure (clients
+		// resume them elsewhere).
+		g.log.Warn("shutdown_timeout reached: streams cut", slog.Int("streams", cut.Requests),
+			slog.Duration("shutdown_timeout", t.Shutdown))
 		err = nil
 	}
 	return err

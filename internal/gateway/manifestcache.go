@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,8 +32,12 @@ var cacheBypassHeaders = []string{"If-None-Match", "If-Modified-Since", "If-Matc
 // manifestKey identifies a cached answer. The name is the client's: the
 // upstream name is the configured prefix plus it, the same for every entry
 // of one gateway. Accept is part of the key because the upstream picks the
-// manifest's media type by it; it is compared as sent, not parsed.
-type manifestKey struct{ name, ref, accept string }
+// manifest's media type by it: the set of manifest media types it names,
+// which is also all the upstream is sent.
+type manifestKey struct {
+	name, ref string
+	accept    acceptSet
+}
 
 // manifestEntry is one upstream 200 answer. Everything but the LRU links is
 // immutable once inserted, so a hit may write it after the lock is released
@@ -111,7 +114,7 @@ func isDigestRef(ref string) bool { return strings.IndexByte(ref, ':') >= 0 }
 // keyFor is the cache key of a checked manifest request, or false when the
 // request must go upstream: a tag while tag_ttl is 0, a query, or a
 // conditional or range request.
-func (c *manifestCache) keyFor(r *http.Request, route Route) (manifestKey, bool) {
+func (c *manifestCache) keyFor(r *http.Request, route Route, accept acceptSet) (manifestKey, bool) {
 	if r.URL.RawQuery != "" || (c.tagTTL <= 0 && !isDigestRef(route.Reference)) {
 		return manifestKey{}, false
 	}
@@ -120,16 +123,6 @@ func (c *manifestCache) keyFor(r *http.Request, route Route) (manifestKey, bool)
 		if _, ok := h[k]; ok {
 			return manifestKey{}, false
 		}
-	}
-	var accept string
-	switch v := h["Accept"]; len(v) {
-	case 0:
-	case 1:
-		accept = v[0]
-	default:
-		// Several Accept lines (docker sends one per media type): joined
-		// with a byte no header value holds, so that the key stays exact.
-		accept = strings.Join(v, "\n")
 	}
 	return manifestKey{name: route.Name, ref: route.Reference, accept: accept}, true
 }
@@ -180,7 +173,7 @@ func (c *manifestCache) add(k manifestKey, body []byte, contentType, dgst, apiVe
 		digest:      []string{dgst},
 		length:      []string{strconv.Itoa(len(body))},
 		apiVersion:  []string{apiVersion},
-		cost: int64(len(body)+len(k.name)+len(k.ref)+len(k.accept)+len(contentType)+len(dgst)+len(apiVersion)) +
+		cost: int64(len(body)+len(k.name)+len(k.ref)+len(contentType)+len(dgst)+len(apiVersion)) +
 			manifestEntryOverhead,
 	}
 	if e.cost > c.maxBytes {
@@ -234,10 +227,7 @@ func (e *manifestEntry) write(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// manifestFillKey is the context key of a manifestFill.
-type manifestFillKey struct{}
-
-// manifestFill rides on the context of a GET that missed, so that the
+// manifestFill rides on the route of a GET that missed, so that the
 // proxy's ModifyResponse can store the upstream's answer.
 type manifestFill struct {
 	key    manifestKey
@@ -247,9 +237,9 @@ type manifestFill struct {
 // serveManifest answers a manifest request whose token was checked: from
 // the cache, after waiting for a GET of the same key already in flight, or
 // from the upstream.
-func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, route Route) {
+func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, rt *routed, accept acceptSet) {
 	c := g.manifests
-	k, ok := c.keyFor(r, route)
+	k, ok := c.keyFor(r, rt.Route, accept)
 	if !ok {
 		g.proxy.ServeHTTP(w, r)
 		return
@@ -274,7 +264,7 @@ func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, route Ro
 	c.misses.Inc()
 	if leader {
 		defer c.land(k, f)
-		r = r.WithContext(context.WithValue(r.Context(), manifestFillKey{}, &manifestFill{key: k, flight: f}))
+		rt.fill = &manifestFill{key: k, flight: f}
 	}
 	g.proxy.ServeHTTP(w, r)
 }
@@ -286,7 +276,7 @@ func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, route Ro
 // reference. The body is read whole before it goes to the client; at these
 // sizes that costs less than streaming it twice.
 func (c *manifestCache) fill(resp *http.Response) error {
-	f, _ := resp.Request.Context().Value(manifestFillKey{}).(*manifestFill)
+	f := routeOf(resp.Request).fill
 	if f == nil {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/testutil"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
@@ -278,27 +280,107 @@ func TestManifestCacheAcceptVariants(t *testing.T) {
 	e := newEnv(t, reg)
 	tok := e.token()
 	const index = "application/vnd.oci.image.index.v1+json"
-	variants := [][]string{
-		{ociManifest},
-		{index},
-		{ociManifest + ", " + index},
-		{ociManifest, index}, // two Accept lines, as docker sends them
-		nil,
+	// The upstream sees the manifest media types named, sorted (it echoes
+	// the first as the Content-Type).
+	variants := []struct {
+		accept []string
+		want   string
+	}{
+		{[]string{ociManifest}, ociManifest},
+		{[]string{index}, index},
+		{[]string{ociManifest + ", " + index}, index},
+		{[]string{ociManifest, index}, index}, // two Accept lines, as docker sends them
+		{[]string{index + ";q=0.5", "text/html, " + strings.ToUpper(ociManifest)}, index},
+		{nil, ociManifest},
 	}
 	for round := range 2 {
-		for _, accept := range variants {
-			resp, _ := e.getManifest(t, "GET", d, tok, 200, accept...)
-			want := ociManifest
-			if len(accept) > 0 {
-				want, _, _ = strings.Cut(accept[0], ",")
-			}
-			if got := resp.Header.Get("Content-Type"); got != want {
-				t.Errorf("round %d, Accept %q: Content-Type %q, want %q", round, accept, got, want)
+		for _, v := range variants {
+			resp, _ := e.getManifest(t, "GET", d, tok, 200, v.accept...)
+			if got := resp.Header.Get("Content-Type"); got != v.want {
+				t.Errorf("round %d, Accept %q: Content-Type %q, want %q", round, v.accept, got, v.want)
 			}
 		}
 	}
-	if got := e.upstreamHits("GET", d); got != len(variants) {
-		t.Errorf("upstream saw %d GETs, want one per Accept variant (%d)", got, len(variants))
+	// One GET per distinct set of media types: {oci}, {index}, {oci, index}, {}.
+	if got := e.upstreamHits("GET", d); got != 4 {
+		t.Errorf("upstream saw %d GETs, want one per set of manifest media types (4)", got)
+	}
+}
+
+// TestManifestCacheAcceptCannotFlush: Accept values that differ only in
+// what is not a manifest media type share one entry, so that one client
+// cannot fill the cache and evict everyone else's entries (finding 5).
+func TestManifestCacheAcceptCannotFlush(t *testing.T) {
+	reg := newManifestRegistry()
+	d := reg.put("", manifestBody("v1", 400))
+	other := reg.put("", manifestBody("v2", 400))
+	e := newEnv(t, reg, withCache(func(c *ManifestCacheConfig) { c.MaxBytes = 64 << 10 }))
+	tok := e.token()
+	e.getManifest(t, "GET", other, tok, 200, ociManifest)
+	junk := strings.Repeat("j", 3<<10)
+	for i := range 200 {
+		e.getManifest(t, "GET", d, tok, 200, fmt.Sprintf("%s, application/x-junk-%d+%s;q=0.%d", ociManifest, i, junk, i%10))
+	}
+	if got := e.upstreamHits("GET", d); got != 1 {
+		t.Errorf("upstream saw %d GETs of one digest with one media type, want 1", got)
+	}
+	e.getManifest(t, "GET", other, tok, 200, ociManifest)
+	if got := e.upstreamHits("GET", other); got != 1 {
+		t.Errorf("the other entry was evicted: %d upstream GETs, want 1", got)
+	}
+}
+
+// TestAcceptBounded: an Accept header beyond any real client's is refused
+// before anything goes upstream.
+func TestAcceptBounded(t *testing.T) {
+	reg := newManifestRegistry()
+	d := reg.put("", manifestBody("v1", 400))
+	e := newEnv(t, reg)
+	tok := e.token()
+	for name, accept := range map[string][]string{
+		"too long":       {ociManifest + ", " + strings.Repeat("x", 5<<10)},
+		"too many parts": {strings.Repeat(ociManifest+",", 40)},
+		"too many lines": slices.Repeat([]string{ociManifest}, 40),
+	} {
+		resp, body := e.getManifest(t, "GET", d, tok, http.StatusBadRequest, accept...)
+		if errorCode(t, body) != httpx.CodeInvalidRequest || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s: %s", name, body)
+		}
+	}
+	if n := e.upstream.count(); n != 0 {
+		t.Errorf("%d requests reached the upstream", n)
+	}
+	// Blob and tag requests are bounded the same way.
+	h := bearer(tok)
+	h["Accept"] = slices.Repeat([]string{"*/*"}, 40)
+	if resp := e.do("GET", "/v2/stable/app/tags/list", h); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("tags/list with a huge Accept: %d", resp.StatusCode)
+	}
+}
+
+func TestParseAccept(t *testing.T) {
+	a := parseAccept([]string{"application/vnd.oci.image.index.v1+json;q=0.9, text/plain", " APPLICATION/VND.DOCKER.DISTRIBUTION.MANIFEST.V2+JSON "})
+	b := parseAccept([]string{"application/vnd.docker.distribution.manifest.v2+json,application/vnd.oci.image.index.v1+json,application/vnd.oci.image.index.v1+json"})
+	if a != b || a == 0 {
+		t.Errorf("sets %b and %b differ", a, b)
+	}
+	if got := a.header(); len(got) != 1 || got[0] != "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json" {
+		t.Errorf("header %q", got)
+	}
+	if parseAccept([]string{"text/html", ""}) != 0 || parseAccept(nil).header() != nil {
+		t.Error("unknown types kept")
+	}
+	// Every known type has a bit of its own (acceptSet has 8).
+	seen := map[acceptSet]bool{}
+	for _, mt := range manifestMediaTypes {
+		b := parseAccept([]string{mt})
+		if b == 0 || seen[b] || b.header()[0] != mt {
+			t.Errorf("%s: set %b", mt, b)
+		}
+		seen[b] = true
+	}
+	if !slices.IsSorted(manifestMediaTypes[:]) {
+		t.Error("manifestMediaTypes not sorted")
 	}
 }
 

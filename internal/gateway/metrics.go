@@ -20,9 +20,11 @@ type metrics struct {
 	requests        *prometheus.CounterVec
 	upstreamLatency prometheus.Histogram
 	upstreamRetries prometheus.Counter
+	upstreamRefused prometheus.Counter
 	refreshes       prometheus.Counter
 	refreshFailures prometheus.Counter
 	verifyFailures  *prometheus.CounterVec
+	pulls           *prometheus.CounterVec
 
 	// counters caches requests' children by route kind and status, so that
 	// the hot path does not hash label values.
@@ -39,13 +41,6 @@ const (
 )
 
 var extraRouteNames = [extraRoutes]string{"token", "health", "metrics", "other"}
-
-func routeLabel(k RouteKind) string {
-	if k >= routeToken && int(k-routeToken) < extraRoutes {
-		return extraRouteNames[k-routeToken]
-	}
-	return k.String()
-}
 
 var _ ecr.Observer = (*metrics)(nil)
 
@@ -69,6 +64,10 @@ func newMetrics(expiry func() (time.Time, bool), clock func() time.Time) *metric
 			Name: "gateway_upstream_credential_retries_total",
 			Help: "Upstream requests retried with a refreshed credential after a 401.",
 		}),
+		upstreamRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_upstream_credential_refused_total",
+			Help: "Upstream 401/403 answers that stood after a credential refresh, or came within 30 s of the last one: answered 502.",
+		}),
 		refreshes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_upstream_credential_refreshes_total",
 			Help: "Upstream credentials obtained.",
@@ -81,8 +80,12 @@ func newMetrics(expiry func() (time.Time, bool), clock func() time.Time) *metric
 			Name: "gateway_token_verification_failures_total",
 			Help: "Presented tokens refused, by reason.",
 		}, []string{"reason"}),
+		pulls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_pulls_total",
+			Help: "Manifest GETs answered 200 (by tag or by digest), by channel and repository.",
+		}, []string{"channel", "repository"}),
 	}
-	reg.MustRegister(m.requests, m.upstreamLatency, m.upstreamRetries, m.refreshes, m.refreshFailures, m.verifyFailures,
+	reg.MustRegister(m.requests, m.upstreamLatency, m.upstreamRetries, m.upstreamRefused, m.refreshes, m.refreshFailures, m.verifyFailures, m.pulls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if expiry != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -105,13 +108,13 @@ func newMetrics(expiry func() (time.Time, bool), clock func() time.Time) *metric
 // request counts one answered request.
 func (m *metrics) request(k RouteKind, code int) {
 	if int(k) >= len(m.counters) || code < 100 || code >= 600 {
-		m.requests.WithLabelValues(routeLabel(k), strconv.Itoa(code)).Inc()
+		m.requests.WithLabelValues(k.String(), strconv.Itoa(code)).Inc()
 		return
 	}
 	slot := &m.counters[k][code]
 	c := slot.Load()
 	if c == nil {
-		cc := m.requests.WithLabelValues(routeLabel(k), strconv.Itoa(code))
+		cc := m.requests.WithLabelValues(k.String(), strconv.Itoa(code))
 		slot.Store(&cc)
 		c = &cc
 	}

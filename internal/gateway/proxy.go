@@ -40,41 +40,66 @@ func (b *bufferPool) Put(p []byte) {
 type upstreamProxy struct {
 	upstream *url.URL
 	prefix   string
-	auth     *authHeader
 	errs     httpx.Handler
+	refused  func() // metrics hook: an upstream 401/403 answered 502
 }
 
-// Hop-independent request headers that must never reach the upstream: the
-// client's own credential is for the gateway only.
-var droppedRequestHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie"}
+// forwardedRequestHeaders are the only client request headers the upstream
+// gets: what selects the representation and the bytes of an answer. The
+// client's credential, cookies and anything AWS-specific (X-Amz-*) are for
+// the gateway, or nobody.
+var forwardedRequestHeaders = append([]string{"Accept"}, forwardedToRedirect...)
 
-// rewrite points the request at the upstream: the checked path with the
-// prefix, the query as it came, and the upstream credential in place of the
-// client's Authorization.
+// passedResponseHeaders are the only upstream response headers a client
+// gets: what registry clients read. Request IDs, Server and the storage's
+// X-Amz-* headers name the infrastructure behind the gateway.
+var passedResponseHeaders = []string{
+	"Content-Type", "Content-Length", "Content-Range", "Content-Encoding", "Accept-Ranges",
+	"Docker-Content-Digest", "Docker-Distribution-Api-Version", "Location", "Link",
+	"Etag", "Last-Modified", "Cache-Control",
+}
+
+// allowHeaders returns the headers of h named in allowed, sharing their
+// value slices.
+func allowHeaders(h http.Header, allowed []string) http.Header {
+	out := make(http.Header, len(allowed))
+	for _, k := range allowed {
+		if v, ok := h[k]; ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// rewrite points the request at the upstream: the checked route's upstream
+// path, the query as it came, and only the allowed headers. The upstream
+// credential is the credential transport's to set.
 func (p *upstreamProxy) rewrite(pr *httputil.ProxyRequest) {
 	out := pr.Out
+	rt := routeOf(pr.In)
+	if rt.Name == "" {
+		// Unreachable through the gateway's handler; failing closed, the
+		// request goes nowhere (ReverseProxy answers through
+		// errorHandler).
+		out.URL.Host = ""
+		return
+	}
 	out.URL.Scheme = p.upstream.Scheme
 	out.URL.Host = p.upstream.Host
-	if p.prefix != "" {
-		// The path was checked by ParseRoute: canonical, nothing escaped.
-		out.URL.Path = "/v2/" + p.prefix + pr.In.URL.Path[len("/v2/"):]
-	}
+	out.URL.Path = rt.UpstreamPath(p.prefix)
 	out.URL.RawPath = ""
 	out.Host = ""
-	for _, k := range droppedRequestHeaders {
-		delete(out.Header, k)
-	}
-	// On failure the credential transport tries again and reports it.
-	if h, err := p.auth.get(out.Context()); err == nil {
-		out.Header["Authorization"] = h.value
-	}
+	out.Header = allowHeaders(pr.In.Header, forwardedRequestHeaders)
+	// Registry reads have no body (the gateway dropped any); none goes
+	// upstream, whatever the client declared.
+	out.Body, out.ContentLength, out.TransferEncoding = nil, 0, nil
 }
 
 // errUpstreamRefused is an upstream 401/403 the credential retry could not
 // cure: the gateway's own credential or permissions are at fault, not the
 // client's, and passing the upstream's Basic challenge on would only
 // confuse the client.
-var errUpstreamRefused = errors.New("upstream refused the gateway's credential")
+var errUpstreamRefused = errors.New("upstream refused the registry credential")
 
 // maxTagsListBody bounds a tags/list answer rewritten for the prefix.
 const maxTagsListBody = 16 << 20
@@ -85,17 +110,20 @@ var apiVersionValue = []string{"registry/2.0"}
 // names and URLs back to the client's, and upstream auth failures and
 // server errors into the gateway's errors.
 func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
+	resp.Header = allowHeaders(resp.Header, passedResponseHeaders)
+	resp.Trailer = nil
 	h := resp.Header
-	delete(h, "Www-Authenticate")
-	delete(h, "Set-Cookie")
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		drain(resp.Body)
+		if p.refused != nil {
+			p.refused()
+		}
 		return fmt.Errorf("%w: %s", errUpstreamRefused, resp.Status)
 	case resp.StatusCode >= 500:
 		drain(resp.Body)
 		return &upstreamStatusError{status: resp.StatusCode}
-	case resp.StatusCode >= 400 && resp.Request.Method != http.MethodHead:
+	case resp.StatusCode >= 400:
 		return scrubError(resp)
 	}
 	if _, ok := h["Docker-Distribution-Api-Version"]; !ok {
@@ -107,8 +135,9 @@ func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
 	if link := h.Get("Link"); link != "" {
 		h.Set("Link", p.rewriteLink(link))
 	}
-	if p.prefix != "" && resp.StatusCode == http.StatusOK && strings.HasSuffix(resp.Request.URL.Path, "/tags/list") &&
-		resp.Request.Method == http.MethodGet {
+	if p.prefix != "" && resp.StatusCode == http.StatusOK && resp.Request.Method == http.MethodGet &&
+		routeOf(resp.Request).Kind == RouteTags {
+		// Without a prefix the names agree already.
 		return p.rewriteTagsList(resp)
 	}
 	return nil
@@ -126,7 +155,7 @@ func (p *upstreamProxy) clientURL(raw string) string {
 	if err != nil {
 		return raw
 	}
-	if u.Host != "" && (u.Host != p.upstream.Host || u.Scheme != p.upstream.Scheme) {
+	if p.foreign(u) {
 		return raw
 	}
 	if rest, ok := strings.CutPrefix(u.Path, "/v2/"+p.prefix); ok {
@@ -135,6 +164,13 @@ func (p *upstreamProxy) clientURL(raw string) string {
 	}
 	u.Scheme, u.Host, u.User = "", "", nil
 	return u.String()
+}
+
+// foreign reports whether u points anywhere but the upstream (a relative
+// URL points at it).
+func (p *upstreamProxy) foreign(u *url.URL) bool {
+	return u.Opaque != "" || (u.Scheme != "" && u.Scheme != p.upstream.Scheme) ||
+		(u.Host != "" && u.Host != p.upstream.Host) || (u.Host == "" && u.Scheme != "")
 }
 
 // rewriteLink rewrites the URL of a `<url>; rel="next"` Link header.
@@ -163,9 +199,9 @@ func (p *upstreamProxy) rewriteTagsList(resp *http.Response) error {
 	}
 	var name string
 	if err := json.Unmarshal(body["name"], &name); err == nil {
-		if client, ok := strings.CutPrefix(name, p.prefix); ok {
-			body["name"], _ = json.Marshal(client)
-		}
+		// The answer is for the route's repository, whatever name the
+		// upstream gives it: never show the upstream's.
+		body["name"], _ = json.Marshal(routeOf(resp.Request).Name)
 	}
 	out, err := json.Marshal(body)
 	if err != nil {
@@ -180,10 +216,62 @@ func (p *upstreamProxy) rewriteTagsList(resp *http.Response) error {
 // maxErrorBody bounds an upstream error answer read for scrubbing.
 const maxErrorBody = 64 << 10
 
-// scrubError keeps the code and message of an upstream error answer (404
-// MANIFEST_UNKNOWN, 429 TOOMANYREQUESTS, …) and drops its detail, which
-// names upstream repositories with their prefix, registry IDs and hosts
-// that are none of the client's business.
+// standardMessages are the messages distribution gives each registry error
+// code. An upstream error reaches the client as its code with this message
+// only: ECR's own messages and details carry the AWS account ID, the
+// repository prefix and the upstream's names.
+var standardMessages = map[string]string{
+	"BLOB_UNKNOWN":              "blob unknown to registry",
+	"BLOB_UPLOAD_INVALID":       "blob upload invalid",
+	"BLOB_UPLOAD_UNKNOWN":       "blob upload unknown to registry",
+	"DENIED":                    "requested access to the resource is denied",
+	"DIGEST_INVALID":            "provided digest did not match uploaded content",
+	"MANIFEST_BLOB_UNKNOWN":     "blob unknown to registry",
+	"MANIFEST_INVALID":          "manifest invalid",
+	"MANIFEST_UNKNOWN":          "manifest unknown",
+	"MANIFEST_UNVERIFIED":       "manifest failed signature verification",
+	"NAME_INVALID":              "invalid repository name",
+	"NAME_UNKNOWN":              "repository name not known to registry",
+	"PAGINATION_NUMBER_INVALID": "invalid number of results requested",
+	"RANGE_INVALID":             "invalid content range",
+	"SIZE_INVALID":              "provided length did not match content length",
+	"TAG_INVALID":               "manifest tag did not match URI",
+	"TOOMANYREQUESTS":           "too many requests",
+	"UNAUTHORIZED":              "authentication required",
+	"UNAVAILABLE":               "service unavailable",
+	"UNKNOWN":                   "unknown error",
+	"UNSUPPORTED":               "The operation is unsupported.",
+}
+
+// defaultErrorCode is the code of an upstream error answer without a
+// readable one (not JSON, or a HEAD whose GET got another answer): what
+// distribution answers for that status and route.
+func defaultErrorCode(status int, kind RouteKind) string {
+	switch {
+	case status == http.StatusNotFound && kind == RouteManifest:
+		return httpx.CodeManifestUnknown
+	case status == http.StatusNotFound && kind == RouteBlob:
+		return "BLOB_UNKNOWN"
+	case status == http.StatusNotFound:
+		return httpx.CodeNameUnknown
+	case status == http.StatusTooManyRequests:
+		return httpx.CodeTooManyRequests
+	case status == http.StatusRequestedRangeNotSatisfiable:
+		return "RANGE_INVALID"
+	}
+	return httpx.CodeUnknown
+}
+
+type errorJSON struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// scrubError replaces an upstream error answer (404 MANIFEST_UNKNOWN, 429
+// TOOMANYREQUESTS, …) by one with the same status and codes and only the
+// codes' standard messages; codes that are not registry codes become
+// UNKNOWN. A HEAD answer (its body is a GET's, see headErrorAsGET) gets the
+// Content-Length of the body a GET gets, and no body.
 func scrubError(resp *http.Response) error {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	resp.Body.Close()
@@ -192,33 +280,40 @@ func scrubError(resp *http.Response) error {
 	}
 	var in struct {
 		Errors []struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
+			Code string `json:"code"`
 		} `json:"errors"`
-	}
-	type errorJSON struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
 	}
 	out := struct {
 		Errors []errorJSON `json:"errors"`
 	}{Errors: []errorJSON{}}
 	if json.Unmarshal(data, &in) == nil {
 		for _, e := range in.Errors {
-			out.Errors = append(out.Errors, errorJSON{Code: e.Code, Message: e.Message})
+			if len(out.Errors) == 8 {
+				break
+			}
+			msg, ok := standardMessages[e.Code]
+			if !ok {
+				e.Code, msg = httpx.CodeUnknown, standardMessages[httpx.CodeUnknown]
+			}
+			out.Errors = append(out.Errors, errorJSON{Code: e.Code, Message: msg})
 		}
 	}
 	if len(out.Errors) == 0 {
-		out.Errors = append(out.Errors, errorJSON{Code: httpx.CodeUnknown, Message: strings.ToLower(http.StatusText(resp.StatusCode))})
+		code := defaultErrorCode(resp.StatusCode, routeOf(resp.Request).Kind)
+		out.Errors = append(out.Errors, errorJSON{Code: code, Message: standardMessages[code]})
 	}
 	body, err := json.Marshal(out)
 	if err != nil {
 		return err
 	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
+	body = append(body, '\n')
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	resp.Header.Set("Content-Type", "application/json")
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if resp.Request.Method == http.MethodHead {
+		resp.Body = http.NoBody
+	}
 	return nil
 }
 
@@ -228,11 +323,15 @@ func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 	var e *httpx.Error
 	var se *upstreamStatusError
 	switch {
+	case r.Context().Err() != nil:
+		// The client hung up first: whatever failed upstream failed
+		// because its request was cancelled.
+		e = httpx.ClientClosed(err)
 	case errors.As(err, &e):
 	case errors.Is(err, errNoCredential):
 		e = &httpx.Error{Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable, Message: "no upstream credential", Err: err}
 	case errors.Is(err, errUpstreamRefused):
-		e = &httpx.Error{Status: http.StatusBadGateway, Code: httpx.CodeUnavailable, Message: "upstream refused the gateway", Err: err}
+		e = &httpx.Error{Status: http.StatusBadGateway, Code: httpx.CodeUnavailable, Message: "upstream refused the registry credential", Err: err}
 	case errors.As(err, &se):
 		e = &httpx.Error{Status: http.StatusBadGateway, Code: httpx.CodeUnavailable, Message: "upstream error", Err: err}
 	default:

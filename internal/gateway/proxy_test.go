@@ -41,7 +41,6 @@ func TestForwardManifest(t *testing.T) {
 				"Content-Length":                  itoa(len(testManifest)),
 				"Docker-Content-Digest":           dgst,
 				"Docker-Distribution-Api-Version": "registry/2.0",
-				"X-Seen-Accept":                   accept,
 			}
 			for k, v := range want {
 				if got := resp.Header.Values(k); len(got) != 1 || got[0] != v {
@@ -61,7 +60,127 @@ func TestForwardManifest(t *testing.T) {
 			if up.Header.Get("Cookie") != "" {
 				t.Errorf("cookie forwarded")
 			}
+			// The media types named, sorted (see parseAccept).
+			const sorted = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"
+			if got := up.Header.Values("Accept"); len(got) != 1 || got[0] != sorted {
+				t.Errorf("upstream Accept %q, want %q", got, sorted)
+			}
 		}
+	}
+}
+
+// TestHeaderAllowLists: only the request headers that select an answer go
+// upstream (never the client's credential, cookies, X-Amz-* or a body), and
+// only the response headers registry clients read come back (never request
+// IDs, Server or the storage's X-Amz-*) (finding 4).
+func TestHeaderAllowLists(t *testing.T) {
+	reg := newFakeRegistry()
+	var gotBody []byte
+	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotBody, _ = io.ReadAll(r.Body)
+		h := w.Header()
+		h.Set("X-Amzn-Requestid", "4a3b-req")
+		h.Set("X-Amz-Id-2", "s3-host-id")
+		h.Set("X-Amz-Request-Id", "s3-req")
+		h.Set("X-Amz-Server-Side-Encryption", "AES256")
+		h.Set("Server", "AmazonS3")
+		h.Set("Set-Cookie", "upstream=1")
+		h.Set("Etag", `"abc"`)
+		h.Set("Last-Modified", "Tue, 01 Dec 2026 10:00:00 GMT")
+		reg.ServeHTTP(w, r)
+	}))
+	h := bearer(e.token())
+	for k, v := range map[string]string{
+		"Accept": "application/vnd.oci.image.manifest.v1+json", "User-Agent": "docker/28", "If-None-Match": `"x"`,
+		"X-Amz-Security-Token": "client-aws-token", "Cookie": "c=1", "Proxy-Authorization": "Basic eDp5",
+		"X-Forwarded-For": "6.6.6.6", "X-Custom": "anything", "Range": "bytes=0-1",
+	} {
+		h.Set(k, v)
+	}
+	req, _ := http.NewRequest("GET", e.srv.URL+"/v2/stable/app/manifests/latest", strings.NewReader("a GET body"))
+	req.Header = h
+	resp, err := noRedirects.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readBody(t, resp)
+	up := e.upstream.last()
+	for k := range up.Header {
+		switch k {
+		case "Accept", "User-Agent", "If-None-Match", "Range", "Authorization", "Accept-Encoding":
+		default:
+			t.Errorf("request header %s = %q reached the upstream", k, up.Header[k])
+		}
+	}
+	if up.Header.Get("Authorization") != basic(testUser, testPassword) || up.Header.Get("User-Agent") != "docker/28" {
+		t.Errorf("upstream headers %v", up.Header)
+	}
+	if len(gotBody) != 0 {
+		t.Errorf("a GET body reached the upstream: %q", gotBody)
+	}
+	for k := range resp.Header {
+		switch k {
+		case "Content-Type", "Content-Length", "Docker-Content-Digest", "Docker-Distribution-Api-Version", "Etag", "Last-Modified", "Date":
+		default:
+			t.Errorf("response header %s = %q reached the client", k, resp.Header[k])
+		}
+	}
+	if resp.Header.Get("Etag") != `"abc"` {
+		t.Errorf("Etag not passed: %v", resp.Header)
+	}
+}
+
+// TestUpstreamErrorsScrubbed: an upstream error reaches the client as its
+// registry code with that code's standard message, for GET and HEAD alike
+// (HEAD with the Content-Length of GET's body): ECR's texts name the AWS
+// account and the repository prefix (findings 4 and 9).
+func TestUpstreamErrorsScrubbed(t *testing.T) {
+	for _, tc := range []struct {
+		name, path, upstream string
+		status               int
+		code, message        string
+	}{
+		{"ECR repository unknown", "/v2/stable/x/manifests/v1",
+			`{"errors":[{"code":"NAME_UNKNOWN","message":"The repository with name 'acme/stable/x' does not exist in the registry with id '123456789012'"}]}`,
+			404, "NAME_UNKNOWN", "repository name not known to registry"},
+		{"manifest unknown with detail", "/v2/stable/x/manifests/v1",
+			`{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown: acme/stable/x","detail":{"registry":"123456789012"}}]}`,
+			404, "MANIFEST_UNKNOWN", "manifest unknown"},
+		{"blob unknown", "/v2/stable/x/blobs/" + dgst,
+			`{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown in 123456789012"}]}`,
+			404, "BLOB_UNKNOWN", "blob unknown to registry"},
+		{"code that is no registry code", "/v2/stable/x/manifests/v1",
+			`{"errors":[{"code":"RepositoryNotFoundException","message":"acme/stable/x in 123456789012"}]}`,
+			400, "UNKNOWN", "unknown error"},
+		{"throttled, not JSON", "/v2/stable/x/tags/list", `<html>Rate exceeded for 123456789012</html>`,
+			429, "TOOMANYREQUESTS", "too many requests"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Content-Length", itoa(len(tc.upstream)))
+				w.WriteHeader(tc.status)
+				if r.Method != http.MethodHead {
+					_, _ = io.WriteString(w, tc.upstream)
+				}
+			}))
+			claims := e.claims()
+			claims.Access[0].Name = "stable/x"
+			tok := e.sign(claims)
+			resp := e.do("GET", tc.path, bearer(tok))
+			body := readBody(t, resp)
+			want := `{"errors":[{"code":"` + tc.code + `","message":"` + tc.message + `"}]}` + "\n"
+			if resp.StatusCode != tc.status || body != want {
+				t.Errorf("GET: %d %q, want %d %q", resp.StatusCode, body, tc.status, want)
+			}
+			if resp.Header.Get("Content-Length") != itoa(len(body)) {
+				t.Errorf("GET Content-Length %q for a body of %d", resp.Header.Get("Content-Length"), len(body))
+			}
+			head := e.do("HEAD", tc.path, bearer(tok))
+			if head.StatusCode != tc.status || head.Header.Get("Content-Length") != itoa(len(body)) {
+				t.Errorf("HEAD: %d, Content-Length %q; want %d, %d (GET's body)", head.StatusCode, head.Header.Get("Content-Length"), tc.status, len(body))
+			}
+		})
 	}
 }
 
@@ -98,6 +217,19 @@ func TestTagsListAndLinkRewritten(t *testing.T) {
 	}
 	if up := e.upstream.last(); up.RawQuery != "n=1" {
 		t.Errorf("query %q", up.RawQuery)
+	}
+}
+
+// TestTagsListNamesTheRoute: a tags list is answered for the repository
+// the client asked for, whatever name the upstream puts in it.
+func TestTagsListNamesTheRoute(t *testing.T) {
+	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"name":"acme/elsewhere/other","tags":["v1"]}`)
+	}))
+	resp := e.do("GET", "/v2/stable/app/tags/list", bearer(e.token()))
+	if body := readBody(t, resp); resp.StatusCode != http.StatusOK || body != `{"name":"stable/app","tags":["v1"]}` {
+		t.Errorf("%d %s", resp.StatusCode, body)
 	}
 }
 
@@ -215,7 +347,7 @@ func TestUpstreamFailures(t *testing.T) {
 		}))
 		resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token()))
 		body := readBody(t, resp)
-		if resp.StatusCode != http.StatusTooManyRequests || errorCode(t, body) != httpx.CodeUnknown || strings.Contains(body, "internal-host") {
+		if resp.StatusCode != http.StatusTooManyRequests || errorCode(t, body) != httpx.CodeTooManyRequests || strings.Contains(body, "internal-host") {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
 	})
@@ -308,5 +440,33 @@ func TestClientGoneMidStream(t *testing.T) {
 	// The gateway still serves.
 	if resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token())); resp.StatusCode != http.StatusOK {
 		t.Fatalf("after a client went away mid-stream: %d", resp.StatusCode)
+	}
+}
+
+// TestHeadContentLength: every HEAD answer carries the Content-Length of
+// the body the same GET gets, errors of the gateway's own included
+// (finding 9).
+func TestHeadContentLength(t *testing.T) {
+	e := newEnv(t, newFakeRegistry())
+	tok := e.token()
+	for _, tc := range []struct {
+		path string
+		h    http.Header
+	}{
+		{"/v2/", nil},
+		{"/v2/", bearer(tok)},
+		{"/v2/stable/app/manifests/latest", nil},
+		{"/v2/stable/other/manifests/latest", bearer(tok)},
+		{"/v2/stable/app/manifests/latest", bearer(tok)},
+		{"/v2/stable/app/manifests/nope", bearer(tok)},
+		{"/v2/Bad/manifests/x", bearer(tok)},
+	} {
+		get := e.do("GET", tc.path, tc.h)
+		body := readBody(t, get)
+		head := e.do("HEAD", tc.path, tc.h)
+		if head.StatusCode != get.StatusCode || head.Header.Get("Content-Length") != itoa(len(body)) {
+			t.Errorf("%s: HEAD %d Content-Length %q; GET %d with %d bytes", tc.path, head.StatusCode,
+				head.Header.Get("Content-Length"), get.StatusCode, len(body))
+		}
 	}
 }

@@ -16,8 +16,10 @@ const maxTokenRequestBody = 64 << 10
 // newTokenProxy forwards /token to the token service as it came: method,
 // query, form body and Authorization, the one place the client's
 // Authorization goes on, since the token service is ours. The body is
-// bounded; the answer streams back untouched.
-func newTokenProxy(target *url.URL, transport http.RoundTripper, errs httpx.Handler, log *slog.Logger) http.Handler {
+// bounded; the answer streams back untouched. X-Forwarded-For is built by
+// clients (trusted_proxies): the token service limits failed logins per
+// address, so it must see each customer's, and no customer may choose it.
+func newTokenProxy(target *url.URL, transport http.RoundTripper, clients *httpx.ClientAddr, errs httpx.Handler, log *slog.Logger) http.Handler {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = target.Scheme
@@ -25,13 +27,19 @@ func newTokenProxy(target *url.URL, transport http.RoundTripper, errs httpx.Hand
 			pr.Out.URL.Path = target.Path
 			pr.Out.URL.RawPath = target.RawPath
 			pr.Out.Host = ""
-			// Let the token service see the real client, e.g. to
-			// rate-limit per address.
 			pr.SetXForwarded()
+			// Behind a trusted load balancer the peer is the balancer:
+			// keep the chain it appended to and add it; from anyone else
+			// the header is forged, and the peer is the client.
+			pr.Out.Header.Set("X-Forwarded-For", clients.ForwardedFor(pr.In))
 		},
 		Transport: transport,
 		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				errs.WriteError(w, r, httpx.ClientClosed(err))
+				return
+			}
 			errs.WriteError(w, r, (&httpx.Error{
 				Status: upstreamStatus(err), Code: httpx.CodeUnavailable,
 				Message: "token service unavailable",

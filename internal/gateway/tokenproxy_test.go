@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 type seenToken struct {
@@ -58,6 +59,46 @@ func TestTokenForwarding(t *testing.T) {
 	}
 	if e.upstream.count() != 0 {
 		t.Error("token request went to the upstream")
+	}
+}
+
+// TestTokenForwardedFor: the token service limits failed logins per client
+// address, so the X-Forwarded-For it gets must name the real customer
+// behind a trusted load balancer and never what a client wrote.
+func TestTokenForwardedFor(t *testing.T) {
+	seen := make(chan string, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- strings.Join(r.Header.Values("X-Forwarded-For"), " | ")
+	}))
+	t.Cleanup(ts.Close)
+	for _, tt := range []struct {
+		name    string
+		trusted []string
+		xff     []string
+		want    string
+		remote  string // in the access log
+	}{
+		{"no trusted proxies: forged header replaced", nil, []string{"203.0.113.7"}, "127.0.0.1", "127.0.0.1"},
+		{"untrusted peer: forged header replaced", []string{"10.0.0.0/8"}, []string{"203.0.113.7"}, "127.0.0.1", "127.0.0.1"},
+		{"trusted balancer: chain kept, peer appended", []string{"127.0.0.1/32"}, []string{"6.6.6.6, 203.0.113.7"}, "6.6.6.6, 203.0.113.7, 127.0.0.1", "203.0.113.7"},
+		{"trusted balancer, several headers", []string{"127.0.0.1"}, []string{"6.6.6.6", "203.0.113.7"}, "6.6.6.6, 203.0.113.7, 127.0.0.1", "203.0.113.7"},
+		{"trusted peer without header", []string{"127.0.0.1"}, nil, "127.0.0.1", "127.0.0.1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, newFakeRegistry(), func(c *Config, _ *Options) {
+				c.TokenEndpoint = ts.URL + "/token"
+				c.TrustedProxies = tt.trusted
+			})
+			resp := e.do("GET", "/token", http.Header{"X-Forwarded-For": tt.xff})
+			resp.Body.Close()
+			if got := <-seen; got != tt.want {
+				t.Errorf("token service saw X-Forwarded-For %q, want %q", got, tt.want)
+			}
+			// The access log names the client as the token service will.
+			if !e.logs.WaitFor(`"remote":"`+tt.remote+`"`, 5*time.Second) {
+				t.Errorf("access log does not name the client %s: %s", tt.remote, e.logs)
+			}
+		})
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 )
 
 // Error codes of the distribution error format, plus the OAuth2 ones the
@@ -25,6 +26,16 @@ const (
 	CodeUnknown         = "UNKNOWN"
 	CodeTooLarge        = "SIZE_INVALID"
 )
+
+// StatusClientClosedRequest is the status (nginx's) logged for a request
+// whose client hung up before the answer; the client never sees it.
+const StatusClientClosedRequest = 499
+
+// ClientClosed is the Error for a request whose client went away: logged at
+// INFO, since nothing is wrong on the server's side.
+func ClientClosed(err error) *Error {
+	return &Error{Status: StatusClientClosedRequest, Code: CodeUnknown, Message: "client closed request", Err: err}
+}
 
 // Error is an error a handler returns to answer the client: Status, Code and
 // Message are what the client sees; Err is the detail that is only logged.
@@ -91,24 +102,29 @@ func (h Handler) Func(f HandlerFunc) http.Handler {
 }
 
 // WriteError answers err: an *Error as it says, anything else as a 500
-// whose message says nothing of the cause.
+// whose message says nothing of the cause. The detail goes on the request's
+// access Record (see AccessLog), which logs it; only a request outside that
+// middleware gets a line of its own here.
 func (h Handler) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		e = &Error{Status: http.StatusInternalServerError, Code: CodeUnknown, Message: "internal error", Err: err}
 	}
-	level := slog.LevelInfo
-	if e.Status >= 500 {
-		level = slog.LevelError
-	}
-	attrs := []slog.Attr{
-		slog.String("method", r.Method), slog.String("path", r.URL.Path),
-		slog.Int("status", e.Status), slog.String("code", e.Code), slog.String("message", e.Message),
-	}
-	if e.Err != nil {
-		attrs = append(attrs, slog.String("error", e.Err.Error()))
-	}
-	if h.Log != nil {
+	if rec := RecordOf(r.Context()); rec != nil {
+		// The access line carries the detail: one line per request.
+		rec.Err = e
+	} else if h.Log != nil {
+		level := slog.LevelInfo
+		if e.Status >= 500 && e.Status != StatusClientClosedRequest {
+			level = slog.LevelError
+		}
+		attrs := []slog.Attr{
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", e.Status), slog.String("code", e.Code), slog.String("message", e.Message),
+		}
+		if e.Err != nil {
+			attrs = append(attrs, slog.String("error", e.Err.Error()))
+		}
 		h.Log.LogAttrs(r.Context(), level, "request failed", attrs...)
 	}
 	for k, vs := range e.Header {
@@ -119,7 +135,15 @@ func (h Handler) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		body[k] = v
 	}
 	if r.Method == http.MethodHead {
+		// No body, but the length of the one a GET gets: clients (and
+		// caches) take a HEAD's Content-Length as the GET's.
+		data, err := encodeJSON(body)
+		if err != nil {
+			data = internalErrorJSON
+		}
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 		w.WriteHeader(e.Status)
 		return
 	}
@@ -134,13 +158,24 @@ type errorJSON struct {
 
 // WriteJSON writes v as the JSON body of a response with status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
-	data, err := json.Marshal(v)
+	data, err := encodeJSON(v)
 	if err != nil {
-		http.Error(w, `{"errors":[{"code":"UNKNOWN","message":"internal error"}]}`, http.StatusInternalServerError)
+		http.Error(w, string(internalErrorJSON), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(data, '\n'))
+	_, _ = w.Write(data)
+}
+
+var internalErrorJSON = []byte(`{"errors":[{"code":"UNKNOWN","message":"internal error"}]}` + "\n")
+
+// encodeJSON is the body WriteJSON writes for v.
+func encodeJSON(v any) ([]byte, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
 }

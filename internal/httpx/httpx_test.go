@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +88,13 @@ func TestHandlerWritesRegistryErrors(t *testing.T) {
 			if method == http.MethodHead {
 				if rec.Body.Len() != 0 {
 					t.Fatalf("HEAD answered a body: %q", rec.Body)
+				}
+				// The length of the body GET gets.
+				get := httptest.NewRecorder()
+				h.Func(func(http.ResponseWriter, *http.Request) error { return tt.err }).
+					ServeHTTP(get, httptest.NewRequest(http.MethodGet, "/v2/x", nil))
+				if cl := rec.Header().Get("Content-Length"); cl != strconv.Itoa(get.Body.Len()) {
+					t.Errorf("HEAD Content-Length %q, GET body %d bytes", cl, get.Body.Len())
 				}
 				return
 			}
@@ -233,5 +241,58 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + ln.Addr().String()); err == nil {
 		t.Fatal("server still accepts connections after shutdown")
+	}
+}
+
+func TestReadBody(t *testing.T) {
+	r := httptest.NewRequest("POST", "/token", strings.NewReader("grant_type=password"))
+	if err := ReadBody(httptest.NewRecorder(), r, 100, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(r.Body); string(b) != "grant_type=password" || r.ContentLength != int64(len(b)) {
+		t.Errorf("body put back as %q (length %d)", b, r.ContentLength)
+	}
+	for name, r := range map[string]*http.Request{
+		"declared": httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("x", 101))),
+		"chunked":  {Method: "POST", URL: r.URL, Header: http.Header{}, ContentLength: -1, Body: io.NopCloser(strings.NewReader(strings.Repeat("x", 101)))},
+	} {
+		var e *Error
+		if err := ReadBody(httptest.NewRecorder(), r, 100, time.Second); !errors.As(err, &e) || e.Status != http.StatusRequestEntityTooLarge || e.Header.Get("Connection") != "close" {
+			t.Errorf("%s: oversized body: %v", name, err)
+		}
+	}
+	none := httptest.NewRequest("GET", "/v2/", nil)
+	if err := ReadBody(nil, none, 0, time.Second); err != nil || none.Body != http.NoBody {
+		t.Errorf("no body: %v", err)
+	}
+}
+
+func TestServeReportsCutRequests(t *testing.T) {
+	started := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("x"))
+		http.NewResponseController(w).Flush()
+		close(started)
+		<-r.Context().Done()
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(ln.Addr().String(), h, Timeouts{ReadHeader: time.Second}, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, srv, ln, 100*time.Millisecond) }()
+	resp, err := http.Get("http://" + ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	<-started
+	cancel()
+	err = <-served
+	var cut *ShutdownCutError
+	if !errors.As(err, &cut) || cut.Requests != 1 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Serve = %v, want a ShutdownCutError for 1 request", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,9 @@ const (
 	DefaultNegativeTTL   = 5 * time.Second
 	DefaultMaxEntries    = 100_000
 	DefaultLookupTimeout = 10 * time.Second
+	// DefaultProbeInterval is how often Monitor probes a backend that is
+	// not known to be usable.
+	DefaultProbeInterval = 5 * time.Second
 )
 
 // Outcome labels passed to Observer.LookupDone.
@@ -33,13 +37,24 @@ const (
 // outside the cache's lock but on the request path: keep them cheap.
 type Observer interface {
 	// LookupDone reports one call to the wrapped backend (cache misses only;
-	// collapsed concurrent look-ups count once). backend is "http", "file"
-	// or the Go type of a custom Backend; outcome is one of the Outcome
-	// constants.
+	// collapsed concurrent look-ups count once). backend is "http", "file",
+	// the BackendName() of a custom Backend that has one, or its Go type;
+	// outcome is one of the Outcome constants.
 	LookupDone(backend, outcome string, d time.Duration)
 	// CacheHit reports an answer served from the cache: positive for a
 	// licence, negative for a cached ErrBadCredentials.
 	CacheHit(positive bool)
+}
+
+// Versioned is implemented by a Backend that can tell cheaply whether the
+// answers it gave may have changed since (the SQL backend polls a change
+// counter). The Cache tags what it stores with Version and serves an entry
+// only while Version still returns that tag.
+type Versioned interface {
+	// Version returns a number that changes whenever an earlier answer
+	// may be stale. ok false means the backend cannot tell right now:
+	// nothing cached is served, every look-up asks the backend.
+	Version() (v uint64, ok bool)
 }
 
 // CacheConfig configures a Cache. Zero or negative values mean the default.
@@ -59,11 +74,14 @@ type CacheConfig struct {
 	Clock func() time.Time
 	// Observer, if set, receives metrics events.
 	Observer Observer
+	// Logger receives Monitor's "backend down / back" lines; default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
-// Cache is a Backend that remembers answers of another Backend and collapses
-// concurrent identical look-ups into one backend call. ErrUnavailable is never
-// cached: the next request should try again.
+// Cache remembers the answers of a Backend and collapses concurrent look-ups
+// of one token into one backend call. ErrUnavailable is never cached: the
+// next request should try again.
 type Cache struct {
 	backend     Backend
 	name        string
@@ -73,6 +91,8 @@ type Cache struct {
 	callTimeout time.Duration
 	clock       func() time.Time
 	obs         Observer
+	versioned   Versioned // nil unless the backend is one
+	log         *slog.Logger
 
 	group singleflight.Group
 
@@ -84,8 +104,10 @@ type Cache struct {
 	lastGood        atomic.Int64 // Clock time of the last licence stored, UnixNano
 }
 
-// cacheKey is SHA-256(username NUL token): the raw token never sits in a
-// map that a heap dump or debugger would show.
+// cacheKey is SHA-256(token): the raw token never sits in a map that a heap
+// dump or debugger would show. The username is not part of it: a licence
+// belongs to a token, and the username is checked against its Account on
+// every answer, cached or not.
 type cacheKey [sha256.Size]byte
 
 type cacheEntry struct {
@@ -93,6 +115,7 @@ type cacheEntry struct {
 	lic     License
 	err     error // nil or ErrBadCredentials
 	expires time.Time
+	version uint64 // the backend's Version when the answer was asked for
 }
 
 type lookupResult struct {
@@ -120,7 +143,12 @@ func NewCache(b Backend, cfg CacheConfig) *Cache {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	versioned, _ := b.(Versioned)
 	return &Cache{
+		versioned:   versioned,
 		backend:     b,
 		name:        backendName(b),
 		ttl:         cfg.TTL,
@@ -129,39 +157,58 @@ func NewCache(b Backend, cfg CacheConfig) *Cache {
 		callTimeout: cfg.LookupTimeout,
 		clock:       cfg.Clock,
 		obs:         cfg.Observer,
+		log:         cfg.Logger,
 		entries:     make(map[cacheKey]*list.Element),
 		order:       list.New(),
 	}
 }
 
 func backendName(b Backend) string {
-	switch b.(type) {
+	switch b := b.(type) {
 	case *HTTPBackend:
 		return "http"
 	case *FileBackend:
 		return "file"
+	case interface{ BackendName() string }:
+		return b.BackendName()
 	default:
 		return fmt.Sprintf("%T", b)
 	}
 }
 
-func makeCacheKey(c Credentials) cacheKey {
-	h := sha256.New()
-	h.Write([]byte(c.Username))
-	h.Write([]byte{0})
-	h.Write([]byte(c.Token))
-	var k cacheKey
-	h.Sum(k[:0])
-	return k
+func makeCacheKey(token string) cacheKey {
+	return sha256.Sum256([]byte(token))
 }
 
-// Lookup implements Backend.
+// Lookup returns the licence of cred.Token if cred.Username may use it: the
+// licence's Account when the backend knows it (compared case-insensitively),
+// any username otherwise, and then the returned Account is that username. A
+// username that does not match is ErrBadCredentials, like a wrong token.
 func (c *Cache) Lookup(ctx context.Context, cred Credentials) (License, error) {
 	if err := ctx.Err(); err != nil {
 		return License{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	key := makeCacheKey(cred)
-	if lic, err, ok := c.get(key); ok {
+	if !cred.plausible() {
+		return License{}, ErrBadCredentials
+	}
+	lic, err := c.lookup(ctx, cred.Token)
+	if err != nil {
+		return License{}, err
+	}
+	if !lic.owns(cred.Username) {
+		return License{}, ErrBadCredentials
+	}
+	if lic.Account == "" {
+		lic.Account = cred.Username
+	}
+	return lic, nil
+}
+
+// lookup answers for a token from the cache, or from one backend call
+// shared by every caller asking for the same token meanwhile.
+func (c *Cache) lookup(ctx context.Context, token string) (License, error) {
+	key := makeCacheKey(token)
+	if lic, err, ok := c.get(key, c.version()); ok {
 		if c.obs != nil {
 			c.obs.CacheHit(err == nil)
 		}
@@ -173,7 +220,7 @@ func (c *Cache) Lookup(ctx context.Context, cred Credentials) (License, error) {
 		// not die with whichever caller happened to start it.
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.callTimeout)
 		defer cancel()
-		lic, err := c.fetch(callCtx, key, cred)
+		lic, err := c.fetch(callCtx, key, token)
 		return lookupResult{lic, err}, nil
 	})
 	select {
@@ -188,22 +235,26 @@ func (c *Cache) Lookup(ctx context.Context, cred Credentials) (License, error) {
 
 // fetch asks the backend and stores the answer before the singleflight call
 // completes, so a caller arriving just after finds it in the cache.
-func (c *Cache) fetch(ctx context.Context, key cacheKey, cred Credentials) (License, error) {
+func (c *Cache) fetch(ctx context.Context, key cacheKey, token string) (License, error) {
+	// Read before asking: a change committed during the call must make
+	// this answer stale, not be hidden by it.
+	ver := c.version()
 	start := time.Now()
-	lic, err := c.backend.Lookup(ctx, cred)
+	lic, err := c.backend.Lookup(ctx, token)
 	d := time.Since(start)
 
 	now := c.clock()
 	outcome := OutcomeOK
 	switch {
 	case err == nil && lic.expired(now):
-		// Serving it would hand out access the licence no longer grants.
-		lic, err = License{}, ErrBadCredentials
+		// Serving it would hand out access the licence no longer grants:
+		// answered as bad credentials (err is set below).
+		lic = License{}
 		fallthrough
 	case errors.Is(err, ErrBadCredentials):
 		outcome = OutcomeBadCredentials
 		c.lastUnavailable.Store(false)
-		c.put(key, License{}, ErrBadCredentials, now.Add(c.negTTL), now)
+		c.put(key, License{}, ErrBadCredentials, now.Add(c.negTTL), now, ver)
 		err = ErrBadCredentials
 	case err != nil:
 		outcome = OutcomeUnavailable
@@ -220,7 +271,7 @@ func (c *Cache) fetch(ctx context.Context, key cacheKey, cred Credentials) (Lice
 			exp = lic.ExpiresAt
 		}
 		lic = lic.clone()
-		c.put(key, lic, nil, exp, now)
+		c.put(key, lic, nil, exp, now, ver)
 	}
 	if c.obs != nil {
 		c.obs.LookupDone(c.name, outcome, d)
@@ -228,7 +279,26 @@ func (c *Cache) fetch(ctx context.Context, key cacheKey, cred Credentials) (Lice
 	return lic, err
 }
 
-func (c *Cache) get(key cacheKey) (License, error, bool) {
+// version is the backend's Version, or noVersion when nothing cached may be
+// served; always 0 for backends that are not Versioned.
+func (c *Cache) version() uint64 {
+	if c.versioned == nil {
+		return 0
+	}
+	v, ok := c.versioned.Version()
+	if !ok || v == noVersion {
+		return noVersion
+	}
+	return v
+}
+
+// noVersion tags answers that must not be served from the cache.
+const noVersion = ^uint64(0)
+
+func (c *Cache) get(key cacheKey, version uint64) (License, error, bool) {
+	if version == noVersion {
+		return License{}, nil, false
+	}
 	now := c.clock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -237,7 +307,7 @@ func (c *Cache) get(key cacheKey) (License, error, bool) {
 		return License{}, nil, false
 	}
 	e := el.Value.(*cacheEntry)
-	if !now.Before(e.expires) {
+	if !now.Before(e.expires) || e.version != version {
 		c.order.Remove(el)
 		delete(c.entries, key)
 		return License{}, nil, false
@@ -245,7 +315,7 @@ func (c *Cache) get(key cacheKey) (License, error, bool) {
 	return e.lic.clone(), e.err, true
 }
 
-func (c *Cache) put(key cacheKey, lic License, err error, expires time.Time, now time.Time) {
+func (c *Cache) put(key cacheKey, lic License, err error, expires time.Time, now time.Time, version uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Insertion order roughly follows expiry, so dropping expired entries
@@ -264,7 +334,7 @@ func (c *Cache) put(key cacheKey, lic License, err error, expires time.Time, now
 		c.order.Remove(oldest)
 		delete(c.entries, oldest.Value.(*cacheEntry).key)
 	}
-	c.entries[key] = c.order.PushBack(&cacheEntry{key: key, lic: lic, err: err, expires: expires})
+	c.entries[key] = c.order.PushBack(&cacheEntry{key: key, lic: lic, err: err, expires: expires, version: version})
 }
 
 // Len returns the number of cached answers, expired ones included until
@@ -275,15 +345,64 @@ func (c *Cache) Len() int {
 	return len(c.entries)
 }
 
-// Healthy is for readiness probes: true unless the last backend call failed
-// with ErrUnavailable and no licence was stored within the last TTL (so
-// logins likely cannot be served from the cache either). It starts out true:
-// a fresh instance must become ready to receive the traffic that would prove
-// the backend reachable.
+// Healthy is for readiness probes: true unless the last backend call (a
+// look-up, or a probe of Monitor) failed with ErrUnavailable and no licence
+// was stored within the last TTL (so logins likely cannot be served from the
+// cache either). It starts out true, and only Monitor's first probe or a
+// failed look-up can make it false; Monitor makes it true again once the
+// backend answers, whether or not logins come in.
+//
+// A Versioned backend that cannot tell its version serves nothing from the
+// cache, so a licence stored lately does not count then.
 func (c *Cache) Healthy() bool {
 	if !c.lastUnavailable.Load() {
 		return true
 	}
 	last := c.lastGood.Load()
-	return last != 0 && c.clock().Before(time.Unix(0, last).Add(c.ttl))
+	return last != 0 && c.clock().Before(time.Unix(0, last).Add(c.ttl)) && c.version() != noVersion
+}
+
+// Monitor keeps Healthy in step with the backend without login traffic,
+// until ctx ends. When the backend is a Prober, Monitor probes it at once (so that a
+// replica started while the backend is down is not ready) and then every
+// interval while the last look-up or probe failed, so that a replica the
+// load balancer took out of rotation, which gets no logins, comes back
+// within an interval of the backend answering again. A backend known to
+// work is not probed: look-ups show it failing. Each probe is bounded by
+// the interval, so probes never pile up. For any other backend Monitor
+// returns at once. It always returns nil.
+func (c *Cache) Monitor(ctx context.Context, interval time.Duration) error {
+	p, ok := c.backend.(Prober)
+	if !ok {
+		return nil
+	}
+	if interval <= 0 {
+		interval = DefaultProbeInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	down := false // as last logged
+	for first := true; ; first = false {
+		if first || c.lastUnavailable.Load() {
+			pctx, cancel := context.WithTimeout(ctx, interval)
+			err := p.Probe(pctx)
+			cancel()
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.lastUnavailable.Store(err != nil)
+			switch {
+			case err != nil && !down:
+				c.log.Warn("licence backend unavailable; probing until it answers", slog.String("backend", c.name), slog.Any("error", err))
+			case err == nil && down:
+				c.log.Info("licence backend answers again", slog.String("backend", c.name))
+			}
+			down = err != nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }

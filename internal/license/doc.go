@@ -2,9 +2,11 @@
 // channels ("stable", "beta", …) does this account hold?
 //
 // Customers log in to the registry with their e-mail address and the API
-// token they already have with the vendor. A [Backend] turns those
-// [Credentials] into a [License] or one of two errors, and the token service
-// only needs to tell them apart:
+// token they already have with the vendor. A [Backend] turns the token into
+// a [License] (naming the owner's e-mail address when it knows it) or one of
+// two errors; the [Cache] in front of it checks the e-mail of the
+// [Credentials] against that owner. The token service only needs to tell the
+// errors apart:
 //
 //   - [ErrBadCredentials]: unknown user, wrong token and expired licence all
 //     look the same, so a client cannot probe which accounts exist.
@@ -14,5 +16,8 @@
 // [HTTPBackend] asks the vendor's licence API, [FileBackend] reads a YAML file
 // of token hashes (for on-premises installs and demos), and [Cache] sits in
 // front of either so that a `docker pull` of many layers does not turn into
-// many backend calls.
+// many backend calls. Look-ups, the cache and the collapsing of concurrent
+// look-ups are keyed on the token alone, so usernames cost nothing. A backend
+// that is also a [Prober] is probed by [Cache.Monitor] while it fails, so
+// that readiness recovers without logins.
 package license

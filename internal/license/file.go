@@ -3,9 +3,7 @@ package license
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -46,15 +44,14 @@ type FileOptions struct {
 //	    expires: 2027-12-31T00:00:00Z   # optional
 //
 // Run picks up edits without a restart. An edit that does not load keeps
-// the last good list, so a typo cannot lock every customer out.
+// the last good list, so a typo cannot lock every customer out. For the same
+// reason a FileBackend is never unavailable once loaded, and it is no Prober:
+// there is nothing for readiness to wait for.
 type FileBackend struct {
 	path     string
 	clock    func() time.Time
 	log      *slog.Logger
 	interval time.Duration
-	// dummy is compared against for unknown users so that they cost the same
-	// as known ones and timing does not reveal which e-mails exist.
-	dummy [sha256.Size]byte
 
 	state   atomic.Pointer[fileState]
 	running atomic.Bool
@@ -65,10 +62,16 @@ type FileBackend struct {
 	statFail bool
 }
 
+var _ Backend = (*FileBackend)(nil)
+
 type fileState struct {
-	accounts map[string]fileAccount // key: lower-cased username
-	hash     [sha256.Size]byte      // of the file content, to skip no-op rewrites
-	loaded   time.Time
+	// byToken finds an account by the SHA-256 of its API token, the one
+	// key every Backend looks up by. Looking up a hash, not comparing the
+	// token, leaks nothing through timing: nobody can steer which hash
+	// their guess has.
+	byToken map[[sha256.Size]byte]fileAccount
+	hash    [sha256.Size]byte // of the file content, to skip no-op rewrites
+	loaded  time.Time
 }
 
 type fileAccount struct {
@@ -105,8 +108,6 @@ func NewFileBackend(path string, opts FileOptions) (*FileBackend, error) {
 		log:      opts.Logger.With(slog.String("path", path)),
 		interval: opts.PollInterval,
 	}
-	_, _ = rand.Read(f.dummy[:])
-
 	st, fi, err := f.read()
 	if err != nil {
 		return nil, fmt.Errorf("license: loading %s: %w", path, err)
@@ -122,19 +123,14 @@ func (f *FileBackend) Loaded() time.Time {
 	return f.state.Load().loaded
 }
 
-// Lookup implements Backend.
-func (f *FileBackend) Lookup(_ context.Context, c Credentials) (License, error) {
-	if !c.plausible() {
+// Lookup implements Backend. License.Account is the username of the file, so
+// the Cache refuses any other (compared case-insensitively).
+func (f *FileBackend) Lookup(_ context.Context, token string) (License, error) {
+	if !plausibleToken(token) {
 		return License{}, ErrBadCredentials
 	}
-	sum := sha256.Sum256([]byte(c.Token))
-	acct, known := f.state.Load().accounts[strings.ToLower(c.Username)]
-	want := &f.dummy
-	if known {
-		want = &acct.tokenHash
-	}
-	match := subtle.ConstantTimeCompare(sum[:], want[:]) == 1
-	if !known || !match {
+	acct, known := f.state.Load().byToken[sha256.Sum256([]byte(token))]
+	if !known {
 		return License{}, ErrBadCredentials
 	}
 	if !acct.expires.IsZero() && !f.clock().Before(acct.expires) {
@@ -209,7 +205,7 @@ func (f *FileBackend) poll() {
 		return // touched, or a broken edit reverted: nothing changed
 	}
 	f.state.Store(st)
-	f.log.Info("license file reloaded", slog.Int("accounts", len(st.accounts)))
+	f.log.Info("license file reloaded", slog.Int("accounts", len(st.byToken)))
 }
 
 // contentError is a parse failure tagged with the content hash, so a broken
@@ -246,7 +242,11 @@ func (f *FileBackend) read() (*fileState, os.FileInfo, error) {
 	if err != nil {
 		return nil, fi, &contentError{hash: hash, err: err}
 	}
-	return &fileState{accounts: accounts, hash: hash, loaded: f.clock()}, fi, nil
+	byToken := make(map[[sha256.Size]byte]fileAccount, len(accounts))
+	for _, a := range accounts {
+		byToken[a.tokenHash] = a
+	}
+	return &fileState{byToken: byToken, hash: hash, loaded: f.clock()}, fi, nil
 }
 
 type accountsFile struct {
@@ -288,6 +288,7 @@ func parseAccounts(data []byte) (map[string]fileAccount, error) {
 	}
 
 	out := make(map[string]fileAccount, len(doc.Accounts))
+	tokens := make(map[[sha256.Size]byte]string, len(doc.Accounts)) // → where
 	for i, e := range doc.Accounts {
 		where := fmt.Sprintf("account %d", i+1)
 		if e.Username == "" {
@@ -316,6 +317,11 @@ func parseAccounts(data []byte) (map[string]fileAccount, error) {
 			expires:  e.Expires,
 		}
 		copy(a.tokenHash[:], raw)
+		if other, dup := tokens[a.tokenHash]; dup {
+			// Look-ups go by token: a shared one would name two accounts.
+			return nil, fmt.Errorf("%s: token_sha256 is the same as that of %s (each account needs its own API token)", where, other)
+		}
+		tokens[a.tokenHash] = where
 		out[key] = a
 	}
 	return out, nil

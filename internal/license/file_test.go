@@ -93,8 +93,11 @@ func startFile(t *testing.T, content string) *fileFixture {
 	return fx
 }
 
+// lookup asks through a fresh Cache, which checks the username against the
+// account the token belongs to, as the token service does.
 func (fx *fileFixture) lookup(user, token string) (License, error) {
-	return fx.b.Lookup(context.Background(), Credentials{Username: user, Token: token})
+	c := NewCache(fx.b, CacheConfig{Clock: fx.clock.Now})
+	return c.Lookup(context.Background(), Credentials{Username: user, Token: token})
 }
 
 func TestFileLookup(t *testing.T) {
@@ -350,6 +353,14 @@ func FuzzParseAccounts(f *testing.F) {
 		accounts, err := parseAccounts(data)
 		if err != nil {
 			return
+		}
+		// Look-ups go by token: no token may name two accounts.
+		owners := map[[32]byte]string{}
+		for key, a := range accounts {
+			if other, dup := owners[a.tokenHash]; dup {
+				t.Fatalf("accounts %q and %q share a token", other, key)
+			}
+			owners[a.tokenHash] = key
 		}
 		for key, a := range accounts {
 			if key != strings.ToLower(a.username) || a.username == "" {

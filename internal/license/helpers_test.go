@@ -1,6 +1,7 @@
 package license
 
 import (
+	"log/slog"
 	"testing"
 	"time"
 
@@ -24,3 +25,5 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,10 @@ type HTTPConfig struct {
 	// ChannelsPath locates the channel names in the JSON answer; see
 	// DefaultChannelsPath (the default) for the grammar.
 	ChannelsPath string
+	// UsernamePath, if set, locates the customer's e-mail address in the
+	// answer (same grammar); the Cache then refuses other usernames. Unset,
+	// any username is taken with a valid token.
+	UsernamePath string
 	// Timeout bounds each call, including reading the body; default 5s.
 	Timeout time.Duration
 	// Client is used for requests; default is a client with Timeout.
@@ -34,14 +39,21 @@ type HTTPConfig struct {
 
 // HTTPBackend asks the vendor's licence API with the customer's API token.
 //
-// The API only takes the token, so it cannot confirm that the e-mail address
-// belongs to it: License.Account is the username exactly as given.
+// The API only takes the token. Without UsernamePath it cannot confirm that
+// the e-mail address belongs to it, and License.Account is left empty; with
+// it, Account is the address the answer names.
 type HTTPBackend struct {
-	url     string
-	path    channelPath
-	timeout time.Duration
-	client  *http.Client
+	url      string
+	path     channelPath
+	userPath channelPath // nil without UsernamePath
+	timeout  time.Duration
+	client   *http.Client
 }
+
+var (
+	_ Backend = (*HTTPBackend)(nil)
+	_ Prober  = (*HTTPBackend)(nil)
+)
 
 // NewHTTPBackend validates cfg, including ChannelsPath, so that a bad
 // configuration fails at start-up rather than on the first login.
@@ -62,7 +74,13 @@ func NewHTTPBackend(cfg HTTPConfig) (*HTTPBackend, error) {
 	}
 	p, err := parseChannelPath(cfg.ChannelsPath)
 	if err != nil {
-		return nil, fmt.Errorf("license: %w", err)
+		return nil, fmt.Errorf("license: channels path: %w", err)
+	}
+	var userPath channelPath
+	if cfg.UsernamePath != "" {
+		if userPath, err = parseChannelPath(cfg.UsernamePath); err != nil {
+			return nil, fmt.Errorf("license: username path: %w", err)
+		}
 	}
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("license: negative timeout %v", cfg.Timeout)
@@ -73,12 +91,12 @@ func NewHTTPBackend(cfg HTTPConfig) (*HTTPBackend, error) {
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: cfg.Timeout}
 	}
-	return &HTTPBackend{url: u.String(), path: p, timeout: cfg.Timeout, client: cfg.Client}, nil
+	return &HTTPBackend{url: u.String(), path: p, userPath: userPath, timeout: cfg.Timeout, client: cfg.Client}, nil
 }
 
 // Lookup implements Backend.
-func (b *HTTPBackend) Lookup(ctx context.Context, c Credentials) (License, error) {
-	if !c.plausible() {
+func (b *HTTPBackend) Lookup(ctx context.Context, token string) (License, error) {
+	if !plausibleToken(token) {
 		return License{}, ErrBadCredentials
 	}
 	// An injected client may have no timeout of its own; the context
@@ -86,20 +104,9 @@ func (b *HTTPBackend) Lookup(ctx context.Context, c Credentials) (License, error
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url, nil)
+	resp, err := b.get(ctx, token)
 	if err != nil {
-		return License{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	// The licence API rejects Docker's Accept header (see the seed article).
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "registry-gateway")
-
-	resp, err := b.client.Do(req)
-	if err != nil {
-		// *url.Error names method, URL and cause; the token is only in a
-		// header, which it never prints.
-		return License{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return License{}, err
 	}
 	defer resp.Body.Close()
 
@@ -128,7 +135,81 @@ func (b *HTTPBackend) Lookup(ctx context.Context, c Credentials) (License, error
 	if err != nil {
 		return License{}, fmt.Errorf("%w: licence API answer: %w", ErrUnavailable, err)
 	}
-	return License{Account: c.Username, Channels: normalizeChannels(channels)}, nil
+	account, err := b.account(doc)
+	if err != nil {
+		return License{}, fmt.Errorf("%w: licence API answer: %w", ErrUnavailable, err)
+	}
+	return License{Account: account, Channels: normalizeChannels(channels)}, nil
+}
+
+// Probe implements Prober: a GET of the licence URL without a token. The
+// API is usable when it answers the way it answers a look-up (200, or 401 /
+// 403 for the missing token); any other status, or no answer within the
+// timeout, is ErrUnavailable, as a look-up would be.
+func (b *HTTPBackend) Probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	resp, err := b.get(ctx, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	drain(resp.Body)
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusUnauthorized, http.StatusForbidden:
+		return nil
+	}
+	return fmt.Errorf("%w: licence API answered %s", ErrUnavailable, resp.Status)
+}
+
+// get sends the licence request, with the token when there is one. Errors
+// wrap ErrUnavailable.
+func (b *HTTPBackend) get(ctx context.Context, token string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	// The licence API rejects Docker's Accept header (see the seed article).
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "registry-gateway")
+	resp, err := b.client.Do(req)
+	if err != nil {
+		// *url.Error names method, URL and cause; the token is only in a
+		// header, which it never prints.
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return resp, nil
+}
+
+// account is the one e-mail address at the username path ("" without one).
+// An answer that names none, or several, is the API changing shape (or a
+// wrong username_path): answered as unavailable, so that the operator sees
+// it in the log, rather than as a wrong password nobody would look into.
+func (b *HTTPBackend) account(doc any) (string, error) {
+	if b.userPath == nil {
+		return "", nil
+	}
+	names, err := b.userPath.extract(doc)
+	if err != nil {
+		return "", err
+	}
+	account := ""
+	for _, n := range names {
+		switch {
+		case n == "":
+		case account == "":
+			account = n
+		case !strings.EqualFold(account, n):
+			return "", fmt.Errorf("several e-mail addresses at %q", b.userPath.String())
+		}
+	}
+	if account == "" {
+		return "", fmt.Errorf("no e-mail address at %q", b.userPath.String())
+	}
+	return account, nil
 }
 
 // drain lets the connection be reused when the body is small, without

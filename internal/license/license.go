@@ -23,7 +23,9 @@ var ErrUnavailable = errors.New("license: backend unavailable")
 
 // License is what an account may pull.
 type License struct {
-	// Account is the name the licence was granted to.
+	// Account is the e-mail address the licence was granted to. A Backend
+	// leaves it empty when it cannot know it (an API that takes the token
+	// alone); Cache.Lookup then fills in the username the client gave.
 	Account string
 	// Channels is sorted and free of duplicates and empty names.
 	Channels []string
@@ -48,10 +50,23 @@ func (l License) clone() License {
 	return l
 }
 
-// Backend looks up the licence for a set of credentials. Implementations
-// return ErrBadCredentials or an error wrapping ErrUnavailable on failure.
+// Backend looks up the licence of an API token. Implementations return
+// ErrBadCredentials or an error wrapping ErrUnavailable on failure.
+//
+// The token alone is the key: the Cache stores, collapses and checks the
+// username against License.Account itself, so that a hundred usernames
+// typed with one token cost one look-up, and every backend refuses a
+// username that is not the token's owner in the same way.
 type Backend interface {
-	Lookup(ctx context.Context, c Credentials) (License, error)
+	Lookup(ctx context.Context, token string) (License, error)
+}
+
+// Prober is implemented by a Backend that can tell whether it is usable
+// without a customer's token (a request to the licence API, a database
+// ping). The Cache's Monitor calls it so that readiness follows the backend
+// with no login traffic.
+type Prober interface {
+	Probe(ctx context.Context) error
 }
 
 // Credentials are what the client sent with `docker login`: its e-mail
@@ -94,15 +109,44 @@ func (c Credentials) MarshalJSON() ([]byte, error) {
 const maxTokenLen = 4096
 
 // plausible rejects credentials no backend could accept, before any backend
-// work. Control characters matter for HTTP: net/http would refuse the header
-// and that refusal would otherwise surface as ErrUnavailable.
+// work.
 func (c Credentials) plausible() bool {
-	if c.Username == "" || c.Token == "" || len(c.Token) > maxTokenLen {
+	return c.Username != "" && plausibleToken(c.Token)
+}
+
+// plausibleToken rejects tokens no backend could accept. Control characters
+// matter for HTTP: net/http would refuse the header and that refusal would
+// otherwise surface as ErrUnavailable.
+func plausibleToken(token string) bool {
+	if token == "" || len(token) > maxTokenLen {
 		return false
 	}
-	return !strings.ContainsFunc(c.Token, func(r rune) bool {
+	return !strings.ContainsFunc(token, func(r rune) bool {
 		return r < 0x20 || r == 0x7f
 	})
+}
+
+// owns reports whether username may use the licence: any username when the
+// backend does not know the owner, else the owner's e-mail address, compared
+// case-insensitively (the domain part of an address is, and customers type
+// their own address in whatever case).
+func (l License) owns(username string) bool {
+	return l.Account == "" || strings.EqualFold(l.Account, username)
+}
+
+// FingerprintLen is the length of Fingerprint's answer in hex digits.
+const FingerprintLen = 12
+
+// Fingerprint names an API token in logs without revealing it: the first 12
+// hex digits of its SHA-256, which are also the first 12 of the account's
+// token_sha256 in a licence file, so an operator finds the account with
+// grep, and a vendor recomputes it from a token with sha256sum. A keyed
+// hash (HMAC) would keep readers of the logs from testing guessed tokens,
+// but then nobody without the key could compute it; vendor API tokens are
+// random, and 48 bits of their hash do not help anyone recover one. Two
+// given tokens share a fingerprint with a chance of one in 2^48.
+func Fingerprint(token string) string {
+	return HashToken(token)[:FingerprintLen]
 }
 
 // normalizeChannels returns the channels sorted, deduplicated and without

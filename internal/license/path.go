@@ -19,20 +19,28 @@ type pathStep struct {
 	each bool
 }
 
+// CheckPath reports what is wrong with a path of the grammar of
+// DefaultChannelsPath, so that a configuration can be checked before any
+// backend is built.
+func CheckPath(s string) error {
+	_, err := parseChannelPath(s)
+	return err
+}
+
 func parseChannelPath(s string) (channelPath, error) {
 	if s == "" {
-		return nil, errors.New("channels path is empty")
+		return nil, errors.New("path is empty")
 	}
 	parts := strings.Split(s, ".")
 	p := make(channelPath, 0, len(parts))
 	for i, part := range parts {
 		key, each := strings.CutSuffix(part, "[]")
 		if key == "" || strings.ContainsAny(key, "[]") {
-			return nil, fmt.Errorf("channels path %q: bad element %d %q (want key or key[])", s, i+1, part)
+			return nil, fmt.Errorf("path %q: bad element %d %q (want key or key[])", s, i+1, part)
 		}
 		if strings.TrimSpace(key) != key {
 			// Almost certainly a config typo rather than a JSON key with spaces.
-			return nil, fmt.Errorf("channels path %q: element %d %q has surrounding spaces", s, i+1, part)
+			return nil, fmt.Errorf("path %q: element %d %q has surrounding spaces", s, i+1, part)
 		}
 		p = append(p, pathStep{key: key, each: each})
 	}

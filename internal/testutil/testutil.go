@@ -1,11 +1,15 @@
 // Package testutil holds the small fakes that tests of several packages
-// need: a clock moved by hand and a log sink that background goroutines may
-// write to while the test reads it.
+// need: a clock moved by hand, a log sink that background goroutines may
+// write to while the test reads it, and a server run for a test's length.
 package testutil
 
 import (
 	"bytes"
+	"context"
+	"net"
+	"strings"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -59,4 +63,39 @@ func (b *SyncBuffer) Reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.buf.Reset()
+}
+
+// WaitFor reports whether substr is written within d. Servers write their
+// access line after the response went out, so a test that just got its
+// answer may have to wait for the line.
+func (b *SyncBuffer) WaitFor(substr string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !strings.Contains(b.String(), substr) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
+// Serve runs serve (a server's Serve method) on a free loopback port until
+// the test ends, and returns the address. The test fails if serve returns
+// an error.
+func Serve(t testing.TB, serve func(context.Context, net.Listener) error) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
 }

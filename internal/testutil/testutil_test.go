@@ -1,7 +1,10 @@
 package testutil
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -40,5 +43,41 @@ func TestSyncBuffer(t *testing.T) {
 	b.Reset()
 	if s := b.String(); s != "" {
 		t.Fatalf("after Reset: %q", s)
+	}
+}
+
+func TestSyncBufferWaitFor(t *testing.T) {
+	var b SyncBuffer
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		fmt.Fprint(&b, `"status":499`)
+	}()
+	if !b.WaitFor(`"status":499`, 5*time.Second) {
+		t.Fatal("written line not seen")
+	}
+	if b.WaitFor("never", 20*time.Millisecond) {
+		t.Fatal("unwritten line seen")
+	}
+}
+
+func TestServe(t *testing.T) {
+	addr := Serve(t, func(ctx context.Context, ln net.Listener) error {
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }), ReadHeaderTimeout: time.Second}
+		go func() {
+			<-ctx.Done()
+			_ = srv.Close()
+		}()
+		if err := srv.Serve(ln); err != http.ErrServerClosed {
+			return err
+		}
+		return nil
+	})
+	resp, err := http.Get("http://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
 	}
 }

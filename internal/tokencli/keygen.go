@@ -31,13 +31,28 @@ const (
 	JWKSFile = "jwks.json" // JWKS with the thumbprint as kid: a stock registry's `jwks`, the gateway
 	rsaBits  = 3072        // -rsa; 2048 is the floor pkg/auth accepts
 	certCN   = "registry-gateway token signer"
+	// NextName is the base name keygen -next uses instead of "token": the
+	// key a rotation switches to, written beside the current one.
+	NextName = "next"
 )
+
+// fileNames are the four files of a key named base: token.key, token.crt,
+// token.pub, jwks.json for the current key; next.key, …, next.jwks.json.
+func fileNames(base string) [4]string {
+	if base == "" || base == "token" {
+		return [4]string{KeyFile, CertFile, PubFile, JWKSFile}
+	}
+	return [4]string{base + ".key", base + ".crt", base + ".pub", base + "." + JWKSFile}
+}
 
 // KeygenOptions are the options of the keygen command.
 type KeygenOptions struct {
 	Dir   string
 	RSA   bool
 	Force bool
+	// Name is the base name of the files: "token" (the default) or
+	// NextName for the next key of a rotation.
+	Name string
 	// Validity of the certificate; default 10 years, because an expired
 	// certificate in a registry's rootcertbundle refuses every token.
 	Validity time.Duration
@@ -67,7 +82,8 @@ func Keygen(opts KeygenOptions) (*KeygenResult, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	keyPath := filepath.Join(opts.Dir, KeyFile)
+	names := fileNames(opts.Name)
+	keyPath := filepath.Join(opts.Dir, names[0])
 	if !opts.Force {
 		if _, err := os.Stat(keyPath); err == nil {
 			return nil, fmt.Errorf("%w: %s (pass -force to replace it and every token it signed stops verifying)", ErrKeyExists, keyPath)
@@ -113,10 +129,10 @@ func Keygen(opts KeygenOptions) (*KeygenResult, error) {
 		data []byte
 		mode os.FileMode
 	}{
-		{KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600},
-		{CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}), 0o644},
-		{PubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644},
-		{JWKSFile, append(jwksJSON, '\n'), 0o644},
+		{names[0], pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600},
+		{names[1], pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}), 0o644},
+		{names[2], pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644},
+		{names[3], append(jwksJSON, '\n'), 0o644},
 	}
 	res := &KeygenResult{KeyID: key.KeyID, Alg: key.Method.Alg()}
 	for _, f := range files {
@@ -202,8 +218,9 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 }
 
 func (e *env) keygen(args []string) int {
-	fs := e.newFlagSet("keygen", "[-dir DIR] [-rsa] [-force]")
+	fs := e.newFlagSet("keygen", "[-dir DIR] [-next] [-rsa] [-force]")
 	opts := KeygenOptions{Now: e.now}
+	next := fs.Bool("next", false, "write the next key of a rotation beside the current one ("+NextName+".key, …)")
 	fs.StringVar(&opts.Dir, "dir", "certs", "directory for the key files")
 	fs.BoolVar(&opts.RSA, "rsa", false, fmt.Sprintf("make an RSA-%d key (RS256) instead of P-256 (ES256)", rsaBits))
 	fs.BoolVar(&opts.Force, "force", false, "replace an existing key")
@@ -216,11 +233,10 @@ func (e *env) keygen(args []string) int {
 		fmt.Fprintf(e.stderr, "tokenserver keygen: unexpected argument %q\n", pos[0])
 		return exitUsage
 	}
-	res, err := Keygen(opts)
-	if errors.Is(err, ErrKeyExists) {
-		fmt.Fprintf(e.stderr, "tokenserver keygen: %v\n", err)
-		return exitFail
+	if *next {
+		opts.Name = NextName
 	}
+	res, err := Keygen(opts)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "tokenserver keygen: %v\n", err)
 		return exitFail
@@ -238,5 +254,8 @@ func (e *env) keygen(args []string) int {
 		fmt.Fprintf(tw, "  %s\t%s\n", f, what[i])
 	}
 	tw.Flush()
+	if *next {
+		fmt.Fprintf(e.stdout, "Rotation: add %s to the token service's publish_keys and roll it out; then see README.md#key-rotation\n", res.Files[0])
+	}
 	return exitOK
 }

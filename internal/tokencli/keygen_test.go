@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/acme/registry-gateway/pkg/auth"
@@ -125,5 +126,47 @@ func TestKeygenUsage(t *testing.T) {
 	r := runCLI(t, "", nil, "keygen", "-dir", filepath.Join(file, "sub"))
 	if r.code != exitFail || r.stderr == "" {
 		t.Errorf("bad dir: exit %d stderr %q", r.code, r.stderr)
+	}
+}
+
+// -next writes the next key of a rotation beside the current one and leaves
+// the current key alone; a second -next needs -force like the first key.
+func TestKeygenNext(t *testing.T) {
+	dir := t.TempDir()
+	if r := runCLI(t, "", nil, "keygen", "-dir", dir); r.code != 0 {
+		t.Fatalf("keygen: %d %s", r.code, r.stderr)
+	}
+	current, err := os.ReadFile(filepath.Join(dir, KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, "", nil, "keygen", "-dir", dir, "-next")
+	if r.code != 0 {
+		t.Fatalf("keygen -next: %d %s", r.code, r.stderr)
+	}
+	mustContain(t, "stdout", r.stdout, "next.key", "next.crt", "next.pub", "next.jwks.json", "publish_keys")
+	if after, _ := os.ReadFile(filepath.Join(dir, KeyFile)); string(after) != string(current) {
+		t.Fatal("keygen -next changed the current key")
+	}
+	cur, err := auth.LoadSigningKey(filepath.Join(dir, KeyFile), filepath.Join(dir, CertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := auth.LoadSigningKey(filepath.Join(dir, "next.key"), filepath.Join(dir, "next.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.KeyID == cur.KeyID {
+		t.Fatal("next key is the current key")
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "next.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("next.key: %v %v", fi, err)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "next.jwks.json"))
+	if set, err := auth.ParseJWKS(data); err != nil || set[next.KeyID] == nil || len(set) != 1 {
+		t.Errorf("next.jwks.json: %v %v", set, err)
+	}
+	if r := runCLI(t, "", nil, "keygen", "-dir", dir, "-next"); r.code != 1 || !strings.Contains(r.stderr, "next.key") {
+		t.Errorf("second -next: %d %s", r.code, r.stderr)
 	}
 }

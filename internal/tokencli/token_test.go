@@ -6,41 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/acme/registry-gateway/pkg/auth"
 )
-
-func TestParseChallenge(t *testing.T) {
-	for _, tc := range []struct {
-		in      string
-		scheme  string
-		params  map[string]string
-		wantErr bool
-	}{
-		{`Bearer realm="http://localhost:5000/token",service="gw"`, "Bearer", map[string]string{"realm": "http://localhost:5000/token", "service": "gw"}, false},
-		{`Bearer realm="r", service="s", scope="repository:a/b:pull repository:c/d:pull",error="insufficient_scope"`, "Bearer",
-			map[string]string{"realm": "r", "service": "s", "scope": "repository:a/b:pull repository:c/d:pull", "error": "insufficient_scope"}, false},
-		{`bearer Realm=bare,service="q\"uote"`, "bearer", map[string]string{"realm": "bare", "service": `q"uote`}, false},
-		{`Bearer realm="r", Basic realm="x"`, "Bearer", map[string]string{"realm": "r"}, false},
-		{`Basic realm="registry"`, "Basic", map[string]string{"realm": "registry"}, false},
-		{`Bearer realm="unterminated`, "", nil, true},
-		{`Bearer realm`, "", nil, true},
-		{``, "", nil, true},
-	} {
-		c, err := ParseChallenge(tc.in)
-		if (err != nil) != tc.wantErr {
-			t.Errorf("%q: err %v", tc.in, err)
-			continue
-		}
-		if err == nil && (c.Scheme != tc.scheme || !reflect.DeepEqual(c.Params, tc.params)) {
-			t.Errorf("%q: got %s %v", tc.in, c.Scheme, c.Params)
-		}
-	}
-}
 
 // fakeGateway is a registry and token endpoint in one server, answering the
 // way the product does: a Bearer challenge on /v2/, tokens that grant the

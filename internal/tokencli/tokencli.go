@@ -1,11 +1,23 @@
 // Package tokencli holds the operator commands of the tokenserver binary:
 // keygen (signing key, certificate, JWKS), inspect (decode and verify a
-// token), token (run a client's login flow and inspect what comes back) and
-// healthcheck (for container images that have no curl).
+// token), token (run a client's login flow and inspect what comes back),
+// healthcheck (for container images that have no curl), pull-secret (a
+// Kubernetes pull secret for a customer) and accounts (the customer
+// accounts of the licenses.sql backend).
 //
 // The commands are for people reading a terminal: aligned columns, colour
 // only on a terminal, and failures explained in words rather than error
 // codes. `--json` gives scripts the same facts.
+//
+// One job per file: tokencli.go dispatches and holds what every command
+// shares (flags, the HTTP client, exit codes); token.go, tokenflow.go (the
+// client's login flow), password.go and tokenreport.go (result and
+// rendering) make the `token` command; inspect.go, jwt.go (decoding),
+// verify.go (keys and verification) and report.go (result and rendering)
+// make `inspect`, which `token` reuses for the token it gets; keygen.go,
+// healthcheck.go, pullsecret.go and accounts.go are one command each;
+// style.go is the terminal's colours and times. The WWW-Authenticate challenge is
+// pkg/auth's Challenge, the same type the gateway writes.
 package tokencli
 
 import (
@@ -20,6 +32,8 @@ import (
 	"time"
 
 	"golang.org/x/term"
+
+	"github.com/acme/registry-gateway/internal/tlsx"
 )
 
 // Exit codes: 0 all good; 1 the check failed (expired or refused token,
@@ -56,6 +70,23 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return e.run(ctx, args)
 }
 
+// trustCA makes e's client verify https servers against the CAs in file
+// (--cacert) instead of the system's, e.g. the development CA of `make run
+// TLS=1`.
+func (e *env) trustCA(file string) error {
+	if file == "" {
+		return nil
+	}
+	pool, err := tlsx.LoadCertPool(file)
+	if err != nil {
+		return fmt.Errorf("--cacert: %w", err)
+	}
+	c := *e.client
+	c.Transport = &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tlsx.ClientTLSConfig(pool, nil)}
+	e.client = &c
+	return nil
+}
+
 // colorTerminal reports whether w is a terminal that wants colour: see
 // https://no-color.org for NO_COLOR.
 func colorTerminal(w io.Writer) bool {
@@ -68,14 +99,20 @@ func colorTerminal(w io.Writer) bool {
 
 const usage = `Operator commands of the tokenserver binary:
 
-  tokenserver keygen [-dir certs] [-rsa] [-force]
+  tokenserver keygen [-dir certs] [-next] [-rsa] [-force]
       write a signing key, its certificate, public key and JWKS
-  tokenserver inspect [TOKEN | -] [--jwks URL|FILE | --key FILE] [--json]
+      (-next: the next key of a rotation, beside the current one)
+  tokenserver inspect [TOKEN | -] [--jwks URL|FILE | --key FILE] [--cacert FILE] [--json]
       decode a token, show its grants and validity, verify its signature
-  tokenserver token -u USER [-p PASSWORD | -p -] [--scope SCOPE]... (--registry URL | --realm URL)
+  tokenserver token -u USER [-p PASSWORD | -p -] [--scope SCOPE]... (--registry URL | --realm URL) [--cacert FILE]
       log in like a client and inspect the token that comes back
   tokenserver healthcheck URL
       exit 0 when URL answers 2xx (for container health checks)
+  tokenserver pull-secret -registry HOST -username USER [-name regcred] [-namespace NS] < api-token
+      print a Kubernetes pull secret (kubernetes.io/dockerconfigjson) that
+      kubelet can use: username and API token, no identity token
+  tokenserver accounts add|list|show|grant|token|… -config FILE
+      customer accounts of the licenses.sql backend (accounts help)
 
 Run a command with -h for its flags.
 `
@@ -94,6 +131,10 @@ func (e *env) run(ctx context.Context, args []string) int {
 		return e.token(ctx, args[1:])
 	case "healthcheck":
 		return e.healthcheck(ctx, args[1:])
+	case "pull-secret":
+		return e.pullSecret(args[1:])
+	case "accounts":
+		return e.accounts(ctx, args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK

@@ -1,13 +1,13 @@
 package tokenserver
 
 import (
-	"bufio"
 	"encoding/base64"
-	"encoding/json"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/acme/registry-gateway/internal/license"
 )
 
 // Every issued token gets one audit line naming it by jti; no secret (the
@@ -51,17 +51,7 @@ func TestAuditLogHasNoSecrets(t *testing.T) {
 		}
 	}
 
-	var audit []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(logs))
-	for sc.Scan() {
-		var line map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			t.Fatalf("log line %q: %v", sc.Text(), err)
-		}
-		if line["msg"] == "token issued" {
-			audit = append(audit, line)
-		}
-	}
+	audit := auditLines(t, f)
 	if len(audit) != 3 {
 		t.Fatalf("%d audit lines for 3 tokens:\n%s", len(audit), logs)
 	}
@@ -69,7 +59,10 @@ func TestAuditLogHasNoSecrets(t *testing.T) {
 		c := f.verify(tok)
 		l := audit[i]
 		scopes, _ := l["scopes"].([]any)
+		// token_fp is documented as the first 12 hex digits of the API
+		// token's SHA-256 (the start of token_sha256 in a licence file).
 		if l["sub"] != aliceUser || l["jti"] != c.ID || l["client"] != "127.0.0.1" ||
+			l["token_fp"] != license.HashToken(aliceToken)[:12] ||
 			!slices.Equal(scopes, []any{"repository:stable/app:pull"}) {
 			t.Errorf("audit line %d = %v", i, l)
 		}

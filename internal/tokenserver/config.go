@@ -2,12 +2,12 @@ package tokenserver
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -15,8 +15,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/tlsx"
 )
 
 // Defaults of the optional configuration keys.
@@ -34,6 +36,14 @@ const (
 const (
 	minTokenTTL = time.Minute
 	maxTokenTTL = 24 * time.Hour
+)
+
+// Bounds of licenses.probe_interval: probes go to the vendor's API from
+// every replica, and a replica should not stay out of rotation for long
+// after the API is back.
+const (
+	minProbeInterval = time.Second
+	maxProbeInterval = time.Minute
 )
 
 // Config is the service's YAML configuration. Relative paths are relative to
@@ -55,13 +65,21 @@ type Config struct {
 	// SigningCert is an optional PEM certificate chain for SigningKey;
 	// when set, tokens carry it in x5c.
 	SigningCert string `yaml:"signing_cert"`
-	// PublishKeys are PEM public keys or certificates published in the
-	// JWKS besides the signing key: the previous key during a rotation.
+	// PublishKeys are PEM files published in the JWKS besides the signing
+	// key: the next key before a rotation, the previous one after it. A
+	// private key file publishes its public half and also opens the
+	// refresh tokens sealed under it; public keys and certificates are
+	// only published.
 	PublishKeys []string `yaml:"publish_keys"`
+	// PreviousSigningKeys are PEM private keys that signed before a
+	// rotation and are no longer published: refresh tokens sealed under
+	// them still open. Drop one after refresh_token_ttl.
+	PreviousSigningKeys []string `yaml:"previous_signing_keys"`
 	// RefreshTokenKeyFile holds the 32-byte AES key sealing refresh tokens
 	// (64 hex digits or 32 raw bytes). Without it the key is derived from
-	// the signing key, so rotating the signing key invalidates every
-	// refresh token.
+	// the signing key (tokens sealed under the private keys of
+	// publish_keys and previous_signing_keys open too), so a rotation
+	// keeps refresh tokens valid as long as the old key is kept.
 	RefreshTokenKeyFile string `yaml:"refresh_token_key_file"`
 	// TrustedProxies are CIDRs (or addresses) of reverse proxies whose
 	// X-Forwarded-For is believed when they are the connecting peer.
@@ -74,6 +92,19 @@ type Config struct {
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
 	// Timeouts of the HTTP server.
 	Timeouts TimeoutsConfig `yaml:"timeouts"`
+	// TLS, with a certificate, makes the service serve HTTPS only.
+	TLS TLSConfig `yaml:"tls"`
+}
+
+// TLSConfig is the service's HTTPS: its certificate pair (reloaded when the
+// files change) and, optionally, the CAs of the client certificates it
+// requires (mTLS from the gateway).
+type TLSConfig struct {
+	tlsx.ServerConfig `yaml:",inline"`
+	// ClientCAFile is a PEM file of the CAs whose client certificates are
+	// accepted; set, a client without such a certificate is refused at the
+	// handshake.
+	ClientCAFile string `yaml:"client_ca_file"`
 }
 
 // LicensesConfig selects exactly one licence backend and configures the
@@ -89,14 +120,22 @@ type LicensesConfig struct {
 	File string `yaml:"file"`
 	// PollInterval is how often the file is checked for changes.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// ProbeInterval is how often a backend that failed is probed, so that
+	// readiness recovers without logins.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
 	// HTTP configures the vendor licence API backend.
 	HTTP *HTTPLicenseConfig `yaml:"http"`
+	// SQL configures the account database backend (`tokenserver accounts`).
+	SQL *accounts.Config `yaml:"sql"`
 }
 
 // HTTPLicenseConfig is the vendor licence API.
 type HTTPLicenseConfig struct {
-	URL          string        `yaml:"url"`
-	ChannelsPath string        `yaml:"channels_path"`
+	URL          string `yaml:"url"`
+	ChannelsPath string `yaml:"channels_path"`
+	// UsernamePath, if set, is where the answer names the customer's
+	// e-mail address; other usernames are then refused.
+	UsernamePath string        `yaml:"username_path"`
 	Timeout      time.Duration `yaml:"timeout"`
 }
 
@@ -115,6 +154,9 @@ type RateLimitConfig struct {
 	PerUserBurst int     `yaml:"per_user_burst"`
 	// MaxEntries bounds the number of keys tracked.
 	MaxEntries int `yaml:"max_entries"`
+	// IPv6Prefix is the prefix length IPv6 clients are counted by (1–128,
+	// default 64); IPv4 clients are counted per address.
+	IPv6Prefix int `yaml:"ipv6_prefix"`
 }
 
 // TimeoutsConfig are the HTTP server's timeouts.
@@ -127,35 +169,35 @@ type TimeoutsConfig struct {
 }
 
 // LoadConfig reads, defaults and validates the configuration file at path.
-func LoadConfig(path string) (Config, error) {
+func LoadConfig(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	cfg, err := ParseConfig(data)
 	if err != nil {
-		return Config{}, fmt.Errorf("config %s: %w", path, err)
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
 }
 
 // ParseConfig decodes YAML (unknown keys are errors), applies the defaults
 // and validates the result.
-func ParseConfig(data []byte) (Config, error) {
+func ParseConfig(data []byte) (*Config, error) {
 	var cfg Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
 		if errors.Is(err, io.EOF) {
-			return Config{}, errors.New("empty configuration")
+			return nil, errors.New("empty configuration")
 		}
-		return Config{}, err
+		return nil, err
 	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
-		return Config{}, err
+		return nil, err
 	}
-	return cfg, nil
+	return &cfg, nil
 }
 
 // SetDefaults fills in the optional keys left empty.
@@ -185,6 +227,12 @@ func (c *Config) SetDefaults() {
 	if l.PollInterval == 0 {
 		l.PollInterval = license.DefaultPollInterval
 	}
+	if l.ProbeInterval == 0 {
+		l.ProbeInterval = license.DefaultProbeInterval
+	}
+	if l.SQL != nil {
+		l.SQL.SetDefaults()
+	}
 	if l.HTTP != nil {
 		if l.HTTP.ChannelsPath == "" {
 			l.HTTP.ChannelsPath = license.DefaultChannelsPath
@@ -208,6 +256,9 @@ func (c *Config) SetDefaults() {
 	}
 	if r.MaxEntries == 0 {
 		r.MaxEntries = 100_000
+	}
+	if r.IPv6Prefix == 0 {
+		r.IPv6Prefix = DefaultIPv6Prefix
 	}
 	t := &c.Timeouts
 	d := httpx.DefaultTimeouts
@@ -251,8 +302,18 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	if c.SigningKey == "" && needKey {
 		add("signing_key: required")
 	}
+	for i, p := range c.PublishKeys {
+		if strings.TrimSpace(p) == "" {
+			add("publish_keys[%d]: empty path", i)
+		}
+	}
+	for i, p := range c.PreviousSigningKeys {
+		if strings.TrimSpace(p) == "" {
+			add("previous_signing_keys[%d]: empty path", i)
+		}
+	}
 	for i, p := range c.TrustedProxies {
-		if _, err := parsePrefix(p); err != nil {
+		if _, err := httpx.ParsePrefix(p); err != nil {
 			add("trusted_proxies[%d]: %v", i, err)
 		}
 	}
@@ -261,11 +322,20 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	}
 
 	l := c.Licenses
+	backends := 0
+	for _, set := range []bool{l.File != "", l.HTTP != nil, l.SQL != nil} {
+		if set {
+			backends++
+		}
+	}
 	switch {
-	case l.File != "" && l.HTTP != nil:
-		add("licenses: set exactly one of file and http, not both")
-	case l.File == "" && l.HTTP == nil && needLicenses:
-		add("licenses: set exactly one of file and http")
+	case backends > 1:
+		add("licenses: set exactly one of file, http and sql, not several")
+	case backends == 0 && needLicenses:
+		add("licenses: set exactly one of file, http and sql")
+	}
+	if l.SQL != nil {
+		errs = append(errs, l.SQL.Problems("licenses.sql")...)
 	}
 	if l.CacheTTL < 0 {
 		add("licenses.cache_ttl: %v is negative", l.CacheTTL)
@@ -279,6 +349,9 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	if l.PollInterval < 0 {
 		add("licenses.poll_interval: %v is negative", l.PollInterval)
 	}
+	if l.ProbeInterval < minProbeInterval || l.ProbeInterval > maxProbeInterval {
+		add("licenses.probe_interval: %v is outside [%v, %v]", l.ProbeInterval, minProbeInterval, maxProbeInterval)
+	}
 	if h := l.HTTP; h != nil {
 		if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			add("licenses.http.url: %q is not an absolute http(s) URL", h.URL)
@@ -287,6 +360,14 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 		}
 		if h.Timeout <= 0 {
 			add("licenses.http.timeout: %v must be positive", h.Timeout)
+		}
+		if err := license.CheckPath(h.ChannelsPath); err != nil {
+			add("licenses.http.channels_path: %v", err)
+		}
+		if h.UsernamePath != "" {
+			if err := license.CheckPath(h.UsernamePath); err != nil {
+				add("licenses.http.username_path: %v", err)
+			}
 		}
 	}
 
@@ -300,10 +381,17 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	if r.MaxEntries < 0 {
 		add("rate_limit.max_entries: %d is negative", r.MaxEntries)
 	}
+	if r.IPv6Prefix < 1 || r.IPv6Prefix > 128 {
+		add("rate_limit.ipv6_prefix: %d is outside [1, 128]", r.IPv6Prefix)
+	}
 
 	t := c.Timeouts
 	if t.ReadHeader < 0 || t.Read < 0 || t.Write < 0 || t.Idle < 0 || t.Shutdown < 0 {
 		add("timeouts: must not be negative")
+	}
+	errs = append(errs, c.TLS.Problems()...)
+	if c.TLS.ClientCAFile != "" && !c.TLS.Enabled() {
+		add("tls.client_ca_file: client certificates need HTTPS: set tls.cert_file and tls.key_file too")
 	}
 	return errs
 }
@@ -332,19 +420,22 @@ func parseLevel(s string) (slog.Level, error) {
 	return slog.LevelInfo, fmt.Errorf("%q is not one of debug, info, warn, error", s)
 }
 
-// parsePrefix takes a CIDR or a single address.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		return p.Masked(), nil
+// CheckConfig validates the configuration file at path as the service does
+// at start; with files, it also loads the signing key, certificate, published
+// keys, refresh token key and licence file, as New would. It reports every
+// problem at once. It is `tokenserver check-config`.
+func CheckConfig(path string, files bool) error {
+	cfg, err := LoadConfig(path)
+	if err != nil || !files {
+		return err
 	}
-	a, err := netip.ParseAddr(s)
+	// New loads every file and reports each one that fails (with
+	// licenses.sql, it connects and checks the schema); the server it
+	// builds is not started, so nothing listens and nothing is polled.
+	srv, err := New(context.Background(), cfg, Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		return netip.Prefix{}, err
+		return err
 	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
+	srv.Close()
+	return nil
 }

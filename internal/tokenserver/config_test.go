@@ -2,6 +2,7 @@ package tokenserver
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -64,9 +65,10 @@ trusted_proxies: ["10.0.0.0/33", "nonsense"]
 log_level: loud
 licenses:
   cache_ttl: -1s
+  probe_interval: 10ms
   file: a.yaml
   http: {url: "ftp://x", timeout: -1s}
-rate_limit: {per_user_per_minute: -1}
+rate_limit: {per_user_per_minute: -1, ipv6_prefix: 129}
 `))
 	if err == nil {
 		t.Fatal("no error")
@@ -74,8 +76,9 @@ rate_limit: {per_user_per_minute: -1}
 	for _, want := range []string{
 		"issuer: required", "service: required", "signing_key: required",
 		"token_ttl: 10s", "refresh_token_ttl", "trusted_proxies[0]", "trusted_proxies[1]", "log_level",
-		"licenses: set exactly one of file and http, not both", "licenses.cache_ttl", "licenses.http.url",
-		"licenses.http.timeout", "rate_limit: rates",
+		"licenses: set exactly one of file, http and sql, not several", "licenses.cache_ttl", "licenses.http.url",
+		"licenses.http.timeout", "rate_limit: rates", "rate_limit.ipv6_prefix: 129",
+		"licenses.probe_interval: 10ms is outside [1s, 1m0s]",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -92,6 +95,8 @@ func TestParseConfigRefuses(t *testing.T) {
 		"creds in URL":          "issuer: i\nservice: s\nsigning_key: k\nlicenses: {http: {url: 'https://u:p@x/'}}\n",
 		"token_ttl too big":     "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\ntoken_ttl: 48h\n",
 		"listen not an address": "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\nlisten: localhost\n",
+		"bad username_path":     "issuer: i\nservice: s\nsigning_key: k\nlicenses: {http: {url: 'https://x/', username_path: 'a..b'}}\n",
+		"negative ipv6_prefix":  "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\nrate_limit: {ipv6_prefix: -1}\n",
 	} {
 		if _, err := ParseConfig([]byte(yaml)); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -108,7 +113,7 @@ func TestNewListsFileProblems(t *testing.T) {
 		RefreshTokenKeyFile: filepath.Join(dir, "missing-refresh.key"),
 		Licenses:            LicensesConfig{File: filepath.Join(dir, "missing.yaml")},
 	}
-	_, err := New(cfg, Options{})
+	_, err := New(t.Context(), &cfg, Options{})
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -116,6 +121,19 @@ func TestNewListsFileProblems(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+}
+
+// TestNewStopsOnCancelledContext: New builds nothing for a caller that has
+// already given up, and refuses a missing configuration.
+func TestNewStopsOnCancelledContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := New(ctx, &Config{Issuer: testIssuer, Service: testService}, Options{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+	if _, err := New(t.Context(), nil, Options{}); err == nil {
+		t.Error("nil config accepted")
 	}
 }
 
@@ -141,14 +159,14 @@ func TestNewWithInjectedKeyAndBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	var calls atomic.Int64
-	backend := backendFunc(func(_ context.Context, c license.Credentials) (license.License, error) {
+	backend := backendFunc(func(_ context.Context, token string) (license.License, error) {
 		calls.Add(1)
-		if c.Username == aliceUser && c.Token == aliceToken {
+		if token == aliceToken {
 			return license.License{Account: aliceUser, Channels: []string{"stable"}}, nil
 		}
 		return license.License{}, license.ErrBadCredentials
 	})
-	srv, err := New(Config{Issuer: testIssuer, Service: testService}, Options{SigningKey: key, Backend: backend, Logger: discardLogger()})
+	srv, err := New(t.Context(), &Config{Issuer: testIssuer, Service: testService}, Options{SigningKey: key, Backend: backend, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,8 +180,8 @@ func TestNewWithInjectedKeyAndBackend(t *testing.T) {
 	}
 }
 
-type backendFunc func(context.Context, license.Credentials) (license.License, error)
+type backendFunc func(ctx context.Context, token string) (license.License, error)
 
-func (f backendFunc) Lookup(ctx context.Context, c license.Credentials) (license.License, error) {
-	return f(ctx, c)
+func (f backendFunc) Lookup(ctx context.Context, token string) (license.License, error) {
+	return f(ctx, token)
 }

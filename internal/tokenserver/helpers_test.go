@@ -1,6 +1,7 @@
 package tokenserver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -175,10 +176,11 @@ func newFixture(t testing.TB, mutate func(*Config), fopts ...fixtureOpt) *fixtur
 	for _, o := range fopts {
 		o(f, &opts)
 	}
-	srv, err := New(f.cfg, opts)
+	srv, err := New(t.Context(), &f.cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(srv.Close)
 	f.srv = srv
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
@@ -186,24 +188,16 @@ func newFixture(t testing.TB, mutate func(*Config), fopts ...fixtureOpt) *fixtur
 	return f
 }
 
-// serve runs the server for real (Serve: background work, server timeouts)
-// on a loopback port and returns its base URL with the host `localhost`.
+// serve runs the server for real (Serve: background work, server timeouts,
+// TLS) on a loopback port and returns its base URL with the host
+// `localhost`.
 func serve(t testing.TB, srv *Server) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addr := testutil.Serve(t, srv.Serve)
+	_, port, _ := net.SplitHostPort(addr)
+	if srv.tls != nil {
+		return "https://localhost:" + port
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return "http://localhost:" + port
 }
 
@@ -354,17 +348,10 @@ func rawClaims(t testing.TB, raw string) map[string]any {
 	return m
 }
 
-// waitFor polls cond until it holds; for things that happen on their own
-// schedule (the licence file poller), where there is nothing to wait on.
+// waitFor polls cond until it holds (the licence file poller).
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, what, 5*time.Second, cond)
 }
 
 func scopes(s ...string) url.Values {
@@ -397,3 +384,20 @@ func writeFile(path, content string) error {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// auditLines returns the "token issued" lines logged so far.
+func auditLines(t testing.TB, f *fixture) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(f.logs.String()))
+	for sc.Scan() {
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("log line %q: %v", sc.Text(), err)
+		}
+		if line["msg"] == "token issued" {
+			out = append(out, line)
+		}
+	}
+	return out
+}

@@ -65,7 +65,7 @@ func TestInteropWithDistribution(t *testing.T) {
 			if tc.cert {
 				cfg.SigningCert = certPath
 			}
-			srv, err := New(cfg, Options{Logger: discardLogger()})
+			srv, err := New(t.Context(), &cfg, Options{Logger: discardLogger()})
 			if err != nil {
 				t.Fatal(err)
 			}

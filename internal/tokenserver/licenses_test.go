@@ -2,6 +2,7 @@ package tokenserver
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -66,7 +67,8 @@ func (a *licenceAPI) serve(w http.ResponseWriter, r *http.Request) {
 	for _, c := range channels {
 		objs = append(objs, map[string]string{"release": c, "id": "lic-" + c})
 	}
-	json.NewEncoder(w).Encode(map[string]any{"count": len(objs), "objects": objs})
+	owner := map[string]string{aliceToken: aliceUser, bobToken: bobUser}[tok]
+	json.NewEncoder(w).Encode(map[string]any{"count": len(objs), "objects": objs, "user": map[string]string{"email": owner}})
 }
 
 func withHTTPBackend(api *licenceAPI, timeout time.Duration) func(*Config) {
@@ -94,6 +96,41 @@ func TestHTTPBackend(t *testing.T) {
 	if n := api.calls.Load(); n != 3 {
 		t.Errorf("%d API calls, want 3", n)
 	}
+}
+
+// TestCloseDropsLicenceConnections: Close releases the connections the
+// licence API client New built keeps open between logins, and may be
+// called again.
+func TestCloseDropsLicenceConnections(t *testing.T) {
+	api := &licenceAPI{tokens: map[string][]string{aliceToken: {"stable"}}}
+	api.mode.Store("ok")
+	closed := make(chan struct{}, 1)
+	api.Server = httptest.NewUnstartedServer(http.HandlerFunc(api.serve))
+	api.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateClosed {
+			select {
+			case closed <- struct{}{}:
+			default:
+			}
+		}
+	}
+	api.Start()
+	t.Cleanup(api.Close)
+	f := newFixture(t, withHTTPBackend(api, time.Second))
+
+	mustToken(t, get(t, f.url, aliceUser, aliceToken, scopes()))
+	select {
+	case <-closed:
+		t.Fatal("the licence API connection closed before Close (no keep-alive?)")
+	case <-time.After(100 * time.Millisecond):
+	}
+	f.srv.Close()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close left the licence API connection open")
+	}
+	f.srv.Close()
 }
 
 // Parallel logins of one account while the backend is slow make one

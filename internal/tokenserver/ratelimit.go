@@ -2,8 +2,6 @@ package tokenserver
 
 import (
 	"math"
-	"net"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -118,16 +116,49 @@ func (l *failureLimiter) Len() int { return int(l.size.Load()) }
 // anyone lock a customer out by failing in their name.
 type loginLimiter struct {
 	addr, user *failureLimiter
+	// ipv6Bits is the prefix length IPv6 clients are grouped by.
+	ipv6Bits int
 }
+
+// DefaultIPv6Prefix is rate_limit.ipv6_prefix's default: a /64 is what one
+// customer line (or one cloud instance) usually gets, so its addresses are
+// one client to the limiter.
+const DefaultIPv6Prefix = 64
 
 func newLoginLimiter(c RateLimitConfig, now func() time.Time) *loginLimiter {
 	if c.Disabled {
 		return nil
 	}
-	return &loginLimiter{
-		addr: newFailureLimiter(c.PerAddress, c.PerAddressBurst, c.MaxEntries, now),
-		user: newFailureLimiter(c.PerUser, c.PerUserBurst, c.MaxEntries, now),
+	bits := c.IPv6Prefix
+	if bits == 0 {
+		bits = DefaultIPv6Prefix
 	}
+	return &loginLimiter{
+		addr:     newFailureLimiter(c.PerAddress, c.PerAddressBurst, c.MaxEntries, now),
+		user:     newFailureLimiter(c.PerUser, c.PerUserBurst, c.MaxEntries, now),
+		ipv6Bits: bits,
+	}
+}
+
+// group is the limiter key of a client address. An IPv6 client holds a
+// whole prefix and can fail from a fresh address every time, so IPv6
+// addresses are counted by their prefix; IPv4 addresses are scarce and
+// shared (NAT), so each stays its own key. Whatever does not parse as an
+// address is used as it is.
+func (ll *loginLimiter) group(client string) string {
+	a, err := netip.ParseAddr(client)
+	if err != nil {
+		return client
+	}
+	a = a.Unmap()
+	if !a.Is6() {
+		return a.String()
+	}
+	p, err := a.WithZone("").Prefix(ll.ipv6Bits)
+	if err != nil {
+		return client
+	}
+	return p.String()
 }
 
 func userKey(client, username string) string {
@@ -140,6 +171,7 @@ func (ll *loginLimiter) Check(client, username string) time.Duration {
 	if ll == nil {
 		return 0
 	}
+	client = ll.group(client)
 	wait := ll.addr.Check(client)
 	// Building the user key allocates; skip it while nothing has failed.
 	if username != "" && ll.user.Len() > 0 {
@@ -153,6 +185,7 @@ func (ll *loginLimiter) Charge(client, username string) {
 	if ll == nil {
 		return
 	}
+	client = ll.group(client)
 	ll.addr.Charge(client)
 	if username != "" {
 		ll.user.Charge(userKey(client, username))
@@ -171,66 +204,4 @@ func (ll *loginLimiter) Len() int {
 func retryAfter(d time.Duration) string {
 	s := int64(math.Ceil(d.Seconds()))
 	return strconv.FormatInt(max(s, 1), 10)
-}
-
-// clientAddr finds the address a request comes from: the peer, unless the
-// peer is a trusted proxy, in which case X-Forwarded-For is walked from the
-// right (the entries proxies appended) to the first address that is not a
-// trusted proxy. Anything a client wrote further left is not believed.
-type clientAddr struct {
-	trusted []netip.Prefix
-}
-
-func newClientAddr(cidrs []string) (*clientAddr, error) {
-	c := &clientAddr{}
-	for _, s := range cidrs {
-		p, err := parsePrefix(s)
-		if err != nil {
-			return nil, err
-		}
-		c.trusted = append(c.trusted, p)
-	}
-	return c, nil
-}
-
-func (c *clientAddr) isTrusted(a netip.Addr) bool {
-	for _, p := range c.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
-// Of returns the client address of r as a string.
-func (c *clientAddr) Of(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	if len(c.trusted) == 0 {
-		return host
-	}
-	peer, err := netip.ParseAddr(host)
-	if err != nil || !c.isTrusted(peer.Unmap()) {
-		return host
-	}
-	client := peer.Unmap()
-	hops := r.Header.Values("X-Forwarded-For")
-	for i := len(hops) - 1; i >= 0; i-- {
-		parts := strings.Split(hops[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
-			if err != nil {
-				// A hop we cannot read ends the trust chain; use the last
-				// address we could.
-				return client.String()
-			}
-			client = a.Unmap()
-			if !c.isTrusted(client) {
-				return client.String()
-			}
-		}
-	}
-	return client.String()
 }

@@ -73,40 +73,91 @@ func TestRetryAfter(t *testing.T) {
 	}
 }
 
-func TestClientAddr(t *testing.T) {
-	trusting, err := newClientAddr([]string{"10.0.0.0/8", "192.0.2.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain, _ := newClientAddr(nil)
-	tests := []struct {
-		name   string
-		c      *clientAddr
-		remote string
-		xff    []string
-		want   string
-	}{
-		{"no proxies configured", plain, "203.0.113.9:5555", []string{"198.51.100.1"}, "203.0.113.9"},
-		{"untrusted peer's XFF ignored", trusting, "203.0.113.9:5555", []string{"198.51.100.1"}, "203.0.113.9"},
-		{"trusted proxy", trusting, "10.1.2.3:5555", []string{"198.51.100.1"}, "198.51.100.1"},
-		{"chain of trusted proxies", trusting, "10.1.2.3:5555", []string{"198.51.100.1, 192.0.2.1"}, "198.51.100.1"},
-		{"client-forged left entries ignored", trusting, "10.1.2.3:5555", []string{"6.6.6.6, 198.51.100.1"}, "198.51.100.1"},
-		{"several headers", trusting, "10.1.2.3:5555", []string{"6.6.6.6", "198.51.100.1, 10.9.9.9"}, "198.51.100.1"},
-		{"all trusted", trusting, "10.1.2.3:5555", []string{"10.4.4.4"}, "10.4.4.4"},
-		{"garbage hop", trusting, "10.1.2.3:5555", []string{"198.51.100.1, junk"}, "10.1.2.3"},
-		{"no XFF", trusting, "10.1.2.3:5555", nil, "10.1.2.3"},
-		{"IPv6 peer", plain, "[2001:db8::1]:443", nil, "2001:db8::1"},
-		{"IPv4-mapped proxy", trusting, "[::ffff:10.1.2.3]:1", []string{"198.51.100.7"}, "198.51.100.7"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := &http.Request{RemoteAddr: tt.remote, Header: http.Header{}}
-			for _, v := range tt.xff {
-				r.Header.Add("X-Forwarded-For", v)
+// An IPv6 client holds a whole /64 and can fail from a new address every
+// time: 40 failures from 40 addresses of one /64 are one client to the
+// limiter, while 40 IPv4 addresses stay 40 clients.
+func TestFailedLoginsLimitedByIPv6Prefix(t *testing.T) {
+	failFrom := func(t *testing.T, f *fixture, addr func(i int) string) (refusedAt int) {
+		t.Helper()
+		for i := range 40 {
+			// A new username each time: only the per-address limit applies.
+			resp := get(t, f.url, fmt.Sprintf("user%d@example.com", i), "wrong", scopes(), "X-Forwarded-For", addr(i))
+			switch resp.StatusCode {
+			case http.StatusUnauthorized:
+			case http.StatusTooManyRequests:
+				return i + 1
+			default:
+				t.Fatalf("failure %d: status %d", i+1, resp.StatusCode)
 			}
-			if got := tt.c.Of(r); got != tt.want {
-				t.Errorf("Of = %q, want %q", got, tt.want)
-			}
-		})
+		}
+		return 0
 	}
+	trusting := func(prefix int) func(*Config) {
+		return func(c *Config) {
+			c.TrustedProxies = []string{"127.0.0.1/32", "::1"}
+			c.RateLimit.IPv6Prefix = prefix
+		}
+	}
+	in64 := func(i int) string { return fmt.Sprintf("2001:db8:0:1:%x::%x", i, i+1) }
+
+	t.Run("one /64", func(t *testing.T) {
+		f := newFixture(t, trusting(0))
+		// per_address_burst is 30 by default: the 31st failure is refused.
+		if n := failFrom(t, f, in64); n != 31 {
+			t.Fatalf("refused at failure %d, want 31", n)
+		}
+		// The neighbour /64 is another client.
+		mustToken(t, get(t, f.url, aliceUser, aliceToken, scopes(), "X-Forwarded-For", "2001:db8:0:2::1"))
+		if resp := get(t, f.url, aliceUser, aliceToken, scopes(), "X-Forwarded-For", "2001:db8:0:1:ffff::1"); resp.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("another address of the /64: status %d, want 429", resp.StatusCode)
+		}
+	})
+	t.Run("ipv4 per address", func(t *testing.T) {
+		f := newFixture(t, trusting(0))
+		if n := failFrom(t, f, func(i int) string { return fmt.Sprintf("198.51.100.%d", i+1) }); n != 0 {
+			t.Fatalf("40 IPv4 addresses refused at failure %d", n)
+		}
+	})
+	t.Run("prefix 128", func(t *testing.T) {
+		f := newFixture(t, trusting(128))
+		if n := failFrom(t, f, in64); n != 0 {
+			t.Fatalf("ipv6_prefix 128 refused at failure %d", n)
+		}
+	})
+}
+
+func TestLimiterGroup(t *testing.T) {
+	ll := newLoginLimiter(RateLimitConfig{IPv6Prefix: 48}, time.Now)
+	for in, want := range map[string]string{
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1::/48",
+		"2001:db8:1:ffff::1":   "2001:db8:1::/48",
+		"fe80::1%eth0":         "fe80::/48",
+		"::ffff:192.0.2.1":     "192.0.2.1",
+		"192.0.2.1":            "192.0.2.1",
+		"not an address":       "not an address",
+		"[2001:db8::1]:443":    "[2001:db8::1]:443",
+	} {
+		if got := ll.group(in); got != want {
+			t.Errorf("group(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A login without a password is not a guess (it is what a pull secret made
+// from docker's config.json sends): it gets the explaining 401 every time
+// and is not counted as a failure.
+func TestEmptyPasswordNotCharged(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.RateLimit = RateLimitConfig{PerAddress: 1, PerAddressBurst: 1, PerUser: 1, PerUserBurst: 1}
+	})
+	for i := range 5 {
+		resp := get(t, f.url, aliceUser, "", scopes())
+		if e := decodeError(t, resp); resp.StatusCode != http.StatusUnauthorized || e.Errors[0].Message != emptyPasswordMessage {
+			t.Fatalf("attempt %d: %d %+v", i+1, resp.StatusCode, e)
+		}
+	}
+	if n := f.srv.limiter.Len(); n != 0 {
+		t.Errorf("limiter tracks %d keys", n)
+	}
+	mustToken(t, get(t, f.url, aliceUser, aliceToken, scopes()))
 }

@@ -1,6 +1,7 @@
 package tokenserver
 
 import (
+	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -14,8 +15,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"github.com/acme/registry-gateway/pkg/auth"
 )
 
 // Refresh tokens are sealed, not stored: an AES-256-GCM box of who the
@@ -25,9 +24,13 @@ import (
 // backend again, so revoking the licence (or the API token) ends it.
 //
 // The key comes from refresh_token_key_file, or is derived with HKDF from
-// the signing key: replicas share the signing key anyway, and rotating it
-// then invalidates every refresh token (clients fall back to a password
-// login), which is the safe direction.
+// the signing key: replicas share the signing key anyway. So that a key
+// rotation does not log every customer out, tokens also open with the keys
+// derived from the other private keys the configuration holds (the next key
+// in publish_keys, the old one in publish_keys or previous_signing_keys);
+// they are always sealed with the current one. Dropping a private key from
+// the configuration ends the refresh tokens sealed under it, which is the
+// way to invalidate them after a leak.
 const (
 	// refreshPrefix versions the format; a new format gets a new prefix
 	// and the old one can still be opened during a transition.
@@ -54,29 +57,36 @@ type refreshClaims struct {
 	Service   string `json:"svc"`
 }
 
-// refreshSealer seals and opens refresh tokens.
+// refreshSealer seals refresh tokens with its first key and opens them
+// with any of its keys.
 type refreshSealer struct {
-	aead cipher.AEAD
+	aeads []cipher.AEAD
 }
 
-func newRefreshSealer(key []byte) (*refreshSealer, error) {
-	if len(key) != 32 {
-		return nil, fmt.Errorf("refresh token key must be 32 bytes, got %d", len(key))
+// newRefreshSealer seals with key; openOnly are earlier or later keys whose
+// tokens it still (or already) accepts.
+func newRefreshSealer(key []byte, openOnly ...[]byte) (*refreshSealer, error) {
+	s := &refreshSealer{}
+	for _, k := range append([][]byte{key}, openOnly...) {
+		if len(k) != 32 {
+			return nil, fmt.Errorf("refresh token key must be 32 bytes, got %d", len(k))
+		}
+		block, err := aes.NewCipher(k)
+		if err != nil {
+			return nil, err
+		}
+		aead, err := cipher.NewGCMWithRandomNonce(block)
+		if err != nil {
+			return nil, err
+		}
+		s.aeads = append(s.aeads, aead)
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := cipher.NewGCMWithRandomNonce(block)
-	if err != nil {
-		return nil, err
-	}
-	return &refreshSealer{aead: aead}, nil
+	return s, nil
 }
 
-// deriveRefreshKey derives the AEAD key from the signing private key.
-func deriveRefreshKey(k *auth.SigningKey) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(k.Signer)
+// deriveRefreshKey derives the AEAD key from a signing private key.
+func deriveRefreshKey(k crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
 	if err != nil {
 		return nil, fmt.Errorf("derive refresh token key: %w", err)
 	}
@@ -107,7 +117,7 @@ func (s *refreshSealer) seal(c *refreshClaims) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	box := s.aead.Seal(nil, nil, plain, []byte(refreshPrefix))
+	box := s.aeads[0].Seal(nil, nil, plain, []byte(refreshPrefix))
 	out := make([]byte, len(refreshPrefix)+base64.RawURLEncoding.EncodedLen(len(box)))
 	copy(out, refreshPrefix)
 	base64.RawURLEncoding.Encode(out[len(refreshPrefix):], box)
@@ -121,10 +131,20 @@ func (s *refreshSealer) open(token, service string, now time.Time) (*refreshClai
 		return nil, errBadRefreshToken
 	}
 	box, err := base64.RawURLEncoding.DecodeString(rest)
-	if err != nil {
+	// Only the one spelling seal writes opens: the decoder skips line
+	// breaks and ignores the padding bits of the last character, and a
+	// bearer credential must not have variants it was never issued as.
+	if err != nil || base64.RawURLEncoding.EncodeToString(box) != rest {
 		return nil, errBadRefreshToken
 	}
-	plain, err := s.aead.Open(box[:0], nil, box, []byte(refreshPrefix))
+	var plain []byte
+	for _, aead := range s.aeads {
+		// Open into a fresh buffer: a failed Open may scribble on dst,
+		// and the next key needs the box intact.
+		if plain, err = aead.Open(nil, nil, box, []byte(refreshPrefix)); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return nil, errBadRefreshToken
 	}

@@ -1,6 +1,9 @@
 package tokenserver
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"net/url"
@@ -110,7 +113,7 @@ func TestRefreshTokenSurvivesRestart(t *testing.T) {
 	f := newFixture(t, nil)
 	rt := aliceRefreshToken(t, f)
 
-	restarted, err := New(f.cfg, Options{Clock: f.clock.Now, Logger: f.srv.log})
+	restarted, err := New(t.Context(), &f.cfg, Options{Clock: f.clock.Now, Logger: f.srv.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +124,7 @@ func TestRefreshTokenSurvivesRestart(t *testing.T) {
 	rotated := f.cfg
 	rotated.SigningKey = filepath.Join(f.dir, "new.key")
 	writeECKey(t, rotated.SigningKey)
-	srv, err := New(rotated, Options{Clock: f.clock.Now, Logger: f.srv.log})
+	srv, err := New(t.Context(), &rotated, Options{Clock: f.clock.Now, Logger: f.srv.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,11 +139,11 @@ func TestRefreshTokenSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.cfg.RefreshTokenKeyFile, rotated.RefreshTokenKeyFile = keyFile, keyFile
-	one, err := New(f.cfg, Options{Clock: f.clock.Now, Logger: f.srv.log})
+	one, err := New(t.Context(), &f.cfg, Options{Clock: f.clock.Now, Logger: f.srv.log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	two, err := New(rotated, Options{Clock: f.clock.Now, Logger: f.srv.log})
+	two, err := New(t.Context(), &rotated, Options{Clock: f.clock.Now, Logger: f.srv.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,10 +243,112 @@ func TestDeriveRefreshKey(t *testing.T) {
 	b := writeECKey(t, filepath.Join(dir, "b.key"))
 	ka, _ := auth.NewSigningKey(a, nil)
 	kb, _ := auth.NewSigningKey(b, nil)
-	a1, err1 := deriveRefreshKey(ka)
-	a2, err2 := deriveRefreshKey(ka)
-	b1, err3 := deriveRefreshKey(kb)
+	a1, err1 := deriveRefreshKey(ka.Signer)
+	a2, err2 := deriveRefreshKey(ka.Signer)
+	b1, err3 := deriveRefreshKey(kb.Signer)
 	if err1 != nil || err2 != nil || err3 != nil || len(a1) != 32 || string(a1) != string(a2) || string(a1) == string(b1) {
 		t.Errorf("derive: %x %x %x (%v %v %v)", a1, a2, b1, err1, err2, err3)
+	}
+}
+
+// A key rotation keeps refresh tokens valid: at each step of the runbook
+// (publish the next private key, switch the signer, move the old key to
+// previous_signing_keys) every replica opens what the replicas of the
+// neighbouring steps sealed, and the JWKS lists exactly the keys of the
+// step. Dropping the old key ends the tokens sealed under it.
+func TestRefreshTokensSurviveRotation(t *testing.T) {
+	f := newFixture(t, nil)
+	oldKey, nextKey := f.keyPath, filepath.Join(f.dir, "next.key")
+	writeECKey(t, nextKey)
+	step := func(signing string, publish, previous []string) *Server {
+		t.Helper()
+		cfg := f.cfg
+		cfg.SigningKey, cfg.PublishKeys, cfg.PreviousSigningKeys = signing, publish, previous
+		srv, err := New(t.Context(), &cfg, Options{Clock: f.clock.Now, Logger: discardLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	kidOf := func(path string) string {
+		k, err := auth.LoadSigningKey(path, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.KeyID
+	}
+	oldKid, nextKid := kidOf(oldKey), kidOf(nextKey)
+
+	steps := []struct {
+		name string
+		srv  *Server
+		kids []string
+	}{
+		{"before", f.srv, []string{oldKid}},
+		{"next published", step(oldKey, []string{nextKey}, nil), []string{oldKid, nextKid}},
+		{"signer switched", step(nextKey, []string{oldKey}, nil), []string{nextKid, oldKid}},
+		{"old key unpublished", step(nextKey, nil, []string{oldKey}), []string{nextKid}},
+	}
+	urls := make([]string, len(steps))
+	sealed := make([]string, len(steps))
+	for i, s := range steps {
+		urls[i] = serve(t, s.srv)
+		sealed[i] = mustToken(t, post(t, urls[i], passwordGrant("", true))).RefreshToken
+		set, err := auth.ParseJWKS(s.srv.JWKS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(set) != len(s.kids) {
+			t.Errorf("%s: JWKS has %d keys, want %v", s.name, len(set), s.kids)
+		}
+		for _, kid := range s.kids {
+			if set[kid] == nil {
+				t.Errorf("%s: JWKS lacks %s", s.name, kid)
+			}
+		}
+		if got := s.srv.KeyID(); got != s.kids[0] {
+			t.Errorf("%s: signs with %s, want %s", s.name, got, s.kids[0])
+		}
+	}
+	// During a roll, replicas of two neighbouring steps serve side by side;
+	// a refresh token issued before the rotation works at every step.
+	for i := range steps {
+		for j := max(0, i-1); j <= min(len(steps)-1, i+1); j++ {
+			if resp := post(t, urls[j], refreshGrant(sealed[i], "")); resp.StatusCode != 200 {
+				t.Errorf("sealed at %q, opened at %q: status %d", steps[i].name, steps[j].name, resp.StatusCode)
+			}
+		}
+		if resp := post(t, urls[len(urls)-1], refreshGrant(sealed[0], "")); resp.StatusCode != 200 {
+			t.Errorf("pre-rotation refresh token after the rotation: status %d", resp.StatusCode)
+		}
+	}
+
+	// The old key dropped for good (refresh_token_ttl later, or after a
+	// leak): what it sealed no longer opens; what the new key sealed does.
+	done := serve(t, step(nextKey, nil, nil))
+	if resp := post(t, done, refreshGrant(sealed[0], "")); resp.StatusCode != 401 {
+		t.Errorf("old key dropped: status %d, want 401", resp.StatusCode)
+	}
+	mustToken(t, post(t, done, refreshGrant(sealed[3], "")))
+
+	// A private key the token service cannot use says why.
+	p384 := filepath.Join(f.dir, "p384.key")
+	k384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	writeKeyPEM(t, p384, k384)
+	cfg384 := f.cfg
+	cfg384.PublishKeys = []string{p384}
+	if _, err := New(t.Context(), &cfg384, Options{Logger: discardLogger()}); err == nil || !strings.Contains(err.Error(), "publish_keys[0]") || !strings.Contains(err.Error(), "P-256") {
+		t.Errorf("P-384 key in publish_keys: %v", err)
+	}
+
+	// A previous signing key must be a private key.
+	pub := filepath.Join(f.dir, "next.crt")
+	k, _ := auth.LoadSigningKey(nextKey, "")
+	writeCert(t, pub, k.Signer)
+	cfg := f.cfg
+	cfg.PreviousSigningKeys = []string{pub, ""}
+	if _, err := New(t.Context(), &cfg, Options{Logger: discardLogger()}); err == nil ||
+		!strings.Contains(err.Error(), "previous_signing_keys[0]") || !strings.Contains(err.Error(), "previous_signing_keys[1]: empty path") {
+		t.Errorf("public key as previous signing key: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package tokenserver
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"encoding/json"
@@ -9,14 +10,18 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -63,9 +68,17 @@ type Server struct {
 
 	licenses *license.Cache
 	file     *license.FileBackend // nil unless the file backend is used
+	accounts *accounts.DB         // nil unless the sql backend is used
+	sql      *accounts.Backend    // nil unless the sql backend is used
 	limiter  *loginLimiter        // nil when rate limiting is disabled
-	clients  *clientAddr
+	clients  *httpx.ClientAddr
 	metrics  *metrics
+	tls      *tlsx.Server // nil: plain HTTP
+
+	// ownClient is the licence API client New built (not one injected
+	// through Options): Close drops its idle connections.
+	ownClient *http.Client
+	closeOnce sync.Once
 
 	errs      httpx.Handler
 	challenge string // WWW-Authenticate of a 401
@@ -74,8 +87,18 @@ type Server struct {
 
 // New builds a Server: it loads the signing key, the refresh token key and
 // the licence backend. Every problem of cfg, including files that do not
-// load, is reported in one error.
-func New(cfg Config, opts Options) (*Server, error) {
+// load, is reported in one error. cfg is not modified (New fills the
+// defaults into its own copy). ctx bounds the building (connecting to the
+// account database of licenses.sql), not the Server's life: Run's ctx does
+// that. Close releases what New opened.
+func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
+	if config == nil {
+		return nil, errors.New("tokenserver: no configuration")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cfg := *config
 	cfg.SetDefaults()
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -105,21 +128,32 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	s.metrics = newMetrics(func() int { return s.limiter.Len() })
 	add(s.loadKeys())
-	add(s.buildLicenses())
+	add(s.buildLicenses(ctx))
 	var err error
-	if s.clients, err = newClientAddr(cfg.TrustedProxies); err != nil {
+	if s.clients, err = httpx.NewClientAddr(cfg.TrustedProxies); err != nil {
 		errs = append(errs, fmt.Errorf("trusted_proxies: %w", err))
 	}
+	if cfg.TLS.CertFile != "" && cfg.TLS.KeyFile != "" {
+		s.tls, err = tlsx.NewServer(cfg.TLS.ServerConfig, cfg.TLS.ClientCAFile, opts.Logger)
+		add(err)
+	}
 	if len(errs) > 0 {
+		s.Close() // the account database, if it was opened
 		return nil, errors.Join(errs...)
+	}
+	if s.tls != nil {
+		s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tokenserver_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the served TLS certificate expires (Unix time); it moves when a renewal is loaded.",
+		}, s.tls.NotAfter))
 	}
 	s.limiter = newLoginLimiter(cfg.RateLimit, s.now)
 	s.handler = s.routes()
 	return s, nil
 }
 
-// loadKeys loads the signing key, builds the JWKS document once, and sets
-// up the refresh token sealer.
+// loadKeys loads the signing key and the keys of a rotation, builds the
+// JWKS document once, and sets up the refresh token sealer.
 func (s *Server) loadKeys() error {
 	var errs []error
 	s.key = s.opts.SigningKey
@@ -130,20 +164,38 @@ func (s *Server) loadKeys() error {
 		}
 		s.key = k
 	}
+	// Published: the signing key, then publish_keys. Refresh tokens open
+	// with every private key of a rotation (publish_keys and
+	// previous_signing_keys), so that they survive the switch of signer.
+	var pubs []crypto.PublicKey
 	if s.key != nil {
-		pubs := []crypto.PublicKey{s.key.Signer.Public()}
-		if len(s.cfg.PublishKeys) > 0 {
-			extra, err := auth.LoadPublicKeys(s.cfg.PublishKeys...)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("publish_keys: %w", err))
-			}
-			for kid, pub := range extra {
-				if kid != s.key.KeyID {
-					pubs = append(pubs, pub)
-				}
-			}
+		pubs = append(pubs, s.key.Signer.Public())
+	}
+	var others []crypto.Signer
+	for i, path := range s.cfg.PublishKeys {
+		signer, keys, err := loadRotationKey(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("publish_keys[%d]: %w", i, err))
+			continue
 		}
-		set, err := auth.NewJWKS(pubs...)
+		if signer != nil {
+			others = append(others, signer)
+		}
+		pubs = append(pubs, keys...)
+	}
+	for i, path := range s.cfg.PreviousSigningKeys {
+		signer, _, err := loadRotationKey(path)
+		if err == nil && signer == nil {
+			err = fmt.Errorf("%s: no private key in PEM data", path)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("previous_signing_keys[%d]: %w", i, err))
+			continue
+		}
+		others = append(others, signer)
+	}
+	if s.key != nil {
+		set, err := auth.NewJWKS(uniqueKeys(pubs)...)
 		if err == nil {
 			s.jwks, err = json.Marshal(set)
 		}
@@ -153,6 +205,7 @@ func (s *Server) loadKeys() error {
 	}
 
 	var key []byte
+	var openOnly [][]byte
 	switch {
 	case s.cfg.RefreshTokenKeyFile != "":
 		k, err := loadRefreshKey(s.cfg.RefreshTokenKeyFile)
@@ -161,14 +214,22 @@ func (s *Server) loadKeys() error {
 		}
 		key = k
 	case s.key != nil:
-		k, err := deriveRefreshKey(s.key)
+		k, err := deriveRefreshKey(s.key.Signer)
 		if err != nil {
 			errs = append(errs, err)
 		}
 		key = k
+		for _, o := range others {
+			k, err := deriveRefreshKey(o)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			openOnly = append(openOnly, k)
+		}
 	}
 	if key != nil {
-		sealer, err := newRefreshSealer(key)
+		sealer, err := newRefreshSealer(key, openOnly...)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("refresh_token_key_file: %w", err))
 		}
@@ -177,9 +238,48 @@ func (s *Server) loadKeys() error {
 	return errors.Join(errs...)
 }
 
+// loadRotationKey reads a PEM file of publish_keys or
+// previous_signing_keys: a private key (returned with its public half) or
+// public keys and certificates.
+func loadRotationKey(path string) (crypto.Signer, []crypto.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if bytes.Contains(data, []byte("PRIVATE KEY-----")) {
+		signer, err := auth.ParsePrivateKeyPEM(data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return signer, []crypto.PublicKey{signer.Public()}, nil
+	}
+	keys, err := auth.ParsePublicKeysPEM(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return nil, keys, nil
+}
+
+// uniqueKeys drops repeated keys (the signing key listed again in
+// publish_keys, a key given both as certificate and public key), keeping
+// the first: a JWKS with one kid twice confuses verifiers.
+func uniqueKeys(pubs []crypto.PublicKey) []crypto.PublicKey {
+	seen := map[string]bool{}
+	out := pubs[:0:0]
+	for _, p := range pubs {
+		kid, err := auth.Thumbprint(p)
+		if err == nil && seen[kid] {
+			continue
+		}
+		seen[kid] = true
+		out = append(out, p)
+	}
+	return out
+}
+
 // buildLicenses wires the configured backend behind the cache, with the
 // metrics as its observer.
-func (s *Server) buildLicenses() error {
+func (s *Server) buildLicenses(ctx context.Context) error {
 	lc := s.cfg.Licenses
 	backend := s.opts.Backend
 	switch {
@@ -196,14 +296,21 @@ func (s *Server) buildLicenses() error {
 		client := s.opts.HTTPClient
 		if client == nil {
 			client = newLicenseClient(lc.HTTP.Timeout)
+			s.ownClient = client
 		}
 		hb, err := license.NewHTTPBackend(license.HTTPConfig{
-			URL: lc.HTTP.URL, ChannelsPath: lc.HTTP.ChannelsPath, Timeout: lc.HTTP.Timeout, Client: client,
+			URL: lc.HTTP.URL, ChannelsPath: lc.HTTP.ChannelsPath, UsernamePath: lc.HTTP.UsernamePath,
+			Timeout: lc.HTTP.Timeout, Client: client,
 		})
 		if err != nil {
 			return fmt.Errorf("licenses.http: %w", err)
 		}
 		backend = hb
+	case lc.SQL != nil:
+		if err := s.openAccounts(ctx, lc.SQL); err != nil {
+			return fmt.Errorf("licenses.sql: %w", err)
+		}
+		backend = s.sql
 	default:
 		return nil // reported by Validate
 	}
@@ -213,6 +320,27 @@ func (s *Server) buildLicenses() error {
 		MaxEntries:  lc.CacheSize,
 		Clock:       s.now,
 		Observer:    s.metrics,
+		Logger:      s.log,
+	})
+	return nil
+}
+
+// openAccounts connects to the account database and refuses a schema this
+// binary was not written for (not migrated, older or newer).
+func (s *Server) openAccounts(ctx context.Context, cfg *accounts.Config) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	db, err := accounts.Open(ctx, cfg, accounts.Options{Clock: s.now})
+	if err != nil {
+		return err
+	}
+	if err := db.CheckSchema(ctx); err != nil {
+		db.Close()
+		return err
+	}
+	s.accounts = db
+	s.sql = db.NewBackend(accounts.BackendOptions{
+		RevocationPoll: cfg.RevocationPoll, LastUsedFlush: cfg.LastUsedFlush, Logger: s.log,
 	})
 	return nil
 }
@@ -284,15 +412,44 @@ func (s *Server) KeyID() string { return s.key.KeyID }
 // JWKS is the document served at /.well-known/jwks.json.
 func (s *Server) JWKS() []byte { return s.jwks }
 
-// Watch does the background work a Handler needs: it polls the licence file
-// for changes until ctx ends. Serve and Run call it; call it yourself only
-// when serving Handler some other way.
+// Close releases what New acquired: the account database's connections
+// (licenses.sql) and the idle connections of the licence API client New
+// built. It does not stop a Run or Serve in progress (their ctx does); call
+// it once they have returned. A second call does nothing. A database that
+// fails to close is logged: the caller is shutting down and can do nothing
+// else about it (the gateway's Close has the same shape).
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		if s.ownClient != nil {
+			s.ownClient.CloseIdleConnections()
+		}
+		if s.accounts != nil {
+			if err := s.accounts.Close(); err != nil {
+				s.log.Warn("closing the account database", slog.Any("error", err))
+			}
+		}
+	})
+}
+
+// Watch does the background work a Handler needs until ctx ends: it polls
+// the licence file for changes, or the account database's change counter
+// (and writes last_used), and probes a licence backend that failed so that
+// /readyz recovers without logins. Serve and Run call it; call it yourself
+// only when serving Handler some other way. Without it the sql backend
+// serves no login from the cache.
 func (s *Server) Watch(ctx context.Context) error {
-	if s.file == nil {
-		<-ctx.Done()
-		return nil
+	var wg sync.WaitGroup
+	var pollErr error
+	switch {
+	case s.file != nil:
+		wg.Go(func() { pollErr = s.file.Run(ctx) })
+	case s.sql != nil:
+		wg.Go(func() { pollErr = s.sql.Run(ctx) })
 	}
-	return s.file.Run(ctx)
+	wg.Go(func() { _ = s.licenses.Monitor(ctx, s.cfg.Licenses.ProbeInterval) })
+	wg.Wait()
+	<-ctx.Done()
+	return pollErr
 }
 
 // Run listens on Config.Listen (or Options.Listener) and serves until ctx
@@ -315,14 +472,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := s.Watch(watchCtx); err != nil {
-			s.log.Error("licence file watch stopped", slog.Any("error", err))
+			s.log.Error("licence watch stopped", slog.Any("error", err))
 		}
 	})
 	defer wg.Wait()
 	defer stopWatch() // runs before wg.Wait
 
 	srv := httpx.NewServer(ln.Addr().String(), s.handler, s.cfg.Timeouts.httpx(), s.log)
+	if s.tls != nil {
+		// The certificate files are followed while serving.
+		wg.Go(func() { s.tls.Run(watchCtx) })
+		ln = s.tls.Listener(ln)
+	}
 	s.log.Info("token service listening", slog.String("addr", ln.Addr().String()),
+		slog.Bool("tls", s.tls != nil), slog.Bool("client_certificates", s.cfg.TLS.ClientCAFile != ""),
 		slog.String("service", s.cfg.Service), slog.String("issuer", s.cfg.Issuer),
 		slog.String("kid", s.key.KeyID), slog.String("alg", s.key.Method.Alg()))
 	err := httpx.Serve(ctx, srv, ln, s.cfg.Timeouts.Shutdown)

@@ -25,6 +25,14 @@ const (
 	maxClientIDLen = 64
 )
 
+// emptyPasswordMessage answers a Basic login without a password. After
+// `docker login` a config.json holds an identity token (our refresh token)
+// and an empty password; kubelet ignores identity tokens, so a pull secret
+// made from that file sends the e-mail alone.
+const emptyPasswordMessage = "empty password: an identity token (what docker login stores in config.json) cannot be used as a password; " +
+	"log in with your e-mail and API token, and for Kubernetes create the pull secret from them: " +
+	"see README.md#for-your-customers-kubernetes"
+
 // OAuth2 error codes (RFC 6749 §5.2) sent with POST errors.
 const (
 	oauthInvalidRequest   = "invalid_request"
@@ -108,6 +116,12 @@ func (s *Server) getTokenRequest(r *http.Request) (*tokenResult, error) {
 	}
 	client := s.clients.Of(r)
 	username, password, ok := r.BasicAuth()
+	if ok && username != "" && password == "" {
+		// Not a guess, so the limiter is not charged: a client sending what
+		// `docker login` stored (an identity token and no password), e.g.
+		// through a Kubernetes pull secret made from config.json.
+		return nil, s.unauthorized(emptyPasswordMessage)
+	}
 	if !ok || username == "" || password == "" {
 		return nil, s.unauthorized("authentication required: Basic credentials (e-mail and API token)")
 	}
@@ -244,10 +258,9 @@ func (s *Server) issue(ctx context.Context, req *tokenRequest) (*tokenResult, er
 	}
 
 	granted, catalog := Grant(req.scopes, lic)
+	// The owner's address as the backend spells it, or the username given
+	// when the backend cannot know the owner (license.Cache fills it in).
 	sub := lic.Account
-	if sub == "" {
-		sub = username
-	}
 	now := s.now().Truncate(time.Second)
 	ttl := s.cfg.TokenTTL
 	if !lic.ExpiresAt.IsZero() && lic.ExpiresAt.Before(now.Add(ttl)) {
@@ -304,6 +317,9 @@ func (s *Server) auditIssued(ctx context.Context, req *tokenRequest, c *auth.Cla
 	}
 	attrs := []slog.Attr{
 		slog.String("sub", c.Subject),
+		// Which API token was used, without it: with an HTTP backend that
+		// has no username_path, sub is whatever the client typed.
+		slog.String("token_fp", license.Fingerprint(req.cred.Token)),
 		slog.Any("scopes", scopes),
 		slog.String("jti", c.ID),
 		slog.String("client", req.client),

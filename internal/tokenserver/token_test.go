@@ -271,7 +271,7 @@ func TestMetrics(t *testing.T) {
 func TestTokenDoesNotOutliveLicence(t *testing.T) {
 	f := newFixture(t, nil)
 	writeLicenses(t, f.licPath, account{user: aliceUser, token: aliceToken, channels: []string{"stable"}, expires: f.clock.Now().Add(2 * time.Minute)})
-	srv, err := New(f.cfg, Options{Clock: f.clock.Now, Logger: f.srv.log})
+	srv, err := New(t.Context(), &f.cfg, Options{Clock: f.clock.Now, Logger: f.srv.log})
 	if err != nil {
 		t.Fatal(err)
 	}

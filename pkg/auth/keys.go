@@ -18,8 +18,13 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// minRSABits refuses RSA keys too weak to sign anything that grants access.
-const minRSABits = 2048
+// minRSABits refuses RSA keys too weak to sign anything that grants access;
+// maxRSABits keys so large that verifying one signature takes seconds (a
+// JWKS document may be a megabyte).
+const (
+	minRSABits = 2048
+	maxRSABits = 16384
+)
 
 // MethodFor pins the JWT algorithm to the key type: ES256 for P-256, RS256
 // for RSA. Every other key is refused, so that a token can never pick its own
@@ -34,6 +39,9 @@ func MethodFor(pub crypto.PublicKey) (jwt.SigningMethod, error) {
 	case *rsa.PublicKey:
 		if k.N.BitLen() < minRSABits {
 			return nil, fmt.Errorf("RSA key of %d bits: at least %d are required", k.N.BitLen(), minRSABits)
+		}
+		if k.N.BitLen() > maxRSABits {
+			return nil, fmt.Errorf("RSA key of %d bits: at most %d are supported", k.N.BitLen(), maxRSABits)
 		}
 		return jwt.SigningMethodRS256, nil
 	default:

@@ -159,6 +159,8 @@ func TestParseJWKSRefusesBadKeys(t *testing.T) {
 		"small rsa":     `{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}`,
 		"bad base64":    `{"keys":[{"kty":"RSA","n":"!!","e":"AQAB"}]}`,
 		"huge exponent": `{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAAAAAAAAAA"}]}`,
+		// 16,400 bits: seconds per verification.
+		"oversized rsa": `{"keys":[{"kty":"RSA","n":"` + strings.Repeat("_", 2734) + `","e":"AQAB"}]}`,
 	} {
 		if _, err := ParseJWKS([]byte(doc)); err == nil {
 			t.Errorf("%s: accepted", name)

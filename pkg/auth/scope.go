@@ -112,7 +112,7 @@ func ParseScope(s string) (ResourceActions, error) {
 	if strings.Count(name, ":") > 1 {
 		return fail("resource name has more than one ':'")
 	}
-	if typ == TypeRepository && (len(name) > reference.NameTotalLengthMax || !repositoryRe.MatchString(name)) {
+	if typ == TypeRepository && (len(name) > reference.RepositoryNameTotalLengthMax || !repositoryRe.MatchString(name)) {
 		return fail("bad repository name")
 	}
 	// Unicode spaces too: ParseScopes splits on them, so a name holding one

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/gateway"
-	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/tokenserver"
 )
 
@@ -56,18 +55,18 @@ func Serve(ctx context.Context, what, configPath, pprofAddr string, stderr io.Wr
 			return err
 		}
 		defer gw.Close()
-		srv := httpx.NewServer(cfg.Listen, gw, gateway.ServerTimeouts(cfg.ShutdownTimeout), log)
-		return httpx.Serve(ctx, srv, nil, cfg.ShutdownTimeout)
+		return gw.Run(ctx)
 	case "tokenserver":
 		cfg, err := tokenserver.LoadConfig(configPath)
 		if err != nil {
 			return err
 		}
 		log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
-		srv, err := tokenserver.New(cfg, tokenserver.Options{Logger: log})
+		srv, err := tokenserver.New(ctx, cfg, tokenserver.Options{Logger: log})
 		if err != nil {
 			return err
 		}
+		defer srv.Close()
 		return srv.Run(ctx)
 	}
 	return fmt.Errorf("bench serve: unknown server %q", what)

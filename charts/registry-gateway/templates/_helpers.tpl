@@ -1,0 +1,149 @@
+{{/* Names, labels and the rendered service configurations. */}}
+
+{{- define "rg.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "rg.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "rg.component" takes (dict "root" $ "c" "gateway"|"tokenserver"). */}}
+{{- define "rg.component" -}}
+{{- printf "%s-%s" (include "rg.fullname" .root | trunc 50 | trimSuffix "-") .c -}}
+{{- end -}}
+
+{{- define "rg.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "rg.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .c }}
+{{- end -}}
+
+{{- define "rg.labels" -}}
+{{ include "rg.selectorLabels" . }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: registry-gateway
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "rg.serviceAccountName" -}}
+{{- $sa := (index .root.Values .c).serviceAccount -}}
+{{- if $sa.create -}}
+{{- default (include "rg.component" .) $sa.name -}}
+{{- else -}}
+{{- default "default" $sa.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The port of a `listen: host:port` value. */}}
+{{- define "rg.port" -}}
+{{- $p := splitList ":" (toString .) | last -}}
+{{- if not (regexMatch "^[0-9]+$" $p) -}}
+{{- fail (printf "listen %q: the chart needs host:port with a numeric port" .) -}}
+{{- end -}}
+{{- $p -}}
+{{- end -}}
+
+{{- define "rg.tokenserver.port" -}}
+{{- include "rg.port" (.Values.tokenserver.config.listen | default "0.0.0.0:5001") -}}
+{{- end -}}
+
+{{- define "rg.gateway.port" -}}
+{{- include "rg.port" (.Values.gateway.config.listen | default "0.0.0.0:5000") -}}
+{{- end -}}
+
+{{- define "rg.tokenserver.url" -}}
+{{- printf "http://%s.%s.svc:%s" (include "rg.component" (dict "root" . "c" "tokenserver")) .Release.Namespace (include "rg.tokenserver.port" .) -}}
+{{- end -}}
+
+{{/* The token service's configuration: values as given, `service` from host. */}}
+{{- define "rg.tokenserver.config" -}}
+{{- $cfg := deepCopy .Values.tokenserver.config -}}
+{{- if not $cfg.service -}}{{- $_ := set $cfg "service" .Values.host -}}{{- end -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{/* The gateway's configuration: values as given, the links to the token
+service filled in where left out, so that both agree by default. */}}
+{{- define "rg.gateway.config" -}}
+{{- $ts := fromYaml (include "rg.tokenserver.config" .) -}}
+{{- $cfg := deepCopy .Values.gateway.config -}}
+{{- if not $cfg.realm -}}{{- $_ := set $cfg "realm" (printf "https://%s/token" .Values.host) -}}{{- end -}}
+{{- if not $cfg.service -}}{{- $_ := set $cfg "service" $ts.service -}}{{- end -}}
+{{- if not $cfg.issuer -}}{{- $_ := set $cfg "issuer" $ts.issuer -}}{{- end -}}
+{{- if not (hasKey $cfg "token_endpoint") -}}{{- $_ := set $cfg "token_endpoint" (printf "%s/token" (include "rg.tokenserver.url" .)) -}}{{- end -}}
+{{- $keys := $cfg.keys | default dict -}}
+{{- if and (not $keys.jwks_url) (not $keys.public_keys) -}}
+{{- $_ := set $keys "jwks_url" (printf "%s/.well-known/jwks.json" (include "rg.tokenserver.url" .)) -}}
+{{- $_ := set $cfg "keys" $keys -}}
+{{- end -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{- define "rg.image" -}}
+{{- $repo := (index .root.Values .c).repository -}}
+{{- $tag := .root.Values.image.tag | default .root.Chart.AppVersion -}}
+{{- if .root.Values.image.registry -}}
+{{- printf "%s/%s:%s" .root.Values.image.registry $repo $tag -}}
+{{- else -}}
+{{- printf "%s:%s" $repo $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The name of the component's Secret of files, "" when there is none. */}}
+{{- define "rg.secretName" -}}
+{{- $s := (index .root.Values .c).secret -}}
+{{- if $s.files -}}
+{{- printf "%s-files" (include "rg.component" .) -}}
+{{- else -}}
+{{- $s.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A hash of the Secret's content: the created one from values, an existing
+one when the cluster can be asked (install, upgrade; not `helm template`). */}}
+{{- define "rg.secretChecksum" -}}
+{{- $s := (index .root.Values .c).secret -}}
+{{- if $s.files -}}
+{{- toJson $s.files | sha256sum -}}
+{{- else if $s.existingSecret -}}
+{{- $found := lookup "v1" "Secret" .root.Release.Namespace $s.existingSecret -}}
+{{- printf "%s/%s" $s.existingSecret (toJson ($found.data | default dict)) | sha256sum -}}
+{{- else -}}
+{{- "none" | sha256sum -}}
+{{- end -}}
+{{- end -}}
+
+{{/* NetworkPolicy egress rules: to CIDRs on TCP ports, and DNS. */}}
+{{- define "rg.egress" -}}
+- to:
+    {{- range .cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    {{- range .ports }}
+    - protocol: TCP
+      port: {{ . }}
+    {{- end }}
+{{- end }}
+{{- define "rg.dnsEgress" -}}
+- ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+{{- end }}

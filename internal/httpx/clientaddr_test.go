@@ -1,0 +1,113 @@
+package httpx
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestClientAddr(t *testing.T) {
+	trusting, err := NewClientAddr([]string{"10.0.0.0/8", "192.0.2.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := NewClientAddr(nil)
+	tests := []struct {
+		name      string
+		c         *ClientAddr
+		remote    string
+		xff       []string
+		want      string
+		forwarded string
+	}{
+		{"no proxies configured", plain, "203.0.113.9:5555", []string{"198.51.100.1"}, "203.0.113.9", "203.0.113.9"},
+		{"untrusted peer's XFF ignored", trusting, "203.0.113.9:5555", []string{"198.51.100.1"}, "203.0.113.9", "203.0.113.9"},
+		{"trusted proxy", trusting, "10.1.2.3:5555", []string{"198.51.100.1"}, "198.51.100.1", "198.51.100.1, 10.1.2.3"},
+		{"chain of trusted proxies", trusting, "10.1.2.3:5555", []string{"198.51.100.1, 192.0.2.1"}, "198.51.100.1", "198.51.100.1, 192.0.2.1, 10.1.2.3"},
+		{"client-forged left entries ignored", trusting, "10.1.2.3:5555", []string{"6.6.6.6, 198.51.100.1"}, "198.51.100.1", "6.6.6.6, 198.51.100.1, 10.1.2.3"},
+		{"several headers", trusting, "10.1.2.3:5555", []string{"6.6.6.6", "198.51.100.1, 10.9.9.9"}, "198.51.100.1", "6.6.6.6, 198.51.100.1, 10.9.9.9, 10.1.2.3"},
+		{"all trusted", trusting, "10.1.2.3:5555", []string{"10.4.4.4"}, "10.4.4.4", "10.4.4.4, 10.1.2.3"},
+		{"garbage hop", trusting, "10.1.2.3:5555", []string{"198.51.100.1, junk"}, "10.1.2.3", "198.51.100.1, junk, 10.1.2.3"},
+		{"no XFF", trusting, "10.1.2.3:5555", nil, "10.1.2.3", "10.1.2.3"},
+		{"IPv6 peer", plain, "[2001:db8::1]:443", nil, "2001:db8::1", "2001:db8::1"},
+		{"IPv4-mapped proxy", trusting, "[::ffff:10.1.2.3]:1", []string{"198.51.100.7"}, "198.51.100.7", "198.51.100.7, ::ffff:10.1.2.3"},
+		{"zero value trusts nobody", &ClientAddr{}, "10.1.2.3:5555", []string{"198.51.100.1"}, "10.1.2.3", "10.1.2.3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &http.Request{RemoteAddr: tt.remote, Header: http.Header{}}
+			for _, v := range tt.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := tt.c.Of(r); got != tt.want {
+				t.Errorf("Of = %q, want %q", got, tt.want)
+			}
+			if got := tt.c.ForwardedFor(r); got != tt.forwarded {
+				t.Errorf("ForwardedFor = %q, want %q", got, tt.forwarded)
+			}
+		})
+	}
+}
+
+func TestParsePrefix(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.1.2.3/8": "10.0.0.0/8", "192.0.2.1": "192.0.2.1/32", "::1": "::1/128",
+		"::ffff:10.0.0.1": "10.0.0.1/32", "2001:db8::/32": "2001:db8::/32",
+	} {
+		p, err := ParsePrefix(in)
+		if err != nil || p.String() != want {
+			t.Errorf("ParsePrefix(%q) = %v, %v; want %s", in, p, err, want)
+		}
+	}
+	for _, bad := range []string{"", "10.0.0.0/33", "example.com", "10.0.0", "1.2.3.4/"} {
+		if _, err := ParsePrefix(bad); err == nil {
+			t.Errorf("ParsePrefix(%q) accepted", bad)
+		}
+	}
+	if _, err := NewClientAddr([]string{"10.0.0.0/8", "nope"}); err == nil {
+		t.Error("NewClientAddr accepted a bad entry")
+	}
+}
+
+// FuzzClientAddr feeds arbitrary peers and X-Forwarded-For values. The
+// address found is always one that appears in the request (the peer or an
+// XFF entry), never one right of an untrusted hop, and the X-Forwarded-For
+// sent on ends with the peer.
+func FuzzClientAddr(f *testing.F) {
+	f.Add("10.1.2.3:5555", "6.6.6.6, 198.51.100.1", "")
+	f.Add("203.0.113.9:1", "198.51.100.1", "10.0.0.1")
+	f.Add("[::ffff:10.1.2.3]:1", "2001:db8::1,junk", "")
+	f.Add("10.1.2.3", ",,,", " ")
+	f.Add("[2001:db8::2]:443", "10.9.9.9, 10.8.8.8", "192.0.2.1")
+	c, err := NewClientAddr([]string{"10.0.0.0/8", "192.0.2.1", "2001:db8::/64"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, remote, xff1, xff2 string) {
+		r := &http.Request{RemoteAddr: remote, Header: http.Header{}}
+		for _, v := range []string{xff1, xff2} {
+			if v != "" {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+		}
+		got := c.Of(r)
+		host, peer, _ := c.peer(r)
+		seen := map[string]bool{host: true, peer.String(): true}
+		for _, part := range strings.Split(xff1+","+xff2, ",") {
+			if a, err := netip.ParseAddr(strings.TrimSpace(part)); err == nil {
+				seen[a.Unmap().String()] = true
+			}
+		}
+		if !seen[got] {
+			t.Fatalf("Of = %q: neither the peer %q nor an X-Forwarded-For entry", got, host)
+		}
+		fwd := c.ForwardedFor(r)
+		if !strings.HasSuffix(fwd, host) {
+			t.Fatalf("ForwardedFor = %q does not end with the peer %q", fwd, host)
+		}
+		if _, _, trusted := c.peer(r); !trusted && fwd != host {
+			t.Fatalf("untrusted peer %q: ForwardedFor = %q", host, fwd)
+		}
+	})
+}

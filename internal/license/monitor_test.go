@@ -1,0 +1,102 @@
+package license
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// probingBackend is a scripted backend whose probe fails while down is set.
+type probingBackend struct {
+	*scriptedBackend
+	down   atomic.Bool
+	probes atomic.Int32
+}
+
+var _ Prober = (*probingBackend)(nil)
+
+func (p *probingBackend) Probe(context.Context) error {
+	p.probes.Add(1)
+	if p.down.Load() {
+		return fmt.Errorf("%w: connection refused", ErrUnavailable)
+	}
+	return nil
+}
+
+// monitor runs c.Monitor until the test ends.
+func monitor(t *testing.T, c *Cache, interval time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Monitor(ctx, interval) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Monitor: %v", err)
+		}
+	})
+}
+
+// Readiness never latches: a failed look-up makes the cache unhealthy, and
+// the monitor's probes make it healthy again once the backend answers, with
+// no look-up in between. A backend known to work is not probed.
+func TestMonitorRecoversWithoutLookups(t *testing.T) {
+	be := &probingBackend{scriptedBackend: newScripted()}
+	be.set("alice", func() (License, error) { return License{}, ErrUnavailable })
+	clock := newFakeClock()
+	c := NewCache(be, CacheConfig{Clock: clock.Now, Logger: discard()})
+	monitor(t, c, 10*time.Millisecond)
+
+	eventually(t, "the first probe", func() bool { return be.probes.Load() >= 1 })
+	time.Sleep(50 * time.Millisecond)
+	if n := be.probes.Load(); n != 1 || !c.Healthy() {
+		t.Fatalf("%d probes of a working backend, healthy %v; want 1, true", n, c.Healthy())
+	}
+
+	be.down.Store(true)
+	if _, err := c.Lookup(t.Context(), creds("alice")); !errors.Is(err, ErrUnavailable) {
+		t.Fatal(err)
+	}
+	if c.Healthy() {
+		t.Fatal("healthy after a failed look-up with nothing cached")
+	}
+	eventually(t, "probes while down", func() bool { return be.probes.Load() >= 3 })
+	if c.Healthy() {
+		t.Fatal("healthy while probes fail")
+	}
+	calls := be.calls.Load()
+	be.down.Store(false)
+	eventually(t, "recovery", c.Healthy)
+	if be.calls.Load() != calls {
+		t.Error("the monitor made look-ups")
+	}
+}
+
+// A replica started while the backend is down is not ready after the first
+// probe, and becomes ready when the backend comes back.
+func TestMonitorStartsWithBackendDown(t *testing.T) {
+	be := &probingBackend{scriptedBackend: newScripted()}
+	be.down.Store(true)
+	c := NewCache(be, CacheConfig{Logger: discard()})
+	monitor(t, c, 10*time.Millisecond)
+	eventually(t, "unready after the first probe", func() bool { return !c.Healthy() })
+	be.down.Store(false)
+	eventually(t, "ready once the backend answers", c.Healthy)
+}
+
+// A backend that is no Prober: Monitor has nothing to do and returns.
+func TestMonitorWithoutProber(t *testing.T) {
+	c := NewCache(newScripted(), CacheConfig{})
+	done := make(chan error, 1)
+	go func() { done <- c.Monitor(t.Context(), time.Millisecond) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Monitor did not return for a backend without Probe")
+	}
+}
