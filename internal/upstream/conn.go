@@ -91,15 +91,11 @@ func (pc *persistConn) roundTrip(req *http.Request) (*http.Response, error) {
 	pc.nread = 0
 	// The context's end interrupts any blocked read or write on the
 	// connection; registering costs no goroutine until it fires.
-	stop := context.AfterFunc(ctx, func() { _ = pc.conn.SetDeadline(aLongTimeAgo) })
-	fail := func(err error) (*http.Response, error) {
-		stop()
-		pc.close()
-		if cerr := ctx.Err(); cerr != nil {
-			return nil, fmt.Errorf("upstream: %w", cerr)
-		}
-		return nil, err
+	stop := noStop
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { _ = pc.conn.SetDeadline(aLongTimeAgo) })
 	}
+	fail := func(err error) (*http.Response, error) { return nil, pc.fail(ctx, stop, err) }
 	_ = pc.conn.SetDeadline(time.Now().Add(pc.t.cfg.ResponseHeaderTimeout))
 
 	bw := writerPool.Get().(*bufio.Writer)
@@ -166,6 +162,20 @@ func (pc *persistConn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = b
 	return resp, nil
+}
+
+// noStop stands in for the AfterFunc of a context that never ends.
+func noStop() bool { return true }
+
+// fail ends a round trip that went wrong: the connection is closed, and the
+// error is the context's when it ended.
+func (pc *persistConn) fail(ctx context.Context, stop func() bool, err error) error {
+	stop()
+	pc.close()
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("upstream: %w", cerr)
+	}
+	return err
 }
 
 func isTimeout(err error) bool {

@@ -231,11 +231,15 @@ func (t *Transport) getConn(ctx context.Context, key connKey) (*persistConn, err
 	return t.dialConn(ctx, key)
 }
 
-// setIdle stores a host's idle list, dropping the map entry when empty so
-// that hosts seen once (redirect targets) do not stay in the map.
+// maxPools bounds the hosts whose emptied idle lists are kept for reuse;
+// past it they are dropped, so that hosts seen once (redirect targets) do
+// not pile up in the map.
+const maxPools = 64
+
+// setIdle stores a host's idle list.
 func (t *Transport) setIdle(key connKey, list []*persistConn) {
 	t.nidle += len(list) - len(t.idle[key])
-	if len(list) == 0 {
+	if len(list) == 0 && len(t.idle) > maxPools {
 		delete(t.idle, key)
 		return
 	}
@@ -266,9 +270,9 @@ func (t *Transport) expire(pc *persistConn) {
 	list := t.idle[pc.key]
 	for i, c := range list {
 		if c == pc {
-			list = append(list[:i], list[i+1:]...)
-			list = list[:len(list):len(list)]
-			t.setIdle(pc.key, list)
+			copy(list[i:], list[i+1:])
+			list[len(list)-1] = nil
+			t.setIdle(pc.key, list[:len(list)-1])
 			break
 		}
 	}
