@@ -342,10 +342,10 @@ func TestHeadersTooLarge(t *testing.T) {
 	}
 }
 
-// oneShotServer answers one request per connection, keep-alive in its
-// headers, and then closes the connection: what an upstream that drops idle
-// connections looks like to the next request.
-func oneShotServer(t *testing.T) (string, *atomic.Int32) {
+// rawServer answers one request per connection with reply, written as is,
+// and then closes the connection. With a keep-alive reply that is what an
+// upstream that drops idle connections looks like to the next request.
+func rawServer(t *testing.T, reply string) (string, *atomic.Int32) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -371,7 +371,7 @@ func oneShotServer(t *testing.T) (string, *atomic.Int32) {
 					return
 				}
 				_, _ = io.Copy(io.Discard, req.Body)
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				_, _ = io.WriteString(c, reply)
 			}()
 		}
 	}()
@@ -380,7 +380,7 @@ func oneShotServer(t *testing.T) (string, *atomic.Int32) {
 }
 
 func TestStaleIdleConnRetry(t *testing.T) {
-	u, accepted := oneShotServer(t)
+	u, accepted := rawServer(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 	tr := newTransport(t, Config{})
 	do(t, tr, "GET", u)
 	// Let the server's close arrive.
@@ -512,3 +512,73 @@ func TestProxyGoesToFallback(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestMalformedAnswers(t *testing.T) {
+	const ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	tests := []struct {
+		name     string
+		reply    string
+		wantBody string // when the round trip succeeds
+		wantErr  string // from RoundTrip, or else from reading the body
+	}{
+		{"1xx skipped", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + ok, "ok", ""},
+		{"too many 1xx", strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 7) + ok, "", "too many 1xx"},
+		{"protocol switch", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", "", "protocol switch"},
+		{"garbage", "SSH-2.0-OpenSSH\r\n\r\n", "", "malformed HTTP"},
+		{"short body", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "", "unexpected EOF"},
+		{"bad chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "", "invalid byte in chunk length"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, _ := rawServer(t, tt.reply)
+			tr := newTransport(t, Config{})
+			for _, name := range []string{"read", "writeTo"} {
+				req, _ := http.NewRequest("GET", u, nil)
+				resp, err := tr.RoundTrip(req)
+				var b []byte
+				if err == nil {
+					var buf bytes.Buffer
+					if name == "read" {
+						_, err = io.Copy(&buf, struct{ io.Reader }{resp.Body})
+					} else {
+						_, err = io.Copy(&buf, resp.Body)
+					}
+					_ = resp.Body.Close()
+					b = buf.Bytes()
+				}
+				if tt.wantErr == "" {
+					if err != nil || string(b) != tt.wantBody {
+						t.Errorf("%s: %q, %v; want %q", name, b, err, tt.wantBody)
+					}
+				} else if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("%s: error %v, want %q", name, err, tt.wantErr)
+				}
+				if tt.wantErr != "" && tr.IdleConns() != 0 {
+					t.Errorf("%s: a connection that failed was kept", name)
+				}
+			}
+		})
+	}
+}
+
+func TestExtraBytesAfterBodyCloseConn(t *testing.T) {
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, bw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		defer conn.Close()
+		// An answer followed by bytes no request asked for.
+		_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n")
+		_ = bw.Flush()
+		// Keep the connection open, so only the extra bytes can tell.
+		_, _ = conn.Read(make([]byte, 1))
+	}))
+	tr := newTransport(t, Config{})
+	if _, b := do(t, tr, "GET", srv.URL); string(b) != "ok" {
+		t.Fatalf("body %q", b)
+	}
+	if tr.IdleConns() != 0 {
+		t.Error("a connection with unasked-for bytes was kept")
+	}
+}
