@@ -193,7 +193,6 @@ type body struct {
 	chunked   io.Reader   // net/http's decoder, for chunked bodies
 	remaining int64       // Content-Length bodies: bytes to come; -1: until EOF
 	done      bool        // the connection was released
-	drained   bool        // Close put a past read deadline on the connection
 	err       error       // sticky
 }
 
@@ -212,9 +211,6 @@ func (b *body) finish() {
 		// answer: nothing after it can be trusted.
 		pc.close()
 		return
-	}
-	if b.drained {
-		_ = pc.conn.SetReadDeadline(time.Time{})
 	}
 	pc.releaseReader()
 	pc.t.putIdle(pc)
@@ -361,8 +357,8 @@ func (b *body) Close() error {
 		return nil
 	}
 	// With a deadline in the past reads return what bufio holds and then
-	// fail at once instead of waiting for the upstream.
-	b.drained = true
+	// fail at once instead of waiting for the upstream. A kept connection
+	// gets new deadlines with its next request.
 	_ = b.pc.conn.SetReadDeadline(aLongTimeAgo)
 	buf := copyPool.Get().(*[copySize]byte)
 	var total int
