@@ -397,7 +397,11 @@ func TestStaleIdleConnRetry(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	req, _ := http.NewRequest("POST", u, strings.NewReader("data"))
 	if _, err := tr.RoundTrip(req); err == nil {
-		t.Error("POST on a stale connection was retried")
+		t.Error("POST on a stale connection succeeded")
+	}
+	time.Sleep(50 * time.Millisecond) // for a retry's connection to be counted
+	if n := accepted.Load(); n != 2 {
+		t.Errorf("POST on a stale connection was sent again (%d connections, want 2)", n)
 	}
 }
 
