@@ -191,7 +191,7 @@ upstream:
 		t.Fatal(err)
 	}
 	t.Cleanup(s.gw.Close)
-	gwSrv := httptest.NewUnstartedServer(s.gw)
+	gwSrv := httptest.NewUnstartedServer(s.gw.Handler())
 	gwSrv.Listener.Close()
 	gwSrv.Listener = ln
 	gwSrv.Start()

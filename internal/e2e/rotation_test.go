@@ -136,7 +136,7 @@ func (s *rotationStack) gateway() *httptest.Server {
 		cancel()
 		s.t.Fatal(err)
 	}
-	hs := httptest.NewServer(gw)
+	hs := httptest.NewServer(gw.Handler())
 	s.t.Cleanup(func() { hs.Close(); gw.Close(); cancel() })
 	return hs
 }

@@ -15,12 +15,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/pkg/auth"
+	"github.com/acme/registry-gateway/pkg/ecr"
 )
 
 // RepositoryLister lists every repository of the upstream, with the
@@ -29,15 +28,9 @@ type RepositoryLister interface {
 	Repositories(ctx context.Context) ([]string, error)
 }
 
-// DescribeRepositoriesAPI is the part of *ecr.Client that ECRLister uses.
-type DescribeRepositoriesAPI interface {
-	DescribeRepositories(ctx context.Context, in *awsecr.DescribeRepositoriesInput, optFns ...func(*awsecr.Options)) (*awsecr.DescribeRepositoriesOutput, error)
-}
-
 var (
-	_ RepositoryLister        = (*ECRLister)(nil)
-	_ RepositoryLister        = (*RegistryLister)(nil)
-	_ DescribeRepositoriesAPI = (*awsecr.Client)(nil)
+	_ RepositoryLister = (*ecr.Lister)(nil)
+	_ RepositoryLister = (*RegistryLister)(nil)
 )
 
 // maxCatalogRepos bounds what a lister collects, so that a misbehaving
@@ -45,35 +38,6 @@ var (
 const maxCatalogRepos = 100_000
 
 var errTooManyRepos = fmt.Errorf("upstream lists more than %d repositories", maxCatalogRepos)
-
-// ECRLister lists an ECR registry's repositories with DescribeRepositories.
-type ECRLister struct {
-	Client     DescribeRepositoriesAPI
-	RegistryID string // empty: the caller's own registry
-}
-
-// Repositories implements RepositoryLister.
-func (l *ECRLister) Repositories(ctx context.Context) ([]string, error) {
-	in := &awsecr.DescribeRepositoriesInput{MaxResults: aws.Int32(1000)}
-	if l.RegistryID != "" {
-		in.RegistryId = aws.String(l.RegistryID)
-	}
-	var names []string
-	p := awsecr.NewDescribeRepositoriesPaginator(l.Client, in)
-	for p.HasMorePages() {
-		out, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("ecr: DescribeRepositories: %w", err)
-		}
-		for _, r := range out.Repositories {
-			names = append(names, aws.ToString(r.RepositoryName))
-		}
-		if len(names) > maxCatalogRepos {
-			return nil, errTooManyRepos
-		}
-	}
-	return names, nil
-}
 
 // RegistryLister reads a plain registry's own /v2/_catalog, page by page.
 // Client must put the upstream credential on its requests.

@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -42,36 +40,42 @@ type Options struct {
 	// NewUpstreamTransport); the gateway wraps it with its credential,
 	// retry, redirect and timing round-trippers.
 	Transport http.RoundTripper
-	// ECRClientOptions tune the AWS SDK ECR client built for the ecr
-	// source (retries, endpoint, …).
-	ECRClientOptions []func(*awsecr.Options)
+	// ECR tunes the AWS SDK client of the ecr source (endpoint, HTTP
+	// client, retries).
+	ECR ecr.ClientOptions
 }
 
-// Gateway is the gateway's http.Handler. Build it with New; Close it to
-// stop its background work.
+// Gateway is the registry gateway: Handler serves it, Run listens and
+// serves, Close stops its background work. Build it with New.
 type Gateway struct {
 	cfg     *Config
 	log     *slog.Logger
 	clock   func() time.Time
 	errs    httpx.Handler
 	metrics *metrics
+	clients *httpx.ClientAddr
 
+	creds     Credentials
+	source    *ecr.Source      // nil with Options.Credentials
+	lister    RepositoryLister // the catalog's; nil: the upstream's /v2/_catalog
 	authz     *authorizer
+	jwks      *auth.RemoteJWKS // nil without keys.jwks_url
+	tokenTLS  *tls.Config      // towards the token service; nil: defaults
+	upstream  *url.URL
+	auth      *authHeader
+	plain     http.RoundTripper // the upstream transport, without credential
 	proxy     *httputil.ReverseProxy
 	manifests *manifestCache // nil with manifest_cache.disabled
 	catalog   *catalog
-	token     http.Handler
+	token     http.Handler // nil without token_endpoint
 	tls       *tlsx.Server // nil: plain HTTP
 	healthz   http.Handler
 	readyz    http.Handler
 	metricH   http.Handler
+	handler   http.Handler
 
-	accessLog bool
-	clients   *httpx.ClientAddr
-	closers   []func()
+	closers []func()
 }
-
-var _ http.Handler = (*Gateway)(nil)
 
 // New builds a gateway for a validated cfg. With the ecr source it fetches
 // a first upstream credential and starts refreshing it in the background
@@ -88,109 +92,143 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
-	upstream, err := url.Parse(cfg.Upstream.URL)
-	if err != nil {
-		return nil, fmt.Errorf("upstream.url: %w", err)
-	}
-	g := &Gateway{
-		cfg: cfg, log: opts.Logger, clock: opts.Clock,
-		errs:      httpx.Handler{Log: opts.Logger},
-		accessLog: cfg.AccessLog == nil || *cfg.AccessLog,
-	}
+	g := &Gateway{cfg: cfg, log: opts.Logger, clock: opts.Clock, errs: httpx.Handler{Log: opts.Logger}}
 	defer func() {
 		if err != nil {
 			g.Close()
 		}
 	}()
-	if g.clients, err = httpx.NewClientAddr(cfg.TrustedProxies); err != nil {
-		return nil, fmt.Errorf("trusted_proxies: %w", err)
-	}
-
-	// Credentials first: the metrics observe their refreshes.
-	var source *ecr.Source
-	var lister RepositoryLister = opts.Repositories
-	creds := opts.Credentials
-	var observer metricsObserver
-	if creds == nil {
-		switch u := cfg.Upstream; {
-		case u.ECR != nil:
-			awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(u.ECR.Region))
-			if err != nil {
-				return nil, fmt.Errorf("AWS config: %w", err)
-			}
-			client := awsecr.NewFromConfig(awsCfg, opts.ECRClientOptions...)
-			source = ecr.NewSource(ecr.NewSDKFetcherFromClient(client, u.ECR.RegistryID),
-				ecr.Options{Clock: opts.Clock, Logger: opts.Logger, Observer: &observer})
-			creds = source
-			if lister == nil {
-				lister = &ECRLister{Client: client, RegistryID: u.ECR.RegistryID}
-			}
-		case u.Static != nil:
-			source = ecr.NewSource(ecr.StaticFetcher{Username: u.Static.Username, PasswordFile: u.Static.PasswordFile, ProxyEndpoint: u.URL},
-				ecr.Options{Clock: opts.Clock, Logger: opts.Logger, Observer: &observer})
-			creds = source
-		default:
-			return nil, errors.New("upstream: no credential source")
+	g.metrics = newMetrics(g.credentialExpiry, opts.Clock)
+	for _, step := range []func(context.Context, Options) error{
+		g.buildClientAddr,
+		g.buildCredentials,
+		g.buildTLS,
+		g.buildTokenCheck,
+		g.buildUpstream,
+		g.buildCatalog,
+		g.buildTokenProxy,
+		g.buildOps,
+		g.startCredentials,
+	} {
+		if err := step(ctx, opts); err != nil {
+			return nil, err
 		}
 	}
-	var expiry func() (time.Time, bool)
-	if r, ok := creds.(readiness); ok {
-		expiry = func() (time.Time, bool) { return r.ExpiresAt(), r.Ready() }
-	} else {
-		expiry = func() (time.Time, bool) {
-			c, err := creds.Credential(context.Background())
-			return c.ExpiresAt, err == nil
-		}
-	}
-	g.metrics = newMetrics(expiry, opts.Clock)
-	observer.m = g.metrics
-	tokenTLS, err := g.setupTLS(ctx)
-	if err != nil {
-		return nil, err
-	}
+	g.handler = g.newHandler()
+	return g, nil
+}
 
-	// Token verification.
+func (g *Gateway) buildClientAddr(context.Context, Options) (err error) {
+	if g.clients, err = httpx.NewClientAddr(g.cfg.TrustedProxies); err != nil {
+		return fmt.Errorf("trusted_proxies: %w", err)
+	}
+	return nil
+}
+
+// buildCredentials sets up the upstream credential: Options.Credentials,
+// or a Source over ECR's or the static password file's.
+func (g *Gateway) buildCredentials(ctx context.Context, opts Options) error {
+	g.lister = opts.Repositories
+	if g.creds = opts.Credentials; g.creds != nil {
+		return nil
+	}
+	var fetcher ecr.Fetcher
+	switch u := g.cfg.Upstream; {
+	case u.ECR != nil:
+		f, err := ecr.NewSDKFetcher(ctx, u.ECR.Region, u.ECR.RegistryID, opts.ECR)
+		if err != nil {
+			return err
+		}
+		fetcher = f
+		if g.lister == nil {
+			l := f.Lister()
+			l.Max = maxCatalogRepos
+			g.lister = l
+		}
+	case u.Static != nil:
+		fetcher = ecr.StaticFetcher{Username: u.Static.Username, PasswordFile: u.Static.PasswordFile, ProxyEndpoint: u.URL}
+	default:
+		return errors.New("upstream: no credential source")
+	}
+	g.source = ecr.NewSource(fetcher, ecr.Options{Clock: g.clock, Logger: g.log, Observer: g.metrics})
+	g.creds = g.source
+	g.closers = append(g.closers, g.source.Close)
+	return nil
+}
+
+// credentialExpiry is when the held upstream credential expires (zero: it
+// never does), and whether one is held.
+func (g *Gateway) credentialExpiry() (time.Time, bool) {
+	if r, ok := g.creds.(readiness); ok {
+		return r.ExpiresAt(), r.Ready()
+	}
+	if g.creds == nil {
+		return time.Time{}, false
+	}
+	c, err := g.creds.Credential(context.Background())
+	return c.ExpiresAt, err == nil
+}
+
+func (g *Gateway) buildTLS(ctx context.Context, _ Options) (err error) {
+	g.tokenTLS, err = g.setupTLS(ctx)
+	return err
+}
+
+// buildTokenCheck sets up the verification of clients' tokens: the keys of
+// the config (PEM files, the token service's JWKS) unless Options bring a
+// verifier or keys.
+func (g *Gateway) buildTokenCheck(ctx context.Context, opts Options) error {
 	verifier := opts.Verifier
-	var jwks *auth.RemoteJWKS
 	if verifier == nil {
 		keys := opts.Keys
 		if keys == nil {
 			client := &http.Client{Timeout: 10 * time.Second}
-			if tokenTLS != nil {
-				t := &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tokenTLS, TLSHandshakeTimeout: cfg.Upstream.TLSHandshakeTimeout}
+			if g.tokenTLS != nil {
+				t := &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: g.tokenTLS, TLSHandshakeTimeout: g.cfg.Upstream.TLSHandshakeTimeout}
 				g.closers = append(g.closers, t.CloseIdleConnections)
 				client.Transport = t
 			}
-			if keys, jwks, err = loadKeys(ctx, cfg.Keys, client, opts.Clock, opts.Logger); err != nil {
-				return nil, err
+			var err error
+			if keys, g.jwks, err = loadKeys(ctx, g.cfg.Keys, client, g.clock, g.log); err != nil {
+				return err
 			}
 		}
 		verifier = auth.NewVerifier(auth.VerifierConfig{
-			Issuer: cfg.Issuer, Audience: cfg.Service, Keys: keys, Leeway: cfg.Leeway, Clock: opts.Clock,
+			Issuer: g.cfg.Issuer, Audience: g.cfg.Service, Keys: keys, Leeway: g.cfg.Leeway, Clock: g.clock,
 		})
 	}
-	g.authz = newAuthorizer(verifier, cfg.Realm, cfg.Service, func(reason string) {
+	g.authz = newAuthorizer(verifier, g.cfg.Realm, g.cfg.Service, func(reason string) {
 		g.metrics.verifyFailures.WithLabelValues(reason).Inc()
 	})
+	return nil
+}
 
-	// The upstream round-trippers, innermost first.
+// buildUpstream sets up the proxy to the upstream and its round-trippers,
+// innermost first: the transport, latency, the credential (the one place
+// it is set, and retried once after a 401), redirects (proxy_blobs), HEAD
+// errors asked again as GET; and the manifest cache.
+func (g *Gateway) buildUpstream(_ context.Context, opts Options) (err error) {
+	cfg := g.cfg
+	if g.upstream, err = url.Parse(cfg.Upstream.URL); err != nil {
+		return fmt.Errorf("upstream.url: %w", err)
+	}
 	base := opts.Transport
 	if base == nil {
 		t := NewUpstreamTransport(cfg.Upstream)
 		base = t
 		g.closers = append(g.closers, t.CloseIdleConnections)
 	}
-	plain := timed(base, func(d time.Duration) { g.metrics.upstreamLatency.Observe(d.Seconds()) }, time.Now)
-	ah := &authHeader{creds: creds, clock: opts.Clock}
-	var rt http.RoundTripper = &credentialTransport{next: plain, auth: ah, retried: g.metrics.upstreamRetries.Inc}
+	g.plain = timed(base, func(d time.Duration) { g.metrics.upstreamLatency.Observe(d.Seconds()) }, time.Now)
+	g.auth = &authHeader{creds: g.creds, clock: g.clock}
+	var rt http.RoundTripper = &credentialTransport{next: g.plain, auth: g.auth, retried: g.metrics.upstreamRetries.Inc}
 	if cfg.Upstream.ProxyBlobs {
-		rt = &redirectFollower{next: rt, plain: plain}
+		rt = &redirectFollower{next: rt, plain: g.plain}
 	}
 	rt = headErrorAsGET{next: rt}
-	up := &upstreamProxy{upstream: upstream, prefix: cfg.Upstream.RepositoryPrefix, auth: ah, errs: g.errs,
+	up := &upstreamProxy{upstream: g.upstream, prefix: cfg.Upstream.RepositoryPrefix, errs: g.errs,
 		refused: g.metrics.upstreamRefused.Inc}
 	modify := up.modifyResponse
-	if g.manifests = newManifestCache(cfg.ManifestCache, opts.Clock, opts.Logger, g.metrics.reg); g.manifests != nil {
+	if g.manifests = newManifestCache(cfg.ManifestCache, g.clock, g.log, g.metrics.reg); g.manifests != nil {
 		// The cache stores the answer as the client gets it: after the
 		// upstream's errors and headers are turned into the gateway's.
 		modify = func(resp *http.Response) error {
@@ -206,70 +244,92 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 		BufferPool:     newBufferPool(),
 		ModifyResponse: modify,
 		ErrorHandler:   up.errorHandler,
-		ErrorLog:       slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
+	return nil
+}
 
-	if lister == nil {
-		lister = &RegistryLister{
+// buildCatalog sets up /v2/_catalog over the lister of Options or the
+// ecr source, else over the upstream's own catalog.
+func (g *Gateway) buildCatalog(context.Context, Options) error {
+	c := &catalog{lister: g.lister, prefix: g.cfg.Upstream.RepositoryPrefix, ttl: g.cfg.CatalogTTL, clock: g.clock}
+	if c.lister == nil {
+		c.lister = &RegistryLister{
 			// Through the credential transport, but never following
 			// redirects to another host with it.
-			Client: &http.Client{Transport: &credentialTransport{next: plain, auth: ah}, Timeout: 30 * time.Second,
+			Client: &http.Client{Transport: &credentialTransport{next: g.plain, auth: g.auth}, Timeout: 30 * time.Second,
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-			Base: upstream,
+			Base: g.upstream,
 		}
 	}
-	g.catalog = &catalog{lister: lister, prefix: cfg.Upstream.RepositoryPrefix, ttl: cfg.CatalogTTL, clock: opts.Clock}
+	g.catalog = c
+	return nil
+}
 
-	if cfg.TokenEndpoint != "" {
-		target, err := url.Parse(cfg.TokenEndpoint)
-		if err != nil {
-			return nil, fmt.Errorf("token_endpoint: %w", err)
-		}
-		tokenTransport := NewUpstreamTransport(cfg.Upstream)
-		tokenTransport.TLSClientConfig = tokenTLS
-		g.closers = append(g.closers, tokenTransport.CloseIdleConnections)
-		g.token = newTokenProxy(target, tokenTransport, g.clients, g.errs, opts.Logger)
+func (g *Gateway) buildTokenProxy(context.Context, Options) error {
+	if g.cfg.TokenEndpoint == "" {
+		return nil
 	}
+	target, err := url.Parse(g.cfg.TokenEndpoint)
+	if err != nil {
+		return fmt.Errorf("token_endpoint: %w", err)
+	}
+	t := NewUpstreamTransport(g.cfg.Upstream)
+	t.TLSClientConfig = g.tokenTLS
+	g.closers = append(g.closers, t.CloseIdleConnections)
+	g.token = newTokenProxy(target, t, g.clients, g.errs, g.log)
+	return nil
+}
 
+// buildOps sets up /healthz, /readyz and /metrics.
+func (g *Gateway) buildOps(context.Context, Options) error {
 	checks := map[string]httpx.Check{"upstream_credential": func(ctx context.Context) error {
-		if at, ok := expiry(); !ok || (!at.IsZero() && !opts.Clock().Before(at)) {
+		if at, ok := g.credentialExpiry(); !ok || (!at.IsZero() && !g.clock().Before(at)) {
 			return errors.New("no unexpired upstream credential")
 		}
 		return nil
 	}}
-	if jwks != nil {
-		checks["token_keys"] = func(ctx context.Context) error {
-			if jwks.Len() > 0 {
-				return nil
-			}
-			// Asking for a kid that cannot exist refetches the key set,
-			// at most once per min_refetch however often this is probed:
-			// an unready gateway gets no tokens that would trigger it.
-			_, err := jwks.PublicKey(ctx, "\x00readiness")
-			if jwks.Len() > 0 {
-				return nil
-			}
-			if err != nil && !errors.Is(err, auth.ErrUnknownKey) {
-				// The cause names the token service's internal URL and
-				// network errors: it goes to the log (at most once per
-				// min_refetch, when a refetch failed), not to whoever
-				// probes /readyz on the public port.
-				opts.Logger.Warn("token service key set not fetched", "url", cfg.Keys.JWKSURL, "error", err)
-			}
-			return errors.New("no token signing keys")
-		}
+	if g.jwks != nil {
+		checks["token_keys"] = g.tokenKeysReady
 	}
 	g.healthz = httpx.Healthz()
 	g.readyz = httpx.Readyz(checks)
 	g.metricH = promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})
+	return nil
+}
 
-	if source != nil {
-		g.closers = append(g.closers, source.Close)
-		if err := source.Start(ctx); err != nil {
-			opts.Logger.Warn("no upstream credential yet; retrying in the background", "error", err)
-		}
+// tokenKeysReady is the readiness check of the token service's key set.
+func (g *Gateway) tokenKeysReady(ctx context.Context) error {
+	if g.jwks.Len() > 0 {
+		return nil
 	}
-	return g, nil
+	// Asking for a kid that cannot exist refetches the key set, at most
+	// once per min_refetch however often this is probed: an unready
+	// gateway gets no tokens that would trigger it.
+	_, err := g.jwks.PublicKey(ctx, "\x00readiness")
+	if g.jwks.Len() > 0 {
+		return nil
+	}
+	if err != nil && !errors.Is(err, auth.ErrUnknownKey) {
+		// The cause names the token service's internal URL and network
+		// errors: it goes to the log (at most once per min_refetch, when
+		// a refetch failed), not to whoever probes /readyz on the public
+		// port.
+		g.log.Warn("token service key set not fetched", "url", g.cfg.Keys.JWKSURL, "error", err)
+	}
+	return errors.New("no token signing keys")
+}
+
+// startCredentials fetches the first upstream credential and starts the
+// background refresh; a failure is retried there, not fatal.
+func (g *Gateway) startCredentials(ctx context.Context, _ Options) error {
+	if g.source == nil {
+		return nil
+	}
+	if err := g.source.Start(ctx); err != nil {
+		g.log.Warn("no upstream credential yet; retrying in the background", "error", err)
+	}
+	return nil
 }
 
 // setupTLS loads the gateway's certificate and its trust in the token
@@ -352,22 +412,6 @@ func loadKeys(ctx context.Context, cfg KeysConfig, client *http.Client, clock fu
 	return sources, jwks, nil
 }
 
-// metricsObserver forwards ecr.Source's refresh outcomes to the metrics,
-// which are built after the Source.
-type metricsObserver struct{ m *metrics }
-
-func (o *metricsObserver) Refreshed(c ecr.Credential) {
-	if o.m != nil {
-		o.m.Refreshed(c)
-	}
-}
-
-func (o *metricsObserver) RefreshFailed(err error) {
-	if o.m != nil {
-		o.m.RefreshFailed(err)
-	}
-}
-
 // Registry is the gateway's private metrics registry.
 func (g *Gateway) Registry() *prometheus.Registry { return g.metrics.reg }
 
@@ -404,7 +448,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 // Gateway.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	t := ServerTimeouts(g.cfg)
-	srv := httpx.NewServer(ln.Addr().String(), g, t, g.log)
+	srv := httpx.NewServer(ln.Addr().String(), g.handler, t, g.log)
 	if g.tls != nil {
 		ln = g.tls.Listener(ln)
 	}

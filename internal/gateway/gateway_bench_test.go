@@ -32,7 +32,7 @@ func BenchmarkServeManifest(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		w := &discardWriter{h: http.Header{}}
-		e.gw.ServeHTTP(w, req)
+		e.gw.Handler().ServeHTTP(w, req)
 		if w.code != http.StatusOK {
 			b.Fatalf("status %d", w.code)
 		}
@@ -60,11 +60,11 @@ func BenchmarkServeManifestCached(b *testing.B) {
 	req := httptest.NewRequest("GET", "/v2/stable/app/manifests/"+d, nil)
 	req.Header.Set("Authorization", "Bearer "+e.token())
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
-	e.gw.ServeHTTP(&discardWriter{h: http.Header{}}, req)
+	e.gw.Handler().ServeHTTP(&discardWriter{h: http.Header{}}, req)
 	b.ReportAllocs()
 	for b.Loop() {
 		w := &discardWriter{h: http.Header{}}
-		e.gw.ServeHTTP(w, req)
+		e.gw.Handler().ServeHTTP(w, req)
 		if w.code != http.StatusOK {
 			b.Fatalf("status %d", w.code)
 		}

@@ -173,7 +173,7 @@ func TestReadOnly(t *testing.T) {
 			req := httptest.NewRequest(m, p, strings.NewReader("x"))
 			req.Header = tok.Clone()
 			rec := httptest.NewRecorder()
-			e.gw.ServeHTTP(rec, req)
+			e.gw.Handler().ServeHTTP(rec, req)
 			if rec.Code != http.StatusMethodNotAllowed {
 				t.Fatalf("%s %s: %d", m, p, rec.Code)
 			}
@@ -207,7 +207,7 @@ func TestNonCanonicalPathsAreRefusedBeforeForwarding(t *testing.T) {
 		req.Header = tok.Clone()
 		rec := httptest.NewRecorder()
 		before := e.upstream.count()
-		e.gw.ServeHTTP(rec, req)
+		e.gw.Handler().ServeHTTP(rec, req)
 		if strings.HasSuffix(p, "#") {
 			if rec.Code != http.StatusOK {
 				t.Errorf("%s: %d", p, rec.Code)

@@ -222,7 +222,7 @@ func newEnv(t testing.TB, upstream http.Handler, options ...envOption) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(gw.Close)
-	srv := httptest.NewServer(gw)
+	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
 	e := &env{t: t, key: key, cfg: cfg, gw: gw, srv: srv, upstream: rec, upSrv: upSrv, logs: logs}
 	t.Cleanup(func() {

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -228,10 +227,7 @@ func (e *manifestEntry) write(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// manifestFillKey is the context key of a manifestFill.
-type manifestFillKey struct{}
-
-// manifestFill rides on the context of a GET that missed, so that the
+// manifestFill rides on the route of a GET that missed, so that the
 // proxy's ModifyResponse can store the upstream's answer.
 type manifestFill struct {
 	key    manifestKey
@@ -241,9 +237,9 @@ type manifestFill struct {
 // serveManifest answers a manifest request whose token was checked: from
 // the cache, after waiting for a GET of the same key already in flight, or
 // from the upstream.
-func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, route Route, accept acceptSet) {
+func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, rt *routed, accept acceptSet) {
 	c := g.manifests
-	k, ok := c.keyFor(r, route, accept)
+	k, ok := c.keyFor(r, rt.Route, accept)
 	if !ok {
 		g.proxy.ServeHTTP(w, r)
 		return
@@ -268,7 +264,7 @@ func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, route Ro
 	c.misses.Inc()
 	if leader {
 		defer c.land(k, f)
-		r = r.WithContext(context.WithValue(r.Context(), manifestFillKey{}, &manifestFill{key: k, flight: f}))
+		rt.fill = &manifestFill{key: k, flight: f}
 	}
 	g.proxy.ServeHTTP(w, r)
 }
@@ -280,7 +276,7 @@ func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, route Ro
 // reference. The body is read whole before it goes to the client; at these
 // sizes that costs less than streaming it twice.
 func (c *manifestCache) fill(resp *http.Response) error {
-	f, _ := resp.Request.Context().Value(manifestFillKey{}).(*manifestFill)
+	f := routeOf(resp.Request).fill
 	if f == nil {
 		return nil
 	}

@@ -41,13 +41,6 @@ const (
 
 var extraRouteNames = [extraRoutes]string{"token", "health", "metrics", "other"}
 
-func routeLabel(k RouteKind) string {
-	if k >= routeToken && int(k-routeToken) < extraRoutes {
-		return extraRouteNames[k-routeToken]
-	}
-	return k.String()
-}
-
 var _ ecr.Observer = (*metrics)(nil)
 
 // newMetrics registers the metrics; expiry, when not nil, reports the held
@@ -110,13 +103,13 @@ func newMetrics(expiry func() (time.Time, bool), clock func() time.Time) *metric
 // request counts one answered request.
 func (m *metrics) request(k RouteKind, code int) {
 	if int(k) >= len(m.counters) || code < 100 || code >= 600 {
-		m.requests.WithLabelValues(routeLabel(k), strconv.Itoa(code)).Inc()
+		m.requests.WithLabelValues(k.String(), strconv.Itoa(code)).Inc()
 		return
 	}
 	slot := &m.counters[k][code]
 	c := slot.Load()
 	if c == nil {
-		cc := m.requests.WithLabelValues(routeLabel(k), strconv.Itoa(code))
+		cc := m.requests.WithLabelValues(k.String(), strconv.Itoa(code))
 		slot.Store(&cc)
 		c = &cc
 	}

@@ -139,10 +139,8 @@ func TestJWKSLateStart(t *testing.T) {
 }
 
 func TestMetricsObserver(t *testing.T) {
-	// Without metrics (before New wires them) it must not panic.
-	(&metricsObserver{}).RefreshFailed(errors.New("x"))
 	m := newMetrics(nil, time.Now)
-	o := &metricsObserver{m: m}
+	var o ecr.Observer = m
 	o.RefreshFailed(errors.New("denied"))
 	o.Refreshed(ecr.Credential{})
 	if counterValue(m.refreshFailures) != 1 || counterValue(m.refreshes) != 1 {

@@ -40,7 +40,6 @@ func (b *bufferPool) Put(p []byte) {
 type upstreamProxy struct {
 	upstream *url.URL
 	prefix   string
-	auth     *authHeader
 	errs     httpx.Handler
 	refused  func() // metrics hook: an upstream 401/403 answered 502
 }
@@ -72,27 +71,28 @@ func allowHeaders(h http.Header, allowed []string) http.Header {
 	return out
 }
 
-// rewrite points the request at the upstream: the checked path with the
-// prefix, the query as it came, and the upstream credential in place of the
-// client's Authorization.
+// rewrite points the request at the upstream: the checked route's upstream
+// path, the query as it came, and only the allowed headers. The upstream
+// credential is the credential transport's to set.
 func (p *upstreamProxy) rewrite(pr *httputil.ProxyRequest) {
 	out := pr.Out
+	rt := routeOf(pr.In)
+	if rt.Name == "" {
+		// Unreachable through the gateway's handler; failing closed, the
+		// request goes nowhere (ReverseProxy answers through
+		// errorHandler).
+		out.URL.Host = ""
+		return
+	}
 	out.URL.Scheme = p.upstream.Scheme
 	out.URL.Host = p.upstream.Host
-	if p.prefix != "" {
-		// The path was checked by ParseRoute: canonical, nothing escaped.
-		out.URL.Path = "/v2/" + p.prefix + pr.In.URL.Path[len("/v2/"):]
-	}
+	out.URL.Path = rt.UpstreamPath(p.prefix)
 	out.URL.RawPath = ""
 	out.Host = ""
 	out.Header = allowHeaders(pr.In.Header, forwardedRequestHeaders)
 	// Registry reads have no body (the gateway dropped any); none goes
 	// upstream, whatever the client declared.
 	out.Body, out.ContentLength, out.TransferEncoding = nil, 0, nil
-	// On failure the credential transport tries again and reports it.
-	if h, err := p.auth.get(out.Context()); err == nil {
-		out.Header["Authorization"] = h.value
-	}
 }
 
 // errUpstreamRefused is an upstream 401/403 the credential retry could not
@@ -135,8 +135,9 @@ func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
 	if link := h.Get("Link"); link != "" {
 		h.Set("Link", p.rewriteLink(link))
 	}
-	if p.prefix != "" && resp.StatusCode == http.StatusOK && strings.HasSuffix(resp.Request.URL.Path, "/tags/list") &&
-		resp.Request.Method == http.MethodGet {
+	if p.prefix != "" && resp.StatusCode == http.StatusOK && resp.Request.Method == http.MethodGet &&
+		routeOf(resp.Request).Kind == RouteTags {
+		// Without a prefix the names agree already.
 		return p.rewriteTagsList(resp)
 	}
 	return nil
@@ -198,9 +199,9 @@ func (p *upstreamProxy) rewriteTagsList(resp *http.Response) error {
 	}
 	var name string
 	if err := json.Unmarshal(body["name"], &name); err == nil {
-		if client, ok := strings.CutPrefix(name, p.prefix); ok {
-			body["name"], _ = json.Marshal(client)
-		}
+		// The answer is for the route's repository, whatever name the
+		// upstream gives it: never show the upstream's.
+		body["name"], _ = json.Marshal(routeOf(resp.Request).Name)
 	}
 	out, err := json.Marshal(body)
 	if err != nil {
@@ -244,12 +245,12 @@ var standardMessages = map[string]string{
 
 // defaultErrorCode is the code of an upstream error answer without a
 // readable one (not JSON, or a HEAD whose GET got another answer): what
-// distribution answers for that status and path.
-func defaultErrorCode(status int, path string) string {
+// distribution answers for that status and route.
+func defaultErrorCode(status int, kind RouteKind) string {
 	switch {
-	case status == http.StatusNotFound && strings.Contains(path, "/manifests/"):
+	case status == http.StatusNotFound && kind == RouteManifest:
 		return httpx.CodeManifestUnknown
-	case status == http.StatusNotFound && strings.Contains(path, "/blobs/"):
+	case status == http.StatusNotFound && kind == RouteBlob:
 		return "BLOB_UNKNOWN"
 	case status == http.StatusNotFound:
 		return httpx.CodeNameUnknown
@@ -298,7 +299,7 @@ func scrubError(resp *http.Response) error {
 		}
 	}
 	if len(out.Errors) == 0 {
-		code := defaultErrorCode(resp.StatusCode, resp.Request.URL.Path)
+		code := defaultErrorCode(resp.StatusCode, routeOf(resp.Request).Kind)
 		out.Errors = append(out.Errors, errorJSON{Code: code, Message: standardMessages[code]})
 	}
 	body, err := json.Marshal(out)

@@ -220,6 +220,19 @@ func TestTagsListAndLinkRewritten(t *testing.T) {
 	}
 }
 
+// TestTagsListNamesTheRoute: a tags list is answered for the repository
+// the client asked for, whatever name the upstream puts in it.
+func TestTagsListNamesTheRoute(t *testing.T) {
+	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"name":"acme/elsewhere/other","tags":["v1"]}`)
+	}))
+	resp := e.do("GET", "/v2/stable/app/tags/list", bearer(e.token()))
+	if body := readBody(t, resp); resp.StatusCode != http.StatusOK || body != `{"name":"stable/app","tags":["v1"]}` {
+		t.Errorf("%d %s", resp.StatusCode, body)
+	}
+}
+
 func TestLocationRewritten(t *testing.T) {
 	e := newEnv(t, newFakeRegistry())
 	resp := e.do("GET", "/v2/stable/app/blobs/"+dgst512, bearer(e.token()))

@@ -35,6 +35,9 @@ func (k RouteKind) String() string {
 	if int(k) < len(routeNames) {
 		return routeNames[k]
 	}
+	if k >= routeToken && int(k-routeToken) < extraRoutes {
+		return extraRouteNames[k-routeToken]
+	}
 	return "unknown"
 }
 
@@ -50,6 +53,34 @@ type Route struct {
 	// "/manifests/latest"), so that the upstream path can be built without
 	// re-encoding anything.
 	Suffix string
+	// Upstream is the repository as the upstream names it (the prefix put
+	// before Name), set by ForUpstream.
+	Upstream string
+}
+
+// String is the route's kind, the label of its metrics and log lines.
+func (r Route) String() string { return r.Kind.String() }
+
+// errUpstreamNameTooLong: a name that is valid here but not on the upstream
+// once the repository prefix is put before it.
+var errUpstreamNameTooLong = httpx.Errorf(http.StatusBadRequest, httpx.CodeNameInvalid, "repository name too long")
+
+// ForUpstream is the route for an upstream whose repositories are prefix
+// plus the client's name: Upstream set, and refused (the route returned as
+// it was, for the log) when the prefixed name is longer than a registry
+// accepts.
+func (r Route) ForUpstream(prefix string) (Route, error) {
+	if r.Name == "" {
+		return r, nil
+	}
+	if len(prefix)+len(r.Name) > reference.RepositoryNameTotalLengthMax {
+		return r, errUpstreamNameTooLong
+	}
+	r.Upstream = r.Name
+	if prefix != "" {
+		r.Upstream = prefix + r.Name
+	}
+	return r, nil
 }
 
 // Scope is the token scope a request of this route needs, "" for the base

@@ -125,6 +125,34 @@ func TestRouteUpstreamPathAndScope(t *testing.T) {
 	}
 }
 
+// TestRouteForUpstream: the upstream name is the prefix and the client's
+// name, and a name that only the prefix makes too long is refused with
+// NAME_INVALID, the route kept for the log.
+func TestRouteForUpstream(t *testing.T) {
+	r, err := ParseRoute("/v2/stable/app/manifests/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up, err := r.ForUpstream("acme/"); err != nil || up.Upstream != "acme/stable/app" || up.Name != "stable/app" {
+		t.Errorf("ForUpstream = %+v, %v", up, err)
+	}
+	if up, err := r.ForUpstream(""); err != nil || up.Upstream != "stable/app" {
+		t.Errorf("no prefix: %+v, %v", up, err)
+	}
+	long, err := ParseRoute("/v2/" + strings.Repeat("a", 251) + "/manifests/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := long.ForUpstream("acme/")
+	var e *httpx.Error
+	if !errors.As(err, &e) || e.Code != httpx.CodeNameInvalid || up.Kind != RouteManifest {
+		t.Errorf("too long with the prefix: %+v, %v", up, err)
+	}
+	if base, err := (Route{Kind: RouteBase}).ForUpstream("acme/"); err != nil || base.Upstream != "" {
+		t.Errorf("base: %+v, %v", base, err)
+	}
+}
+
 var anchoredNameRe = regexp.MustCompile(`^` + reference.NameRegexp.String() + `$`)
 
 // FuzzParseRoute checks that whatever ParseRoute accepts is canonical: it

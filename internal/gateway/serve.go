@@ -1,49 +1,79 @@
 package gateway
 
 import (
-	"fmt"
-	"log/slog"
 	"net/http"
-	"runtime/debug"
 	"strings"
-	"time"
-
-	"github.com/distribution/reference"
 
 	"github.com/acme/registry-gateway/internal/httpx"
 )
 
-// ServeHTTP dispatches by path. It does not use http.ServeMux, which would
-// answer unclean paths ("//", "..") with redirects of its own: every /v2 path
-// goes to ParseRoute, which refuses them.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	rec := httpx.NewRecorder(w)
-	kind := routeOther
-	defer func() {
-		v := recover()
-		if v != nil && v != http.ErrAbortHandler {
-			g.errs.WriteError(rec, r, fmt.Errorf("panic: %v\n%s", v, debug.Stack()))
-		}
-		g.metrics.request(kind, rec.Status())
-		if g.accessLog {
-			// Never headers or the query: they carry tokens.
-			g.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-				slog.String("method", r.Method), slog.String("path", r.URL.Path),
-				slog.String("route", routeLabel(kind)), slog.Int("status", rec.Status()),
-				slog.Int64("bytes", rec.Bytes()), slog.Duration("duration", time.Since(start)),
-				slog.String("remote", g.clients.Of(r)))
-		}
-		if v == http.ErrAbortHandler {
-			// ReverseProxy aborts a response whose copy failed half-way;
-			// the server must drop the connection.
-			panic(v)
-		}
-	}()
-	g.serve(rec, r, &kind)
+// routed is a checked /v2 request as the gateway carries it: on the
+// request's access record (httpx.Record.Route), which rides on its context
+// to everything downstream (the proxy's rewrite, the round-trippers, the
+// answer's rewriting, the manifest cache, metrics and the access line), so
+// that nothing parses the path again.
+type routed struct {
+	Route
+	// fill is set on a manifest GET that missed the cache and leads the
+	// upstream fetch whose answer the cache stores.
+	fill *manifestFill
 }
 
-func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, kind *RouteKind) {
+// The routes of the requests that are not /v2 ones, shared: never changed.
+var (
+	tokenRoute   = &routed{Route: Route{Kind: routeToken}}
+	healthRoute  = &routed{Route: Route{Kind: routeHealth}}
+	metricsRoute = &routed{Route: Route{Kind: routeMetrics}}
+	otherRoute   = &routed{Route: Route{Kind: routeOther}}
+)
+
+// notRouted is the route of a request that has none: no kind, no name.
+var notRouted = &routed{}
+
+// routeOf is the route of r (or of the outgoing request made for it);
+// notRouted before it was routed, or outside the gateway's handler.
+func routeOf(r *http.Request) *routed {
+	if rec := httpx.RecordOf(r.Context()); rec != nil {
+		if rt, ok := rec.Route.(*routed); ok {
+			return rt
+		}
+	}
+	return notRouted
+}
+
+// Handler is the gateway: the shared access-log and recover middleware
+// around the dispatch.
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// newHandler wraps the dispatch in the shared middleware: one access line a
+// request (only failures with access_log off), counted by route.
+func (g *Gateway) newHandler() http.Handler {
+	return httpx.Chain(g.errs.Func(g.serve),
+		httpx.NewAccessLog(httpx.AccessLogOptions{
+			Log:          g.log,
+			FailuresOnly: g.cfg.AccessLog != nil && !*g.cfg.AccessLog,
+			Client:       g.clients.Of,
+			Done:         g.countRequest,
+		}),
+		httpx.Recover(g.errs),
+	)
+}
+
+// countRequest counts a finished request by route and status.
+func (g *Gateway) countRequest(rec *httpx.Record) {
+	kind := routeOther
+	if rt, ok := rec.Route.(*routed); ok {
+		kind = rt.Kind
+	}
+	g.metrics.request(kind, rec.Status)
+}
+
+// serve dispatches by path. It does not use http.ServeMux, which would
+// answer unclean paths ("//", "..") with redirects of its own: every /v2 path
+// goes to ParseRoute, which refuses them.
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) error {
+	rec := httpx.RecordOf(r.Context())
+	rec.Route = otherRoute
 	p := r.URL.Path
 	// The server has no read timeout, which would cut blob streams: a
 	// declared body must arrive within timeouts.read_body, or the
@@ -53,8 +83,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, kind *RouteKind)
 		limit = maxTokenRequestBody
 	}
 	if err := httpx.ReadBody(w, r, limit, g.cfg.Timeouts.ReadBody); err != nil {
-		g.errs.WriteError(w, r, err)
-		return
+		return err
 	}
 	if p != "/token" {
 		// Registry reads have no body: none goes upstream.
@@ -62,89 +91,80 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, kind *RouteKind)
 	}
 	switch {
 	case p == "/v2" || strings.HasPrefix(p, "/v2/"):
-		g.serveV2(w, r, kind)
+		if err := g.serveV2(w, r, rec); err != nil {
+			w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
+			return err
+		}
 	case p == "/token" && g.token != nil:
-		*kind = routeToken
+		rec.Route = tokenRoute
 		g.token.ServeHTTP(w, r)
 	case p == "/healthz":
-		*kind = routeHealth
+		rec.Route = healthRoute
 		g.healthz.ServeHTTP(w, r)
 	case p == "/readyz":
-		*kind = routeHealth
+		rec.Route = healthRoute
 		g.readyz.ServeHTTP(w, r)
 	case p == "/metrics":
-		*kind = routeMetrics
+		rec.Route = metricsRoute
 		g.metricH.ServeHTTP(w, r)
 	default:
-		g.errs.WriteError(w, r, errRouteNotFound)
+		return errRouteNotFound
 	}
+	return nil
 }
 
 // maxIgnoredBody bounds the body a GET or HEAD may carry: it is read and
 // thrown away, so that the connection stays usable.
 const maxIgnoredBody = 64 << 10
 
-var (
-	errMethodNotAllowed = httpx.Errorf(http.StatusMethodNotAllowed, httpx.CodeUnsupported, "this registry is read-only").
-				WithHeader("Allow", "GET, HEAD")
-	errUpstreamNameTooLong = httpx.Errorf(http.StatusBadRequest, httpx.CodeNameInvalid, "repository name too long")
-)
+var errMethodNotAllowed = httpx.Errorf(http.StatusMethodNotAllowed, httpx.CodeUnsupported, "this registry is read-only").
+	WithHeader("Allow", "GET, HEAD")
 
 // serveV2 is the registry API: method, path, token, then the local answer
 // or the upstream's. Nothing reaches the upstream before all three checks
 // pass.
-func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, kind *RouteKind) {
+func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Record) error {
 	route, err := ParseRoute(r.URL.EscapedPath())
-	*kind = route.Kind
+	rt := &routed{Route: route}
+	rec.Route = rt
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		g.fail(w, r, errMethodNotAllowed)
-		return
-	}
-	if err == nil {
-		err = checkAccept(r.Header["Accept"])
+		return errMethodNotAllowed
 	}
 	if err != nil {
-		g.fail(w, r, err)
-		return
+		return err
+	}
+	if err := checkAccept(r.Header["Accept"]); err != nil {
+		return err
 	}
 	claims, err := g.authz.check(r.Context(), r.Header.Get("Authorization"), route)
 	if err != nil {
-		g.fail(w, r, err)
-		return
+		return err
+	}
+	if rt.Route, err = route.ForUpstream(g.cfg.Upstream.RepositoryPrefix); err != nil {
+		return err
 	}
 	switch route.Kind {
 	case RouteBase:
 		w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
 		httpx.WriteJSON(w, http.StatusOK, struct{}{})
+		return nil
 	case RouteCatalog:
 		w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
-		if err := g.catalog.serve(w, r, claims); err != nil {
-			g.fail(w, r, err)
+		return g.catalog.serve(w, r, claims)
+	case RouteManifest:
+		// The upstream gets the Accept the cache is keyed by, so that a
+		// cached answer is the one it would give.
+		accept := parseAccept(r.Header["Accept"])
+		if h := accept.header(); h != nil {
+			r.Header["Accept"] = h
+		} else {
+			delete(r.Header, "Accept")
 		}
-	default:
-		if len(g.cfg.Upstream.RepositoryPrefix)+len(route.Name) > reference.RepositoryNameTotalLengthMax {
-			g.fail(w, r, errUpstreamNameTooLong)
-			return
+		if g.manifests != nil {
+			g.serveManifest(w, r, rt, accept)
+			return nil
 		}
-		if route.Kind == RouteManifest {
-			// The upstream gets the Accept the cache is keyed by, so
-			// that a cached answer is the one it would give.
-			accept := parseAccept(r.Header["Accept"])
-			if h := accept.header(); h != nil {
-				r.Header["Accept"] = h
-			} else {
-				delete(r.Header, "Accept")
-			}
-			if g.manifests != nil {
-				g.serveManifest(w, r, route, accept)
-				return
-			}
-		}
-		g.proxy.ServeHTTP(w, r)
 	}
-}
-
-func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, err error) {
-	w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
-	g.errs.WriteError(w, r, err)
+	g.proxy.ServeHTTP(w, r)
+	return nil
 }

@@ -53,3 +53,53 @@ func TestRunListenFails(t *testing.T) {
 		t.Fatal("Run on a busy address: no error")
 	}
 }
+
+// TestOneLogLinePerRequest: every request, failed or not, is one access
+// line naming its route, the failure's code, message and cause on it, at
+// INFO for what the client caused and ERROR for what the upstream did.
+func TestOneLogLinePerRequest(t *testing.T) {
+	e := newEnv(t, newFakeRegistry())
+	tok := bearer(e.token())
+	for _, tt := range []struct {
+		method, path string
+		header       http.Header
+		status       int
+		level, route string
+		want         string // on the line
+	}{
+		{"GET", "/v2/", nil, 401, "INFO", "base", `"code":"UNAUTHORIZED"`},
+		{"GET", "/v2/stable/app/manifests/latest", tok, 200, "INFO", "manifest", `"bytes":`},
+		{"GET", "/v2/stable/app/manifests/nope", tok, 404, "INFO", "manifest", `"remote":"127.0.0.1"`}, // the upstream's answer, passed on
+		{"GET", "/v2/stable/app/manifests/boom", tok, 502, "ERROR", "manifest", `"error":"upstream answered 500"`},
+		{"DELETE", "/v2/stable/app/blobs/" + dgst, tok, 405, "INFO", "blob", `"message":"this registry is read-only"`},
+		{"GET", "/v2/Upper/manifests/v1", tok, 400, "INFO", "unknown", `"code":"NAME_INVALID"`},
+		{"GET", "/nowhere", nil, 404, "INFO", "other", `"message":"unknown endpoint"`},
+	} {
+		resp := e.do(tt.method, tt.path, tt.header)
+		readBody(t, resp)
+		if resp.StatusCode != tt.status {
+			t.Errorf("%s %s: status %d, want %d", tt.method, tt.path, resp.StatusCode, tt.status)
+			continue
+		}
+		// The line is written once the answer is out: wait for it.
+		mark := `"method":"` + tt.method + `","path":"` + tt.path + `"`
+		if !e.logs.WaitFor(mark, 5*time.Second) {
+			t.Fatalf("%s %s not logged: %s", tt.method, tt.path, e.logs)
+		}
+		var lines []string
+		for line := range strings.Lines(e.logs.String()) {
+			if strings.Contains(line, mark) {
+				lines = append(lines, line)
+			}
+		}
+		if len(lines) != 1 {
+			t.Errorf("%s %s: %d lines, want 1:\n%s", tt.method, tt.path, len(lines), strings.Join(lines, ""))
+			continue
+		}
+		l := lines[0]
+		if !strings.Contains(l, `"level":"`+tt.level+`"`) || !strings.Contains(l, `"route":"`+tt.route+`"`) ||
+			!strings.Contains(l, `"status":`+itoa(tt.status)) || !strings.Contains(l, tt.want) {
+			t.Errorf("%s %s: line %s", tt.method, tt.path, l)
+		}
+	}
+}

@@ -57,11 +57,10 @@ func timed(next http.RoundTripper, observe func(time.Duration), clock func() tim
 	})
 }
 
-// credentialTransport puts the upstream credential on requests that carry
-// none (the proxy sets it in its Rewrite step already) and, when the
-// upstream answers 401, refreshes the credential once (shared with every
-// concurrent request that saw the same 401) and retries the request once;
-// not within refreshHoldOff of the last such refresh.
+// credentialTransport is the one place the upstream credential is put on a
+// request. When the upstream answers 401, it refreshes the credential once
+// (shared with every concurrent request that saw the same 401) and retries
+// the request once; not within refreshHoldOff of the last such refresh.
 // Only requests without a body are retried, which is every request the
 // gateway forwards.
 type credentialTransport struct {
@@ -71,15 +70,12 @@ type credentialTransport struct {
 }
 
 func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	sent := req.Header.Get("Authorization")
-	if sent == "" {
-		h, err := t.auth.get(req.Context())
-		if err != nil {
-			return nil, err
-		}
-		req = withAuthorization(req, h)
-		sent = h.value[0]
+	first, err := t.auth.get(req.Context())
+	if err != nil {
+		return nil, err
 	}
+	req = withAuthorization(req, first)
+	sent := first.value[0]
 	resp, err := t.next.RoundTrip(req)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || (req.Body != nil && req.Body != http.NoBody) {
 		return resp, err
@@ -111,9 +107,16 @@ func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, erro
 }
 
 // withAuthorization returns a shallow copy of req with its own header map,
-// as a RoundTripper must not change the request it was given.
+// as a RoundTripper must not change the request it was given. Only the map
+// is copied (the proxy builds a new one per request already): the values
+// are shared and never changed.
 func withAuthorization(req *http.Request, h *headerFor) *http.Request {
-	r := req.Clone(req.Context())
+	r := new(http.Request)
+	*r = *req
+	r.Header = make(http.Header, len(req.Header)+1)
+	for k, v := range req.Header {
+		r.Header[k] = v
+	}
 	r.Header["Authorization"] = h.value
 	return r
 }
@@ -177,7 +180,7 @@ var errTooManyRedirects = errors.New("too many upstream redirects")
 
 func (t *redirectFollower) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req)
-	if err != nil || !isRedirect(resp.StatusCode) || !isBlobPath(req.URL.Path) {
+	if err != nil || !isRedirect(resp.StatusCode) || routeOf(req).Kind != RouteBlob {
 		return resp, err
 	}
 	from := req
@@ -209,8 +212,7 @@ func (t *redirectFollower) RoundTrip(req *http.Request) (*http.Response, error) 
 				if _, ok := resp.Header["Docker-Content-Digest"]; !ok {
 					// The storage host does not know it; clients may
 					// check it.
-					p := req.URL.Path
-					resp.Header.Set("Docker-Content-Digest", p[strings.LastIndexByte(p, '/')+1:])
+					resp.Header.Set("Docker-Content-Digest", routeOf(req).Reference)
 				}
 			}
 			return resp, nil
@@ -285,12 +287,6 @@ func isRedirect(code int) bool {
 		return true
 	}
 	return false
-}
-
-// isBlobPath reports whether an upstream path is /v2/<name>/blobs/<digest>.
-func isBlobPath(p string) bool {
-	j := strings.LastIndexByte(p, '/')
-	return j > 0 && strings.HasSuffix(p[:j], "/blobs") && strings.HasPrefix(p, "/v2/")
 }
 
 // upstreamError says what went wrong talking to the upstream, so the proxy's

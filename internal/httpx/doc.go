@@ -1,6 +1,7 @@
 // Package httpx is the HTTP plumbing both services share: handlers that
 // return errors, the one adapter that turns those into registry JSON errors
-// (what the client sees) and log lines (what the operator sees), the
+// (what the client sees) and the one access line a request (what the
+// operator sees: the failure's cause rides on the request's Record), the
 // middleware chain, and a server with timeouts and graceful shutdown.
 //
 // It holds no product logic; that lives in the tokenserver and gateway

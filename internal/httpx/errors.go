@@ -102,24 +102,29 @@ func (h Handler) Func(f HandlerFunc) http.Handler {
 }
 
 // WriteError answers err: an *Error as it says, anything else as a 500
-// whose message says nothing of the cause.
+// whose message says nothing of the cause. The detail goes on the request's
+// access Record (see AccessLog), which logs it; only a request outside that
+// middleware gets a line of its own here.
 func (h Handler) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		e = &Error{Status: http.StatusInternalServerError, Code: CodeUnknown, Message: "internal error", Err: err}
 	}
-	level := slog.LevelInfo
-	if e.Status >= 500 {
-		level = slog.LevelError
-	}
-	attrs := []slog.Attr{
-		slog.String("method", r.Method), slog.String("path", r.URL.Path),
-		slog.Int("status", e.Status), slog.String("code", e.Code), slog.String("message", e.Message),
-	}
-	if e.Err != nil {
-		attrs = append(attrs, slog.String("error", e.Err.Error()))
-	}
-	if h.Log != nil {
+	if rec := RecordOf(r.Context()); rec != nil {
+		// The access line carries the detail: one line per request.
+		rec.Err = e
+	} else if h.Log != nil {
+		level := slog.LevelInfo
+		if e.Status >= 500 && e.Status != StatusClientClosedRequest {
+			level = slog.LevelError
+		}
+		attrs := []slog.Attr{
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", e.Status), slog.String("code", e.Code), slog.String("message", e.Message),
+		}
+		if e.Err != nil {
+			attrs = append(attrs, slog.String("error", e.Err.Error()))
+		}
 		h.Log.LogAttrs(r.Context(), level, "request failed", attrs...)
 	}
 	for k, vs := range e.Header {

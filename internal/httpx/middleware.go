@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -51,21 +52,121 @@ func LimitBody(h Handler, n int64) Middleware {
 	}
 }
 
+// Record is the access record of one request: what the AccessLog
+// middleware writes as the request's one log line once it is answered.
+// Handlers fill it in through RecordOf: the route that served the request,
+// fields of their own, and (through WriteError) the failure, so that a
+// failed request is logged once, with its cause, at a level that fits.
+type Record struct {
+	// Route names what the request asked for, for the log and metrics;
+	// nil until a handler routes the request.
+	Route fmt.Stringer
+	// Err is the failure the client was answered with (set by WriteError).
+	Err *Error
+	// Status, Bytes and Duration are set once the request is answered.
+	Status   int
+	Bytes    int64
+	Duration time.Duration
+	attrs    []slog.Attr
+}
+
+// Add puts fields of the handler's on the request's log line. Never a
+// secret: headers and tokens stay out of the log.
+func (rec *Record) Add(attrs ...slog.Attr) { rec.attrs = append(rec.attrs, attrs...) }
+
+type recordKey struct{}
+
+// RecordOf is the access record of the request of ctx, nil outside the
+// AccessLog middleware.
+func RecordOf(ctx context.Context) *Record {
+	rec, _ := ctx.Value(recordKey{}).(*Record)
+	return rec
+}
+
+// AccessLogOptions configure NewAccessLog; only Log is required.
+type AccessLogOptions struct {
+	Log *slog.Logger
+	// FailuresOnly logs failed requests only (those answered through
+	// WriteError), for operators who take access logs elsewhere.
+	FailuresOnly bool
+	// Client names the client of a request (default: the peer address).
+	Client func(*http.Request) string
+	// Done sees every finished record, e.g. to count requests by route.
+	Done func(*Record)
+}
+
 // AccessLog writes one line a request: method, path, status, size, duration
-// and client address. Headers and query strings are left out on purpose:
-// they carry credentials and tokens.
-func AccessLog(log *slog.Logger) Middleware {
+// and client address, and for a failure its code, message and cause.
+// Headers and query strings are left out on purpose: they carry
+// credentials and tokens.
+func AccessLog(log *slog.Logger) Middleware { return NewAccessLog(AccessLogOptions{Log: log}) }
+
+// NewAccessLog is AccessLog with options. The line's level is ERROR for a
+// server failure (5xx), INFO for the rest, a client that hung up (499)
+// included: nothing is wrong on the server's side then.
+func NewAccessLog(o AccessLogOptions) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			rec := NewRecorder(w)
-			next.ServeHTTP(rec, r)
-			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-				slog.String("method", r.Method), slog.String("path", r.URL.Path),
-				slog.Int("status", rec.Status()), slog.Int64("bytes", rec.Bytes()),
-				slog.Duration("duration", time.Since(start)), slog.String("remote", r.RemoteAddr))
+			// One allocation for both: this runs for every request.
+			st := &struct {
+				rw  Recorder
+				rec Record
+			}{rw: Recorder{ResponseWriter: w}}
+			rw, rec := &st.rw, &st.rec
+			r = r.WithContext(context.WithValue(r.Context(), recordKey{}, rec))
+			defer func() {
+				// A panic (ReverseProxy's ErrAbortHandler for a stream
+				// cut half-way) is still logged, then goes on to the
+				// server, which drops the connection.
+				v := recover()
+				rec.Status, rec.Bytes, rec.Duration = rw.Status(), rw.Bytes(), time.Since(start)
+				if rec.Err != nil && rec.Err.Status == StatusClientClosedRequest {
+					rec.Status = StatusClientClosedRequest
+				}
+				if o.Done != nil {
+					o.Done(rec)
+				}
+				if !o.FailuresOnly || rec.Err != nil {
+					o.write(r, rec)
+				}
+				if v != nil {
+					panic(v)
+				}
+			}()
+			next.ServeHTTP(rw, r)
 		})
 	}
+}
+
+func (o AccessLogOptions) write(r *http.Request, rec *Record) {
+	level := slog.LevelInfo
+	if rec.Status >= 500 && rec.Status != StatusClientClosedRequest {
+		level = slog.LevelError
+	}
+	ctx := r.Context()
+	if !o.Log.Enabled(ctx, level) {
+		return
+	}
+	client := r.RemoteAddr
+	if o.Client != nil {
+		client = o.Client(r)
+	}
+	attrs := make([]slog.Attr, 0, 11+len(rec.attrs))
+	attrs = append(attrs, slog.String("method", r.Method), slog.String("path", r.URL.Path))
+	if rec.Route != nil {
+		attrs = append(attrs, slog.String("route", rec.Route.String()))
+	}
+	attrs = append(attrs, slog.Int("status", rec.Status), slog.Int64("bytes", rec.Bytes),
+		slog.Duration("duration", rec.Duration), slog.String("remote", client))
+	if e := rec.Err; e != nil {
+		attrs = append(attrs, slog.String("code", e.Code), slog.String("message", e.Message))
+		if e.Err != nil {
+			attrs = append(attrs, slog.String("error", e.Err.Error()))
+		}
+	}
+	attrs = append(attrs, rec.attrs...)
+	o.Log.LogAttrs(ctx, level, "request", attrs...)
 }
 
 // Recorder remembers the status and size of a response. It keeps the

@@ -7,6 +7,10 @@
 // fail, and collapses concurrent fetches so that a burst of upstream 401s costs
 // one call to AWS.
 //
+// The package owns everything AWS: the SDK client and its [ClientOptions], the
+// credential fetch, and the DescribeRepositories [Lister] behind the gateway's
+// catalog; no other package imports the SDK (tests aside).
+//
 // The package knows nothing about HTTP serving or client authentication; the
 // gateway puts [Credential.BasicAuth] on upstream requests and reports metrics
 // through an [Observer].

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 
@@ -18,28 +19,72 @@ type AuthorizationTokenGetter interface {
 	GetAuthorizationToken(ctx context.Context, in *ecr.GetAuthorizationTokenInput, optFns ...func(*ecr.Options)) (*ecr.GetAuthorizationTokenOutput, error)
 }
 
+var (
+	_ AuthorizationTokenGetter = (*ecr.Client)(nil)
+	_ DescribeRepositoriesAPI  = (*ecr.Client)(nil)
+	_ Fetcher                  = (*SDKFetcher)(nil)
+)
+
 // SDKFetcher fetches ECR credentials with GetAuthorizationToken.
 type SDKFetcher struct {
 	client     AuthorizationTokenGetter
 	registryID string
+	lister     *Lister // nil when the client cannot list
+}
+
+// ClientOptions tune the SDK client NewSDKFetcher builds. The zero value is
+// the SDK's defaults, which is what production uses.
+type ClientOptions struct {
+	// Endpoint replaces the ECR endpoint (a fake in tests); empty: the
+	// SDK's resolution, which honours AWS_ENDPOINT_URL_ECR and
+	// AWS_ENDPOINT_URL.
+	Endpoint string
+	// HTTPClient sends the SDK's requests; nil: the SDK's own.
+	HTTPClient *http.Client
+	// MaxAttempts bounds the SDK's attempts per call (1: no retries);
+	// 0: the SDK's default.
+	MaxAttempts int
 }
 
 // NewSDKFetcher builds an ECR client from the SDK's default configuration
 // chain (environment, shared config and credentials files, web identity, ECS
-// and EC2 instance roles). The SDK itself honours AWS_ENDPOINT_URL_ECR and
-// AWS_ENDPOINT_URL. registryID may be empty for the caller's own registry.
-func NewSDKFetcher(ctx context.Context, region, registryID string, opts ...func(*ecr.Options)) (*SDKFetcher, error) {
+// and EC2 instance roles), tuned by opts. registryID may be empty for the
+// caller's own registry. The same client lists the registry's repositories
+// (see Lister).
+func NewSDKFetcher(ctx context.Context, region, registryID string, opts ClientOptions) (*SDKFetcher, error) {
 	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(region))
 	if err != nil {
 		return nil, fmt.Errorf("ecr: load AWS config: %w", err)
 	}
-	return NewSDKFetcherFromClient(ecr.NewFromConfig(cfg, opts...), registryID), nil
+	return NewSDKFetcherFromClient(ecr.NewFromConfig(cfg, opts.apply), registryID), nil
+}
+
+func (o ClientOptions) apply(e *ecr.Options) {
+	if o.Endpoint != "" {
+		e.BaseEndpoint = aws.String(o.Endpoint)
+	}
+	if o.HTTPClient != nil {
+		e.HTTPClient = o.HTTPClient
+	}
+	if o.MaxAttempts > 0 {
+		e.RetryMaxAttempts = o.MaxAttempts
+	}
 }
 
 // NewSDKFetcherFromClient wraps an existing client, typically an *ecr.Client.
+// A client that also implements DescribeRepositoriesAPI (an *ecr.Client
+// does) gives the fetcher a Lister.
 func NewSDKFetcherFromClient(client AuthorizationTokenGetter, registryID string) *SDKFetcher {
-	return &SDKFetcher{client: client, registryID: registryID}
+	f := &SDKFetcher{client: client, registryID: registryID}
+	if api, ok := client.(DescribeRepositoriesAPI); ok {
+		f.lister = &Lister{Client: api, RegistryID: registryID}
+	}
+	return f
 }
+
+// Lister lists the repositories of the fetcher's registry with its client;
+// nil when the client cannot.
+func (f *SDKFetcher) Lister() *Lister { return f.lister }
 
 // Fetch calls GetAuthorizationToken and decodes the first authorization data.
 func (f *SDKFetcher) Fetch(ctx context.Context) (Credential, error) {
@@ -47,7 +92,8 @@ func (f *SDKFetcher) Fetch(ctx context.Context) (Credential, error) {
 	if f.registryID != "" {
 		// Deprecated by AWS (the token works for every registry the principal
 		// may access) but still accepted; it pins the returned proxyEndpoint.
-		in.RegistryIds = []string{f.registryID} //nolint:staticcheck
+		//lint:ignore SA1019 the only way to pin the returned proxyEndpoint
+		in.RegistryIds = []string{f.registryID}
 	}
 	out, err := f.client.GetAuthorizationToken(ctx, in)
 	if err != nil {

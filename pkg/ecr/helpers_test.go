@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/ecr"
-
 	"github.com/acme/registry-gateway/internal/ecrfake"
 	"github.com/acme/registry-gateway/internal/testutil"
 )
@@ -22,7 +20,7 @@ func sdkFetcher(t *testing.T, s *ecrfake.Server) *SDKFetcher {
 	t.Helper()
 	s.SetEnv(t)
 	f, err := NewSDKFetcher(context.Background(), "us-east-1", "123456789012",
-		func(o *ecr.Options) { o.RetryMaxAttempts = 1 })
+		ClientOptions{MaxAttempts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/gateway"
-	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/tokenserver"
 )
 
@@ -56,8 +55,7 @@ func Serve(ctx context.Context, what, configPath, pprofAddr string, stderr io.Wr
 			return err
 		}
 		defer gw.Close()
-		srv := httpx.NewServer(cfg.Listen, gw, gateway.ServerTimeouts(cfg), log)
-		return httpx.Serve(ctx, srv, nil, cfg.ShutdownTimeout)
+		return gw.Run(ctx)
 	case "tokenserver":
 		cfg, err := tokenserver.LoadConfig(configPath)
 		if err != nil {

@@ -1,0 +1,125 @@
+package httpx
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+type testRoute string
+
+func (r testRoute) String() string { return string(r) }
+
+// logLines decodes the JSON lines of logs.
+func logLines(t *testing.T, logs *bytes.Buffer) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for line := range strings.Lines(logs.String()) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestOneLinePerFailedRequest: a failure written through WriteError inside
+// the access log is one line, the access line, carrying the route, the
+// client's code and message, the cause and the handler's fields, at the
+// level its status calls for; a panic is one ERROR line too.
+func TestOneLinePerFailedRequest(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		err    error
+		status int
+		level  string
+		cause  string
+	}{
+		{"client error", Errorf(http.StatusBadRequest, CodeNameInvalid, "invalid repository name"), 400, "INFO", ""},
+		{"server error", errors.New("disk on fire"), 500, "ERROR", "disk on fire"},
+		{"hang-up", ClientClosed(errors.New("context canceled")), StatusClientClosedRequest, "INFO", "context canceled"},
+		{"panic", nil, 500, "ERROR", "boom"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			log := slog.New(slog.NewJSONHandler(&logs, nil))
+			h := Handler{Log: log}
+			var done *Record
+			srv := Chain(h.Func(func(w http.ResponseWriter, r *http.Request) error {
+				rec := RecordOf(r.Context())
+				rec.Route = testRoute("manifest")
+				rec.Add(slog.String("repository", "stable/app"))
+				if tt.err == nil {
+					panic("boom")
+				}
+				return tt.err
+			}), NewAccessLog(AccessLogOptions{Log: log, Done: func(r *Record) { done = r }}), Recover(h))
+			srv.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/v2/stable/app/manifests/v1", nil))
+			lines := logLines(t, &logs)
+			if len(lines) != 1 {
+				t.Fatalf("%d log lines, want 1:\n%s", len(lines), logs.String())
+			}
+			l := lines[0]
+			if l["level"] != tt.level || l["status"] != float64(tt.status) || l["route"] != "manifest" ||
+				l["repository"] != "stable/app" || l["code"] == nil || l["message"] == nil {
+				t.Errorf("line %v", l)
+			}
+			if tt.cause != "" && !strings.Contains(l["error"].(string), tt.cause) {
+				t.Errorf("cause missing: %v", l)
+			}
+			if done == nil || done.Status != tt.status || done.Err == nil {
+				t.Errorf("Done saw %+v", done)
+			}
+		})
+	}
+}
+
+// TestAccessLogFailuresOnly: with FailuresOnly, a success is not logged and
+// a failure still is, once.
+func TestAccessLogFailuresOnly(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	h := Handler{Log: log}
+	srv := Chain(h.Func(func(w http.ResponseWriter, r *http.Request) error {
+		if r.URL.Path == "/ok" {
+			WriteJSON(w, http.StatusOK, struct{}{})
+			return nil
+		}
+		return Errorf(http.StatusNotFound, CodeUnsupported, "unknown endpoint")
+	}), NewAccessLog(AccessLogOptions{Log: log, FailuresOnly: true, Client: func(*http.Request) string { return "client-x" }}))
+	srv.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/ok", nil))
+	srv.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/nope", nil))
+	lines := logLines(t, &logs)
+	if len(lines) != 1 || lines[0]["path"] != "/nope" || lines[0]["remote"] != "client-x" {
+		t.Fatalf("lines %v", lines)
+	}
+}
+
+// TestAbortedStreamLogged: ReverseProxy's ErrAbortHandler (a stream cut
+// half-way) is logged and goes on to the server, which must drop the
+// connection.
+func TestAbortedStreamLogged(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	srv := Chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("half"))
+		panic(http.ErrAbortHandler)
+	}), AccessLog(log), Recover(Handler{Log: log}))
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Errorf("recovered %v, want ErrAbortHandler", v)
+			}
+		}()
+		srv.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/v2/x/blobs/y", nil))
+	}()
+	if lines := logLines(t, &logs); len(lines) != 1 || lines[0]["bytes"] != float64(4) {
+		t.Errorf("lines %v", lines)
+	}
+}
