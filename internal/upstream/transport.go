@@ -280,8 +280,12 @@ func (t *Transport) expire(pc *persistConn) {
 	pc.close()
 }
 
-// CloseIdleConnections closes every kept-alive connection not in use.
+// CloseIdleConnections closes every kept-alive connection not in use, the
+// Fallback's too.
 func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.cfg.Fallback.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 	t.mu.Lock()
 	var all []*persistConn
 	for key, list := range t.idle {
