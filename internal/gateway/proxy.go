@@ -345,3 +345,40 @@ func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 	w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
 	p.errs.WriteError(w, r, e)
 }
+
+// streamBlob lets a blob body be spliced to the client. ReverseProxy copies
+// bodies through a buffer with Read and Write, which hides both ends'
+// types; a blob answer's body instead copies itself to the client's writer
+// with io.Copy on ReverseProxy's first Read. With the upstream transport's
+// body (an io.WriterTo over its *net.TCPConn) and net/http's writer on
+// plain TCP (an io.ReaderFrom) that is splice(2), with no copy buffer.
+func streamBlob(resp *http.Response) {
+	rt := routeOf(resp.Request)
+	if rt.stream == nil || (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent) ||
+		resp.Body == http.NoBody || resp.Request.Method != http.MethodGet {
+		return
+	}
+	if _, ok := resp.Body.(io.WriterTo); !ok {
+		return
+	}
+	resp.Body = &streamBody{ReadCloser: resp.Body, dst: rt.stream}
+}
+
+// streamBody is a body that copies itself to dst on its first Read and
+// then reports its end: what ReverseProxy then writes is nothing.
+type streamBody struct {
+	io.ReadCloser
+	dst  io.Writer
+	done bool
+}
+
+func (b *streamBody) Read([]byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	b.done = true
+	if _, err := io.Copy(b.dst, b.ReadCloser); err != nil {
+		return 0, err
+	}
+	return 0, io.EOF
+}

@@ -17,6 +17,9 @@ type routed struct {
 	// fill is set on a manifest GET that missed the cache and leads the
 	// upstream fetch whose answer the cache stores.
 	fill *manifestFill
+	// stream is the client's writer, for a blob: the proxy hands the
+	// upstream body to it (streamBody), so that it can be spliced.
+	stream http.ResponseWriter
 }
 
 // The routes of the requests that are not /v2 ones, shared: never changed.
@@ -144,6 +147,8 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 		return err
 	}
 	switch route.Kind {
+	case RouteBlob:
+		rt.stream = w
 	case RouteBase:
 		w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
 		httpx.WriteJSON(w, http.StatusOK, struct{}{})
