@@ -6,9 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -79,27 +77,6 @@ func TestWriteToHandsOverTheSocket(t *testing.T) {
 	testutil.WaitFor(t, "the sink to get the blob", 5*time.Second, func() bool { return got.Load() == size })
 }
 
-// rchar is the bytes this process has read with read(2) and friends
-// (/proc/self/io). splice(2) moves bytes without counting them there.
-func rchar(t *testing.T) int64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		t.Skipf("no /proc/self/io: %v", err)
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "rchar: "); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Skip("no rchar in /proc/self/io")
-	return 0
-}
-
 // TestProxySplices shows the whole path: a net/http handler that copies an
 // upstream body with io.Copy(w, resp.Body) moves the blob with splice(2).
 // The proof is the kernel's count of bytes this process read with read(2)
@@ -135,7 +112,7 @@ func TestProxySplices(t *testing.T) {
 	client := proxy.Client()
 
 	pull := func() int64 {
-		before := rchar(t)
+		before := testutil.ReadChars(t)
 		resp, err := client.Get(proxy.URL)
 		if err != nil {
 			t.Fatal(err)
@@ -145,7 +122,7 @@ func TestProxySplices(t *testing.T) {
 		if err != nil || n != size {
 			t.Fatalf("pulled %d bytes, %v; want %d", n, err, size)
 		}
-		return rchar(t) - before
+		return testutil.ReadChars(t) - before
 	}
 	spliced := pull()
 	hide.Store(true)
