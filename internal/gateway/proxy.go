@@ -140,6 +140,7 @@ func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
 		// Without a prefix the names agree already.
 		return p.rewriteTagsList(resp)
 	}
+	streamBlob(resp)
 	return nil
 }
 
