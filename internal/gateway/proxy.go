@@ -16,13 +16,16 @@ import (
 	"github.com/acme/registry-gateway/internal/httpx"
 )
 
-// bufferPool lends ReverseProxy its 32 KiB copy buffers, so that a thousand
-// concurrent blob streams cost a thousand buffers at most, reused. It pools
-// array pointers: converting the returned slice back to one allocates
-// nothing, where pooling *[]byte would allocate a slice header per Put.
+// bufferPool lends ReverseProxy its copy buffers. It pools array
+// pointers: converting the returned slice back to one allocates nothing,
+// where pooling *[]byte would allocate a slice header per Put.
 type bufferPool struct{ p sync.Pool }
 
-const copyBufferSize = 32 << 10
+// copyBufferSize fits a manifest, an error or a tags list in one copy.
+// Blob bodies do not use these buffers (streamBlob): ReverseProxy holds its
+// buffer for the whole copy, so a bigger one would cost its size per blob
+// stream for nothing.
+const copyBufferSize = 8 << 10
 
 func newBufferPool() *bufferPool {
 	return &bufferPool{p: sync.Pool{New: func() any { return new([copyBufferSize]byte) }}}
