@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -584,5 +585,82 @@ func TestExtraBytesAfterBodyCloseConn(t *testing.T) {
 	}
 	if tr.IdleConns() != 0 {
 		t.Error("a connection with unasked-for bytes was kept")
+	}
+}
+
+// TestCancelAfterBody: a request's context that ends after its body was
+// read must not reach the connection, which serves another request by then.
+func TestCancelAfterBody(t *testing.T) {
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	tr := newTransport(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "ok" {
+		t.Fatalf("%q, %v", b, err)
+	}
+	cancel()
+	for range 3 {
+		if _, b := do(t, tr, "GET", srv.URL); string(b) != "ok" {
+			t.Fatalf("after a cancel: %q", b)
+		}
+	}
+	if n := srv.conns.Load(); n != 1 {
+		t.Errorf("connections: %d, want 1", n)
+	}
+}
+
+// TestConcurrentUse runs requests from several goroutines, some read to
+// the end and some closed early, for the race detector and the pool.
+func TestConcurrentUse(t *testing.T) {
+	body := strings.Repeat("z", 50<<10)
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("chunked") == "" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		}
+		_, _ = io.WriteString(w, body)
+	}))
+	tr := newTransport(t, Config{MaxIdleConnsPerHost: 3})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 30 {
+				u := srv.URL
+				if (g+i)%3 == 0 {
+					u += "?chunked=1"
+				}
+				req, _ := http.NewRequest("GET", u, nil)
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if i%4 == 0 {
+					_, _ = io.ReadFull(resp.Body, make([]byte, 100))
+					_ = resp.Body.Close()
+					continue
+				}
+				b, err := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				if err != nil || len(b) != len(body) {
+					errs <- fmt.Errorf("%d bytes, %v", len(b), err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := tr.IdleConns(); n > 3 {
+		t.Errorf("%d idle connections, want at most 3", n)
 	}
 }
