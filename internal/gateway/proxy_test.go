@@ -478,6 +478,13 @@ func TestClientGoneMidStream(t *testing.T) {
 	if resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token())); resp.StatusCode != http.StatusOK {
 		t.Fatalf("after a client went away mid-stream: %d", resp.StatusCode)
 	}
+	// A client hanging up is no upstream failure: nothing at WARN.
+	if !e.logs.WaitFor(`"route":"blob"`, 5*time.Second) {
+		t.Fatal("no access line for the cut stream")
+	}
+	if logs := e.logs.String(); strings.Contains(logs, "read error during body copy") {
+		t.Errorf("a client that went away is logged as an upstream read error:\n%s", logs)
+	}
 }
 
 // TestHeadContentLength: every HEAD answer carries the Content-Length of

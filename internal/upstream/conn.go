@@ -141,7 +141,7 @@ func (pc *persistConn) roundTrip(req *http.Request) (*http.Response, error) {
 	if ctx.Err() != nil {
 		// The context ended between the deadlines: the AfterFunc's deadline
 		// may have been cleared just now.
-		return fail(fmt.Errorf("upstream: %w", ctx.Err()))
+		return fail(ctx.Err())
 	}
 
 	b := &body{pc: pc, ctx: ctx, stop: stop, keep: !resp.Close && !req.Close}
@@ -173,7 +173,9 @@ func (pc *persistConn) fail(ctx context.Context, stop func() bool, err error) er
 	stop()
 	pc.close()
 	if cerr := ctx.Err(); cerr != nil {
-		return fmt.Errorf("upstream: %w", cerr)
+		// As net/http's Transport: the context's error itself, which
+		// ReverseProxy and others compare with ==.
+		return cerr
 	}
 	return err
 }
@@ -218,8 +220,8 @@ func (b *body) finish() {
 
 // fail records err and closes the connection.
 func (b *body) fail(err error) error {
-	if b.ctx.Err() != nil {
-		err = fmt.Errorf("upstream: %w", b.ctx.Err())
+	if cerr := b.ctx.Err(); cerr != nil {
+		err = cerr
 	}
 	b.err = err
 	if !b.done {
