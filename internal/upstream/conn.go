@@ -28,6 +28,7 @@ type persistConn struct {
 	readLimit int64 // what may still be read before the headers are done
 	idleTimer *time.Timer
 	closeOnce sync.Once
+	interrupt func() // ends blocked I/O; made once, as AfterFunc's argument
 }
 
 // connReader is what the bufio.Reader reads from: the connection, bounded
@@ -93,7 +94,7 @@ func (pc *persistConn) roundTrip(req *http.Request) (*http.Response, error) {
 	// connection; registering costs no goroutine until it fires.
 	stop := noStop
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() { _ = pc.conn.SetDeadline(aLongTimeAgo) })
+		stop = context.AfterFunc(ctx, pc.interrupt)
 	}
 	fail := func(err error) (*http.Response, error) { return nil, pc.fail(ctx, stop, err) }
 	_ = pc.conn.SetDeadline(time.Now().Add(pc.t.cfg.ResponseHeaderTimeout))

@@ -346,5 +346,6 @@ func (t *Transport) dialConn(ctx context.Context, key connKey) (*persistConn, er
 		pc.tcp = tcp
 	}
 	pc.cr.pc = pc
+	pc.interrupt = func() { _ = pc.conn.SetDeadline(aLongTimeAgo) }
 	return pc, nil
 }
