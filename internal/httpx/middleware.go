@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"time"
 )
 
@@ -212,11 +213,17 @@ func (r *Recorder) ReadFrom(src io.Reader) (int64, error) {
 	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
 		n, err = rf.ReadFrom(src)
 	} else {
-		n, err = io.Copy(writerOnly{r.ResponseWriter}, src)
+		// HTTP/2 and test writers: a pooled buffer, not one io.Copy
+		// allocates per call.
+		buf := copyBufs.Get().(*[32 << 10]byte)
+		n, err = io.CopyBuffer(writerOnly{r.ResponseWriter}, src, buf[:])
+		copyBufs.Put(buf)
 	}
 	r.bytes += n
 	return n, err
 }
+
+var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
 
 // writerOnly hides every method of a writer but Write, so that io.Copy
 // does not call back into a ReadFrom.
