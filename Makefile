@@ -12,6 +12,9 @@ CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 DEVSTACK_FLAGS ?=
 # make run TLS=1: HTTPS only, with a development CA under certs/
 TLS ?=
+# Licence backend of `make run`: file (deploy/licenses.yaml) or sql (SQLite
+# accounts made with `tokenserver accounts`): make run LICENSES=sql
+LICENSES ?= file
 
 .DEFAULT_GOAL := build
 # Time each fuzz target gets in `make fuzz`.
@@ -21,7 +24,7 @@ FUZZTIME ?= 20s
 
 help:
 	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack, bin/registry (static, CGO_ENABLED=0)'
-	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing)'
+	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing; TLS=1: HTTPS; LICENSES=sql: SQL accounts)'
 	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo), then chart-test'
 	@echo 'chart-test  the Helm chart: lint, render, strict decode, check-config (needs `make helm` once)'
 	@echo 'helm        build the pinned helm CLI once, cached under ~/.cache/registry-gateway'
@@ -43,7 +46,7 @@ build:
 # devstack generates the keys itself when they are missing; `keys` first
 # only so that keygen's summary is printed.
 run: build keys
-	$(BIN)/devstack $(if $(filter 1 yes true,$(TLS)),-tls) $(DEVSTACK_FLAGS)
+	$(BIN)/devstack -licenses $(LICENSES) $(if $(filter 1 yes true,$(TLS)),-tls) $(DEVSTACK_FLAGS)
 
 # Every package with -race: the whole run takes about a minute on 2 cores,
 # well under what is worth splitting packages for. -count=1: the tests use

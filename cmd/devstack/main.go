@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -49,6 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&opts.NoSeed, "no-seed", false, "do not push the demo images")
 	fs.BoolVar(&opts.TLS, "tls", false, "serve HTTPS only, with a development CA and a localhost certificate made under -certs when missing")
 	fs.StringVar(&opts.CertsDir, "certs", "certs", "directory of the development CA and certificates (with -tls)")
+	licenses := fs.String("licenses", "file", "licence backend of the demo: file (deploy/licenses.yaml) or sql (SQLite under data/, demo account made with the accounts CLI)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -62,6 +64,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	switch *licenses {
+	case "file":
+	case "sql":
+		if !flagSet(fs, "tokenserver-config") {
+			opts.TokenServerConfig = devstack.SQLConfig
+		}
+		if err := os.MkdirAll(filepath.Join(opts.Dir, "data"), 0o755); err != nil {
+			fmt.Fprintf(stderr, "devstack: %v\n", err)
+			return 1
+		}
+		token, err := devstack.SQLDemoAccount(ctx, filepath.Join(opts.Dir, opts.TokenServerConfig), stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "devstack: %v\n", err)
+			return 1
+		}
+		opts.DemoToken = token
+	default:
+		fmt.Fprintf(stderr, "devstack: -licenses %q: want file or sql\n", *licenses)
+		return 2
+	}
 
 	st, err := devstack.Start(ctx, opts)
 	if err != nil {
@@ -109,4 +131,11 @@ func seed(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "pushed %s/%s %s\n", h, ref, pushed[ref])
 	}
 	return 0
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -2,7 +2,9 @@
 // serves the registry API in front of the configured upstream until SIGINT
 // or SIGTERM, then shuts down gracefully. `-check` validates the
 // configuration and exits; `gateway check-config FILE` also loads the files
-// it names and lists every problem (internal/checkconfig).
+// it names and lists every problem (internal/checkconfig). `gateway report
+// [FILE...]` prints who pulled what from the gateway's access records
+// (internal/pullreport).
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 
 	"github.com/acme/registry-gateway/internal/checkconfig"
 	"github.com/acme/registry-gateway/internal/gateway"
+	"github.com/acme/registry-gateway/internal/pullreport"
 )
 
 func main() {
@@ -28,8 +31,13 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "check-config" {
-		return checkconfig.Run("gateway", args[1:], stdout, stderr, gateway.CheckConfig)
+	if len(args) > 0 {
+		switch args[0] {
+		case "check-config":
+			return checkconfig.Run("gateway", args[1:], stdout, stderr, gateway.CheckConfig)
+		case "report":
+			return pullreport.Run(args[1:], os.Stdin, stdout, stderr)
+		}
 	}
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -42,7 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *configPath == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: gateway -config FILE [-check]\n       gateway check-config [-skip-files] FILE")
+		fmt.Fprintln(stderr, "usage: gateway -config FILE [-check]\n       gateway check-config [-skip-files] FILE\n       gateway report [FILE...]")
 		return 2
 	}
 	cfg, err := gateway.LoadConfig(*configPath)

@@ -174,6 +174,19 @@ func TestRunCheckAndErrors(t *testing.T) {
 	}
 }
 
+func TestRunReport(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "gateway.log")
+	line := `{"time":"2026-12-01T10:00:00Z","msg":"request","method":"GET","route":"manifest","status":200,"bytes":5,"subject":"alice@example.com","repository":"stable/app","reference":"1.4.2"}` + "\n"
+	if err := os.WriteFile(log, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"report", "--format", "csv", log}, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "alice@example.com,stable/app,1.4.2,,1,") {
+		t.Errorf("exit %d: %s%s", code, out.String(), errb.String())
+	}
+}
+
 func TestCheckConfig(t *testing.T) {
 	cfg := writeConfig(t, "127.0.0.1:0")
 	var out, errb bytes.Buffer

@@ -30,7 +30,7 @@ func main() {
 func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
-		case "keygen", "inspect", "token", "healthcheck", "pull-secret":
+		case "keygen", "inspect", "token", "healthcheck", "pull-secret", "accounts":
 			return tokencli.Run(ctx, args, os.Stdin, os.Stdout, stderr)
 		case "check-config":
 			return checkconfig.Run("tokenserver", args[1:], os.Stdout, stderr, tokenserver.CheckConfig)
@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tokenserver serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tokenserver [serve] -config FILE\n       tokenserver keygen|inspect|token|healthcheck|pull-secret [flags]\n       tokenserver check-config [-skip-files] FILE")
+		fmt.Fprintln(stderr, "usage: tokenserver [serve] -config FILE\n       tokenserver keygen|inspect|token|healthcheck|pull-secret|accounts [flags]\n       tokenserver check-config [-skip-files] FILE")
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "", "YAML configuration `file`")
@@ -66,6 +66,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tokenserver: %v\n", err)
 		return 1
 	}
+	defer srv.Close()
 	if err := srv.Run(ctx); err != nil {
 		log.Error("token service stopped", slog.Any("error", err))
 		return 1

@@ -93,7 +93,7 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 		{[]string{"-config"}, 2, []string{"flag needs an argument"}},
 		{[]string{"-config", filepath.Join(dir, "missing.yaml")}, 1, []string{"missing.yaml"}},
 		// Every problem of the file in one message.
-		{[]string{"serve", "-config", bad}, 1, []string{"issuer: required", "service: required", "signing_key: required", "token_ttl", "not both"}},
+		{[]string{"serve", "-config", bad}, 1, []string{"issuer: required", "service: required", "signing_key: required", "token_ttl", "exactly one of file, http and sql"}},
 	})
 }
 
@@ -111,7 +111,7 @@ func TestCheckConfig(t *testing.T) {
 		{[]string{"check-config", good}, 0, nil},
 		{[]string{"check-config", "-skip-files", files}, 0, nil},
 		{[]string{"check-config", files}, 1, []string{"4 problem(s)", "signing_key", "publish_keys", "refresh_token_key_file", "licenses.file"}},
-		{[]string{"check-config", "-skip-files", bad}, 1, []string{"issuer: required", "service: required", "signing_key: required", "token_ttl", "log_level", "not both"}},
+		{[]string{"check-config", "-skip-files", bad}, 1, []string{"issuer: required", "service: required", "signing_key: required", "token_ttl", "log_level", "exactly one of file, http and sql"}},
 		{[]string{"check-config", filepath.Join(dir, "missing.yaml")}, 1, []string{"missing.yaml"}},
 		{[]string{"check-config"}, 2, []string{"usage: tokenserver check-config"}},
 	})
@@ -138,4 +138,10 @@ func checkInvocations(t *testing.T, cases []invocation) {
 			}
 		}
 	}
+}
+
+func TestRunAccounts(t *testing.T) {
+	checkInvocations(t, []invocation{
+		{[]string{"accounts"}, 2, []string{"tokenserver accounts migrate"}},
+	})
 }

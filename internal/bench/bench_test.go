@@ -102,7 +102,7 @@ func TestSmoke(t *testing.T) {
 	}
 	gateway := !strings.Contains(strings.Join(rep.Notes, "\n"), "gateway was not built")
 	wantAll("manifest", contenders(rep.Manifest), "direct")
-	wantAll("token", contenders(rep.Token), "ES256 bare", "RS256 bare", "ES256 file", "ES256 http warm", "ES256 http cold")
+	wantAll("token", contenders(rep.Token), "ES256 bare", "RS256 bare", "ES256 file", "ES256 sql warm", "ES256 sql cold", "ES256 http warm", "ES256 http cold")
 	wantAll("blob", contenders(rep.Blob), "direct")
 	if gateway {
 		wantAll("manifest", contenders(rep.Manifest), "gateway", "gateway+cache")

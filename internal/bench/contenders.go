@@ -123,22 +123,31 @@ func tokenServerName(alg, backend string) string {
 }
 
 // writeTokenConfig writes the configuration of a token service under test
-// (and, for the file backend, its accounts).
+// (and, for the file and sql backends, its accounts).
 func (h *harness) writeTokenConfig(alg, backend string) (cfgPath, addr string, err error) {
 	if addr, err = proc.FreeAddr(); err != nil {
 		return "", "", err
 	}
 	name := tokenServerName(alg, backend)
 	ts := fixtures.TokenServer{Listen: addr, SigningKey: h.keys[alg].Private, LogLevel: "warn"}
+	users := make([]string, h.opts.Accounts)
+	for i := range users {
+		users[i] = accountName(name, i)
+	}
 	switch backend {
 	case "file":
-		users := make([]string, h.opts.Accounts)
-		for i := range users {
-			users[i] = accountName(name, i)
-		}
 		ts.AccountsFile = filepath.Join(h.tmp, name+"-accounts.yaml")
 		if err := fixtures.WriteAccounts(ts.AccountsFile, users); err != nil {
 			return "", "", err
+		}
+	case "sql", "sqlcold":
+		ts.AccountsDB = filepath.Join(h.tmp, name+"-accounts.db")
+		if err := fixtures.WriteAccountsDB(context.Background(), ts.AccountsDB, users); err != nil {
+			return "", "", err
+		}
+		if backend == "sqlcold" {
+			// Every request misses the cache: one indexed query each.
+			ts.CacheTTL = "1ns"
 		}
 	case "http":
 		ts.LicenceAPI = h.fix.Addrs.License

@@ -49,7 +49,10 @@ func (h *harness) runToken(ctx context.Context) error {
 	}
 	var warm []warmSet
 	for _, alg := range []string{"ES256", "RS256"} {
-		for _, backend := range []string{"bare", "file", "http"} {
+		for _, backend := range []string{"bare", "file", "sql", "sqlcold", "http"} {
+			if strings.HasPrefix(backend, "sql") && alg != "ES256" {
+				continue // the backend costs the same whatever signs
+			}
 			ts, err := h.startTokenServer(ctx, alg, backend)
 			if err != nil {
 				return err
@@ -72,6 +75,10 @@ func (h *harness) runToken(ctx context.Context) error {
 				cs = append(cs, contender{name: alg + " bare", baseline: true, pids: []int{ts.proc.PID()}, newOp: warmOp})
 			case "file":
 				cs = append(cs, contender{name: alg + " file", pids: []int{ts.proc.PID()}, newOp: warmOp})
+			case "sql":
+				cs = append(cs, contender{name: alg + " sql warm", pids: []int{ts.proc.PID()}, newOp: warmOp})
+			case "sqlcold":
+				cs = append(cs, contender{name: alg + " sql cold", pids: []int{ts.proc.PID()}, newOp: warmOp})
 			case "http":
 				if alg == "ES256" {
 					herd, err := h.licenceHerd(ctx, ts)

@@ -34,7 +34,8 @@ type Command struct {
 // --cacert.
 func (s *Stack) Commands() []Command {
 	h := s.GatewayHost
-	creds := DemoUser + ":" + DemoToken
+	token := s.DemoToken
+	creds := DemoUser + ":" + token
 	ok, beta := h+"/"+LicensedRepo, h+"/"+UnlicensedRepo
 	jwks := s.JWKSURL
 	skopeoTLS, skopeoSrcTLS := "--tls-verify=false", "--src-tls-verify=false"
@@ -54,10 +55,10 @@ func (s *Stack) Commands() []Command {
 			{Tool: "docker", Line: sudo + "cp " + ca + " " + certsd + "/ca.crt"},
 		}
 	}
-	tokenCmd := "TOKENSERVER_PASSWORD=" + DemoToken + " bin/tokenserver token --registry " + s.GatewayURL + " -u " + DemoUser + tokenTLS
+	tokenCmd := "TOKENSERVER_PASSWORD=" + token + " bin/tokenserver token --registry " + s.GatewayURL + " -u " + DemoUser + tokenTLS
 	crane := craneEnv + "crane"
-	return append(trust, []Command{
-		{Tool: "docker", Line: "printf " + DemoToken + " | docker login " + h + " -u " + DemoUser + " --password-stdin"},
+	return append(append(trust, []Command{
+		{Tool: "docker", Line: "printf " + token + " | docker login " + h + " -u " + DemoUser + " --password-stdin"},
 		{Tool: "docker", Line: "docker pull " + ok + ":1.0"},
 		{Tool: "docker", Line: "docker pull " + beta + ":1.0", Refused: true},
 
@@ -66,7 +67,7 @@ func (s *Stack) Commands() []Command {
 		{Tool: "skopeo", Line: "skopeo copy " + skopeoSrcTLS + " --src-creds " + creds + " docker://" + ok + ":1.0 oci:data/hello-oci:1.0"},
 		{Tool: "skopeo", Line: "skopeo inspect " + skopeoTLS + " --creds " + creds + " docker://" + beta + ":1.0", Refused: true},
 
-		{Tool: "crane", Line: "crane auth login " + h + " -u " + DemoUser + " -p " + DemoToken},
+		{Tool: "crane", Line: "crane auth login " + h + " -u " + DemoUser + " -p " + token},
 		{Tool: "crane", Line: crane + " ls" + craneTLS + " " + ok},
 		{Tool: "crane", Line: crane + " manifest" + craneTLS + " " + ok + ":1.0"},
 		{Tool: "crane", Line: crane + " export" + craneTLS + " --platform linux/amd64 " + ok + ":1.0 - | tar -xO " + DemoFile},
@@ -78,7 +79,7 @@ func (s *Stack) Commands() []Command {
 		{Tool: "tokenserver", Line: tokenCmd + " --scope repository:" + LicensedRepo + ":pull --jwks " + jwks},
 		{Tool: "tokenserver", Line: tokenCmd + " --scope repository:" + UnlicensedRepo + ":pull", Refused: true},
 		{Tool: "tokenserver", Line: tokenCmd + " --scope repository:" + LicensedRepo + ":pull --raw | bin/tokenserver inspect - --jwks " + jwks + tokenTLS},
-	}...)
+	}...), s.accountsCommands()...)
 }
 
 // WriteBanner prints where everything is and the commands to try.
@@ -89,7 +90,7 @@ func (s *Stack) WriteBanner(w io.Writer) {
 	fmt.Fprintf(tw, "  token service\t%s\tJWKS %s\n", s.TokenServerURL, s.JWKSURL)
 	fmt.Fprintf(tw, "  upstream\t%s\tdistribution registry, htpasswd user %s, storage %s\n", s.UpstreamURL, s.upstreamUser, s.DataDir)
 	tw.Flush()
-	fmt.Fprintf(w, "\n  account  %s, API token %s: licensed for the stable channel only\n", DemoUser, DemoToken)
+	fmt.Fprintf(w, "\n  account  %s, API token %s: licensed for the stable channel only\n", DemoUser, s.DemoToken)
 	if len(s.Images) > 0 {
 		fmt.Fprintf(w, "  images   %s and %s, tags %s\n", LicensedRepo, UnlicensedRepo, strings.Join(DemoTags, ", "))
 	}
@@ -113,8 +114,12 @@ func (s *Stack) WriteBanner(w io.Writer) {
 		{"crane", "crane (not installed? alias crane='go run " + CraneModule + "'):"},
 		{"curl", "curl (the token docker login gets):"},
 		{"tokenserver", "operator tools (bin/ is built by make run and make build):"},
+		{"accounts", "customer accounts (licenses.sql in " + s.AccountsConfig + "):"},
 	}
 	for _, sec := range sections {
+		if sec.tool == "accounts" && s.AccountsConfig == "" {
+			continue
+		}
 		fmt.Fprintf(w, "\n%s\n", sec.title)
 		for _, c := range s.Commands() {
 			if c.Tool != sec.tool {

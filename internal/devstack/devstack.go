@@ -73,6 +73,10 @@ type Options struct {
 	CertsDir string
 	// Logger receives the services' logs; default discards them.
 	Logger *slog.Logger
+	// DemoToken is the demo account's API token, for the printed
+	// commands; default DemoToken (the file backend's). With the sql
+	// backend it is what SQLDemoAccount returned.
+	DemoToken string
 }
 
 // Stack is a running stack.
@@ -96,6 +100,11 @@ type Stack struct {
 	TLS *devcert.Files
 	// Images are the demo images pushed, by reference.
 	Images map[string]string // "localhost:PORT/stable/hello:1.0" → digest
+	// DemoToken is the demo account's API token.
+	DemoToken string
+	// AccountsConfig is the token service configuration file when it
+	// uses the sql licence backend, for the accounts commands; else "".
+	AccountsConfig string
 
 	upstreamUser, upstreamPasswordFile string
 
@@ -143,7 +152,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	st := &Stack{
 		Service: gwCfg.Service, Issuer: gwCfg.Issuer, DataDir: abs(opts.DataDir),
 		upstreamUser: gwCfg.Upstream.Static.Username, upstreamPasswordFile: gwCfg.Upstream.Static.PasswordFile,
-		done: make(chan struct{}),
+		DemoToken: opts.DemoToken,
+		done:      make(chan struct{}),
+	}
+	if tsCfg.Licenses.SQL != nil {
+		st.AccountsConfig = opts.TokenServerConfig
 	}
 	if st.Keys, err = ensureKeys(tsCfg); err != nil {
 		return nil, err
@@ -271,7 +284,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	lns = lns[1:]
-	wg.Go(func() { fail("tokenserver", ts.Run(runCtx)) })
+	wg.Go(func() {
+		fail("tokenserver", ts.Run(runCtx))
+		_ = ts.Close() // the account database's connections, with licenses.sql
+	})
 
 	// 3. Gateway: it fetches the JWKS from the token service on New.
 	gwLog := log.With(slog.String("component", "gateway"))
@@ -313,6 +329,7 @@ func (o *Options) defaults() {
 	def(&o.GatewayConfig, "deploy/gateway.yaml")
 	def(&o.UpstreamHtpasswd, "deploy/upstream.htpasswd")
 	def(&o.DataDir, "data/registry")
+	def(&o.DemoToken, DemoToken)
 	def(&o.CertsDir, "certs")
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -24,6 +24,7 @@ type metrics struct {
 	refreshes       prometheus.Counter
 	refreshFailures prometheus.Counter
 	verifyFailures  *prometheus.CounterVec
+	pulls           *prometheus.CounterVec
 
 	// counters caches requests' children by route kind and status, so that
 	// the hot path does not hash label values.
@@ -79,8 +80,12 @@ func newMetrics(expiry func() (time.Time, bool), clock func() time.Time) *metric
 			Name: "gateway_token_verification_failures_total",
 			Help: "Presented tokens refused, by reason.",
 		}, []string{"reason"}),
+		pulls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_pulls_total",
+			Help: "Manifest GETs answered 200 (by tag or by digest), by channel and repository.",
+		}, []string{"channel", "repository"}),
 	}
-	reg.MustRegister(m.requests, m.upstreamLatency, m.upstreamRetries, m.upstreamRefused, m.refreshes, m.refreshFailures, m.verifyFailures,
+	reg.MustRegister(m.requests, m.upstreamLatency, m.upstreamRetries, m.upstreamRefused, m.refreshes, m.refreshFailures, m.verifyFailures, m.pulls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if expiry != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

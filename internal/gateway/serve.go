@@ -20,6 +20,12 @@ type routed struct {
 	// stream is the client's writer, for a blob: the proxy hands the
 	// upstream body to it (streamBody), so that it can be spliced.
 	stream http.ResponseWriter
+	// For the access line and gateway_pulls_total (pulls.go): the checked
+	// token's subject (the customer; empty until the token is checked),
+	// whether the request is a GET, and the digest of a manifest served.
+	subject string
+	get     bool
+	digest  string
 }
 
 // The routes of the requests that are not /v2 ones, shared: never changed.
@@ -56,19 +62,26 @@ func (g *Gateway) newHandler() http.Handler {
 			Log:          g.log,
 			FailuresOnly: g.cfg.AccessLog != nil && !*g.cfg.AccessLog,
 			Client:       g.clients.Of,
-			Done:         g.countRequest,
+			Done:         g.finishRequest,
 		}),
 		httpx.Recover(g.errs),
 	)
 }
 
-// countRequest counts a finished request by route and status.
-func (g *Gateway) countRequest(rec *httpx.Record) {
-	kind := routeOther
-	if rt, ok := rec.Route.(*routed); ok {
-		kind = rt.Kind
+// finishRequest counts a finished request by route and status, counts a
+// pull, and puts who pulled what on the access line.
+func (g *Gateway) finishRequest(rec *httpx.Record) {
+	rt, ok := rec.Route.(*routed)
+	if !ok {
+		g.metrics.request(routeOther, rec.Status)
+		return
 	}
-	g.metrics.request(kind, rec.Status)
+	g.metrics.request(rt.Kind, rec.Status)
+	pull := rt.pull(rec.Status)
+	if pull {
+		g.metrics.pull(rt.Name)
+	}
+	rec.Add(rt.accessAttrs(pull)...)
 }
 
 // serve dispatches by path. It does not use http.ServeMux, which would
@@ -145,6 +158,11 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 	}
 	if rt.Route, err = route.ForUpstream(g.cfg.Upstream.RepositoryPrefix); err != nil {
 		return err
+	}
+	rt.subject, rt.get = claims.Subject, r.Method == http.MethodGet
+	if route.Kind == RouteManifest {
+		// For the access line: the digest served, once answered.
+		defer func() { rt.digest = w.Header().Get("Docker-Content-Digest") }()
 	}
 	switch route.Kind {
 	case RouteBlob:

@@ -37,13 +37,24 @@ const (
 // outside the cache's lock but on the request path: keep them cheap.
 type Observer interface {
 	// LookupDone reports one call to the wrapped backend (cache misses only;
-	// collapsed concurrent look-ups count once). backend is "http", "file"
-	// or the Go type of a custom Backend; outcome is one of the Outcome
-	// constants.
+	// collapsed concurrent look-ups count once). backend is "http", "file",
+	// the BackendName() of a custom Backend that has one, or its Go type;
+	// outcome is one of the Outcome constants.
 	LookupDone(backend, outcome string, d time.Duration)
 	// CacheHit reports an answer served from the cache: positive for a
 	// licence, negative for a cached ErrBadCredentials.
 	CacheHit(positive bool)
+}
+
+// Versioned is implemented by a Backend that can tell cheaply whether the
+// answers it gave may have changed since (the SQL backend polls a change
+// counter). The Cache tags what it stores with Version and serves an entry
+// only while Version still returns that tag.
+type Versioned interface {
+	// Version returns a number that changes whenever an earlier answer
+	// may be stale. ok false means the backend cannot tell right now:
+	// nothing cached is served, every look-up asks the backend.
+	Version() (v uint64, ok bool)
 }
 
 // CacheConfig configures a Cache. Zero or negative values mean the default.
@@ -80,6 +91,7 @@ type Cache struct {
 	callTimeout time.Duration
 	clock       func() time.Time
 	obs         Observer
+	versioned   Versioned // nil unless the backend is one
 	log         *slog.Logger
 
 	group singleflight.Group
@@ -103,6 +115,7 @@ type cacheEntry struct {
 	lic     License
 	err     error // nil or ErrBadCredentials
 	expires time.Time
+	version uint64 // the backend's Version when the answer was asked for
 }
 
 type lookupResult struct {
@@ -133,7 +146,9 @@ func NewCache(b Backend, cfg CacheConfig) *Cache {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	versioned, _ := b.(Versioned)
 	return &Cache{
+		versioned:   versioned,
 		backend:     b,
 		name:        backendName(b),
 		ttl:         cfg.TTL,
@@ -149,11 +164,13 @@ func NewCache(b Backend, cfg CacheConfig) *Cache {
 }
 
 func backendName(b Backend) string {
-	switch b.(type) {
+	switch b := b.(type) {
 	case *HTTPBackend:
 		return "http"
 	case *FileBackend:
 		return "file"
+	case interface{ BackendName() string }:
+		return b.BackendName()
 	default:
 		return fmt.Sprintf("%T", b)
 	}
@@ -191,7 +208,7 @@ func (c *Cache) Lookup(ctx context.Context, cred Credentials) (License, error) {
 // shared by every caller asking for the same token meanwhile.
 func (c *Cache) lookup(ctx context.Context, token string) (License, error) {
 	key := makeCacheKey(token)
-	if lic, err, ok := c.get(key); ok {
+	if lic, err, ok := c.get(key, c.version()); ok {
 		if c.obs != nil {
 			c.obs.CacheHit(err == nil)
 		}
@@ -219,6 +236,9 @@ func (c *Cache) lookup(ctx context.Context, token string) (License, error) {
 // fetch asks the backend and stores the answer before the singleflight call
 // completes, so a caller arriving just after finds it in the cache.
 func (c *Cache) fetch(ctx context.Context, key cacheKey, token string) (License, error) {
+	// Read before asking: a change committed during the call must make
+	// this answer stale, not be hidden by it.
+	ver := c.version()
 	start := time.Now()
 	lic, err := c.backend.Lookup(ctx, token)
 	d := time.Since(start)
@@ -233,7 +253,7 @@ func (c *Cache) fetch(ctx context.Context, key cacheKey, token string) (License,
 	case errors.Is(err, ErrBadCredentials):
 		outcome = OutcomeBadCredentials
 		c.lastUnavailable.Store(false)
-		c.put(key, License{}, ErrBadCredentials, now.Add(c.negTTL), now)
+		c.put(key, License{}, ErrBadCredentials, now.Add(c.negTTL), now, ver)
 		err = ErrBadCredentials
 	case err != nil:
 		outcome = OutcomeUnavailable
@@ -250,7 +270,7 @@ func (c *Cache) fetch(ctx context.Context, key cacheKey, token string) (License,
 			exp = lic.ExpiresAt
 		}
 		lic = lic.clone()
-		c.put(key, lic, nil, exp, now)
+		c.put(key, lic, nil, exp, now, ver)
 	}
 	if c.obs != nil {
 		c.obs.LookupDone(c.name, outcome, d)
@@ -258,7 +278,26 @@ func (c *Cache) fetch(ctx context.Context, key cacheKey, token string) (License,
 	return lic, err
 }
 
-func (c *Cache) get(key cacheKey) (License, error, bool) {
+// version is the backend's Version, or noVersion when nothing cached may be
+// served; always 0 for backends that are not Versioned.
+func (c *Cache) version() uint64 {
+	if c.versioned == nil {
+		return 0
+	}
+	v, ok := c.versioned.Version()
+	if !ok || v == noVersion {
+		return noVersion
+	}
+	return v
+}
+
+// noVersion tags answers that must not be served from the cache.
+const noVersion = ^uint64(0)
+
+func (c *Cache) get(key cacheKey, version uint64) (License, error, bool) {
+	if version == noVersion {
+		return License{}, nil, false
+	}
 	now := c.clock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -267,7 +306,7 @@ func (c *Cache) get(key cacheKey) (License, error, bool) {
 		return License{}, nil, false
 	}
 	e := el.Value.(*cacheEntry)
-	if !now.Before(e.expires) {
+	if !now.Before(e.expires) || e.version != version {
 		c.order.Remove(el)
 		delete(c.entries, key)
 		return License{}, nil, false
@@ -275,7 +314,7 @@ func (c *Cache) get(key cacheKey) (License, error, bool) {
 	return e.lic.clone(), e.err, true
 }
 
-func (c *Cache) put(key cacheKey, lic License, err error, expires time.Time, now time.Time) {
+func (c *Cache) put(key cacheKey, lic License, err error, expires time.Time, now time.Time, version uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Insertion order roughly follows expiry, so dropping expired entries
@@ -294,7 +333,7 @@ func (c *Cache) put(key cacheKey, lic License, err error, expires time.Time, now
 		c.order.Remove(oldest)
 		delete(c.entries, oldest.Value.(*cacheEntry).key)
 	}
-	c.entries[key] = c.order.PushBack(&cacheEntry{key: key, lic: lic, err: err, expires: expires})
+	c.entries[key] = c.order.PushBack(&cacheEntry{key: key, lic: lic, err: err, expires: expires, version: version})
 }
 
 // Len returns the number of cached answers, expired ones included until
@@ -311,12 +350,15 @@ func (c *Cache) Len() int {
 // cache either). It starts out true, and only Monitor's first probe or a
 // failed look-up can make it false; Monitor makes it true again once the
 // backend answers, whether or not logins come in.
+//
+// A Versioned backend that cannot tell its version serves nothing from the
+// cache, so a licence stored lately does not count then.
 func (c *Cache) Healthy() bool {
 	if !c.lastUnavailable.Load() {
 		return true
 	}
 	last := c.lastGood.Load()
-	return last != 0 && c.clock().Before(time.Unix(0, last).Add(c.ttl))
+	return last != 0 && c.clock().Before(time.Unix(0, last).Add(c.ttl)) && c.version() != noVersion
 }
 
 // Monitor keeps Healthy in step with the backend without login traffic,

@@ -1,8 +1,9 @@
 // Package tokencli holds the operator commands of the tokenserver binary:
 // keygen (signing key, certificate, JWKS), inspect (decode and verify a
 // token), token (run a client's login flow and inspect what comes back),
-// healthcheck (for container images that have no curl) and pull-secret (a
-// Kubernetes pull secret for a customer).
+// healthcheck (for container images that have no curl), pull-secret (a
+// Kubernetes pull secret for a customer) and accounts (the customer
+// accounts of the licenses.sql backend).
 //
 // The commands are for people reading a terminal: aligned columns, colour
 // only on a terminal, and failures explained in words rather than error
@@ -100,6 +101,8 @@ const usage = `Operator commands of the tokenserver binary:
   tokenserver pull-secret -registry HOST -username USER [-name regcred] [-namespace NS] < api-token
       print a Kubernetes pull secret (kubernetes.io/dockerconfigjson) that
       kubelet can use: username and API token, no identity token
+  tokenserver accounts add|list|show|grant|token|… -config FILE
+      customer accounts of the licenses.sql backend (accounts help)
 
 Run a command with -h for its flags.
 `
@@ -120,6 +123,8 @@ func (e *env) run(ctx context.Context, args []string) int {
 		return e.healthcheck(ctx, args[1:])
 	case "pull-secret":
 		return e.pullSecret(args[1:])
+	case "accounts":
+		return e.accounts(ctx, args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK

@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license"
 	"github.com/acme/registry-gateway/internal/tlsx"
@@ -123,6 +124,8 @@ type LicensesConfig struct {
 	ProbeInterval time.Duration `yaml:"probe_interval"`
 	// HTTP configures the vendor licence API backend.
 	HTTP *HTTPLicenseConfig `yaml:"http"`
+	// SQL configures the account database backend (`tokenserver accounts`).
+	SQL *accounts.Config `yaml:"sql"`
 }
 
 // HTTPLicenseConfig is the vendor licence API.
@@ -226,6 +229,9 @@ func (c *Config) SetDefaults() {
 	if l.ProbeInterval == 0 {
 		l.ProbeInterval = license.DefaultProbeInterval
 	}
+	if l.SQL != nil {
+		l.SQL.SetDefaults()
+	}
 	if l.HTTP != nil {
 		if l.HTTP.ChannelsPath == "" {
 			l.HTTP.ChannelsPath = license.DefaultChannelsPath
@@ -315,11 +321,20 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	}
 
 	l := c.Licenses
+	backends := 0
+	for _, set := range []bool{l.File != "", l.HTTP != nil, l.SQL != nil} {
+		if set {
+			backends++
+		}
+	}
 	switch {
-	case l.File != "" && l.HTTP != nil:
-		add("licenses: set exactly one of file and http, not both")
-	case l.File == "" && l.HTTP == nil && needLicenses:
-		add("licenses: set exactly one of file and http")
+	case backends > 1:
+		add("licenses: set exactly one of file, http and sql, not several")
+	case backends == 0 && needLicenses:
+		add("licenses: set exactly one of file, http and sql")
+	}
+	if l.SQL != nil {
+		errs = append(errs, l.SQL.Problems("licenses.sql")...)
 	}
 	if l.CacheTTL < 0 {
 		add("licenses.cache_ttl: %v is negative", l.CacheTTL)
@@ -413,8 +428,12 @@ func CheckConfig(path string, files bool) error {
 	if err != nil || !files {
 		return err
 	}
-	// New loads every file and reports each one that fails; the server it
+	// New loads every file and reports each one that fails (with
+	// licenses.sql, it connects and checks the schema); the server it
 	// builds is not started, so nothing listens and nothing is polled.
-	_, err = New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
-	return err
+	srv, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	return srv.Close()
 }

@@ -75,7 +75,7 @@ rate_limit: {per_user_per_minute: -1, ipv6_prefix: 129}
 	for _, want := range []string{
 		"issuer: required", "service: required", "signing_key: required",
 		"token_ttl: 10s", "refresh_token_ttl", "trusted_proxies[0]", "trusted_proxies[1]", "log_level",
-		"licenses: set exactly one of file and http, not both", "licenses.cache_ttl", "licenses.http.url",
+		"licenses: set exactly one of file, http and sql, not several", "licenses.cache_ttl", "licenses.http.url",
 		"licenses.http.timeout", "rate_limit: rates", "rate_limit.ipv6_prefix: 129",
 		"licenses.probe_interval: 10ms is outside [1s, 1m0s]",
 	} {

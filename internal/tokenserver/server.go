@@ -18,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license"
 	"github.com/acme/registry-gateway/internal/tlsx"
@@ -67,6 +68,8 @@ type Server struct {
 
 	licenses *license.Cache
 	file     *license.FileBackend // nil unless the file backend is used
+	accounts *accounts.DB         // nil unless the sql backend is used
+	sql      *accounts.Backend    // nil unless the sql backend is used
 	limiter  *loginLimiter        // nil when rate limiting is disabled
 	clients  *httpx.ClientAddr
 	metrics  *metrics
@@ -120,6 +123,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		add(err)
 	}
 	if len(errs) > 0 {
+		_ = s.Close() // the account database, if it was opened
 		return nil, errors.Join(errs...)
 	}
 	if s.tls != nil {
@@ -286,6 +290,11 @@ func (s *Server) buildLicenses() error {
 			return fmt.Errorf("licenses.http: %w", err)
 		}
 		backend = hb
+	case lc.SQL != nil:
+		if err := s.openAccounts(lc.SQL); err != nil {
+			return fmt.Errorf("licenses.sql: %w", err)
+		}
+		backend = s.sql
 	default:
 		return nil // reported by Validate
 	}
@@ -298,6 +307,35 @@ func (s *Server) buildLicenses() error {
 		Logger:      s.log,
 	})
 	return nil
+}
+
+// openAccounts connects to the account database and refuses a schema this
+// binary was not written for (not migrated, older or newer).
+func (s *Server) openAccounts(cfg *accounts.Config) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	db, err := accounts.Open(ctx, cfg, accounts.Options{Clock: s.now})
+	if err != nil {
+		return err
+	}
+	if err := db.CheckSchema(ctx); err != nil {
+		db.Close()
+		return err
+	}
+	s.accounts = db
+	s.sql = db.NewBackend(accounts.BackendOptions{
+		RevocationPoll: cfg.RevocationPoll, LastUsedFlush: cfg.LastUsedFlush, Logger: s.log,
+	})
+	return nil
+}
+
+// Close releases the account database connections, if any. Call it after
+// Serve (or Watch) has returned.
+func (s *Server) Close() error {
+	if s.accounts == nil {
+		return nil
+	}
+	return s.accounts.Close()
 }
 
 // newLicenseClient is a client for the licence API with timeouts at every
@@ -368,19 +406,24 @@ func (s *Server) KeyID() string { return s.key.KeyID }
 func (s *Server) JWKS() []byte { return s.jwks }
 
 // Watch does the background work a Handler needs until ctx ends: it polls
-// the licence file for changes, and probes a licence backend that failed so
-// that /readyz recovers without logins. Serve and Run call it; call it
-// yourself only when serving Handler some other way.
+// the licence file for changes, or the account database's change counter
+// (and writes last_used), and probes a licence backend that failed so that
+// /readyz recovers without logins. Serve and Run call it; call it yourself
+// only when serving Handler some other way. Without it the sql backend
+// serves no login from the cache.
 func (s *Server) Watch(ctx context.Context) error {
 	var wg sync.WaitGroup
-	var fileErr error
-	if s.file != nil {
-		wg.Go(func() { fileErr = s.file.Run(ctx) })
+	var pollErr error
+	switch {
+	case s.file != nil:
+		wg.Go(func() { pollErr = s.file.Run(ctx) })
+	case s.sql != nil:
+		wg.Go(func() { pollErr = s.sql.Run(ctx) })
 	}
 	wg.Go(func() { _ = s.licenses.Monitor(ctx, s.cfg.Licenses.ProbeInterval) })
 	wg.Wait()
 	<-ctx.Done()
-	return fileErr
+	return pollErr
 }
 
 // Run listens on Config.Listen (or Options.Listener) and serves until ctx

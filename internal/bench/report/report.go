@@ -441,7 +441,7 @@ func Evaluate(r *Report, p Params) []Target {
 				Got: fmt.Sprintf("%.2f× (%.0f vs %.0f MB/s)", q, gw.Summary.MBps, direct.Summary.MBps), Met: q >= 0.8})
 		}
 	}
-	for _, name := range []string{"ES256 file", "ES256 http warm"} {
+	for _, name := range []string{"ES256 file", "ES256 sql warm", "ES256 http warm"} {
 		if s := find(r.Token, name, 16); s != nil {
 			ts = append(ts, Target{Name: "tokens/s, " + name + ", c=16", Want: "≥ 10,000/s",
 				Got: fmt.Sprintf("%.0f/s", s.Summary.RPS), Met: s.Summary.RPS >= 10_000})
@@ -587,6 +587,8 @@ func Markdown(r *Report, o Params, notes []byte) []byte {
 		p("`GET /token?account=…&scope=repository:stable/app:pull&service=…` with Basic credentials, as `docker pull` asks.\n\n")
 		p("- **bare** (the baseline of each algorithm): a minimal net/http server (`bench signer`) that parses the scopes and signs the same claims with `pkg/auth`, with no licence look-up, no rate limiting, no metrics and no logs: the floor set by HTTP and the signature.\n")
 		p("- **file**: `bin/tokenserver` with the file licence backend (%d accounts, token hashes in YAML).\n", o.Accounts)
+		p("- **sql warm**: `bin/tokenserver` with the SQL licence backend on SQLite (%d accounts made by `accounts migrate` and `import`): cache hits, the change counter polled in the background.\n", o.Accounts)
+		p("- **sql cold**: the same with `cache_ttl: 1ns`, so every request misses the cache and costs one indexed SQLite query (token hash → account and grants).\n")
 		p("- **http warm**: `bin/tokenserver` with the HTTP licence backend against the local licence API (5 ms a call); %d accounts, each asked once before the measurement, so every measured request is a cache hit until `cache_ttl` (default) runs out.\n", o.Accounts)
 		p("- **http cold**: the same server, but **every request is a new account** (a username and API token never seen before), so every request misses the cache and waits for one 5 ms licence API call: throughput is bound by concurrency ÷ 5 ms.\n\n")
 		seriesTable(&b, r.Token, "tokens/s", "× bare", false)

@@ -1,0 +1,10 @@
+package accounts_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/acme/registry-gateway/internal/accounts/accountstest"
+)
+
+func TestMain(m *testing.M) { os.Exit(accountstest.Main(m)) }

@@ -1,0 +1,65 @@
+package devstack
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/acme/registry-gateway/internal/tokencli"
+)
+
+// SQLConfig is the token service configuration of `make run LICENSES=sql`:
+// the sql licence backend on SQLite under data/.
+const SQLConfig = "deploy/tokenserver-sql.yaml"
+
+// SQLDemoAccount sets up the account database of the token service
+// configuration at config the way a vendor would, through the accounts
+// CLI: migrate, then add the demo account holding the stable channel (or,
+// when it exists from an earlier run, rotate its token). It returns the
+// demo account's new API token.
+func SQLDemoAccount(ctx context.Context, config string, log io.Writer) (string, error) {
+	cli := func(args ...string) ([]byte, int, string) {
+		var out, errb bytes.Buffer
+		args = append(append([]string{"accounts"}, args...), "-config", config, "--actor", "make-run")
+		code := tokencli.Run(ctx, args, strings.NewReader(""), &out, &errb)
+		return out.Bytes(), code, strings.TrimSpace(errb.String())
+	}
+	out, code, msg := cli("migrate")
+	if code != 0 {
+		return "", fmt.Errorf("accounts migrate: %s", msg)
+	}
+	fmt.Fprintf(log, "devstack: tokenserver accounts migrate: %s", out)
+	var created struct {
+		Token string `json:"token"`
+	}
+	out, code, msg = cli("add", DemoUser, "--channels", "stable", "--json")
+	if code == 4 { // exists from an earlier run: its old token was printed then
+		out, code, msg = cli("token", "rotate", DemoUser, "--json")
+	}
+	if code != 0 {
+		return "", fmt.Errorf("accounts add: %s", msg)
+	}
+	if err := json.Unmarshal(out, &created); err != nil || created.Token == "" {
+		return "", fmt.Errorf("accounts add: unexpected answer %q", out)
+	}
+	return created.Token, nil
+}
+
+// accountsCommands are the accounts commands the banner suggests.
+func (s *Stack) accountsCommands() []Command {
+	if s.AccountsConfig == "" {
+		return nil
+	}
+	c := " -config " + s.AccountsConfig
+	return []Command{
+		{Tool: "accounts", Line: "bin/tokenserver accounts list" + c},
+		{Tool: "accounts", Line: "bin/tokenserver accounts show " + DemoUser + c},
+		{Tool: "accounts", Line: "bin/tokenserver accounts add customer@example.com --channels stable,beta --expires 2027-06-30" + c},
+		{Tool: "accounts", Line: "bin/tokenserver accounts grant " + DemoUser + " beta" + c},
+		{Tool: "accounts", Line: "bin/tokenserver accounts token rotate " + DemoUser + c},
+		{Tool: "accounts", Line: "bin/tokenserver accounts audit" + c},
+	}
+}

@@ -1,0 +1,504 @@
+package tokencli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os/user"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/acme/registry-gateway/internal/accounts"
+	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/tokenserver"
+)
+
+// Exit codes of `accounts` beyond exitOK, exitFail (database or
+// configuration trouble) and exitUsage (bad arguments or input: a bad
+// channel name, a past date), so that scripts can tell what went wrong.
+const (
+	exitNotFound = 3
+	exitConflict = 4
+)
+
+const accountsUsage = `Customer accounts of the licenses.sql backend. Every command takes
+-config FILE (the token service's configuration; default $TOKENSERVER_CONFIG)
+and --actor NAME (who is recorded in the audit; default the OS user).
+
+  tokenserver accounts migrate                      create or upgrade the schema
+  tokenserver accounts add EMAIL --channels stable,beta [--expires 2027-06-30]
+                                                    new account; prints its API token once
+  tokenserver accounts list [--json]
+  tokenserver accounts show EMAIL [--json]          channels, tokens, state
+  tokenserver accounts grant EMAIL CHANNEL...
+  tokenserver accounts ungrant EMAIL CHANNEL...
+  tokenserver accounts expire EMAIL DATE|never      change when the licence ends
+  tokenserver accounts token add EMAIL              another API token
+  tokenserver accounts token revoke EMAIL [ID]      ID: id or prefix from show
+  tokenserver accounts token rotate EMAIL [ID]      revoke and replace in one step
+  tokenserver accounts disable EMAIL | enable EMAIL
+  tokenserver accounts delete EMAIL --yes
+  tokenserver accounts import licenses.yaml         accounts of the file backend
+  tokenserver accounts audit [EMAIL] [--json]       who changed what, when
+
+Exit codes: 0 done, 1 error (configuration, database), 2 usage or invalid
+input, 3 no such account or token, 4 conflict (exists already, already in
+that state).
+`
+
+// accountsCmd is one run of an accounts command.
+type accountsCmd struct {
+	*env
+	name   string
+	fs     *flag.FlagSet
+	config *string
+	actor  *string
+	json   *bool
+}
+
+type accountsFunc func(context.Context, *accountsCmd, []string) int
+
+var accountsCommands = map[string]accountsFunc{
+	"migrate":      accountsMigrate,
+	"add":          accountsAdd,
+	"list":         accountsList,
+	"show":         accountsShow,
+	"grant":        accountsGrant,
+	"ungrant":      accountsGrant,
+	"expire":       accountsExpire,
+	"token add":    accountsTokenAdd,
+	"token revoke": accountsTokenRevoke,
+	"token rotate": accountsTokenRotate,
+	"disable":      accountsState,
+	"enable":       accountsState,
+	"delete":       accountsDelete,
+	"import":       accountsImport,
+	"audit":        accountsAudit,
+}
+
+// accounts runs `tokenserver accounts …`.
+func (e *env) accounts(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, accountsUsage)
+		return exitUsage
+	}
+	name, args := args[0], args[1:]
+	if name == "token" && len(args) > 0 {
+		name, args = "token "+args[0], args[1:]
+	}
+	run, ok := accountsCommands[name]
+	switch {
+	case name == "help" || name == "-h" || name == "--help":
+		fmt.Fprint(e.stdout, accountsUsage)
+		return exitOK
+	case !ok:
+		fmt.Fprintf(e.stderr, "tokenserver accounts: unknown command %q\n\n%s", name, accountsUsage)
+		return exitUsage
+	}
+	c := &accountsCmd{env: e, name: name, fs: e.newFlagSet("accounts "+name, "[flags]")}
+	c.config = c.fs.String("config", e.getenv("TOKENSERVER_CONFIG"), "the token service's configuration `file`")
+	c.actor = c.fs.String("actor", "", "who makes the change, for the audit (default: the OS user)")
+	c.json = c.fs.Bool("json", false, "print JSON")
+	return run(ctx, c, args)
+}
+
+// parse parses the flags (anywhere among the arguments) and checks the
+// number of positional arguments (max -1: any). ok false: stop with code.
+func (c *accountsCmd) parse(args []string, minPos, maxPos int, synopsis string) (pos []string, code int, ok bool) {
+	c.fs.Usage = func() {
+		fmt.Fprintf(c.stderr, "usage: tokenserver accounts %s %s\n\nflags (-x and --x are the same):\n", c.name, synopsis)
+		c.fs.PrintDefaults()
+	}
+	pos, err := parseArgs(c.fs, args)
+	if err != nil {
+		return nil, c.usageError(err), false
+	}
+	if len(pos) < minPos || (maxPos >= 0 && len(pos) > maxPos) {
+		c.fs.Usage()
+		return nil, exitUsage, false
+	}
+	if *c.config == "" {
+		fmt.Fprintf(c.stderr, "tokenserver accounts %s: -config FILE is required (or set TOKENSERVER_CONFIG)\n", c.name)
+		return nil, exitUsage, false
+	}
+	return pos, 0, true
+}
+
+// open loads the configuration and connects to its account database; with
+// check, it refuses a schema this binary was not written for.
+func (c *accountsCmd) open(ctx context.Context, check bool) (*accounts.DB, error) {
+	cfg, err := tokenserver.LoadConfig(*c.config)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Licenses.SQL == nil {
+		return nil, fmt.Errorf("%s: licenses.sql is not configured (the accounts commands need the sql licence backend)", *c.config)
+	}
+	db, err := accounts.Open(ctx, cfg.Licenses.SQL, accounts.Options{Clock: c.now})
+	if err != nil {
+		return nil, err
+	}
+	if check {
+		if err := db.CheckSchema(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// who is the actor recorded in the audit.
+func (c *accountsCmd) who() string {
+	if *c.actor != "" {
+		return *c.actor
+	}
+	for _, k := range []string{"SUDO_USER", "USER", "LOGNAME"} {
+		if v := c.getenv(k); v != "" {
+			return v
+		}
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "unknown"
+}
+
+// fail prints err and returns the exit code of its kind.
+func (c *accountsCmd) fail(err error) int {
+	fmt.Fprintf(c.stderr, "tokenserver accounts %s: %v\n", c.name, err)
+	switch {
+	case errors.Is(err, accounts.ErrNotFound):
+		return exitNotFound
+	case errors.Is(err, accounts.ErrConflict):
+		return exitConflict
+	case errors.Is(err, accounts.ErrInvalid):
+		return exitUsage
+	}
+	return exitFail
+}
+
+// do parses args, opens the database and runs fn with the positional
+// arguments.
+func (c *accountsCmd) do(ctx context.Context, args []string, minPos, maxPos int, synopsis string, fn func(*accounts.DB, []string) error) int {
+	pos, code, ok := c.parse(args, minPos, maxPos, synopsis)
+	if !ok {
+		return code
+	}
+	db, err := c.open(ctx, c.name != "migrate")
+	if err != nil {
+		return c.fail(err)
+	}
+	defer db.Close()
+	if err := fn(db, pos); err != nil {
+		return c.fail(err)
+	}
+	return exitOK
+}
+
+// printJSON writes v indented.
+func (c *accountsCmd) printJSON(v any) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func accountsMigrate(ctx context.Context, c *accountsCmd, args []string) int {
+	return c.do(ctx, args, 0, 0, "", func(db *accounts.DB, _ []string) error {
+		applied, err := db.Migrate(ctx, c.who())
+		if err != nil {
+			return err
+		}
+		if len(applied) == 0 {
+			fmt.Fprintf(c.stdout, "schema is current (version %d)\n", accounts.SchemaVersion())
+			return nil
+		}
+		s := make([]string, len(applied))
+		for i, n := range applied {
+			s[i] = strconv.Itoa(n)
+		}
+		fmt.Fprintf(c.stdout, "schema migrated to version %d (applied %s)\n", accounts.SchemaVersion(), strings.Join(s, ", "))
+		return nil
+	})
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func accountsAdd(ctx context.Context, c *accountsCmd, args []string) int {
+	channels := c.fs.String("channels", "", "comma-separated `channels` the account holds (stable,beta)")
+	expires := c.fs.String("expires", "never", "last `day` of the licence (2027-06-30, UTC), an RFC 3339 time, or never")
+	return c.do(ctx, args, 1, 1, "EMAIL --channels stable,beta [--expires 2027-06-30]", func(db *accounts.DB, pos []string) error {
+		exp, err := accounts.ParseExpiry(*expires, c.now())
+		if err != nil {
+			return err
+		}
+		acct, token, err := db.Add(ctx, c.who(), pos[0], splitList(*channels), exp)
+		if err != nil {
+			return err
+		}
+		if *c.json {
+			return c.printJSON(struct {
+				Account accounts.Account `json:"account"`
+				Token   string           `json:"token"`
+			}{acct, token})
+		}
+		fmt.Fprintf(c.stdout, "created %s: channels %s, expires %s\n", acct.Email, strings.Join(acct.Channels, ", "), expiryText(acct.Expires))
+		c.printToken(acct.Email, token)
+		return nil
+	})
+}
+
+// printToken shows a new API token, the one time it is seen.
+func (c *accountsCmd) printToken(email, token string) {
+	st := c.style()
+	fmt.Fprintf(c.stdout, "\nAPI token (shown only now; hand it to the customer, it is stored as a hash):\n\n    %s\n\n", st.bold(token))
+	fmt.Fprintf(c.stdout, "The customer logs in with:  docker login <registry> -u %s   (password: the token)\n", email)
+}
+
+func expiryText(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return stamp(t)
+}
+
+func timeText(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return stamp(t)
+}
+
+func accountsList(ctx context.Context, c *accountsCmd, args []string) int {
+	return c.do(ctx, args, 0, 0, "[--json]", func(db *accounts.DB, _ []string) error {
+		list, err := db.List(ctx)
+		if err != nil {
+			return err
+		}
+		if *c.json {
+			if list == nil {
+				list = []accounts.Account{}
+			}
+			return c.printJSON(list)
+		}
+		if len(list) == 0 {
+			fmt.Fprintln(c.stdout, "no accounts (add one: tokenserver accounts add EMAIL --channels stable)")
+			return nil
+		}
+		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "EMAIL\tSTATE\tCHANNELS\tEXPIRES\tTOKENS\tCREATED")
+		for _, a := range list {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", a.Email, a.State, strings.Join(a.Channels, ","), expiryText(a.Expires), a.ActiveTokens, stamp(a.Created))
+		}
+		return w.Flush()
+	})
+}
+
+func accountsShow(ctx context.Context, c *accountsCmd, args []string) int {
+	return c.do(ctx, args, 1, 1, "EMAIL [--json]", func(db *accounts.DB, pos []string) error {
+		a, err := db.Show(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		if *c.json {
+			return c.printJSON(a)
+		}
+		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(w, "account\t%s\n", a.Email)
+		fmt.Fprintf(w, "state\t%s\n", a.State)
+		fmt.Fprintf(w, "channels\t%s\n", strings.Join(a.Channels, ", "))
+		fmt.Fprintf(w, "expires\t%s\n", expiryText(a.Expires))
+		fmt.Fprintf(w, "created\t%s\n", stamp(a.Created))
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.stdout)
+		w = tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "TOKEN ID\tPREFIX\tCREATED\tLAST USED\tREVOKED")
+		for _, t := range a.Tokens {
+			prefix := t.Prefix
+			if prefix == "" {
+				prefix = "(imported)"
+			}
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", t.ID, prefix, stamp(t.Created), timeText(t.LastUsed), timeText(t.Revoked))
+		}
+		return w.Flush()
+	})
+}
+
+func accountsGrant(ctx context.Context, c *accountsCmd, args []string) int {
+	return c.do(ctx, args, 2, -1, "EMAIL CHANNEL...", func(db *accounts.DB, pos []string) error {
+		var channels []string
+		for _, p := range pos[1:] {
+			channels = append(channels, splitList(p)...)
+		}
+		change := db.Grant
+		if c.name == "ungrant" {
+			change = db.Ungrant
+		}
+		if err := change(ctx, c.who(), pos[0], channels); err != nil {
+			return err
+		}
+		a, err := db.Show(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "%s now holds: %s\n", a.Email, strings.Join(a.Channels, ", "))
+		return nil
+	})
+}
+
+func accountsExpire(ctx context.Context, c *accountsCmd, args []string) int {
+	return c.do(ctx, args, 2, 2, "EMAIL DATE|never", func(db *accounts.DB, pos []string) error {
+		exp, err := accounts.ParseExpiry(pos[1], c.now())
+		if err != nil {
+			return err
+		}
+		if err := db.SetExpiry(ctx, c.who(), pos[0], exp); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "%s expires %s\n", strings.ToLower(pos[0]), expiryText(exp))
+		return nil
+	})
+}
+
+func accountsTokenAdd(ctx context.Context, c *accountsCmd, args []string) int {
+	return c.do(ctx, args, 1, 1, "EMAIL", func(db *accounts.DB, pos []string) error {
+		tok, token, err := db.AddToken(ctx, c.who(), pos[0])
+		if err != nil {
+			return err
+		}
+		if *c.json {
+			return c.printJSON(struct {
+				tokenInfo
+				Secret string `json:"token"`
+			}{tokenInfo(tok), token})
+		}
+		fmt.Fprintf(c.stdout, "added token %d (%s) to %s\n", tok.ID, tok.Prefix, strings.ToLower(pos[0]))
+		c.printToken(strings.ToLower(pos[0]), token)
+		return nil
+	})
+}
+
+// tokenInfo is accounts.Token with the id under a name that does not clash
+// with the secret's in JSON.
+type tokenInfo accounts.Token
+
+func accountsTokenRevoke(ctx context.Context, c *accountsCmd, args []string) int {
+	return c.do(ctx, args, 1, 2, "EMAIL [ID]", func(db *accounts.DB, pos []string) error {
+		tok, err := db.RevokeToken(ctx, c.who(), pos[0], optional(pos, 1))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "revoked token %d (%s) of %s: refused from the next login on\n", tok.ID, orImported(tok.Prefix), strings.ToLower(pos[0]))
+		return nil
+	})
+}
+
+func accountsTokenRotate(ctx context.Context, c *accountsCmd, args []string) int {
+	return c.do(ctx, args, 1, 2, "EMAIL [ID]", func(db *accounts.DB, pos []string) error {
+		old, created, token, err := db.RotateToken(ctx, c.who(), pos[0], optional(pos, 1))
+		if err != nil {
+			return err
+		}
+		if *c.json {
+			return c.printJSON(struct {
+				Revoked accounts.Token `json:"revoked"`
+				Created accounts.Token `json:"created"`
+				Secret  string         `json:"token"`
+			}{old, created, token})
+		}
+		fmt.Fprintf(c.stdout, "revoked token %d (%s); new token %d (%s)\n", old.ID, orImported(old.Prefix), created.ID, created.Prefix)
+		c.printToken(strings.ToLower(pos[0]), token)
+		return nil
+	})
+}
+
+func optional(pos []string, i int) string {
+	if i < len(pos) {
+		return pos[i]
+	}
+	return ""
+}
+
+func orImported(prefix string) string {
+	if prefix == "" {
+		return "imported"
+	}
+	return prefix
+}
+
+func accountsState(ctx context.Context, c *accountsCmd, args []string) int {
+	return c.do(ctx, args, 1, 1, "EMAIL", func(db *accounts.DB, pos []string) error {
+		state := accounts.StateActive
+		if c.name == "disable" {
+			state = accounts.StateDisabled
+		}
+		if err := db.SetState(ctx, c.who(), pos[0], state); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "%s is %s\n", strings.ToLower(pos[0]), state)
+		return nil
+	})
+}
+
+func accountsDelete(ctx context.Context, c *accountsCmd, args []string) int {
+	yes := c.fs.Bool("yes", false, "really delete")
+	return c.do(ctx, args, 1, 1, "EMAIL --yes", func(db *accounts.DB, pos []string) error {
+		if !*yes {
+			return &accounts.Error{Kind: accounts.ErrInvalid, Msg: "delete removes the account and its tokens for good (disable keeps them): add --yes"}
+		}
+		if err := db.Delete(ctx, c.who(), pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "deleted %s\n", strings.ToLower(pos[0]))
+		return nil
+	})
+}
+
+func accountsImport(ctx context.Context, c *accountsCmd, args []string) int {
+	return c.do(ctx, args, 1, 1, "licenses.yaml", func(db *accounts.DB, pos []string) error {
+		in, err := license.ReadAccountsFile(pos[0])
+		if err != nil {
+			return &accounts.Error{Kind: accounts.ErrInvalid, Msg: err.Error()}
+		}
+		n, err := db.Import(ctx, c.who(), in)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "imported %d accounts from %s (their tokens are unchanged; rotate them to get rgw_ tokens)\n", n, pos[0])
+		return nil
+	})
+}
+
+func accountsAudit(ctx context.Context, c *accountsCmd, args []string) int {
+	return c.do(ctx, args, 0, 1, "[EMAIL] [--json]", func(db *accounts.DB, pos []string) error {
+		entries, err := db.Audit(ctx, optional(pos, 0))
+		if err != nil {
+			return err
+		}
+		if *c.json {
+			if entries == nil {
+				entries = []accounts.AuditEntry{}
+			}
+			return c.printJSON(entries)
+		}
+		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "WHEN\tWHO\tACTION\tACCOUNT\tDETAIL")
+		for _, e := range entries {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", stamp(e.At), e.Actor, e.Action, e.Account, e.Detail)
+		}
+		return w.Flush()
+	})
+}
