@@ -214,7 +214,10 @@ func (g *Gateway) buildUpstream(_ context.Context, opts Options) (err error) {
 	}
 	base := opts.Transport
 	if base == nil {
-		t := NewUpstreamTransport(cfg.Upstream)
+		t, err := NewUpstreamTransport(cfg.Upstream)
+		if err != nil {
+			return err
+		}
 		base = t
 		g.closers = append(g.closers, t.CloseIdleConnections)
 	}
@@ -274,7 +277,7 @@ func (g *Gateway) buildTokenProxy(context.Context, Options) error {
 	if err != nil {
 		return fmt.Errorf("token_endpoint: %w", err)
 	}
-	t := NewUpstreamTransport(g.cfg.Upstream)
+	t := newHTTPTransport(g.cfg.Upstream)
 	t.TLSClientConfig = g.tokenTLS
 	g.closers = append(g.closers, t.CloseIdleConnections)
 	g.token = newTokenProxy(target, t, g.clients, g.errs, g.log)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 // BenchmarkServeManifest is the gateway's own cost of a manifest GET: the
@@ -26,7 +27,12 @@ func BenchmarkServeManifest(b *testing.B) {
 		off := false
 		c.AccessLog = &off
 	})
-	req := httptest.NewRequest("GET", "/v2/stable/app/manifests/latest", nil)
+	benchServe(b, e, "/v2/stable/app/manifests/latest")
+}
+
+// benchServe measures GETs of path through the gateway's handler.
+func benchServe(b *testing.B, e *env, path string) {
+	req := httptest.NewRequest("GET", path, nil)
 	req.Header.Set("Authorization", "Bearer "+e.token())
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
 	b.ReportAllocs()
@@ -71,5 +77,35 @@ func BenchmarkServeManifestCached(b *testing.B) {
 	}
 	if n := e.upstream.count(); n != 1 {
 		b.Fatalf("upstream saw %d requests", n)
+	}
+}
+
+// BenchmarkServeManifestUpstream is a manifest GET that goes to a real
+// upstream over loopback (manifest cache off), through the default
+// upstream transport and, in the same run, through net/http's Transport
+// (the gateway before). The upstream's own work is in both.
+func BenchmarkServeManifestUpstream(b *testing.B) {
+	for _, tt := range []struct {
+		name      string
+		transport func() http.RoundTripper // nil: the default
+	}{
+		{"upstream", nil},
+		{"net-http", func() http.RoundTripper {
+			return newHTTPTransport(UpstreamConfig{MaxIdleConnsPerHost: 256, ResponseHeaderTimeout: time.Minute})
+		}},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			reg := newManifestRegistry()
+			d := reg.put("", testManifest)
+			e := newEnv(b, reg, func(c *Config, o *Options) {
+				if tt.transport != nil {
+					o.Transport = tt.transport()
+				}
+				c.ManifestCache.Disabled = true
+				off := false
+				c.AccessLog = &off
+			})
+			benchServe(b, e, "/v2/stable/app/manifests/"+d)
+		})
 	}
 }

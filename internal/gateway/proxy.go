@@ -16,13 +16,16 @@ import (
 	"github.com/acme/registry-gateway/internal/httpx"
 )
 
-// bufferPool lends ReverseProxy its 32 KiB copy buffers, so that a thousand
-// concurrent blob streams cost a thousand buffers at most, reused. It pools
-// array pointers: converting the returned slice back to one allocates
-// nothing, where pooling *[]byte would allocate a slice header per Put.
+// bufferPool lends ReverseProxy its copy buffers. It pools array
+// pointers: converting the returned slice back to one allocates nothing,
+// where pooling *[]byte would allocate a slice header per Put.
 type bufferPool struct{ p sync.Pool }
 
-const copyBufferSize = 32 << 10
+// copyBufferSize fits a manifest, an error or a tags list in one copy.
+// Blob bodies do not use these buffers (streamBlob): ReverseProxy holds its
+// buffer for the whole copy, so a bigger one would cost its size per blob
+// stream for nothing.
+const copyBufferSize = 8 << 10
 
 func newBufferPool() *bufferPool {
 	return &bufferPool{p: sync.Pool{New: func() any { return new([copyBufferSize]byte) }}}
@@ -140,6 +143,7 @@ func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
 		// Without a prefix the names agree already.
 		return p.rewriteTagsList(resp)
 	}
+	streamBlob(resp)
 	return nil
 }
 
@@ -344,4 +348,41 @@ func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 	}
 	w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
 	p.errs.WriteError(w, r, e)
+}
+
+// streamBlob lets a blob body be spliced to the client. ReverseProxy copies
+// bodies through a buffer with Read and Write, which hides both ends'
+// types; a blob answer's body instead copies itself to the client's writer
+// with io.Copy on ReverseProxy's first Read. With the upstream transport's
+// body (an io.WriterTo over its *net.TCPConn) and net/http's writer on
+// plain TCP (an io.ReaderFrom) that is splice(2), with no copy buffer.
+func streamBlob(resp *http.Response) {
+	rt := routeOf(resp.Request)
+	if rt.stream == nil || (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent) ||
+		resp.Body == http.NoBody || resp.Request.Method != http.MethodGet {
+		return
+	}
+	if _, ok := resp.Body.(io.WriterTo); !ok {
+		return
+	}
+	resp.Body = &streamBody{ReadCloser: resp.Body, dst: rt.stream}
+}
+
+// streamBody is a body that copies itself to dst on its first Read and
+// then reports its end: what ReverseProxy then writes is nothing.
+type streamBody struct {
+	io.ReadCloser
+	dst  io.Writer
+	done bool
+}
+
+func (b *streamBody) Read([]byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	b.done = true
+	if _, err := io.Copy(b.dst, b.ReadCloser); err != nil {
+		return 0, err
+	}
+	return 0, io.EOF
 }

@@ -17,6 +17,9 @@ type routed struct {
 	// fill is set on a manifest GET that missed the cache and leads the
 	// upstream fetch whose answer the cache stores.
 	fill *manifestFill
+	// stream is the client's writer, for a blob: the proxy hands the
+	// upstream body to it (streamBody), so that it can be spliced.
+	stream http.ResponseWriter
 	// For the access line and gateway_pulls_total (pulls.go): the checked
 	// token's subject (the customer; empty until the token is checked),
 	// whether the request is a GET, and the digest of a manifest served.
@@ -162,6 +165,8 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 		defer func() { rt.digest = w.Header().Get("Docker-Content-Digest") }()
 	}
 	switch route.Kind {
+	case RouteBlob:
+		rt.stream = w
 	case RouteBase:
 		w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
 		httpx.WriteJSON(w, http.StatusOK, struct{}{})

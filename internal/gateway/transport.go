@@ -11,15 +11,36 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/upstream"
 )
 
-// NewUpstreamTransport is the one http.Transport shared by every upstream
-// request. It speaks HTTP/1.1 only: with HTTP/2 a thousand concurrent blob
-// streams would share a few connections whose per-stream flow-control
-// windows (4 MiB in Go) buffer in user space, where TCP keeps the
-// back-pressure of slow clients in the kernel. Compression is off so that
-// bodies, Content-Length and digests pass through byte for byte.
-func NewUpstreamTransport(u UpstreamConfig) *http.Transport {
+// NewUpstreamTransport is the one transport shared by every upstream
+// request: internal/upstream's HTTP/1.1 client, which reads each answer on
+// the request's own goroutine and lets blob bodies be spliced to the
+// client. HTTP/1.1 only: with HTTP/2 a thousand concurrent blob streams
+// would share a few connections whose per-stream flow-control windows
+// (4 MiB in Go) buffer in user space, where TCP keeps the back-pressure of
+// slow clients in the kernel. It asks for no compression, so bodies,
+// Content-Length and digests pass through byte for byte. Requests for an
+// HTTP proxy (HTTPS_PROXY and friends) go through net/http's Transport.
+func NewUpstreamTransport(u UpstreamConfig) (*upstream.Transport, error) {
+	return upstream.New(upstream.Config{
+		DialTimeout:            u.DialTimeout,
+		TLSHandshakeTimeout:    u.TLSHandshakeTimeout,
+		ResponseHeaderTimeout:  u.ResponseHeaderTimeout,
+		IdleConnTimeout:        90 * time.Second,
+		MaxIdleConnsPerHost:    u.MaxIdleConnsPerHost,
+		MaxIdleConns:           4 * u.MaxIdleConnsPerHost,
+		MaxResponseHeaderBytes: 1 << 20,
+		Proxy:                  http.ProxyFromEnvironment,
+		Fallback:               newHTTPTransport(u),
+	})
+}
+
+// newHTTPTransport is net/http's Transport with the settings of
+// NewUpstreamTransport, for proxied requests and the token endpoint.
+func newHTTPTransport(u UpstreamConfig) *http.Transport {
 	dialer := &net.Dialer{Timeout: u.DialTimeout, KeepAlive: 30 * time.Second}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
@@ -35,9 +56,6 @@ func NewUpstreamTransport(u UpstreamConfig) *http.Transport {
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: 1 << 20,
 		Protocols:              &protocols,
-		// Read and write buffers stay at 4 KiB: the proxy reads blobs in
-		// 32 KiB chunks, which bypass a smaller bufio.Reader, and a bigger
-		// one would cost its size per upstream connection for nothing.
 	}
 }
 

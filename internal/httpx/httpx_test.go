@@ -296,3 +296,38 @@ func TestServeReportsCutRequests(t *testing.T) {
 		t.Fatalf("Serve = %v, want a ShutdownCutError for 1 request", err)
 	}
 }
+
+// readFromWriter is a ResponseWriter with a ReadFrom of its own, as
+// net/http's is.
+type readFromWriter struct {
+	*httptest.ResponseRecorder
+	got io.Reader
+}
+
+func (w *readFromWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.got = r
+	return io.Copy(w.ResponseRecorder, r)
+}
+
+func TestRecorderReadFrom(t *testing.T) {
+	src := strings.NewReader("blob bytes")
+	inner := &readFromWriter{ResponseRecorder: httptest.NewRecorder()}
+	rec := NewRecorder(inner)
+	n, err := io.Copy(rec, io.LimitReader(src, 4))
+	if err != nil || n != 4 {
+		t.Fatalf("copy: %d, %v", n, err)
+	}
+	if _, ok := inner.got.(*io.LimitedReader); !ok {
+		t.Errorf("the wrapped writer's ReadFrom got %T, want the source itself", inner.got)
+	}
+	// Without a ReadFrom underneath, plain writes.
+	plain := httptest.NewRecorder()
+	rec2 := NewRecorder(plain)
+	if _, err := rec2.ReadFrom(src); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Status() != 200 || rec.Bytes() != 4 || inner.Body.String() != "blob" ||
+		rec2.Bytes() != 6 || plain.Body.String() != " bytes" {
+		t.Errorf("status %d bytes %d %q; bytes %d %q", rec.Status(), rec.Bytes(), inner.Body.String(), rec2.Bytes(), plain.Body.String())
+	}
+}

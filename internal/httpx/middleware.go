@@ -3,9 +3,11 @@ package httpx
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"time"
 )
 
@@ -198,6 +200,34 @@ func (r *Recorder) Write(b []byte) (int, error) {
 	r.bytes += int64(n)
 	return n, err
 }
+
+// ReadFrom implements io.ReaderFrom, so that io.Copy through the recorder
+// still reaches the connection's ReadFrom: net/http's splice(2) and
+// sendfile(2) paths.
+func (r *Recorder) ReadFrom(src io.Reader) (int64, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		// HTTP/2 and test writers: a pooled buffer, not one io.Copy
+		// allocates per call.
+		buf := copyBufs.Get().(*[32 << 10]byte)
+		n, err = io.CopyBuffer(writerOnly{r.ResponseWriter}, src, buf[:])
+		copyBufs.Put(buf)
+	}
+	r.bytes += n
+	return n, err
+}
+
+var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+// writerOnly hides every method of a writer but Write, so that io.Copy
+// does not call back into a ReadFrom.
+type writerOnly struct{ io.Writer }
 
 // Flush implements http.Flusher, which ReverseProxy uses to stream.
 func (r *Recorder) Flush() {
