@@ -100,8 +100,42 @@ type Cache struct {
 	entries map[cacheKey]*list.Element // of *cacheEntry
 	order   *list.List                 // oldest insertion first
 
+	// lastUnavailable is what the newest look-up or probe said of the
+	// backend; healthMu and healthSeq order those answers, so that a probe
+	// that started before a failed look-up cannot overwrite its answer when
+	// it returns after it (and leave a replica ready, with no further
+	// probes, while the backend is down).
 	lastUnavailable atomic.Bool
+	healthMu        sync.Mutex
+	healthSeq       uint64
 	lastGood        atomic.Int64 // Clock time of the last licence stored, UnixNano
+}
+
+// setUnavailable records a look-up's answer about the backend.
+func (c *Cache) setUnavailable(v bool) {
+	c.healthMu.Lock()
+	c.healthSeq++
+	c.lastUnavailable.Store(v)
+	c.healthMu.Unlock()
+}
+
+// healthSeqNow is the number of answers recorded so far, for a probe to
+// compare against when it returns.
+func (c *Cache) healthSeqNow() uint64 {
+	c.healthMu.Lock()
+	defer c.healthMu.Unlock()
+	return c.healthSeq
+}
+
+// setProbed records a probe's answer unless a look-up answered since the
+// probe started: that answer is newer.
+func (c *Cache) setProbed(since uint64, v bool) {
+	c.healthMu.Lock()
+	if c.healthSeq == since {
+		c.healthSeq++
+		c.lastUnavailable.Store(v)
+	}
+	c.healthMu.Unlock()
 }
 
 // cacheKey is SHA-256(token): the raw token never sits in a map that a heap
@@ -253,18 +287,18 @@ func (c *Cache) fetch(ctx context.Context, key cacheKey, token string) (License,
 		fallthrough
 	case errors.Is(err, ErrBadCredentials):
 		outcome = OutcomeBadCredentials
-		c.lastUnavailable.Store(false)
+		c.setUnavailable(false)
 		c.put(key, License{}, ErrBadCredentials, now.Add(c.negTTL), now, ver)
 		err = ErrBadCredentials
 	case err != nil:
 		outcome = OutcomeUnavailable
-		c.lastUnavailable.Store(true)
+		c.setUnavailable(true)
 		if !errors.Is(err, ErrUnavailable) {
 			// Fail closed whatever a custom backend returns.
 			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 	default:
-		c.lastUnavailable.Store(false)
+		c.setUnavailable(false)
 		c.lastGood.Store(now.UnixNano())
 		exp := now.Add(c.ttl)
 		if !lic.ExpiresAt.IsZero() && lic.ExpiresAt.Before(exp) {
@@ -384,13 +418,14 @@ func (c *Cache) Monitor(ctx context.Context, interval time.Duration) error {
 	down := false // as last logged
 	for first := true; ; first = false {
 		if first || c.lastUnavailable.Load() {
+			since := c.healthSeqNow()
 			pctx, cancel := context.WithTimeout(ctx, interval)
 			err := p.Probe(pctx)
 			cancel()
 			if ctx.Err() != nil {
 				return nil
 			}
-			c.lastUnavailable.Store(err != nil)
+			c.setProbed(since, err != nil)
 			switch {
 			case err != nil && !down:
 				c.log.Warn("licence backend unavailable; probing until it answers", slog.String("backend", c.name), slog.Any("error", err))

@@ -100,3 +100,47 @@ func TestMonitorWithoutProber(t *testing.T) {
 		t.Fatal("Monitor did not return for a backend without Probe")
 	}
 }
+
+// gatedProber's probes each wait for the test to release them.
+type gatedProber struct {
+	*scriptedBackend
+	started chan struct{}
+	release chan error
+}
+
+func (p *gatedProber) Probe(ctx context.Context) error {
+	p.started <- struct{}{}
+	select {
+	case err := <-p.release:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// A probe under way when a look-up fails must not overwrite that newer
+// answer when it returns "up": the replica would stay ready, and no longer
+// probed, while the backend is down.
+func TestMonitorStaleProbeDoesNotHideFailure(t *testing.T) {
+	be := &gatedProber{scriptedBackend: newScripted(), started: make(chan struct{}), release: make(chan error)}
+	be.set("alice", func() (License, error) { return License{}, ErrUnavailable })
+	c := NewCache(be, CacheConfig{Logger: discard()})
+	monitor(t, c, 10*time.Millisecond)
+
+	<-be.started // the first probe is under way
+	if _, err := c.Lookup(t.Context(), creds("alice")); !errors.Is(err, ErrUnavailable) {
+		t.Fatal(err)
+	}
+	be.release <- nil // it answers "up", but began before the failure
+	select {
+	case <-be.started:
+		// The monitor still sees the backend down and probes again.
+	case <-time.After(5 * time.Second):
+		t.Fatal("no further probe: the stale probe's answer hid the failed look-up")
+	}
+	if c.Healthy() {
+		t.Error("healthy while the newest answer about the backend is a failure")
+	}
+	be.release <- nil
+	eventually(t, "recovery on a probe that began after the failure", c.Healthy)
+}
