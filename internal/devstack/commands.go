@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -83,7 +84,12 @@ func (s *Stack) Commands() []Command {
 }
 
 // WriteBanner prints where everything is and the commands to try.
-func (s *Stack) WriteBanner(w io.Writer) {
+func (s *Stack) WriteBanner(out io.Writer) {
+	// One write: whoever reads the output (a terminal, a test waiting for
+	// the banner) sees it whole, never the first lines alone.
+	var buf bytes.Buffer
+	w := &buf
+	defer func() { _, _ = out.Write(buf.Bytes()) }()
 	fmt.Fprintf(w, "\nThe registry gateway demo stack is up. Ctrl-C stops it.\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  gateway\t%s\tclients connect here; /token is forwarded to the token service\n", s.GatewayURL)
