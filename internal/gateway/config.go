@@ -33,7 +33,8 @@ type Config struct {
 	// Issuer is the iss claim tokens must carry.
 	Issuer string     `yaml:"issuer"`
 	Keys   KeysConfig `yaml:"keys"`
-	// Leeway tolerates clock skew on exp and nbf; default 30s.
+	// Leeway tolerates clock skew on exp and nbf; default 30s, which 0
+	// also means (a zero leeway would refuse tokens on any clock skew).
 	Leeway time.Duration `yaml:"leeway"`
 	// TokenEndpoint, when set, is where /token on the gateway's host is
 	// forwarded, so that one hostname serves the whole flow.
@@ -299,7 +300,7 @@ func (c *Config) Validate() error {
 		bad("keys.min_refetch: must not be negative")
 	}
 	if c.Leeway < 0 || c.Leeway > 5*time.Minute {
-		bad("leeway: %s is out of range (0 to 5m)", c.Leeway)
+		bad("leeway: %s is out of range (1s to 5m)", c.Leeway)
 	}
 	if c.TokenEndpoint != "" {
 		if err := checkURL(c.TokenEndpoint, false); err != nil {
