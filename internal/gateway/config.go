@@ -300,7 +300,7 @@ func (c *Config) Validate() error {
 		bad("keys.min_refetch: must not be negative")
 	}
 	if c.Leeway < 0 || c.Leeway > 5*time.Minute {
-		bad("leeway: %s is out of range (1s to 5m)", c.Leeway)
+		bad("leeway: %s is out of range (up to 5m; 0 means the default 30s)", c.Leeway)
 	}
 	if c.TokenEndpoint != "" {
 		if err := checkURL(c.TokenEndpoint, false); err != nil {
