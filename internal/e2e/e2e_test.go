@@ -411,7 +411,10 @@ func TestEndToEnd(t *testing.T) {
 	// credential is refused once, refreshed through the SDK, and the
 	// request retried; no pull fails. The gateway refreshes at most once
 	// every 30 s after a 401 (ECR throttles GetAuthorizationToken), so its
-	// clock moves on by that much before each rotation.
+	// clock moves on by that much before each rotation, and the next
+	// rotation waits until a pull has gone through on the new password:
+	// under load the refresh can otherwise come after the next clock jump,
+	// and that rotation would fall within the hold-off.
 	fetchesBefore := s.ecr.Calls("GetAuthorizationToken")
 	stop := make(chan struct{})
 	var pulls, failures atomic.Int64
@@ -438,6 +441,13 @@ func TestEndToEnd(t *testing.T) {
 		time.Sleep(150 * time.Millisecond) // let pulls run on each password
 		s.gwClock.offset.Add(int64(31 * time.Second))
 		s.ecr.Rotate()
+		// The gateway refreshes now, before the clock moves again.
+		got, err := pull(ctx, ref(t, s.gwHost, "stable/app:v1"), alice)
+		pulls.Add(1)
+		if err != nil || got != want {
+			failures.Add(1)
+			t.Errorf("pull right after a rotation: %s, %v", got, err)
+		}
 	}
 	time.Sleep(150 * time.Millisecond)
 	close(stop)
