@@ -39,20 +39,14 @@ type manifestKey struct {
 	accept    acceptSet
 }
 
-// manifestEntry is one upstream 200 answer. Everything but the LRU links is
-// immutable once inserted, so a hit may write it after the lock is released
-// (and after it was evicted).
+// manifestEntry is one upstream 200 answer, immutable once stored, so a
+// hit may write it after the lock is released (and after it was evicted).
 type manifestEntry struct {
-	key  manifestKey
 	body []byte
 	// Header values built at insert time and shared by every hit; each
 	// slice has len == cap, so a later Add on the response's header copies
 	// instead of writing into it.
 	contentType, digest, length, apiVersion []string
-	// expires is zero for digest references, which never change.
-	expires    time.Time
-	cost       int64
-	prev, next *manifestEntry
 }
 
 // manifestFlight is one upstream GET that other misses of the same key wait
@@ -71,9 +65,7 @@ type manifestCache struct {
 	log      *slog.Logger
 
 	mu       sync.Mutex
-	entries  map[manifestKey]*manifestEntry
-	lru      manifestEntry // sentinel: lru.next is the most recently used
-	size     int64
+	entries  *lru[manifestKey, *manifestEntry] // cost: bytes
 	inflight map[manifestKey]*manifestFlight
 
 	hits, misses prometheus.Counter
@@ -95,7 +87,7 @@ func newManifestCache(cfg ManifestCacheConfig, clock func() time.Time, log *slog
 		tagTTL:   cfg.TagTTL,
 		clock:    clock,
 		log:      log,
-		entries:  map[manifestKey]*manifestEntry{},
+		entries:  newLRU[manifestKey, *manifestEntry](cfg.MaxBytes),
 		inflight: map[manifestKey]*manifestFlight{},
 		hits:     requests.WithLabelValues("hit"),
 		misses:   requests.WithLabelValues("miss"),
@@ -104,7 +96,6 @@ func newManifestCache(cfg ManifestCacheConfig, clock func() time.Time, log *slog
 			Help: "Bytes the manifest cache holds, counted as max_bytes counts them.",
 		}),
 	}
-	c.lru.next, c.lru.prev = &c.lru, &c.lru
 	reg.MustRegister(requests, c.bytes)
 	return c
 }
@@ -133,14 +124,13 @@ func (c *manifestCache) keyFor(r *http.Request, route Route, accept acceptSet) (
 func (c *manifestCache) lookup(k manifestKey, join bool) (e *manifestEntry, f *manifestFlight, leader bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e = c.entries[k]; e != nil {
-		if e.expires.IsZero() || c.clock().Before(e.expires) {
-			c.unlink(e)
-			c.pushFront(e)
-			return e, nil, false
-		}
-		c.drop(e)
-		c.bytes.Set(float64(c.size))
+	size := c.entries.size
+	e, ok := c.entries.get(k, c.clock())
+	if c.entries.size != size {
+		c.bytes.Set(float64(c.entries.size))
+	}
+	if ok {
+		return e, nil, false
 	}
 	if !join {
 		return nil, nil, false
@@ -167,50 +157,23 @@ func (c *manifestCache) land(k manifestKey, f *manifestFlight) {
 // max_bytes; an answer that alone exceeds it is not stored.
 func (c *manifestCache) add(k manifestKey, body []byte, contentType, dgst, apiVersion string) {
 	e := &manifestEntry{
-		key:         k,
 		body:        body,
 		contentType: []string{contentType},
 		digest:      []string{dgst},
 		length:      []string{strconv.Itoa(len(body))},
 		apiVersion:  []string{apiVersion},
-		cost: int64(len(body)+len(k.name)+len(k.ref)+len(contentType)+len(dgst)+len(apiVersion)) +
-			manifestEntryOverhead,
 	}
-	if e.cost > c.maxBytes {
-		return
-	}
+	cost := int64(len(body)+len(k.name)+len(k.ref)+len(contentType)+len(dgst)+len(apiVersion)) +
+		manifestEntryOverhead
+	var expires time.Time
 	if !isDigestRef(k.ref) {
-		e.expires = c.clock().Add(c.tagTTL)
+		expires = c.clock().Add(c.tagTTL)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old := c.entries[k]; old != nil {
-		c.drop(old)
+	if c.entries.add(k, e, cost, expires) {
+		c.bytes.Set(float64(c.entries.size))
 	}
-	c.entries[k] = e
-	c.pushFront(e)
-	c.size += e.cost
-	for c.size > c.maxBytes {
-		c.drop(c.lru.prev)
-	}
-	c.bytes.Set(float64(c.size))
-}
-
-func (c *manifestCache) pushFront(e *manifestEntry) {
-	e.prev, e.next = &c.lru, c.lru.next
-	e.next.prev, c.lru.next = e, e
-}
-
-func (c *manifestCache) unlink(e *manifestEntry) {
-	e.prev.next, e.next.prev = e.next, e.prev
-	e.prev, e.next = nil, nil
-}
-
-// drop removes e; c.mu is held.
-func (c *manifestCache) drop(e *manifestEntry) {
-	c.unlink(e)
-	delete(c.entries, e.key)
-	c.size -= e.cost
 }
 
 // write answers r with e: the stored headers, and the body unless r is a

@@ -502,15 +502,15 @@ func TestManifestCacheLRUEviction(t *testing.T) {
 	c := e.gw.manifests
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.size > c.maxBytes || len(c.entries) != 2 {
-		t.Errorf("cache holds %d bytes in %d entries, max %d", c.size, len(c.entries), c.maxBytes)
+	if l := c.entries; l.size > c.maxBytes || l.len() != 2 {
+		t.Errorf("cache holds %d bytes in %d entries, max %d", l.size, l.len(), c.maxBytes)
 	}
 	var sum int64
-	for _, en := range c.entries {
+	for _, en := range c.entries.entries {
 		sum += en.cost
 	}
-	if sum != c.size {
-		t.Errorf("size %d, entries add up to %d", c.size, sum)
+	if sum != c.entries.size {
+		t.Errorf("size %d, entries add up to %d", c.entries.size, sum)
 	}
 }
 
