@@ -46,6 +46,9 @@ type Config struct {
 	// ManifestCache keeps upstream manifests in memory (see
 	// ManifestCacheConfig); on by default for digest references.
 	ManifestCache ManifestCacheConfig `yaml:"manifest_cache"`
+	// BlobRedirectCache reuses the upstream's blob redirects (see
+	// BlobRedirectCacheConfig); on by default, unused with proxy_blobs.
+	BlobRedirectCache BlobRedirectCacheConfig `yaml:"blob_redirect_cache"`
 	// AccessLog writes one log line a request; default true.
 	AccessLog *bool `yaml:"access_log"`
 	// ShutdownTimeout bounds the graceful shutdown; default 30s.
@@ -134,10 +137,38 @@ type ManifestCacheConfig struct {
 	// MaxBytes bounds the cached manifests (bodies plus keys and headers);
 	// the least recently used are evicted beyond it. Default 32 MiB.
 	MaxBytes int64 `yaml:"max_bytes"`
-	// TagTTL is how long a manifest fetched by tag is reused. The default,
-	// 0, sends every tag request upstream, so that a push is visible at
-	// once; manifests by digest are immutable and cached until evicted.
-	TagTTL time.Duration `yaml:"tag_ttl"`
+	// TagTTL is how long a manifest fetched by tag is reused; default 5s
+	// (unset), so a pushed or moved tag shows within 5 s. An explicit 0
+	// sends every tag request upstream, so that a push is visible at once.
+	// Manifests by digest are immutable and cached until evicted.
+	TagTTL *time.Duration `yaml:"tag_ttl"`
+}
+
+// TagTTLOrZero is the configured tag_ttl, 0 while unset.
+func (m ManifestCacheConfig) TagTTLOrZero() time.Duration {
+	if m.TagTTL == nil {
+		return 0
+	}
+	return *m.TagTTL
+}
+
+// BlobRedirectCacheConfig bounds the reuse of the upstream's blob redirects
+// (ECR's presigned S3 URLs). Without proxy_blobs, a blob GET whose upstream
+// answer was a redirect to another host is answered with the same redirect,
+// after the same token check, while the URL is still good for twice the
+// time left: every blob GET that reaches ECR costs a
+// GetDownloadUrlForLayer call, which ECR rate-limits. A URL whose expiry
+// cannot be read from it (SigV4 X-Amz-Date and X-Amz-Expires, or SigV2 and
+// CloudFront Expires) is never reused.
+type BlobRedirectCacheConfig struct {
+	// Disabled sends every blob GET upstream.
+	Disabled bool `yaml:"disabled"`
+	// TTL is the longest a redirect is reused; default 60s. Never beyond
+	// half the URL's remaining validity.
+	TTL time.Duration `yaml:"ttl"`
+	// MaxEntries bounds the redirects held (one a repository and blob);
+	// the least recently used are dropped beyond it. Default 10000.
+	MaxEntries int `yaml:"max_entries"`
 }
 
 // Bounds of the manifest cache settings, to catch unit mistakes.
@@ -145,6 +176,15 @@ const (
 	defaultManifestCacheBytes = 32 << 20
 	maxManifestCacheBytes     = 8 << 30
 	maxManifestTagTTL         = 24 * time.Hour
+	defaultManifestTagTTL     = 5 * time.Second
+)
+
+// Bounds of the blob redirect cache settings, to catch unit mistakes.
+const (
+	defaultBlobRedirectTTL     = 60 * time.Second
+	maxBlobRedirectTTL         = 24 * time.Hour
+	defaultBlobRedirectEntries = 10_000
+	maxBlobRedirectEntries     = 1_000_000
 )
 
 // TimeoutsConfig bounds the request side of a client connection. There is
@@ -237,6 +277,16 @@ func (c *Config) SetDefaults() {
 	if c.ManifestCache.MaxBytes == 0 {
 		c.ManifestCache.MaxBytes = defaultManifestCacheBytes
 	}
+	if c.ManifestCache.TagTTL == nil {
+		d := defaultManifestTagTTL
+		c.ManifestCache.TagTTL = &d
+	}
+	if c.BlobRedirectCache.TTL == 0 {
+		c.BlobRedirectCache.TTL = defaultBlobRedirectTTL
+	}
+	if c.BlobRedirectCache.MaxEntries == 0 {
+		c.BlobRedirectCache.MaxEntries = defaultBlobRedirectEntries
+	}
 	if c.Keys.MinRefetch == 0 {
 		c.Keys.MinRefetch = 5 * time.Second
 	}
@@ -313,8 +363,14 @@ func (c *Config) Validate() error {
 	if m := c.ManifestCache; m.MaxBytes < 0 || m.MaxBytes > maxManifestCacheBytes {
 		bad("manifest_cache.max_bytes: %d is out of range (1 to %d; disable the cache with disabled: true)", m.MaxBytes, int64(maxManifestCacheBytes))
 	}
-	if m := c.ManifestCache; m.TagTTL < 0 || m.TagTTL > maxManifestTagTTL {
-		bad("manifest_cache.tag_ttl: %s is out of range (0 to %s)", m.TagTTL, maxManifestTagTTL)
+	if ttl := c.ManifestCache.TagTTLOrZero(); ttl < 0 || ttl > maxManifestTagTTL {
+		bad("manifest_cache.tag_ttl: %s is out of range (0 to %s)", ttl, maxManifestTagTTL)
+	}
+	if b := c.BlobRedirectCache; b.TTL < 0 || b.TTL > maxBlobRedirectTTL {
+		bad("blob_redirect_cache.ttl: %s is out of range (up to %s; 0 means the default 60s; disable the cache with disabled: true)", b.TTL, maxBlobRedirectTTL)
+	}
+	if b := c.BlobRedirectCache; b.MaxEntries < 0 || b.MaxEntries > maxBlobRedirectEntries {
+		bad("blob_redirect_cache.max_entries: %d is out of range (1 to %d; disable the cache with disabled: true)", b.MaxEntries, maxBlobRedirectEntries)
 	}
 	if c.LogLevel != "" {
 		var l slog.Level

@@ -44,8 +44,11 @@ func TestLoadConfigExample(t *testing.T) {
 	if cfg.Leeway != 30*time.Second || cfg.CatalogTTL != 30*time.Second || !*cfg.AccessLog || cfg.Upstream.MaxIdleConnsPerHost != 256 {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
-	if m := cfg.ManifestCache; m.Disabled || m.MaxBytes != 32<<20 || m.TagTTL != 0 {
+	if m := cfg.ManifestCache; m.Disabled || m.MaxBytes != 32<<20 || m.TagTTLOrZero() != 5*time.Second {
 		t.Errorf("manifest cache defaults: %+v", m)
+	}
+	if b := cfg.BlobRedirectCache; b != (BlobRedirectCacheConfig{TTL: time.Minute, MaxEntries: 10_000}) {
+		t.Errorf("blob redirect cache defaults: %+v", b)
 	}
 	// Headers and a declared body must arrive within 20 s at the defaults.
 	if to := cfg.Timeouts; to.ReadHeader != 10*time.Second || to.ReadBody != 10*time.Second || to.Idle != 120*time.Second {
@@ -77,7 +80,7 @@ upstream:
 	if cfg.Listen != "127.0.0.1:5000" || cfg.Leeway != 10*time.Second || *cfg.AccessLog || cfg.Upstream.Static.Username != "puller" {
 		t.Errorf("cfg = %+v", cfg)
 	}
-	if m := cfg.ManifestCache; m.Disabled || m.MaxBytes != 1<<20 || m.TagTTL != 10*time.Second {
+	if m := cfg.ManifestCache; m.Disabled || m.MaxBytes != 1<<20 || m.TagTTLOrZero() != 10*time.Second {
 		t.Errorf("manifest_cache = %+v", m)
 	}
 	if len(cfg.TrustedProxies) != 3 || cfg.Timeouts != (TimeoutsConfig{ReadHeader: 2 * time.Second, ReadBody: 3 * time.Second, Idle: time.Minute}) {
@@ -93,6 +96,7 @@ keys: {jwks_url: "ftp://x"}
 token_endpoint: "http://user:pw@host/token"
 leeway: 1h
 manifest_cache: {max_bytes: -1, tag_ttl: -1s}
+blob_redirect_cache: {ttl: -1s, max_entries: -1}
 trusted_proxies: ["10.0.0.0/8", "10.0.0.0/40", "lb.example.com"]
 timeouts: {read_header: -1s, read_body: 1h}
 upstream:
@@ -109,7 +113,7 @@ upstream:
 		"leeway:", "upstream.url:", "upstream.repository_prefix:", "not both", "upstream.ecr.region: required",
 		"upstream.ecr.registry_id:", "upstream.static.username: required", "upstream.static.password_file: required",
 		"manifest_cache.max_bytes:", "manifest_cache.tag_ttl:", "trusted_proxies[1]:", "trusted_proxies[2]:",
-		"timeouts.read_header:", "timeouts.read_body:",
+		"timeouts.read_header:", "timeouts.read_body:", "blob_redirect_cache.ttl:", "blob_redirect_cache.max_entries:",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -132,9 +136,34 @@ func TestParseConfigRefuses(t *testing.T) {
 		"cache key":    base + "manifest_cache: {size: 1}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
 		"tag_ttl week": base + "manifest_cache: {tag_ttl: 168h}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
 		"max_bytes":    base + "manifest_cache: {max_bytes: 1099511627776}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"redirect ttl": base + "blob_redirect_cache: {ttl: 48h}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"redirects":    base + "blob_redirect_cache: {max_entries: 2000000}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"redirect key": base + "blob_redirect_cache: {size: 1}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
 	} {
 		if _, err := ParseConfig([]byte(doc)); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// TestParseConfigTagTTL: unset is the 5 s default, an explicit 0 stays 0
+// (tags always go upstream), and a value is taken as given.
+func TestParseConfigTagTTL(t *testing.T) {
+	base := "realm: http://localhost/token\nservice: s\nissuer: i\nkeys: {public_keys: [k]}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n"
+	for doc, want := range map[string]time.Duration{
+		"":                                  5 * time.Second,
+		"manifest_cache: {max_bytes: 1024}": 5 * time.Second,
+		"manifest_cache: {tag_ttl: }":       5 * time.Second,
+		"manifest_cache: {tag_ttl: 0s}":     0,
+		"manifest_cache: {tag_ttl: 90s}":    90 * time.Second,
+	} {
+		cfg, err := ParseConfig([]byte(base + doc))
+		if err != nil {
+			t.Errorf("%q: %v", doc, err)
+			continue
+		}
+		if got := cfg.ManifestCache.TagTTLOrZero(); got != want {
+			t.Errorf("%q: tag_ttl %s, want %s", doc, got, want)
 		}
 	}
 }

@@ -66,6 +66,7 @@ type Gateway struct {
 	plain     http.RoundTripper // the upstream transport, without credential
 	proxy     *httputil.ReverseProxy
 	manifests *manifestCache // nil with manifest_cache.disabled
+	redirects *blobRedirects // nil with blob_redirect_cache.disabled or proxy_blobs
 	catalog   *catalog
 	token     http.Handler // nil without token_endpoint
 	tls       *tlsx.Server // nil: plain HTTP
@@ -206,7 +207,7 @@ func (g *Gateway) buildTokenCheck(ctx context.Context, opts Options) error {
 // buildUpstream sets up the proxy to the upstream and its round-trippers,
 // innermost first: the transport, latency, the credential (the one place
 // it is set, and retried once after a 401), redirects (proxy_blobs), HEAD
-// errors asked again as GET; and the manifest cache.
+// errors asked again as GET; and the manifest and blob redirect caches.
 func (g *Gateway) buildUpstream(_ context.Context, opts Options) (err error) {
 	cfg := g.cfg
 	if g.upstream, err = url.Parse(cfg.Upstream.URL); err != nil {
@@ -230,15 +231,23 @@ func (g *Gateway) buildUpstream(_ context.Context, opts Options) (err error) {
 	rt = headErrorAsGET{next: rt}
 	up := &upstreamProxy{upstream: g.upstream, prefix: cfg.Upstream.RepositoryPrefix, errs: g.errs,
 		refused: g.metrics.upstreamRefused.Inc}
+	g.manifests = newManifestCache(cfg.ManifestCache, g.clock, g.log, g.metrics.reg)
+	g.redirects = newBlobRedirects(cfg.BlobRedirectCache, cfg.Upstream.ProxyBlobs, g.clock, g.metrics.reg)
+	// The caches store the answer as the client gets it: after the
+	// upstream's errors and headers are turned into the gateway's.
 	modify := up.modifyResponse
-	if g.manifests = newManifestCache(cfg.ManifestCache, g.clock, g.log, g.metrics.reg); g.manifests != nil {
-		// The cache stores the answer as the client gets it: after the
-		// upstream's errors and headers are turned into the gateway's.
+	if g.manifests != nil || g.redirects != nil {
 		modify = func(resp *http.Response) error {
 			if err := up.modifyResponse(resp); err != nil {
 				return err
 			}
-			return g.manifests.fill(resp)
+			if g.redirects != nil {
+				g.redirects.fill(resp, up.foreign)
+			}
+			if g.manifests != nil {
+				return g.manifests.fill(resp)
+			}
+			return nil
 		}
 	}
 	g.proxy = &httputil.ReverseProxy{

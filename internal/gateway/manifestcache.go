@@ -84,7 +84,7 @@ func newManifestCache(cfg ManifestCacheConfig, clock func() time.Time, log *slog
 	}, []string{"result"})
 	c := &manifestCache{
 		maxBytes: cfg.MaxBytes,
-		tagTTL:   cfg.TagTTL,
+		tagTTL:   cfg.TagTTLOrZero(),
 		clock:    clock,
 		log:      log,
 		entries:  newLRU[manifestKey, *manifestEntry](cfg.MaxBytes),

@@ -229,10 +229,10 @@ func TestManifestCacheHeadHit(t *testing.T) {
 }
 
 func TestManifestCacheTags(t *testing.T) {
-	t.Run("not cached by default", func(t *testing.T) {
+	t.Run("tag_ttl 0s: every tag request upstream", func(t *testing.T) {
 		reg := newManifestRegistry()
 		reg.put("v1", manifestBody("v1", 300))
-		e := newEnv(t, reg)
+		e := newEnv(t, reg, withCache(func(c *ManifestCacheConfig) { c.TagTTL = new(time.Duration(0)) }))
 		tok := e.token()
 		for range 3 {
 			e.getManifest(t, "GET", "v1", tok, 200, ociManifest)
@@ -244,12 +244,34 @@ func TestManifestCacheTags(t *testing.T) {
 			t.Errorf("tag requests counted as cache lookups:\n%s", m)
 		}
 	})
+	t.Run("unset: cached for 5s", func(t *testing.T) {
+		clock := testutil.NewClock(time.Now())
+		reg := newManifestRegistry()
+		old := manifestBody("old", 300)
+		reg.put("v1", old)
+		e := newEnv(t, reg, func(_ *Config, o *Options) { o.Clock = clock.Now })
+		tok := e.token()
+		e.getManifest(t, "GET", "v1", tok, 200, ociManifest)
+		pushed := manifestBody("new", 300)
+		reg.put("v1", pushed)
+		clock.Advance(4900 * time.Millisecond)
+		if _, got := e.getManifest(t, "GET", "v1", tok, 200, ociManifest); got != string(old) {
+			t.Error("within 5 s: not the cached manifest")
+		}
+		clock.Advance(200 * time.Millisecond)
+		if _, got := e.getManifest(t, "GET", "v1", tok, 200, ociManifest); got != string(pushed) {
+			t.Error("after 5 s: not the pushed manifest")
+		}
+		if got := e.upstreamHits("GET", "v1"); got != 2 {
+			t.Errorf("upstream saw %d tag GETs, want 2", got)
+		}
+	})
 	t.Run("cached for tag_ttl", func(t *testing.T) {
 		clock := testutil.NewClock(time.Now())
 		reg := newManifestRegistry()
 		old := manifestBody("old", 300)
 		reg.put("v1", old)
-		e := newEnv(t, reg, withCache(func(c *ManifestCacheConfig) { c.TagTTL = 10 * time.Second }),
+		e := newEnv(t, reg, withCache(func(c *ManifestCacheConfig) { c.TagTTL = new(10 * time.Second) }),
 			func(_ *Config, o *Options) { o.Clock = clock.Now })
 		tok := e.token()
 		e.getManifest(t, "GET", "v1", tok, 200, ociManifest)
@@ -398,7 +420,7 @@ func TestManifestCacheRefusesToStore(t *testing.T) {
 		"digest header is not the reference": {ref: digest.FromBytes(small).String(),
 			fm: fakeManifest{body: small, digest: digest.FromBytes(other).String()}},
 		"digest header malformed": {ref: digest.FromBytes(small).String(), fm: fakeManifest{body: small, digest: "sha256:nope"}},
-		"tag, digest header does not match": {ref: "v1", cfg: func(c *ManifestCacheConfig) { c.TagTTL = time.Minute },
+		"tag, digest header does not match": {ref: "v1", cfg: func(c *ManifestCacheConfig) { c.TagTTL = new(time.Minute) },
 			fm: fakeManifest{body: other, digest: digest.FromBytes(small).String()}},
 		"over 4 MiB":                  {ref: digest.FromBytes(big).String(), fm: fakeManifest{body: big}},
 		"over max_bytes":              {ref: digest.FromBytes(small).String(), fm: fakeManifest{body: small}, cfg: func(c *ManifestCacheConfig) { c.MaxBytes = 500 }},
@@ -519,7 +541,7 @@ func TestManifestCacheLRUEviction(t *testing.T) {
 func TestManifestCacheAfterAuthorization(t *testing.T) {
 	reg := newManifestRegistry()
 	d := reg.put("v1", manifestBody("v1", 300))
-	e := newEnv(t, reg, withCache(func(c *ManifestCacheConfig) { c.TagTTL = time.Hour }))
+	e := newEnv(t, reg, withCache(func(c *ManifestCacheConfig) { c.TagTTL = new(time.Hour) }))
 	for _, ref := range []string{d, "v1"} {
 		e.getManifest(t, "GET", ref, e.token(), 200, ociManifest)
 	}
@@ -672,7 +694,7 @@ func TestManifestCacheWaitersFallBackUpstream(t *testing.T) {
 func TestManifestCacheDisabled(t *testing.T) {
 	reg := newManifestRegistry()
 	d := reg.put("", manifestBody("v1", 300))
-	e := newEnv(t, reg, withCache(func(c *ManifestCacheConfig) { c.Disabled = true; c.TagTTL = time.Hour }))
+	e := newEnv(t, reg, withCache(func(c *ManifestCacheConfig) { c.Disabled = true; c.TagTTL = new(time.Hour) }))
 	tok := e.token()
 	for range 3 {
 		e.getManifest(t, "GET", d, tok, 200)

@@ -166,6 +166,9 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 	}
 	switch route.Kind {
 	case RouteBlob:
+		if g.redirects != nil && g.redirects.serve(w, r, rt) {
+			return nil
+		}
 		rt.stream = w
 	case RouteBase:
 		w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue

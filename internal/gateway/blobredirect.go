@@ -1,0 +1,181 @@
+package gateway
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// blobRedirectKey is a blob in a repository as the upstream names it: a
+// presigned URL is the upstream's answer for that repository only (ECR
+// checks the repository's policy before it signs), so it is never reused
+// for another, even for the same digest.
+type blobRedirectKey struct{ repo, digest string }
+
+// blobRedirect is the client-visible redirect answer stored for a key.
+type blobRedirect struct {
+	status int
+	// Header values shared by every hit, with len == cap (see
+	// manifestEntry).
+	location, digest []string
+}
+
+// blobRedirects answers blob GETs with the redirect the upstream gave for
+// the same blob in the same repository a moment ago, so that a pull's blob
+// GETs cost the upstream (and ECR's GetDownloadUrlForLayer rate limit)
+// nothing while the presigned URL stays good. Safe for concurrent use; the
+// gateway consults it only after the token check.
+type blobRedirects struct {
+	ttl   time.Duration
+	clock func() time.Time
+
+	mu      sync.Mutex
+	entries *lru[blobRedirectKey, *blobRedirect] // cost: 1 an entry
+
+	hits, misses prometheus.Counter
+	size         prometheus.Gauge
+}
+
+// newBlobRedirects builds the cache of cfg and registers its metrics on
+// reg; nil when it is disabled, or useless because the gateway follows
+// redirects itself (proxy_blobs).
+func newBlobRedirects(cfg BlobRedirectCacheConfig, proxyBlobs bool, clock func() time.Time, reg prometheus.Registerer) *blobRedirects {
+	if cfg.Disabled || proxyBlobs {
+		return nil
+	}
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_blob_redirect_cache_requests_total",
+		Help: "Blob GETs the redirect cache could answer, by result (a hit costs the upstream nothing).",
+	}, []string{"result"})
+	c := &blobRedirects{
+		ttl:     cfg.TTL,
+		clock:   clock,
+		entries: newLRU[blobRedirectKey, *blobRedirect](int64(cfg.MaxEntries)),
+		hits:    requests.WithLabelValues("hit"),
+		misses:  requests.WithLabelValues("miss"),
+		size: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gateway_blob_redirect_cache_entries",
+			Help: "Blob redirects the cache holds.",
+		}),
+	}
+	reg.MustRegister(requests, c.size)
+	return c
+}
+
+// serve answers a checked blob GET from the cache, and reports whether it
+// did. Anything but a plain GET (a HEAD, a query) goes upstream.
+func (c *blobRedirects) serve(w http.ResponseWriter, r *http.Request, rt *routed) bool {
+	if r.Method != http.MethodGet || r.URL.RawQuery != "" {
+		return false
+	}
+	c.mu.Lock()
+	n := c.entries.len()
+	e, ok := c.entries.get(blobRedirectKey{rt.Upstream, rt.Reference}, c.clock())
+	if c.entries.len() != n {
+		c.size.Set(float64(c.entries.len()))
+	}
+	c.mu.Unlock()
+	if !ok {
+		c.misses.Inc()
+		return false
+	}
+	c.hits.Inc()
+	h := w.Header()
+	h["Location"] = e.location
+	if e.digest != nil {
+		h["Docker-Content-Digest"] = e.digest
+	}
+	h["Docker-Distribution-Api-Version"] = apiVersionValue
+	h["Content-Length"] = zeroLength
+	w.WriteHeader(e.status)
+	return true
+}
+
+var zeroLength = []string{"0"}
+
+// fill is part of the proxy's ModifyResponse, after the upstream's answer
+// was turned into the client's: it stores a blob GET's redirect to another
+// host than the upstream, for as long as its URL says it stays good (see
+// reuseFor). Errors and redirects to the upstream itself are never stored.
+func (c *blobRedirects) fill(resp *http.Response, foreign func(*url.URL) bool) {
+	req := resp.Request
+	rt := routeOf(req)
+	if rt.Kind != RouteBlob || req.Method != http.MethodGet || req.URL.RawQuery != "" || !isRedirect(resp.StatusCode) {
+		return
+	}
+	locs := resp.Header["Location"]
+	if len(locs) != 1 {
+		return
+	}
+	u, err := url.Parse(locs[0])
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || !foreign(u) {
+		return
+	}
+	now := c.clock()
+	d := reuseFor(u.Query(), now, c.ttl)
+	if d <= 0 {
+		return
+	}
+	e := &blobRedirect{status: resp.StatusCode, location: []string{locs[0]}}
+	if dg := resp.Header.Get("Docker-Content-Digest"); dg != "" {
+		e.digest = []string{dg}
+	}
+	c.mu.Lock()
+	c.entries.add(blobRedirectKey{rt.Upstream, rt.Reference}, e, 1, now.Add(d))
+	c.size.Set(float64(c.entries.len()))
+	c.mu.Unlock()
+}
+
+// Bounds of a presigned URL's own validity: SigV4 allows at most 7 days.
+const (
+	amzDateLayout  = "20060102T150405Z"
+	maxSigV4Expiry = 7 * 24 * 60 * 60
+)
+
+// reuseFor is how long from now a presigned URL with query q may be handed
+// out again: min(ttl, half its remaining validity), so that a client that
+// gets it late still has time to follow it. Its validity is read from
+// SigV4's X-Amz-Date and X-Amz-Expires or from SigV2's and CloudFront's
+// Expires (Unix seconds), the earliest where several are present; a URL
+// without them, with them repeated or malformed, is not reused (0).
+func reuseFor(q url.Values, now time.Time, ttl time.Duration) time.Duration {
+	var until time.Time
+	found := false
+	earliest := func(t time.Time) {
+		if !found || t.Before(until) {
+			until = t
+		}
+		found = true
+	}
+	date, hasDate := q["X-Amz-Date"]
+	exp, hasExp := q["X-Amz-Expires"]
+	if hasDate || hasExp {
+		if len(date) != 1 || len(exp) != 1 {
+			return 0
+		}
+		signed, err := time.Parse(amzDateLayout, date[0])
+		secs, err2 := strconv.Atoi(exp[0])
+		if err != nil || err2 != nil || secs <= 0 || secs > maxSigV4Expiry {
+			return 0
+		}
+		earliest(signed.Add(time.Duration(secs) * time.Second))
+	}
+	if v, ok := q["Expires"]; ok {
+		if len(v) != 1 {
+			return 0
+		}
+		secs, err := strconv.ParseInt(v[0], 10, 64)
+		if err != nil || secs <= 0 || secs > 1<<40 {
+			return 0
+		}
+		earliest(time.Unix(secs, 0))
+	}
+	if !found {
+		return 0
+	}
+	return min(ttl, until.Sub(now)/2)
+}
