@@ -117,12 +117,15 @@ func (e *env) upstreamHits(method, p string) int {
 }
 
 // cacheMetrics are the gateway_manifest_cache lines of /metrics.
-func (e *env) cacheMetrics() string {
+func (e *env) cacheMetrics() string { return e.metricLines("gateway_manifest_cache") }
+
+// metricLines are the lines of /metrics that start with prefix.
+func (e *env) metricLines(prefix string) string {
 	e.t.Helper()
 	resp := e.do("GET", "/metrics", nil)
 	var b strings.Builder
 	for line := range strings.Lines(readBody(e.t.(*testing.T), resp)) {
-		if strings.HasPrefix(line, "gateway_manifest_cache") {
+		if strings.HasPrefix(line, prefix) {
 			b.WriteString(line)
 		}
 	}
