@@ -109,9 +109,9 @@ func TestSmoke(t *testing.T) {
 	wantAll("token", contenders(rep.Token), "ES256 bare", "RS256 bare", "ES256 file", "ES256 sql warm", "ES256 sql cold", "ES256 http warm", "ES256 http cold")
 	if gateway {
 		wantAll("token", contenders(rep.Token), "ES256 file x5c", "ES256 file info", report.TokenShipped)
-		wantAll("pull", contenders(rep.Pull), report.ContenderGatewayShipped)
+		wantAll("pull", contenders(rep.Pull), report.ContenderGatewayShipped, report.ContenderGatewayNoCaches)
 		for _, want := range []string{"## Headline: docker pull", "| docker pull mix, gateway (shipped config) vs direct, c=4 | ≥ 0.90× |",
-			"| 4 | ES256 file shipped |", "| 4 | gateway (shipped config) |"} {
+			"| 4 | ES256 file shipped |", "| 4 | gateway (shipped config) |", "| 4 | gateway (no caches) |"} {
 			if !strings.Contains(string(md), want) {
 				t.Errorf("report lacks %q", want)
 			}
@@ -121,7 +121,7 @@ func TestSmoke(t *testing.T) {
 		for _, c := range rep.PullCounts {
 			counted[c.Contender] = c.Pulls > 0 && c.Redirects == 4*c.Pulls // the config and 3 layers
 		}
-		if !counted[report.ContenderGatewayShipped] || !counted[report.ContenderDirect] {
+		if !counted[report.ContenderGatewayShipped] || !counted[report.ContenderGatewayNoCaches] || !counted[report.ContenderDirect] {
 			t.Errorf("pull counts %+v", rep.PullCounts)
 		}
 	}

@@ -119,7 +119,7 @@ func (h *harness) runProfile(ctx context.Context) error {
 				return err
 			}
 			defer h.stop(ts.proc)
-			pullCfg, pullAddr, err := h.writeShippedGatewayConfig("profiled-gateway-pull", ts.addr)
+			pullCfg, pullAddr, err := h.writeShippedGatewayConfig("profiled-gateway-pull", ts.addr, "", "")
 			if err != nil {
 				return err
 			}

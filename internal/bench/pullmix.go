@@ -57,6 +57,15 @@ func (h *harness) runPull(ctx context.Context) error {
 	if gw != nil {
 		defer gw.stop()
 		cs = append(cs, contender{name: report.ContenderGatewayShipped, pids: gw.pids, newOp: op(report.ContenderGatewayShipped, gw.addr, h.pullAuth(gw.token, im.Repo))})
+		// The same gateway less the caches that spare the upstream, on the
+		// same token service: what each pull costs without them.
+		nc, ncAddr, err := h.startGatewayOn(ctx, "gateway-pull-nocaches", gw.token, fixtures.NoTagCache, fixtures.RedirectCacheOff)
+		if err != nil {
+			return err
+		}
+		defer h.stop(nc)
+		cs = append(cs, contender{name: report.ContenderGatewayNoCaches, pids: []int{nc.PID(), gw.token.proc.PID()},
+			newOp: op(report.ContenderGatewayNoCaches, ncAddr, h.pullAuth(gw.token, im.Repo))})
 	}
 
 	if !nginx.HasLua() {
@@ -92,9 +101,12 @@ func (h *harness) runPull(ctx context.Context) error {
 	// A pull is a dozen requests, and the article's set-up takes seconds a
 	// pull at high concurrency: a couple of pulls per worker warm up the
 	// connections and caches as well as the request workloads' 20 requests.
+	// The cells of more than pullTimedContenders share the time that many
+	// took, so that the workload's run time stays the same.
 	cell := func(c int) loadgen.Cell {
 		cl := h.cell(c)
 		cl.Warmup = min(cl.Warmup, pullWarmup)
+		cl.MaxTime = cl.MaxTime * pullTimedContenders / time.Duration(max(len(cs), pullTimedContenders))
 		return cl
 	}
 	series, err := h.interleave(ctx, WorkloadPull, cs, h.opts.Concurrency, h.opts.Rounds, cell)
@@ -110,7 +122,7 @@ func (h *harness) runPull(ctx context.Context) error {
 		h.report.PullCounts = append(h.report.PullCounts, report.PullCount{Contender: c.name, Stats: *st})
 		// Every pull must have been whole: a contender that skipped a step
 		// would look fast.
-		wantReq := int64(im.Requests(c.name == report.ContenderGatewayShipped))
+		wantReq := int64(im.Requests(c.name == report.ContenderGatewayShipped || c.name == report.ContenderGatewayNoCaches))
 		if st.Requests != st.Pulls*wantReq || st.Redirects != st.Pulls*int64(len(im.Layers)+1) || st.Bytes != st.Pulls*im.Bytes() {
 			return fmt.Errorf("pull: %s: %+v, want %d requests, %d redirects and %d bytes a pull", c.name, *st, wantReq, len(im.Layers)+1, im.Bytes())
 		}
@@ -120,6 +132,10 @@ func (h *harness) runPull(ctx context.Context) error {
 
 // pullWarmup is the most unmeasured pulls per worker before a cell.
 const pullWarmup = 2
+
+// pullTimedContenders is how many contenders' cells the pull workload's
+// time was set for.
+const pullTimedContenders = 4
 
 func basicHeader(user, password string) string {
 	return "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
@@ -170,20 +186,14 @@ type shippedGateway struct {
 // startShippedGateway starts the token service (file backend) and the
 // gateway, both as shipped; nil when either was not built.
 func (h *harness) startShippedGateway(ctx context.Context) (*shippedGateway, error) {
-	bin, ok := h.bins["gateway"]
-	if !ok {
+	if _, ok := h.bins["gateway"]; !ok {
 		return nil, nil
 	}
 	ts, err := h.startTokenServer(ctx, "ES256", "file", tokenShipped)
 	if err != nil || ts == nil {
 		return nil, err
 	}
-	cfgPath, addr, err := h.writeShippedGatewayConfig("gateway-pull", ts.addr)
-	if err != nil {
-		h.stop(ts.proc)
-		return nil, err
-	}
-	p, err := h.start(ctx, "gateway-pull", bin, []string{"-config", cfgPath}, "http://"+addr+"/readyz", 200)
+	p, addr, err := h.startGatewayOn(ctx, "gateway-pull", ts, "", "")
 	if err != nil {
 		h.stop(ts.proc)
 		return nil, err
@@ -192,14 +202,28 @@ func (h *harness) startShippedGateway(ctx context.Context) (*shippedGateway, err
 }
 
 // writeShippedGatewayConfig writes the configuration of a gateway as
-// shipped, forwarding /token to the token service at tokenAddr.
-func (h *harness) writeShippedGatewayConfig(name, tokenAddr string) (cfgPath, addr string, err error) {
+// shipped, forwarding /token to the token service at tokenAddr; with
+// manifestCache and redirectCache (YAML values; empty: as shipped), those
+// settings changed.
+func (h *harness) writeShippedGatewayConfig(name, tokenAddr, manifestCache, redirectCache string) (cfgPath, addr string, err error) {
 	if addr, err = proc.FreeAddr(); err != nil {
 		return "", "", err
 	}
-	g := fixtures.Gateway{Listen: addr, PublicKey: h.keys["ES256"].Public, Upstream: h.fix.Addrs.Registry, Shipped: true, TokenEndpoint: tokenAddr}
+	g := fixtures.Gateway{Listen: addr, PublicKey: h.keys["ES256"].Public, Upstream: h.fix.Addrs.Registry, Shipped: true, TokenEndpoint: tokenAddr,
+		ManifestCache: manifestCache, BlobRedirectCache: redirectCache}
 	cfgPath, err = g.Write(filepath.Join(h.tmp, name))
 	return cfgPath, addr, err
+}
+
+// startGatewayOn starts bin/gateway as shipped but for manifestCache and
+// redirectCache, forwarding /token to ts.
+func (h *harness) startGatewayOn(ctx context.Context, name string, ts *tokenServer, manifestCache, redirectCache string) (*proc.Proc, string, error) {
+	cfgPath, addr, err := h.writeShippedGatewayConfig(name, ts.addr, manifestCache, redirectCache)
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := h.start(ctx, name, h.bins["gateway"], []string{"-config", cfgPath}, "http://"+addr+"/readyz", 200)
+	return p, addr, err
 }
 
 // pullAuth is how worker w of a pull through the gateway authenticates:

@@ -38,6 +38,9 @@ const (
 	// the article's nginx + Lua licence check.
 	ContenderGatewayShipped = "gateway (shipped config)"
 	ContenderNginxLua       = "nginx+lua (article)"
+	// ContenderGatewayNoCaches is the shipped gateway with tag_ttl 0s and
+	// the blob redirect cache off: what the caches save, side by side.
+	ContenderGatewayNoCaches = "gateway (no caches)"
 	// TokenShipped is the token service at deploy/tokenserver.yaml's
 	// settings (log_level info, signing_cert), file backend.
 	TokenShipped = "ES256 file shipped"
@@ -642,6 +645,7 @@ func Markdown(r *Report, o Params, notes []byte) []byte {
 		p("## Headline: docker pull\n\n%s\n\n", r.PullInfo)
 		p("- **direct**: the registry itself (the baseline); docker sends its Basic credential on every request, as to ECR.\n")
 		p("- **gateway (shipped config)**: `bin/gateway` with nothing but what a user must set (manifest cache, access log, log level and blob redirects as shipped), `/token` forwarded to `bin/tokenserver` as shipped (`log_level: info` with its audit line, `signing_cert` so every token carries `x5c`; file backend); CPU is both processes'.\n")
+		p("- **gateway (no caches)**: the same gateway and token service with `manifest_cache: {tag_ttl: 0s}` and `blob_redirect_cache: {disabled: true}`: the index's HEAD and GET by tag and every blob GET go upstream (manifests by digest are still cached), as the shipped configuration did before `tag_ttl` defaulted to 5s and blob redirects were reused.\n")
 		p("- **nginx+lua (article)**: the configuration of the article this product replaces, built in the bench (`internal/bench/nginx/lua.go` lists the few changes needed to run it): Basic credentials on every request, each checked with a licence API sub-request (5 ms), nothing cached.\n")
 		p("- **nginx**: `proxy_pass` with keep-alive, checking nothing.\n\n")
 		p("A worker is one docker client with its own kept-alive connections (to the contender and to S3), pulling again and again; cells as above, counted in pulls, after at most 2 warm-up pulls per worker. *Added* latency is the contender's p50 (p99) per pull minus the registry's at the same concurrency; CPU is per pull.\n\n")
