@@ -36,8 +36,7 @@ type blobRedirects struct {
 	mu      sync.Mutex
 	entries *lru[blobRedirectKey, *blobRedirect] // cost: 1 an entry
 
-	hits, misses prometheus.Counter
-	size         prometheus.Gauge
+	cacheMetrics // held: entries
 }
 
 // newBlobRedirects builds the cache of cfg and registers its metrics on
@@ -47,23 +46,14 @@ func newBlobRedirects(cfg BlobRedirectCacheConfig, proxyBlobs bool, clock func()
 	if cfg.Disabled || proxyBlobs {
 		return nil
 	}
-	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "gateway_blob_redirect_cache_requests_total",
-		Help: "Blob GETs the redirect cache could answer, by result (a hit costs the upstream nothing).",
-	}, []string{"result"})
-	c := &blobRedirects{
+	return &blobRedirects{
 		ttl:     cfg.TTL,
 		clock:   clock,
 		entries: newLRU[blobRedirectKey, *blobRedirect](int64(cfg.MaxEntries)),
-		hits:    requests.WithLabelValues("hit"),
-		misses:  requests.WithLabelValues("miss"),
-		size: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "gateway_blob_redirect_cache_entries",
-			Help: "Blob redirects the cache holds.",
-		}),
+		cacheMetrics: newCacheMetrics(reg, "gateway_blob_redirect_cache",
+			"Blob GETs the redirect cache could answer, by result (a hit costs the upstream nothing).",
+			"gateway_blob_redirect_cache_entries", "Blob redirects the cache holds."),
 	}
-	reg.MustRegister(requests, c.size)
-	return c
 }
 
 // serve answers a checked blob GET from the cache, and reports whether it
@@ -76,7 +66,7 @@ func (c *blobRedirects) serve(w http.ResponseWriter, r *http.Request, rt *routed
 	n := c.entries.len()
 	e, ok := c.entries.get(blobRedirectKey{rt.Upstream, rt.Reference}, c.clock())
 	if c.entries.len() != n {
-		c.size.Set(float64(c.entries.len()))
+		c.held.Set(float64(c.entries.len()))
 	}
 	c.mu.Unlock()
 	if !ok {
@@ -126,7 +116,7 @@ func (c *blobRedirects) fill(resp *http.Response, foreign func(*url.URL) bool) {
 	}
 	c.mu.Lock()
 	c.entries.add(blobRedirectKey{rt.Upstream, rt.Reference}, e, 1, now.Add(d))
-	c.size.Set(float64(c.entries.len()))
+	c.held.Set(float64(c.entries.len()))
 	c.mu.Unlock()
 }
 

@@ -183,6 +183,19 @@ func (e *redirectEnv) get(t *testing.T, method, repo, digest, tok string, want i
 	return resp.Header.Get("Location")
 }
 
+// eachGETUpstream GETs blob d of stable/app n times, each answered with a
+// redirect that the upstream was asked for.
+func (e *redirectEnv) eachGETUpstream(t *testing.T, d string, n int) {
+	t.Helper()
+	tok := e.token()
+	for range n {
+		e.get(t, "GET", "stable/app", d, tok, http.StatusTemporaryRedirect)
+	}
+	if got := e.blobRequests("GET", "acme/stable/app", d); got != n {
+		t.Errorf("upstream saw %d blob GETs, want %d", got, n)
+	}
+}
+
 func withRedirectCache(f func(*BlobRedirectCacheConfig)) envOption {
 	return func(c *Config, _ *Options) { f(&c.BlobRedirectCache) }
 }
@@ -332,14 +345,7 @@ func TestBlobRedirectCacheNotStored(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := newRedirectEnv(t)
 			e.front.setQuery(q)
-			d := e.push(t, "acme/stable/app")
-			tok := e.token()
-			for range 3 {
-				e.get(t, "GET", "stable/app", d, tok, http.StatusTemporaryRedirect)
-			}
-			if got := e.blobRequests("GET", "acme/stable/app", d); got != 3 {
-				t.Errorf("upstream saw %d blob GETs, want 3", got)
-			}
+			e.eachGETUpstream(t, e.push(t, "acme/stable/app"), 3)
 		})
 	}
 	t.Run("upstream error", func(t *testing.T) {
@@ -359,14 +365,7 @@ func TestBlobRedirectCacheNotStored(t *testing.T) {
 	})
 	t.Run("disabled", func(t *testing.T) {
 		e := newRedirectEnv(t, withRedirectCache(func(c *BlobRedirectCacheConfig) { c.Disabled = true }))
-		d := e.push(t, "acme/stable/app")
-		tok := e.token()
-		for range 2 {
-			e.get(t, "GET", "stable/app", d, tok, http.StatusTemporaryRedirect)
-		}
-		if got := e.blobRequests("GET", "acme/stable/app", d); got != 2 {
-			t.Errorf("upstream saw %d blob GETs, want 2", got)
-		}
+		e.eachGETUpstream(t, e.push(t, "acme/stable/app"), 2)
 		if m := e.metricLines("gateway_blob_redirect_cache"); m != "" {
 			t.Errorf("a disabled cache has metrics:\n%s", m)
 		}

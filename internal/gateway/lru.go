@@ -1,6 +1,10 @@
 package gateway
 
-import "time"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // lru is a map bounded by the summed cost of its entries, evicting the
 // least recently used beyond it, whose entries may expire. Both of the
@@ -80,4 +84,20 @@ func (l *lru[K, V]) drop(e *lruEntry[K, V]) {
 	l.unlink(e)
 	delete(l.entries, e.key)
 	l.size -= e.cost
+}
+
+// cacheMetrics are a cache's metrics: NAME_requests_total{result="hit|miss"}
+// and a gauge of what it holds.
+type cacheMetrics struct {
+	hits, misses prometheus.Counter
+	held         prometheus.Gauge
+}
+
+// newCacheMetrics registers the metrics of the cache called name on reg;
+// held is the gauge's name and help.
+func newCacheMetrics(reg prometheus.Registerer, name, requestsHelp, heldName, heldHelp string) cacheMetrics {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name + "_requests_total", Help: requestsHelp}, []string{"result"})
+	held := prometheus.NewGauge(prometheus.GaugeOpts{Name: heldName, Help: heldHelp})
+	reg.MustRegister(requests, held)
+	return cacheMetrics{hits: requests.WithLabelValues("hit"), misses: requests.WithLabelValues("miss"), held: held}
 }

@@ -68,8 +68,7 @@ type manifestCache struct {
 	entries  *lru[manifestKey, *manifestEntry] // cost: bytes
 	inflight map[manifestKey]*manifestFlight
 
-	hits, misses prometheus.Counter
-	bytes        prometheus.Gauge
+	cacheMetrics // held: bytes
 }
 
 // newManifestCache builds the cache of cfg and registers its metrics on
@@ -78,26 +77,17 @@ func newManifestCache(cfg ManifestCacheConfig, clock func() time.Time, log *slog
 	if cfg.Disabled {
 		return nil
 	}
-	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "gateway_manifest_cache_requests_total",
-		Help: "Manifest requests the cache could answer (by digest; by tag with tag_ttl), by result.",
-	}, []string{"result"})
-	c := &manifestCache{
+	return &manifestCache{
 		maxBytes: cfg.MaxBytes,
 		tagTTL:   cfg.TagTTLOrZero(),
 		clock:    clock,
 		log:      log,
 		entries:  newLRU[manifestKey, *manifestEntry](cfg.MaxBytes),
 		inflight: map[manifestKey]*manifestFlight{},
-		hits:     requests.WithLabelValues("hit"),
-		misses:   requests.WithLabelValues("miss"),
-		bytes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "gateway_manifest_cache_bytes",
-			Help: "Bytes the manifest cache holds, counted as max_bytes counts them.",
-		}),
+		cacheMetrics: newCacheMetrics(reg, "gateway_manifest_cache",
+			"Manifest requests the cache could answer (by digest; by tag with tag_ttl), by result.",
+			"gateway_manifest_cache_bytes", "Bytes the manifest cache holds, counted as max_bytes counts them."),
 	}
-	reg.MustRegister(requests, c.bytes)
-	return c
 }
 
 func isDigestRef(ref string) bool { return strings.IndexByte(ref, ':') >= 0 }
@@ -127,7 +117,7 @@ func (c *manifestCache) lookup(k manifestKey, join bool) (e *manifestEntry, f *m
 	size := c.entries.size
 	e, ok := c.entries.get(k, c.clock())
 	if c.entries.size != size {
-		c.bytes.Set(float64(c.entries.size))
+		c.held.Set(float64(c.entries.size))
 	}
 	if ok {
 		return e, nil, false
@@ -172,7 +162,7 @@ func (c *manifestCache) add(k manifestKey, body []byte, contentType, dgst, apiVe
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.entries.add(k, e, cost, expires) {
-		c.bytes.Set(float64(c.entries.size))
+		c.held.Set(float64(c.entries.size))
 	}
 }
 

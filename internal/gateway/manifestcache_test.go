@@ -247,56 +247,41 @@ func TestManifestCacheTags(t *testing.T) {
 			t.Errorf("tag requests counted as cache lookups:\n%s", m)
 		}
 	})
-	t.Run("unset: cached for 5s", func(t *testing.T) {
-		clock := testutil.NewClock(time.Now())
-		reg := newManifestRegistry()
-		old := manifestBody("old", 300)
-		reg.put("v1", old)
-		e := newEnv(t, reg, func(_ *Config, o *Options) { o.Clock = clock.Now })
-		tok := e.token()
-		e.getManifest(t, "GET", "v1", tok, 200, ociManifest)
-		pushed := manifestBody("new", 300)
-		reg.put("v1", pushed)
-		clock.Advance(4900 * time.Millisecond)
-		if _, got := e.getManifest(t, "GET", "v1", tok, 200, ociManifest); got != string(old) {
-			t.Error("within 5 s: not the cached manifest")
-		}
-		clock.Advance(200 * time.Millisecond)
-		if _, got := e.getManifest(t, "GET", "v1", tok, 200, ociManifest); got != string(pushed) {
-			t.Error("after 5 s: not the pushed manifest")
-		}
-		if got := e.upstreamHits("GET", "v1"); got != 2 {
-			t.Errorf("upstream saw %d tag GETs, want 2", got)
-		}
-	})
-	t.Run("cached for tag_ttl", func(t *testing.T) {
-		clock := testutil.NewClock(time.Now())
-		reg := newManifestRegistry()
-		old := manifestBody("old", 300)
-		reg.put("v1", old)
-		e := newEnv(t, reg, withCache(func(c *ManifestCacheConfig) { c.TagTTL = new(10 * time.Second) }),
-			func(_ *Config, o *Options) { o.Clock = clock.Now })
-		tok := e.token()
-		e.getManifest(t, "GET", "v1", tok, 200, ociManifest)
-		// A push of v1: not seen until the TTL runs out.
-		pushed := manifestBody("new", 300)
-		reg.put("v1", pushed)
-		clock.Advance(9 * time.Second)
-		if _, got := e.getManifest(t, "GET", "v1", tok, 200, ociManifest); got != string(old) {
-			t.Error("within tag_ttl: not the cached manifest")
-		}
-		e.getManifest(t, "HEAD", "v1", tok, 200, ociManifest)
-		if got := e.upstreamHits("GET", "v1") + e.upstreamHits("HEAD", "v1"); got != 1 {
-			t.Errorf("upstream saw %d tag requests within tag_ttl, want 1", got)
-		}
-		clock.Advance(2 * time.Second)
-		if _, got := e.getManifest(t, "GET", "v1", tok, 200, ociManifest); got != string(pushed) {
-			t.Error("after tag_ttl: not the pushed manifest")
-		}
-		if got := e.upstreamHits("GET", "v1"); got != 2 {
-			t.Errorf("upstream saw %d tag GETs, want 2", got)
-		}
-	})
+	for name, tc := range map[string]struct {
+		ttl time.Duration
+		opt envOption
+	}{
+		"unset: cached for 5s": {5 * time.Second, func(*Config, *Options) {}},
+		"cached for tag_ttl":   {10 * time.Second, withCache(func(c *ManifestCacheConfig) { c.TagTTL = new(10 * time.Second) })},
+	} {
+		t.Run(name, func(t *testing.T) {
+			clock := testutil.NewClock(time.Now())
+			reg := newManifestRegistry()
+			old := manifestBody("old", 300)
+			reg.put("v1", old)
+			e := newEnv(t, reg, tc.opt, func(_ *Config, o *Options) { o.Clock = clock.Now })
+			tok := e.token()
+			e.getManifest(t, "GET", "v1", tok, 200, ociManifest)
+			// A push of v1: not seen until the TTL runs out.
+			pushed := manifestBody("new", 300)
+			reg.put("v1", pushed)
+			clock.Advance(tc.ttl - 100*time.Millisecond)
+			if _, got := e.getManifest(t, "GET", "v1", tok, 200, ociManifest); got != string(old) {
+				t.Error("within tag_ttl: not the cached manifest")
+			}
+			e.getManifest(t, "HEAD", "v1", tok, 200, ociManifest)
+			if got := e.upstreamHits("GET", "v1") + e.upstreamHits("HEAD", "v1"); got != 1 {
+				t.Errorf("upstream saw %d tag requests within tag_ttl, want 1", got)
+			}
+			clock.Advance(200 * time.Millisecond)
+			if _, got := e.getManifest(t, "GET", "v1", tok, 200, ociManifest); got != string(pushed) {
+				t.Error("after tag_ttl: not the pushed manifest")
+			}
+			if got := e.upstreamHits("GET", "v1"); got != 2 {
+				t.Errorf("upstream saw %d tag GETs, want 2", got)
+			}
+		})
+	}
 }
 
 func TestManifestCacheAcceptVariants(t *testing.T) {
