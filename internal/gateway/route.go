@@ -2,15 +2,14 @@ package gateway
 
 import (
 	"net/http"
-	"regexp"
 	"strings"
 
-	// go-digest only knows the algorithms whose hashes are linked in.
+	// go-digest (the manifest cache checks answers with it) only knows
+	// the algorithms whose hashes are linked in.
 	_ "crypto/sha256"
 	_ "crypto/sha512"
 
 	"github.com/distribution/reference"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/acme/registry-gateway/internal/httpx"
 )
@@ -99,16 +98,98 @@ func (r Route) Scope() string {
 // a sha512 digest and the fixed parts fit well within it.
 const maxPathLen = 512
 
-var (
-	// pathNameRe is the repository path grammar of distribution/reference
-	// (path components joined by "/"). reference.NameRegexp is not used
-	// as-is because it also admits a leading domain, which may hold upper
-	// case letters and a port: neither belongs in a path to this registry.
-	pathNameRe = regexp.MustCompile(`^` + pathComponent + `(?:/` + pathComponent + `)*$`)
-	tagRe      = regexp.MustCompile(`^` + reference.TagRegexp.String() + `$`)
-)
+// validPathName reports whether name is a repository path in the grammar
+// of distribution/reference: components of lower-case letters and digits,
+// separated within a component by ".", "_", "__" or a run of "-", joined
+// by "/". reference.NameRegexp is not used because it also admits a
+// leading domain, which may hold upper case letters and a port: neither
+// belongs in a path to this registry. It is written out rather than a
+// regular expression because it runs on every request (route_test.go checks
+// it against the grammar's regular expression).
+func validPathName(name string) bool {
+	for c := range strings.SplitSeq(name, "/") {
+		if !validPathComponent(c) {
+			return false
+		}
+	}
+	return true
+}
 
+// pathComponent is the grammar of one path component as a regular
+// expression, for the configuration's repository prefix (checked once).
 const pathComponent = `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
+
+// validPathComponent matches pathComponent.
+func validPathComponent(c string) bool {
+	i := 0
+	for {
+		start := i
+		for i < len(c) && isLowerAlnum(c[i]) {
+			i++
+		}
+		if i == start {
+			return false
+		}
+		if i == len(c) {
+			return true
+		}
+		switch c[i] {
+		case '.':
+			i++
+		case '_':
+			i++
+			if i < len(c) && c[i] == '_' {
+				i++
+			}
+		case '-':
+			for i < len(c) && c[i] == '-' {
+				i++
+			}
+		default:
+			return false
+		}
+	}
+}
+
+func isLowerAlnum(b byte) bool { return b >= 'a' && b <= 'z' || b >= '0' && b <= '9' }
+
+// validTag matches reference.TagRegexp anchored: [\w][\w.-]{0,127}.
+func validTag(tag string) bool {
+	if tag == "" || len(tag) > 128 || !isWordByte(tag[0]) {
+		return false
+	}
+	for i := 1; i < len(tag); i++ {
+		if b := tag[i]; !isWordByte(b) && b != '.' && b != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func isWordByte(b byte) bool {
+	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_'
+}
+
+// validDigest reports whether d is a digest go-digest's Validate accepts
+// with sha256 and sha512 linked in: sha256, sha384 or sha512, then the
+// hash's lower-case hex.
+func validDigest(d string) bool {
+	alg, hex, ok := strings.Cut(d, ":")
+	if !ok {
+		return false
+	}
+	switch {
+	case alg == "sha256" && len(hex) == 64, alg == "sha384" && len(hex) == 96, alg == "sha512" && len(hex) == 128:
+	default:
+		return false
+	}
+	for i := 0; i < len(hex); i++ {
+		if b := hex[i]; !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // Route errors, as the client sees them.
 var (
@@ -169,10 +250,10 @@ func ParseRoute(escapedPath string) (Route, error) {
 	case "manifests":
 		r.Kind, r.Reference = RouteManifest, last
 		if strings.IndexByte(last, ':') >= 0 {
-			if err := digest.Digest(last).Validate(); err != nil {
+			if !validDigest(last) {
 				return Route{}, errDigestInvalid
 			}
-		} else if !tagRe.MatchString(last) {
+		} else if !validTag(last) {
 			return Route{}, errTagInvalid
 		}
 	case "blobs", "referrers":
@@ -180,7 +261,7 @@ func ParseRoute(escapedPath string) (Route, error) {
 		if verb == "referrers" {
 			r.Kind = RouteReferrers
 		}
-		if err := digest.Digest(last).Validate(); err != nil {
+		if !validDigest(last) {
 			return Route{}, errDigestInvalid
 		}
 	case "tags":
@@ -191,7 +272,7 @@ func ParseRoute(escapedPath string) (Route, error) {
 	default:
 		return Route{}, errRouteNotFound
 	}
-	if len(name) > reference.RepositoryNameTotalLengthMax || !pathNameRe.MatchString(name) {
+	if len(name) > reference.RepositoryNameTotalLengthMax || !validPathName(name) {
 		return Route{}, errNameInvalid
 	}
 	return r, nil

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/acme/registry-gateway/internal/httpx"
 )
@@ -200,4 +201,47 @@ func FuzzParseRoute(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The hand-written matchers against the grammars they replace: the
+// regular expressions of distribution/reference and go-digest's Validate.
+var (
+	oraclePathNameRe = regexp.MustCompile(`^` + pathComponent + `(?:/` + pathComponent + `)*$`)
+	oracleTagRe      = regexp.MustCompile(`^` + reference.TagRegexp.String() + `$`)
+)
+
+func checkMatchersAgree(t *testing.T, s string) {
+	t.Helper()
+	if got, want := validPathName(s), oraclePathNameRe.MatchString(s); got != want {
+		t.Errorf("validPathName(%q) = %v, the grammar says %v", s, got, want)
+	}
+	if got, want := validTag(s), oracleTagRe.MatchString(s); got != want {
+		t.Errorf("validTag(%q) = %v, the grammar says %v", s, got, want)
+	}
+	if got, want := validDigest(s), digest.Digest(s).Validate() == nil; got != want {
+		t.Errorf("validDigest(%q) = %v, go-digest says %v", s, got, want)
+	}
+}
+
+var matcherSeeds = []string{
+	"", "a", "A", "_", "-", ".", "a/b", "a//b", "/a", "a/", "a.b", "a..b", "a_b", "a__b", "a___b",
+	"a-b", "a--b", "a-", "-a", "a._b", "a_.b", "a-.b", "ab/c-d/e__f.g", "a.b/c", "stable/app",
+	"Latest", "1.4", "v1.0-rc.1", "_tag", ".tag", "-tag", "tag+x", "a b", "é", strings.Repeat("t", 128),
+	strings.Repeat("t", 129), dgst, dgst512, "sha256:" + strings.Repeat("A", 64), "sha256:" + strings.Repeat("a", 63),
+	"sha384:" + strings.Repeat("0", 96), "sha512:" + strings.Repeat("f", 128), "md5:" + strings.Repeat("0", 32),
+	"sha256:", ":" + strings.Repeat("0", 64), "sha256:" + strings.Repeat("0", 64) + "\n",
+	"sha256:" + strings.Repeat("0", 64) + ":", "a\n", "a/b\n",
+}
+
+func TestMatchersAgreeWithGrammar(t *testing.T) {
+	for _, s := range matcherSeeds {
+		checkMatchersAgree(t, s)
+	}
+}
+
+func FuzzMatchers(f *testing.F) {
+	for _, s := range matcherSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(checkMatchersAgree)
 }
