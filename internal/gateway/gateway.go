@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"sync"
 	"time"
@@ -64,7 +63,7 @@ type Gateway struct {
 	upstream  *url.URL
 	auth      *authHeader
 	plain     http.RoundTripper // the upstream transport, without credential
-	proxy     *httputil.ReverseProxy
+	proxy     *forwarder
 	manifests *manifestCache // nil with manifest_cache.disabled
 	catalog   *catalog
 	token     http.Handler // nil without token_endpoint
@@ -241,14 +240,7 @@ func (g *Gateway) buildUpstream(_ context.Context, opts Options) (err error) {
 			return g.manifests.fill(resp)
 		}
 	}
-	g.proxy = &httputil.ReverseProxy{
-		Rewrite:        up.rewrite,
-		Transport:      rt,
-		BufferPool:     newBufferPool(),
-		ModifyResponse: modify,
-		ErrorHandler:   up.errorHandler,
-		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
-	}
+	g.proxy = &forwarder{proxy: up, transport: rt, modify: modify, buffers: newBufferPool(), log: g.log}
 	return nil
 }
 
