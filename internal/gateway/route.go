@@ -55,6 +55,9 @@ type Route struct {
 	// Upstream is the repository as the upstream names it (the prefix put
 	// before Name), set by ForUpstream.
 	Upstream string
+	// upstreamPath is UpstreamPath for the prefix ForUpstream was given,
+	// built with Upstream in one string.
+	upstreamPath string
 }
 
 // String is the route's kind, the label of its metrics and log lines.
@@ -75,10 +78,14 @@ func (r Route) ForUpstream(prefix string) (Route, error) {
 	if len(prefix)+len(r.Name) > reference.RepositoryNameTotalLengthMax {
 		return r, errUpstreamNameTooLong
 	}
-	r.Upstream = r.Name
-	if prefix != "" {
+	if r.Suffix == "" {
 		r.Upstream = prefix + r.Name
+		return r, nil
 	}
+	// One string for the upstream name and path: this runs for every
+	// request.
+	r.upstreamPath = "/v2/" + prefix + r.Name + r.Suffix
+	r.Upstream = r.upstreamPath[len("/v2/") : len("/v2/")+len(prefix)+len(r.Name)]
 	return r, nil
 }
 
@@ -282,12 +289,20 @@ func ParseRoute(escapedPath string) (Route, error) {
 // upstream path cleaner would collapse into a different path than the one
 // whose name was checked.
 func checkSegments(p string) error {
-	for seg := range strings.SplitSeq(p, "/") {
+	for {
+		seg := p
+		i := strings.IndexByte(p, '/')
+		if i >= 0 {
+			seg = p[:i]
+		}
 		if seg == "" || seg == "." || seg == ".." {
 			return errPathNotCanonical
 		}
+		if i < 0 {
+			return nil
+		}
+		p = p[i+1:]
 	}
-	return nil
 }
 
 // UpstreamPath is the escaped path of the route on the upstream, with the
@@ -298,6 +313,10 @@ func (r Route) UpstreamPath(prefix string) string {
 		return "/v2/"
 	case RouteCatalog:
 		return "/v2/_catalog"
+	}
+	if p := r.upstreamPath; len(p) == len("/v2/")+len(prefix)+len(r.Name)+len(r.Suffix) &&
+		strings.HasPrefix(p[len("/v2/"):], prefix) {
+		return p
 	}
 	return "/v2/" + prefix + r.Name + r.Suffix
 }

@@ -140,11 +140,23 @@ func TestRouteForUpstream(t *testing.T) {
 	if up, err := r.ForUpstream(""); err != nil || up.Upstream != "stable/app" {
 		t.Errorf("no prefix: %+v, %v", up, err)
 	}
+	// The path is built with the name, for the prefix it was built for.
+	up, _ := r.ForUpstream("acme/")
+	for _, tt := range []struct{ prefix, want string }{
+		{"acme/", "/v2/acme/stable/app/manifests/v1"},
+		{"", "/v2/stable/app/manifests/v1"},
+		{"xyz/", "/v2/xyz/stable/app/manifests/v1"},
+		{"acme/x/", "/v2/acme/x/stable/app/manifests/v1"},
+	} {
+		if got := up.UpstreamPath(tt.prefix); got != tt.want {
+			t.Errorf("UpstreamPath(%q) after ForUpstream(acme/) = %q, want %q", tt.prefix, got, tt.want)
+		}
+	}
 	long, err := ParseRoute("/v2/" + strings.Repeat("a", 251) + "/manifests/v1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := long.ForUpstream("acme/")
+	up, err = long.ForUpstream("acme/")
 	var e *httpx.Error
 	if !errors.As(err, &e) || e.Code != httpx.CodeNameInvalid || up.Kind != RouteManifest {
 		t.Errorf("too long with the prefix: %+v, %v", up, err)
