@@ -46,6 +46,9 @@ type upstreamProxy struct {
 	prefix   string
 	errs     httpx.Handler
 	refused  func() // metrics hook: an upstream 401/403 answered 502
+	// auth is the credential transport's: its current header value goes
+	// on each outgoing request (see outgoing); nil: none does.
+	auth *authHeader
 }
 
 // forwardedRequestHeaders are the only client request headers the upstream
@@ -76,8 +79,11 @@ var noUserAgent = []string{""}
 // outgoing is the request the upstream gets for in: the checked route's
 // upstream path, the query as it came (unparsable parameters dropped), and
 // only the allowed headers, sharing their values. The upstream credential
-// is the credential transport's to set. A shallow copy of in keeps its
-// context (with the access record) without a second copy.
+// is the credential transport's to set; the header map is built with the
+// current one's value (when there is one), which the credential transport
+// then takes as it is instead of copying the request to set it. A shallow
+// copy of in keeps its context (with the access record) without a second
+// copy.
 func (p *upstreamProxy) outgoing(in *http.Request, rt *routed) *http.Request {
 	o := &struct {
 		req http.Request
@@ -100,6 +106,11 @@ func (p *upstreamProxy) outgoing(in *http.Request, rt *routed) *http.Request {
 	}
 	if _, ok := h["User-Agent"]; !ok {
 		h["User-Agent"] = noUserAgent
+	}
+	if p.auth != nil {
+		if cur := p.auth.cur.Load(); cur != nil {
+			h["Authorization"] = cur.value
+		}
 	}
 	out.Header = h
 	// Registry reads have no body (the gateway dropped any); none goes
