@@ -276,7 +276,8 @@ var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
 // does not call back into a ReadFrom.
 type writerOnly struct{ io.Writer }
 
-// Flush implements http.Flusher, which ReverseProxy uses to stream.
+// Flush implements http.Flusher, which the gateway's forwarder uses to
+// stream answers of unknown length.
 func (r *Recorder) Flush() {
 	if r.status == 0 {
 		r.status = http.StatusOK
