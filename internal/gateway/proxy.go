@@ -174,6 +174,9 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.proxy.errorHandler(w, r, err)
 		return
 	}
+	if resp.Body == nil {
+		resp.Body = http.NoBody
+	}
 	if err := f.modify(resp); err != nil {
 		resp.Body.Close()
 		f.proxy.errorHandler(w, r, err)
