@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -510,6 +511,23 @@ func TestUpstreamCutMidBody(t *testing.T) {
 	defer resp.Body.Close()
 	if b, err := io.ReadAll(resp.Body); err == nil {
 		t.Fatalf("the client read a whole answer of %d bytes, status %d", len(b), resp.StatusCode)
+	}
+
+	// Under a server, the handler aborts (the server then drops the
+	// connection) and the access line is still written.
+	r := httptest.NewRequest("GET", "/v2/stable/app/manifests/latest", nil)
+	r.Header = bearer(e.token())
+	r = r.WithContext(context.WithValue(r.Context(), http.ServerContextKey, &http.Server{}))
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Errorf("recovered %v, want http.ErrAbortHandler", v)
+			}
+		}()
+		e.gw.Handler().ServeHTTP(httptest.NewRecorder(), r)
+	}()
+	if !strings.Contains(e.logs.String(), `"msg":"upstream body read failed"`) {
+		t.Errorf("the cut is not logged:\n%s", e.logs.String())
 	}
 }
 
