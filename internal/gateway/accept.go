@@ -56,11 +56,19 @@ func checkAccept(values []string) error {
 func parseAccept(values []string) acceptSet {
 	var s acceptSet
 	for _, v := range values {
-		for part := range strings.SplitSeq(v, ",") {
-			mt, _, _ := strings.Cut(part, ";")
-			mt = strings.TrimSpace(mt)
+		for v != "" {
+			part := v
+			if i := strings.IndexByte(v, ','); i >= 0 {
+				part, v = v[:i], v[i+1:]
+			} else {
+				v = ""
+			}
+			if i := strings.IndexByte(part, ';'); i >= 0 {
+				part = part[:i]
+			}
+			part = strings.TrimSpace(part)
 			for i, known := range manifestMediaTypes {
-				if strings.EqualFold(mt, known) {
+				if len(part) == len(known) && strings.EqualFold(part, known) {
 					s |= 1 << i
 					break
 				}

@@ -197,7 +197,7 @@ func (c *catalog) list(ctx context.Context) ([]string, error) {
 		}
 		names := make([]string, 0, len(upstream))
 		for _, u := range upstream {
-			if name, ok := strings.CutPrefix(u, c.prefix); ok && name != "" && pathNameRe.MatchString(name) {
+			if name, ok := strings.CutPrefix(u, c.prefix); ok && name != "" && validPathName(name) {
 				names = append(names, name)
 			}
 		}

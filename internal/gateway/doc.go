@@ -15,7 +15,7 @@
 //
 // The pieces, one file each: config (YAML, validated), route (the pure path
 // parser), serve (dispatch, the route on the request, the middleware),
-// authz (token check and Bearer challenge), proxy (ReverseProxy and the
+// authz (token check and Bearer challenge), proxy (the forwarder and the
 // response rewriting), transport (the upstream round-trippers: the one
 // place the upstream credential is set and retried, redirect following,
 // latency), credentials (the upstream credential sources), manifestcache

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"sync"
 	"time"
@@ -64,7 +63,7 @@ type Gateway struct {
 	upstream  *url.URL
 	auth      *authHeader
 	plain     http.RoundTripper // the upstream transport, without credential
-	proxy     *httputil.ReverseProxy
+	proxy     *forwarder
 	manifests *manifestCache // nil with manifest_cache.disabled
 	redirects *blobRedirects // nil with blob_redirect_cache.disabled or proxy_blobs
 	catalog   *catalog
@@ -230,7 +229,7 @@ func (g *Gateway) buildUpstream(_ context.Context, opts Options) (err error) {
 	}
 	rt = headErrorAsGET{next: rt}
 	up := &upstreamProxy{upstream: g.upstream, prefix: cfg.Upstream.RepositoryPrefix, errs: g.errs,
-		refused: g.metrics.upstreamRefused.Inc}
+		refused: g.metrics.upstreamRefused.Inc, auth: g.auth}
 	g.manifests = newManifestCache(cfg.ManifestCache, g.clock, g.log, g.metrics.reg)
 	g.redirects = newBlobRedirects(cfg.BlobRedirectCache, cfg.Upstream.ProxyBlobs, g.clock, g.metrics.reg)
 	// The caches store the answer as the client gets it: after the
@@ -250,14 +249,7 @@ func (g *Gateway) buildUpstream(_ context.Context, opts Options) (err error) {
 			return nil
 		}
 	}
-	g.proxy = &httputil.ReverseProxy{
-		Rewrite:        up.rewrite,
-		Transport:      rt,
-		BufferPool:     newBufferPool(),
-		ModifyResponse: modify,
-		ErrorHandler:   up.errorHandler,
-		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
-	}
+	g.proxy = &forwarder{proxy: up, transport: rt, modify: modify, buffers: newBufferPool(), log: g.log}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"math"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +30,9 @@ type metrics struct {
 	// counters caches requests' children by route kind and status, so that
 	// the hot path does not hash label values.
 	counters [len(routeNames) + extraRoutes][600]atomic.Pointer[prometheus.Counter]
+	// pullCounters caches pulls' children by repository (only names that
+	// were pulled, as many as pulls has children).
+	pullCounters sync.Map
 }
 
 // Labels of the requests that are not /v2 routes.

@@ -2,12 +2,13 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
@@ -16,13 +17,13 @@ import (
 	"github.com/acme/registry-gateway/internal/httpx"
 )
 
-// bufferPool lends ReverseProxy its copy buffers. It pools array
+// bufferPool lends the forwarder its copy buffers. It pools array
 // pointers: converting the returned slice back to one allocates nothing,
 // where pooling *[]byte would allocate a slice header per Put.
 type bufferPool struct{ p sync.Pool }
 
 // copyBufferSize fits a manifest, an error or a tags list in one copy.
-// Blob bodies do not use these buffers (streamBlob): ReverseProxy holds its
+// Blob bodies do not use these buffers (streamBlob): the forwarder holds its
 // buffer for the whole copy, so a bigger one would cost its size per blob
 // stream for nothing.
 const copyBufferSize = 8 << 10
@@ -45,6 +46,9 @@ type upstreamProxy struct {
 	prefix   string
 	errs     httpx.Handler
 	refused  func() // metrics hook: an upstream 401/403 answered 502
+	// auth is the credential transport's: its current header value goes
+	// on each outgoing request (see outgoing); nil: none does.
+	auth *authHeader
 }
 
 // forwardedRequestHeaders are the only client request headers the upstream
@@ -53,49 +57,185 @@ type upstreamProxy struct {
 // the gateway, or nobody.
 var forwardedRequestHeaders = append([]string{"Accept"}, forwardedToRedirect...)
 
-// passedResponseHeaders are the only upstream response headers a client
-// gets: what registry clients read. Request IDs, Server and the storage's
-// X-Amz-* headers name the infrastructure behind the gateway.
-var passedResponseHeaders = []string{
-	"Content-Type", "Content-Length", "Content-Range", "Content-Encoding", "Accept-Ranges",
-	"Docker-Content-Digest", "Docker-Distribution-Api-Version", "Location", "Link",
-	"Etag", "Last-Modified", "Cache-Control",
+// passedResponseHeader reports whether an upstream response header (by its
+// canonical name) is one a client gets: what registry clients read.
+// Request IDs, Server and the storage's X-Amz-* headers name the
+// infrastructure behind the gateway. A switch, since it runs for every
+// header of every answer.
+func passedResponseHeader(k string) bool {
+	switch k {
+	case "Content-Type", "Content-Length", "Content-Range", "Content-Encoding", "Accept-Ranges",
+		"Docker-Content-Digest", "Docker-Distribution-Api-Version", "Location", "Link",
+		"Etag", "Last-Modified", "Cache-Control":
+		return true
+	}
+	return false
 }
 
-// allowHeaders returns the headers of h named in allowed, sharing their
-// value slices.
-func allowHeaders(h http.Header, allowed []string) http.Header {
-	out := make(http.Header, len(allowed))
-	for _, k := range allowed {
-		if v, ok := h[k]; ok {
-			out[k] = v
+// noUserAgent keeps the upstream transport from sending a Go User-Agent of
+// its own when the client sent none. Shared: never changed.
+var noUserAgent = []string{""}
+
+// outgoing is the request the upstream gets for in: the checked route's
+// upstream path, the query as it came (unparsable parameters dropped), and
+// only the allowed headers, sharing their values. The upstream credential
+// is the credential transport's to set; the header map is built with the
+// current one's value (when there is one), which the credential transport
+// then takes as it is instead of copying the request to set it. A shallow
+// copy of in keeps its context (with the access record) without a second
+// copy.
+func (p *upstreamProxy) outgoing(in *http.Request, rt *routed) *http.Request {
+	o := &struct {
+		req http.Request
+		url url.URL
+	}{req: *in}
+	out := &o.req
+	o.url = url.URL{Scheme: p.upstream.Scheme, Host: p.upstream.Host, Path: rt.UpstreamPath(p.prefix),
+		RawQuery: cleanQuery(in.URL.RawQuery)}
+	out.URL = &o.url
+	out.Host, out.RequestURI, out.RemoteAddr, out.TLS = "", "", "", nil
+	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
+	out.Close = false
+	out.Form, out.PostForm, out.MultipartForm, out.Trailer, out.GetBody = nil, nil, nil, nil, nil
+	out.Pattern = ""
+	h := make(http.Header, 4)
+	for _, k := range forwardedRequestHeaders {
+		if v, ok := in.Header[k]; ok {
+			h[k] = v
 		}
 	}
-	return out
-}
-
-// rewrite points the request at the upstream: the checked route's upstream
-// path, the query as it came, and only the allowed headers. The upstream
-// credential is the credential transport's to set.
-func (p *upstreamProxy) rewrite(pr *httputil.ProxyRequest) {
-	out := pr.Out
-	rt := routeOf(pr.In)
-	if rt.Name == "" {
-		// Unreachable through the gateway's handler; failing closed, the
-		// request goes nowhere (ReverseProxy answers through
-		// errorHandler).
-		out.URL.Host = ""
-		return
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = noUserAgent
 	}
-	out.URL.Scheme = p.upstream.Scheme
-	out.URL.Host = p.upstream.Host
-	out.URL.Path = rt.UpstreamPath(p.prefix)
-	out.URL.RawPath = ""
-	out.Host = ""
-	out.Header = allowHeaders(pr.In.Header, forwardedRequestHeaders)
+	if p.auth != nil {
+		if cur := p.auth.cur.Load(); cur != nil {
+			h["Authorization"] = cur.value
+		}
+	}
+	out.Header = h
 	// Registry reads have no body (the gateway dropped any); none goes
 	// upstream, whatever the client declared.
 	out.Body, out.ContentLength, out.TransferEncoding = nil, 0, nil
+	return out
+}
+
+// cleanQuery drops a query that does not parse cleanly (a ";" separator or
+// a bad escape) to its parsable parameters, as net/http's ReverseProxy did:
+// the upstream must not read the query another way than Go does.
+func cleanQuery(q string) string {
+	for i := 0; i < len(q); {
+		switch q[i] {
+		case ';':
+			return reencodeQuery(q)
+		case '%':
+			if i+2 >= len(q) || !isHex(q[i+1]) || !isHex(q[i+2]) {
+				return reencodeQuery(q)
+			}
+			i += 3
+		default:
+			i++
+		}
+	}
+	return q
+}
+
+func reencodeQuery(q string) string {
+	v, _ := url.ParseQuery(q)
+	return v.Encode()
+}
+
+func isHex(b byte) bool { return b >= '0' && b <= '9' || b >= 'a' && b <= 'f' || b >= 'A' && b <= 'F' }
+
+// forwarder sends a checked request upstream and writes the answer, the
+// part of net/http/httputil's ReverseProxy the gateway needs: one request
+// built for the upstream (no clone of the client's request and headers to
+// strip again), the answer's allowed headers copied once. There are no
+// hop-by-hop headers to strip: only allow-listed ones pass either way.
+type forwarder struct {
+	proxy     *upstreamProxy
+	transport http.RoundTripper
+	// modify turns the upstream's answer into the gateway's; an error is
+	// answered through the proxy's errorHandler.
+	modify  func(*http.Response) error
+	buffers *bufferPool
+	log     *slog.Logger
+}
+
+func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt := routeOf(r)
+	if rt.Name == "" {
+		// Unreachable through the gateway's handler; failing closed,
+		// the request goes nowhere.
+		f.proxy.errorHandler(w, r, errNotRouted)
+		return
+	}
+	resp, err := f.transport.RoundTrip(f.proxy.outgoing(r, rt))
+	if err != nil {
+		f.proxy.errorHandler(w, r, err)
+		return
+	}
+	if resp.Body == nil {
+		resp.Body = http.NoBody
+	}
+	if err := f.modify(resp); err != nil {
+		resp.Body.Close()
+		f.proxy.errorHandler(w, r, err)
+		return
+	}
+	h := w.Header()
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	err = f.copyBody(w, resp)
+	resp.Body.Close()
+	if err != nil {
+		// The status is out: all that is left is to cut the connection,
+		// so that the client sees a truncated answer, not a short one
+		// that looks whole. Only a server recovers that panic.
+		if r.Context().Value(http.ServerContextKey) != nil {
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+// errNotRouted: a request reached the forwarder without a checked route.
+var errNotRouted = errors.New("request not routed")
+
+// copyBody copies the answer's body to w through a pooled buffer (a blob's
+// body copies itself on the first Read, see streamBlob), flushing after each
+// write when the length is unknown, as ReverseProxy does, so that a streamed
+// answer is not held back.
+func (f *forwarder) copyBody(w http.ResponseWriter, resp *http.Response) error {
+	if resp.Body == http.NoBody {
+		return nil
+	}
+	var flusher http.Flusher
+	if resp.ContentLength < 0 {
+		flusher, _ = w.(http.Flusher)
+	}
+	buf := f.buffers.Get()
+	defer f.buffers.Put(buf)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		switch {
+		case rerr == io.EOF:
+			return nil
+		case rerr != nil:
+			if !errors.Is(rerr, context.Canceled) {
+				f.log.Warn("upstream body read failed", slog.String("error", rerr.Error()))
+			}
+			return rerr
+		}
+	}
 }
 
 // errUpstreamRefused is an upstream 401/403 the credential retry could not
@@ -113,9 +253,17 @@ var apiVersionValue = []string{"registry/2.0"}
 // names and URLs back to the client's, and upstream auth failures and
 // server errors into the gateway's errors.
 func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
-	resp.Header = allowHeaders(resp.Header, passedResponseHeaders)
-	resp.Trailer = nil
 	h := resp.Header
+	if h == nil {
+		h = http.Header{}
+		resp.Header = h
+	}
+	for k := range h {
+		if !passedResponseHeader(k) {
+			delete(h, k)
+		}
+	}
+	resp.Trailer = nil
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		drain(resp.Body)
@@ -132,11 +280,12 @@ func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
 	if _, ok := h["Docker-Distribution-Api-Version"]; !ok {
 		h["Docker-Distribution-Api-Version"] = apiVersionValue
 	}
-	if loc := h.Get("Location"); loc != "" {
-		h.Set("Location", p.clientURL(loc))
+	// Read and set as the canonical keys they are: no Get, no Set.
+	if loc := h["Location"]; len(loc) > 0 && loc[0] != "" {
+		h["Location"] = []string{p.clientURL(loc[0])}
 	}
-	if link := h.Get("Link"); link != "" {
-		h.Set("Link", p.rewriteLink(link))
+	if link := h["Link"]; len(link) > 0 && link[0] != "" {
+		h["Link"] = []string{p.rewriteLink(link[0])}
 	}
 	if p.prefix != "" && resp.StatusCode == http.StatusOK && resp.Request.Method == http.MethodGet &&
 		routeOf(resp.Request).Kind == RouteTags {

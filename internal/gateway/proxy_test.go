@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -129,6 +130,36 @@ func TestHeaderAllowLists(t *testing.T) {
 	}
 	if resp.Header.Get("Etag") != `"abc"` {
 		t.Errorf("Etag not passed: %v", resp.Header)
+	}
+}
+
+// TestOutgoingRequest: the upstream gets the route's path on its own host,
+// the query as it came when it parses cleanly and only its parsable
+// parameters when not, and no User-Agent of the gateway's own when the
+// client sent none.
+func TestOutgoingRequest(t *testing.T) {
+	e := newEnv(t, newFakeRegistry())
+	for _, tt := range []struct{ query, want string }{
+		{"", ""},
+		{"?n=1&last=v1", "n=1&last=v1"},
+		{"?n=1;last=v1", ""},
+		{"?n=1&x=%zz&last=v1", "last=v1&n=1"},
+	} {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/v2/stable/app/tags/list"+tt.query, nil)
+		req.Header = bearer(e.token())
+		req.Header["User-Agent"] = nil // net/http's client sends none then
+		resp, err := noRedirects.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readBody(t, resp)
+		up := e.upstream.last()
+		if up.Path != "/v2/acme/stable/app/tags/list" || up.RawQuery != tt.want {
+			t.Errorf("query %q: upstream got %s?%s, want the query %q", tt.query, up.Path, up.RawQuery, tt.want)
+		}
+		if ua, ok := up.Header["User-Agent"]; ok {
+			t.Errorf("query %q: upstream got User-Agent %q", tt.query, ua)
+		}
 	}
 }
 
@@ -451,8 +482,57 @@ func TestBlobStreamSplices(t *testing.T) {
 	}
 }
 
+// TestUpstreamCutMidBody: an upstream answer that ends before its
+// Content-Length reaches the client cut as well, never as a shorter answer
+// that looks whole.
+func TestUpstreamCutMidBody(t *testing.T) {
+	reg := newFakeRegistry()
+	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.URL.Path, "/manifests/") {
+			reg.ServeHTTP(w, r)
+			return
+		}
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n" +
+			"Content-Length: 1000\r\n\r\n{\"schemaVersion\":2")
+		_ = buf.Flush()
+	}), func(c *Config, _ *Options) { c.ManifestCache.Disabled = true })
+	req, _ := http.NewRequest("GET", e.srv.URL+"/v2/stable/app/manifests/latest", nil)
+	req.Header = bearer(e.token())
+	resp, err := noRedirects.Do(req)
+	if err != nil {
+		return // cut before the status line left the gateway's buffer
+	}
+	defer resp.Body.Close()
+	if b, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatalf("the client read a whole answer of %d bytes, status %d", len(b), resp.StatusCode)
+	}
+
+	// Under a server, the handler aborts (the server then drops the
+	// connection) and the access line is still written.
+	r := httptest.NewRequest("GET", "/v2/stable/app/manifests/latest", nil)
+	r.Header = bearer(e.token())
+	r = r.WithContext(context.WithValue(r.Context(), http.ServerContextKey, &http.Server{}))
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Errorf("recovered %v, want http.ErrAbortHandler", v)
+			}
+		}()
+		e.gw.Handler().ServeHTTP(httptest.NewRecorder(), r)
+	}()
+	if !strings.Contains(e.logs.String(), `"msg":"upstream body read failed"`) {
+		t.Errorf("the cut is not logged:\n%s", e.logs.String())
+	}
+}
+
 // TestClientGoneMidStream: a client that disconnects in the middle of a
-// blob must not break the gateway (ReverseProxy aborts the handler).
+// blob must not break the gateway (the forwarder aborts the handler).
 func TestClientGoneMidStream(t *testing.T) {
 	started := make(chan struct{})
 	reg := newFakeRegistry()

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -16,15 +18,15 @@ func (rt *routed) pull(status int) bool {
 	return rt.Kind == RouteManifest && rt.subject != "" && rt.get && status == http.StatusOK
 }
 
-// accessAttrs are the access line's pull fields for /v2/ reads of a checked
-// token: the token's subject (the customer), the repository and reference
-// as the client named them and, for manifests, the digest served. Never the
-// token itself.
-func (rt *routed) accessAttrs(pull bool) []slog.Attr {
+// appendAccessAttrs appends the access line's pull fields for /v2/ reads of
+// a checked token: the token's subject (the customer), the repository and
+// reference as the client named them and, for manifests, the digest
+// served. Never the token itself.
+func (rt *routed) appendAccessAttrs(out []slog.Attr, pull bool) []slog.Attr {
 	if rt.subject == "" || rt.Name == "" {
-		return nil
+		return out
 	}
-	out := []slog.Attr{slog.String("subject", rt.subject), slog.String("repository", rt.Name)}
+	out = append(out, slog.String("subject", rt.subject), slog.String("repository", rt.Name))
 	if rt.Reference != "" {
 		out = append(out, slog.String("reference", rt.Reference))
 	}
@@ -40,5 +42,11 @@ func (rt *routed) accessAttrs(pull bool) []slog.Attr {
 // pull counts one pull of repository, by channel and repository (no
 // customer label: that is unbounded; the access lines carry it).
 func (m *metrics) pull(repository string) {
-	m.pulls.WithLabelValues(auth.Channel(repository), repository).Inc()
+	if c, ok := m.pullCounters.Load(repository); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.pulls.WithLabelValues(auth.Channel(repository), repository)
+	m.pullCounters.Store(repository, c)
+	c.Inc()
 }

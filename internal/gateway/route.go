@@ -2,15 +2,14 @@ package gateway
 
 import (
 	"net/http"
-	"regexp"
 	"strings"
 
-	// go-digest only knows the algorithms whose hashes are linked in.
+	// go-digest (the manifest cache checks answers with it) only knows
+	// the algorithms whose hashes are linked in.
 	_ "crypto/sha256"
 	_ "crypto/sha512"
 
 	"github.com/distribution/reference"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/acme/registry-gateway/internal/httpx"
 )
@@ -56,6 +55,9 @@ type Route struct {
 	// Upstream is the repository as the upstream names it (the prefix put
 	// before Name), set by ForUpstream.
 	Upstream string
+	// upstreamPath is UpstreamPath for the prefix ForUpstream was given,
+	// built with Upstream in one string.
+	upstreamPath string
 }
 
 // String is the route's kind, the label of its metrics and log lines.
@@ -76,10 +78,14 @@ func (r Route) ForUpstream(prefix string) (Route, error) {
 	if len(prefix)+len(r.Name) > reference.RepositoryNameTotalLengthMax {
 		return r, errUpstreamNameTooLong
 	}
-	r.Upstream = r.Name
-	if prefix != "" {
+	if r.Suffix == "" {
 		r.Upstream = prefix + r.Name
+		return r, nil
 	}
+	// One string for the upstream name and path: this runs for every
+	// request.
+	r.upstreamPath = "/v2/" + prefix + r.Name + r.Suffix
+	r.Upstream = r.upstreamPath[len("/v2/") : len("/v2/")+len(prefix)+len(r.Name)]
 	return r, nil
 }
 
@@ -99,16 +105,98 @@ func (r Route) Scope() string {
 // a sha512 digest and the fixed parts fit well within it.
 const maxPathLen = 512
 
-var (
-	// pathNameRe is the repository path grammar of distribution/reference
-	// (path components joined by "/"). reference.NameRegexp is not used
-	// as-is because it also admits a leading domain, which may hold upper
-	// case letters and a port: neither belongs in a path to this registry.
-	pathNameRe = regexp.MustCompile(`^` + pathComponent + `(?:/` + pathComponent + `)*$`)
-	tagRe      = regexp.MustCompile(`^` + reference.TagRegexp.String() + `$`)
-)
+// validPathName reports whether name is a repository path in the grammar
+// of distribution/reference: components of lower-case letters and digits,
+// separated within a component by ".", "_", "__" or a run of "-", joined
+// by "/". reference.NameRegexp is not used because it also admits a
+// leading domain, which may hold upper case letters and a port: neither
+// belongs in a path to this registry. It is written out rather than a
+// regular expression because it runs on every request (route_test.go checks
+// it against the grammar's regular expression).
+func validPathName(name string) bool {
+	for c := range strings.SplitSeq(name, "/") {
+		if !validPathComponent(c) {
+			return false
+		}
+	}
+	return true
+}
 
+// pathComponent is the grammar of one path component as a regular
+// expression, for the configuration's repository prefix (checked once).
 const pathComponent = `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
+
+// validPathComponent matches pathComponent.
+func validPathComponent(c string) bool {
+	i := 0
+	for {
+		start := i
+		for i < len(c) && isLowerAlnum(c[i]) {
+			i++
+		}
+		if i == start {
+			return false
+		}
+		if i == len(c) {
+			return true
+		}
+		switch c[i] {
+		case '.':
+			i++
+		case '_':
+			i++
+			if i < len(c) && c[i] == '_' {
+				i++
+			}
+		case '-':
+			for i < len(c) && c[i] == '-' {
+				i++
+			}
+		default:
+			return false
+		}
+	}
+}
+
+func isLowerAlnum(b byte) bool { return b >= 'a' && b <= 'z' || b >= '0' && b <= '9' }
+
+// validTag matches reference.TagRegexp anchored: [\w][\w.-]{0,127}.
+func validTag(tag string) bool {
+	if tag == "" || len(tag) > 128 || !isWordByte(tag[0]) {
+		return false
+	}
+	for i := 1; i < len(tag); i++ {
+		if b := tag[i]; !isWordByte(b) && b != '.' && b != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func isWordByte(b byte) bool {
+	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_'
+}
+
+// validDigest reports whether d is a digest go-digest's Validate accepts
+// with sha256 and sha512 linked in: sha256, sha384 or sha512, then the
+// hash's lower-case hex.
+func validDigest(d string) bool {
+	alg, hex, ok := strings.Cut(d, ":")
+	if !ok {
+		return false
+	}
+	switch {
+	case alg == "sha256" && len(hex) == 64, alg == "sha384" && len(hex) == 96, alg == "sha512" && len(hex) == 128:
+	default:
+		return false
+	}
+	for i := 0; i < len(hex); i++ {
+		if b := hex[i]; !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // Route errors, as the client sees them.
 var (
@@ -169,10 +257,10 @@ func ParseRoute(escapedPath string) (Route, error) {
 	case "manifests":
 		r.Kind, r.Reference = RouteManifest, last
 		if strings.IndexByte(last, ':') >= 0 {
-			if err := digest.Digest(last).Validate(); err != nil {
+			if !validDigest(last) {
 				return Route{}, errDigestInvalid
 			}
-		} else if !tagRe.MatchString(last) {
+		} else if !validTag(last) {
 			return Route{}, errTagInvalid
 		}
 	case "blobs", "referrers":
@@ -180,7 +268,7 @@ func ParseRoute(escapedPath string) (Route, error) {
 		if verb == "referrers" {
 			r.Kind = RouteReferrers
 		}
-		if err := digest.Digest(last).Validate(); err != nil {
+		if !validDigest(last) {
 			return Route{}, errDigestInvalid
 		}
 	case "tags":
@@ -191,7 +279,7 @@ func ParseRoute(escapedPath string) (Route, error) {
 	default:
 		return Route{}, errRouteNotFound
 	}
-	if len(name) > reference.RepositoryNameTotalLengthMax || !pathNameRe.MatchString(name) {
+	if len(name) > reference.RepositoryNameTotalLengthMax || !validPathName(name) {
 		return Route{}, errNameInvalid
 	}
 	return r, nil
@@ -201,12 +289,20 @@ func ParseRoute(escapedPath string) (Route, error) {
 // upstream path cleaner would collapse into a different path than the one
 // whose name was checked.
 func checkSegments(p string) error {
-	for seg := range strings.SplitSeq(p, "/") {
+	for {
+		seg := p
+		i := strings.IndexByte(p, '/')
+		if i >= 0 {
+			seg = p[:i]
+		}
 		if seg == "" || seg == "." || seg == ".." {
 			return errPathNotCanonical
 		}
+		if i < 0 {
+			return nil
+		}
+		p = p[i+1:]
 	}
-	return nil
 }
 
 // UpstreamPath is the escaped path of the route on the upstream, with the
@@ -217,6 +313,10 @@ func (r Route) UpstreamPath(prefix string) string {
 		return "/v2/"
 	case RouteCatalog:
 		return "/v2/_catalog"
+	}
+	if p := r.upstreamPath; len(p) == len("/v2/")+len(prefix)+len(r.Name)+len(r.Suffix) &&
+		strings.HasPrefix(p[len("/v2/"):], prefix) {
+		return p
 	}
 	return "/v2/" + prefix + r.Name + r.Suffix
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/acme/registry-gateway/internal/httpx"
 )
@@ -139,11 +140,23 @@ func TestRouteForUpstream(t *testing.T) {
 	if up, err := r.ForUpstream(""); err != nil || up.Upstream != "stable/app" {
 		t.Errorf("no prefix: %+v, %v", up, err)
 	}
+	// The path is built with the name, for the prefix it was built for.
+	up, _ := r.ForUpstream("acme/")
+	for _, tt := range []struct{ prefix, want string }{
+		{"acme/", "/v2/acme/stable/app/manifests/v1"},
+		{"", "/v2/stable/app/manifests/v1"},
+		{"xyz/", "/v2/xyz/stable/app/manifests/v1"},
+		{"acme/x/", "/v2/acme/x/stable/app/manifests/v1"},
+	} {
+		if got := up.UpstreamPath(tt.prefix); got != tt.want {
+			t.Errorf("UpstreamPath(%q) after ForUpstream(acme/) = %q, want %q", tt.prefix, got, tt.want)
+		}
+	}
 	long, err := ParseRoute("/v2/" + strings.Repeat("a", 251) + "/manifests/v1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := long.ForUpstream("acme/")
+	up, err = long.ForUpstream("acme/")
 	var e *httpx.Error
 	if !errors.As(err, &e) || e.Code != httpx.CodeNameInvalid || up.Kind != RouteManifest {
 		t.Errorf("too long with the prefix: %+v, %v", up, err)
@@ -200,4 +213,47 @@ func FuzzParseRoute(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The hand-written matchers against the grammars they replace: the
+// regular expressions of distribution/reference and go-digest's Validate.
+var (
+	oraclePathNameRe = regexp.MustCompile(`^` + pathComponent + `(?:/` + pathComponent + `)*$`)
+	oracleTagRe      = regexp.MustCompile(`^` + reference.TagRegexp.String() + `$`)
+)
+
+func checkMatchersAgree(t *testing.T, s string) {
+	t.Helper()
+	if got, want := validPathName(s), oraclePathNameRe.MatchString(s); got != want {
+		t.Errorf("validPathName(%q) = %v, the grammar says %v", s, got, want)
+	}
+	if got, want := validTag(s), oracleTagRe.MatchString(s); got != want {
+		t.Errorf("validTag(%q) = %v, the grammar says %v", s, got, want)
+	}
+	if got, want := validDigest(s), digest.Digest(s).Validate() == nil; got != want {
+		t.Errorf("validDigest(%q) = %v, go-digest says %v", s, got, want)
+	}
+}
+
+var matcherSeeds = []string{
+	"", "a", "A", "_", "-", ".", "a/b", "a//b", "/a", "a/", "a.b", "a..b", "a_b", "a__b", "a___b",
+	"a-b", "a--b", "a-", "-a", "a._b", "a_.b", "a-.b", "ab/c-d/e__f.g", "a.b/c", "stable/app",
+	"Latest", "1.4", "v1.0-rc.1", "_tag", ".tag", "-tag", "tag+x", "a b", "é", strings.Repeat("t", 128),
+	strings.Repeat("t", 129), dgst, dgst512, "sha256:" + strings.Repeat("A", 64), "sha256:" + strings.Repeat("a", 63),
+	"sha384:" + strings.Repeat("0", 96), "sha512:" + strings.Repeat("f", 128), "md5:" + strings.Repeat("0", 32),
+	"sha256:", ":" + strings.Repeat("0", 64), "sha256:" + strings.Repeat("0", 64) + "\n",
+	"sha256:" + strings.Repeat("0", 64) + ":", "a\n", "a/b\n",
+}
+
+func TestMatchersAgreeWithGrammar(t *testing.T) {
+	for _, s := range matcherSeeds {
+		checkMatchersAgree(t, s)
+	}
+}
+
+func FuzzMatchers(f *testing.F) {
+	for _, s := range matcherSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(checkMatchersAgree)
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -55,21 +56,23 @@ func routeOf(r *http.Request) *routed {
 func (g *Gateway) Handler() http.Handler { return g.handler }
 
 // newHandler wraps the dispatch in the shared middleware: one access line a
-// request (only failures with access_log off), counted by route.
+// request (only failures with access_log off), counted by route. A /v2
+// request's routed is allocated with its access record.
 func (g *Gateway) newHandler() http.Handler {
 	return httpx.Chain(g.errs.Func(g.serve),
-		httpx.NewAccessLog(httpx.AccessLogOptions{
+		httpx.NewAccessLogOf[routed](httpx.AccessLogOptions{
 			Log:          g.log,
 			FailuresOnly: g.cfg.AccessLog != nil && !*g.cfg.AccessLog,
 			Client:       g.clients.Of,
 			Done:         g.finishRequest,
+			Attrs:        accessAttrs,
 		}),
 		httpx.Recover(g.errs),
 	)
 }
 
-// finishRequest counts a finished request by route and status, counts a
-// pull, and puts who pulled what on the access line.
+// finishRequest counts a finished request by route and status, and counts
+// a pull.
 func (g *Gateway) finishRequest(rec *httpx.Record) {
 	rt, ok := rec.Route.(*routed)
 	if !ok {
@@ -77,11 +80,17 @@ func (g *Gateway) finishRequest(rec *httpx.Record) {
 		return
 	}
 	g.metrics.request(rt.Kind, rec.Status)
-	pull := rt.pull(rec.Status)
-	if pull {
+	if rt.pull(rec.Status) {
 		g.metrics.pull(rt.Name)
 	}
-	rec.Add(rt.accessAttrs(pull)...)
+}
+
+// accessAttrs puts who pulled what on a request's access line.
+func accessAttrs(rec *httpx.Record, attrs []slog.Attr) []slog.Attr {
+	if rt, ok := rec.Route.(*routed); ok {
+		return rt.appendAccessAttrs(attrs, rt.pull(rec.Status))
+	}
+	return attrs
 }
 
 // serve dispatches by path. It does not use http.ServeMux, which would
@@ -141,7 +150,8 @@ var errMethodNotAllowed = httpx.Errorf(http.StatusMethodNotAllowed, httpx.CodeUn
 // pass.
 func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Record) error {
 	route, err := ParseRoute(r.URL.EscapedPath())
-	rt := &routed{Route: route}
+	rt := httpx.StateOf[routed](rec)
+	*rt = routed{Route: route}
 	rec.Route = rt
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return errMethodNotAllowed
@@ -152,7 +162,11 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 	if err := checkAccept(r.Header["Accept"]); err != nil {
 		return err
 	}
-	claims, err := g.authz.check(r.Context(), r.Header.Get("Authorization"), route)
+	var authorization string
+	if v := r.Header["Authorization"]; len(v) > 0 {
+		authorization = v[0]
+	}
+	claims, err := g.authz.check(r.Context(), authorization, route)
 	if err != nil {
 		return err
 	}
@@ -162,7 +176,11 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 	rt.subject, rt.get = claims.Subject, r.Method == http.MethodGet
 	if route.Kind == RouteManifest {
 		// For the access line: the digest served, once answered.
-		defer func() { rt.digest = w.Header().Get("Docker-Content-Digest") }()
+		defer func() {
+			if v := w.Header()["Docker-Content-Digest"]; len(v) > 0 {
+				rt.digest = v[0]
+			}
+		}()
 	}
 	switch route.Kind {
 	case RouteBlob:

@@ -92,7 +92,13 @@ func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, erro
 	if err != nil {
 		return nil, err
 	}
-	req = withAuthorization(req, first)
+	if v := req.Header["Authorization"]; len(v) != 1 || &v[0] != &first.value[0] {
+		// Unless the request was built with this very header value (the
+		// forwarder's are: see upstreamProxy.outgoing), it gets it on a
+		// copy. Only authHeader makes these slices, so the identity of
+		// their array is proof enough.
+		req = withAuthorization(req, first)
+	}
 	sent := first.value[0]
 	resp, err := t.next.RoundTrip(req)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || (req.Body != nil && req.Body != http.NoBody) {

@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -101,7 +102,7 @@ func TestAccessLogFailuresOnly(t *testing.T) {
 	}
 }
 
-// TestAbortedStreamLogged: ReverseProxy's ErrAbortHandler (a stream cut
+// TestAbortedStreamLogged: the proxy's ErrAbortHandler (a stream cut
 // half-way) is logged and goes on to the server, which must drop the
 // connection.
 func TestAbortedStreamLogged(t *testing.T) {
@@ -121,5 +122,54 @@ func TestAbortedStreamLogged(t *testing.T) {
 	}()
 	if lines := logLines(t, &logs); len(lines) != 1 || lines[0]["bytes"] != float64(4) {
 		t.Errorf("lines %v", lines)
+	}
+}
+
+type testState struct{ n int }
+
+// TestAccessLogState: the handler's state is there for each request, zero
+// at its start, found through the request's context (also from a context
+// derived from it) while the context's own values and cancellation pass
+// through; the line's fields of Attrs are asked for only for lines that
+// are written.
+func TestAccessLogState(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	type ctxKey struct{}
+	var attrsCalls int
+	srv := Chain(Handler{Log: log}.Func(func(w http.ResponseWriter, r *http.Request) error {
+		rec := RecordOf(r.Context())
+		st := StateOf[testState](rec)
+		if st == nil || st.n != 0 {
+			t.Fatalf("state %+v at the start of a request", st)
+		}
+		st.n = len(r.URL.Path)
+		derived, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		if RecordOf(derived) != rec || derived.Value(ctxKey{}) != "outer" {
+			t.Error("a derived context lost the record or the outer value")
+		}
+		if StateOf[int](rec) != nil {
+			t.Error("StateOf of another type is not nil")
+		}
+		if r.URL.Path == "/fail" {
+			return Errorf(http.StatusNotFound, CodeUnsupported, "unknown endpoint")
+		}
+		return nil
+	}), NewAccessLogOf[testState](AccessLogOptions{Log: log, FailuresOnly: true,
+		Attrs: func(rec *Record, attrs []slog.Attr) []slog.Attr {
+			attrsCalls++
+			return append(attrs, slog.Int("n", StateOf[testState](rec).n))
+		}}))
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "outer"))
+	defer cancel()
+	srv.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/ok", nil).WithContext(ctx))
+	srv.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/fail", nil).WithContext(ctx))
+	lines := logLines(t, &logs)
+	if len(lines) != 1 || lines[0]["n"] != float64(len("/fail")) || attrsCalls != 1 {
+		t.Fatalf("lines %v, Attrs called %d times", lines, attrsCalls)
+	}
+	if StateOf[testState](&Record{}) != nil {
+		t.Error("a record outside the middleware has state")
 	}
 }

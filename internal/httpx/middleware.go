@@ -70,6 +70,7 @@ type Record struct {
 	Bytes    int64
 	Duration time.Duration
 	attrs    []slog.Attr
+	state    any // the handler's, see NewAccessLogOf
 }
 
 // Add puts fields of the handler's on the request's log line. Never a
@@ -81,8 +82,34 @@ type recordKey struct{}
 // RecordOf is the access record of the request of ctx, nil outside the
 // AccessLog middleware.
 func RecordOf(ctx context.Context) *Record {
+	if c, ok := ctx.(*recordCtx); ok {
+		// The handler's own context, as the middleware made it: no walk
+		// up the chain of contexts.
+		return c.rec
+	}
 	rec, _ := ctx.Value(recordKey{}).(*Record)
 	return rec
+}
+
+// recordCtx carries a request's Record. It is a context type of its own,
+// not context.WithValue, so that it is allocated with the record.
+type recordCtx struct {
+	context.Context
+	rec *Record
+}
+
+func (c *recordCtx) Value(key any) any {
+	if key == (recordKey{}) {
+		return c.rec
+	}
+	return c.Context.Value(key)
+}
+
+// StateOf is the handler's state of type T kept with rec (see
+// NewAccessLogOf); nil when the middleware keeps none of that type.
+func StateOf[T any](rec *Record) *T {
+	p, _ := rec.state.(*T)
+	return p
 }
 
 // AccessLogOptions configure NewAccessLog; only Log is required.
@@ -95,6 +122,10 @@ type AccessLogOptions struct {
 	Client func(*http.Request) string
 	// Done sees every finished record, e.g. to count requests by route.
 	Done func(*Record)
+	// Attrs appends the handler's fields to a request's line. It is called
+	// only for a line that is written, so that requests that are not
+	// logged pay nothing for them.
+	Attrs func(rec *Record, attrs []slog.Attr) []slog.Attr
 }
 
 // AccessLog writes one line a request: method, path, status, size, duration
@@ -106,21 +137,33 @@ func AccessLog(log *slog.Logger) Middleware { return NewAccessLog(AccessLogOptio
 // NewAccessLog is AccessLog with options. The line's level is ERROR for a
 // server failure (5xx), INFO for the rest, a client that hung up (499)
 // included: nothing is wrong on the server's side then.
-func NewAccessLog(o AccessLogOptions) Middleware {
+func NewAccessLog(o AccessLogOptions) Middleware { return NewAccessLogOf[struct{}](o) }
+
+// exchange is what the access log keeps for one request, in one
+// allocation: this runs for every request.
+type exchange[T any] struct {
+	rw    Recorder
+	rec   Record
+	ctx   recordCtx
+	state T
+}
+
+// NewAccessLogOf is NewAccessLog for a handler that keeps state of its own
+// for each request: a zero T is allocated together with the request's
+// record, recorder and context, and StateOf finds it.
+func NewAccessLogOf[T any](o AccessLogOptions) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			// One allocation for both: this runs for every request.
-			st := &struct {
-				rw  Recorder
-				rec Record
-			}{rw: Recorder{ResponseWriter: w}}
+			st := &exchange[T]{rw: Recorder{ResponseWriter: w}}
 			rw, rec := &st.rw, &st.rec
-			r = r.WithContext(context.WithValue(r.Context(), recordKey{}, rec))
+			rec.state = &st.state
+			st.ctx = recordCtx{Context: r.Context(), rec: rec}
+			r = r.WithContext(&st.ctx)
 			defer func() {
-				// A panic (ReverseProxy's ErrAbortHandler for a stream
-				// cut half-way) is still logged, then goes on to the
-				// server, which drops the connection.
+				// A panic (the proxy's ErrAbortHandler for a stream cut
+				// half-way) is still logged, then goes on to the server,
+				// which drops the connection.
 				v := recover()
 				rec.Status, rec.Bytes, rec.Duration = rw.Status(), rw.Bytes(), time.Since(start)
 				if rec.Err != nil && rec.Err.Status == StatusClientClosedRequest {
@@ -154,7 +197,8 @@ func (o AccessLogOptions) write(r *http.Request, rec *Record) {
 	if o.Client != nil {
 		client = o.Client(r)
 	}
-	attrs := make([]slog.Attr, 0, 11+len(rec.attrs))
+	// Room for the fields below and for a handler's few.
+	attrs := make([]slog.Attr, 0, 16+len(rec.attrs))
 	attrs = append(attrs, slog.String("method", r.Method), slog.String("path", r.URL.Path))
 	if rec.Route != nil {
 		attrs = append(attrs, slog.String("route", rec.Route.String()))
@@ -168,6 +212,9 @@ func (o AccessLogOptions) write(r *http.Request, rec *Record) {
 		}
 	}
 	attrs = append(attrs, rec.attrs...)
+	if o.Attrs != nil {
+		attrs = o.Attrs(rec, attrs)
+	}
 	o.Log.LogAttrs(ctx, level, "request", attrs...)
 }
 
@@ -229,7 +276,8 @@ var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
 // does not call back into a ReadFrom.
 type writerOnly struct{ io.Writer }
 
-// Flush implements http.Flusher, which ReverseProxy uses to stream.
+// Flush implements http.Flusher, which the gateway's forwarder uses to
+// stream answers of unknown length.
 func (r *Recorder) Flush() {
 	if r.status == 0 {
 		r.status = http.StatusOK

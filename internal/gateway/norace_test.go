@@ -1,0 +1,7 @@
+//go:build !race
+
+package gateway
+
+import "testing"
+
+func skipUnderRace(*testing.T) {}
