@@ -163,10 +163,16 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 		http.Error(w, string(internalErrorJSON), http.StatusInternalServerError)
 		return
 	}
+	WriteJSONBody(w, status, data)
+}
+
+// WriteJSONBody is WriteJSON for a body already encoded, by a hot path
+// that writes its JSON by hand.
+func WriteJSONBody(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_, _ = w.Write(data)
+	_, _ = w.Write(body)
 }
 
 var internalErrorJSON = []byte(`{"errors":[{"code":"UNKNOWN","message":"internal error"}]}` + "\n")

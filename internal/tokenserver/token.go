@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/jsonx"
 	"github.com/acme/registry-gateway/internal/license"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
@@ -68,6 +69,7 @@ type tokenResult struct {
 
 // tokenResponse is the JSON answer. GET answers carry token and
 // access_token (clients read either); POST answers are the OAuth2 form.
+// appendJSON writes it as encoding/json would with these tags.
 type tokenResponse struct {
 	Token        string `json:"token,omitempty"`
 	AccessToken  string `json:"access_token"`
@@ -76,6 +78,30 @@ type tokenResponse struct {
 	IssuedAt     string `json:"issued_at"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+}
+
+// appendJSON appends the answer's JSON and a newline, what
+// httpx.WriteJSON writes for it, without reflection: the token (a few KB
+// with x5c, twice in a GET answer) is every answer's bulk, and
+// encoding/json would scan it byte by byte for characters to escape.
+func (r *tokenResponse) appendJSON(b []byte) []byte {
+	b = append(b, '{')
+	if r.Token != "" {
+		b = append(jsonx.AppendString(append(b, `"token":`...), r.Token), ',')
+	}
+	b = jsonx.AppendString(append(b, `"access_token":`...), r.AccessToken)
+	if r.TokenType != "" {
+		b = jsonx.AppendString(append(b, `,"token_type":`...), r.TokenType)
+	}
+	b = strconv.AppendInt(append(b, `,"expires_in":`...), int64(r.ExpiresIn), 10)
+	b = jsonx.AppendString(append(b, `,"issued_at":`...), r.IssuedAt)
+	if r.RefreshToken != "" {
+		b = jsonx.AppendString(append(b, `,"refresh_token":`...), r.RefreshToken)
+	}
+	if r.Scope != "" {
+		b = jsonx.AppendString(append(b, `,"scope":`...), r.Scope)
+	}
+	return append(b, '}', '\n')
 }
 
 // getToken is the token endpoint of the registry token spec: query
@@ -402,7 +428,8 @@ func writeToken(w http.ResponseWriter, resp *tokenResponse) {
 	// RFC 6749 §5.1: responses with tokens must not be cached.
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
-	httpx.WriteJSON(w, http.StatusOK, resp)
+	size := len(resp.Token) + len(resp.AccessToken) + len(resp.RefreshToken) + len(resp.Scope) + len(resp.IssuedAt) + 160
+	httpx.WriteJSONBody(w, http.StatusOK, resp.appendJSON(make([]byte, 0, size)))
 }
 
 func scopeString(ras []auth.ResourceActions) string {

@@ -1,11 +1,12 @@
 package auth
 
 import (
-	"encoding/json"
 	"slices"
 	"strconv"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/acme/registry-gateway/internal/jsonx"
 )
 
 // Claims are the claims of a registry token. Access follows the token spec;
@@ -44,15 +45,15 @@ func (c *Claims) HoldsChannel(channel string) bool {
 func appendClaims(b []byte, c *Claims) []byte {
 	b = append(b, '{')
 	if c.Issuer != "" {
-		b = appendJSONString(appendKey(b, "iss"), c.Issuer)
+		b = jsonx.AppendString(appendKey(b, "iss"), c.Issuer)
 	}
 	if c.Subject != "" {
-		b = appendJSONString(appendKey(b, "sub"), c.Subject)
+		b = jsonx.AppendString(appendKey(b, "sub"), c.Subject)
 	}
 	if len(c.Audience) > 0 {
 		b = appendKey(b, "aud")
 		if len(c.Audience) == 1 && !jwt.MarshalSingleStringAsArray {
-			b = appendJSONString(b, c.Audience[0])
+			b = jsonx.AppendString(b, c.Audience[0])
 		} else {
 			b = appendJSONStrings(b, c.Audience)
 		}
@@ -66,7 +67,7 @@ func appendClaims(b []byte, c *Claims) []byte {
 		}
 	}
 	if c.ID != "" {
-		b = appendJSONString(appendKey(b, "jti"), c.ID)
+		b = jsonx.AppendString(appendKey(b, "jti"), c.ID)
 	}
 	b = appendKey(b, "access")
 	if c.Access == nil {
@@ -77,11 +78,11 @@ func appendClaims(b []byte, c *Claims) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(append(b, `{"type":`...), ra.Type)
+			b = jsonx.AppendString(append(b, `{"type":`...), ra.Type)
 			if ra.Class != "" {
-				b = appendJSONString(append(b, `,"class":`...), ra.Class)
+				b = jsonx.AppendString(append(b, `,"class":`...), ra.Class)
 			}
-			b = appendJSONString(append(b, `,"name":`...), ra.Name)
+			b = jsonx.AppendString(append(b, `,"name":`...), ra.Name)
 			b = append(b, `,"actions":`...)
 			if ra.Actions == nil {
 				b = append(b, "null"...)
@@ -115,23 +116,7 @@ func appendJSONStrings(b []byte, ss []string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, s)
+		b = jsonx.AppendString(b, s)
 	}
 	return append(b, ']')
-}
-
-// appendJSONString appends s as a JSON string. The strings of a token
-// (names, addresses, hex ids) are printable ASCII that needs no escape;
-// anything else is left to encoding/json, so that its rules (HTML
-// characters, U+2028, invalid UTF-8) apply unchanged.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always encodes
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
