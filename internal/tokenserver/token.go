@@ -34,6 +34,9 @@ const emptyPasswordMessage = "empty password: an identity token (what docker log
 	"log in with your e-mail and API token, and for Kubernetes create the pull secret from them: " +
 	"see README.md#for-your-customers-kubernetes"
 
+// auditMsg is the message of the audit line of an issued token.
+const auditMsg = "token issued"
+
 // OAuth2 error codes (RFC 6749 §5.2) sent with POST errors.
 const (
 	oauthInvalidRequest   = "invalid_request"
@@ -336,7 +339,13 @@ func (s *Server) issue(ctx context.Context, req *tokenRequest) (*tokenResult, er
 
 // auditIssued writes the one audit line of an issued token. It names the
 // token by jti; the token itself, like any secret, never reaches a log.
+// When the audit and access lines go to the same log, the audit line is
+// the request's access line ("token issued" with the audit fields): one
+// record and one write a token rather than two.
 func (s *Server) auditIssued(ctx context.Context, req *tokenRequest, c *auth.Claims, refreshID string) {
+	if !s.audit.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
 	scopes := make([]string, len(c.Access))
 	for i, ra := range c.Access {
 		scopes[i] = ra.String()
@@ -358,7 +367,12 @@ func (s *Server) auditIssued(ctx context.Context, req *tokenRequest, c *auth.Cla
 	if refreshID != "" {
 		attrs = append(attrs, slog.String("refresh_jti", refreshID))
 	}
-	s.audit.LogAttrs(ctx, slog.LevelInfo, "token issued", attrs...)
+	if rec := httpx.RecordOf(ctx); rec != nil && s.audit == s.log {
+		rec.Msg = auditMsg
+		rec.Add(attrs...)
+		return
+	}
+	s.audit.LogAttrs(ctx, slog.LevelInfo, auditMsg, attrs...)
 }
 
 func (s *Server) checkService(service string) error {
