@@ -189,3 +189,32 @@ func FuzzAppendClaims(f *testing.F) {
 		}
 	})
 }
+
+// An ECDSA key signs deterministically (RFC 6979): the same claims give the
+// same token, which golang-jwt accepts, and claims that differ (the token
+// service's fresh jti) give another signature.
+func TestSignES256Deterministic(t *testing.T) {
+	k := mustSigningKey(t, mustEC(t))
+	now := newClock().Now()
+	c := testClaims(now)
+	a, err := k.Sign(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := k.Sign(c)
+	if a != b {
+		t.Fatal("two signatures of the same claims differ: not RFC 6979")
+	}
+	c.ID = NewTokenID()
+	other, _ := k.Sign(c)
+	sig := func(raw string) string { return raw[strings.LastIndexByte(raw, '.')+1:] }
+	if sig(other) == sig(a) {
+		t.Fatal("claims with another jti got the same signature")
+	}
+	for _, raw := range []string{a, other} {
+		if _, err := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"}), jwt.WithoutClaimsValidation()).
+			ParseWithClaims(raw, &Claims{}, func(*jwt.Token) (any, error) { return k.Signer.Public(), nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
