@@ -89,10 +89,20 @@ type tokenResponse struct {
 // encoding/json would scan it byte by byte for characters to escape.
 func (r *tokenResponse) appendJSON(b []byte) []byte {
 	b = append(b, '{')
+	var token []byte // r.Token as encoded
 	if r.Token != "" {
-		b = append(jsonx.AppendString(append(b, `"token":`...), r.Token), ',')
+		b = append(b, `"token":`...)
+		start := len(b)
+		b = jsonx.AppendString(b, r.Token)
+		token = b[start:]
+		b = append(b, ',')
 	}
-	b = jsonx.AppendString(append(b, `"access_token":`...), r.AccessToken)
+	b = append(b, `"access_token":`...)
+	if token != nil && r.AccessToken == r.Token {
+		b = append(b, token...) // the same token: encoded once
+	} else {
+		b = jsonx.AppendString(b, r.AccessToken)
+	}
 	if r.TokenType != "" {
 		b = jsonx.AppendString(append(b, `,"token_type":`...), r.TokenType)
 	}

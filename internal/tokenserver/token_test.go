@@ -294,6 +294,8 @@ func TestTokenResponseJSON(t *testing.T) {
 		{AccessToken: "a.b.c", TokenType: "Bearer", ExpiresIn: 60, IssuedAt: "2026-12-01T16:00:00Z",
 			RefreshToken: "rgwr_x-y", Scope: "repository:stable/app:pull registry:catalog:*"},
 		{AccessToken: `<"\` + "\u2028\xff", ExpiresIn: -1, Scope: "&"},
+		{Token: "<a&b>", AccessToken: "<a&b>"},
+		{Token: "x.y.z", AccessToken: "a.b.c"},
 		{},
 	} {
 		want, err := json.Marshal(&r)
