@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -50,10 +51,24 @@ func (k *SigningKey) Sign(claims *Claims) (string, error) {
 	payload := appendClaims(scratch[:0], claims)
 
 	b64 := base64.RawURLEncoding
+	// The key must be of the kind the header names, as golang-jwt's
+	// signing methods insist: otherwise the token would carry a signature
+	// no verifier accepts (NewSigningKey never makes such a key).
+	var sigLen int
 	es256 := alg == jwt.SigningMethodES256.Alg()
-	sigLen := 2 * p256ScalarLen
-	if pub, ok := k.Signer.Public().(*rsa.PublicKey); ok && !es256 {
+	switch pub := k.Signer.Public().(type) {
+	case *ecdsa.PublicKey:
+		if !es256 || pub.Curve != elliptic.P256() {
+			return "", fmt.Errorf("auth: a %s key cannot sign %s", pub.Curve.Params().Name, alg)
+		}
+		sigLen = 2 * p256ScalarLen
+	case *rsa.PublicKey:
+		if alg != jwt.SigningMethodRS256.Alg() {
+			return "", fmt.Errorf("auth: an RSA key cannot sign %s", alg)
+		}
 		sigLen = pub.Size()
+	default:
+		return "", fmt.Errorf("auth: unsupported key type %T", pub)
 	}
 	buf := make([]byte, 0, len(header)+1+b64.EncodedLen(len(payload))+1+b64.EncodedLen(sigLen))
 	buf = append(buf, header...)

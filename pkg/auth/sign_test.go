@@ -3,6 +3,8 @@ package auth
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"reflect"
@@ -215,6 +217,26 @@ func TestSignES256Deterministic(t *testing.T) {
 		if _, err := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"}), jwt.WithoutClaimsValidation()).
 			ParseWithClaims(raw, &Claims{}, func(*jwt.Token) (any, error) { return k.Signer.Public(), nil }); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// A key whose kind differs from the algorithm of its header signs nothing
+// (it would make tokens no verifier accepts).
+func TestSignRefusesMismatchedMethod(t *testing.T) {
+	ec, rs := mustEC(t), mustRSA(t)
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []*SigningKey{
+		{Signer: p384, Method: jwt.SigningMethodES256, KeyID: "k"},
+		{Signer: ec, Method: jwt.SigningMethodRS256, KeyID: "k"},
+		{Signer: rs, Method: jwt.SigningMethodES256, KeyID: "k"},
+		{Signer: ec, Method: jwt.SigningMethodES384, KeyID: "k"},
+	} {
+		if raw, err := k.Sign(testClaims(newClock().Now())); err == nil {
+			t.Errorf("%T with %s signed %s", k.Signer, k.Method.Alg(), raw)
 		}
 	}
 }
