@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/acme/registry-gateway/internal/checkconfig"
@@ -60,6 +61,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tokenserver: %v\n", err)
 		return 1
 	}
+	if percent, ok := gcPercent(os.LookupEnv); ok {
+		debug.SetGCPercent(percent)
+	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 	srv, err := tokenserver.New(ctx, cfg, tokenserver.Options{Logger: log})
 	if err != nil {
@@ -73,4 +77,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log.Info("token service stopped")
 	return 0
+}
+
+// defaultGCPercent is the token service's GOGC unless the environment sets
+// one. It keeps a few MiB live and allocates about 15 KB a token, so at Go's
+// default of 100 the collector runs dozens of times a second under load:
+// about a sixth of the CPU a token at concurrency 64, and a longer tail
+// (bench/notes-perf-token.md). 400 costs about 12 MiB more peak RSS.
+const defaultGCPercent = 400
+
+// gcPercent is the GC percent to set: defaultGCPercent, unless GOGC is in
+// the environment (then the runtime has applied it already).
+func gcPercent(lookupEnv func(string) (string, bool)) (int, bool) {
+	if _, set := lookupEnv("GOGC"); set {
+		return 0, false
+	}
+	return defaultGCPercent, true
 }

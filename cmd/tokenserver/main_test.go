@@ -145,3 +145,18 @@ func TestRunAccounts(t *testing.T) {
 		{[]string{"accounts"}, 2, []string{"tokenserver accounts migrate"}},
 	})
 }
+
+// The service runs with defaultGCPercent unless GOGC says otherwise.
+func TestGCPercent(t *testing.T) {
+	env := func(m map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+	}
+	if p, ok := gcPercent(env(nil)); !ok || p != defaultGCPercent {
+		t.Errorf("GOGC unset: %d, %v", p, ok)
+	}
+	for _, v := range []string{"100", "off", ""} {
+		if _, ok := gcPercent(env(map[string]string{"GOGC": v})); ok {
+			t.Errorf("GOGC=%q overridden", v)
+		}
+	}
+}

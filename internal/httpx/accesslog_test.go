@@ -173,3 +173,20 @@ func TestAccessLogState(t *testing.T) {
 		t.Error("a record outside the middleware has state")
 	}
 }
+
+// A handler that names its line (Record.Msg) gets its message on the one
+// access line, with the request's fields and its own.
+func TestAccessLogNamedLine(t *testing.T) {
+	var logs bytes.Buffer
+	srv := AccessLog(slog.New(slog.NewJSONHandler(&logs, nil)))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := RecordOf(r.Context())
+		rec.Msg = "token issued"
+		rec.Add(slog.String("jti", "abc"))
+		_, _ = w.Write([]byte("ok"))
+	}))
+	srv.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/token", nil))
+	lines := logLines(t, &logs)
+	if len(lines) != 1 || lines[0]["msg"] != "token issued" || lines[0]["jti"] != "abc" || lines[0]["path"] != "/token" || lines[0]["status"] != float64(200) {
+		t.Fatalf("lines = %v", lines)
+	}
+}

@@ -331,3 +331,26 @@ func TestRecorderReadFrom(t *testing.T) {
 		t.Errorf("status %d bytes %d %q; bytes %d %q", rec.Status(), rec.Bytes(), inner.Body.String(), rec2.Bytes(), plain.Body.String())
 	}
 }
+
+// A JSON answer over 2 KB (a token with x5c) goes with its length, not
+// chunked as net/http would send it.
+func TestWriteJSONDeclaresLength(t *testing.T) {
+	big := map[string]string{"token": strings.Repeat("a", 3000)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		WriteJSON(w, http.StatusOK, big)
+	}))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(big)
+	if resp.ContentLength != int64(len(want)+1) || len(resp.TransferEncoding) != 0 || string(body) != string(want)+"\n" {
+		t.Fatalf("Content-Length %d, Transfer-Encoding %v, %d bytes", resp.ContentLength, resp.TransferEncoding, len(body))
+	}
+}

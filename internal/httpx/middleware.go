@@ -63,6 +63,11 @@ type Record struct {
 	// Route names what the request asked for, for the log and metrics;
 	// nil until a handler routes the request.
 	Route fmt.Stringer
+	// Msg is the line's message when not "request": a handler whose
+	// request is also an event of its own (the token service's "token
+	// issued" audit line) names it, and its fields join the line's, so
+	// that one line rather than two is written.
+	Msg string
 	// Err is the failure the client was answered with (set by WriteError).
 	Err *Error
 	// Status, Bytes and Duration are set once the request is answered.
@@ -215,7 +220,11 @@ func (o AccessLogOptions) write(r *http.Request, rec *Record) {
 	if o.Attrs != nil {
 		attrs = o.Attrs(rec, attrs)
 	}
-	o.Log.LogAttrs(ctx, level, "request", attrs...)
+	msg := "request"
+	if rec.Msg != "" {
+		msg = rec.Msg
+	}
+	o.Log.LogAttrs(ctx, level, msg, attrs...)
 }
 
 // Recorder remembers the status and size of a response. It keeps the

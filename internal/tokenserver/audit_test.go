@@ -2,12 +2,15 @@ package tokenserver
 
 import (
 	"encoding/base64"
+	"encoding/json"
+	"log/slog"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/testutil"
 )
 
 // Every issued token gets one audit line naming it by jti; no secret (the
@@ -74,5 +77,58 @@ func TestAuditLogHasNoSecrets(t *testing.T) {
 	// which one was used.
 	if audit[1]["refresh_jti"] == nil || audit[1]["refresh_jti"] != audit[2]["refresh_jti"] {
 		t.Errorf("refresh_jti %v / %v", audit[1]["refresh_jti"], audit[2]["refresh_jti"])
+	}
+}
+
+// With one log (the default), an issued token is one line: the access line
+// of its request, named "token issued", with the audit fields; a failed
+// login stays a "request" line. With an audit log of its own, the audit
+// line goes there and the access line stays in the main log.
+func TestAuditLineIsTheAccessLine(t *testing.T) {
+	lines := func(b *testutil.SyncBuffer) []map[string]any {
+		t.Helper()
+		var out []map[string]any
+		for l := range strings.SplitSeq(strings.TrimSpace(b.String()), "\n") {
+			if l == "" {
+				continue
+			}
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("log line %q: %v", l, err)
+			}
+			if m["path"] == "/token" || m["msg"] == auditMsg { // not the start-up lines
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	q := url.Values{"service": {testService}, "scope": {"repository:stable/app:pull"}}
+
+	f := newFixture(t, nil)
+	a := mustToken(t, get(t, f.url, aliceUser, aliceToken, q))
+	get(t, f.url, aliceUser, "wrong-password", q)
+	got := lines(f.logs)
+	if len(got) != 2 {
+		t.Fatalf("%d lines for one token and one failed login, want 2:\n%s", len(got), f.logs)
+	}
+	l := got[0]
+	if l["msg"] != auditMsg || l["jti"] != f.verify(a.Token).ID || l["sub"] != aliceUser || l["grant"] != "basic" ||
+		l["method"] != "GET" || l["path"] != "/token" || l["status"] != float64(200) || l["bytes"] == nil || l["duration"] == nil {
+		t.Errorf("token line = %v", l)
+	}
+	if l := got[1]; l["msg"] != "request" || l["status"] != float64(401) || l["jti"] != nil {
+		t.Errorf("failed login line = %v", l)
+	}
+
+	audit := &testutil.SyncBuffer{}
+	f = newFixture(t, nil, func(_ *fixture, o *Options) {
+		o.AuditLogger = slog.New(slog.NewJSONHandler(audit, nil))
+	})
+	a = mustToken(t, get(t, f.url, aliceUser, aliceToken, q))
+	if got := lines(audit); len(got) != 1 || got[0]["msg"] != auditMsg || got[0]["jti"] != f.verify(a.Token).ID || got[0]["status"] != nil {
+		t.Errorf("audit log = %v", got)
+	}
+	if got := lines(f.logs); len(got) != 1 || got[0]["msg"] != "request" || got[0]["jti"] != nil {
+		t.Errorf("main log = %v", got)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/jsonx"
 	"github.com/acme/registry-gateway/internal/license"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
@@ -32,6 +33,9 @@ const (
 const emptyPasswordMessage = "empty password: an identity token (what docker login stores in config.json) cannot be used as a password; " +
 	"log in with your e-mail and API token, and for Kubernetes create the pull secret from them: " +
 	"see README.md#for-your-customers-kubernetes"
+
+// auditMsg is the message of the audit line of an issued token.
+const auditMsg = "token issued"
 
 // OAuth2 error codes (RFC 6749 §5.2) sent with POST errors.
 const (
@@ -68,6 +72,7 @@ type tokenResult struct {
 
 // tokenResponse is the JSON answer. GET answers carry token and
 // access_token (clients read either); POST answers are the OAuth2 form.
+// appendJSON writes it as encoding/json would with these tags.
 type tokenResponse struct {
 	Token        string `json:"token,omitempty"`
 	AccessToken  string `json:"access_token"`
@@ -76,6 +81,40 @@ type tokenResponse struct {
 	IssuedAt     string `json:"issued_at"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+}
+
+// appendJSON appends the answer's JSON and a newline, what
+// httpx.WriteJSON writes for it, without reflection: the token (a few KB
+// with x5c, twice in a GET answer) is every answer's bulk, and
+// encoding/json would scan it byte by byte for characters to escape.
+func (r *tokenResponse) appendJSON(b []byte) []byte {
+	b = append(b, '{')
+	var token []byte // r.Token as encoded
+	if r.Token != "" {
+		b = append(b, `"token":`...)
+		start := len(b)
+		b = jsonx.AppendString(b, r.Token)
+		token = b[start:]
+		b = append(b, ',')
+	}
+	b = append(b, `"access_token":`...)
+	if token != nil && r.AccessToken == r.Token {
+		b = append(b, token...) // the same token: encoded once
+	} else {
+		b = jsonx.AppendString(b, r.AccessToken)
+	}
+	if r.TokenType != "" {
+		b = jsonx.AppendString(append(b, `,"token_type":`...), r.TokenType)
+	}
+	b = strconv.AppendInt(append(b, `,"expires_in":`...), int64(r.ExpiresIn), 10)
+	b = jsonx.AppendString(append(b, `,"issued_at":`...), r.IssuedAt)
+	if r.RefreshToken != "" {
+		b = jsonx.AppendString(append(b, `,"refresh_token":`...), r.RefreshToken)
+	}
+	if r.Scope != "" {
+		b = jsonx.AppendString(append(b, `,"scope":`...), r.Scope)
+	}
+	return append(b, '}', '\n')
 }
 
 // getToken is the token endpoint of the registry token spec: query
@@ -310,7 +349,13 @@ func (s *Server) issue(ctx context.Context, req *tokenRequest) (*tokenResult, er
 
 // auditIssued writes the one audit line of an issued token. It names the
 // token by jti; the token itself, like any secret, never reaches a log.
+// When the audit and access lines go to the same log, the audit line is
+// the request's access line ("token issued" with the audit fields): one
+// record and one write a token rather than two.
 func (s *Server) auditIssued(ctx context.Context, req *tokenRequest, c *auth.Claims, refreshID string) {
+	if !s.audit.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
 	scopes := make([]string, len(c.Access))
 	for i, ra := range c.Access {
 		scopes[i] = ra.String()
@@ -332,7 +377,12 @@ func (s *Server) auditIssued(ctx context.Context, req *tokenRequest, c *auth.Cla
 	if refreshID != "" {
 		attrs = append(attrs, slog.String("refresh_jti", refreshID))
 	}
-	s.audit.LogAttrs(ctx, slog.LevelInfo, "token issued", attrs...)
+	if rec := httpx.RecordOf(ctx); rec != nil && s.audit == s.log {
+		rec.Msg = auditMsg
+		rec.Add(attrs...)
+		return
+	}
+	s.audit.LogAttrs(ctx, slog.LevelInfo, auditMsg, attrs...)
 }
 
 func (s *Server) checkService(service string) error {
@@ -402,7 +452,8 @@ func writeToken(w http.ResponseWriter, resp *tokenResponse) {
 	// RFC 6749 §5.1: responses with tokens must not be cached.
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
-	httpx.WriteJSON(w, http.StatusOK, resp)
+	size := len(resp.Token) + len(resp.AccessToken) + len(resp.RefreshToken) + len(resp.Scope) + len(resp.IssuedAt) + 160
+	httpx.WriteJSONBody(w, http.StatusOK, resp.appendJSON(make([]byte, 0, size)))
 }
 
 func scopeString(ras []auth.ResourceActions) string {

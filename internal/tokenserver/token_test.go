@@ -285,3 +285,25 @@ func TestTokenDoesNotOutliveLicence(t *testing.T) {
 		t.Errorf("expired licence: status %d", resp.StatusCode)
 	}
 }
+
+// The answer is written by hand; it must be what encoding/json writes for
+// tokenResponse's tags, whichever fields are set.
+func TestTokenResponseJSON(t *testing.T) {
+	for _, r := range []tokenResponse{
+		{Token: "a.b.c", AccessToken: "a.b.c", ExpiresIn: 300, IssuedAt: "2026-12-01T16:00:00Z"},
+		{AccessToken: "a.b.c", TokenType: "Bearer", ExpiresIn: 60, IssuedAt: "2026-12-01T16:00:00Z",
+			RefreshToken: "rgwr_x-y", Scope: "repository:stable/app:pull registry:catalog:*"},
+		{AccessToken: `<"\` + "\u2028\xff", ExpiresIn: -1, Scope: "&"},
+		{Token: "<a&b>", AccessToken: "<a&b>"},
+		{Token: "x.y.z", AccessToken: "a.b.c"},
+		{},
+	} {
+		want, err := json.Marshal(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.appendJSON(nil); string(got) != string(want)+"\n" {
+			t.Errorf("\n got %s\nwant %s", got, want)
+		}
+	}
+}

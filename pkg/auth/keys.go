@@ -57,8 +57,14 @@ type SigningKey struct {
 	// KeyID is the RFC 7638 thumbprint of the public key.
 	KeyID string
 	// X5C is the certificate chain (base64 DER, leaf first) sent in the
-	// x5c header when a certificate is configured.
+	// x5c header when a certificate is configured. Replace the slice
+	// rather than its elements: Sign notices a new slice, not a changed
+	// element.
 	X5C []string
+
+	// header is the JWS header NewSigningKey encoded, reused while the
+	// fields above are what it was encoded from.
+	header encodedHeader
 }
 
 // NewSigningKey derives the method and key ID of signer; chain, if any, must
@@ -81,6 +87,9 @@ func NewSigningKey(signer crypto.Signer, chain []*x509.Certificate) (*SigningKey
 		for _, c := range chain {
 			k.X5C = append(k.X5C, base64.StdEncoding.EncodeToString(c.Raw))
 		}
+	}
+	if k.header, err = encodeHeader(method.Alg(), kid, k.X5C); err != nil {
+		return nil, err
 	}
 	return k, nil
 }

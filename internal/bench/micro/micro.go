@@ -56,7 +56,9 @@ func Run(ctx context.Context, root string, pkgs []string, benchtime string) ([]b
 	return out, nil
 }
 
-var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+([\d.]+) ns/op(?:\s+([\d.]+) B/op)?(?:\s+([\d.]+) allocs/op)?`)
+// benchLine is a result line; metrics a benchmark reports itself
+// (b.ReportMetric: cpu-ns/op, tokens/s) come between ns/op and B/op.
+var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+([\d.]+) ns/op(?:\s+[\d.e+-]+ [^\s]+?)*?(?:\s+([\d.]+) B/op)?(?:\s+([\d.]+) allocs/op)?\s*$`)
 
 // Parse reads `go test -bench -benchmem` output.
 func Parse(out string) []Result {

@@ -13,16 +13,25 @@ pkg: github.com/acme/registry-gateway/pkg/auth
 BenchmarkParseScope/repository-2         	 2837660	       420.5 ns/op	      32 B/op	       2 allocs/op
 BenchmarkSign/ES256-parallel-2           	   73816	     17665 ns/op	   10379 B/op	     104 allocs/op
 BenchmarkNoMem 	 100	 12 ns/op
+BenchmarkSign/ES256-x5c-2                	    9310	     40109 ns/op	     38460 cpu-ns/op	    5648 B/op	      66 allocs/op
+BenchmarkGetToken/shipped                	   20000	     88062 ns/op	     83377 cpu-ns/op	     11356 tokens/s	   16133 B/op	     111 allocs/op
 PASS
 `
 	got := Parse(out)
-	if len(got) != 3 {
+	if len(got) != 5 {
 		t.Fatalf("%+v", got)
 	}
 	if g := got[1]; g.Package != "pkg/auth" || g.Name != "Sign/ES256-parallel" || g.NsPerOp != 17665 || g.BPerOp != 10379 || g.AllocsOp != 104 {
 		t.Errorf("%+v", g)
 	}
 	if g := got[2]; g.Name != "NoMem" || g.NsPerOp != 12 {
+		t.Errorf("%+v", g)
+	}
+	// Metrics of the benchmark's own sit between ns/op and B/op.
+	if g := got[3]; g.Name != "Sign/ES256-x5c" || g.NsPerOp != 40109 || g.BPerOp != 5648 || g.AllocsOp != 66 {
+		t.Errorf("%+v", g)
+	}
+	if g := got[4]; g.Name != "GetToken/shipped" || g.NsPerOp != 88062 || g.BPerOp != 16133 || g.AllocsOp != 111 {
 		t.Errorf("%+v", g)
 	}
 }
