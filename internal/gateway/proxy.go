@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -22,9 +23,9 @@ import (
 type bufferPool struct{ p sync.Pool }
 
 // copyBufferSize fits a manifest, an error or a tags list in one copy.
-// Blob bodies do not use these buffers (streamBlob): ReverseProxy holds its
-// buffer for the whole copy, so a bigger one would cost its size per blob
-// stream for nothing.
+// Blob streams do not take these buffers (streamBlob writes them), and
+// ReverseProxy holds one for the whole copy of an answer, so a bigger one
+// would only cost memory per request in flight.
 const copyBufferSize = 8 << 10
 
 func newBufferPool() *bufferPool {
@@ -45,6 +46,7 @@ type upstreamProxy struct {
 	prefix   string
 	errs     httpx.Handler
 	refused  func() // metrics hook: an upstream 401/403 answered 502
+	log      *slog.Logger
 }
 
 // forwardedRequestHeaders are the only client request headers the upstream
@@ -143,8 +145,7 @@ func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
 		// Without a prefix the names agree already.
 		return p.rewriteTagsList(resp)
 	}
-	streamBlob(resp)
-	return nil
+	return streamBlob(resp)
 }
 
 type upstreamStatusError struct{ status int }
@@ -326,7 +327,18 @@ func scrubError(resp *http.Response) error {
 func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	var e *httpx.Error
 	var se *upstreamStatusError
+	var cut *streamError
 	switch {
+	case err == errStreamed:
+		return
+	case errors.As(err, &cut):
+		// The status line went out: all that is left is to end the
+		// connection, as ReverseProxy does when a body copy fails, so
+		// that the client sees a cut answer rather than a short one.
+		if r.Context().Err() == nil && p.log != nil {
+			p.log.LogAttrs(r.Context(), slog.LevelWarn, "blob stream cut", slog.String("error", cut.err.Error()))
+		}
+		panic(http.ErrAbortHandler)
 	case r.Context().Err() != nil:
 		// The client hung up first: whatever failed upstream failed
 		// because its request was cancelled.
@@ -350,39 +362,45 @@ func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 	p.errs.WriteError(w, r, e)
 }
 
-// streamBlob lets a blob body be spliced to the client. ReverseProxy copies
-// bodies through a buffer with Read and Write, which hides both ends'
-// types; a blob answer's body instead copies itself to the client's writer
-// with io.Copy on ReverseProxy's first Read. With the upstream transport's
-// body (an io.WriterTo over its *net.TCPConn) and net/http's writer on
-// plain TCP (an io.ReaderFrom) that is splice(2), with no copy buffer.
-func streamBlob(resp *http.Response) {
+// errStreamed is what modifyResponse returns for a blob answer it wrote to
+// the client itself (streamBlob): ReverseProxy then hands it to
+// errorHandler, which has nothing left to do.
+var errStreamed = errors.New("blob streamed")
+
+// streamError is a blob stream cut half-way, after its headers went out.
+type streamError struct{ err error }
+
+func (e *streamError) Error() string { return "blob stream: " + e.err.Error() }
+func (e *streamError) Unwrap() error { return e.err }
+
+// streamBlob writes a blob answer to the client itself, from
+// modifyResponse, and reports errStreamed (or the cut stream). ReverseProxy
+// would copy the body with Read and Write through a buffer of its own
+// pool, which hides both ends' types and is held for the whole stream.
+// io.Copy of the upstream transport's body (an io.WriterTo over its
+// *net.TCPConn) into net/http's writer on plain TCP (an io.ReaderFrom)
+// is splice(2) instead: the bytes stay in the kernel, and the stream holds
+// no buffer of the gateway's. Headers are copied as ReverseProxy copies
+// them; modifyResponse has already put them through the allow-list.
+func streamBlob(resp *http.Response) error {
 	rt := routeOf(resp.Request)
 	if rt.stream == nil || (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent) ||
 		resp.Body == http.NoBody || resp.Request.Method != http.MethodGet {
-		return
+		return nil
 	}
 	if _, ok := resp.Body.(io.WriterTo); !ok {
-		return
+		return nil
 	}
-	resp.Body = &streamBody{ReadCloser: resp.Body, dst: rt.stream}
-}
-
-// streamBody is a body that copies itself to dst on its first Read and
-// then reports its end: what ReverseProxy then writes is nothing.
-type streamBody struct {
-	io.ReadCloser
-	dst  io.Writer
-	done bool
-}
-
-func (b *streamBody) Read([]byte) (int, error) {
-	if b.done {
-		return 0, io.EOF
+	w := rt.stream
+	h := w.Header()
+	for k, v := range resp.Header {
+		h[k] = append(h[k], v...)
 	}
-	b.done = true
-	if _, err := io.Copy(b.dst, b.ReadCloser); err != nil {
-		return 0, err
+	w.WriteHeader(resp.StatusCode)
+	_, err := io.Copy(w, resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return &streamError{err: err}
 	}
-	return 0, io.EOF
+	return errStreamed
 }

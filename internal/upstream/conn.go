@@ -21,7 +21,7 @@ type persistConn struct {
 	conn net.Conn
 	tcp  *net.TCPConn // conn, when it is plain TCP: the splice source
 	cr   connReader
-	br   *bufio.Reader // lent from readerPool while a response is read
+	br   *bufio.Reader // lent from readerPool while a response is read; nil once WriteTo reads the socket itself
 
 	reused    bool
 	nread     int64 // bytes read for the current response
@@ -208,7 +208,7 @@ func (b *body) finish() {
 	}
 	b.done = true
 	pc := b.pc
-	if !b.stop() || !b.keep || pc.br.Buffered() > 0 {
+	if !b.stop() || !b.keep || (pc.br != nil && pc.br.Buffered() > 0) {
 		// The context ended (its deadline is on the connection), or the
 		// answer ends the connection, or the upstream sent more than the
 		// answer: nothing after it can be trusted.
@@ -301,6 +301,12 @@ func (b *body) WriteTo(w io.Writer) (int64, error) {
 				if err != nil {
 					return n, b.fail(err)
 				}
+			}
+			if b.pc.br.Buffered() == 0 {
+				// From here on the socket is read directly: the reader's
+				// buffer goes back to the pool for the rest of a stream
+				// that may last minutes.
+				b.pc.releaseReader()
 			}
 			if b.remaining != 0 {
 				lr := &io.LimitedReader{R: b.pc.tcp, N: b.remaining}

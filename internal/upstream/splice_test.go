@@ -30,11 +30,15 @@ func blobServer(t testing.TB, n int) *httptest.Server {
 // records what its ReadFrom is given before passing it on.
 type recordingDst struct {
 	*net.TCPConn
-	src io.Reader
+	src    io.Reader
+	onRead func() // runs when ReadFrom is called
 }
 
 func (d *recordingDst) ReadFrom(r io.Reader) (int64, error) {
 	d.src = r
+	if d.onRead != nil {
+		d.onRead()
+	}
 	return d.TCPConn.ReadFrom(r)
 }
 
@@ -55,6 +59,8 @@ func TestWriteToHandsOverTheSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	held := true
+	dst.onRead = func() { held = resp.Body.(*body).pc.br != nil }
 	n, err := io.Copy(dst, resp.Body)
 	if err != nil || n != size {
 		t.Fatalf("copy: %d, %v; want %d", n, err, size)
@@ -69,6 +75,9 @@ func TestWriteToHandsOverTheSocket(t *testing.T) {
 	}
 	if lr.N != 0 {
 		t.Errorf("%d bytes left in the limit", lr.N)
+	}
+	if held {
+		t.Error("the connection held its bufio.Reader while the socket was spliced")
 	}
 	if tr.IdleConns() != 1 {
 		t.Error("connection not kept after a spliced body")

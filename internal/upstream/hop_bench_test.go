@@ -1,0 +1,196 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// hopBlobSize is the blob of BenchmarkBlobHop: big enough that the
+// connection set-up does not count.
+const hopBlobSize = 64 << 20
+
+// repeatReader is an io.ReadSeeker of size bytes of a repeated block, so
+// that http.ServeContent serves it as the bench's S3 fixture serves its
+// synthetic blob (32 KiB writes).
+type repeatReader struct {
+	block     []byte
+	off, size int64
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	if r.off >= r.size {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(p) && r.off < r.size {
+		i := r.off % int64(len(r.block))
+		m := copy(p[n:], r.block[i:min(int64(len(r.block)), i+r.size-r.off)])
+		n += m
+		r.off += int64(m)
+	}
+	return n, nil
+}
+
+func (r *repeatReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekCurrent:
+		offset += r.off
+	case io.SeekEnd:
+		offset += r.size
+	}
+	r.off = offset
+	return offset, nil
+}
+
+// BenchmarkBlobHop measures one blob stream through one more loopback hop,
+// in the same run, to tell the gateway's streaming path from its floor:
+//
+//   - direct: the client reads the blob from the storage server itself;
+//   - tcp-splice: a minimal Go TCP proxy, io.Copy between two
+//     *net.TCPConn (splice(2));
+//   - tcp-copy-256k: the same proxy copying with read(2)/write(2) through a
+//     256 KiB buffer;
+//   - transport: a net/http server whose handler fetches the blob with this
+//     package's Transport and io.Copy(w, resp.Body), as the gateway does
+//     (splice through net/http's ResponseWriter);
+//   - transport-copy-256k: the same handler copying through a 256 KiB
+//     buffer.
+//
+// The client is the bench's: a raw HTTP/1.1 GET, the body read with 64 KiB
+// reads. Everything runs in this process, so absolute numbers are lower
+// than with separate processes; compare the rows of one run.
+func BenchmarkBlobHop(b *testing.B) {
+	block := make([]byte, 1<<20)
+	for i := range block {
+		block[i] = byte(i * 7)
+	}
+	storage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		http.ServeContent(w, r, "", time.Time{}, &repeatReader{block: block, size: hopBlobSize})
+	}))
+	b.Cleanup(storage.Close)
+	storageAddr := storage.Listener.Addr().String()
+
+	tr, err := New(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(tr.CloseIdleConnections)
+	handler := func(hide bool) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			req, _ := http.NewRequestWithContext(r.Context(), "GET", storage.URL+r.URL.Path, nil)
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			defer resp.Body.Close()
+			w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+			w.WriteHeader(resp.StatusCode)
+			if hide {
+				_, _ = io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{resp.Body}, make([]byte, 256<<10))
+				return
+			}
+			_, _ = io.Copy(w, resp.Body)
+		})
+	}
+	for _, tt := range []struct {
+		name string
+		addr func(b *testing.B) string
+	}{
+		{"direct", func(*testing.B) string { return storageAddr }},
+		{"tcp-splice", func(b *testing.B) string { return tcpProxy(b, storageAddr, false) }},
+		{"tcp-copy-256k", func(b *testing.B) string { return tcpProxy(b, storageAddr, true) }},
+		{"transport", func(b *testing.B) string { return httpProxy(b, handler(false)) }},
+		{"transport-copy-256k", func(b *testing.B) string { return httpProxy(b, handler(true)) }},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			addr := tt.addr(b)
+			buf := make([]byte, 64<<10)
+			b.SetBytes(hopBlobSize)
+			defer reportCPU(b)()
+			for b.Loop() {
+				if err := getBlob(addr, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// getBlob GETs the blob from addr on a new connection and reads it whole.
+func getBlob(addr string, buf []byte) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /blob HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"); err != nil {
+		return err
+	}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/blob", nil)
+	resp, err := http.ReadResponse(bufio.NewReaderSize(c, 16<<10), req)
+	if err != nil {
+		return err
+	}
+	n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{resp.Body}, buf)
+	if err == nil && n != hopBlobSize {
+		err = errors.New("short blob: " + strconv.FormatInt(n, 10))
+	}
+	return err
+}
+
+// tcpProxy is the floor of a proxy hop: every connection to it is passed to
+// target byte for byte, with splice(2) (io.Copy between *net.TCPConn) or a
+// 256 KiB read/write buffer.
+func tcpProxy(b *testing.B, target string, copyBuf bool) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = ln.Close() })
+	pipe := func(dst, src net.Conn) {
+		if copyBuf {
+			_, _ = io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, 256<<10))
+		} else {
+			_, _ = io.Copy(dst, src)
+		}
+		_ = dst.(*net.TCPConn).CloseWrite()
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go pipe(up, c)
+				pipe(c, up)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// httpProxy serves h on a loopback net/http server.
+func httpProxy(b *testing.B, h http.Handler) string {
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.BaseContext = func(net.Listener) context.Context { return context.Background() }
+	srv.Start()
+	b.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
