@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/splice"
 )
 
 // bufferPool lends ReverseProxy its copy buffers. It pools array
@@ -335,8 +337,15 @@ func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 		// The status line went out: all that is left is to end the
 		// connection, as ReverseProxy does when a body copy fails, so
 		// that the client sees a cut answer rather than a short one.
-		if r.Context().Err() == nil && p.log != nil {
-			p.log.LogAttrs(r.Context(), slog.LevelWarn, "blob stream cut", slog.String("error", cut.err.Error()))
+		if p.log != nil {
+			msg, level := "blob stream cut", slog.LevelWarn
+			var oe *net.OpError
+			if r.Context().Err() != nil || (errors.As(cut.err, &oe) && oe.Op == "write") {
+				// The client went away (internal/splice says "write"
+				// for its end): nothing is wrong on this side.
+				msg, level = "blob stream cut by the client", slog.LevelDebug
+			}
+			p.log.LogAttrs(r.Context(), level, msg, slog.String("error", cut.err.Error()))
 		}
 		panic(http.ErrAbortHandler)
 	case r.Context().Err() != nil:
@@ -380,7 +389,8 @@ func (e *streamError) Unwrap() error { return e.err }
 // io.Copy of the upstream transport's body (an io.WriterTo over its
 // *net.TCPConn) into net/http's writer on plain TCP (an io.ReaderFrom)
 // is splice(2) instead: the bytes stay in the kernel, and the stream holds
-// no buffer of the gateway's. Headers are copied as ReverseProxy copies
+// no buffer of the gateway's; on the gateway's own listener (Serve) not
+// net/http's either (internal/splice). Headers are copied as ReverseProxy copies
 // them; modifyResponse has already put them through the allow-list.
 func streamBlob(resp *http.Response) error {
 	rt := routeOf(resp.Request)
@@ -397,7 +407,7 @@ func streamBlob(resp *http.Response) error {
 		h[k] = append(h[k], v...)
 	}
 	w.WriteHeader(resp.StatusCode)
-	_, err := io.Copy(w, resp.Body)
+	_, err := io.Copy(splice.NewWriter(resp.Request, w), resp.Body)
 	_ = resp.Body.Close()
 	if err != nil {
 		return &streamError{err: err}
