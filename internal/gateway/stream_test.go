@@ -17,6 +17,19 @@ import (
 	"github.com/acme/registry-gateway/internal/testutil"
 )
 
+// blobsBy is an upstream whose blob GETs blob answers, and the rest the
+// fake registry.
+func blobsBy(blob http.HandlerFunc) http.Handler {
+	reg := newFakeRegistry()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.URL.Path, "/blobs/") {
+			reg.ServeHTTP(w, r)
+			return
+		}
+		blob(w, r)
+	})
+}
+
 // countingPool counts the buffers ReverseProxy takes.
 type countingPool struct {
 	next httputil.BufferPool
@@ -31,12 +44,7 @@ func (p *countingPool) Put(b []byte) { p.next.Put(b) }
 // 1,000 streams), while manifests still use them.
 func TestBlobStreamTakesNoProxyBuffer(t *testing.T) {
 	blob := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
-	reg := newFakeRegistry()
-	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.Contains(r.URL.Path, "/blobs/") {
-			reg.ServeHTTP(w, r)
-			return
-		}
+	e := newEnv(t, blobsBy(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Docker-Content-Digest", dgst)
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
 	}))
@@ -67,12 +75,7 @@ func TestBlobStreamTakesNoProxyBuffer(t *testing.T) {
 // length (never a short body that looks whole), the cause is logged at
 // WARN, and the gateway goes on serving.
 func TestUpstreamCutMidStream(t *testing.T) {
-	reg := newFakeRegistry()
-	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.Contains(r.URL.Path, "/blobs/") {
-			reg.ServeHTTP(w, r)
-			return
-		}
+	e := newEnv(t, blobsBy(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "100000000")
 		_, _ = w.Write(make([]byte, 1<<16))
 		w.(http.Flusher).Flush()
@@ -103,12 +106,7 @@ func TestServedBlobStreamsSplice(t *testing.T) {
 	}
 	const size = 32 << 20
 	blob := bytes.Repeat([]byte("0123456789abcdef"), size/16)
-	reg := newFakeRegistry()
-	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.Contains(r.URL.Path, "/blobs/") {
-			reg.ServeHTTP(w, r)
-			return
-		}
+	e := newEnv(t, blobsBy(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Docker-Content-Digest", dgst)
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
 	}))
@@ -165,12 +163,7 @@ func TestServedBlobStreamsSplice(t *testing.T) {
 // of a spliced stream ends it, and that is no warning: nothing is wrong on
 // the gateway's side.
 func TestServedClientGoneIsNoWarning(t *testing.T) {
-	reg := newFakeRegistry()
-	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.Contains(r.URL.Path, "/blobs/") {
-			reg.ServeHTTP(w, r)
-			return
-		}
+	e := newEnv(t, blobsBy(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(256<<20))
 		buf := make([]byte, 1<<20)
 		for range 256 {

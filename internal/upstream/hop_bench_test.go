@@ -2,7 +2,7 @@ package upstream
 
 import (
 	"bufio"
-	"context"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -11,44 +11,13 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/splice"
 )
 
 // hopBlobSize is the blob of BenchmarkBlobHop: big enough that the
 // connection set-up does not count.
 const hopBlobSize = 64 << 20
-
-// repeatReader is an io.ReadSeeker of size bytes of a repeated block, so
-// that http.ServeContent serves it as the bench's S3 fixture serves its
-// synthetic blob (32 KiB writes).
-type repeatReader struct {
-	block     []byte
-	off, size int64
-}
-
-func (r *repeatReader) Read(p []byte) (int, error) {
-	if r.off >= r.size {
-		return 0, io.EOF
-	}
-	n := 0
-	for n < len(p) && r.off < r.size {
-		i := r.off % int64(len(r.block))
-		m := copy(p[n:], r.block[i:min(int64(len(r.block)), i+r.size-r.off)])
-		n += m
-		r.off += int64(m)
-	}
-	return n, nil
-}
-
-func (r *repeatReader) Seek(offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekCurrent:
-		offset += r.off
-	case io.SeekEnd:
-		offset += r.size
-	}
-	r.off = offset
-	return offset, nil
-}
 
 // BenchmarkBlobHop measures one blob stream through one more loopback hop,
 // in the same run, to tell the gateway's streaming path from its floor:
@@ -61,6 +30,9 @@ func (r *repeatReader) Seek(offset int64, whence int) (int64, error) {
 //   - transport: a net/http server whose handler fetches the blob with this
 //     package's Transport and io.Copy(w, resp.Body), as the gateway does
 //     (splice through net/http's ResponseWriter);
+//   - transport-splice: the same handler on internal/splice's listener,
+//     copying into splice.NewWriter (the gateway's blob path: no net/http
+//     copy buffer);
 //   - transport-copy-256k: the same handler copying through a 256 KiB
 //     buffer.
 //
@@ -68,13 +40,12 @@ func (r *repeatReader) Seek(offset int64, whence int) (int64, error) {
 // reads. Everything runs in this process, so absolute numbers are lower
 // than with separate processes; compare the rows of one run.
 func BenchmarkBlobHop(b *testing.B) {
-	block := make([]byte, 1<<20)
-	for i := range block {
-		block[i] = byte(i * 7)
-	}
+	blob := bytes.Repeat([]byte("0123456789abcdef"), hopBlobSize/16)
+	// As the bench's S3 fixture: http.ServeContent, which writes 32 KiB at
+	// a time.
 	storage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
-		http.ServeContent(w, r, "", time.Time{}, &repeatReader{block: block, size: hopBlobSize})
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
 	}))
 	b.Cleanup(storage.Close)
 	storageAddr := storage.Listener.Addr().String()
@@ -84,7 +55,7 @@ func BenchmarkBlobHop(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(tr.CloseIdleConnections)
-	handler := func(hide bool) http.Handler {
+	handler := func(hide, direct bool) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			req, _ := http.NewRequestWithContext(r.Context(), "GET", storage.URL+r.URL.Path, nil)
 			resp, err := tr.RoundTrip(req)
@@ -95,11 +66,14 @@ func BenchmarkBlobHop(b *testing.B) {
 			defer resp.Body.Close()
 			w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 			w.WriteHeader(resp.StatusCode)
-			if hide {
+			switch {
+			case hide:
 				_, _ = io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{resp.Body}, make([]byte, 256<<10))
-				return
+			case direct:
+				_, _ = io.Copy(splice.NewWriter(r, w), resp.Body)
+			default:
+				_, _ = io.Copy(w, resp.Body)
 			}
-			_, _ = io.Copy(w, resp.Body)
 		})
 	}
 	for _, tt := range []struct {
@@ -109,8 +83,9 @@ func BenchmarkBlobHop(b *testing.B) {
 		{"direct", func(*testing.B) string { return storageAddr }},
 		{"tcp-splice", func(b *testing.B) string { return tcpProxy(b, storageAddr, false) }},
 		{"tcp-copy-256k", func(b *testing.B) string { return tcpProxy(b, storageAddr, true) }},
-		{"transport", func(b *testing.B) string { return httpProxy(b, handler(false)) }},
-		{"transport-copy-256k", func(b *testing.B) string { return httpProxy(b, handler(true)) }},
+		{"transport", func(b *testing.B) string { return httpProxy(b, handler(false, false), false) }},
+		{"transport-splice", func(b *testing.B) string { return httpProxy(b, handler(false, true), true) }},
+		{"transport-copy-256k", func(b *testing.B) string { return httpProxy(b, handler(true, false), false) }},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
 			addr := tt.addr(b)
@@ -186,10 +161,14 @@ func tcpProxy(b *testing.B, target string, copyBuf bool) string {
 	return ln.Addr().String()
 }
 
-// httpProxy serves h on a loopback net/http server.
-func httpProxy(b *testing.B, h http.Handler) string {
+// httpProxy serves h on a loopback net/http server, on internal/splice's
+// listener if spliced.
+func httpProxy(b *testing.B, h http.Handler, spliced bool) string {
 	srv := httptest.NewUnstartedServer(h)
-	srv.Config.BaseContext = func(net.Listener) context.Context { return context.Background() }
+	if spliced {
+		srv.Listener = splice.Listener(srv.Listener)
+		srv.Config.ConnContext = splice.ConnContext
+	}
 	srv.Start()
 	b.Cleanup(srv.Close)
 	return srv.Listener.Addr().String()
