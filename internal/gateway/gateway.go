@@ -230,7 +230,7 @@ func (g *Gateway) buildUpstream(_ context.Context, opts Options) (err error) {
 	}
 	rt = headErrorAsGET{next: rt}
 	up := &upstreamProxy{upstream: g.upstream, prefix: cfg.Upstream.RepositoryPrefix, errs: g.errs,
-		refused: g.metrics.upstreamRefused.Inc, log: g.log}
+		refused: g.metrics.upstreamRefused.Inc}
 	modify := up.modifyResponse
 	if g.manifests = newManifestCache(cfg.ManifestCache, g.clock, g.log, g.metrics.reg); g.manifests != nil {
 		// The cache stores the answer as the client gets it: after the

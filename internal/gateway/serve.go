@@ -17,9 +17,10 @@ type routed struct {
 	// fill is set on a manifest GET that missed the cache and leads the
 	// upstream fetch whose answer the cache stores.
 	fill *manifestFill
-	// stream is the client's writer, for a blob: the proxy hands the
-	// upstream body to it (streamBody), so that it can be spliced.
+	// stream is the client's writer, for a blob: the proxy leaves a blob
+	// answer to serveV2 (blob, see streamBlob), so that it can be spliced.
 	stream http.ResponseWriter
+	blob   *http.Response
 	// For the access line and gateway_pulls_total (pulls.go): the checked
 	// token's subject (the customer; empty until the token is checked),
 	// whether the request is a GET, and the digest of a manifest served.
@@ -189,5 +190,8 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 		}
 	}
 	g.proxy.ServeHTTP(w, r)
+	if rt.blob != nil {
+		writeBlob(w, rt.blob, g.log)
+	}
 	return nil
 }

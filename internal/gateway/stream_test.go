@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"net"
@@ -8,6 +9,9 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/http/httputil"
+	"os"
+	"os/exec"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -190,4 +194,56 @@ func TestServedClientGoneIsNoWarning(t *testing.T) {
 			t.Errorf("a client that hung up logged as: %s", line)
 		}
 	}
+}
+
+// TestBlobStreamStackUnder8KiB: a blob stream through Gateway.Serve, with
+// the upstream's redirect followed to the storage on new connections, runs
+// within 8 KiB of goroutine stack: the stack a stream keeps for as long as
+// it waits (16 KiB a stream, 8 MiB more at 1,000 streams, once anything on
+// its path — a dial, net/http's header writing — goes deeper). It runs in
+// a child process, since the runtime ends a process whose goroutine passes
+// debug.SetMaxStack.
+func TestBlobStreamStackUnder8KiB(t *testing.T) {
+	if raceEnabled {
+		t.Skip("-race makes stacks bigger; make test runs this test without it")
+	}
+	if os.Getenv("GATEWAY_TEST_STACK_CHILD") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestBlobStreamStackUnder8KiB$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "GATEWAY_TEST_STACK_CHILD=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v:\n%s", err, out)
+		}
+		return
+	}
+	host, hostSrv := newBlobHost(t)
+	reg := newFakeRegistry()
+	reg.blobRedirect = hostSrv.URL
+	tr, err := NewUpstreamTransport(UpstreamConfig{MaxIdleConnsPerHost: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, reg, func(c *Config, o *Options) { c.Upstream.ProxyBlobs = true; o.Transport = tr })
+	addr := testutil.Serve(t, e.gw.Serve)
+	tok := e.token()
+	pull := func() {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, _ = io.WriteString(conn, "GET /v2/stable/app/blobs/"+dgst+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tok+"\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := io.Copy(io.Discard, resp.Body); err != nil || n != int64(len(host.blob)) {
+			t.Fatalf("%d: %d bytes, %v", resp.StatusCode, n, err)
+		}
+	}
+	// The token's first check (ECDSA) is deep, and done once a token.
+	pull()
+	tr.CloseIdleConnections() // the next pull dials
+
+	defer debug.SetMaxStack(debug.SetMaxStack(8 << 10))
+	pull()
 }
