@@ -56,26 +56,19 @@ func BenchmarkBlobHop(b *testing.B) {
 	}
 	b.Cleanup(tr.CloseIdleConnections)
 	handler := func(hide, direct bool) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			req, _ := http.NewRequestWithContext(r.Context(), "GET", storage.URL+r.URL.Path, nil)
-			resp, err := tr.RoundTrip(req)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadGateway)
-				return
-			}
-			defer resp.Body.Close()
-			w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
-			w.WriteHeader(resp.StatusCode)
-			switch {
-			case hide:
-				_, _ = io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{resp.Body}, make([]byte, 256<<10))
-			case direct:
-				_, _ = io.Copy(splice.NewWriter(r, w), resp.Body)
-			default:
-				_, _ = io.Copy(w, resp.Body)
-			}
-		})
+		return proxyHandler(tr, func(r *http.Request) string { return storage.URL + r.URL.Path },
+			func(w http.ResponseWriter, r *http.Request, body io.Reader) {
+				switch {
+				case hide:
+					_, _ = io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{body}, make([]byte, 256<<10))
+				case direct:
+					_, _ = io.Copy(splice.NewWriter(r, w), body)
+				default:
+					_, _ = io.Copy(w, body)
+				}
+			})
 	}
+
 	for _, tt := range []struct {
 		name string
 		addr func(b *testing.B) string

@@ -26,6 +26,23 @@ func blobServer(t testing.TB, n int) *httptest.Server {
 	return srv
 }
 
+// proxyHandler fetches target(r) with tr and answers with its status,
+// Content-Length and body, which copyBody copies.
+func proxyHandler(tr http.RoundTripper, target func(*http.Request) string, copyBody func(http.ResponseWriter, *http.Request, io.Reader)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), "GET", target(r), nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+		w.WriteHeader(resp.StatusCode)
+		copyBody(w, r, resp.Body)
+	})
+}
+
 // recordingDst is a destination backed by a real TCP connection that
 // records what its ReadFrom is given before passing it on.
 type recordingDst struct {
@@ -101,22 +118,13 @@ func TestProxySplices(t *testing.T) {
 	upstream := blobServer(t, size)
 	tr := newTransport(t, Config{})
 	var hide atomic.Bool
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, _ := http.NewRequestWithContext(r.Context(), "GET", upstream.URL, nil)
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
-		w.WriteHeader(resp.StatusCode)
-		var src io.Reader = resp.Body
-		if hide.Load() {
-			src = struct{ io.Reader }{resp.Body}
-		}
-		_, _ = io.Copy(w, src)
-	}))
+	proxy := httptest.NewServer(proxyHandler(tr, func(*http.Request) string { return upstream.URL },
+		func(w http.ResponseWriter, _ *http.Request, body io.Reader) {
+			if hide.Load() {
+				body = struct{ io.Reader }{body}
+			}
+			_, _ = io.Copy(w, body)
+		}))
 	t.Cleanup(proxy.Close)
 	client := proxy.Client()
 
