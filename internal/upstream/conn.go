@@ -9,8 +9,11 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"syscall"
 	"time"
+	"unsafe"
 )
 
 // persistConn is one upstream connection. It serves one request at a time;
@@ -19,7 +22,9 @@ type persistConn struct {
 	t    *Transport
 	key  connKey
 	conn net.Conn
-	tcp  *net.TCPConn // conn, when it is plain TCP: the splice source
+	tcp  *net.TCPConn    // conn, when it is plain TCP: the splice source
+	raw  syscall.RawConn // tcp's, to await an answer (awaitAnswer)
+	peek [1]byte
 	cr   connReader
 	br   *bufio.Reader // lent from readerPool while a response is read; nil once WriteTo reads the socket itself
 
@@ -111,6 +116,9 @@ func (pc *persistConn) roundTrip(req *http.Request) (*http.Response, error) {
 		return fail(fmt.Errorf("upstream: write request: %w", err))
 	}
 
+	if err := pc.awaitAnswer(); err != nil {
+		return fail(pc.readError(ctx, err))
+	}
 	pc.br = readerPool.Get().(*bufio.Reader)
 	pc.br.Reset(pc.cr)
 	pc.readLimit = pc.t.cfg.MaxResponseHeaderBytes
@@ -120,10 +128,8 @@ func (pc *persistConn) roundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			if pc.readLimit <= 0 || errors.Is(err, errHeadersTooLarge) {
 				err = fmt.Errorf("upstream: response headers exceed %d bytes", pc.t.cfg.MaxResponseHeaderBytes)
-			} else if isTimeout(err) && ctx.Err() == nil {
-				err = fmt.Errorf("upstream: timeout awaiting response headers: %w", err)
 			} else {
-				err = fmt.Errorf("upstream: read response: %w", err)
+				err = pc.readError(ctx, err)
 			}
 			return fail(err)
 		}
@@ -163,6 +169,36 @@ func (pc *persistConn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = b
 	return resp, nil
+}
+
+// readError says what failed while the response headers were awaited.
+func (pc *persistConn) readError(ctx context.Context, err error) error {
+	if isTimeout(err) && ctx.Err() == nil {
+		return fmt.Errorf("upstream: timeout awaiting response headers: %w", err)
+	}
+	return fmt.Errorf("upstream: read response: %w", err)
+}
+
+// awaitAnswer waits, over plain TCP, until the upstream has sent something
+// (or closed, or failed), holding no buffer: a request waits for its answer
+// for most of its time, and 1,000 requests at once awaiting theirs would
+// otherwise take 1,000 readers, which their pool then keeps until two GCs
+// pass (4 MiB). It costs no system call more than reading at once: when
+// nothing has arrived yet, the peek's EAGAIN stands in for the read's.
+func (pc *persistConn) awaitAnswer() error {
+	if pc.raw == nil {
+		return nil
+	}
+	var errno syscall.Errno
+	err := pc.raw.Read(func(fd uintptr) bool {
+		_, _, errno = syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&pc.peek[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		return errno != syscall.EAGAIN && errno != syscall.EINTR
+	})
+	if err == nil && errno != 0 {
+		err = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("recvfrom", errno)}
+	}
+	return err
 }
 
 // noStop stands in for the AfterFunc of a context that never ends.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -147,5 +148,84 @@ func TestProxySplices(t *testing.T) {
 	t.Logf("bytes read with read(2) for a %d-byte blob: %d spliced, %d copied", size, spliced, copied)
 	if copied-spliced < size*3/4 {
 		t.Errorf("the spliced pull read %d bytes with read(2), the copied one %d: splice not used", spliced, copied)
+	}
+}
+
+// TestAwaitingHoldsNoReader: requests awaiting their answers hold no
+// bufio.Reader (4 KiB each). Measured on kept-alive connections, the heap
+// a waiting request takes is about 0.5 KiB without one and 4.8 KiB with
+// one.
+func TestAwaitingHoldsNoReader(t *testing.T) {
+	const n = 300
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	var arrived atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 1024)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+					arrived.Add(1)
+					if _, ok := <-release; !ok {
+						return
+					}
+					_, _ = io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+				}
+			}()
+		}
+	}()
+	tr := newTransport(t, Config{MaxIdleConnsPerHost: n, MaxIdleConns: n})
+	heap := func() int64 {
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapInuse)
+	}
+	// n requests at once; the heap they hold while they all wait.
+	batch := func() int64 {
+		arrived.Store(0)
+		errs := make(chan error, n)
+		before := heap()
+		for range n {
+			go func() {
+				req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
+				resp, err := tr.RoundTrip(req)
+				if err == nil {
+					_ = resp.Body.Close()
+				}
+				errs <- err
+			}()
+		}
+		testutil.WaitFor(t, "every request to arrive", 10*time.Second, func() bool { return arrived.Load() == n })
+		per := (heap() - before) / n
+		for range n {
+			release <- struct{}{}
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		return per
+	}
+	batch() // connections dialed, pools filled
+	per := batch()
+	t.Logf("heap per request awaiting its answer: %d bytes", per)
+	if per >= readerSize {
+		t.Errorf("a request awaiting its answer takes %d bytes of heap: it holds a reader", per)
 	}
 }

@@ -366,6 +366,7 @@ func (t *Transport) connect(ctx context.Context, key connKey) (*persistConn, err
 		pc.conn = tc
 	} else if tcp, ok := conn.(*net.TCPConn); ok {
 		pc.tcp = tcp
+		pc.raw, _ = tcp.SyscallConn()
 	}
 	pc.cr.pc = pc
 	pc.interrupt = func() { _ = pc.conn.SetDeadline(aLongTimeAgo) }
