@@ -24,9 +24,9 @@ type persistConn struct {
 	conn net.Conn
 	tcp  *net.TCPConn    // conn, when it is plain TCP: the splice source
 	raw  syscall.RawConn // tcp's, to await an answer (awaitAnswer)
-	peek [1]byte
-	cr   connReader
-	br   *bufio.Reader // lent from readerPool while a response is read; nil once WriteTo reads the socket itself
+
+	cr connReader
+	br *bufio.Reader // lent from readerPool while a response is read; nil once WriteTo reads the socket itself
 
 	reused    bool
 	nread     int64 // bytes read for the current response
@@ -34,6 +34,13 @@ type persistConn struct {
 	idleTimer *time.Timer
 	closeOnce sync.Once
 	interrupt func() // ends blocked I/O; made once, as AfterFunc's argument
+
+	// awaitAnswer's state: peek as a func value made once, so that a
+	// request allocates nothing for it.
+	peekFunc func(fd uintptr) bool
+	peekBuf  [1]byte
+	peeked   bool
+	errno    syscall.Errno
 }
 
 // connReader is what the bufio.Reader reads from: the connection, bounded
@@ -183,22 +190,34 @@ func (pc *persistConn) readError(ctx context.Context, err error) error {
 // (or closed, or failed), holding no buffer: a request waits for its answer
 // for most of its time, and 1,000 requests at once awaiting theirs would
 // otherwise take 1,000 readers, which their pool then keeps until two GCs
-// pass (4 MiB). It costs no system call more than reading at once: when
-// nothing has arrived yet, the peek's EAGAIN stands in for the read's.
+// pass (4 MiB). When nothing has arrived yet it costs no system call more
+// than reading at once would (the peek's EAGAIN stands in for the read's);
+// when the answer is there already, one.
 func (pc *persistConn) awaitAnswer() error {
 	if pc.raw == nil {
 		return nil
 	}
-	var errno syscall.Errno
-	err := pc.raw.Read(func(fd uintptr) bool {
-		_, _, errno = syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&pc.peek[0])), 1,
-			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		return errno != syscall.EAGAIN && errno != syscall.EINTR
-	})
-	if err == nil && errno != 0 {
-		err = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("recvfrom", errno)}
+	pc.peeked, pc.errno = false, 0
+	if err := pc.raw.Read(pc.peekFunc); err != nil {
+		return err
 	}
-	return err
+	if pc.errno != 0 && pc.errno != syscall.EAGAIN && pc.errno != syscall.EINTR {
+		return &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("recvfrom", pc.errno)}
+	}
+	return nil
+}
+
+// peek is awaitAnswer's RawConn.Read function (pc.peekFunc, made once): the
+// first call peeks at the socket; a later one comes after the poller saw
+// it readable, which the read that follows trusts.
+func (pc *persistConn) peek(fd uintptr) bool {
+	if pc.peeked {
+		return true
+	}
+	pc.peeked = true
+	_, _, pc.errno = syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&pc.peekBuf[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	return pc.errno != syscall.EAGAIN && pc.errno != syscall.EINTR
 }
 
 // noStop stands in for the AfterFunc of a context that never ends.

@@ -367,6 +367,7 @@ func (t *Transport) connect(ctx context.Context, key connKey) (*persistConn, err
 	} else if tcp, ok := conn.(*net.TCPConn); ok {
 		pc.tcp = tcp
 		pc.raw, _ = tcp.SyscallConn()
+		pc.peekFunc = pc.peek
 	}
 	pc.cr.pc = pc
 	pc.interrupt = func() { _ = pc.conn.SetDeadline(aLongTimeAgo) }
