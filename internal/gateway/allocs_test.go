@@ -138,3 +138,12 @@ func TestCredentialOnOwnRequest(t *testing.T) {
 		}
 	}
 }
+
+// skipUnderRace: the race detector allocates on its own, so allocation
+// counts mean nothing under it.
+func skipUnderRace(t *testing.T) {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/splice"
 	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/ecr"
@@ -455,6 +456,11 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	srv := httpx.NewServer(ln.Addr().String(), g.handler, t, g.log)
 	if g.tls != nil {
 		ln = g.tls.Listener(ln)
+	} else {
+		// Blob streams go from the upstream's socket to the client's
+		// with splice(2) and no buffer held (streamBlob).
+		ln = splice.Listener(ln)
+		srv.ConnContext = splice.ConnContext
 	}
 	g.log.Info("gateway listening", slog.String("addr", ln.Addr().String()), slog.Bool("tls", g.tls != nil),
 		slog.String("upstream", g.cfg.Upstream.URL))

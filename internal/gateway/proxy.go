@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/splice"
 )
 
 // bufferPool lends the forwarder its copy buffers. It pools array
@@ -23,9 +25,9 @@ import (
 type bufferPool struct{ p sync.Pool }
 
 // copyBufferSize fits a manifest, an error or a tags list in one copy.
-// Blob bodies do not use these buffers (streamBlob): the forwarder holds its
-// buffer for the whole copy, so a bigger one would cost its size per blob
-// stream for nothing.
+// Blob streams do not take these buffers (streamBlob writes them), and the
+// forwarder holds one for the whole copy of an answer, so a bigger one would
+// only cost memory per request in flight.
 const copyBufferSize = 8 << 10
 
 func newBufferPool() *bufferPool {
@@ -157,9 +159,18 @@ type forwarder struct {
 	// modify turns the upstream's answer into the gateway's; an error is
 	// answered through the proxy's errorHandler.
 	modify  func(*http.Response) error
-	buffers *bufferPool
+	buffers copyBuffers
 	log     *slog.Logger
 }
+
+// copyBuffers lends the forwarder its copy buffers (a *bufferPool; tests
+// count what it lends).
+type copyBuffers interface {
+	Get() []byte
+	Put([]byte)
+}
+
+var _ copyBuffers = (*bufferPool)(nil)
 
 func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := routeOf(r)
@@ -292,8 +303,7 @@ func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
 		// Without a prefix the names agree already.
 		return p.rewriteTagsList(resp)
 	}
-	streamBlob(resp)
-	return nil
+	return streamBlob(resp)
 }
 
 type upstreamStatusError struct{ status int }
@@ -476,6 +486,8 @@ func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 	var e *httpx.Error
 	var se *upstreamStatusError
 	switch {
+	case err == errStreamed:
+		return
 	case r.Context().Err() != nil:
 		// The client hung up first: whatever failed upstream failed
 		// because its request was cancelled.
@@ -499,39 +511,66 @@ func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 	p.errs.WriteError(w, r, e)
 }
 
-// streamBlob lets a blob body be spliced to the client. ReverseProxy copies
-// bodies through a buffer with Read and Write, which hides both ends'
-// types; a blob answer's body instead copies itself to the client's writer
-// with io.Copy on ReverseProxy's first Read. With the upstream transport's
-// body (an io.WriterTo over its *net.TCPConn) and net/http's writer on
-// plain TCP (an io.ReaderFrom) that is splice(2), with no copy buffer.
-func streamBlob(resp *http.Response) {
+// errStreamed is what modifyResponse returns for a blob answer it leaves
+// to serveV2 to write (streamBlob): ReverseProxy then hands it to
+// errorHandler, which has nothing to do.
+var errStreamed = errors.New("blob streamed")
+
+// streamBlob takes a blob answer away from ReverseProxy: its body goes on
+// the route for serveV2 to write (writeBlob) once ReverseProxy returned,
+// and ReverseProxy gets errStreamed and an empty body to close.
+// ReverseProxy would copy the body with Read and Write through a buffer of
+// its own pool, which hides both ends' types and is held for the whole
+// stream; and writing from serveV2 instead of from inside ReverseProxy
+// keeps a waiting stream's goroutine under 8 KiB of stack (a 16 KiB one
+// a stream at 1,000 streams is 8 MiB more).
+func streamBlob(resp *http.Response) error {
 	rt := routeOf(resp.Request)
 	if rt.stream == nil || (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent) ||
 		resp.Body == http.NoBody || resp.Request.Method != http.MethodGet {
-		return
+		return nil
 	}
 	if _, ok := resp.Body.(io.WriterTo); !ok {
+		return nil
+	}
+	blob := *resp
+	rt.blob = &blob
+	resp.Body = http.NoBody
+	return errStreamed
+}
+
+// writeBlob writes a blob answer that streamBlob took: headers as
+// ReverseProxy copies them (modifyResponse has put them through the
+// allow-list), then the body with io.Copy. The upstream transport's body
+// over plain TCP is an io.WriterTo that hands its socket to the writer's
+// ReadFrom: splice(2), the bytes staying in the kernel; on the gateway's
+// own listener (Serve) straight into the client's socket with no buffer
+// held, not even net/http's (internal/splice). A stream cut half-way
+// panics with http.ErrAbortHandler, as ReverseProxy does, so that the
+// client sees the connection end rather than a short body.
+func writeBlob(w http.ResponseWriter, resp *http.Response, log *slog.Logger) {
+	defer resp.Body.Close()
+	h := w.Header()
+	for k, v := range resp.Header {
+		h[k] = append(h[k], v...)
+	}
+	w.WriteHeader(resp.StatusCode)
+	// The status line and headers go out here, where the stack is
+	// shallow: net/http's header writing is deep, and would double the
+	// stack under the copy (the error shows again in the copy).
+	_ = http.NewResponseController(w).Flush()
+	_, err := io.Copy(splice.NewWriter(resp.Request, w), resp.Body)
+	if err == nil {
 		return
 	}
-	resp.Body = &streamBody{ReadCloser: resp.Body, dst: rt.stream}
-}
-
-// streamBody is a body that copies itself to dst on its first Read and
-// then reports its end: what ReverseProxy then writes is nothing.
-type streamBody struct {
-	io.ReadCloser
-	dst  io.Writer
-	done bool
-}
-
-func (b *streamBody) Read([]byte) (int, error) {
-	if b.done {
-		return 0, io.EOF
+	ctx := resp.Request.Context()
+	msg, level := "blob stream cut", slog.LevelWarn
+	var oe *net.OpError
+	if ctx.Err() != nil || (errors.As(err, &oe) && oe.Op == "write") {
+		// The client went away (internal/splice says "write" for its
+		// end): nothing is wrong on this side.
+		msg, level = "blob stream cut by the client", slog.LevelDebug
 	}
-	b.done = true
-	if _, err := io.Copy(b.dst, b.ReadCloser); err != nil {
-		return 0, err
-	}
-	return 0, io.EOF
+	log.LogAttrs(ctx, level, msg, slog.String("error", err.Error()))
+	panic(http.ErrAbortHandler)
 }

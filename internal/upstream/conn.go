@@ -9,8 +9,11 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"syscall"
 	"time"
+	"unsafe"
 )
 
 // persistConn is one upstream connection. It serves one request at a time;
@@ -19,9 +22,11 @@ type persistConn struct {
 	t    *Transport
 	key  connKey
 	conn net.Conn
-	tcp  *net.TCPConn // conn, when it is plain TCP: the splice source
-	cr   connReader
-	br   *bufio.Reader // lent from readerPool while a response is read
+	tcp  *net.TCPConn    // conn, when it is plain TCP: the splice source
+	raw  syscall.RawConn // tcp's, to await an answer (awaitAnswer)
+
+	cr connReader
+	br *bufio.Reader // lent from readerPool while a response is read; nil once WriteTo reads the socket itself
 
 	reused    bool
 	nread     int64 // bytes read for the current response
@@ -29,6 +34,13 @@ type persistConn struct {
 	idleTimer *time.Timer
 	closeOnce sync.Once
 	interrupt func() // ends blocked I/O; made once, as AfterFunc's argument
+
+	// awaitAnswer's state: peek as a func value made once, so that a
+	// request allocates nothing for it.
+	peekFunc func(fd uintptr) bool
+	peekBuf  [1]byte
+	peeked   bool
+	errno    syscall.Errno
 }
 
 // connReader is what the bufio.Reader reads from: the connection, bounded
@@ -111,6 +123,9 @@ func (pc *persistConn) roundTrip(req *http.Request) (*http.Response, error) {
 		return fail(fmt.Errorf("upstream: write request: %w", err))
 	}
 
+	if err := pc.awaitAnswer(); err != nil {
+		return fail(pc.readError(ctx, err))
+	}
 	pc.br = readerPool.Get().(*bufio.Reader)
 	pc.br.Reset(pc.cr)
 	pc.readLimit = pc.t.cfg.MaxResponseHeaderBytes
@@ -120,10 +135,8 @@ func (pc *persistConn) roundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			if pc.readLimit <= 0 || errors.Is(err, errHeadersTooLarge) {
 				err = fmt.Errorf("upstream: response headers exceed %d bytes", pc.t.cfg.MaxResponseHeaderBytes)
-			} else if isTimeout(err) && ctx.Err() == nil {
-				err = fmt.Errorf("upstream: timeout awaiting response headers: %w", err)
 			} else {
-				err = fmt.Errorf("upstream: read response: %w", err)
+				err = pc.readError(ctx, err)
 			}
 			return fail(err)
 		}
@@ -163,6 +176,48 @@ func (pc *persistConn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = b
 	return resp, nil
+}
+
+// readError says what failed while the response headers were awaited.
+func (pc *persistConn) readError(ctx context.Context, err error) error {
+	if isTimeout(err) && ctx.Err() == nil {
+		return fmt.Errorf("upstream: timeout awaiting response headers: %w", err)
+	}
+	return fmt.Errorf("upstream: read response: %w", err)
+}
+
+// awaitAnswer waits, over plain TCP, until the upstream has sent something
+// (or closed, or failed), holding no buffer: a request waits for its answer
+// for most of its time, and 1,000 requests at once awaiting theirs would
+// otherwise take 1,000 readers, which their pool then keeps until two GCs
+// pass (4 MiB). When nothing has arrived yet it costs no system call more
+// than reading at once would (the peek's EAGAIN stands in for the read's);
+// when the answer is there already, one.
+func (pc *persistConn) awaitAnswer() error {
+	if pc.raw == nil {
+		return nil
+	}
+	pc.peeked, pc.errno = false, 0
+	if err := pc.raw.Read(pc.peekFunc); err != nil {
+		return err
+	}
+	if pc.errno != 0 && pc.errno != syscall.EAGAIN && pc.errno != syscall.EINTR {
+		return &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("recvfrom", pc.errno)}
+	}
+	return nil
+}
+
+// peek is awaitAnswer's RawConn.Read function (pc.peekFunc, made once): the
+// first call peeks at the socket; a later one comes after the poller saw
+// it readable, which the read that follows trusts.
+func (pc *persistConn) peek(fd uintptr) bool {
+	if pc.peeked {
+		return true
+	}
+	pc.peeked = true
+	_, _, pc.errno = syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&pc.peekBuf[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	return pc.errno != syscall.EAGAIN && pc.errno != syscall.EINTR
 }
 
 // noStop stands in for the AfterFunc of a context that never ends.
@@ -208,7 +263,7 @@ func (b *body) finish() {
 	}
 	b.done = true
 	pc := b.pc
-	if !b.stop() || !b.keep || pc.br.Buffered() > 0 {
+	if !b.stop() || !b.keep || (pc.br != nil && pc.br.Buffered() > 0) {
 		// The context ended (its deadline is on the connection), or the
 		// answer ends the connection, or the upstream sent more than the
 		// answer: nothing after it can be trusted.
@@ -301,6 +356,12 @@ func (b *body) WriteTo(w io.Writer) (int64, error) {
 				if err != nil {
 					return n, b.fail(err)
 				}
+			}
+			if b.pc.br.Buffered() == 0 {
+				// From here on the socket is read directly: the reader's
+				// buffer goes back to the pool for the rest of a stream
+				// that may last minutes.
+				b.pc.releaseReader()
 			}
 			if b.remaining != 0 {
 				lr := &io.LimitedReader{R: b.pc.tcp, N: b.remaining}

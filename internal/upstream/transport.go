@@ -309,7 +309,29 @@ func (t *Transport) IdleConns() int {
 	return t.nidle
 }
 
+// dialConn connects on a goroutine of its own, which ends with the dial.
+// Dialing and the TLS handshake need more than 8 KiB of stack; on the
+// request's goroutine they would double its stack to 16 KiB for as long
+// as it lives (the runtime halves a stack only while a quarter of it is in
+// use, and a blob stream waits at about 5 KiB deep): 8 KiB more for every
+// stream on a new connection, 8 MiB at 1,000 streams.
 func (t *Transport) dialConn(ctx context.Context, key connKey) (*persistConn, error) {
+	type dialed struct {
+		pc  *persistConn
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		pc, err := t.connect(ctx, key)
+		done <- dialed{pc, err}
+	}()
+	d := <-done
+	return d.pc, d.err
+}
+
+// connect dials key's host and, for https, completes the TLS handshake,
+// within ctx.
+func (t *Transport) connect(ctx context.Context, key connKey) (*persistConn, error) {
 	addr := key.host
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		if key.https {
@@ -344,6 +366,8 @@ func (t *Transport) dialConn(ctx context.Context, key connKey) (*persistConn, er
 		pc.conn = tc
 	} else if tcp, ok := conn.(*net.TCPConn); ok {
 		pc.tcp = tcp
+		pc.raw, _ = tcp.SyscallConn()
+		pc.peekFunc = pc.peek
 	}
 	pc.cr.pc = pc
 	pc.interrupt = func() { _ = pc.conn.SetDeadline(aLongTimeAgo) }
