@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -120,6 +121,7 @@ func (h *harness) runPull(ctx context.Context) error {
 			continue
 		}
 		h.report.PullCounts = append(h.report.PullCounts, report.PullCount{Contender: c.name, Stats: *st})
+		h.logf("pull: %s: %s", c.name, stepTimes(st))
 		// Every pull must have been whole: a contender that skipped a step
 		// would look fast.
 		wantReq := int64(im.Requests(c.name == report.ContenderGatewayShipped || c.name == report.ContenderGatewayNoCaches))
@@ -128,6 +130,30 @@ func (h *harness) runPull(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// stepTimes is the mean time of each step of st's pulls (a blob step per
+// blob), every concurrency level together: where a contender's added
+// latency goes.
+func stepTimes(st *pull.Stats) string {
+	var b strings.Builder
+	for i, d := range st.Time {
+		n := st.Pulls
+		switch i {
+		case pull.StepBlob: // the requests after the token and manifests
+			n = st.Requests - st.Pulls*int64(pull.StepBlob-pull.StepHeadIndex)
+			if st.Time[pull.StepToken] > 0 {
+				n -= st.Pulls
+			}
+		case pull.StepFollow:
+			n = st.Redirects
+		}
+		if d == 0 || n == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, " %s %.0f µs,", pull.StepNames[i], float64(d.Microseconds())/float64(n))
+	}
+	return strings.TrimSuffix(b.String(), ",")
 }
 
 // pullWarmup is the most unmeasured pulls per worker before a cell.

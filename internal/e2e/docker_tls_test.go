@@ -68,7 +68,8 @@ func TestDockerOverHTTPS(t *testing.T) {
 	if err == nil || !strings.Contains(out, "denied") {
 		t.Errorf("unlicensed pull: %v\n%s", err, out)
 	}
-	if n := strings.Count(s.logs.String(), `"path":"/v2/stable/app/manifests/v1"`); n < 4 {
-		t.Errorf("the gateway logged %d manifest requests for 4 pulls", n)
-	}
+	// An access line is written just after its answer.
+	waitUntil(t, "4 manifest requests logged for 4 pulls", func() bool {
+		return strings.Count(s.logs.String(), `"path":"/v2/stable/app/manifests/v1"`) >= 4
+	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/splice"
 	"github.com/acme/registry-gateway/internal/tlsx"
+	"github.com/acme/registry-gateway/internal/upstream"
 	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/ecr"
 )
@@ -279,10 +280,17 @@ func (g *Gateway) buildTokenProxy(context.Context, Options) error {
 	if err != nil {
 		return fmt.Errorf("token_endpoint: %w", err)
 	}
-	t := newHTTPTransport(g.cfg.Upstream)
-	t.TLSClientConfig = g.tokenTLS
-	g.closers = append(g.closers, t.CloseIdleConnections)
-	g.token = newTokenProxy(target, t, g.clients, g.errs, g.log)
+	bodied := newHTTPTransport(g.cfg.Upstream)
+	bodied.TLSClientConfig = g.tokenTLS
+	cfg := upstreamConfig(g.cfg.Upstream, bodied)
+	cfg.TLSClientConfig = g.tokenTLS
+	plain, err := upstream.New(cfg)
+	if err != nil {
+		return fmt.Errorf("token_endpoint: %w", err)
+	}
+	g.closers = append(g.closers, plain.CloseIdleConnections)
+	g.token = newTokenProxy(&tokenForwarder{target: target, plain: plain, bodied: bodied, clients: g.clients,
+		buffers: newBufferPool(), log: g.log}, g.errs)
 	return nil
 }
 

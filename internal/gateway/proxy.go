@@ -198,15 +198,20 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h[k] = v
 	}
 	w.WriteHeader(resp.StatusCode)
-	err = f.copyBody(w, resp)
+	err = copyBody(w, resp, f.buffers, f.log)
 	resp.Body.Close()
 	if err != nil {
-		// The status is out: all that is left is to cut the connection,
-		// so that the client sees a truncated answer, not a short one
-		// that looks whole. Only a server recovers that panic.
-		if r.Context().Value(http.ServerContextKey) != nil {
-			panic(http.ErrAbortHandler)
-		}
+		abort(r)
+	}
+}
+
+// abort cuts the connection of a request whose answer failed half-way: the
+// status is out, so that is all that is left, and the client then sees a
+// truncated answer, not a short one that looks whole. Only a server
+// recovers that panic.
+func abort(r *http.Request) {
+	if r.Context().Value(http.ServerContextKey) != nil {
+		panic(http.ErrAbortHandler)
 	}
 }
 
@@ -217,7 +222,7 @@ var errNotRouted = errors.New("request not routed")
 // body copies itself on the first Read, see streamBlob), flushing after each
 // write when the length is unknown, as ReverseProxy does, so that a streamed
 // answer is not held back.
-func (f *forwarder) copyBody(w http.ResponseWriter, resp *http.Response) error {
+func copyBody(w http.ResponseWriter, resp *http.Response, buffers copyBuffers, log *slog.Logger) error {
 	if resp.Body == http.NoBody {
 		return nil
 	}
@@ -225,8 +230,8 @@ func (f *forwarder) copyBody(w http.ResponseWriter, resp *http.Response) error {
 	if resp.ContentLength < 0 {
 		flusher, _ = w.(http.Flusher)
 	}
-	buf := f.buffers.Get()
-	defer f.buffers.Put(buf)
+	buf := buffers.Get()
+	defer buffers.Put(buf)
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
@@ -242,7 +247,7 @@ func (f *forwarder) copyBody(w http.ResponseWriter, resp *http.Response) error {
 			return nil
 		case rerr != nil:
 			if !errors.Is(rerr, context.Canceled) {
-				f.log.Warn("upstream body read failed", slog.String("error", rerr.Error()))
+				log.Warn("upstream body read failed", slog.String("error", rerr.Error()))
 			}
 			return rerr
 		}

@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/acme/registry-gateway/internal/testutil"
 )
 
 // accessRecords decodes the gateway's JSON access lines.
@@ -49,6 +52,9 @@ func TestAccessRecordAndPullMetric(t *testing.T) {
 			e.do(http.MethodGet, "/v2/beta/app/manifests/latest", bearer(tok)) // refused: not granted
 			e.do(http.MethodGet, "/v2/stable/app/manifests/latest", nil)       // refused: no token
 
+			// A request's line (and its metrics before it) is written once
+			// the client has the answer.
+			testutil.WaitFor(t, "8 access records", 5*time.Second, func() bool { return len(accessRecords(t, e.logs.String())) >= 8 })
 			if got := counterValue(e.gw.metrics.pulls.WithLabelValues("stable", "stable/app")); got != 3 {
 				t.Errorf("gateway_pulls_total = %v, want 3", got)
 			}

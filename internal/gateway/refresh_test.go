@@ -61,7 +61,7 @@ func TestRefreshHoldOff(t *testing.T) {
 	if n := counterValue(e.gw.metrics.upstreamRefused); n != 22 {
 		t.Errorf("gateway_upstream_credential_refused_total = %v, want 22", n)
 	}
-	if !strings.Contains(e.logs.String(), "upstream refused the registry credential") {
+	if !e.logs.WaitFor("upstream refused the registry credential", 5*time.Second) {
 		t.Errorf("refusals not logged: %s", e.logs)
 	}
 }

@@ -229,7 +229,7 @@ func TestUpstreamKeepsSystemRoots(t *testing.T) {
 	if body := readBody(t, resp); resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("upstream with a certificate of tls.ca_file: %d %s", resp.StatusCode, body)
 	}
-	if !strings.Contains(e.logs.String(), "certificate signed by unknown authority") {
+	if !e.logs.WaitFor("certificate signed by unknown authority", 5*time.Second) {
 		t.Errorf("the refusal is not logged as a certificate error:\n%s", e.logs)
 	}
 }

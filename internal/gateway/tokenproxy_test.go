@@ -133,3 +133,74 @@ func TestTokenForwardingLimits(t *testing.T) {
 		t.Errorf("token service down: %d", resp.StatusCode)
 	}
 }
+
+// TestTokenForwardingErrors: what a client gets when the token service
+// fails it, each a registry JSON error, and nothing of the token service's
+// own hop-by-hop headers; its own answers (a 401 and its challenge) pass
+// as they are.
+func TestTokenForwardingErrors(t *testing.T) {
+	release := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Query().Get("case") {
+		case "slow":
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		case "refused":
+			w.Header().Set("WWW-Authenticate", `Basic realm="registry"`)
+			w.Header().Set("Connection", "X-Internal")
+			w.Header().Set("X-Internal", "secret-hop")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+		case "headers":
+			w.Header().Set("Content-Type", "text/plain")
+			for _, k := range []string{"Connection", "X-Hop", "Te", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "User-Agent"} {
+				_, _ = io.WriteString(w, k+"="+strings.Join(r.Header.Values(k), "|")+"\n")
+			}
+		default:
+			_, _ = io.Copy(io.Discard, r.Body)
+		}
+	}))
+	t.Cleanup(func() { close(release); ts.Close() })
+	e := newEnv(t, newFakeRegistry(), func(c *Config, _ *Options) {
+		c.TokenEndpoint = ts.URL + "/token"
+		c.Upstream.ResponseHeaderTimeout = 100 * time.Millisecond
+	})
+
+	resp := e.do("GET", "/token?case=slow", nil)
+	if body := readBody(t, resp); resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, `"UNAVAILABLE"`) ||
+		resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("slow token service: %d %s", resp.StatusCode, body)
+	}
+
+	resp = e.do("GET", "/token?case=refused", nil)
+	if body := readBody(t, resp); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "UNAUTHORIZED") ||
+		resp.Header.Get("WWW-Authenticate") != `Basic realm="registry"` || resp.Header.Get("X-Internal") != "" {
+		t.Errorf("token service's 401: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+
+	resp = e.do("GET", "/token?case=headers", http.Header{
+		"Connection": {"X-Hop"}, "X-Hop": {"1"}, "Te": {"trailers"}, "Forwarded": {"for=6.6.6.6"},
+		"X-Forwarded-Host": {"evil.example"}, "X-Forwarded-Proto": {"https"}, "User-Agent": {"docker/27.0"},
+	})
+	want := "Connection=\nX-Hop=\nTe=\nX-Forwarded-For=127.0.0.1\nX-Forwarded-Host=" + strings.TrimPrefix(e.srv.URL, "http://") +
+		"\nX-Forwarded-Proto=http\nForwarded=\nUser-Agent=docker/27.0\n"
+	if body := readBody(t, resp); body != want {
+		t.Errorf("token service saw headers:\n%s\nwant:\n%s", body, want)
+	}
+
+	// A chunked body (no Content-Length to refuse it by) is cut at the
+	// limit: 413, not a failure of the token service.
+	req, _ := http.NewRequest("POST", e.srv.URL+"/token", io.MultiReader(strings.NewReader(strings.Repeat("a", maxTokenRequestBody+1))))
+	req.ContentLength = -1
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readBody(t, r); r.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(body, `"errors"`) {
+		t.Errorf("chunked big body: %d %s", r.StatusCode, body)
+	}
+}

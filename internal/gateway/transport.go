@@ -25,7 +25,13 @@ import (
 // Content-Length and digests pass through byte for byte. Requests for an
 // HTTP proxy (HTTPS_PROXY and friends) go through net/http's Transport.
 func NewUpstreamTransport(u UpstreamConfig) (*upstream.Transport, error) {
-	return upstream.New(upstream.Config{
+	return upstream.New(upstreamConfig(u, newHTTPTransport(u)))
+}
+
+// upstreamConfig is internal/upstream's configuration for u, with fallback
+// for the requests that go through an HTTP proxy.
+func upstreamConfig(u UpstreamConfig, fallback http.RoundTripper) upstream.Config {
+	return upstream.Config{
 		DialTimeout:            u.DialTimeout,
 		TLSHandshakeTimeout:    u.TLSHandshakeTimeout,
 		ResponseHeaderTimeout:  u.ResponseHeaderTimeout,
@@ -34,8 +40,8 @@ func NewUpstreamTransport(u UpstreamConfig) (*upstream.Transport, error) {
 		MaxIdleConns:           4 * u.MaxIdleConnsPerHost,
 		MaxResponseHeaderBytes: 1 << 20,
 		Proxy:                  http.ProxyFromEnvironment,
-		Fallback:               newHTTPTransport(u),
-	})
+		Fallback:               fallback,
+	}
 }
 
 // newHTTPTransport is net/http's Transport with the settings of

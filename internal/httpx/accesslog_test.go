@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 type testRoute string
@@ -188,5 +191,110 @@ func TestAccessLogNamedLine(t *testing.T) {
 	lines := logLines(t, &logs)
 	if len(lines) != 1 || lines[0]["msg"] != "token issued" || lines[0]["jti"] != "abc" || lines[0]["path"] != "/token" || lines[0]["status"] != float64(200) {
 		t.Fatalf("lines = %v", lines)
+	}
+}
+
+// gatedWriter is a log destination whose writes wait until open is closed.
+type gatedWriter struct {
+	open chan struct{}
+	buf  bytes.Buffer
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	<-g.open
+	return g.buf.Write(p)
+}
+
+// TestAccessLineAfterAnswer: a whole answer reaches the client before its
+// access line is written (a write(2) that is not the client's to wait
+// for), while one of undeclared length still gets its Content-Length from
+// net/http, not a chunked body; either way the line is written.
+func TestAccessLineAfterAnswer(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		method   string
+		handler  http.HandlerFunc
+		early    bool // answered before the line is written
+		wantBody string
+	}{
+		{"declared length", "GET", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Length", "5")
+			_, _ = w.Write([]byte("hello"))
+		}, true, "hello"},
+		{"redirect", "GET", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Location", "http://s3.example/blob")
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(http.StatusTemporaryRedirect)
+		}, true, ""},
+		{"HEAD", "HEAD", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Length", "1234")
+			w.WriteHeader(http.StatusOK)
+		}, true, ""},
+		{"undeclared length", "GET", func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte("hello"))
+		}, false, "hello"},
+		{"short of its length", "GET", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Length", "10")
+			_, _ = w.Write([]byte("hello"))
+		}, false, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := &gatedWriter{open: make(chan struct{})}
+			srv := httptest.NewServer(AccessLog(slog.New(slog.NewJSONHandler(logs, nil)))(tt.handler))
+			t.Cleanup(srv.Close)
+			// Opened at the latest before the server closes, which waits
+			// for the handler writing the line.
+			release := sync.OnceFunc(func() { close(logs.open) })
+			t.Cleanup(release)
+			client := &http.Client{Timeout: 500 * time.Millisecond,
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			req, _ := http.NewRequest(tt.method, srv.URL+"/x", nil)
+			type answer struct {
+				resp *http.Response
+				body string
+				err  error
+			}
+			got := make(chan answer, 1)
+			go func() {
+				resp, err := client.Do(req)
+				if err != nil {
+					got <- answer{err: err}
+					return
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				got <- answer{resp, string(b), err}
+			}()
+			var a answer
+			select {
+			case a = <-got:
+				if !tt.early {
+					t.Fatal("answered before the access line was written")
+				}
+			case <-time.After(200 * time.Millisecond):
+				if tt.early {
+					t.Fatal("no answer before the access line was written")
+				}
+				release()
+				a = <-got
+			}
+			release()
+			if tt.wantBody == "" && tt.name == "short of its length" {
+				// net/http cuts the connection: the client sees a short body.
+				if a.err == nil {
+					t.Errorf("short answer read whole: %q", a.body)
+				}
+				return
+			}
+			if a.err != nil {
+				t.Fatal(a.err)
+			}
+			if a.body != tt.wantBody || len(a.resp.TransferEncoding) != 0 {
+				t.Errorf("body %q, transfer encoding %v", a.body, a.resp.TransferEncoding)
+			}
+			if tt.method == "GET" && a.resp.ContentLength != int64(len(tt.wantBody)) {
+				t.Errorf("Content-Length %d, want %d", a.resp.ContentLength, len(tt.wantBody))
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -171,6 +172,9 @@ func NewAccessLogOf[T any](o AccessLogOptions) Middleware {
 				// which drops the connection.
 				v := recover()
 				rec.Status, rec.Bytes, rec.Duration = rw.Status(), rw.Bytes(), time.Since(start)
+				if v == nil {
+					rw.flushWhole(r.Method)
+				}
 				if rec.Err != nil && rec.Err.Status == StatusClientClosedRequest {
 					rec.Status = StatusClientClosedRequest
 				}
@@ -292,6 +296,31 @@ func (r *Recorder) Flush() {
 		r.status = http.StatusOK
 	}
 	_ = http.NewResponseController(r.ResponseWriter).Flush()
+}
+
+// flushWhole sends an answer that is whole (its status written, and as
+// many body bytes as its Content-Length says, or none to send) to the
+// client now, rather than when the handler has returned: the access line
+// is then written while the client already reads the answer, not before it
+// gets any of it. An answer of no declared length is left to net/http,
+// which sets the Content-Length of a short body itself, where a flush now
+// would make it chunked.
+func (r *Recorder) flushWhole(method string) {
+	if r.status < 200 {
+		return
+	}
+	if method != http.MethodHead && r.status != http.StatusNoContent && r.status != http.StatusNotModified {
+		cl := r.ResponseWriter.Header()["Content-Length"]
+		if len(cl) != 1 {
+			return
+		}
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err != nil || n != r.bytes {
+			return
+		}
+	}
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // Unwrap lets http.ResponseController reach the wrapped writer.

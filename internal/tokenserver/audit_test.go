@@ -33,6 +33,7 @@ func TestAuditLogHasNoSecrets(t *testing.T) {
 	post(t, f.url, url.Values{"grant_type": {"password"}, "username": {aliceUser}, "password": {wrongPassword}})
 	post(t, f.url, refreshGrant(p.RefreshToken+"x", ""))
 
+	f.settle()
 	logs := f.logs.String()
 	secrets := map[string]string{
 		"API token":            aliceToken,
@@ -107,6 +108,7 @@ func TestAuditLineIsTheAccessLine(t *testing.T) {
 	f := newFixture(t, nil)
 	a := mustToken(t, get(t, f.url, aliceUser, aliceToken, q))
 	get(t, f.url, aliceUser, "wrong-password", q)
+	f.settle()
 	got := lines(f.logs)
 	if len(got) != 2 {
 		t.Fatalf("%d lines for one token and one failed login, want 2:\n%s", len(got), f.logs)
@@ -125,6 +127,7 @@ func TestAuditLineIsTheAccessLine(t *testing.T) {
 		o.AuditLogger = slog.New(slog.NewJSONHandler(audit, nil))
 	})
 	a = mustToken(t, get(t, f.url, aliceUser, aliceToken, q))
+	f.settle()
 	if got := lines(audit); len(got) != 1 || got[0]["msg"] != auditMsg || got[0]["jti"] != f.verify(a.Token).ID || got[0]["status"] != nil {
 		t.Errorf("audit log = %v", got)
 	}

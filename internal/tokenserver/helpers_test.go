@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -147,6 +148,14 @@ type fixture struct {
 	logs    *testutil.SyncBuffer
 	keyPath string
 	licPath string
+	busy    atomic.Int64 // requests in the handler
+}
+
+// settle waits until no request is in the handler: the access line of an
+// answered request is written after the client has the answer.
+func (f *fixture) settle() {
+	f.t.Helper()
+	testutil.WaitFor(f.t, "requests in flight to end", 5*time.Second, func() bool { return f.busy.Load() == 0 })
 }
 
 type fixtureOpt func(*fixture, *Options)
@@ -182,7 +191,12 @@ func newFixture(t testing.TB, mutate func(*Config), fopts ...fixtureOpt) *fixtur
 	}
 	t.Cleanup(srv.Close)
 	f.srv = srv
-	hs := httptest.NewServer(srv.Handler())
+	h := srv.Handler()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.busy.Add(1)
+		defer f.busy.Add(-1)
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(hs.Close)
 	f.url = hs.URL
 	return f
@@ -388,6 +402,7 @@ func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // auditLines returns the "token issued" lines logged so far.
 func auditLines(t testing.TB, f *fixture) []map[string]any {
 	t.Helper()
+	f.settle()
 	var out []map[string]any
 	sc := bufio.NewScanner(strings.NewReader(f.logs.String()))
 	for sc.Scan() {

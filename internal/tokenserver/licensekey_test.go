@@ -36,6 +36,7 @@ func TestHTTPBackendKeysOnToken(t *testing.T) {
 			t.Fatalf("audit line %v: token_fp, want %s", l, license.Fingerprint(aliceToken))
 		}
 	}
+	f.settle()
 	if strings.Contains(f.logs.String(), aliceToken) {
 		t.Error("the log contains the API token")
 	}

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/acme/registry-gateway/internal/bench/loadgen"
 )
@@ -82,7 +83,24 @@ type Stats struct {
 	// Dials are the connections opened, to the contender and to the blob
 	// store: a handful per client while both keep connections alive.
 	Dials int64
+	// Time is the time spent in each step of the pulls (see StepNames),
+	// summed, so that where a contender adds latency shows.
+	Time [NumSteps]time.Duration `json:"-"`
 }
+
+// The steps of a pull, as Stats.Time counts them.
+const (
+	StepToken = iota
+	StepHeadIndex
+	StepGetIndex
+	StepGetManifest
+	StepBlob   // the blob request to the contender (a redirect, usually)
+	StepFollow // the redirect followed to the blob store
+	NumSteps
+)
+
+// StepNames name the steps of Stats.Time.
+var StepNames = [NumSteps]string{"token", "HEAD index", "GET index", "GET manifest", "blob", "follow"}
 
 // Add adds o to s.
 func (s *Stats) Add(o Stats) {
@@ -91,6 +109,9 @@ func (s *Stats) Add(o Stats) {
 	s.Redirects += o.Redirects
 	s.Bytes += o.Bytes
 	s.Dials += o.Dials
+	for i, d := range o.Time {
+		s.Time[i] += d
+	}
 }
 
 // Client pulls Image from Addr, as one docker client does, on its own
@@ -133,7 +154,9 @@ func (c *Client) Pull(ctx context.Context) (int64, error) {
 	var st Stats
 	authz := c.auth.Header
 	if c.auth.TokenPath != "" {
+		start := time.Now()
 		tok, err := c.token(ctx, &st)
+		st.Time[StepToken] += time.Since(start)
 		if err != nil {
 			return 0, fmt.Errorf("token: %w", err)
 		}
@@ -147,13 +170,13 @@ func (c *Client) Pull(ctx context.Context) (int64, error) {
 	base := "/v2/" + im.Repo
 	byTag := base + "/manifests/" + im.Tag
 	accept := "Accept: " + im.IndexType + ", " + im.ManifestType
-	if err := c.get(ctx, &st, loadgen.RenderHEAD(c.addr, byTag, append(hdr, accept)...), true, -1, "HEAD index"); err != nil {
+	if err := c.get(ctx, &st, StepHeadIndex, loadgen.RenderHEAD(c.addr, byTag, append(hdr, accept)...), true, -1, "HEAD index"); err != nil {
 		return 0, err
 	}
-	if err := c.get(ctx, &st, loadgen.RenderGET(c.addr, byTag, append(hdr, accept)...), false, im.IndexSize, "GET index"); err != nil {
+	if err := c.get(ctx, &st, StepGetIndex, loadgen.RenderGET(c.addr, byTag, append(hdr, accept)...), false, im.IndexSize, "GET index"); err != nil {
 		return 0, err
 	}
-	if err := c.get(ctx, &st, loadgen.RenderGET(c.addr, base+"/manifests/"+im.ManifestDigest, append(hdr, "Accept: "+im.ManifestType)...), false, im.ManifestSize, "GET manifest"); err != nil {
+	if err := c.get(ctx, &st, StepGetManifest, loadgen.RenderGET(c.addr, base+"/manifests/"+im.ManifestDigest, append(hdr, "Accept: "+im.ManifestType)...), false, im.ManifestSize, "GET manifest"); err != nil {
 		return 0, err
 	}
 	for i, b := range append([]Blob{im.Config}, im.Layers...) {
@@ -203,9 +226,11 @@ func (c *Client) token(ctx context.Context, st *Stats) (string, error) {
 
 // get sends raw to the contender, expects 200 and, when want >= 0, a body
 // of want bytes.
-func (c *Client) get(ctx context.Context, st *Stats, raw []byte, head bool, want int64, what string) error {
+func (c *Client) get(ctx context.Context, st *Stats, step int, raw []byte, head bool, want int64, what string) error {
 	st.Requests++
+	start := time.Now()
 	resp, err := c.reg.Do(ctx, raw, head, nil)
+	st.Time[step] += time.Since(start)
 	if err == nil {
 		err = loadgen.ExpectStatus(resp, http.StatusOK)
 	}
@@ -223,13 +248,18 @@ func (c *Client) get(ctx context.Context, st *Stats, raw []byte, head bool, want
 // credential (docker drops it when the host changes), to a loopback host.
 func (c *Client) blob(ctx context.Context, st *Stats, path string, hdr []string, size int64, what string) error {
 	st.Requests++
+	start := time.Now()
 	resp, err := c.reg.Do(ctx, loadgen.RenderGET(c.addr, path, hdr...), false, nil)
+	st.Time[StepBlob] += time.Since(start)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if isRedirect(resp.Status) {
 		st.Redirects++
-		if resp, err = c.follow(ctx, resp.Location); err != nil {
+		start = time.Now()
+		resp, err = c.follow(ctx, resp.Location)
+		st.Time[StepFollow] += time.Since(start)
+		if err != nil {
 			return fmt.Errorf("%s: redirect: %w", what, err)
 		}
 	}
