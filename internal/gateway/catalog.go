@@ -197,7 +197,7 @@ func (c *catalog) list(ctx context.Context) ([]string, error) {
 		}
 		names := make([]string, 0, len(upstream))
 		for _, u := range upstream {
-			if name, ok := strings.CutPrefix(u, c.prefix); ok && name != "" && validPathName(name) {
+			if name, ok := strings.CutPrefix(u, c.prefix); ok && name != "" && auth.IsRepositoryPath(name) {
 				names = append(names, name)
 			}
 		}

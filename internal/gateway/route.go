@@ -12,6 +12,7 @@ import (
 	"github.com/distribution/reference"
 
 	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/pkg/auth"
 )
 
 // RouteKind is what a /v2 request asks for.
@@ -105,60 +106,9 @@ func (r Route) Scope() string {
 // a sha512 digest and the fixed parts fit well within it.
 const maxPathLen = 512
 
-// validPathName reports whether name is a repository path in the grammar
-// of distribution/reference: components of lower-case letters and digits,
-// separated within a component by ".", "_", "__" or a run of "-", joined
-// by "/". reference.NameRegexp is not used because it also admits a
-// leading domain, which may hold upper case letters and a port: neither
-// belongs in a path to this registry. It is written out rather than a
-// regular expression because it runs on every request (route_test.go checks
-// it against the grammar's regular expression).
-func validPathName(name string) bool {
-	for c := range strings.SplitSeq(name, "/") {
-		if !validPathComponent(c) {
-			return false
-		}
-	}
-	return true
-}
-
 // pathComponent is the grammar of one path component as a regular
 // expression, for the configuration's repository prefix (checked once).
 const pathComponent = `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
-
-// validPathComponent matches pathComponent.
-func validPathComponent(c string) bool {
-	i := 0
-	for {
-		start := i
-		for i < len(c) && isLowerAlnum(c[i]) {
-			i++
-		}
-		if i == start {
-			return false
-		}
-		if i == len(c) {
-			return true
-		}
-		switch c[i] {
-		case '.':
-			i++
-		case '_':
-			i++
-			if i < len(c) && c[i] == '_' {
-				i++
-			}
-		case '-':
-			for i < len(c) && c[i] == '-' {
-				i++
-			}
-		default:
-			return false
-		}
-	}
-}
-
-func isLowerAlnum(b byte) bool { return b >= 'a' && b <= 'z' || b >= '0' && b <= '9' }
 
 // validTag matches reference.TagRegexp anchored: [\w][\w.-]{0,127}.
 func validTag(tag string) bool {
@@ -279,7 +229,7 @@ func ParseRoute(escapedPath string) (Route, error) {
 	default:
 		return Route{}, errRouteNotFound
 	}
-	if len(name) > reference.RepositoryNameTotalLengthMax || !validPathName(name) {
+	if len(name) > reference.RepositoryNameTotalLengthMax || !auth.IsRepositoryPath(name) {
 		return Route{}, errNameInvalid
 	}
 	return r, nil

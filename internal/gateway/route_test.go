@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/pkg/auth"
 )
 
 const (
@@ -224,8 +225,8 @@ var (
 
 func checkMatchersAgree(t *testing.T, s string) {
 	t.Helper()
-	if got, want := validPathName(s), oraclePathNameRe.MatchString(s); got != want {
-		t.Errorf("validPathName(%q) = %v, the grammar says %v", s, got, want)
+	if got, want := auth.IsRepositoryPath(s), oraclePathNameRe.MatchString(s); got != want {
+		t.Errorf("auth.IsRepositoryPath(%q) = %v, the grammar says %v", s, got, want)
 	}
 	if got, want := validTag(s), oracleTagRe.MatchString(s); got != want {
 		t.Errorf("validTag(%q) = %v, the grammar says %v", s, got, want)

@@ -172,14 +172,17 @@ func NewAccessLogOf[T any](o AccessLogOptions) Middleware {
 				// which drops the connection.
 				v := recover()
 				rec.Status, rec.Bytes, rec.Duration = rw.Status(), rw.Bytes(), time.Since(start)
-				if v == nil {
-					rw.flushWhole(r.Method)
-				}
 				if rec.Err != nil && rec.Err.Status == StatusClientClosedRequest {
 					rec.Status = StatusClientClosedRequest
 				}
+				// Metrics first (no I/O): a client that has its answer
+				// finds the request counted. Then the answer goes out,
+				// and only then the line's write(2).
 				if o.Done != nil {
 					o.Done(rec)
+				}
+				if v == nil {
+					rw.flushWhole(r.Method)
 				}
 				if !o.FailuresOnly || rec.Err != nil {
 					o.write(r, rec)

@@ -56,12 +56,15 @@ func isAction(s string) bool {
 	return true
 }
 
-// isRepositoryPath matches the path grammar of distribution/reference
-// without its optional domain: clients name repositories relative to the
-// registry they ask, and the first component must be the channel, never a
-// host. Components are joined by "/" and match
-// `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`.
-func isRepositoryPath(s string) bool {
+// IsRepositoryPath reports whether s matches the path grammar of
+// distribution/reference without its optional domain: clients name
+// repositories relative to the registry they ask, and the first component
+// must be the channel, never a host. Components are joined by "/" and match
+// `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`. It is written out rather than a
+// regular expression because the gateway checks it on every request
+// (scope_grammar_test.go holds it to the grammar's regular expression). It
+// does not bound the length.
+func IsRepositoryPath(s string) bool {
 	for {
 		component, rest, more := strings.Cut(s, "/")
 		if !isPathComponent(component) {
@@ -188,7 +191,7 @@ func ParseScope(s string) (ResourceActions, error) {
 	if strings.Count(name, ":") > 1 {
 		return fail("resource name has more than one ':'")
 	}
-	if typ == TypeRepository && (len(name) > reference.RepositoryNameTotalLengthMax || !isRepositoryPath(name)) {
+	if typ == TypeRepository && (len(name) > reference.RepositoryNameTotalLengthMax || !IsRepositoryPath(name)) {
 		return fail("bad repository name")
 	}
 	// Unicode spaces too: ParseScopes splits on them, so a name holding one

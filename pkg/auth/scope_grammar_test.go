@@ -43,7 +43,7 @@ func checkGrammar(t *testing.T, s string) {
 	}{
 		{"isResourceType", isResourceType(s), resourceTypeRe},
 		{"isAction", isAction(s), actionRe},
-		{"isRepositoryPath", isRepositoryPath(s), repositoryRe},
+		{"IsRepositoryPath", IsRepositoryPath(s), repositoryRe},
 	} {
 		if want := m.re.MatchString(s); m.got != want {
 			t.Errorf("%s(%q) = %v, the regexp says %v", m.name, s, m.got, want)
