@@ -193,6 +193,9 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.proxy.errorHandler(w, r, err)
 		return
 	}
+	if rt.blob != nil {
+		return // streamBlob took it
+	}
 	h := w.Header()
 	for k, v := range resp.Header {
 		h[k] = v
@@ -218,8 +221,8 @@ func abort(r *http.Request) {
 // errNotRouted: a request reached the forwarder without a checked route.
 var errNotRouted = errors.New("request not routed")
 
-// copyBody copies the answer's body to w through a pooled buffer (a blob's
-// body copies itself on the first Read, see streamBlob), flushing after each
+// copyBody copies the answer's body to w through a pooled buffer (blobs
+// are written by writeBlob, see streamBlob), flushing after each
 // write when the length is unknown, as ReverseProxy does, so that a streamed
 // answer is not held back.
 func copyBody(w http.ResponseWriter, resp *http.Response, buffers copyBuffers, log *slog.Logger) error {
@@ -491,8 +494,6 @@ func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 	var e *httpx.Error
 	var se *upstreamStatusError
 	switch {
-	case err == errStreamed:
-		return
 	case r.Context().Err() != nil:
 		// The client hung up first: whatever failed upstream failed
 		// because its request was cancelled.
@@ -516,22 +517,16 @@ func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 	p.errs.WriteError(w, r, e)
 }
 
-// errStreamed is what modifyResponse returns for a blob answer it leaves
-// to serveV2 to write (streamBlob): ReverseProxy then hands it to
-// errorHandler, which has nothing to do.
-var errStreamed = errors.New("blob streamed")
-
-// streamBlob takes a blob answer away from ReverseProxy: its body goes on
-// the route for serveV2 to write (writeBlob) once ReverseProxy returned,
-// and ReverseProxy gets errStreamed and an empty body to close.
-// ReverseProxy would copy the body with Read and Write through a buffer of
-// its own pool, which hides both ends' types and is held for the whole
-// stream; and writing from serveV2 instead of from inside ReverseProxy
-// keeps a waiting stream's goroutine under 8 KiB of stack (a 16 KiB one
-// a stream at 1,000 streams is 8 MiB more).
+// streamBlob keeps a blob answer out of the forwarder's copy: the answer
+// goes on the route, for serve to write (writeBlob) once the forwarder has
+// returned. The forwarder would copy the body with Read and Write through
+// a buffer of its pool, which hides both ends' types and is held for the
+// whole stream; and writing from serve's frame rather than from inside the
+// forwarder keeps a waiting stream's goroutine under 8 KiB of stack (a
+// 16 KiB one a stream is 8 MiB more at 1,000 streams).
 func streamBlob(resp *http.Response) error {
 	rt := routeOf(resp.Request)
-	if rt.stream == nil || (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent) ||
+	if rt.Kind != RouteBlob || (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent) ||
 		resp.Body == http.NoBody || resp.Request.Method != http.MethodGet {
 		return nil
 	}
@@ -540,24 +535,23 @@ func streamBlob(resp *http.Response) error {
 	}
 	blob := *resp
 	rt.blob = &blob
-	resp.Body = http.NoBody
-	return errStreamed
+	return nil
 }
 
-// writeBlob writes a blob answer that streamBlob took: headers as
-// ReverseProxy copies them (modifyResponse has put them through the
-// allow-list), then the body with io.Copy. The upstream transport's body
+// writeBlob writes a blob answer that streamBlob took: its headers
+// (modifyResponse has put them through the allow-list), then the body with
+// io.Copy. The upstream transport's body
 // over plain TCP is an io.WriterTo that hands its socket to the writer's
 // ReadFrom: splice(2), the bytes staying in the kernel; on the gateway's
 // own listener (Serve) straight into the client's socket with no buffer
 // held, not even net/http's (internal/splice). A stream cut half-way
-// panics with http.ErrAbortHandler, as ReverseProxy does, so that the
-// client sees the connection end rather than a short body.
+// panics with http.ErrAbortHandler (see abort), so that the client sees
+// the connection end rather than a short body.
 func writeBlob(w http.ResponseWriter, resp *http.Response, log *slog.Logger) {
 	defer resp.Body.Close()
 	h := w.Header()
 	for k, v := range resp.Header {
-		h[k] = append(h[k], v...)
+		h[k] = v
 	}
 	w.WriteHeader(resp.StatusCode)
 	// The status line and headers go out here, where the stack is

@@ -18,10 +18,9 @@ type routed struct {
 	// fill is set on a manifest GET that missed the cache and leads the
 	// upstream fetch whose answer the cache stores.
 	fill *manifestFill
-	// stream is the client's writer, for a blob: the proxy leaves a blob
-	// answer to serveV2 (blob, see streamBlob), so that it can be spliced.
-	stream http.ResponseWriter
-	blob   *http.Response
+	// blob is a blob answer the forwarder left for serve to write
+	// (streamBlob), so that it can be spliced.
+	blob *http.Response
 	// For the access line and gateway_pulls_total (pulls.go): the checked
 	// token's subject (the customer; empty until the token is checked),
 	// whether the request is a GET, and the digest of a manifest served.
@@ -195,7 +194,6 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 		if g.redirects != nil && g.redirects.serve(w, r, rt) {
 			return nil
 		}
-		rt.stream = w
 	case RouteBase:
 		w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
 		httpx.WriteJSON(w, http.StatusOK, struct{}{})
