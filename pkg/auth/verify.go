@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"sync"
@@ -77,6 +78,12 @@ func NewVerifier(cfg VerifierConfig) *Verifier {
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg(), jwt.SigningMethodRS256.Alg()}),
 			jwt.WithoutClaimsValidation(),
+			// Strict: base64url whose unused trailing bits are zero, so that
+			// the last character of a segment has one spelling, not 4 or
+			// 16. Padding is refused too (WithPaddingAllowed is not set),
+			// and so are line breaks, which encoding/base64 skips even when
+			// strict, by checkJWSBytes before the parser.
+			jwt.WithStrictDecoding(),
 		),
 		cache: make(map[string]*Claims),
 	}
@@ -108,11 +115,25 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 }
 
 func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Claims, error) {
+	if err := checkJWSBytes(raw); err != nil {
+		return nil, &VerifyError{ReasonMalformed, err}
+	}
 	var keyErr *VerifyError
 	keyLookedUp := false
 	claims := &Claims{}
 	_, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		keyLookedUp = true
+		// The parser has decoded the signature but not checked it. An
+		// ECDSA signature (r, s) has a twin (r, n−s) that crypto/ecdsa
+		// verifies as well: take only the low-S one, as Sign makes, so
+		// that nobody can re-spell a token (and so miss the cache, or
+		// pass as another token in a log or a deny-list). Checked before
+		// the key lookup: such a token costs no JWKS refetch.
+		if t.Method.Alg() == jwt.SigningMethodES256.Alg() && len(t.Signature) == 2*p256ScalarLen &&
+			!isLowS(t.Signature[p256ScalarLen:]) {
+			keyErr = &VerifyError{ReasonSignature, errors.New("ES256 signature with a high S (s > n/2): only the low-S form is accepted")}
+			return nil, keyErr
+		}
 		kid, _ := t.Header["kid"].(string)
 		if kid == "" {
 			keyErr = &VerifyError{ReasonUnknownKey, errors.New("no kid in header")}
@@ -149,6 +170,9 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		return nil, &VerifyError{ReasonAlgorithm, err}
 	case err != nil:
+		if _, ok := errors.AsType[base64.CorruptInputError](err); ok {
+			err = fmt.Errorf("%w (segments must be canonical base64url: no padding, unused trailing bits zero)", err)
+		}
 		return nil, &VerifyError{ReasonMalformed, err}
 	}
 	if claims.Issuer != v.cfg.Issuer {
@@ -166,6 +190,28 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 	}
 	return claims, nil
 }
+
+// checkJWSBytes refuses a token holding anything but the base64url
+// alphabet and dots: padding and the standard alphabet's + and / (which
+// the strict decoder refuses too, less clearly), and CR and LF, which
+// encoding/base64 skips wherever they are, strict or not, so that each
+// could be inserted anywhere in a token that would still verify.
+func checkJWSBytes(raw string) error {
+	for i := 0; i < len(raw); i++ {
+		if !jwsAlphabet[raw[i]] {
+			return fmt.Errorf("byte %d is %q: a token is three segments of base64url without padding, joined by dots", i, raw[i])
+		}
+	}
+	return nil
+}
+
+// jwsAlphabet marks the bytes of a compact JWS.
+var jwsAlphabet = func() (t [256]bool) {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_." {
+		t[c] = true
+	}
+	return t
+}()
 
 // checkTimes requires exp (a token without one would be valid forever) and
 // honours nbf, both with the leeway.
