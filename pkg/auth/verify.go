@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -43,7 +42,8 @@ type VerifierConfig struct {
 	// Leeway tolerates clock skew between token service and gateway on exp
 	// and nbf; default 30 s.
 	Leeway time.Duration
-	// CacheSize bounds the verified-token cache; 0 means 10,000, a negative
+	// CacheSize bounds the verified-token cache (entries; the least
+	// recently used is evicted when full); 0 means 10,000, a negative
 	// value turns it off.
 	CacheSize int
 	Clock     func() time.Time
@@ -55,9 +55,7 @@ type VerifierConfig struct {
 type Verifier struct {
 	cfg    VerifierConfig
 	parser *jwt.Parser
-
-	mu    sync.RWMutex
-	cache map[string]*Claims
+	cache  *tokenCache // nil when off
 }
 
 // NewVerifier returns a Verifier for cfg.
@@ -71,7 +69,7 @@ func NewVerifier(cfg VerifierConfig) *Verifier {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &Verifier{
+	v := &Verifier{
 		cfg: cfg,
 		// Time checks are done here rather than by the parser, so that
 		// cached tokens are checked the same way as fresh ones.
@@ -85,19 +83,21 @@ func NewVerifier(cfg VerifierConfig) *Verifier {
 			// strict, by checkJWSBytes before the parser.
 			jwt.WithStrictDecoding(),
 		),
-		cache: make(map[string]*Claims),
 	}
+	if cfg.CacheSize > 0 {
+		v.cache = newTokenCache(cfg.CacheSize)
+	}
+	return v
 }
 
 // Verify checks raw and returns its claims. The claims are shared with the
 // cache: callers must not change them. Errors are *VerifyError.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	now := v.cfg.Clock()
-	if v.cfg.CacheSize > 0 {
-		v.mu.RLock()
-		c, ok := v.cache[raw]
-		v.mu.RUnlock()
-		if ok {
+	if v.cache != nil {
+		// Only tokens that passed verify are held, under the exact
+		// string verified: a re-spelling of one misses and is refused.
+		if c, ok := v.cache.get(raw, now); ok {
 			if err := v.checkTimes(c, now); err != nil {
 				return nil, err
 			}
@@ -108,8 +108,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v.cfg.CacheSize > 0 {
-		v.remember(raw, c, now)
+	if v.cache != nil {
+		// verify has checked that exp is set.
+		v.cache.add(raw, c, c.ExpiresAt.Add(v.cfg.Leeway), now)
 	}
 	return c, nil
 }
@@ -226,23 +227,4 @@ func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
 		return &VerifyError{ReasonNotYet, fmt.Errorf("not valid before %s", c.NotBefore.UTC().Format(time.RFC3339))}
 	}
 	return nil
-}
-
-func (v *Verifier) remember(raw string, c *Claims, now time.Time) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(v.cache) >= v.cfg.CacheSize {
-		// Sweep what has expired; if the cache is still full, start over
-		// rather than keep an LRU: tokens live minutes, so a full cache of
-		// live tokens refills from fresh verifications at once.
-		for k, old := range v.cache {
-			if now.After(old.ExpiresAt.Add(v.cfg.Leeway)) {
-				delete(v.cache, k)
-			}
-		}
-		if len(v.cache) >= v.cfg.CacheSize {
-			clear(v.cache)
-		}
-	}
-	v.cache[raw] = c
 }
