@@ -5,8 +5,6 @@ import (
 	"strconv"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/acme/registry-gateway/internal/jsonx"
 )
 
 // Claims are the claims of a registry token. Access follows the token spec;
@@ -45,15 +43,15 @@ func (c *Claims) HoldsChannel(channel string) bool {
 func appendClaims(b []byte, c *Claims) []byte {
 	b = append(b, '{')
 	if c.Issuer != "" {
-		b = jsonx.AppendString(appendKey(b, "iss"), c.Issuer)
+		b = appendJSONString(appendKey(b, "iss"), c.Issuer)
 	}
 	if c.Subject != "" {
-		b = jsonx.AppendString(appendKey(b, "sub"), c.Subject)
+		b = appendJSONString(appendKey(b, "sub"), c.Subject)
 	}
 	if len(c.Audience) > 0 {
 		b = appendKey(b, "aud")
 		if len(c.Audience) == 1 && !jwt.MarshalSingleStringAsArray {
-			b = jsonx.AppendString(b, c.Audience[0])
+			b = appendJSONString(b, c.Audience[0])
 		} else {
 			b = appendJSONStrings(b, c.Audience)
 		}
@@ -67,7 +65,7 @@ func appendClaims(b []byte, c *Claims) []byte {
 		}
 	}
 	if c.ID != "" {
-		b = jsonx.AppendString(appendKey(b, "jti"), c.ID)
+		b = appendJSONString(appendKey(b, "jti"), c.ID)
 	}
 	b = appendKey(b, "access")
 	if c.Access == nil {
@@ -78,11 +76,11 @@ func appendClaims(b []byte, c *Claims) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = jsonx.AppendString(append(b, `{"type":`...), ra.Type)
+			b = appendJSONString(append(b, `{"type":`...), ra.Type)
 			if ra.Class != "" {
-				b = jsonx.AppendString(append(b, `,"class":`...), ra.Class)
+				b = appendJSONString(append(b, `,"class":`...), ra.Class)
 			}
-			b = jsonx.AppendString(append(b, `,"name":`...), ra.Name)
+			b = appendJSONString(append(b, `,"name":`...), ra.Name)
 			b = append(b, `,"actions":`...)
 			if ra.Actions == nil {
 				b = append(b, "null"...)
@@ -116,7 +114,7 @@ func appendJSONStrings(b []byte, ss []string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = jsonx.AppendString(b, s)
+		b = appendJSONString(b, s)
 	}
 	return append(b, ']')
 }

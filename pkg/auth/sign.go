@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -122,7 +124,30 @@ func (k *SigningKey) signDigest(digest []byte, es256 bool) ([]byte, error) {
 	out := make([]byte, 2*p256ScalarLen)
 	copy(out[p256ScalarLen-len(r):p256ScalarLen], r)
 	copy(out[2*p256ScalarLen-len(s):], s)
+	// (r, s) and (r, n−s) are both valid signatures of the digest, and
+	// crypto/ecdsa (RFC 6979 or hedged) returns either, about half the time
+	// each. The Verifier takes only the low-S one, so that a token has a
+	// single spelling: turn a high S into n−s, which keeps the signature
+	// deterministic and valid for any ECDSA verifier.
+	if sOut := out[p256ScalarLen:]; !isLowS(sOut) {
+		new(big.Int).Sub(p256Order, new(big.Int).SetBytes(sOut)).FillBytes(sOut)
+	}
 	return out, nil
+}
+
+// p256Order is n, the order of P-256's base point; p256HalfOrder is ⌊n/2⌋
+// as the 32 big-endian bytes of an ES256 s, to compare without big.Int on
+// the verifier's path.
+var (
+	p256Order     = elliptic.P256().Params().N
+	p256HalfOrder = new(big.Int).Rsh(p256Order, 1).FillBytes(make([]byte, p256ScalarLen))
+)
+
+// isLowS reports whether s, the 32 big-endian bytes of the s of an ES256
+// signature, is at most n/2: the only form Sign makes and the Verifier
+// accepts.
+func isLowS(s []byte) bool {
+	return len(s) == p256ScalarLen && bytes.Compare(s, p256HalfOrder) <= 0
 }
 
 // encodedHeader is the first segment of every token of a key, with what it

@@ -2,9 +2,9 @@ package auth
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -42,7 +42,8 @@ type VerifierConfig struct {
 	// Leeway tolerates clock skew between token service and gateway on exp
 	// and nbf; default 30 s.
 	Leeway time.Duration
-	// CacheSize bounds the verified-token cache; 0 means 10,000, a negative
+	// CacheSize bounds the verified-token cache (entries; the least
+	// recently used is evicted when full); 0 means 10,000, a negative
 	// value turns it off.
 	CacheSize int
 	Clock     func() time.Time
@@ -54,9 +55,7 @@ type VerifierConfig struct {
 type Verifier struct {
 	cfg    VerifierConfig
 	parser *jwt.Parser
-
-	mu    sync.RWMutex
-	cache map[string]*Claims
+	cache  *tokenCache // nil when off
 }
 
 // NewVerifier returns a Verifier for cfg.
@@ -70,27 +69,35 @@ func NewVerifier(cfg VerifierConfig) *Verifier {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &Verifier{
+	v := &Verifier{
 		cfg: cfg,
 		// Time checks are done here rather than by the parser, so that
 		// cached tokens are checked the same way as fresh ones.
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg(), jwt.SigningMethodRS256.Alg()}),
 			jwt.WithoutClaimsValidation(),
+			// Strict: base64url whose unused trailing bits are zero, so that
+			// the last character of a segment has one spelling, not 4 or
+			// 16. Padding is refused too (WithPaddingAllowed is not set),
+			// and so are line breaks, which encoding/base64 skips even when
+			// strict, by checkJWSBytes before the parser.
+			jwt.WithStrictDecoding(),
 		),
-		cache: make(map[string]*Claims),
 	}
+	if cfg.CacheSize > 0 {
+		v.cache = newTokenCache(cfg.CacheSize)
+	}
+	return v
 }
 
 // Verify checks raw and returns its claims. The claims are shared with the
 // cache: callers must not change them. Errors are *VerifyError.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	now := v.cfg.Clock()
-	if v.cfg.CacheSize > 0 {
-		v.mu.RLock()
-		c, ok := v.cache[raw]
-		v.mu.RUnlock()
-		if ok {
+	if v.cache != nil {
+		// Only tokens that passed verify are held, under the exact
+		// string verified: a re-spelling of one misses and is refused.
+		if c, ok := v.cache.get(raw, now); ok {
 			if err := v.checkTimes(c, now); err != nil {
 				return nil, err
 			}
@@ -101,18 +108,33 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v.cfg.CacheSize > 0 {
-		v.remember(raw, c, now)
+	if v.cache != nil {
+		// verify has checked that exp is set.
+		v.cache.add(raw, c, c.ExpiresAt.Add(v.cfg.Leeway), now)
 	}
 	return c, nil
 }
 
 func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Claims, error) {
+	if err := checkJWSBytes(raw); err != nil {
+		return nil, &VerifyError{ReasonMalformed, err}
+	}
 	var keyErr *VerifyError
 	keyLookedUp := false
 	claims := &Claims{}
 	_, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		keyLookedUp = true
+		// The parser has decoded the signature but not checked it. An
+		// ECDSA signature (r, s) has a twin (r, n−s) that crypto/ecdsa
+		// verifies as well: take only the low-S one, as Sign makes, so
+		// that nobody can re-spell a token (and so miss the cache, or
+		// pass as another token in a log or a deny-list). Checked before
+		// the key lookup: such a token costs no JWKS refetch.
+		if t.Method.Alg() == jwt.SigningMethodES256.Alg() && len(t.Signature) == 2*p256ScalarLen &&
+			!isLowS(t.Signature[p256ScalarLen:]) {
+			keyErr = &VerifyError{ReasonSignature, errors.New("ES256 signature with a high S (s > n/2): only the low-S form is accepted")}
+			return nil, keyErr
+		}
 		kid, _ := t.Header["kid"].(string)
 		if kid == "" {
 			keyErr = &VerifyError{ReasonUnknownKey, errors.New("no kid in header")}
@@ -149,6 +171,9 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		return nil, &VerifyError{ReasonAlgorithm, err}
 	case err != nil:
+		if _, ok := errors.AsType[base64.CorruptInputError](err); ok {
+			err = fmt.Errorf("%w (segments must be canonical base64url: no padding, unused trailing bits zero)", err)
+		}
 		return nil, &VerifyError{ReasonMalformed, err}
 	}
 	if claims.Issuer != v.cfg.Issuer {
@@ -167,6 +192,28 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 	return claims, nil
 }
 
+// checkJWSBytes refuses a token holding anything but the base64url
+// alphabet and dots: padding and the standard alphabet's + and / (which
+// the strict decoder refuses too, less clearly), and CR and LF, which
+// encoding/base64 skips wherever they are, strict or not, so that each
+// could be inserted anywhere in a token that would still verify.
+func checkJWSBytes(raw string) error {
+	for i := 0; i < len(raw); i++ {
+		if !jwsAlphabet[raw[i]] {
+			return fmt.Errorf("byte %d is %q: a token is three segments of base64url without padding, joined by dots", i, raw[i])
+		}
+	}
+	return nil
+}
+
+// jwsAlphabet marks the bytes of a compact JWS.
+var jwsAlphabet = func() (t [256]bool) {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_." {
+		t[c] = true
+	}
+	return t
+}()
+
 // checkTimes requires exp (a token without one would be valid forever) and
 // honours nbf, both with the leeway.
 func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
@@ -180,23 +227,4 @@ func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
 		return &VerifyError{ReasonNotYet, fmt.Errorf("not valid before %s", c.NotBefore.UTC().Format(time.RFC3339))}
 	}
 	return nil
-}
-
-func (v *Verifier) remember(raw string, c *Claims, now time.Time) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(v.cache) >= v.cfg.CacheSize {
-		// Sweep what has expired; if the cache is still full, start over
-		// rather than keep an LRU: tokens live minutes, so a full cache of
-		// live tokens refills from fresh verifications at once.
-		for k, old := range v.cache {
-			if now.After(old.ExpiresAt.Add(v.cfg.Leeway)) {
-				delete(v.cache, k)
-			}
-		}
-		if len(v.cache) >= v.cfg.CacheSize {
-			clear(v.cache)
-		}
-	}
-	v.cache[raw] = c
 }

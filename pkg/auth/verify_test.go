@@ -246,7 +246,7 @@ func TestVerifyCacheIsBounded(t *testing.T) {
 		if _, err := v.Verify(context.Background(), raw); err != nil {
 			t.Fatal(err)
 		}
-		if n := len(v.cache); n > 4 {
+		if n := v.cache.len(); n > 4 {
 			t.Fatalf("cache holds %d entries, bound is 4", n)
 		}
 	}
