@@ -305,6 +305,13 @@ func (s *Server) buildLicenses(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("licenses.http: %w", err)
 		}
+		if lc.HTTP.UsernamePath == "" {
+			// Valid, for an API that cannot name the owner, but then a
+			// customer's token works with any e-mail address: say so at
+			// every start rather than leave it to be found in the audit.
+			s.log.Warn("licenses.http.username_path is not set: usernames are not checked, any username is taken with a valid API token and becomes the token's sub; set it to where the licence API names the customer's e-mail (e.g. user.email)",
+				slog.String("url", lc.HTTP.URL))
+		}
 		backend = hb
 	case lc.SQL != nil:
 		if err := s.openAccounts(ctx, lc.SQL); err != nil {
