@@ -34,7 +34,8 @@ const maxBodyBytes = 64 << 10
 type Options struct {
 	// Logger receives operational logs; default slog.Default().
 	Logger *slog.Logger
-	// AuditLogger receives one line per issued token; default Logger.
+	// AuditLogger receives one line per issued token and per refused
+	// login; default Logger.
 	AuditLogger *slog.Logger
 	// Clock is the time of tokens, refresh tokens, the licence cache and
 	// the rate limiter; default time.Now.
