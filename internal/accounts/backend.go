@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,13 +34,14 @@ type BackendOptions struct {
 // moment an admin change is seen, license.Prober so that readiness follows
 // the database with no login traffic.
 type Backend struct {
-	db      *DB
-	lookup  string
-	poll    time.Duration
-	flush   time.Duration
-	log     *slog.Logger
-	running atomic.Bool
-	version atomic.Uint64
+	db         *DB
+	lookup     string
+	hasAccount string
+	poll       time.Duration
+	flush      time.Duration
+	log        *slog.Logger
+	running    atomic.Bool
+	version    atomic.Uint64
 	// lastPoll is when the last successful poll started, as time since
 	// base (monotonic: staleness is a matter of real time, not of the
 	// injected clock that decides expiry); 0: none yet.
@@ -58,6 +60,8 @@ var (
 	_ license.Backend   = (*Backend)(nil)
 	_ license.Versioned = (*Backend)(nil)
 	_ license.Prober    = (*Backend)(nil)
+
+	_ license.AccountFinder = (*Backend)(nil)
 )
 
 // NewBackend returns the login side of db. Call Run to poll the change
@@ -81,11 +85,12 @@ FROM api_tokens t
 JOIN accounts a ON a.id = t.account_id
 LEFT JOIN channel_grants g ON g.account_id = a.id
 WHERE t.token_sha256 = ?`),
-		poll:  opts.RevocationPoll,
-		flush: opts.LastUsedFlush,
-		log:   opts.Logger,
-		used:  make(map[int64]int64),
-		base:  time.Now(),
+		hasAccount: db.d.q("SELECT COUNT(*) FROM accounts WHERE email = ?"),
+		poll:       opts.RevocationPoll,
+		flush:      opts.LastUsedFlush,
+		log:        opts.Logger,
+		used:       make(map[int64]int64),
+		base:       time.Now(),
 	}
 }
 
@@ -100,9 +105,15 @@ func (b *Backend) BackendName() string { return "sql" }
 // Lookup implements license.Backend: the licence of the token's account,
 // with the owner's e-mail as Account. The username is not checked here: the
 // cache compares it with Account for every answer, cached or not.
+//
+// A refusal says why, for the log: a token not in the database, or revoked,
+// is wrong_token (the cache makes it unknown_account when the username has
+// no account either: HasAccount); a token of a disabled account is
+// disabled, of an account past its expiry expired. The account's state is
+// reported before the token's: it is what the customer has to have fixed.
 func (b *Backend) Lookup(ctx context.Context, token string) (license.License, error) {
 	if token == "" || len(token) > maxTokenLen {
-		return license.License{}, license.ErrBadCredentials
+		return license.License{}, license.BadCredentials(license.ReasonMalformed)
 	}
 	hash := hashToken(token)
 	rows, err := b.db.db.QueryContext(ctx, b.lookup, hash)
@@ -136,17 +147,37 @@ func (b *Backend) Lookup(ctx context.Context, token string) (license.License, er
 	case !found,
 		// The index found it; the comparison keeps a collation or
 		// encoding quirk of a database from matching another hash.
-		subtle.ConstantTimeCompare([]byte(stored), []byte(hash)) != 1,
-		state != StateActive,
-		revoked.Valid,
-		expires.Valid && now.Unix() >= expires.Int64:
-		return license.License{}, license.ErrBadCredentials
+		subtle.ConstantTimeCompare([]byte(stored), []byte(hash)) != 1:
+		return license.License{}, license.BadCredentials(license.ReasonWrongToken)
+	case state != StateActive:
+		return license.License{}, license.BadCredentials(license.ReasonDisabled)
+	case expires.Valid && now.Unix() >= expires.Int64:
+		return license.License{}, license.BadCredentials(license.ReasonExpired)
+	case revoked.Valid:
+		// Usually the token a rotation replaced: not the account's any
+		// more, like a wrong one.
+		return license.License{}, license.BadCredentials(license.ReasonWrongToken)
 	}
 	b.mu.Lock()
 	b.used[tokenID] = now.Unix()
 	b.mu.Unlock()
 	slices.Sort(channels)
 	return license.License{Account: email, Channels: slices.Compact(channels), ExpiresAt: unix(expires)}, nil
+}
+
+// HasAccount implements license.AccountFinder: whether an account (in any
+// state) has the e-mail address username, compared case-insensitively (the
+// store keeps addresses lower case). The cache asks it only for a refused
+// login, to log unknown_account rather than wrong_token.
+func (b *Backend) HasAccount(ctx context.Context, username string) (bool, error) {
+	if username == "" || len(username) > maxEmailLen {
+		return false, nil // no account can have it
+	}
+	var n int
+	if err := b.db.db.QueryRowContext(ctx, b.hasAccount, strings.ToLower(username)).Scan(&n); err != nil {
+		return false, fmt.Errorf("%w: %w", license.ErrUnavailable, err)
+	}
+	return n > 0, nil
 }
 
 // Version implements license.Versioned: it changes whenever a poll sees an

@@ -86,6 +86,9 @@ func Open(ctx context.Context, cfg *Config, opts Options) (*DB, error) {
 	}
 	if cfg.Driver == DriverSQLite {
 		dsn = sqliteDSN(dsn)
+		if err := createPrivate(sqlitePath(dsn)); err != nil {
+			return nil, fmt.Errorf("accounts: creating the sqlite database: %w", err)
+		}
 	}
 	db, err := sql.Open(d.sqlDriver, dsn)
 	if err != nil {

@@ -1,7 +1,10 @@
 package accounts
 
 import (
+	"errors"
+	"io/fs"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -82,4 +85,53 @@ func sqliteDSN(dsn string) string {
 		sep = "&"
 	}
 	return dsn + sep + params.Encode()
+}
+
+// sqlitePath is the file a sqliteDSN names, "" when it names none that
+// Open should create: an in-memory database, a read-only or memory mode, a
+// URI with a remote authority; nor one that must exist already (mode=rw).
+func sqlitePath(dsn string) string {
+	rest, ok := strings.CutPrefix(dsn, "file:")
+	if !ok {
+		return ""
+	}
+	rest, query, _ := strings.Cut(rest, "?")
+	rest, _, _ = strings.Cut(rest, "#")
+	if q, err := url.ParseQuery(query); err != nil || q.Get("mode") == "ro" || q.Get("mode") == "rw" || q.Get("mode") == "memory" {
+		return ""
+	}
+	if auth, ok := strings.CutPrefix(rest, "//"); ok {
+		// file://localhost/path or file:///path (RFC 8089).
+		host, p, found := strings.Cut(auth, "/")
+		if !found || (host != "" && host != "localhost") {
+			return ""
+		}
+		rest = "/" + p
+	}
+	p, err := url.PathUnescape(rest)
+	if err != nil || p == "" || p == ":memory:" {
+		return ""
+	}
+	return p
+}
+
+// createPrivate creates the database file at path, empty and readable by
+// its owner alone, unless it exists. SQLite would create it 0644 (its
+// default, whatever the umask), and it gives the -wal and -shm files it
+// makes next to it the mode of the database file (modernc.org/sqlite is
+// that C code, translated): so the one file made 0600 here keeps the API
+// token hashes and the audit in all three from other users of the host. An
+// existing file keeps the mode it has (an operator may have chosen it).
+func createPrivate(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }

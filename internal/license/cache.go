@@ -91,7 +91,8 @@ type Cache struct {
 	callTimeout time.Duration
 	clock       func() time.Time
 	obs         Observer
-	versioned   Versioned // nil unless the backend is one
+	versioned   Versioned     // nil unless the backend is one
+	finder      AccountFinder // nil unless the backend is one
 	log         *slog.Logger
 
 	group singleflight.Group
@@ -147,7 +148,7 @@ type cacheKey [sha256.Size]byte
 type cacheEntry struct {
 	key     cacheKey
 	lic     License
-	err     error // nil or ErrBadCredentials
+	err     error // nil or a *CredentialsError, whose reason a hit keeps
 	expires time.Time
 	version uint64 // the backend's Version when the answer was asked for
 }
@@ -181,8 +182,10 @@ func NewCache(b Backend, cfg CacheConfig) *Cache {
 		cfg.Logger = slog.Default()
 	}
 	versioned, _ := b.(Versioned)
+	finder, _ := b.(AccountFinder)
 	return &Cache{
 		versioned:   versioned,
+		finder:      finder,
 		backend:     b,
 		name:        backendName(b),
 		ttl:         cfg.TTL,
@@ -218,24 +221,56 @@ func makeCacheKey(token string) cacheKey {
 // licence's Account when the backend knows it (compared case-insensitively),
 // any username otherwise, and then the returned Account is that username. A
 // username that does not match is ErrBadCredentials, like a wrong token.
+//
+// A refusal is a *CredentialsError that says why (ReasonOf), for the log:
+// the reason the backend gave (kept by the cache), except that a wrong or
+// foreign token is told apart by the username when the backend is an
+// AccountFinder: unknown_account when no account has it, wrong_token when
+// one has.
 func (c *Cache) Lookup(ctx context.Context, cred Credentials) (License, error) {
 	if err := ctx.Err(); err != nil {
 		return License{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if !cred.plausible() {
-		return License{}, ErrBadCredentials
+		return License{}, BadCredentials(ReasonMalformed)
 	}
 	lic, err := c.lookup(ctx, cred.Token)
 	if err != nil {
+		if ReasonOf(err) == ReasonWrongToken {
+			// An unknown token: the username may name no account at all.
+			err = c.classify(ctx, cred.Username, ReasonWrongToken)
+		}
 		return License{}, err
 	}
 	if !lic.owns(cred.Username) {
-		return License{}, ErrBadCredentials
+		// A good token, but another owner's: without a finder, most
+		// likely the owner's address mistyped.
+		return License{}, c.classify(ctx, cred.Username, ReasonUnknownAccount)
 	}
 	if lic.Account == "" {
 		lic.Account = cred.Username
 	}
 	return lic, nil
+}
+
+// classify is the refusal of a token that is not username's: wrong_token
+// when username has an account, unknown_account when it has none, and
+// otherwise (no finder, or it failed) the reason given.
+func (c *Cache) classify(ctx context.Context, username string, otherwise Reason) error {
+	if c.finder == nil {
+		return BadCredentials(otherwise)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
+	defer cancel()
+	exists, err := c.finder.HasAccount(ctx, username)
+	switch {
+	case err != nil:
+		return BadCredentials(otherwise)
+	case exists:
+		return BadCredentials(ReasonWrongToken)
+	default:
+		return BadCredentials(ReasonUnknownAccount)
+	}
 }
 
 // lookup answers for a token from the cache, or from one backend call
@@ -278,18 +313,19 @@ func (c *Cache) fetch(ctx context.Context, key cacheKey, token string) (License,
 	d := time.Since(start)
 
 	now := c.clock()
+	if err == nil && lic.expired(now) {
+		// Serving it would hand out access the licence no longer grants.
+		lic, err = License{}, BadCredentials(ReasonExpired)
+	}
 	outcome := OutcomeOK
 	switch {
-	case err == nil && lic.expired(now):
-		// Serving it would hand out access the licence no longer grants:
-		// answered as bad credentials (err is set below).
-		lic = License{}
-		fallthrough
 	case errors.Is(err, ErrBadCredentials):
 		outcome = OutcomeBadCredentials
 		c.setUnavailable(false)
-		c.put(key, License{}, ErrBadCredentials, now.Add(c.negTTL), now, ver)
-		err = ErrBadCredentials
+		// The shared error of its reason: what a backend wrapped is not
+		// kept, and a negative hit answers with the same reason.
+		err = BadCredentials(ReasonOf(err))
+		c.put(key, License{}, err, now.Add(c.negTTL), now, ver)
 	case err != nil:
 		outcome = OutcomeUnavailable
 		c.setUnavailable(true)

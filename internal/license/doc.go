@@ -9,7 +9,9 @@
 // errors apart:
 //
 //   - [ErrBadCredentials]: unknown user, wrong token and expired licence all
-//     look the same, so a client cannot probe which accounts exist.
+//     look the same to the client, so that it cannot probe which accounts
+//     exist; the error is a [CredentialsError] whose [Reason] tells them
+//     apart in the operator's log and metrics.
 //   - [ErrUnavailable]: the backend could not give a trustworthy answer; the
 //     caller fails closed with 503 rather than guessing.
 //

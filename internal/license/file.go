@@ -62,7 +62,10 @@ type FileBackend struct {
 	statFail bool
 }
 
-var _ Backend = (*FileBackend)(nil)
+var (
+	_ Backend       = (*FileBackend)(nil)
+	_ AccountFinder = (*FileBackend)(nil)
+)
 
 type fileState struct {
 	// byToken finds an account by the SHA-256 of its API token, the one
@@ -70,8 +73,10 @@ type fileState struct {
 	// token, leaks nothing through timing: nobody can steer which hash
 	// their guess has.
 	byToken map[[sha256.Size]byte]fileAccount
-	hash    [sha256.Size]byte // of the file content, to skip no-op rewrites
-	loaded  time.Time
+	// users holds the usernames, lower case, for HasAccount.
+	users  map[string]bool
+	hash   [sha256.Size]byte // of the file content, to skip no-op rewrites
+	loaded time.Time
 }
 
 type fileAccount struct {
@@ -124,23 +129,31 @@ func (f *FileBackend) Loaded() time.Time {
 }
 
 // Lookup implements Backend. License.Account is the username of the file, so
-// the Cache refuses any other (compared case-insensitively).
+// the Cache refuses any other (compared case-insensitively). An unknown
+// token is wrong_token (the Cache makes it unknown_account when the
+// username is not in the file either), a licence past its expires expired.
 func (f *FileBackend) Lookup(_ context.Context, token string) (License, error) {
 	if !plausibleToken(token) {
-		return License{}, ErrBadCredentials
+		return License{}, BadCredentials(ReasonMalformed)
 	}
 	acct, known := f.state.Load().byToken[sha256.Sum256([]byte(token))]
 	if !known {
-		return License{}, ErrBadCredentials
+		return License{}, BadCredentials(ReasonWrongToken)
 	}
 	if !acct.expires.IsZero() && !f.clock().Before(acct.expires) {
-		return License{}, ErrBadCredentials
+		return License{}, BadCredentials(ReasonExpired)
 	}
 	return License{
 		Account:   acct.username,
 		Channels:  append([]string(nil), acct.channels...),
 		ExpiresAt: acct.expires,
 	}, nil
+}
+
+// HasAccount implements AccountFinder: whether the file lists username
+// (compared case-insensitively).
+func (f *FileBackend) HasAccount(_ context.Context, username string) (bool, error) {
+	return f.state.Load().users[strings.ToLower(username)], nil
 }
 
 // Run polls the file until ctx is done and then returns nil. It starts no
@@ -243,10 +256,12 @@ func (f *FileBackend) read() (*fileState, os.FileInfo, error) {
 		return nil, fi, &contentError{hash: hash, err: err}
 	}
 	byToken := make(map[[sha256.Size]byte]fileAccount, len(accounts))
-	for _, a := range accounts {
+	users := make(map[string]bool, len(accounts))
+	for key, a := range accounts {
 		byToken[a.tokenHash] = a
+		users[key] = true
 	}
-	return &fileState{byToken: byToken, hash: hash, loaded: f.clock()}, fi, nil
+	return &fileState{byToken: byToken, users: users, hash: hash, loaded: f.clock()}, fi, nil
 }
 
 type accountsFile struct {

@@ -94,10 +94,16 @@ func NewHTTPBackend(cfg HTTPConfig) (*HTTPBackend, error) {
 	return &HTTPBackend{url: u.String(), path: p, userPath: userPath, timeout: cfg.Timeout, client: cfg.Client}, nil
 }
 
-// Lookup implements Backend.
+// Lookup implements Backend. The API's refusals map to the closest
+// reason: 401 (it does not take the token) to wrong_token, 403 (it knows
+// the token and refuses it) to disabled. Any other status, 404 included
+// (most likely a wrong licenses.http.url), and no answer are ErrUnavailable,
+// as the probe takes them: a misconfigured URL must not look like every
+// customer typing a wrong token. A token whose owner (UsernamePath) is not
+// the username given is refused by the Cache.
 func (b *HTTPBackend) Lookup(ctx context.Context, token string) (License, error) {
 	if !plausibleToken(token) {
-		return License{}, ErrBadCredentials
+		return License{}, BadCredentials(ReasonMalformed)
 	}
 	// An injected client may have no timeout of its own; the context
 	// deadline also covers reading the body.
@@ -112,9 +118,12 @@ func (b *HTTPBackend) Lookup(ctx context.Context, token string) (License, error)
 
 	switch resp.StatusCode {
 	case http.StatusOK:
-	case http.StatusUnauthorized, http.StatusForbidden:
+	case http.StatusUnauthorized:
 		drain(resp.Body)
-		return License{}, ErrBadCredentials
+		return License{}, BadCredentials(ReasonWrongToken)
+	case http.StatusForbidden:
+		drain(resp.Body)
+		return License{}, BadCredentials(ReasonDisabled)
 	default:
 		drain(resp.Body)
 		return License{}, fmt.Errorf("%w: licence API answered %s", ErrUnavailable, resp.Status)

@@ -12,8 +12,11 @@ import (
 )
 
 // ErrBadCredentials means the credentials do not grant anything: unknown user,
-// wrong token or expired licence. The cases are deliberately merged so that a
-// client learns nothing about which e-mail addresses have accounts.
+// wrong token or expired licence. The cases are deliberately merged for the
+// client, so that it learns nothing about which e-mail addresses have
+// accounts; the operator's log tells them apart: backends and the Cache
+// return a *CredentialsError (see BadCredentials, ReasonOf), which errors.Is
+// matches with ErrBadCredentials.
 var ErrBadCredentials = errors.New("license: bad credentials")
 
 // ErrUnavailable means no trustworthy answer could be obtained (backend down,
@@ -51,7 +54,8 @@ func (l License) clone() License {
 }
 
 // Backend looks up the licence of an API token. Implementations return
-// ErrBadCredentials or an error wrapping ErrUnavailable on failure.
+// BadCredentials(reason) (or the plain ErrBadCredentials, read as
+// wrong_token) or an error wrapping ErrUnavailable on failure.
 //
 // The token alone is the key: the Cache stores, collapses and checks the
 // username against License.Account itself, so that a hundred usernames

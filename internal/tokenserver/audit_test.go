@@ -83,8 +83,9 @@ func TestAuditLogHasNoSecrets(t *testing.T) {
 
 // With one log (the default), an issued token is one line: the access line
 // of its request, named "token issued", with the audit fields; a failed
-// login stays a "request" line. With an audit log of its own, the audit
-// line goes there and the access line stays in the main log.
+// login likewise, named "login failed" with its fields. With an audit log
+// of its own, both lines go there and the access lines ("request") stay in
+// the main log.
 func TestAuditLineIsTheAccessLine(t *testing.T) {
 	lines := func(b *testutil.SyncBuffer) []map[string]any {
 		t.Helper()
@@ -97,7 +98,7 @@ func TestAuditLineIsTheAccessLine(t *testing.T) {
 			if err := json.Unmarshal([]byte(l), &m); err != nil {
 				t.Fatalf("log line %q: %v", l, err)
 			}
-			if m["path"] == "/token" || m["msg"] == auditMsg { // not the start-up lines
+			if m["path"] == "/token" || m["msg"] == auditMsg || m["msg"] == loginFailedMsg { // not the start-up lines
 				out = append(out, m)
 			}
 		}
@@ -118,7 +119,7 @@ func TestAuditLineIsTheAccessLine(t *testing.T) {
 		l["method"] != "GET" || l["path"] != "/token" || l["status"] != float64(200) || l["bytes"] == nil || l["duration"] == nil {
 		t.Errorf("token line = %v", l)
 	}
-	if l := got[1]; l["msg"] != "request" || l["status"] != float64(401) || l["jti"] != nil {
+	if l := got[1]; l["msg"] != loginFailedMsg || l["status"] != float64(401) || l["reason"] != "wrong_token" || l["level"] != "INFO" || l["jti"] != nil {
 		t.Errorf("failed login line = %v", l)
 	}
 
@@ -127,11 +128,14 @@ func TestAuditLineIsTheAccessLine(t *testing.T) {
 		o.AuditLogger = slog.New(slog.NewJSONHandler(audit, nil))
 	})
 	a = mustToken(t, get(t, f.url, aliceUser, aliceToken, q))
+	get(t, f.url, aliceUser, "wrong-password", q)
 	f.settle()
-	if got := lines(audit); len(got) != 1 || got[0]["msg"] != auditMsg || got[0]["jti"] != f.verify(a.Token).ID || got[0]["status"] != nil {
+	if got := lines(audit); len(got) != 2 || got[0]["msg"] != auditMsg || got[0]["jti"] != f.verify(a.Token).ID || got[0]["status"] != nil ||
+		got[1]["msg"] != loginFailedMsg || got[1]["reason"] != "wrong_token" || got[1]["level"] != "INFO" || got[1]["status"] != nil {
 		t.Errorf("audit log = %v", got)
 	}
-	if got := lines(f.logs); len(got) != 1 || got[0]["msg"] != "request" || got[0]["jti"] != nil {
+	if got := lines(f.logs); len(got) != 2 || got[0]["msg"] != "request" || got[0]["jti"] != nil ||
+		got[1]["msg"] != "request" || got[1]["status"] != float64(401) || got[1]["reason"] != nil {
 		t.Errorf("main log = %v", got)
 	}
 }

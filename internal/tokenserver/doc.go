@@ -22,4 +22,10 @@
 //     revoking the licence or the API token ends it.
 //   - Set signing_cert only for registries that trust a rootcertbundle:
 //     a registry that trusts only a JWKS file refuses tokens with x5c.
+//   - Every refused login is one "login failed" line with a reason
+//     (license.Reason: unknown_account, wrong_token, disabled, expired,
+//     backend_unavailable, rate_limited, malformed), the username as typed
+//     (escaped) and the token's fingerprint, and is counted in
+//     tokenserver_login_failures_total{reason}; the client's answer is the
+//     same whatever the reason.
 package tokenserver

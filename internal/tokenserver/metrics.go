@@ -51,6 +51,9 @@ type metrics struct {
 	cacheHits       *prometheus.CounterVec
 	hitPositive     prometheus.Counter
 	hitNegative     prometheus.Counter
+
+	loginFailures  *prometheus.CounterVec
+	loginFailureBy map[license.Reason]prometheus.Counter
 }
 
 var _ license.Observer = (*metrics)(nil)
@@ -80,6 +83,12 @@ func newMetrics(limiterLen func() int) *metrics {
 			Name: "tokenserver_license_cache_hits_total",
 			Help: "Licence look-ups answered from the cache, by result (positive = licence, negative = bad credentials).",
 		}, []string{"result"}),
+		// Beside tokenserver_token_requests_total, not instead of it: its
+		// outcomes stay what dashboards read.
+		loginFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenserver_login_failures_total",
+			Help: "Refused logins by reason (unknown_account, wrong_token, disabled, expired, backend_unavailable, rate_limited, malformed), as the \"login failed\" log line says; clients get the same answer for every reason.",
+		}, []string{"reason"}),
 	}
 	hist := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "tokenserver_token_request_duration_seconds",
@@ -97,8 +106,13 @@ func newMetrics(limiterLen func() int) *metrics {
 	}
 	m.hitPositive = m.cacheHits.WithLabelValues("positive")
 	m.hitNegative = m.cacheHits.WithLabelValues("negative")
+	// Every reason from the start, at 0, so that rate() sees the first one.
+	m.loginFailureBy = make(map[license.Reason]prometheus.Counter)
+	for _, r := range license.Reasons() {
+		m.loginFailureBy[r] = m.loginFailures.WithLabelValues(string(r))
+	}
 
-	reg.MustRegister(m.requests, hist, m.backendCalls, m.backendErrors, m.backendDuration, m.cacheHits,
+	reg.MustRegister(m.requests, hist, m.backendCalls, m.backendErrors, m.backendDuration, m.cacheHits, m.loginFailures,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tokenserver_rate_limiter_keys",
 			Help: "Client addresses and usernames currently tracked for failed logins.",
@@ -117,6 +131,15 @@ func (m *metrics) observe(grant, outcome string, d time.Duration) {
 	if h, ok := m.duration[grant]; ok {
 		h.Observe(d.Seconds())
 	}
+}
+
+// loginFailed counts a refused login.
+func (m *metrics) loginFailed(r license.Reason) {
+	if c, ok := m.loginFailureBy[r]; ok {
+		c.Inc()
+		return
+	}
+	m.loginFailures.WithLabelValues(string(r)).Inc() // a custom backend's own
 }
 
 // LookupDone implements license.Observer.

@@ -15,6 +15,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/license"
 )
 
 // Refresh tokens are sealed, not stored: an AES-256-GCM box of who the
@@ -43,8 +45,22 @@ const (
 )
 
 // errBadRefreshToken covers every way a refresh token can fail to open; the
-// client learns nothing about which.
+// client learns nothing about which. A token that opens but whose life is
+// over is a *refreshExpiredError, which errors.Is matches with it.
 var errBadRefreshToken = errors.New("refresh token invalid or expired")
+
+// refreshExpiredError is errBadRefreshToken for a genuine refresh token
+// past its exp, the usual reason `docker pull` stops working a month after
+// `docker login`: it names the customer and the API token for the
+// failed-login line (license.Credentials never prints the token).
+type refreshExpiredError struct {
+	cred license.Credentials
+}
+
+func (*refreshExpiredError) Error() string { return errBadRefreshToken.Error() }
+
+// Is makes errors.Is(err, errBadRefreshToken) hold.
+func (*refreshExpiredError) Is(target error) bool { return target == errBadRefreshToken }
 
 // refreshClaims are the sealed contents. Short JSON names keep the token
 // small.
@@ -124,7 +140,8 @@ func (s *refreshSealer) seal(c *refreshClaims) (string, error) {
 	return string(out), nil
 }
 
-// open checks a refresh token's seal, lifetime and service.
+// open checks a refresh token's seal, lifetime and service. Every failure
+// is errBadRefreshToken (errors.Is); an expired one says whose it was.
 func (s *refreshSealer) open(token, service string, now time.Time) (*refreshClaims, error) {
 	rest, ok := strings.CutPrefix(token, refreshPrefix)
 	if !ok || len(token) > maxRefreshTokenLen {
@@ -152,8 +169,11 @@ func (s *refreshSealer) open(token, service string, now time.Time) (*refreshClai
 	if err := json.Unmarshal(plain, &c); err != nil {
 		return nil, errBadRefreshToken
 	}
-	if c.Subject == "" || c.Token == "" || c.Service != service || now.Unix() >= c.ExpiresAt {
+	if c.Subject == "" || c.Token == "" || c.Service != service {
 		return nil, errBadRefreshToken
+	}
+	if now.Unix() >= c.ExpiresAt {
+		return nil, &refreshExpiredError{cred: license.Credentials{Username: c.Subject, Token: c.Token}}
 	}
 	return &c, nil
 }

@@ -2,13 +2,15 @@ package tokenserver
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 )
 
 // FuzzRefreshOpen feeds refresh_token values a client controls to open. For
-// any input it must not panic and must fail with errBadRefreshToken alone.
+// any input it must not panic and must fail with errBadRefreshToken alone
+// (or the refreshExpiredError that errors.Is matches with it).
 // What opens must hold usable claims (subject, API token, this service, not
 // expired), and must be the only spelling of its sealed box that opens: a
 // refresh token is a bearer credential, and a variant the server never
@@ -48,7 +50,7 @@ func FuzzRefreshOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, token string) {
 		c, err := s.open(token, testService, now)
 		if err != nil {
-			if err != errBadRefreshToken || c != nil {
+			if !errors.Is(err, errBadRefreshToken) || c != nil {
 				t.Fatalf("open(%q) = %v, %v: want only errBadRefreshToken", token, c, err)
 			}
 			return

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/registry-gateway/internal/license"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -199,8 +201,13 @@ func TestRefreshSealer(t *testing.T) {
 		"empty":          {s, "", testService, now},
 		"too long":       {s, "rt1." + strings.Repeat("A", maxRefreshTokenLen), testService, now},
 	} {
-		if _, err := tc.sealer.open(tc.token, tc.service, tc.now); err != errBadRefreshToken {
-			t.Errorf("%s: err = %v", name, err)
+		c, err := tc.sealer.open(tc.token, tc.service, tc.now)
+		if !errors.Is(err, errBadRefreshToken) || c != nil {
+			t.Errorf("%s: %v, err = %v", name, c, err)
+		}
+		// Only a genuine token past its exp says whose it was.
+		if e, ok := errors.AsType[*refreshExpiredError](err); ok != (name == "expired") || ok && e.cred != (license.Credentials{Username: aliceUser, Token: aliceToken}) {
+			t.Errorf("%s: err %#v", name, err)
 		}
 	}
 }

@@ -34,7 +34,8 @@ const maxBodyBytes = 64 << 10
 type Options struct {
 	// Logger receives operational logs; default slog.Default().
 	Logger *slog.Logger
-	// AuditLogger receives one line per issued token; default Logger.
+	// AuditLogger receives one line per issued token and per refused
+	// login; default Logger.
 	AuditLogger *slog.Logger
 	// Clock is the time of tokens, refresh tokens, the licence cache and
 	// the rate limiter; default time.Now.
@@ -304,6 +305,13 @@ func (s *Server) buildLicenses(ctx context.Context) error {
 		})
 		if err != nil {
 			return fmt.Errorf("licenses.http: %w", err)
+		}
+		if lc.HTTP.UsernamePath == "" {
+			// Valid, for an API that cannot name the owner, but then a
+			// customer's token works with any e-mail address: say so at
+			// every start rather than leave it to be found in the audit.
+			s.log.Warn("licenses.http.username_path is not set: usernames are not checked, any username is taken with a valid API token and becomes the token's sub; set it to where the licence API names the customer's e-mail (e.g. user.email)",
+				slog.String("url", lc.HTTP.URL))
 		}
 		backend = hb
 	case lc.SQL != nil:

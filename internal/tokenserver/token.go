@@ -153,32 +153,37 @@ func (s *Server) getTokenRequest(r *http.Request) (*tokenResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := s.clients.Of(r)
 	username, password, ok := r.BasicAuth()
-	if ok && username != "" && password == "" {
-		// Not a guess, so the limiter is not charged: a client sending what
-		// `docker login` stored (an identity token and no password), e.g.
-		// through a Kubernetes pull secret made from config.json.
-		return nil, s.unauthorized(emptyPasswordMessage)
-	}
-	if !ok || username == "" || password == "" {
-		return nil, s.unauthorized("authentication required: Basic credentials (e-mail and API token)")
-	}
-	if len(username) > maxUsernameLen || len(password) > maxPasswordLen {
-		s.limiter.Charge(client, "")
-		return nil, s.unauthorized("invalid username or API token")
-	}
-	if account := q.Get("account"); account != "" && account != username {
-		return nil, badRequest("account does not match the username of the credentials")
-	}
-	return s.issue(r.Context(), &tokenRequest{
+	req := &tokenRequest{
 		grant:    grantBasic,
-		client:   client,
+		client:   s.clients.Of(r),
 		clientID: q.Get("client_id"),
 		cred:     license.Credentials{Username: username, Token: password},
 		scopes:   scopes,
 		offline:  offline,
-	})
+	}
+	ctx := r.Context()
+	if ok && username != "" && password == "" {
+		// Not a guess, so the limiter is not charged: a client sending what
+		// `docker login` stored (an identity token and no password), e.g.
+		// through a Kubernetes pull secret made from config.json.
+		s.failLogin(ctx, req, license.ReasonMalformed)
+		return nil, s.unauthorized(emptyPasswordMessage)
+	}
+	if !ok || username == "" || password == "" {
+		s.failLogin(ctx, req, license.ReasonMalformed)
+		return nil, s.unauthorized("authentication required: Basic credentials (e-mail and API token)")
+	}
+	if len(username) > maxUsernameLen || len(password) > maxPasswordLen {
+		s.limiter.Charge(req.client, "")
+		s.failLogin(ctx, req, license.ReasonMalformed)
+		return nil, s.unauthorized("invalid username or API token")
+	}
+	if account := q.Get("account"); account != "" && account != username {
+		s.failLogin(ctx, req, license.ReasonMalformed)
+		return nil, badRequest("account does not match the username of the credentials")
+	}
+	return s.issue(ctx, req)
 }
 
 // postToken is the OAuth2 form of the token endpoint, which containerd
@@ -223,6 +228,7 @@ func (s *Server) postTokenRequest(r *http.Request, grant *string) (*tokenResult,
 		return nil, err
 	}
 	req := &tokenRequest{client: s.clients.Of(r), clientID: f.Get("client_id"), scopes: scopes}
+	ctx := r.Context()
 	switch f.Get("grant_type") {
 	case "password":
 		*grant, req.grant = grantPass, grantPass
@@ -234,29 +240,41 @@ func (s *Server) postTokenRequest(r *http.Request, grant *string) (*tokenResult,
 			return nil, badRequest("access_type must be online or offline")
 		}
 		username, password := f.Get("username"), f.Get("password")
+		req.cred = license.Credentials{Username: username, Token: password}
 		if username == "" || password == "" {
+			s.failLogin(ctx, req, license.ReasonMalformed)
 			return nil, badRequest("username and password are required")
 		}
 		if len(username) > maxUsernameLen || len(password) > maxPasswordLen {
 			s.limiter.Charge(req.client, "")
+			s.failLogin(ctx, req, license.ReasonMalformed)
 			return nil, s.unauthorized("invalid username or API token")
 		}
-		req.cred = license.Credentials{Username: username, Token: password}
 	case "refresh_token":
 		*grant, req.grant = grantRefresh, grantRefresh
 		raw, username := f.Get("refresh_token"), f.Get("username")
+		req.cred.Username = username // the refresh token's, once it opens
 		if raw == "" {
+			s.failLogin(ctx, req, license.ReasonMalformed)
 			return nil, badRequest("refresh_token is required")
 		}
 		if wait := s.limiter.Check(req.client, username); wait > 0 {
+			s.failLogin(ctx, req, license.ReasonRateLimited)
 			return nil, tooManyRequests(wait)
 		}
 		rc, err := s.sealer.open(raw, s.cfg.Service, s.now())
 		if err != nil {
 			s.limiter.Charge(req.client, username)
+			reason := license.ReasonWrongToken // forged, garbled, another service's
+			if e, ok := errors.AsType[*refreshExpiredError](err); ok {
+				reason, req.cred = license.ReasonExpired, e.cred
+			}
+			s.failLogin(ctx, req, reason)
 			return nil, s.unauthorized("refresh token invalid or expired")
 		}
 		if username != "" && username != rc.Subject {
+			req.cred.Token = rc.Token // for its fingerprint
+			s.failLogin(ctx, req, license.ReasonMalformed)
 			e := badRequest("username does not match the refresh token")
 			e.Extra = map[string]string{"error": oauthInvalidGrant, "error_description": e.Message}
 			return nil, e
@@ -270,24 +288,27 @@ func (s *Server) postTokenRequest(r *http.Request, grant *string) (*tokenResult,
 		e.Extra = map[string]string{"error": oauthUnsupportedGrant, "error_description": e.Message}
 		return nil, e
 	}
-	return s.issue(r.Context(), req)
+	return s.issue(ctx, req)
 }
 
 // issue is the path every grant ends in: rate limit, licence, grant, sign.
 func (s *Server) issue(ctx context.Context, req *tokenRequest) (*tokenResult, error) {
 	username := req.cred.Username
 	if wait := s.limiter.Check(req.client, username); wait > 0 {
+		s.failLogin(ctx, req, license.ReasonRateLimited)
 		return nil, tooManyRequests(wait)
 	}
 	lic, err := s.licenses.Lookup(ctx, req.cred)
 	switch {
 	case errors.Is(err, license.ErrBadCredentials):
 		s.limiter.Charge(req.client, username)
+		s.failLogin(ctx, req, license.ReasonOf(err))
 		if req.grant == grantRefresh {
 			return nil, s.unauthorized("refresh token no longer valid: log in again")
 		}
 		return nil, s.unauthorized("invalid username or API token")
 	case err != nil:
+		s.failLogin(ctx, req, license.ReasonUnavailable)
 		return nil, (&httpx.Error{
 			Status:  http.StatusServiceUnavailable,
 			Code:    httpx.CodeUnavailable,
