@@ -56,7 +56,8 @@ func routeOf(r *http.Request) *routed {
 func (g *Gateway) Handler() http.Handler { return g.handler }
 
 // newHandler wraps the dispatch in the shared middleware: one access line a
-// request (only failures with access_log off), counted by route. A /v2
+// request (only failures with access_log off), counted by route, and the
+// warning of a proxy in front that trusted_proxies does not list. A /v2
 // request's routed is allocated with its access record.
 func (g *Gateway) newHandler() http.Handler {
 	return httpx.Chain(g.errs.Func(g.serve),
@@ -68,6 +69,7 @@ func (g *Gateway) newHandler() http.Handler {
 			Attrs:        accessAttrs,
 		}),
 		httpx.Recover(g.errs),
+		g.clients.WarnUntrustedProxy(g.log, "the gateway's trusted_proxies"),
 	)
 }
 

@@ -1,10 +1,12 @@
 package httpx
 
 import (
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 )
 
 // ClientAddr finds the address a request comes from, for rate limits and
@@ -160,4 +162,39 @@ func (c *ClientAddr) ForwardedFor(r *http.Request) string {
 		return host
 	}
 	return strings.Join(hops, ", ") + ", " + host
+}
+
+// WarnUntrustedProxy is a middleware that logs once, at WARN, a request
+// that comes from a private or loopback address with X-Forwarded-For while
+// c trusts no proxy. That is a service behind a proxy (a load balancer,
+// the gateway) it does not trust: every client is the proxy's address to
+// it, so all customers share one failed-login budget and one client's
+// failures lock them all out. The line names the peer and the setting to
+// fix. Once per ClientAddr (one per service, so once per process): the
+// condition holds for every request and a line each would flood the log.
+// With proxies trusted, or nothing to log to, it adds nothing to a request.
+func (c *ClientAddr) WarnUntrustedProxy(log *slog.Logger, setting string) Middleware {
+	if len(c.trusted) > 0 || log == nil {
+		return func(next http.Handler) http.Handler { return next }
+	}
+	var warned atomic.Bool
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if len(r.Header["X-Forwarded-For"]) > 0 && !warned.Load() {
+				host, _, err := net.SplitHostPort(r.RemoteAddr)
+				if err != nil {
+					host = r.RemoteAddr
+				}
+				if a, err := netip.ParseAddr(host); err == nil && (a.Unmap().IsPrivate() || a.Unmap().IsLoopback()) &&
+					warned.CompareAndSwap(false, true) {
+					log.LogAttrs(r.Context(), slog.LevelWarn,
+						"X-Forwarded-For from a private or loopback address, and no proxy is trusted: "+
+							"every client behind that proxy shares its address, and one failed-login budget",
+						slog.String("peer", host),
+						slog.String("hint", "list the proxy's address in "+setting))
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 }

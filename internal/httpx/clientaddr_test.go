@@ -1,11 +1,15 @@
 package httpx
 
 import (
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/acme/registry-gateway/internal/testutil"
 )
 
 func TestClientAddr(t *testing.T) {
@@ -151,4 +155,57 @@ func FuzzClientAddr(f *testing.F) {
 			t.Fatalf("untrusted peer %q: ForwardedFor = %q", host, fwd)
 		}
 	})
+}
+
+// TestWarnUntrustedProxy: a request with X-Forwarded-For from a private or
+// loopback peer while no proxy is trusted is logged once at WARN, naming
+// the peer and the setting; public peers, requests without the header and
+// a ClientAddr that trusts proxies log nothing.
+func TestWarnUntrustedProxy(t *testing.T) {
+	plain, _ := NewClientAddr(nil)
+	trusting, _ := NewClientAddr([]string{"10.0.0.0/8"})
+	for _, tc := range []struct {
+		name  string
+		c     *ClientAddr
+		reqs  [][2]string // remote, X-Forwarded-For
+		warns int
+		peer  string
+	}{
+		{"loopback proxy", plain, [][2]string{{"127.0.0.1:4000", "203.0.113.9"}, {"127.0.0.1:4001", "203.0.113.10"}}, 1, "127.0.0.1"},
+		{"private proxy, IPv6", plain, [][2]string{{"[fd00::5]:1", "203.0.113.9"}, {"10.0.0.9:1", "198.51.100.77"}}, 1, "fd00::5"},
+		{"mapped private proxy", plain, [][2]string{{"[::ffff:10.1.1.1]:1", "203.0.113.9"}}, 1, "::ffff:10.1.1.1"},
+		{"public peer", plain, [][2]string{{"203.0.113.9:1", "198.51.100.1"}}, 0, ""},
+		{"no header", plain, [][2]string{{"127.0.0.1:1", ""}}, 0, ""},
+		{"proxies trusted", trusting, [][2]string{{"127.0.0.1:1", "198.51.100.1"}}, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := &testutil.SyncBuffer{}
+			h := tc.c.WarnUntrustedProxy(slog.New(slog.NewJSONHandler(logs, nil)), "trusted_proxies")(
+				http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+			for _, rq := range tc.reqs {
+				r := httptest.NewRequest("GET", "/token", nil)
+				r.RemoteAddr = rq[0]
+				if rq[1] != "" {
+					r.Header.Set("X-Forwarded-For", rq[1])
+				}
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != http.StatusTeapot {
+					t.Fatalf("the request was not served: %d", w.Code)
+				}
+			}
+			out := logs.String()
+			if n := strings.Count(out, `"level":"WARN"`); n != tc.warns {
+				t.Fatalf("%d warnings, want %d: %s", n, tc.warns, out)
+			}
+			if tc.warns > 0 && (!strings.Contains(out, `"peer":"`+tc.peer+`"`) || !strings.Contains(out, "trusted_proxies")) {
+				t.Errorf("warning names neither the peer %s nor the setting: %s", tc.peer, out)
+			}
+			for _, rq := range tc.reqs {
+				if rq[1] != "" && strings.Contains(out, rq[1]) {
+					t.Errorf("the forwarded address %q is logged", rq[1])
+				}
+			}
+		})
+	}
 }

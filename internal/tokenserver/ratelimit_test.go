@@ -3,6 +3,7 @@ package tokenserver
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -200,5 +201,29 @@ func TestFailedLoginsPerClientBehindBalancer(t *testing.T) {
 	}
 	if got := f.srv.limiter.addr.Check(rawKeyPrefix + "client-7f3a"); got == 0 {
 		t.Error("the raw key is not what was charged")
+	}
+}
+
+// TestWarnsBehindUntrustedProxy: token requests with X-Forwarded-For from
+// a loopback peer (the gateway) while the token service trusts no proxy
+// are warned of once: every customer would share the gateway's failed-
+// login budget. With the gateway listed, no warning.
+func TestWarnsBehindUntrustedProxy(t *testing.T) {
+	const warning = `"level":"WARN","msg":"X-Forwarded-For from a private or loopback address`
+	f := newFixture(t, nil)
+	for range 3 {
+		get(t, f.url, aliceUser, "wrong", scopes(), "X-Forwarded-For", "203.0.113.9")
+	}
+	f.settle()
+	logs := f.logs.String()
+	if n := strings.Count(logs, warning); n != 1 || !strings.Contains(logs, `"peer":"127.0.0.1"`) || !strings.Contains(logs, "trusted_proxies") {
+		t.Fatalf("%d warnings, want 1 naming the peer and trusted_proxies: %s", n, logs)
+	}
+
+	f = newFixture(t, func(c *Config) { c.TrustedProxies = []string{"127.0.0.1/32", "::1"} })
+	get(t, f.url, aliceUser, "wrong", scopes(), "X-Forwarded-For", "203.0.113.9")
+	f.settle()
+	if strings.Contains(f.logs.String(), warning) {
+		t.Errorf("warned with the proxy trusted: %s", f.logs)
 	}
 }

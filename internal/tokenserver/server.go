@@ -363,6 +363,7 @@ func (s *Server) routes() http.Handler {
 		httpx.AccessLog(s.log),
 		httpx.Recover(s.errs),
 		httpx.LimitBody(s.errs, maxBodyBytes),
+		s.clients.WarnUntrustedProxy(s.log, "the token service's trusted_proxies"),
 	)
 	r.NotFound(s.errs.Func(func(http.ResponseWriter, *http.Request) error {
 		return httpx.Errorf(http.StatusNotFound, "NOT_FOUND", "no such endpoint")
