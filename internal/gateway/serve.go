@@ -31,10 +31,9 @@ type routed struct {
 
 // The routes of the requests that are not /v2 ones, shared: never changed.
 var (
-	tokenRoute   = &routed{Route: Route{Kind: routeToken}}
-	healthRoute  = &routed{Route: Route{Kind: routeHealth}}
-	metricsRoute = &routed{Route: Route{Kind: routeMetrics}}
-	otherRoute   = &routed{Route: Route{Kind: routeOther}}
+	tokenRoute  = &routed{Route: Route{Kind: routeToken}}
+	healthRoute = &routed{Route: Route{Kind: routeHealth}}
+	otherRoute  = &routed{Route: Route{Kind: routeOther}}
 )
 
 // notRouted is the route of a request that has none: no kind, no name.
@@ -138,10 +137,8 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) error {
 	case p == "/readyz":
 		rec.Route = healthRoute
 		g.readyz.ServeHTTP(w, r)
-	case p == "/metrics":
-		rec.Route = metricsRoute
-		g.metricH.ServeHTTP(w, r)
 	default:
+		// /metrics among them: it is served on metrics.listen only.
 		return errRouteNotFound
 	}
 	return nil

@@ -160,6 +160,17 @@ func (c *conn) Close() error {
 	return c.Conn.Close()
 }
 
+// CloseWrite half-closes the connection beneath, when it can: net/http
+// does so before closing a connection whose request it did not read whole
+// (a 431 for headers over the limit), so that the client reads the answer
+// rather than a reset.
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 // SetDeadline records the write half for Write, and sets both.
 func (c *conn) SetDeadline(t time.Time) error {
 	c.setOuter(t)

@@ -367,3 +367,51 @@ func TestWrapListenerZeroIsPlain(t *testing.T) {
 		t.Errorf("%d connections counted after one was closed twice", total)
 	}
 }
+
+// TestWrappedConnCloseWrite: a wrapped connection half-closes as the TCP
+// connection beneath does. net/http relies on it before closing a
+// connection whose request it did not read whole (a 431 for headers over
+// the limit): without it the client reads a reset instead of the answer
+// (the token service's TestOversizedHeaders).
+func TestWrappedConnCloseWrite(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	wl := WrapListener(ln, ListenerOptions{SendTimeout: time.Minute, MaxConnections: 10})
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := wl.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sc, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	defer sc.Close()
+	cw, ok := sc.(interface{ CloseWrite() error })
+	if !ok {
+		t.Fatal("a wrapped connection cannot half-close")
+	}
+	if _, err := io.WriteString(sc, "answer"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != "answer" {
+		t.Errorf("client read %q, %v; want the answer, then EOF", got, err)
+	}
+}
