@@ -320,4 +320,3 @@ func TestRunMetricsListenBusy(t *testing.T) {
 	}
 	ln.Close()
 }
-
