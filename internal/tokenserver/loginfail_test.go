@@ -149,12 +149,12 @@ func TestLoginFailureReasons(t *testing.T) {
 		if n := counts[r]; n > 0 {
 			want = string(rune('0' + n))
 		}
-		if got := metricValue(t, f.url, `tokenserver_login_failures_total{reason="`+string(r)+`"}`); got != want {
+		if got := metricValue(t, f.opsURL, `tokenserver_login_failures_total{reason="`+string(r)+`"}`); got != want {
 			t.Errorf("login failures %s = %q, want %s", r, got, want)
 		}
 	}
 	// The requests' counter keeps its outcomes (dashboards read it).
-	if got := metricValue(t, f.url, `tokenserver_token_requests_total{grant="basic",outcome="unauthorized"}`); got != "8" {
+	if got := metricValue(t, f.opsURL, `tokenserver_token_requests_total{grant="basic",outcome="unauthorized"}`); got != "8" {
 		t.Errorf("basic unauthorized = %q, want 8", got)
 	}
 
@@ -189,7 +189,7 @@ func TestLoginFailureRateLimited(t *testing.T) {
 			t.Errorf("throttled: %d, line %v", resp.StatusCode, line)
 		}
 	}
-	if got := metricValue(t, f.url, `tokenserver_login_failures_total{reason="rate_limited"}`); got != "3" {
+	if got := metricValue(t, f.opsURL, `tokenserver_login_failures_total{reason="rate_limited"}`); got != "3" {
 		t.Errorf("rate_limited = %q, want 3", got)
 	}
 }
@@ -205,7 +205,7 @@ func TestLoginFailureBackendUnavailable(t *testing.T) {
 		line["token_fp"] != license.Fingerprint(aliceToken) || line["level"] != "ERROR" || line["error"] == nil {
 		t.Errorf("%d, line %v", resp.StatusCode, line)
 	}
-	if got := metricValue(t, f.url, `tokenserver_login_failures_total{reason="backend_unavailable"}`); got != "1" {
+	if got := metricValue(t, f.opsURL, `tokenserver_login_failures_total{reason="backend_unavailable"}`); got != "1" {
 		t.Errorf("backend_unavailable = %q", got)
 	}
 }
