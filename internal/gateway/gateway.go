@@ -17,9 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/acme/registry-gateway/internal/httpx"
-	"github.com/acme/registry-gateway/internal/splice"
 	"github.com/acme/registry-gateway/internal/tlsx"
-	"github.com/acme/registry-gateway/internal/upstream"
 	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/ecr"
 )
@@ -216,10 +214,7 @@ func (g *Gateway) buildUpstream(_ context.Context, opts Options) (err error) {
 	}
 	base := opts.Transport
 	if base == nil {
-		t, err := NewUpstreamTransport(cfg.Upstream)
-		if err != nil {
-			return err
-		}
+		t := NewUpstreamTransport(cfg.Upstream)
 		base = t
 		g.closers = append(g.closers, t.CloseIdleConnections)
 	}
@@ -280,16 +275,10 @@ func (g *Gateway) buildTokenProxy(context.Context, Options) error {
 	if err != nil {
 		return fmt.Errorf("token_endpoint: %w", err)
 	}
-	bodied := newHTTPTransport(g.cfg.Upstream)
-	bodied.TLSClientConfig = g.tokenTLS
-	cfg := upstreamConfig(g.cfg.Upstream, bodied)
-	cfg.TLSClientConfig = g.tokenTLS
-	plain, err := upstream.New(cfg)
-	if err != nil {
-		return fmt.Errorf("token_endpoint: %w", err)
-	}
-	g.closers = append(g.closers, plain.CloseIdleConnections)
-	g.token = newTokenProxy(&tokenForwarder{target: target, plain: plain, bodied: bodied, clients: g.clients,
+	t := NewUpstreamTransport(g.cfg.Upstream)
+	t.TLSClientConfig = g.tokenTLS
+	g.closers = append(g.closers, t.CloseIdleConnections)
+	g.token = newTokenProxy(&tokenForwarder{target: target, plain: t, bodied: t, clients: g.clients,
 		buffers: newBufferPool(), log: g.log}, g.errs)
 	return nil
 }
@@ -464,11 +453,6 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	srv := httpx.NewServer(ln.Addr().String(), g.handler, t, g.log)
 	if g.tls != nil {
 		ln = g.tls.Listener(ln)
-	} else {
-		// Blob streams go from the upstream's socket to the client's
-		// with splice(2) and no buffer held (streamBlob).
-		ln = splice.Listener(ln)
-		srv.ConnContext = splice.ConnContext
 	}
 	g.log.Info("gateway listening", slog.String("addr", ln.Addr().String()), slog.Bool("tls", g.tls != nil),
 		slog.String("upstream", g.cfg.Upstream.URL))

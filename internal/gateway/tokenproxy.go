@@ -20,13 +20,7 @@ const maxTokenRequestBody = 64 << 10
 // bounded; the answer streams back untouched. X-Forwarded-For is built by
 // clients (trusted_proxies): the token service limits failed logins per
 // address, so it must see each customer's, and no customer may choose it.
-//
-// It is net/http/httputil's ReverseProxy less its goroutines: a request
-// without a body (docker's GET, one per pull) goes out through
-// internal/upstream's client, on the request's own goroutine. One with a
-// body (containerd's POST) goes through net/http's Transport, which
-// notices a kept-alive connection the token service closed before it
-// sends on it: internal/upstream sends again only requests without a body.
+
 type tokenForwarder struct {
 	target  *url.URL
 	plain   http.RoundTripper // requests without a body

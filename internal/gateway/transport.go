@@ -11,42 +11,21 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/acme/registry-gateway/internal/upstream"
 )
 
 // NewUpstreamTransport is the one transport shared by every upstream
-// request: internal/upstream's HTTP/1.1 client, which reads each answer on
-// the request's own goroutine and lets blob bodies be spliced to the
-// client. HTTP/1.1 only: with HTTP/2 a thousand concurrent blob streams
-// would share a few connections whose per-stream flow-control windows
-// (4 MiB in Go) buffer in user space, where TCP keeps the back-pressure of
-// slow clients in the kernel. It asks for no compression, so bodies,
-// Content-Length and digests pass through byte for byte. Requests for an
-// HTTP proxy (HTTPS_PROXY and friends) go through net/http's Transport.
-func NewUpstreamTransport(u UpstreamConfig) (*upstream.Transport, error) {
-	return upstream.New(upstreamConfig(u, newHTTPTransport(u)))
-}
-
-// upstreamConfig is internal/upstream's configuration for u, with fallback
-// for the requests that go through an HTTP proxy.
-func upstreamConfig(u UpstreamConfig, fallback http.RoundTripper) upstream.Config {
-	return upstream.Config{
-		DialTimeout:            u.DialTimeout,
-		TLSHandshakeTimeout:    u.TLSHandshakeTimeout,
-		ResponseHeaderTimeout:  u.ResponseHeaderTimeout,
-		IdleConnTimeout:        90 * time.Second,
-		MaxIdleConnsPerHost:    u.MaxIdleConnsPerHost,
-		MaxIdleConns:           4 * u.MaxIdleConnsPerHost,
-		MaxResponseHeaderBytes: 1 << 20,
-		Proxy:                  http.ProxyFromEnvironment,
-		Fallback:               fallback,
-	}
-}
-
-// newHTTPTransport is net/http's Transport with the settings of
-// NewUpstreamTransport, for proxied requests and the token endpoint.
-func newHTTPTransport(u UpstreamConfig) *http.Transport {
+// request: net/http's Transport, with a keep-alive pool per host. It is the
+// standard library's on purpose: it frames every answer (Content-Length,
+// chunked, close-delimited, HEAD/204/304 without a body), drops bytes an
+// upstream sends outside an answer by closing that connection, and refuses
+// malformed status lines and headers, so that one customer's request never
+// reads what the upstream sent for another's. HTTP/1.1 only: with HTTP/2 a
+// thousand concurrent blob streams would share a few connections whose
+// per-stream flow-control windows (4 MiB in Go) buffer in user space, where
+// TCP keeps the back-pressure of slow clients in the kernel. It asks for no
+// compression, so bodies, Content-Length and digests pass through byte for
+// byte. HTTPS_PROXY and friends are honoured.
+func NewUpstreamTransport(u UpstreamConfig) *http.Transport {
 	dialer := &net.Dialer{Timeout: u.DialTimeout, KeepAlive: 30 * time.Second}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
@@ -60,10 +39,14 @@ func newHTTPTransport(u UpstreamConfig) *http.Transport {
 		MaxIdleConns:           4 * u.MaxIdleConnsPerHost,
 		MaxIdleConnsPerHost:    u.MaxIdleConnsPerHost,
 		DisableCompression:     true,
-		MaxResponseHeaderBytes: 1 << 20,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 		Protocols:              &protocols,
 	}
 }
+
+// maxResponseHeaderBytes bounds an upstream answer's status line and
+// headers (net/http's Transport refuses more, and the request fails).
+const maxResponseHeaderBytes = 1 << 20
 
 // roundTripperFunc lets small wrappers be written as closures.
 type roundTripperFunc func(*http.Request) (*http.Response, error)
