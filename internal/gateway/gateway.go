@@ -218,7 +218,7 @@ func (g *Gateway) buildUpstream(_ context.Context, opts Options) (err error) {
 		base = t
 		g.closers = append(g.closers, t.CloseIdleConnections)
 	}
-	g.plain = timed(base, func(d time.Duration) { g.metrics.upstreamLatency.Observe(d.Seconds()) }, time.Now)
+	g.plain = timed(checkedStatus(base), func(d time.Duration) { g.metrics.upstreamLatency.Observe(d.Seconds()) }, time.Now)
 	g.auth = &authHeader{creds: g.creds, clock: g.clock}
 	var rt http.RoundTripper = &credentialTransport{next: g.plain, auth: g.auth, retried: g.metrics.upstreamRetries.Inc}
 	if cfg.Upstream.ProxyBlobs {
@@ -278,8 +278,7 @@ func (g *Gateway) buildTokenProxy(context.Context, Options) error {
 	t := NewUpstreamTransport(g.cfg.Upstream)
 	t.TLSClientConfig = g.tokenTLS
 	g.closers = append(g.closers, t.CloseIdleConnections)
-	g.token = newTokenProxy(&tokenForwarder{target: target, plain: t, bodied: t, clients: g.clients,
-		buffers: newBufferPool(), log: g.log}, g.errs)
+	g.token = newTokenProxy(target, checkedStatus(t), g.clients, g.errs, g.log)
 	return nil
 }
 

@@ -146,11 +146,18 @@ func reencodeQuery(q string) string {
 
 func isHex(b byte) bool { return b >= '0' && b <= '9' || b >= 'a' && b <= 'f' || b >= 'A' && b <= 'F' }
 
-// forwarder sends a checked request upstream and writes the answer, the
-// part of net/http/httputil's ReverseProxy the gateway needs: one request
+// forwarder sends a checked request upstream and writes the answer: a
+// request builder, one RoundTrip and a header allow-list, not a transport
+// (the transport is net/http's, see NewUpstreamTransport). One request is
 // built for the upstream (no clone of the client's request and headers to
-// strip again), the answer's allowed headers copied once. There are no
+// strip again), the answer's allowed headers are copied once. There are no
 // hop-by-hop headers to strip: only allow-listed ones pass either way.
+//
+// It is not net/http/httputil's ReverseProxy: that one passes each 1xx
+// answer of the upstream (103 Early Hints, …) on to the client with all
+// its headers as they came, before any ModifyResponse could see them,
+// which would break the allow-list of response headers (request IDs,
+// Server, X-Amz-*). The upstream's 1xx answers stay here.
 type forwarder struct {
 	proxy     *upstreamProxy
 	transport http.RoundTripper

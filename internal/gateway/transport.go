@@ -48,6 +48,29 @@ func NewUpstreamTransport(u UpstreamConfig) *http.Transport {
 // headers (net/http's Transport refuses more, and the request fails).
 const maxResponseHeaderBytes = 1 << 20
 
+// checkedStatus fails an answer whose status is not a final one, 200–599,
+// and closes its body unread, which closes its connection: the upstream
+// is confused, and nothing it sent on that connection is to be trusted.
+// net/http's ReadResponse takes any three digits ("000", "099", "600"),
+// and its Transport serves a code under 100 as a final answer, body and
+// all; the server would then panic on WriteHeader(0), or pass a 600 on.
+// The Transport consumes 1xx informational answers itself (their headers
+// counting towards MaxResponseHeaderBytes), so the only 1xx it hands back
+// is 101 Switching Protocols, which the gateway never asks for: its body
+// would be the raw connection.
+func checkedStatus(next http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := next.RoundTrip(r)
+		if err != nil || (resp.StatusCode >= 200 && resp.StatusCode <= 599) {
+			return resp, err
+		}
+		if resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		return nil, &upstreamStatusError{status: resp.StatusCode}
+	})
+}
+
 // roundTripperFunc lets small wrappers be written as closures.
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 
