@@ -14,24 +14,31 @@ import (
 )
 
 // NewUpstreamTransport is the one transport shared by every upstream
-// request: net/http's Transport, with a keep-alive pool per host. It is the
-// standard library's on purpose: it frames every answer (Content-Length,
-// chunked, close-delimited, HEAD/204/304 without a body), drops bytes an
-// upstream sends outside an answer by closing that connection, and refuses
-// malformed status lines and headers, so that one customer's request never
-// reads what the upstream sent for another's. HTTP/1.1 only: with HTTP/2 a
-// thousand concurrent blob streams would share a few connections whose
-// per-stream flow-control windows (4 MiB in Go) buffer in user space, where
-// TCP keeps the back-pressure of slow clients in the kernel. It asks for no
+// request: net/http's Transport, with a keep-alive pool per host, behind
+// the guard of UpstreamTransport. It is the standard library's on purpose:
+// it frames every answer (Content-Length, chunked, close-delimited,
+// HEAD/204/304 without a body), closes a connection on which bytes arrive
+// while no request waits for an answer, and refuses malformed status
+// lines and headers, so that one customer's request never reads what the
+// upstream sent for another's. HTTP/1.1 only: with HTTP/2 a thousand
+// concurrent blob streams would share a few connections whose per-stream
+// flow-control windows (4 MiB in Go) buffer in user space, where TCP keeps
+// the back-pressure of slow clients in the kernel. It asks for no
 // compression, so bodies, Content-Length and digests pass through byte for
 // byte. HTTPS_PROXY and friends are honoured.
-func NewUpstreamTransport(u UpstreamConfig) *http.Transport {
+func NewUpstreamTransport(u UpstreamConfig) *UpstreamTransport {
 	dialer := &net.Dialer{Timeout: u.DialTimeout, KeepAlive: 30 * time.Second}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	return &http.Transport{
-		Proxy:                  http.ProxyFromEnvironment,
-		DialContext:            dialer.DialContext,
+	return &UpstreamTransport{Transport: &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &upstreamConn{Conn: c}, nil
+		},
 		TLSHandshakeTimeout:    u.TLSHandshakeTimeout,
 		ResponseHeaderTimeout:  u.ResponseHeaderTimeout,
 		ExpectContinueTimeout:  time.Second,
@@ -41,7 +48,7 @@ func NewUpstreamTransport(u UpstreamConfig) *http.Transport {
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 		Protocols:              &protocols,
-	}
+	}}
 }
 
 // maxResponseHeaderBytes bounds an upstream answer's status line and
