@@ -54,9 +54,6 @@ run: build keys
 # real servers and clients (and skopeo), never a cached result.
 test: vet
 	$(GO) test -race -count=1 ./...
-	# Stack bounds do not hold under -race's instrumentation: the test that
-	# checks a blob stream's stays under 8 KiB runs without it.
-	$(GO) test -count=1 -run 'StackUnder8KiB' ./internal/gateway/
 	$(MAKE) chart-test
 
 # The chart's tests are a module of their own (k8s.io/api stays out of the

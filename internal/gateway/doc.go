@@ -16,9 +16,11 @@
 // The pieces, one file each: config (YAML, validated), route (the pure path
 // parser), serve (dispatch, the route on the request, the middleware),
 // authz (token check and Bearer challenge), proxy (the forwarder and the
-// response rewriting), transport (the upstream round-trippers: the one
-// place the upstream credential is set and retried, redirect following,
-// latency), credentials (the upstream credential sources), manifestcache
+// response rewriting), transport (net/http's Transport for the upstream,
+// and the round-trippers around it: the one place the upstream credential
+// is set and retried, redirect following, status checks, latency),
+// upstreamconn (the guard that keeps a kept-alive upstream connection from
+// the next request until net/http has looked at it idle), credentials (the upstream credential sources), manifestcache
 // (the bounded LRU of upstream manifests that answers repeated pulls, after
 // the token check), catalog (the gateway-side /v2/_catalog), tokenproxy
 // (/token forwarding), metrics, and gateway (New's build steps, Run,

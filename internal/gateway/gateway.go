@@ -17,9 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/acme/registry-gateway/internal/httpx"
-	"github.com/acme/registry-gateway/internal/splice"
 	"github.com/acme/registry-gateway/internal/tlsx"
-	"github.com/acme/registry-gateway/internal/upstream"
 	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/ecr"
 )
@@ -216,14 +214,11 @@ func (g *Gateway) buildUpstream(_ context.Context, opts Options) (err error) {
 	}
 	base := opts.Transport
 	if base == nil {
-		t, err := NewUpstreamTransport(cfg.Upstream)
-		if err != nil {
-			return err
-		}
+		t := NewUpstreamTransport(cfg.Upstream)
 		base = t
 		g.closers = append(g.closers, t.CloseIdleConnections)
 	}
-	g.plain = timed(base, func(d time.Duration) { g.metrics.upstreamLatency.Observe(d.Seconds()) }, time.Now)
+	g.plain = timed(checkedStatus(base), func(d time.Duration) { g.metrics.upstreamLatency.Observe(d.Seconds()) }, time.Now)
 	g.auth = &authHeader{creds: g.creds, clock: g.clock}
 	var rt http.RoundTripper = &credentialTransport{next: g.plain, auth: g.auth, retried: g.metrics.upstreamRetries.Inc}
 	if cfg.Upstream.ProxyBlobs {
@@ -280,17 +275,10 @@ func (g *Gateway) buildTokenProxy(context.Context, Options) error {
 	if err != nil {
 		return fmt.Errorf("token_endpoint: %w", err)
 	}
-	bodied := newHTTPTransport(g.cfg.Upstream)
-	bodied.TLSClientConfig = g.tokenTLS
-	cfg := upstreamConfig(g.cfg.Upstream, bodied)
-	cfg.TLSClientConfig = g.tokenTLS
-	plain, err := upstream.New(cfg)
-	if err != nil {
-		return fmt.Errorf("token_endpoint: %w", err)
-	}
-	g.closers = append(g.closers, plain.CloseIdleConnections)
-	g.token = newTokenProxy(&tokenForwarder{target: target, plain: plain, bodied: bodied, clients: g.clients,
-		buffers: newBufferPool(), log: g.log}, g.errs)
+	t := NewUpstreamTransport(g.cfg.Upstream)
+	t.TLSClientConfig = g.tokenTLS
+	g.closers = append(g.closers, t.CloseIdleConnections)
+	g.token = newTokenProxy(target, checkedStatus(t), g.clients, g.errs, g.log)
 	return nil
 }
 
@@ -494,17 +482,10 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	t := ServerTimeouts(g.cfg)
 	srv := httpx.NewServer(ln.Addr().String(), g.handler, t, g.log)
 	// Beneath TLS: a refused connection costs no handshake, and the send
-	// timeout sees the socket's progress. The connections it returns are
-	// no *net.TCPConn, so the splice listener below passes them on as
-	// they are: a blob then goes through the send timeout's writes.
+	// timeout sees the socket's progress.
 	ln = httpx.WrapListener(ln, g.listenerOptions())
 	if g.tls != nil {
 		ln = g.tls.Listener(ln)
-	} else {
-		// Blob streams go from the upstream's socket to the client's
-		// with splice(2) and no buffer held (streamBlob).
-		ln = splice.Listener(ln)
-		srv.ConnContext = splice.ConnContext
 	}
 	g.log.Info("gateway listening", slog.String("addr", ln.Addr().String()), slog.Bool("tls", g.tls != nil),
 		slog.String("upstream", g.cfg.Upstream.URL))

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,7 +15,6 @@ import (
 	"sync"
 
 	"github.com/acme/registry-gateway/internal/httpx"
-	"github.com/acme/registry-gateway/internal/splice"
 )
 
 // bufferPool lends the forwarder its copy buffers. It pools array
@@ -24,10 +22,10 @@ import (
 // where pooling *[]byte would allocate a slice header per Put.
 type bufferPool struct{ p sync.Pool }
 
-// copyBufferSize fits a manifest, an error or a tags list in one copy.
-// Blob streams do not take these buffers (streamBlob writes them), and the
-// forwarder holds one for the whole copy of an answer, so a bigger one would
-// only cost memory per request in flight.
+// copyBufferSize fits a manifest, an error or a tags list in one copy. The
+// forwarder holds one for the whole copy of an answer, a blob stream's
+// too, so a bigger one would cost memory per stream in flight (8 MiB more
+// at 1,000 streams for each 8 KiB more).
 const copyBufferSize = 8 << 10
 
 func newBufferPool() *bufferPool {
@@ -148,11 +146,18 @@ func reencodeQuery(q string) string {
 
 func isHex(b byte) bool { return b >= '0' && b <= '9' || b >= 'a' && b <= 'f' || b >= 'A' && b <= 'F' }
 
-// forwarder sends a checked request upstream and writes the answer, the
-// part of net/http/httputil's ReverseProxy the gateway needs: one request
+// forwarder sends a checked request upstream and writes the answer: a
+// request builder, one RoundTrip and a header allow-list, not a transport
+// (the transport is net/http's, see NewUpstreamTransport). One request is
 // built for the upstream (no clone of the client's request and headers to
-// strip again), the answer's allowed headers copied once. There are no
+// strip again), the answer's allowed headers are copied once. There are no
 // hop-by-hop headers to strip: only allow-listed ones pass either way.
+//
+// It is not net/http/httputil's ReverseProxy: that one passes each 1xx
+// answer of the upstream (103 Early Hints, …) on to the client with all
+// its headers as they came, before any ModifyResponse could see them,
+// which would break the allow-list of response headers (request IDs,
+// Server, X-Amz-*). The upstream's 1xx answers stay here.
 type forwarder struct {
 	proxy     *upstreamProxy
 	transport http.RoundTripper
@@ -193,9 +198,6 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.proxy.errorHandler(w, r, err)
 		return
 	}
-	if rt.blob != nil {
-		return // streamBlob took it
-	}
 	h := w.Header()
 	for k, v := range resp.Header {
 		h[k] = v
@@ -221,10 +223,10 @@ func abort(r *http.Request) {
 // errNotRouted: a request reached the forwarder without a checked route.
 var errNotRouted = errors.New("request not routed")
 
-// copyBody copies the answer's body to w through a pooled buffer (blobs
-// are written by writeBlob, see streamBlob), flushing after each
-// write when the length is unknown, as ReverseProxy does, so that a streamed
-// answer is not held back.
+// copyBody copies the answer's body to w through a pooled buffer, blobs
+// like any other answer, flushing after each write when the length is
+// unknown, as ReverseProxy does, so that a streamed answer is not held
+// back.
 func copyBody(w http.ResponseWriter, resp *http.Response, buffers copyBuffers, log *slog.Logger) error {
 	if resp.Body == http.NoBody {
 		return nil
@@ -311,7 +313,7 @@ func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
 		// Without a prefix the names agree already.
 		return p.rewriteTagsList(resp)
 	}
-	return streamBlob(resp)
+	return nil
 }
 
 type upstreamStatusError struct{ status int }
@@ -515,61 +517,4 @@ func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 	}
 	w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
 	p.errs.WriteError(w, r, e)
-}
-
-// streamBlob keeps a blob answer out of the forwarder's copy: the answer
-// goes on the route, for serve to write (writeBlob) once the forwarder has
-// returned. The forwarder would copy the body with Read and Write through
-// a buffer of its pool, which hides both ends' types and is held for the
-// whole stream; and writing from serve's frame rather than from inside the
-// forwarder keeps a waiting stream's goroutine under 8 KiB of stack (a
-// 16 KiB one a stream is 8 MiB more at 1,000 streams).
-func streamBlob(resp *http.Response) error {
-	rt := routeOf(resp.Request)
-	if rt.Kind != RouteBlob || (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent) ||
-		resp.Body == http.NoBody || resp.Request.Method != http.MethodGet {
-		return nil
-	}
-	if _, ok := resp.Body.(io.WriterTo); !ok {
-		return nil
-	}
-	blob := *resp
-	rt.blob = &blob
-	return nil
-}
-
-// writeBlob writes a blob answer that streamBlob took: its headers
-// (modifyResponse has put them through the allow-list), then the body with
-// io.Copy. The upstream transport's body
-// over plain TCP is an io.WriterTo that hands its socket to the writer's
-// ReadFrom: splice(2), the bytes staying in the kernel; on the gateway's
-// own listener (Serve) straight into the client's socket with no buffer
-// held, not even net/http's (internal/splice). A stream cut half-way
-// panics with http.ErrAbortHandler (see abort), so that the client sees
-// the connection end rather than a short body.
-func writeBlob(w http.ResponseWriter, resp *http.Response, log *slog.Logger) {
-	defer resp.Body.Close()
-	h := w.Header()
-	for k, v := range resp.Header {
-		h[k] = v
-	}
-	w.WriteHeader(resp.StatusCode)
-	// The status line and headers go out here, where the stack is
-	// shallow: net/http's header writing is deep, and would double the
-	// stack under the copy (the error shows again in the copy).
-	_ = http.NewResponseController(w).Flush()
-	_, err := io.Copy(splice.NewWriter(resp.Request, w), resp.Body)
-	if err == nil {
-		return
-	}
-	ctx := resp.Request.Context()
-	msg, level := "blob stream cut", slog.LevelWarn
-	var oe *net.OpError
-	if ctx.Err() != nil || (errors.As(err, &oe) && oe.Op == "write") {
-		// The client went away (internal/splice says "write" for its
-		// end): nothing is wrong on this side.
-		msg, level = "blob stream cut by the client", slog.LevelDebug
-	}
-	log.LogAttrs(ctx, level, msg, slog.String("error", err.Error()))
-	panic(http.ErrAbortHandler)
 }

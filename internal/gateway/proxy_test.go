@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/httpx"
-	"github.com/acme/registry-gateway/internal/testutil"
 	"github.com/acme/registry-gateway/pkg/ecr"
 )
 
@@ -444,41 +442,6 @@ func TestBlobStreams(t *testing.T) {
 	resp = e.do("GET", "/v2/stable/app/blobs/"+dgst, h)
 	if body := readBody(t, resp); resp.StatusCode != http.StatusPartialContent || body != "0123456789abcdef" {
 		t.Fatalf("range: %d %q", resp.StatusCode, body)
-	}
-}
-
-// TestBlobStreamSplices shows that a blob crosses the gateway with
-// splice(2): the bytes this process reads with read(2) (upstream, gateway
-// and client all run in it) grow by the blob's size once, for the client,
-// where with net/http's Transport underneath (the gateway before) they grow
-// by twice that.
-func TestBlobStreamSplices(t *testing.T) {
-	if testing.Short() {
-		t.Skip("moves 2 × 32 MiB")
-	}
-	const size = 32 << 20
-	blob := bytes.Repeat([]byte("0123456789abcdef"), size/16)
-	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Docker-Content-Digest", dgst)
-		w.Header().Set("Content-Length", strconv.Itoa(len(blob)))
-		_, _ = w.Write(blob)
-	})
-	pull := func(e *env) int64 {
-		before := testutil.ReadChars(t)
-		resp := e.do("GET", "/v2/stable/app/blobs/"+dgst, bearer(e.token()))
-		n, err := io.Copy(io.Discard, resp.Body)
-		if err != nil || n != size {
-			t.Fatalf("pulled %d bytes, %v; want %d", n, err, size)
-		}
-		return testutil.ReadChars(t) - before
-	}
-	spliced := pull(newEnv(t, upstream))
-	copied := pull(newEnv(t, upstream, func(c *Config, o *Options) {
-		o.Transport = newHTTPTransport(UpstreamConfig{MaxIdleConnsPerHost: 2, ResponseHeaderTimeout: time.Minute})
-	}))
-	t.Logf("bytes read with read(2) for a %d-byte blob: %d spliced, %d with net/http's transport", size, spliced, copied)
-	if copied-spliced < size*3/4 {
-		t.Errorf("the gateway read %d bytes with read(2), %d with net/http's transport: no splice", spliced, copied)
 	}
 }
 

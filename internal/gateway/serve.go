@@ -18,9 +18,6 @@ type routed struct {
 	// fill is set on a manifest GET that missed the cache and leads the
 	// upstream fetch whose answer the cache stores.
 	fill *manifestFill
-	// blob is a blob answer the forwarder left for serve to write
-	// (streamBlob), so that it can be spliced.
-	blob *http.Response
 	// For the access line and gateway_pulls_total (pulls.go): the checked
 	// token's subject (the customer; empty until the token is checked),
 	// whether the request is a GET, and the digest of a manifest served.
@@ -120,13 +117,6 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) error {
 		if err := g.serveV2(w, r, rec); err != nil {
 			w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
 			return err
-		}
-		// A blob the forwarder left to stream (streamBlob) is written
-		// here, out of serveV2's frame: the goroutine waits under this
-		// copy for as long as the stream lasts, within 8 KiB of stack
-		// (TestBlobStreamStackUnder8KiB).
-		if rt := httpx.StateOf[routed](rec); rt.blob != nil {
-			writeBlob(w, rt.blob, g.log)
 		}
 	case p == "/token" && g.token != nil:
 		rec.Route = tokenRoute

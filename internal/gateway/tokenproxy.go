@@ -4,8 +4,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
-	"strings"
 
 	"github.com/acme/registry-gateway/internal/httpx"
 )
@@ -14,30 +14,53 @@ import (
 // a username, a password or refresh token, a few scopes.
 const maxTokenRequestBody = 64 << 10
 
-// tokenForwarder forwards /token to the token service as it came: method,
-// query, form body and Authorization, the one place the client's
-// Authorization goes on, since the token service is ours. The body is
-// bounded; the answer streams back untouched. X-Forwarded-For is built by
-// clients (trusted_proxies): the token service limits failed logins per
-// address, so it must see each customer's, and no customer may choose it.
-//
-// It is net/http/httputil's ReverseProxy less its goroutines: a request
-// without a body (docker's GET, one per pull) goes out through
-// internal/upstream's client, on the request's own goroutine. One with a
-// body (containerd's POST) goes through net/http's Transport, which
-// notices a kept-alive connection the token service closed before it
-// sends on it: internal/upstream sends again only requests without a body.
-type tokenForwarder struct {
-	target  *url.URL
-	plain   http.RoundTripper // requests without a body
-	bodied  http.RoundTripper // requests with one
-	clients *httpx.ClientAddr
-	buffers copyBuffers
-	log     *slog.Logger
-}
-
-func newTokenProxy(f *tokenForwarder, errs httpx.Handler) http.Handler {
-	limited := httpx.LimitBody(errs, maxTokenRequestBody)(errs.Func(f.serve))
+// newTokenProxy forwards /token to the token service at target as it came:
+// method, query, form body and Authorization, the one place the client's
+// Authorization goes on, since the token service is ours. It is
+// net/http/httputil's ReverseProxy (Rewrite), which drops the hop-by-hop
+// headers both ways and the client's X-Forwarded-* and Forwarded, and adds
+// no Go User-Agent. X-Forwarded-For is built by clients (trusted_proxies):
+// the token service limits failed logins per address, so it must see each
+// customer's, and no customer may choose it. Only GET and POST pass (405
+// otherwise), with a body of at most maxTokenRequestBody (413). Failures
+// are registry JSON errors written by errs, the cause logged once on the
+// request's access line.
+func newTokenProxy(target *url.URL, transport http.RoundTripper, clients *httpx.ClientAddr, errs httpx.Handler, log *slog.Logger) http.Handler {
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			u := *target
+			// ReverseProxy has dropped the parameters that do not parse.
+			u.RawQuery = pr.Out.URL.RawQuery
+			pr.Out.URL, pr.Out.Host = &u, ""
+			h := pr.Out.Header
+			// A client's Upgrade would have ReverseProxy switch protocols
+			// should the token service agree; its Te: trailers is passed
+			// on for gRPC. Neither has a use here.
+			delete(h, "Connection")
+			delete(h, "Upgrade")
+			delete(h, "Te")
+			proto := "http"
+			if pr.In.TLS != nil {
+				proto = "https"
+			}
+			// Behind a trusted load balancer the peer is the balancer:
+			// keep the chain it appended to and add it; from anyone else
+			// the header is forged, and the peer is the client.
+			h["X-Forwarded-For"] = []string{clients.ForwardedFor(pr.In)}
+			h["X-Forwarded-Host"] = []string{pr.In.Host}
+			h["X-Forwarded-Proto"] = []string{proto}
+		},
+		Transport:  transport,
+		BufferPool: newBufferPool(),
+		// Only a body copy that failed half-way is logged here (the
+		// client then sees its connection cut); the rest goes through
+		// ErrorHandler to the access line.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			errs.WriteError(w, r, tokenError(r, err))
+		},
+	}
+	limited := httpx.LimitBody(errs, maxTokenRequestBody)(rp)
 	return errs.Func(func(w http.ResponseWriter, r *http.Request) error {
 		if r.Method != http.MethodGet && r.Method != http.MethodPost {
 			return httpx.Errorf(http.StatusMethodNotAllowed, httpx.CodeUnsupported, "method not allowed").
@@ -48,102 +71,17 @@ func newTokenProxy(f *tokenForwarder, errs httpx.Handler) http.Handler {
 	})
 }
 
-func (f *tokenForwarder) serve(w http.ResponseWriter, r *http.Request) error {
-	out := f.outgoing(r)
-	rt := f.plain
-	if out.Body != nil {
-		rt = f.bodied
+// tokenError is the answer to a failed token request: the client went
+// away, its body was over the limit, or the token service failed (502, or
+// 504 when it timed out).
+func tokenError(r *http.Request, err error) *httpx.Error {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case r.Context().Err() != nil:
+		return httpx.ClientClosed(err)
+	case errors.As(err, &tooLarge):
+		return httpx.Errorf(http.StatusRequestEntityTooLarge, httpx.CodeTooLarge, "request body too large")
 	}
-	resp, err := rt.RoundTrip(out)
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		switch {
-		case r.Context().Err() != nil:
-			return httpx.ClientClosed(err)
-		case errors.As(err, &tooLarge):
-			return httpx.Errorf(http.StatusRequestEntityTooLarge, httpx.CodeTooLarge, "request body too large")
-		}
-		return (&httpx.Error{Status: upstreamStatus(err), Code: httpx.CodeUnavailable,
-			Message: "token service unavailable"}).Wrap(err)
-	}
-	defer resp.Body.Close()
-	h := w.Header()
-	hop := connectionTokens(resp.Header)
-	for k, v := range resp.Header {
-		if !hopByHop(k, hop) {
-			h[k] = v
-		}
-	}
-	w.WriteHeader(resp.StatusCode)
-	if err := copyBody(w, resp, f.buffers, f.log); err != nil {
-		abort(r)
-	}
-	return nil
-}
-
-// outgoing is the request the token service gets for in: in's method, the
-// target's path with in's query, in's headers less the hop-by-hop ones and
-// the X-Forwarded-* a client may have forged, which are set anew.
-func (f *tokenForwarder) outgoing(in *http.Request) *http.Request {
-	out := in.WithContext(in.Context()) // a shallow copy
-	u := *f.target
-	u.RawQuery = in.URL.RawQuery
-	out.URL, out.Host, out.RequestURI, out.Close = &u, "", "", false
-	if in.ContentLength == 0 {
-		out.Body = nil
-	}
-	hop := connectionTokens(in.Header)
-	out.Header = make(http.Header, len(in.Header)+3)
-	for k, v := range in.Header {
-		switch {
-		case hopByHop(k, hop), k == "Forwarded", strings.HasPrefix(k, "X-Forwarded-"):
-		default:
-			out.Header[k] = v
-		}
-	}
-	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header["User-Agent"] = noUserAgent
-	}
-	proto := "http"
-	if in.TLS != nil {
-		proto = "https"
-	}
-	// Behind a trusted load balancer the peer is the balancer: keep the
-	// chain it appended to and add it; from anyone else the header is
-	// forged, and the peer is the client.
-	out.Header["X-Forwarded-For"] = []string{f.clients.ForwardedFor(in)}
-	out.Header["X-Forwarded-Host"] = []string{in.Host}
-	out.Header["X-Forwarded-Proto"] = []string{proto}
-	return out
-}
-
-// hopByHop reports whether the header k (canonical) is for one hop only:
-// the standard ones (RFC 9110 7.6.1) and those the Connection header names
-// (connection, from connectionTokens).
-func hopByHop(k string, connection []string) bool {
-	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
-		return true
-	}
-	for _, c := range connection {
-		if c == k {
-			return true
-		}
-	}
-	return false
-}
-
-// connectionTokens are the header names the Connection header of h names,
-// canonical.
-func connectionTokens(h http.Header) []string {
-	var out []string
-	for _, v := range h["Connection"] {
-		for t := range strings.SplitSeq(v, ",") {
-			if t = strings.TrimSpace(t); t != "" {
-				out = append(out, http.CanonicalHeaderKey(t))
-			}
-		}
-	}
-	return out
+	return (&httpx.Error{Status: upstreamStatus(err), Code: httpx.CodeUnavailable,
+		Message: "token service unavailable"}).Wrap(err)
 }

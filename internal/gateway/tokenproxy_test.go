@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -202,5 +203,69 @@ func TestTokenForwardingErrors(t *testing.T) {
 	}
 	if body := readBody(t, r); r.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(body, `"errors"`) {
 		t.Errorf("chunked big body: %d %s", r.StatusCode, body)
+	}
+}
+
+// TestTokenServiceBadAnswers: a token service answer that breaks HTTP/1.1
+// (a status outside 200–599, a cut in its headers) is a 502 registry JSON
+// error, its cause on the request's one access line and nowhere else; a
+// client that hangs up while the token service thinks is logged as such
+// (499), not as a failure of the token service.
+func TestTokenServiceBadAnswers(t *testing.T) {
+	asked := make(chan struct{}, 1)
+	ts := newRawUpstream(t, false, func(c *rawConn, req *http.Request) bool {
+		switch req.URL.Query().Get("case") {
+		case "000":
+			c.write([]byte("HTTP/1.1 000 OK\r\nContent-Length: 2\r\n\r\n{}"))
+		case "600":
+			c.write([]byte("HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\n{}"))
+		case "cut":
+			c.write([]byte("HTTP/1.1 200 OK\r\nContent-Ty"))
+			return false
+		case "gone":
+			// Never answers: the client leaves first.
+			asked <- struct{}{}
+			_, _ = c.Read(make([]byte, 1))
+			return false
+		}
+		return true
+	})
+	e := newEnv(t, newFakeRegistry(), func(c *Config, _ *Options) { c.TokenEndpoint = ts.url + "/token" })
+	for _, tc := range []string{"000", "600", "cut"} {
+		resp := e.do("GET", "/token?case="+tc, nil)
+		body := readBody(t, resp)
+		if resp.StatusCode != http.StatusBadGateway || errorMessage(t, body) != "token service unavailable" {
+			t.Errorf("%s: %d %s", tc, resp.StatusCode, body)
+		}
+		line := `"path":"/token","route":"token","status":502`
+		if !e.logs.WaitFor(line, 5*time.Second) {
+			t.Fatalf("%s: no access line with the failure:\n%s", tc, e.logs)
+		}
+		if n := strings.Count(e.logs.String(), "token service unavailable"); n != 1 {
+			t.Errorf("%s: the failure is logged %d times:\n%s", tc, n, e.logs)
+		}
+		e.logs.Reset()
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/token?case=gone", nil)
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	<-asked
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("the request was answered")
+	}
+	if !e.logs.WaitFor(`"status":499`, 5*time.Second) {
+		t.Errorf("a client gone is not logged as 499:\n%s", e.logs)
+	}
+	if strings.Contains(e.logs.String(), `"level":"ERROR"`) {
+		t.Errorf("a client gone is logged as an error:\n%s", e.logs)
 	}
 }

@@ -11,48 +11,34 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/acme/registry-gateway/internal/upstream"
 )
 
 // NewUpstreamTransport is the one transport shared by every upstream
-// request: internal/upstream's HTTP/1.1 client, which reads each answer on
-// the request's own goroutine and lets blob bodies be spliced to the
-// client. HTTP/1.1 only: with HTTP/2 a thousand concurrent blob streams
-// would share a few connections whose per-stream flow-control windows
-// (4 MiB in Go) buffer in user space, where TCP keeps the back-pressure of
-// slow clients in the kernel. It asks for no compression, so bodies,
-// Content-Length and digests pass through byte for byte. Requests for an
-// HTTP proxy (HTTPS_PROXY and friends) go through net/http's Transport.
-func NewUpstreamTransport(u UpstreamConfig) (*upstream.Transport, error) {
-	return upstream.New(upstreamConfig(u, newHTTPTransport(u)))
-}
-
-// upstreamConfig is internal/upstream's configuration for u, with fallback
-// for the requests that go through an HTTP proxy.
-func upstreamConfig(u UpstreamConfig, fallback http.RoundTripper) upstream.Config {
-	return upstream.Config{
-		DialTimeout:            u.DialTimeout,
-		TLSHandshakeTimeout:    u.TLSHandshakeTimeout,
-		ResponseHeaderTimeout:  u.ResponseHeaderTimeout,
-		IdleConnTimeout:        90 * time.Second,
-		MaxIdleConnsPerHost:    u.MaxIdleConnsPerHost,
-		MaxIdleConns:           4 * u.MaxIdleConnsPerHost,
-		MaxResponseHeaderBytes: 1 << 20,
-		Proxy:                  http.ProxyFromEnvironment,
-		Fallback:               fallback,
-	}
-}
-
-// newHTTPTransport is net/http's Transport with the settings of
-// NewUpstreamTransport, for proxied requests and the token endpoint.
-func newHTTPTransport(u UpstreamConfig) *http.Transport {
+// request: net/http's Transport, with a keep-alive pool per host, behind
+// the guard of UpstreamTransport. It is the standard library's on purpose:
+// it frames every answer (Content-Length, chunked, close-delimited,
+// HEAD/204/304 without a body), closes a connection on which bytes arrive
+// while no request waits for an answer, and refuses malformed status
+// lines and headers, so that one customer's request never reads what the
+// upstream sent for another's. HTTP/1.1 only: with HTTP/2 a thousand
+// concurrent blob streams would share a few connections whose per-stream
+// flow-control windows (4 MiB in Go) buffer in user space, where TCP keeps
+// the back-pressure of slow clients in the kernel. It asks for no
+// compression, so bodies, Content-Length and digests pass through byte for
+// byte. HTTPS_PROXY and friends are honoured.
+func NewUpstreamTransport(u UpstreamConfig) *UpstreamTransport {
 	dialer := &net.Dialer{Timeout: u.DialTimeout, KeepAlive: 30 * time.Second}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	return &http.Transport{
-		Proxy:                  http.ProxyFromEnvironment,
-		DialContext:            dialer.DialContext,
+	return &UpstreamTransport{Transport: &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &upstreamConn{Conn: c}, nil
+		},
 		TLSHandshakeTimeout:    u.TLSHandshakeTimeout,
 		ResponseHeaderTimeout:  u.ResponseHeaderTimeout,
 		ExpectContinueTimeout:  time.Second,
@@ -60,9 +46,36 @@ func newHTTPTransport(u UpstreamConfig) *http.Transport {
 		MaxIdleConns:           4 * u.MaxIdleConnsPerHost,
 		MaxIdleConnsPerHost:    u.MaxIdleConnsPerHost,
 		DisableCompression:     true,
-		MaxResponseHeaderBytes: 1 << 20,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 		Protocols:              &protocols,
-	}
+	}}
+}
+
+// maxResponseHeaderBytes bounds an upstream answer's status line and
+// headers (net/http's Transport refuses more, and the request fails).
+const maxResponseHeaderBytes = 1 << 20
+
+// checkedStatus fails an answer whose status is not a final one, 200–599,
+// and closes its body unread, which closes its connection: the upstream
+// is confused, and nothing it sent on that connection is to be trusted.
+// net/http's ReadResponse takes any three digits ("000", "099", "600"),
+// and its Transport serves a code under 100 as a final answer, body and
+// all; the server would then panic on WriteHeader(0), or pass a 600 on.
+// The Transport consumes 1xx informational answers itself (their headers
+// counting towards MaxResponseHeaderBytes), so the only 1xx it hands back
+// is 101 Switching Protocols, which the gateway never asks for: its body
+// would be the raw connection.
+func checkedStatus(next http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := next.RoundTrip(r)
+		if err != nil || (resp.StatusCode >= 200 && resp.StatusCode <= 599) {
+			return resp, err
+		}
+		if resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		return nil, &upstreamStatusError{status: resp.StatusCode}
+	})
 }
 
 // roundTripperFunc lets small wrappers be written as closures.
