@@ -13,8 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -199,42 +197,6 @@ func TestIngressKeepsFailedLoginsPerClient(t *testing.T) {
 	}
 }
 
-// addPodAddrs adds each address as a /32 to the loopback interface until
-// the test ends. It skips the test where it cannot: not Linux, not root.
-func addPodAddrs(t *testing.T, addrs ...string) {
-	t.Helper()
-	if runtime.GOOS != "linux" {
-		t.Skip("needs Linux: the test adds pod-network addresses (10.250.0.0/24) to the loopback interface")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the test adds pod-network addresses (10.250.0.0/24) to the loopback interface with `ip addr add`")
-	}
-	ip, err := exec.LookPath("ip")
-	if err != nil {
-		msg := "needs the ip command (Debian: iproute2) to add pod-network addresses to the loopback interface"
-		if os.Getenv("CI") == "true" || os.Getenv("REQUIRE_HELM") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	for _, a := range addrs {
-		out, err := exec.Command(ip, "addr", "add", a+"/32", "dev", "lo").CombinedOutput()
-		if err != nil {
-			if strings.Contains(string(out), "File exists") {
-				// Not ours (another run's): use it, leave it.
-				t.Logf("%s is already on lo", a)
-				continue
-			}
-			t.Fatalf("ip addr add %s/32 dev lo: %v\n%s", a, err, out)
-		}
-		t.Cleanup(func() {
-			if out, err := exec.Command(ip, "addr", "del", a+"/32", "dev", "lo").CombinedOutput(); err != nil {
-				t.Errorf("ip addr del %s/32 dev lo: %v\n%s", a, err, out)
-			}
-		})
-	}
-}
-
 // freePort returns a port free on addr now.
 func freePort(t *testing.T, addr string) string {
 	t.Helper()
@@ -297,8 +259,13 @@ func startService(t *testing.T, name, base, path string, sub ...string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed when the process has ended, waitErr set before.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -315,8 +282,8 @@ func startService(t *testing.T, name, base, path string, sub ...string) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
-		case err := <-exited:
-			t.Fatalf("%s exited: %v\n%s", name, err, out)
+		case <-exited:
+			t.Fatalf("%s exited: %v\n%s", name, waitErr, out)
 		default:
 		}
 		resp, err := client.Get(base + "/readyz")
