@@ -33,6 +33,7 @@ func writeConfig(t *testing.T, listen string, extra ...string) string {
 		pw:  []byte("secret\n"),
 		cfg: []byte(`
 listen: "` + listen + `"
+metrics: {listen: "127.0.0.1:0"}
 realm: "http://localhost:5000/token"
 service: "registry.example.com"
 issuer: "test"
@@ -91,6 +92,10 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "secret") {
 		t.Error("log shows the upstream password")
+	}
+	// The operators' listener ran beside the clients' one.
+	if !strings.Contains(stderr.String(), `"msg":"metrics listening"`) {
+		t.Errorf("no metrics listener: %s", stderr.String())
 	}
 }
 

@@ -61,7 +61,7 @@ func testFiles(t *testing.T) (write func(name, content string) string, key, lic 
 
 func TestRunServesAndStops(t *testing.T) {
 	write, key, lic := testFiles(t)
-	cfg := write("config.yaml", "listen: 127.0.0.1:0\nissuer: i\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+"}\n")
+	cfg := write("config.yaml", "listen: 127.0.0.1:0\nmetrics: {listen: 127.0.0.1:0}\nissuer: i\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+"}\n")
 
 	for _, args := range [][]string{{"-config", cfg}, {"serve", "-config", cfg}} {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -78,6 +78,10 @@ func TestRunServesAndStops(t *testing.T) {
 		cancel()
 		if code := <-done; code != 0 {
 			t.Errorf("%v: exit %d after shutdown: %s", args, code, out)
+		}
+		// The operators' listener ran beside the service's one.
+		if !strings.Contains(out.String(), `"msg":"metrics listening"`) {
+			t.Errorf("%v: no metrics listener: %s", args, out)
 		}
 	}
 }

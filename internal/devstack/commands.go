@@ -95,6 +95,8 @@ func (s *Stack) WriteBanner(out io.Writer) {
 	fmt.Fprintf(tw, "  gateway\t%s\tclients connect here; /token is forwarded to the token service\n", s.GatewayURL)
 	fmt.Fprintf(tw, "  token service\t%s\tJWKS %s\n", s.TokenServerURL, s.JWKSURL)
 	fmt.Fprintf(tw, "  upstream\t%s\tdistribution registry, htpasswd user %s, storage %s\n", s.UpstreamURL, s.upstreamUser, s.DataDir)
+	fmt.Fprintf(tw, "  metrics\t%s/metrics\tthe gateway's (and /debug/pprof/); operators only, never on the clients' port\n", s.GatewayMetricsURL)
+	fmt.Fprintf(tw, "  \t%s/metrics\tthe token service's (and /debug/pprof/)\n", s.TokenServerMetricsURL)
 	tw.Flush()
 	fmt.Fprintf(w, "\n  account  %s, API token %s: licensed for the stable channel only\n", DemoUser, s.DemoToken)
 	if len(s.Images) > 0 {

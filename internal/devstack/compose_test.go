@@ -129,6 +129,24 @@ func port(t *testing.T, hostport string) string {
 	return p
 }
 
+// checkMetricsPort checks that a service's metrics.listen is a port of its
+// own, reachable in the container, and published on the host's loopback
+// only.
+func checkMetricsPort(t *testing.T, s types.ServiceConfig, metricsListen, listenPort string) {
+	t.Helper()
+	host, p, err := net.SplitHostPort(metricsListen)
+	if err != nil {
+		t.Fatalf("%s: metrics.listen %q", s.Name, metricsListen)
+	}
+	if p == listenPort {
+		t.Errorf("%s: metrics on the clients' port %s", s.Name, p)
+	}
+	if host != "0.0.0.0" {
+		t.Errorf("%s: metrics.listen %s cannot be published from the container", s.Name, metricsListen)
+	}
+	publishedPort(t, s, p)
+}
+
 func checkHealth(t *testing.T, s types.ServiceConfig, listenPort string) {
 	t.Helper()
 	want := []string{"CMD", "/tokenserver", "healthcheck", "http://127.0.0.1:" + listenPort + "/healthz"}
@@ -179,6 +197,7 @@ func TestCompose(t *testing.T) {
 	tsPort := port(t, tsCfg.Listen)
 	publishedPort(t, ts, tsPort)
 	checkHealth(t, ts, tsPort)
+	checkMetricsPort(t, ts, tsCfg.Metrics.Listen, tsPort)
 	if host, _, _ := net.SplitHostPort(tsCfg.Listen); host != "0.0.0.0" {
 		t.Errorf("tokenserver listens on %s: not reachable from the other containers", tsCfg.Listen)
 	}
@@ -205,6 +224,7 @@ func TestCompose(t *testing.T) {
 	gwPort := port(t, gwCfg.Listen)
 	published := publishedPort(t, gw, gwPort)
 	checkHealth(t, gw, gwPort)
+	checkMetricsPort(t, gw, gwCfg.Metrics.Listen, gwPort)
 	// Clients on the host follow the realm: the published port, the name
 	// localhost (crane refuses loopback IP realms), /token forwarded.
 	realm, _ := url.Parse(gwCfg.Realm)

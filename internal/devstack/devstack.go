@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -63,6 +64,11 @@ type Options struct {
 	// (gateway listen, token service listen, the host of the gateway's
 	// upstream.url); "127.0.0.1:0" picks a free port.
 	GatewayAddr, TokenServerAddr, UpstreamAddr string
+	// GatewayMetricsAddr and TokenServerMetricsAddr are where the two
+	// services serve /metrics and /debug/pprof/, in place of their
+	// metrics.listen; default "127.0.0.1:0", a free port each, so that
+	// stacks (and tests) side by side never collide on a fixed port.
+	GatewayMetricsAddr, TokenServerMetricsAddr string
 	// NoSeed skips pushing the demo images.
 	NoSeed bool
 	// TLS serves the gateway and the token service over HTTPS only, with
@@ -86,6 +92,9 @@ type Stack struct {
 	GatewayHost string
 	// GatewayURL, TokenServerURL and UpstreamURL are base URLs.
 	GatewayURL, TokenServerURL, UpstreamURL string
+	// GatewayMetricsURL and TokenServerMetricsURL are the base URLs of the
+	// services' operators' listeners (/metrics, /debug/pprof/).
+	GatewayMetricsURL, TokenServerMetricsURL string
 	// Realm and JWKSURL are the token endpoint clients use and the token
 	// service's key set.
 	Realm, JWKSURL string
@@ -183,6 +192,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		or(&opts.UpstreamAddr, upstreamURL.Host),
 		or(&opts.TokenServerAddr, tsCfg.Listen),
 		or(&opts.GatewayAddr, gwCfg.Listen),
+		&opts.TokenServerMetricsAddr,
+		&opts.GatewayMetricsAddr,
 	}
 	var lns []net.Listener
 	defer func() {
@@ -199,12 +210,16 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 		lns = append(lns, ln)
 	}
-	upLn, tsLn, gwLn := lns[0], lns[1], lns[2]
+	upLn, tsLn, gwLn, tsMln, gwMln := lns[0], lns[1], lns[2], lns[3], lns[4]
 	_, gwPort, _ := net.SplitHostPort(gwLn.Addr().String())
 
 	// The configured URLs with the ports actually bound.
 	tsCfg.Listen = tsLn.Addr().String()
 	gwCfg.Listen = gwLn.Addr().String()
+	tsCfg.Metrics.Listen = tsMln.Addr().String()
+	gwCfg.Metrics.Listen = gwMln.Addr().String()
+	st.TokenServerMetricsURL = "http://" + tsMln.Addr().String()
+	st.GatewayMetricsURL = "http://" + gwMln.Addr().String()
 	scheme := "http"
 	if opts.TLS {
 		scheme = "https"
@@ -274,16 +289,16 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	upLog := log.With(slog.String("component", "upstream"))
 	upSrv := embedreg.NewServer(upLn.Addr().String(), reg, upLog)
-	lns = lns[1:] // served from now on: Serve closes it
+	lns = slices.DeleteFunc(lns, func(l net.Listener) bool { return l == upLn }) // served from now on: Serve closes it
 	wg.Go(func() { fail("upstream", httpx.Serve(runCtx, upSrv, upLn, embedreg.Timeouts.Shutdown)) })
 
-	// 2. Token service.
+	// 2. Token service, with its metrics listener.
 	tsLog := log.With(slog.String("component", "tokenserver"))
-	ts, err := tokenserver.New(runCtx, tsCfg, tokenserver.Options{Logger: tsLog, Listener: tsLn})
+	ts, err := tokenserver.New(runCtx, tsCfg, tokenserver.Options{Logger: tsLog, Listener: tsLn, MetricsListener: tsMln})
 	if err != nil {
 		return nil, err
 	}
-	lns = lns[1:]
+	lns = slices.DeleteFunc(lns, func(l net.Listener) bool { return l == tsLn || l == tsMln })
 	wg.Go(func() {
 		defer ts.Close() // with licenses.sql, the account database's connections
 		fail("tokenserver", ts.Run(runCtx))
@@ -295,10 +310,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	lns = lns[1:]
+	lns = slices.DeleteFunc(lns, func(l net.Listener) bool { return l == gwLn || l == gwMln })
+	var gwWG sync.WaitGroup
+	gwWG.Go(func() { fail("gateway", gw.Serve(runCtx, gwLn)) })
+	gwWG.Go(func() { fail("gateway metrics", gw.ServeMetrics(runCtx, gwMln)) })
 	wg.Go(func() {
 		defer gw.Close()
-		fail("gateway", gw.Serve(runCtx, gwLn))
+		gwWG.Wait()
 	})
 
 	if !opts.NoSeed {
@@ -331,6 +349,8 @@ func (o *Options) defaults() {
 	def(&o.DataDir, "data/registry")
 	def(&o.DemoToken, DemoToken)
 	def(&o.CertsDir, "certs")
+	def(&o.GatewayMetricsAddr, "127.0.0.1:0")
+	def(&o.TokenServerMetricsAddr, "127.0.0.1:0")
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -334,6 +334,7 @@ func TestBanner(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		st.GatewayURL, st.TokenServerURL, st.UpstreamURL, st.JWKSURL,
+		st.GatewayMetricsURL + "/metrics", st.TokenServerMetricsURL + "/metrics",
 		"docker login " + st.GatewayHost + " -u " + DemoUser + " --password-stdin",
 		"docker pull " + st.GatewayHost + "/stable/hello:1.0",
 		"# refused: no licence for the beta channel\n  docker pull " + st.GatewayHost + "/beta/hello:1.0",
@@ -353,6 +354,37 @@ func TestBanner(t *testing.T) {
 	}
 	if len(refused) != 4 {
 		t.Errorf("refused commands for %v", refused)
+	}
+}
+
+// TestMetricsListeners: each service serves its metrics on a free
+// loopback port of its own, printed in the banner; the clients' ports
+// answer /metrics with 404.
+func TestMetricsListeners(t *testing.T) {
+	st, _ := startStack(t)
+	for _, c := range []struct {
+		url, want string
+		status    int
+	}{
+		{st.GatewayMetricsURL + "/metrics", `gateway_connections_refused_total{limit="max_connections"} 0`, 200},
+		{st.TokenServerMetricsURL + "/metrics", `tokenserver_connections_refused_total{limit="max_connections"} 0`, 200},
+		{st.GatewayURL + "/metrics", "", 404},
+		{st.TokenServerURL + "/metrics", "", 404},
+	} {
+		resp, err := http.Get(c.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.status || !strings.Contains(string(body), c.want) {
+			t.Errorf("%s: %d %.200s", c.url, resp.StatusCode, body)
+		}
+	}
+	for _, u := range []string{st.GatewayMetricsURL, st.TokenServerMetricsURL} {
+		if !strings.HasPrefix(u, "http://127.0.0.1:") || strings.HasSuffix(u, ":9090") || strings.HasSuffix(u, ":9091") {
+			t.Errorf("metrics at %s: want a free loopback port", u)
+		}
 	}
 }
 

@@ -59,9 +59,14 @@ func TestLoginLockoutImpossible(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		balancer bool
+		// ports: the balancer writes X-Forwarded-For as IP:port, the
+		// peer's RemoteAddr, in place of what the client sent (as
+		// several balancers do).
+		ports bool
 	}{
-		{"behind a trusted load balancer", true},
-		{"clients direct, no trusted_proxies", false},
+		{"behind a trusted load balancer", true, false},
+		{"behind a balancer that writes IP:port", true, true},
+		{"clients direct, no trusted_proxies", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := copyDeploy(t)
@@ -90,7 +95,14 @@ func TestLoginLockoutImpossible(t *testing.T) {
 				// X-Forwarded-For and connects to the gateway from
 				// 127.0.0.1.
 				target, _ := url.Parse(st.GatewayURL)
-				lb := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target), ReadHeaderTimeout: 5 * time.Second}
+				proxy := httputil.NewSingleHostReverseProxy(target)
+				if tc.ports {
+					proxy = &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+						pr.SetURL(target)
+						pr.Out.Header.Set("X-Forwarded-For", pr.In.RemoteAddr)
+					}}
+				}
+				lb := &http.Server{Handler: proxy, ReadHeaderTimeout: 5 * time.Second}
 				ln, err := net.Listen("tcp", "127.0.0.1:0")
 				if err != nil {
 					t.Fatal(err)

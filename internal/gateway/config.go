@@ -58,8 +58,13 @@ type Config struct {
 	// service with the peer appended; anyone else's is replaced by the
 	// peer.
 	TrustedProxies []string `yaml:"trusted_proxies"`
-	// Timeouts bound how long a client may take to send a request.
+	// Timeouts bound how long a client may take to send a request, and
+	// to take its answer.
 	Timeouts TimeoutsConfig `yaml:"timeouts"`
+	// Limits bound the client connections held open at once.
+	Limits LimitsConfig `yaml:"limits"`
+	// Metrics is the operators' listener: /metrics and /debug/pprof/.
+	Metrics MetricsConfig `yaml:"metrics"`
 	// LogLevel is debug, info (default), warn or error.
 	LogLevel string `yaml:"log_level"`
 	// TLS is the gateway's own HTTPS and how it trusts an https token
@@ -187,8 +192,9 @@ const (
 	maxBlobRedirectEntries     = 1_000_000
 )
 
-// TimeoutsConfig bounds the request side of a client connection. There is
-// no write timeout: a blob download may take as long as the client needs.
+// TimeoutsConfig bounds a client connection. There is no timeout on a
+// whole answer: a blob download may take as long as the client needs, as
+// long as it keeps reading.
 type TimeoutsConfig struct {
 	// ReadHeader is the time a client has to send a request's headers;
 	// default 10s.
@@ -199,10 +205,45 @@ type TimeoutsConfig struct {
 	// Idle is how long a kept-alive connection may wait for its next
 	// request; default 120s.
 	Idle time.Duration `yaml:"idle"`
+	// Send is how long a write to the client may make no progress before
+	// the connection is closed (nginx's send_timeout): a client that stops
+	// reading frees its connection; one that keeps reading is never cut.
+	// Default 60s.
+	Send time.Duration `yaml:"send"`
 }
 
 // maxReadTimeout bounds the read timeouts, to catch unit mistakes.
 const maxReadTimeout = 5 * time.Minute
+
+// Bounds of timeouts.send: a client whose download stalls that long is
+// gone (clients retry a layer), and an hour is surely a unit mistake.
+const (
+	defaultSendTimeout = 60 * time.Second
+	maxSendTimeout     = time.Hour
+)
+
+// LimitsConfig bounds the client connections open at once; over a limit a
+// new connection is closed at once (gateway_connections_refused_total).
+// Zero is no limit, the default.
+type LimitsConfig struct {
+	// MaxConnections bounds all client connections together.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerAddress bounds the connections from one peer IP
+	// address. Behind a load balancer the peer is the balancer: leave it
+	// unset there, or size it for all the balancer's connections.
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
+}
+
+// MetricsConfig is the operators' listener.
+type MetricsConfig struct {
+	// Listen is where /metrics and /debug/pprof/ are served, never on the
+	// clients' listen address; default "127.0.0.1:9090" (loopback: set
+	// 0.0.0.0:9090 to be scraped from elsewhere).
+	Listen string `yaml:"listen"`
+}
+
+// DefaultMetricsListen is metrics.listen's default.
+const DefaultMetricsListen = "127.0.0.1:9090"
 
 // ECRConfig fetches the upstream credential with GetAuthorizationToken,
 // using the AWS SDK's default credential chain.
@@ -274,6 +315,12 @@ func (c *Config) SetDefaults() {
 	if c.Timeouts.Idle == 0 {
 		c.Timeouts.Idle = 120 * time.Second
 	}
+	if c.Timeouts.Send == 0 {
+		c.Timeouts.Send = defaultSendTimeout
+	}
+	if c.Metrics.Listen == "" {
+		c.Metrics.Listen = DefaultMetricsListen
+	}
 	if c.ManifestCache.MaxBytes == 0 {
 		c.ManifestCache.MaxBytes = defaultManifestCacheBytes
 	}
@@ -320,6 +367,11 @@ func (c *Config) Validate() error {
 
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen: %q is not host:port", c.Listen)
+	}
+	if _, port, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+		bad("metrics.listen: %q is not host:port", c.Metrics.Listen)
+	} else if c.Metrics.Listen == c.Listen && port != "0" {
+		bad("metrics.listen: %q is the clients' listen address: metrics and profiles must not be served to clients", c.Metrics.Listen)
 	}
 	if err := checkURL(c.Realm, false); err != nil {
 		bad("realm: %v", err)
@@ -393,6 +445,12 @@ func (c *Config) Validate() error {
 		if t.d < 0 || t.d > maxReadTimeout {
 			bad("timeouts.%s: %s is out of range (0 to %s)", t.name, t.d, maxReadTimeout)
 		}
+	}
+	if d := c.Timeouts.Send; d < 0 || d > maxSendTimeout {
+		bad("timeouts.send: %s is out of range (up to %s; 0 means the default %s)", d, maxSendTimeout, defaultSendTimeout)
+	}
+	if l := c.Limits; l.MaxConnections < 0 || l.MaxConnectionsPerAddress < 0 {
+		bad("limits: max_connections and max_connections_per_address must not be negative (0: no limit)")
 	}
 	u := c.Upstream
 	if err := checkURL(u.URL, true); err != nil {

@@ -83,8 +83,32 @@ upstream:
 	if m := cfg.ManifestCache; m.Disabled || m.MaxBytes != 1<<20 || m.TagTTLOrZero() != 10*time.Second {
 		t.Errorf("manifest_cache = %+v", m)
 	}
-	if len(cfg.TrustedProxies) != 3 || cfg.Timeouts != (TimeoutsConfig{ReadHeader: 2 * time.Second, ReadBody: 3 * time.Second, Idle: time.Minute}) {
+	if len(cfg.TrustedProxies) != 3 || cfg.Timeouts != (TimeoutsConfig{ReadHeader: 2 * time.Second, ReadBody: 3 * time.Second, Idle: time.Minute, Send: time.Minute}) {
 		t.Errorf("trusted_proxies %v, timeouts %+v", cfg.TrustedProxies, cfg.Timeouts)
+	}
+	// Defaults of the edge: metrics on loopback, no connection limits.
+	if cfg.Metrics.Listen != "127.0.0.1:9090" || cfg.Limits != (LimitsConfig{}) {
+		t.Errorf("metrics %+v, limits %+v", cfg.Metrics, cfg.Limits)
+	}
+}
+
+func TestParseConfigEdge(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`
+realm: "http://localhost:5000/token"
+service: "s"
+issuer: "i"
+keys: {public_keys: [k.pem]}
+timeouts: {send: 90s}
+limits: {max_connections: 10000, max_connections_per_address: 200}
+metrics: {listen: "0.0.0.0:9100"}
+upstream: {url: "http://127.0.0.1:5002", static: {username: puller, password_file: pw}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Timeouts.Send != 90*time.Second || cfg.Limits != (LimitsConfig{MaxConnections: 10000, MaxConnectionsPerAddress: 200}) ||
+		cfg.Metrics.Listen != "0.0.0.0:9100" {
+		t.Errorf("timeouts %+v, limits %+v, metrics %+v", cfg.Timeouts, cfg.Limits, cfg.Metrics)
 	}
 }
 
@@ -98,7 +122,9 @@ leeway: 1h
 manifest_cache: {max_bytes: -1, tag_ttl: -1s}
 blob_redirect_cache: {ttl: -1s, max_entries: -1}
 trusted_proxies: ["10.0.0.0/8", "10.0.0.0/40", "lb.example.com"]
-timeouts: {read_header: -1s, read_body: 1h}
+timeouts: {read_header: -1s, read_body: 1h, send: 2h}
+limits: {max_connections: -1}
+metrics: {listen: "9090"}
 upstream:
   url: "https://ecr.example.com/v2/"
   repository_prefix: "Acme/"
@@ -114,6 +140,7 @@ upstream:
 		"upstream.ecr.registry_id:", "upstream.static.username: required", "upstream.static.password_file: required",
 		"manifest_cache.max_bytes:", "manifest_cache.tag_ttl:", "trusted_proxies[1]:", "trusted_proxies[2]:",
 		"timeouts.read_header:", "timeouts.read_body:", "blob_redirect_cache.ttl:", "blob_redirect_cache.max_entries:",
+		"timeouts.send:", "limits:", "metrics.listen:",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -127,18 +154,21 @@ upstream:
 func TestParseConfigRefuses(t *testing.T) {
 	base := "realm: http://localhost/token\nservice: s\nissuer: i\nkeys: {public_keys: [k]}\n"
 	for name, doc := range map[string]string{
-		"unknown key":  base + "upstream: {url: http://u, static: {username: u, password_file: p}}\nupstrem: {}\n",
-		"no source":    base + "upstream: {url: http://u}\n",
-		"no keys":      "realm: http://localhost/token\nservice: s\nissuer: i\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
-		"quote":        strings.Replace(base, "service: s", `service: "a\"b"`, 1) + "upstream: {url: http://u, static: {username: u, password_file: p}}\n",
-		"empty":        "",
-		"bad duration": base + "catalog_ttl: soon\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
-		"cache key":    base + "manifest_cache: {size: 1}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
-		"tag_ttl week": base + "manifest_cache: {tag_ttl: 168h}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
-		"max_bytes":    base + "manifest_cache: {max_bytes: 1099511627776}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
-		"redirect ttl": base + "blob_redirect_cache: {ttl: 48h}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
-		"redirects":    base + "blob_redirect_cache: {max_entries: 2000000}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
-		"redirect key": base + "blob_redirect_cache: {size: 1}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"unknown key":                     base + "upstream: {url: http://u, static: {username: u, password_file: p}}\nupstrem: {}\n",
+		"no source":                       base + "upstream: {url: http://u}\n",
+		"no keys":                         "realm: http://localhost/token\nservice: s\nissuer: i\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"quote":                           strings.Replace(base, "service: s", `service: "a\"b"`, 1) + "upstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"empty":                           "",
+		"bad duration":                    base + "catalog_ttl: soon\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"cache key":                       base + "manifest_cache: {size: 1}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"tag_ttl week":                    base + "manifest_cache: {tag_ttl: 168h}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"max_bytes":                       base + "manifest_cache: {max_bytes: 1099511627776}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"redirect ttl":                    base + "blob_redirect_cache: {ttl: 48h}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"redirects":                       base + "blob_redirect_cache: {max_entries: 2000000}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"redirect key":                    base + "blob_redirect_cache: {size: 1}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"metrics on the clients' address": base + "listen: 0.0.0.0:5000\nmetrics: {listen: 0.0.0.0:5000}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"negative per address":            base + "limits: {max_connections_per_address: -5}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"metrics key":                     base + "metrics: {path: /m}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
 	} {
 		if _, err := ParseConfig([]byte(doc)); err == nil {
 			t.Errorf("%s: accepted", name)

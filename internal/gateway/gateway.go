@@ -73,7 +73,7 @@ type Gateway struct {
 	tls       *tlsx.Server // nil: plain HTTP
 	healthz   http.Handler
 	readyz    http.Handler
-	metricH   http.Handler
+	metricH   http.Handler // on metrics.listen, never the clients' listener
 	handler   http.Handler
 
 	closers []func()
@@ -294,7 +294,8 @@ func (g *Gateway) buildTokenProxy(context.Context, Options) error {
 	return nil
 }
 
-// buildOps sets up /healthz, /readyz and /metrics.
+// buildOps sets up /healthz and /readyz (the clients' listener, where the
+// kubelet probes) and /metrics (metrics.listen).
 func (g *Gateway) buildOps(context.Context, Options) error {
 	checks := map[string]httpx.Check{"upstream_credential": func(ctx context.Context) error {
 		if at, ok := g.credentialExpiry(); !ok || (!at.IsZero() && !g.clock().Before(at)) {
@@ -440,28 +441,63 @@ func (g *Gateway) Close() {
 // transfer may last long (a read deadline would also cancel the request's
 // context in the middle of a stream). The headers must arrive within
 // timeouts.read_header; a declared body is bounded in the handler (see
-// httpx.ReadBody); idle, upstream and shutdown timeouts bound the rest.
+// httpx.ReadBody); timeouts.send bounds a client that stops reading (on
+// Serve's listener), and idle, upstream and shutdown timeouts the rest.
 func ServerTimeouts(cfg *Config) httpx.Timeouts {
 	return httpx.Timeouts{ReadHeader: cfg.Timeouts.ReadHeader, Idle: cfg.Timeouts.Idle, Shutdown: cfg.ShutdownTimeout}
 }
 
-// Run listens on Config.Listen and serves until ctx ends, then shuts down
-// gracefully.
+// MetricsHandler is what metrics.listen serves: /metrics and
+// /debug/pprof/ (httpx.OpsHandler).
+func (g *Gateway) MetricsHandler() http.Handler { return httpx.OpsHandler(g.metricH) }
+
+// Run listens on Config.Listen and Config.Metrics.Listen and serves both
+// until ctx ends, then shuts both down gracefully; when either fails the
+// other is stopped too.
 func (g *Gateway) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", g.cfg.Listen)
 	if err != nil {
 		return err
 	}
-	return g.Serve(ctx, ln)
+	mln, err := net.Listen("tcp", g.cfg.Metrics.Listen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("metrics.listen: %w", err)
+	}
+	return httpx.RunAll(ctx,
+		func(ctx context.Context) error { return g.Serve(ctx, ln) },
+		func(ctx context.Context) error { return g.ServeMetrics(ctx, mln) })
 }
 
-// Serve serves on ln, with ServerTimeouts and HTTPS when configured, until
-// ctx ends; in-flight
-// requests get Config.ShutdownTimeout to finish. It does not Close the
-// Gateway.
+// ServeMetrics serves MetricsHandler on ln (metrics.listen) until ctx
+// ends.
+func (g *Gateway) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	return httpx.ServeOps(ctx, ln, g.metricH, g.cfg.Timeouts.Send, g.log)
+}
+
+// listenerOptions are the limits of the clients' connections: the send
+// timeout and the connection limits.
+func (g *Gateway) listenerOptions() httpx.ListenerOptions {
+	return httpx.ListenerOptions{
+		SendTimeout:              g.cfg.Timeouts.Send,
+		MaxConnections:           g.cfg.Limits.MaxConnections,
+		MaxConnectionsPerAddress: g.cfg.Limits.MaxConnectionsPerAddress,
+		Refused:                  g.metrics.connectionRefused,
+	}
+}
+
+// Serve serves the clients on ln, with ServerTimeouts, the send timeout,
+// the connection limits and HTTPS when configured, until ctx ends;
+// in-flight requests get Config.ShutdownTimeout to finish. It does not
+// Close the Gateway, nor serve the metrics (ServeMetrics).
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	t := ServerTimeouts(g.cfg)
 	srv := httpx.NewServer(ln.Addr().String(), g.handler, t, g.log)
+	// Beneath TLS: a refused connection costs no handshake, and the send
+	// timeout sees the socket's progress. The connections it returns are
+	// no *net.TCPConn, so the splice listener below passes them on as
+	// they are: a blob then goes through the send timeout's writes.
+	ln = httpx.WrapListener(ln, g.listenerOptions())
 	if g.tls != nil {
 		ln = g.tls.Listener(ln)
 	} else {

@@ -168,6 +168,7 @@ type env struct {
 	cfg      *Config
 	gw       *Gateway
 	srv      *httptest.Server
+	ops      *httptest.Server // MetricsHandler, as metrics.listen serves it
 	upstream *upstreamRecorder
 	upSrv    *httptest.Server
 	logs     *testutil.SyncBuffer
@@ -224,7 +225,9 @@ func newEnv(t testing.TB, upstream http.Handler, options ...envOption) *env {
 	t.Cleanup(gw.Close)
 	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
-	e := &env{t: t, key: key, cfg: cfg, gw: gw, srv: srv, upstream: rec, upSrv: upSrv, logs: logs}
+	ops := httptest.NewServer(gw.MetricsHandler())
+	t.Cleanup(ops.Close)
+	e := &env{t: t, key: key, cfg: cfg, gw: gw, srv: srv, ops: ops, upstream: rec, upSrv: upSrv, logs: logs}
 	t.Cleanup(func() {
 		// Whatever a test did, the upstream credential never shows.
 		if strings.Contains(logs.String(), testPassword) {
@@ -274,6 +277,21 @@ func (e *env) do(method, path string, header http.Header) *http.Response {
 	}
 	e.t.Cleanup(func() { resp.Body.Close() })
 	return resp
+}
+
+// scrape is the gateway's /metrics, from the operators' listener.
+func (e *env) scrape() string {
+	e.t.Helper()
+	resp, err := noRedirects.Get(e.ops.URL + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("/metrics: %d, %v", resp.StatusCode, err)
+	}
+	return string(body)
 }
 
 func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }

@@ -122,9 +122,8 @@ func (e *env) cacheMetrics() string { return e.metricLines("gateway_manifest_cac
 // metricLines are the lines of /metrics that start with prefix.
 func (e *env) metricLines(prefix string) string {
 	e.t.Helper()
-	resp := e.do("GET", "/metrics", nil)
 	var b strings.Builder
-	for line := range strings.Lines(readBody(e.t.(*testing.T), resp)) {
+	for line := range strings.Lines(e.scrape()) {
 		if strings.HasPrefix(line, prefix) {
 			b.WriteString(line)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/pkg/ecr"
 )
 
@@ -26,6 +27,7 @@ type metrics struct {
 	refreshFailures prometheus.Counter
 	verifyFailures  *prometheus.CounterVec
 	pulls           *prometheus.CounterVec
+	connRefused     *prometheus.CounterVec
 
 	// counters caches requests' children by route kind and status, so that
 	// the hot path does not hash label values.
@@ -39,12 +41,11 @@ type metrics struct {
 const (
 	routeToken = RouteKind(len(routeNames)) + iota
 	routeHealth
-	routeMetrics
 	routeOther
-	extraRoutes = 4
+	extraRoutes = 3
 )
 
-var extraRouteNames = [extraRoutes]string{"token", "health", "metrics", "other"}
+var extraRouteNames = [extraRoutes]string{"token", "health", "other"}
 
 var _ ecr.Observer = (*metrics)(nil)
 
@@ -88,8 +89,15 @@ func newMetrics(expiry func() (time.Time, bool), clock func() time.Time) *metric
 			Name: "gateway_pulls_total",
 			Help: "Manifest GETs answered 200 (by tag or by digest), by channel and repository.",
 		}, []string{"channel", "repository"}),
+		connRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_connections_refused_total",
+			Help: "Client connections closed at accept, by the limit they were over (limits.max_connections, limits.max_connections_per_address).",
+		}, []string{"limit"}),
 	}
-	reg.MustRegister(m.requests, m.upstreamLatency, m.upstreamRetries, m.upstreamRefused, m.refreshes, m.refreshFailures, m.verifyFailures, m.pulls,
+	for _, l := range []string{httpx.LimitTotal, httpx.LimitPerAddress} {
+		m.connRefused.WithLabelValues(l)
+	}
+	reg.MustRegister(m.requests, m.upstreamLatency, m.upstreamRetries, m.upstreamRefused, m.refreshes, m.refreshFailures, m.verifyFailures, m.pulls, m.connRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if expiry != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -124,6 +132,10 @@ func (m *metrics) request(k RouteKind, code int) {
 	}
 	(*c).Inc()
 }
+
+// connectionRefused counts a connection closed at accept (see
+// httpx.ListenerOptions.Refused).
+func (m *metrics) connectionRefused(limit string) { m.connRefused.WithLabelValues(limit).Inc() }
 
 // Refreshed implements ecr.Observer.
 func (m *metrics) Refreshed(ecr.Credential) { m.refreshes.Inc() }

@@ -26,8 +26,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 	e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token()))
 	e.do("GET", "/v2/stable/app/manifests/latest", bearer("bad"))
-	resp := e.do("GET", "/metrics", nil)
-	body := readBody(t, resp)
+	body := e.scrape()
 	for _, want := range []string{
 		`gateway_requests_total{code="200",route="manifest"} 1`,
 		`gateway_requests_total{code="401",route="manifest"} 1`,
@@ -70,7 +69,7 @@ func TestStaticSourceFromConfig(t *testing.T) {
 		t.Errorf("readyz %d", resp.StatusCode)
 	}
 	// metrics: +Inf expiry for a credential that never expires.
-	if body := readBody(t, e.do("GET", "/metrics", nil)); !strings.Contains(body, "gateway_upstream_credential_expiry_seconds +Inf") ||
+	if body := e.scrape(); !strings.Contains(body, "gateway_upstream_credential_expiry_seconds +Inf") ||
 		!strings.Contains(body, "gateway_upstream_credential_refreshes_total 1") {
 		t.Errorf("metrics:\n%s", body)
 	}

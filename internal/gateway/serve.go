@@ -31,10 +31,9 @@ type routed struct {
 
 // The routes of the requests that are not /v2 ones, shared: never changed.
 var (
-	tokenRoute   = &routed{Route: Route{Kind: routeToken}}
-	healthRoute  = &routed{Route: Route{Kind: routeHealth}}
-	metricsRoute = &routed{Route: Route{Kind: routeMetrics}}
-	otherRoute   = &routed{Route: Route{Kind: routeOther}}
+	tokenRoute  = &routed{Route: Route{Kind: routeToken}}
+	healthRoute = &routed{Route: Route{Kind: routeHealth}}
+	otherRoute  = &routed{Route: Route{Kind: routeOther}}
 )
 
 // notRouted is the route of a request that has none: no kind, no name.
@@ -56,7 +55,8 @@ func routeOf(r *http.Request) *routed {
 func (g *Gateway) Handler() http.Handler { return g.handler }
 
 // newHandler wraps the dispatch in the shared middleware: one access line a
-// request (only failures with access_log off), counted by route. A /v2
+// request (only failures with access_log off), counted by route, and the
+// warning of a proxy in front that trusted_proxies does not list. A /v2
 // request's routed is allocated with its access record.
 func (g *Gateway) newHandler() http.Handler {
 	return httpx.Chain(g.errs.Func(g.serve),
@@ -68,6 +68,7 @@ func (g *Gateway) newHandler() http.Handler {
 			Attrs:        accessAttrs,
 		}),
 		httpx.Recover(g.errs),
+		g.clients.WarnUntrustedProxy(g.log, "the gateway's trusted_proxies"),
 	)
 }
 
@@ -136,10 +137,8 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) error {
 	case p == "/readyz":
 		rec.Route = healthRoute
 		g.readyz.ServeHTTP(w, r)
-	case p == "/metrics":
-		rec.Route = metricsRoute
-		g.metricH.ServeHTTP(w, r)
 	default:
+		// /metrics among them: it is served on metrics.listen only.
 		return errRouteNotFound
 	}
 	return nil

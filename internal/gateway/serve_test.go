@@ -103,3 +103,39 @@ func TestOneLogLinePerRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestWarnsBehindUntrustedProxy: requests with X-Forwarded-For from a
+// loopback peer while trusted_proxies is empty (a balancer the gateway
+// does not trust) are warned of once, naming the peer and the setting;
+// with the balancer listed, not at all.
+func TestWarnsBehindUntrustedProxy(t *testing.T) {
+	const warning = `"level":"WARN","msg":"X-Forwarded-For from a private or loopback address`
+	xff := http.Header{"X-Forwarded-For": {"203.0.113.9"}}
+	e := newEnv(t, newFakeRegistry())
+	for range 3 {
+		readBody(t, e.do("GET", "/v2/", xff))
+	}
+	e.do("GET", "/healthz", nil)
+	if !e.logs.WaitFor(`"path":"/healthz"`, 5*time.Second) {
+		t.Fatalf("requests not logged: %s", e.logs)
+	}
+	logs := e.logs.String()
+	if n := strings.Count(logs, warning); n != 1 {
+		t.Fatalf("%d warnings, want 1: %s", n, logs)
+	}
+	for line := range strings.Lines(logs) {
+		if strings.Contains(line, warning) && (!strings.Contains(line, `"peer":"127.0.0.1"`) || !strings.Contains(line, "trusted_proxies")) {
+			t.Errorf("the warning names neither the peer nor trusted_proxies: %s", line)
+		}
+	}
+
+	e = newEnv(t, newFakeRegistry(), func(c *Config, _ *Options) { c.TrustedProxies = []string{"127.0.0.1"} })
+	readBody(t, e.do("GET", "/v2/", xff))
+	e.do("GET", "/healthz", nil)
+	if !e.logs.WaitFor(`"path":"/healthz"`, 5*time.Second) {
+		t.Fatalf("requests not logged: %s", e.logs)
+	}
+	if strings.Contains(e.logs.String(), warning) {
+		t.Errorf("warned with the proxy trusted: %s", e.logs)
+	}
+}

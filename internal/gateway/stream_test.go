@@ -100,10 +100,12 @@ func TestUpstreamCutMidStream(t *testing.T) {
 	}
 }
 
-// TestServedBlobStreamsSplice: on the gateway's own listener (Serve) a blob
-// goes from the upstream's socket to the client's with splice(2), whole,
-// ranged too, and the client's connection is kept for the next request.
-func TestServedBlobStreamsSplice(t *testing.T) {
+// TestServedBlobStreams: on the gateway's own listener (Serve) a blob goes
+// to the client whole, ranged too, and the client's connection is kept for
+// the next request. Not with splice(2) there: the send timeout's
+// connections (httpx.WrapListener) take every byte through their writes,
+// so that a client that stops reading is cut and one that reads is not.
+func TestServedBlobStreams(t *testing.T) {
 	if testing.Short() {
 		t.Skip("moves 2 × 32 MiB")
 	}
@@ -138,19 +140,12 @@ func TestServedBlobStreamsSplice(t *testing.T) {
 		return resp, body, reused
 	}
 	for i := range 2 {
-		before := testutil.ReadChars(t)
 		resp, body, reused := get("")
-		read := testutil.ReadChars(t) - before
 		if resp.StatusCode != http.StatusOK || !bytes.Equal(body, blob) || resp.Header.Get("Docker-Content-Digest") != dgst {
 			t.Fatalf("GET %d: %d, %d bytes", i, resp.StatusCode, len(body))
 		}
 		if i > 0 && !reused {
-			t.Errorf("GET %d on a new connection: the spliced answer ended the last one", i)
-		}
-		// The client's reads count once; the gateway reading the body
-		// would count it again.
-		if read > size*3/2 {
-			t.Errorf("GET %d: %d bytes read with read(2) for a %d-byte blob: not spliced", i, read, size)
+			t.Errorf("GET %d on a new connection: the streamed answer ended the last one", i)
 		}
 	}
 	resp, body, reused := get("bytes=16-" + strconv.Itoa(16+1<<20-1))

@@ -64,7 +64,7 @@ func TestServeHTTPSOnly(t *testing.T) {
 		t.Errorf("%d requests reached the upstream", e.upstream.count())
 	}
 
-	metrics := readBody(t, e.do("GET", "/metrics", nil))
+	metrics := e.scrape()
 	want := fmt.Sprintf("gateway_tls_certificate_expiry_timestamp_seconds %g\n", float64(served.NotAfter.Unix()))
 	if !strings.Contains(metrics, want) {
 		t.Errorf("metrics lack %q", want)

@@ -1,10 +1,12 @@
 package httpx
 
 import (
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 )
 
 // ClientAddr finds the address a request comes from, for rate limits and
@@ -72,7 +74,9 @@ func (c *ClientAddr) peer(r *http.Request) (string, netip.Addr, bool) {
 	return host, a, c.isTrusted(a)
 }
 
-// Of returns the client address of r as a string.
+// Of returns the client address of r as a string: an address, or, for an
+// X-Forwarded-For entry a trusted proxy wrote that is no address, that
+// entry's text (see rawClient).
 func (c *ClientAddr) Of(r *http.Request) string {
 	host, client, trusted := c.peer(r)
 	if !trusted {
@@ -80,21 +84,68 @@ func (c *ClientAddr) Of(r *http.Request) string {
 	}
 	hops := r.Header.Values("X-Forwarded-For")
 	for i := len(hops) - 1; i >= 0; i-- {
-		parts := strings.Split(hops[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
-			if err != nil {
-				// A hop we cannot read ends the trust chain; use the last
-				// address we could.
-				return client.String()
+		rest := hops[i]
+		for rest != "" {
+			var hop string
+			if j := strings.LastIndexByte(rest, ','); j >= 0 {
+				hop, rest = rest[j+1:], rest[:j]
+			} else {
+				hop, rest = rest, ""
 			}
-			client = a.Unmap()
+			hop = strings.TrimSpace(hop)
+			if hop == "" {
+				// "a,,b" or a trailing comma: nothing was written there.
+				continue
+			}
+			a, ok := parseHop(hop)
+			if !ok {
+				// A trusted proxy wrote something we cannot read (a
+				// balancer's own format). It stands for the client
+				// there, and nothing left of it can be believed: its
+				// text is the client. Falling back to the proxy's
+				// address instead would put every customer behind that
+				// proxy into one failed-login budget.
+				return rawClient(hop)
+			}
+			client = a
 			if !c.isTrusted(client) {
 				return client.String()
 			}
 		}
 	}
 	return client.String()
+}
+
+// parseHop reads one X-Forwarded-For entry in the forms balancers write:
+// IP, IP:port, [IPv6] and [IPv6]:port.
+func parseHop(s string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
+		if a, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil && a.Is6() {
+			return a.Unmap(), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// maxRawClient bounds the text of an X-Forwarded-For entry that is used as
+// the client (rawClient): it becomes a rate limiter key and goes on log
+// lines.
+const maxRawClient = 64
+
+// rawClient is the client key of an X-Forwarded-For entry that is no
+// address: its text, cut to maxRawClient bytes, bytes that are not UTF-8
+// replaced by "?" (never empty: hop is not).
+func rawClient(hop string) string {
+	if len(hop) > maxRawClient {
+		hop = hop[:maxRawClient]
+	}
+	return strings.ToValidUTF8(hop, "?")
 }
 
 // ForwardedFor is the X-Forwarded-For a proxy sends on for r: the incoming
@@ -111,4 +162,39 @@ func (c *ClientAddr) ForwardedFor(r *http.Request) string {
 		return host
 	}
 	return strings.Join(hops, ", ") + ", " + host
+}
+
+// WarnUntrustedProxy is a middleware that logs once, at WARN, a request
+// that comes from a private or loopback address with X-Forwarded-For while
+// c trusts no proxy. That is a service behind a proxy (a load balancer,
+// the gateway) it does not trust: every client is the proxy's address to
+// it, so all customers share one failed-login budget and one client's
+// failures lock them all out. The line names the peer and the setting to
+// fix. Once per ClientAddr (one per service, so once per process): the
+// condition holds for every request and a line each would flood the log.
+// With proxies trusted, or nothing to log to, it adds nothing to a request.
+func (c *ClientAddr) WarnUntrustedProxy(log *slog.Logger, setting string) Middleware {
+	if len(c.trusted) > 0 || log == nil {
+		return func(next http.Handler) http.Handler { return next }
+	}
+	var warned atomic.Bool
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if len(r.Header["X-Forwarded-For"]) > 0 && !warned.Load() {
+				host, _, err := net.SplitHostPort(r.RemoteAddr)
+				if err != nil {
+					host = r.RemoteAddr
+				}
+				if a, err := netip.ParseAddr(host); err == nil && (a.Unmap().IsPrivate() || a.Unmap().IsLoopback()) &&
+					warned.CompareAndSwap(false, true) {
+					log.LogAttrs(r.Context(), slog.LevelWarn,
+						"X-Forwarded-For from a private or loopback address, and no proxy is trusted: "+
+							"every client behind that proxy shares its address, and one failed-login budget",
+						slog.String("peer", host),
+						slog.String("hint", "list the proxy's address in "+setting))
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 }

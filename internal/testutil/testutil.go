@@ -88,6 +88,12 @@ func Serve(t testing.TB, serve func(context.Context, net.Listener) error) string
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ServeOn(t, ln, serve)
+}
+
+// ServeOn is Serve on ln.
+func ServeOn(t testing.TB, ln net.Listener, serve func(context.Context, net.Listener) error) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, ln) }()

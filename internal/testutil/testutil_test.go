@@ -95,3 +95,42 @@ func TestReadChars(t *testing.T) {
 		t.Errorf("read %d bytes, ReadChars grew by %d", n, got)
 	}
 }
+
+// TestServeTracked: a connection the server closes is reported, once,
+// with the client's address; one it keeps open is not.
+func TestServeTracked(t *testing.T) {
+	addr, tracked := ServeTracked(t, func(ctx context.Context, ln net.Listener) error {
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }),
+			ReadHeaderTimeout: time.Second}
+		go func() {
+			<-ctx.Done()
+			_ = srv.Close()
+		}()
+		if err := srv.Serve(ln); err != http.ErrServerClosed {
+			return err
+		}
+		return nil
+	})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Connection: close makes the server close it after the answer.
+	if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-tracked.Closed:
+		if a.String() != c.LocalAddr().String() {
+			t.Errorf("closed %s, want %s", a, c.LocalAddr())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server's close was not reported")
+	}
+	select {
+	case a := <-tracked.Closed:
+		t.Errorf("a second close reported: %s", a)
+	default:
+	}
+}

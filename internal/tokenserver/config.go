@@ -24,6 +24,8 @@ import (
 // Defaults of the optional configuration keys.
 const (
 	DefaultListen          = "127.0.0.1:5001"
+	DefaultMetricsListen   = "127.0.0.1:9091"
+	DefaultSendTimeout     = 60 * time.Second
 	DefaultTokenTTL        = 5 * time.Minute
 	DefaultRefreshTokenTTL = 30 * 24 * time.Hour
 	DefaultCacheTTL        = license.DefaultTTL
@@ -37,6 +39,9 @@ const (
 	minTokenTTL = time.Minute
 	maxTokenTTL = 24 * time.Hour
 )
+
+// maxSendTimeout bounds timeouts.send, to catch unit mistakes.
+const maxSendTimeout = time.Hour
 
 // Bounds of licenses.probe_interval: probes go to the vendor's API from
 // every replica, and a replica should not stay out of rotation for long
@@ -92,6 +97,10 @@ type Config struct {
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
 	// Timeouts of the HTTP server.
 	Timeouts TimeoutsConfig `yaml:"timeouts"`
+	// Limits bound the client connections held open at once.
+	Limits LimitsConfig `yaml:"limits"`
+	// Metrics is the operators' listener: /metrics and /debug/pprof/.
+	Metrics MetricsConfig `yaml:"metrics"`
 	// TLS, with a certificate, makes the service serve HTTPS only.
 	TLS TLSConfig `yaml:"tls"`
 }
@@ -163,9 +172,33 @@ type RateLimitConfig struct {
 type TimeoutsConfig struct {
 	ReadHeader time.Duration `yaml:"read_header"`
 	Read       time.Duration `yaml:"read"`
-	Write      time.Duration `yaml:"write"`
-	Idle       time.Duration `yaml:"idle"`
-	Shutdown   time.Duration `yaml:"shutdown"`
+	// Write bounds a whole answer, from the end of its request.
+	Write    time.Duration `yaml:"write"`
+	Idle     time.Duration `yaml:"idle"`
+	Shutdown time.Duration `yaml:"shutdown"`
+	// Send is how long a write to the client may make no progress before
+	// the connection is closed (nginx's send_timeout), within Write.
+	Send time.Duration `yaml:"send"`
+}
+
+// LimitsConfig bounds the client connections open at once; over a limit a
+// new connection is closed at once (tokenserver_connections_refused_total).
+// Zero is no limit, the default.
+type LimitsConfig struct {
+	// MaxConnections bounds all client connections together.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerAddress bounds the connections from one peer IP
+	// address. The gateways and load balancers in front are such peers:
+	// size it for all of theirs, or leave it unset.
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
+}
+
+// MetricsConfig is the operators' listener.
+type MetricsConfig struct {
+	// Listen is where /metrics and /debug/pprof/ are served, never on the
+	// service's listen address; default DefaultMetricsListen (loopback:
+	// set 0.0.0.0:9091 to be scraped from elsewhere).
+	Listen string `yaml:"listen"`
 }
 
 // LoadConfig reads, defaults and validates the configuration file at path.
@@ -204,6 +237,9 @@ func ParseConfig(data []byte) (*Config, error) {
 func (c *Config) SetDefaults() {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
+	}
+	if c.Metrics.Listen == "" {
+		c.Metrics.Listen = DefaultMetricsListen
 	}
 	if c.TokenTTL == 0 {
 		c.TokenTTL = DefaultTokenTTL
@@ -265,7 +301,7 @@ func (c *Config) SetDefaults() {
 	for _, p := range []struct {
 		v   *time.Duration
 		def time.Duration
-	}{{&t.ReadHeader, d.ReadHeader}, {&t.Read, d.Read}, {&t.Write, d.Write}, {&t.Idle, d.Idle}, {&t.Shutdown, d.Shutdown}} {
+	}{{&t.ReadHeader, d.ReadHeader}, {&t.Read, d.Read}, {&t.Write, d.Write}, {&t.Idle, d.Idle}, {&t.Shutdown, d.Shutdown}, {&t.Send, DefaultSendTimeout}} {
 		if *p.v == 0 {
 			*p.v = p.def
 		}
@@ -286,6 +322,11 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		add("listen: %q is not host:port", c.Listen)
+	}
+	if _, port, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+		add("metrics.listen: %q is not host:port", c.Metrics.Listen)
+	} else if c.Metrics.Listen == c.Listen && port != "0" {
+		add("metrics.listen: %q is the service's listen address: metrics and profiles must not be served to clients", c.Metrics.Listen)
 	}
 	if strings.TrimSpace(c.Issuer) == "" {
 		add("issuer: required")
@@ -386,8 +427,14 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	}
 
 	t := c.Timeouts
-	if t.ReadHeader < 0 || t.Read < 0 || t.Write < 0 || t.Idle < 0 || t.Shutdown < 0 {
+	if t.ReadHeader < 0 || t.Read < 0 || t.Write < 0 || t.Idle < 0 || t.Shutdown < 0 || t.Send < 0 {
 		add("timeouts: must not be negative")
+	}
+	if t.Send > maxSendTimeout {
+		add("timeouts.send: %v is over %v", t.Send, maxSendTimeout)
+	}
+	if l := c.Limits; l.MaxConnections < 0 || l.MaxConnectionsPerAddress < 0 {
+		add("limits: max_connections and max_connections_per_address must not be negative (0: no limit)")
 	}
 	errs = append(errs, c.TLS.Problems()...)
 	if c.TLS.ClientCAFile != "" && !c.TLS.Enabled() {

@@ -54,6 +54,18 @@ func TestParseConfig(t *testing.T) {
 		min.Licenses.CacheTTL != 60*time.Second || min.Timeouts.ReadHeader == 0 || min.RateLimit.PerUserBurst == 0 {
 		t.Errorf("defaults = %+v", min)
 	}
+	if min.Metrics.Listen != "127.0.0.1:9091" || min.Timeouts.Send != time.Minute || min.Limits != (LimitsConfig{}) {
+		t.Errorf("edge defaults: metrics %+v, send %s, limits %+v", min.Metrics, min.Timeouts.Send, min.Limits)
+	}
+	edge, err := ParseConfig([]byte("issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: l.yaml}\n" +
+		"timeouts: {send: 20s}\nlimits: {max_connections: 5000, max_connections_per_address: 100}\nmetrics: {listen: 0.0.0.0:9091}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edge.Timeouts.Send != 20*time.Second || edge.Limits != (LimitsConfig{MaxConnections: 5000, MaxConnectionsPerAddress: 100}) ||
+		edge.Metrics.Listen != "0.0.0.0:9091" {
+		t.Errorf("edge keys: send %s, limits %+v, metrics %+v", edge.Timeouts.Send, edge.Limits, edge.Metrics)
+	}
 }
 
 // Every problem is reported at once.
@@ -69,6 +81,9 @@ licenses:
   file: a.yaml
   http: {url: "ftp://x", timeout: -1s}
 rate_limit: {per_user_per_minute: -1, ipv6_prefix: 129}
+timeouts: {send: 3h}
+limits: {max_connections_per_address: -1}
+metrics: {listen: "nope"}
 `))
 	if err == nil {
 		t.Fatal("no error")
@@ -79,6 +94,7 @@ rate_limit: {per_user_per_minute: -1, ipv6_prefix: 129}
 		"licenses: set exactly one of file, http and sql, not several", "licenses.cache_ttl", "licenses.http.url",
 		"licenses.http.timeout", "rate_limit: rates", "rate_limit.ipv6_prefix: 129",
 		"licenses.probe_interval: 10ms is outside [1s, 1m0s]",
+		"timeouts.send: 3h0m0s is over 1h0m0s", "limits: max_connections", "metrics.listen: \"nope\" is not host:port",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -97,6 +113,9 @@ func TestParseConfigRefuses(t *testing.T) {
 		"listen not an address": "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\nlisten: localhost\n",
 		"bad username_path":     "issuer: i\nservice: s\nsigning_key: k\nlicenses: {http: {url: 'https://x/', username_path: 'a..b'}}\n",
 		"negative ipv6_prefix":  "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\nrate_limit: {ipv6_prefix: -1}\n",
+		"metrics on listen":     "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\nlisten: 0.0.0.0:5001\nmetrics: {listen: 0.0.0.0:5001}\n",
+		"negative send timeout": "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\ntimeouts: {send: -1s}\n",
+		"unknown metrics key":   "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\nmetrics: {port: 9}\n",
 	} {
 		if _, err := ParseConfig([]byte(yaml)); err == nil {
 			t.Errorf("%s: accepted", name)

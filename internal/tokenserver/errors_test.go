@@ -245,7 +245,7 @@ func TestOversizedHeaders(t *testing.T) {
 
 // Serve shuts down gracefully when its context ends.
 func TestServeShutsDown(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.Listen = "127.0.0.1:0" })
+	f := newFixture(t, func(c *Config) { c.Listen, c.Metrics.Listen = "127.0.0.1:0", "127.0.0.1:0" })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.srv.Run(ctx) }()

@@ -144,6 +144,7 @@ type fixture struct {
 	cfg     Config
 	srv     *Server
 	url     string // base URL
+	opsURL  string // base URL of MetricsHandler, as metrics.listen serves it
 	clock   *testutil.Clock
 	logs    *testutil.SyncBuffer
 	keyPath string
@@ -199,6 +200,9 @@ func newFixture(t testing.TB, mutate func(*Config), fopts ...fixtureOpt) *fixtur
 	}))
 	t.Cleanup(hs.Close)
 	f.url = hs.URL
+	ops := httptest.NewServer(srv.MetricsHandler())
+	t.Cleanup(ops.Close)
+	f.opsURL = ops.URL
 	return f
 }
 
@@ -372,7 +376,8 @@ func scopes(s ...string) url.Values {
 	return url.Values{"service": {testService}, "scope": s}
 }
 
-// metricValue scrapes /metrics for one sample line.
+// metricValue scrapes /metrics at base (the operators' listener) for one
+// sample line.
 func metricValue(t testing.TB, base, sample string) string {
 	t.Helper()
 	resp := do(t, mustRequest(t, http.MethodGet, base+"/metrics"))

@@ -97,7 +97,7 @@ func TestFileBackendRefusesOtherUsername(t *testing.T) {
 	if c.Subject != aliceUser {
 		t.Errorf("sub %q", c.Subject)
 	}
-	if got := metricValue(t, f.url, `tokenserver_license_backend_requests_total{backend="file",outcome="ok"}`); got != "1" {
+	if got := metricValue(t, f.opsURL, `tokenserver_license_backend_requests_total{backend="file",outcome="ok"}`); got != "1" {
 		t.Errorf("file look-ups = %q, want 1 (keyed on the token)", got)
 	}
 }

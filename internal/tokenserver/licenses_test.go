@@ -173,7 +173,7 @@ func TestLicenceCacheAndCollapse(t *testing.T) {
 	if got := api.calls.Load(); got != 1 {
 		t.Errorf("cached login called the backend (%d calls)", got)
 	}
-	if hits := metricValue(t, f.url, `tokenserver_license_cache_hits_total{result="positive"}`); hits == "" || hits == "0" {
+	if hits := metricValue(t, f.opsURL, `tokenserver_license_cache_hits_total{result="positive"}`); hits == "" || hits == "0" {
 		t.Errorf("cache hits = %q", hits)
 	}
 	f.clock.Advance(DefaultCacheTTL)
@@ -181,7 +181,7 @@ func TestLicenceCacheAndCollapse(t *testing.T) {
 	if got := api.calls.Load(); got != 2 {
 		t.Errorf("%d backend calls after cache_ttl, want 2", got)
 	}
-	if got := metricValue(t, f.url, `tokenserver_license_backend_requests_total{backend="http",outcome="ok"}`); got != "2" {
+	if got := metricValue(t, f.opsURL, `tokenserver_license_backend_requests_total{backend="http",outcome="ok"}`); got != "2" {
 		t.Errorf("backend calls metric = %q", got)
 	}
 }
@@ -219,10 +219,10 @@ func TestFailClosed(t *testing.T) {
 			if resp := do(t, mustRequest(t, http.MethodGet, f.url+"/readyz")); resp.StatusCode != 503 {
 				t.Errorf("readyz %d while the backend is down", resp.StatusCode)
 			}
-			if got := metricValue(t, f.url, `tokenserver_license_backend_errors_total{backend="http"}`); got != "2" {
+			if got := metricValue(t, f.opsURL, `tokenserver_license_backend_errors_total{backend="http"}`); got != "2" {
 				t.Errorf("backend errors metric = %q", got)
 			}
-			if got := metricValue(t, f.url, `tokenserver_token_requests_total{grant="basic",outcome="unavailable"}`); got != "2" {
+			if got := metricValue(t, f.opsURL, `tokenserver_token_requests_total{grant="basic",outcome="unavailable"}`); got != "2" {
 				t.Errorf("unavailable metric = %q", got)
 			}
 		})

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license"
 )
 
@@ -51,6 +52,7 @@ type metrics struct {
 	cacheHits       *prometheus.CounterVec
 	hitPositive     prometheus.Counter
 	hitNegative     prometheus.Counter
+	connRefused     *prometheus.CounterVec
 }
 
 var _ license.Observer = (*metrics)(nil)
@@ -97,8 +99,15 @@ func newMetrics(limiterLen func() int) *metrics {
 	}
 	m.hitPositive = m.cacheHits.WithLabelValues("positive")
 	m.hitNegative = m.cacheHits.WithLabelValues("negative")
+	m.connRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenserver_connections_refused_total",
+		Help: "Client connections closed at accept, by the limit they were over (limits.max_connections, limits.max_connections_per_address).",
+	}, []string{"limit"})
+	for _, l := range []string{httpx.LimitTotal, httpx.LimitPerAddress} {
+		m.connRefused.WithLabelValues(l)
+	}
 
-	reg.MustRegister(m.requests, hist, m.backendCalls, m.backendErrors, m.backendDuration, m.cacheHits,
+	reg.MustRegister(m.requests, hist, m.backendCalls, m.backendErrors, m.backendDuration, m.cacheHits, m.connRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tokenserver_rate_limiter_keys",
 			Help: "Client addresses and usernames currently tracked for failed logins.",
@@ -136,6 +145,10 @@ func (m *metrics) CacheHit(positive bool) {
 		m.hitNegative.Inc()
 	}
 }
+
+// connectionRefused counts a connection closed at accept (see
+// httpx.ListenerOptions.Refused).
+func (m *metrics) connectionRefused(limit string) { m.connRefused.WithLabelValues(limit).Inc() }
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, Timeout: 10 * time.Second})

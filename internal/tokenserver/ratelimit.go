@@ -143,12 +143,15 @@ func newLoginLimiter(c RateLimitConfig, now func() time.Time) *loginLimiter {
 // group is the limiter key of a client address. An IPv6 client holds a
 // whole prefix and can fail from a fresh address every time, so IPv6
 // addresses are counted by their prefix; IPv4 addresses are scarce and
-// shared (NAT), so each stays its own key. Whatever does not parse as an
-// address is used as it is.
+// shared (NAT), so each stays its own key. A client that is no address
+// (an X-Forwarded-For entry a trusted proxy wrote in a form httpx cannot
+// read; httpx.ClientAddr bounds its length) is a key of its own, marked so
+// that it never equals an address's or a prefix's: a proxy that wrote
+// "2001:db8::/64" is not that /64.
 func (ll *loginLimiter) group(client string) string {
 	a, err := netip.ParseAddr(client)
 	if err != nil {
-		return client
+		return rawKeyPrefix + client
 	}
 	a = a.Unmap()
 	if !a.Is6() {
@@ -160,6 +163,10 @@ func (ll *loginLimiter) group(client string) string {
 	}
 	return p.String()
 }
+
+// rawKeyPrefix marks the key of a client that is no address; no address or
+// prefix starts with it.
+const rawKeyPrefix = "raw:"
 
 func userKey(client, username string) string {
 	return client + "\x00" + strings.ToLower(username)

@@ -3,6 +3,7 @@ package tokenserver
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -134,8 +135,9 @@ func TestLimiterGroup(t *testing.T) {
 		"fe80::1%eth0":         "fe80::/48",
 		"::ffff:192.0.2.1":     "192.0.2.1",
 		"192.0.2.1":            "192.0.2.1",
-		"not an address":       "not an address",
-		"[2001:db8::1]:443":    "[2001:db8::1]:443",
+		"not an address":       "raw:not an address",
+		"2001:db8:1::/48":      "raw:2001:db8:1::/48", // a proxy's text, not the /48
+		"[2001:db8::1]:443":    "raw:[2001:db8::1]:443",
 	} {
 		if got := ll.group(in); got != want {
 			t.Errorf("group(%q) = %q, want %q", in, got, want)
@@ -160,4 +162,68 @@ func TestEmptyPasswordNotCharged(t *testing.T) {
 		t.Errorf("limiter tracks %d keys", n)
 	}
 	mustToken(t, get(t, f.url, aliceUser, aliceToken, scopes()))
+}
+
+// Customers behind a trusted balancer that writes X-Forwarded-For entries
+// with the port (192.0.2.7:51234), or in a form that is no address, each
+// keep a failed-login budget of their own: one of them failing until
+// throttled does not throttle the others, nor the balancer's other
+// customers (before, every such entry fell back to the balancer's
+// address, one budget for all).
+func TestFailedLoginsPerClientBehindBalancer(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.TrustedProxies = []string{"127.0.0.1/32", "::1"}
+		c.RateLimit = RateLimitConfig{PerAddress: 1, PerAddressBurst: 3, PerUser: 1, PerUserBurst: 3}
+	})
+	for _, tc := range []struct{ attacker, customer string }{
+		{"192.0.2.7:51234", "192.0.2.8:40000"},
+		{"[2001:db8:1::1]:443", "[2001:db8:2::1]:443"},
+		{"client-7f3a", "client-9c01"},
+		// A proxy's text that looks like the prefix key of the customer's
+		// /64 is not that /64.
+		{"2001:db8:3::/64", "2001:db8:3::1"},
+	} {
+		throttled := false
+		for i := range 10 {
+			resp := get(t, f.url, fmt.Sprintf("u%d@example.com", i), "wrong", scopes(), "X-Forwarded-For", tc.attacker)
+			if resp.StatusCode == http.StatusTooManyRequests {
+				throttled = true
+				break
+			}
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("%s: failure %d: status %d", tc.attacker, i+1, resp.StatusCode)
+			}
+		}
+		if !throttled {
+			t.Fatalf("%s was never throttled", tc.attacker)
+		}
+		mustToken(t, get(t, f.url, aliceUser, aliceToken, scopes(), "X-Forwarded-For", tc.customer))
+	}
+	if got := f.srv.limiter.addr.Check(rawKeyPrefix + "client-7f3a"); got == 0 {
+		t.Error("the raw key is not what was charged")
+	}
+}
+
+// TestWarnsBehindUntrustedProxy: token requests with X-Forwarded-For from
+// a loopback peer (the gateway) while the token service trusts no proxy
+// are warned of once: every customer would share the gateway's failed-
+// login budget. With the gateway listed, no warning.
+func TestWarnsBehindUntrustedProxy(t *testing.T) {
+	const warning = `"level":"WARN","msg":"X-Forwarded-For from a private or loopback address`
+	f := newFixture(t, nil)
+	for range 3 {
+		get(t, f.url, aliceUser, "wrong", scopes(), "X-Forwarded-For", "203.0.113.9")
+	}
+	f.settle()
+	logs := f.logs.String()
+	if n := strings.Count(logs, warning); n != 1 || !strings.Contains(logs, `"peer":"127.0.0.1"`) || !strings.Contains(logs, "trusted_proxies") {
+		t.Fatalf("%d warnings, want 1 naming the peer and trusted_proxies: %s", n, logs)
+	}
+
+	f = newFixture(t, func(c *Config) { c.TrustedProxies = []string{"127.0.0.1/32", "::1"} })
+	get(t, f.url, aliceUser, "wrong", scopes(), "X-Forwarded-For", "203.0.113.9")
+	f.settle()
+	if strings.Contains(f.logs.String(), warning) {
+		t.Errorf("warned with the proxy trusted: %s", f.logs)
+	}
 }

@@ -51,6 +51,9 @@ type Options struct {
 	// Listener, if set, is what Run serves on instead of listening on
 	// Config.Listen.
 	Listener net.Listener
+	// MetricsListener, if set, is where Run serves the metrics instead of
+	// listening on Config.Metrics.Listen.
+	MetricsListener net.Listener
 }
 
 // Server is the token service.
@@ -363,6 +366,7 @@ func (s *Server) routes() http.Handler {
 		httpx.AccessLog(s.log),
 		httpx.Recover(s.errs),
 		httpx.LimitBody(s.errs, maxBodyBytes),
+		s.clients.WarnUntrustedProxy(s.log, "the token service's trusted_proxies"),
 	)
 	r.NotFound(s.errs.Func(func(http.ResponseWriter, *http.Request) error {
 		return httpx.Errorf(http.StatusNotFound, "NOT_FOUND", "no such endpoint")
@@ -392,9 +396,14 @@ func (s *Server) routes() http.Handler {
 			return nil
 		},
 	}))
-	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
+	// No /metrics here: it names every client's traffic, and is served on
+	// metrics.listen only (MetricsHandler).
 	return r
 }
+
+// MetricsHandler is what metrics.listen serves: /metrics and
+// /debug/pprof/ (httpx.OpsHandler).
+func (s *Server) MetricsHandler() http.Handler { return httpx.OpsHandler(s.metrics.handler()) }
 
 func (s *Server) serveJWKS(w http.ResponseWriter, _ *http.Request) {
 	h := w.Header()
@@ -452,21 +461,47 @@ func (s *Server) Watch(ctx context.Context) error {
 	return pollErr
 }
 
-// Run listens on Config.Listen (or Options.Listener) and serves until ctx
-// ends, then shuts down gracefully.
+// Run listens on Config.Listen and Config.Metrics.Listen (or uses
+// Options.Listener and Options.MetricsListener) and serves both until ctx
+// ends, then shuts both down gracefully; when either fails the other is
+// stopped too.
 func (s *Server) Run(ctx context.Context) error {
-	ln := s.opts.Listener
+	ln, mln := s.opts.Listener, s.opts.MetricsListener
+	closeAll := func() {
+		for _, l := range []net.Listener{ln, mln} {
+			if l != nil {
+				l.Close()
+			}
+		}
+	}
+	var err error
 	if ln == nil {
-		var err error
 		if ln, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+			closeAll()
 			return err
 		}
 	}
-	return s.Serve(ctx, ln)
+	if mln == nil {
+		if mln, err = net.Listen("tcp", s.cfg.Metrics.Listen); err != nil {
+			closeAll()
+			return fmt.Errorf("metrics.listen: %w", err)
+		}
+	}
+	return httpx.RunAll(ctx,
+		func(ctx context.Context) error { return s.Serve(ctx, ln) },
+		func(ctx context.Context) error { return s.ServeMetrics(ctx, mln) })
 }
 
-// Serve serves on ln until ctx ends; in-flight requests get
-// timeouts.shutdown to finish.
+// ServeMetrics serves MetricsHandler on ln (metrics.listen) until ctx
+// ends.
+func (s *Server) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	return httpx.ServeOps(ctx, ln, s.metrics.handler(), s.cfg.Timeouts.Send, s.log)
+}
+
+// Serve serves the clients on ln until ctx ends, with the server timeouts,
+// the send timeout and the connection limits; in-flight requests get
+// timeouts.shutdown to finish. It does not serve the metrics
+// (ServeMetrics).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -479,6 +514,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stopWatch() // runs before wg.Wait
 
 	srv := httpx.NewServer(ln.Addr().String(), s.handler, s.cfg.Timeouts.httpx(), s.log)
+	// Beneath TLS: a refused connection costs no handshake, and the send
+	// timeout sees the socket's progress. The whole-answer write timeout
+	// (timeouts.write) still holds: the send timeout never extends it.
+	ln = httpx.WrapListener(ln, httpx.ListenerOptions{
+		SendTimeout:              s.cfg.Timeouts.Send,
+		MaxConnections:           s.cfg.Limits.MaxConnections,
+		MaxConnectionsPerAddress: s.cfg.Limits.MaxConnectionsPerAddress,
+		Refused:                  s.metrics.connectionRefused,
+	})
 	if s.tls != nil {
 		// The certificate files are followed while serving.
 		wg.Go(func() { s.tls.Run(watchCtx) })

@@ -112,7 +112,7 @@ func TestServeHTTPSWithClientCertificates(t *testing.T) {
 			t.Error("reload not logged")
 		}
 		// The expiry metric follows the renewal.
-		got, _ := strconv.ParseFloat(metricValue(t, f.url, "tokenserver_tls_certificate_expiry_timestamp_seconds"), 64)
+		got, _ := strconv.ParseFloat(metricValue(t, f.opsURL, "tokenserver_tls_certificate_expiry_timestamp_seconds"), 64)
 		if int64(got) != want.Leaf.NotAfter.Unix() {
 			t.Errorf("expiry metric %v, certificate expires %d", got, want.Leaf.NotAfter.Unix())
 		}

@@ -261,7 +261,7 @@ func TestMetrics(t *testing.T) {
 		`tokenserver_license_cache_hits_total{result="positive"}`:                              "1",
 		`tokenserver_rate_limiter_keys`:                                                        "2",
 	} {
-		if got := metricValue(t, f.url, sample); got != want {
+		if got := metricValue(t, f.opsURL, sample); got != want {
 			t.Errorf("%s = %q, want %q", sample, got, want)
 		}
 	}

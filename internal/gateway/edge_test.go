@@ -1,0 +1,322 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/registry-gateway/internal/testutil"
+)
+
+// edgeSend is the send timeout of these tests.
+const edgeSend = 200 * time.Millisecond
+
+func withSend(c *Config, _ *Options) { c.Timeouts.Send = edgeSend }
+
+// bigBlob is an upstream that answers every blob GET with size bytes.
+func bigBlob(size int) http.Handler {
+	blob := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	return blobsBy(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Docker-Content-Digest", dgst)
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
+	})
+}
+
+// dialStalled dials addr with a small receive buffer, for a client that
+// will not read: the gateway's writes stop soon.
+func dialStalled(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitServerClosed waits for the gateway to close a client connection.
+func waitServerClosed(t *testing.T, tracked *testutil.ConnListener, start time.Time, limit time.Duration) {
+	t.Helper()
+	select {
+	case <-tracked.Closed:
+		t.Logf("closed %s after the request", time.Since(start))
+	case <-time.After(limit):
+		t.Fatalf("the gateway still holds the connection %s after the request", limit)
+	}
+}
+
+// TestSendTimeoutCutsBlobNeverRead: a blob GET whose answer the client
+// never reads is closed about timeouts.send after the gateway's writes
+// stop moving: its goroutine and descriptor are released, not held for as
+// long as the client likes.
+func TestSendTimeoutCutsBlobNeverRead(t *testing.T) {
+	e := newEnv(t, bigBlob(64<<20), withSend)
+	addr, tracked := testutil.ServeTracked(t, e.gw.Serve)
+	c := dialStalled(t, addr)
+	start := time.Now()
+	if _, err := io.WriteString(c, "GET /v2/stable/app/blobs/"+dgst+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+e.token()+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitServerClosed(t, tracked, start, 5*time.Second)
+	if !e.logs.WaitFor(`"route":"blob"`, 5*time.Second) {
+		t.Fatal("the cut stream has no access line")
+	}
+	if strings.Contains(e.logs.String(), `"level":"ERROR"`) {
+		t.Errorf("a client that stopped reading logged as an error: %s", e.logs)
+	}
+}
+
+// TestSendTimeoutCutsPipelinedFlood: a client that pipelines GET /v2/
+// (small 401 answers) and never reads one is closed as well, once the
+// answers fill the socket buffers.
+func TestSendTimeoutCutsPipelinedFlood(t *testing.T) {
+	e := newEnv(t, newFakeRegistry(), withSend, func(c *Config, _ *Options) { f := false; c.AccessLog = &f })
+	addr, tracked := testutil.ServeTracked(t, e.gw.Serve)
+	c := dialStalled(t, addr)
+	start := time.Now()
+	go func() {
+		reqs := strings.Repeat("GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n", 1000)
+		for {
+			if _, err := io.WriteString(c, reqs); err != nil {
+				return // the gateway stopped reading, or closed
+			}
+		}
+	}()
+	waitServerClosed(t, tracked, start, 10*time.Second)
+}
+
+// TestSendTimeoutSparesSlowReader: a client that reads a blob slowly but
+// steadily gets all of it, though the download lasts many times
+// timeouts.send.
+func TestSendTimeoutSparesSlowReader(t *testing.T) {
+	const size = 8 << 20
+	e := newEnv(t, bigBlob(size), withSend)
+	addr := testutil.Serve(t, e.gw.Serve)
+	c := dialStalled(t, addr)
+	start := time.Now()
+	if _, err := io.WriteString(c, "GET /v2/stable/app/blobs/"+dgst+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+e.token()+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReaderSize(c, 64<<10), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	// 64 KiB every 20 ms: about 3 MB/s, some 3 s for the whole.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	buf := make([]byte, 64<<10)
+	var n int
+	for {
+		m, err := io.ReadFull(resp.Body, buf)
+		n += m
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes, %s: %v", n, time.Since(start), err)
+		}
+		<-tick.C
+	}
+	took := time.Since(start)
+	if n != size {
+		t.Fatalf("%d of %d bytes after %s", n, size, took)
+	}
+	if took < 5*edgeSend {
+		t.Errorf("the download took %s: not several send timeouts, the test proves nothing", took)
+	}
+}
+
+// TestConnectionLimits: over limits.max_connections, or over
+// limits.max_connections_per_address from one address, a new connection
+// is closed at once and counted in gateway_connections_refused_total.
+func TestConnectionLimits(t *testing.T) {
+	from := func(t *testing.T, addr, local string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// healthy sends GET /healthz on c: true if answered, false if the
+	// connection was closed.
+	healthy := func(t *testing.T, c net.Conn) bool {
+		t.Helper()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			return false
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatal("neither answered nor closed")
+			}
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	for _, tc := range []struct {
+		name   string
+		limits LimitsConfig
+		second string // the address of the connection over the limit
+		other  string // an address still served
+		label  string
+	}{
+		{"total", LimitsConfig{MaxConnections: 1}, "127.0.0.2", "", "max_connections"},
+		{"per address", LimitsConfig{MaxConnectionsPerAddress: 1}, "127.0.0.1", "127.0.0.3", "max_connections_per_address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, newFakeRegistry(), func(c *Config, _ *Options) { c.Limits = tc.limits })
+			addr := testutil.Serve(t, e.gw.Serve)
+			if !healthy(t, from(t, addr, "127.0.0.1")) {
+				t.Fatal("the first connection was refused")
+			}
+			if healthy(t, from(t, addr, tc.second)) {
+				t.Fatal("a connection over the limit was served")
+			}
+			if tc.other != "" && !healthy(t, from(t, addr, tc.other)) {
+				t.Fatal("another address was refused")
+			}
+			want := `gateway_connections_refused_total{limit="` + tc.label + `"} 1`
+			if m := e.scrape(); !strings.Contains(m, want) {
+				t.Errorf("metrics lack %s:\n%s", want, metricsWith(m, "gateway_connections_refused_total"))
+			}
+		})
+	}
+}
+
+func metricsWith(m, prefix string) string {
+	var b strings.Builder
+	for line := range strings.Lines(m) {
+		if strings.HasPrefix(line, prefix) {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// TestMetricsOnlyOnTheirListener: the clients' listener answers /metrics
+// and /debug/pprof/ with 404 (they list every repository pulled, and the
+// process's internals); metrics.listen serves both. /healthz and /readyz
+// stay with the clients' listener, where the kubelet probes.
+func TestMetricsOnlyOnTheirListener(t *testing.T) {
+	e := newEnv(t, newFakeRegistry())
+	readBody(t, e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token())))
+	for _, p := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/goroutine"} {
+		resp := e.do("GET", p, nil)
+		if body := readBody(t, resp); resp.StatusCode != http.StatusNotFound || strings.Contains(body, "gateway_") {
+			t.Errorf("%s on the clients' listener: %d %.200s", p, resp.StatusCode, body)
+		}
+	}
+	if m := e.scrape(); !strings.Contains(m, `gateway_pulls_total{channel="stable",repository="stable/app"} 1`) {
+		t.Errorf("metrics.listen lacks the pull: %s", metricsWith(m, "gateway_pulls_total"))
+	}
+	resp, err := noRedirects.Get(e.ops.URL + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readBody(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, "goroutine profile") {
+		t.Errorf("pprof on metrics.listen: %d %.200s", resp.StatusCode, body)
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if resp := e.do("GET", p, nil); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s on the clients' listener: %d", p, resp.StatusCode)
+		}
+	}
+}
+
+// freeAddr is a loopback address nothing listens on (just now).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestRunServesBothListeners: Run serves the clients on listen and the
+// metrics on metrics.listen, and stops both when its context ends.
+func TestRunServesBothListeners(t *testing.T) {
+	listen, metrics := freeAddr(t), freeAddr(t)
+	e := newEnv(t, newFakeRegistry(), func(c *Config, _ *Options) { c.Listen, c.Metrics.Listen = listen, metrics })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.gw.Run(ctx) }()
+	get := func(addr, path string) int {
+		t.Helper()
+		var resp *http.Response
+		var err error
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if resp, err = noRedirects.Get("http://" + addr + path); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s%s: %v", addr, path, err)
+			}
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		addr, path string
+		want       int
+	}{{listen, "/healthz", 200}, {listen, "/metrics", 404}, {metrics, "/metrics", 200}, {metrics, "/healthz", 404}} {
+		if got := get(c.addr, c.path); got != c.want {
+			t.Errorf("%s%s: %d, want %d", c.addr, c.path, got, c.want)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	for _, addr := range []string{listen, metrics} {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections after Run returned", addr)
+		}
+	}
+}
+
+// TestRunMetricsListenBusy: a metrics.listen address that cannot be bound
+// fails Run, naming the key, and leaves the clients' address free.
+func TestRunMetricsListenBusy(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	listen := freeAddr(t)
+	e := newEnv(t, newFakeRegistry(), func(c *Config, _ *Options) { c.Listen, c.Metrics.Listen = listen, busy.Addr().String() })
+	if err := e.gw.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "metrics.listen") {
+		t.Fatalf("Run = %v, want a metrics.listen error", err)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		t.Fatalf("the clients' address is still held: %v", err)
+	}
+	ln.Close()
+}

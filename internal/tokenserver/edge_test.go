@@ -1,0 +1,214 @@
+package tokenserver
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/registry-gateway/internal/testutil"
+)
+
+// floodUnread pipelines requests for the JWKS on a connection to addr and
+// never reads an answer, until the service stops reading or closes it.
+func floodUnread(t *testing.T, addr string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		reqs := strings.Repeat("GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\n\r\n", 1000)
+		for {
+			if _, err := io.WriteString(c, reqs); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+func waitClosed(t *testing.T, tracked *testutil.ConnListener, start time.Time, limit time.Duration) {
+	t.Helper()
+	select {
+	case <-tracked.Closed:
+		t.Logf("closed %s after the first request", time.Since(start))
+	case <-time.After(limit):
+		t.Fatalf("the service still holds the connection %s after the first request", limit)
+	}
+}
+
+// TestSendTimeoutCutsFloodNeverRead: a client that pipelines requests and
+// never reads an answer is closed about timeouts.send after the service's
+// writes stop moving, well within timeouts.write (30s by default, reset by
+// each request read).
+func TestSendTimeoutCutsFloodNeverRead(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Timeouts.Send = 200 * time.Millisecond })
+	addr, tracked := testutil.ServeTracked(t, f.srv.Serve)
+	start := time.Now()
+	floodUnread(t, addr)
+	waitClosed(t, tracked, start, 10*time.Second)
+}
+
+// TestWriteTimeoutStillHolds: the whole-answer timeouts.write still ends a
+// connection whose answers do not go out, though timeouts.send is longer:
+// the send timeout never extends it.
+func TestWriteTimeoutStillHolds(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Timeouts.Write, c.Timeouts.Send = 300*time.Millisecond, time.Hour })
+	addr, tracked := testutil.ServeTracked(t, f.srv.Serve)
+	start := time.Now()
+	floodUnread(t, addr)
+	waitClosed(t, tracked, start, 10*time.Second)
+}
+
+// TestConnectionLimits: over limits.max_connections a new connection is
+// closed at once and counted in tokenserver_connections_refused_total;
+// over limits.max_connections_per_address likewise, by address.
+func TestConnectionLimits(t *testing.T) {
+	from := func(t *testing.T, addr, local string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	healthy := func(t *testing.T, c net.Conn) bool {
+		t.Helper()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			return false
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatal("neither answered nor closed")
+			}
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	for _, tc := range []struct {
+		name          string
+		limits        LimitsConfig
+		second, other string
+		label         string
+	}{
+		{"total", LimitsConfig{MaxConnections: 1}, "127.0.0.2", "", "max_connections"},
+		{"per address", LimitsConfig{MaxConnectionsPerAddress: 1}, "127.0.0.1", "127.0.0.3", "max_connections_per_address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, func(c *Config) { c.Limits = tc.limits })
+			addr := testutil.Serve(t, f.srv.Serve)
+			if !healthy(t, from(t, addr, "127.0.0.1")) {
+				t.Fatal("the first connection was refused")
+			}
+			if healthy(t, from(t, addr, tc.second)) {
+				t.Fatal("a connection over the limit was served")
+			}
+			if tc.other != "" && !healthy(t, from(t, addr, tc.other)) {
+				t.Fatal("another address was refused")
+			}
+			if got := metricValue(t, f.opsURL, `tokenserver_connections_refused_total{limit="`+tc.label+`"}`); got != "1" {
+				t.Errorf("refused under %s: %q, want 1", tc.label, got)
+			}
+		})
+	}
+}
+
+// TestMetricsOnlyOnTheirListener: the service's listener answers /metrics
+// and /debug/pprof/ with 404; metrics.listen serves them.
+func TestMetricsOnlyOnTheirListener(t *testing.T) {
+	f := newFixture(t, nil)
+	mustToken(t, get(t, f.url, aliceUser, aliceToken, scopes("repository:stable/app:pull")))
+	for _, p := range []string{"/metrics", "/debug/pprof/"} {
+		resp := do(t, mustRequest(t, http.MethodGet, f.url+p))
+		if resp.StatusCode != http.StatusNotFound || strings.Contains(string(bodyOf(resp)), "tokenserver_") {
+			t.Errorf("%s on the service's listener: %d", p, resp.StatusCode)
+		}
+	}
+	if got := metricValue(t, f.opsURL, `tokenserver_token_requests_total{grant="basic",outcome="issued"}`); got != "1" {
+		t.Errorf("issued tokens on metrics.listen: %q, want 1", got)
+	}
+	if resp := do(t, mustRequest(t, http.MethodGet, f.opsURL+"/debug/pprof/goroutine?debug=1")); resp.StatusCode != http.StatusOK {
+		t.Errorf("pprof on metrics.listen: %d", resp.StatusCode)
+	}
+}
+
+// TestRunServesBothListeners: Run serves the service on Options.Listener
+// and the metrics on Options.MetricsListener, and closes both when its
+// context ends.
+func TestRunServesBothListeners(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, nil, func(_ *fixture, o *Options) { o.Listener, o.MetricsListener = ln, mln })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Run(ctx) }()
+	base, ops := "http://"+ln.Addr().String(), "http://"+mln.Addr().String()
+	for _, c := range []struct {
+		url  string
+		want int
+	}{{base + "/healthz", 200}, {base + "/metrics", 404}, {ops + "/metrics", 200}, {ops + "/healthz", 404}} {
+		if resp := do(t, mustRequest(t, http.MethodGet, c.url)); resp.StatusCode != c.want {
+			t.Errorf("%s: %d, want %d", c.url, resp.StatusCode, c.want)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	for _, a := range []net.Addr{ln.Addr(), mln.Addr()} {
+		if c, err := net.Dial("tcp", a.String()); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections after Run returned", a)
+		}
+	}
+}
+
+// TestRunMetricsListenBusy: a metrics.listen address that cannot be bound
+// fails Run, naming the key, and leaves the service's address free.
+func TestRunMetricsListenBusy(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := ln.Addr().String()
+	ln.Close()
+	f := newFixture(t, func(c *Config) { c.Listen, c.Metrics.Listen = listen, busy.Addr().String() })
+	if err := f.srv.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "metrics.listen") {
+		t.Fatalf("Run = %v, want a metrics.listen error", err)
+	}
+	again, err := net.Listen("tcp", listen)
+	if err != nil {
+		t.Fatalf("the service's address is still held: %v", err)
+	}
+	again.Close()
+}
