@@ -65,22 +65,60 @@ app.kubernetes.io/part-of: registry-gateway
 {{- include "rg.port" (.Values.gateway.config.listen | default "0.0.0.0:5000") -}}
 {{- end -}}
 
+{{/* The `metrics` port of a component ("gateway"|"tokenserver" in .c): the
+port of its config's `metrics.listen`, or "" when that is unset or on a
+loopback address (nothing outside the pod could reach it). */}}
+{{- define "rg.metricsPort" -}}
+{{- $cfg := (index .root.Values .c).config -}}
+{{- $listen := "" -}}
+{{- if kindIs "map" $cfg.metrics -}}{{- $listen = $cfg.metrics.listen | default "" | toString -}}{{- end -}}
+{{- if $listen -}}
+{{- $host := regexReplaceAll ":[^:]*$" $listen "" | trimPrefix "[" | trimSuffix "]" -}}
+{{- if not (or (eq $host "localhost") (eq $host "::1") (hasPrefix "127." $host)) -}}
+{{- $port := include "rg.port" $listen -}}
+{{- if eq $port (include (printf "rg.%s.port" .c) .root) -}}
+{{- fail (printf "%s.config.metrics.listen %q: the metrics port must differ from listen's" .c $listen) -}}
+{{- end -}}
+{{- $port -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Service of a component's metrics port: ClusterIP always, so that a
+LoadBalancer or NodePort type of the customer Service never publishes it. */}}
+{{- define "rg.metricsService" -}}
+{{- printf "%s-%s-metrics" (include "rg.fullname" .root | trunc 42 | trimSuffix "-") .c -}}
+{{- end -}}
+
+{{/* trusted_proxies for a service's config: the config's own when it sets
+the key (even to []), else the chart's trustedProxies. */}}
+{{- define "rg.trustProxies" -}}
+{{- if kindIs "invalid" (index .cfg "trusted_proxies") -}}
+{{- $_ := set .cfg "trusted_proxies" (.root.Values.trustedProxies | default list) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "rg.tokenserver.url" -}}
 {{- printf "http://%s.%s.svc:%s" (include "rg.component" (dict "root" . "c" "tokenserver")) .Release.Namespace (include "rg.tokenserver.port" .) -}}
 {{- end -}}
 
-{{/* The token service's configuration: values as given, `service` from host. */}}
+{{/* The token service's configuration: values as given, `service` from host,
+`trusted_proxies` from trustedProxies (the gateways and the ingress
+controller: both set X-Forwarded-For). */}}
 {{- define "rg.tokenserver.config" -}}
 {{- $cfg := deepCopy .Values.tokenserver.config -}}
 {{- if not $cfg.service -}}{{- $_ := set $cfg "service" .Values.host -}}{{- end -}}
+{{- include "rg.trustProxies" (dict "root" . "cfg" $cfg) -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
 {{/* The gateway's configuration: values as given, the links to the token
-service filled in where left out, so that both agree by default. */}}
+service filled in where left out, so that both agree by default;
+`trusted_proxies` from trustedProxies (the ingress controller). */}}
 {{- define "rg.gateway.config" -}}
 {{- $ts := fromYaml (include "rg.tokenserver.config" .) -}}
 {{- $cfg := deepCopy .Values.gateway.config -}}
+{{- include "rg.trustProxies" (dict "root" . "cfg" $cfg) -}}
 {{- if not $cfg.realm -}}{{- $_ := set $cfg "realm" (printf "https://%s/token" .Values.host) -}}{{- end -}}
 {{- if not $cfg.service -}}{{- $_ := set $cfg "service" $ts.service -}}{{- end -}}
 {{- if not $cfg.issuer -}}{{- $_ := set $cfg "issuer" $ts.issuer -}}{{- end -}}
@@ -146,4 +184,18 @@ one when the cluster can be asked (install, upgrade; not `helm template`). */}}
       port: 53
     - protocol: TCP
       port: 53
+{{- end }}
+
+{{/* The NetworkPolicy ingress rule of a component's metrics port: from
+networkPolicy.metricsFrom only; none when that is empty or there is no
+metrics port (an empty `from` would admit everyone). */}}
+{{- define "rg.metricsIngress" -}}
+{{- $from := .root.Values.networkPolicy.metricsFrom -}}
+{{- if and $from (include "rg.metricsPort" .) -}}
+- from:
+    {{- toYaml $from | nindent 4 }}
+  ports:
+    - protocol: TCP
+      port: metrics
+{{- end -}}
 {{- end }}

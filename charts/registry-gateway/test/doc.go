@@ -4,7 +4,10 @@
 // rendered service configuration with the services' own check-config, and
 // assert the chart's policies (probes, resources, securityContext, PDBs, no
 // secret in a ConfigMap). It also decodes `tokenserver pull-secret`'s output
-// as a Secret.
+// as a Secret, and runs the rendered default configurations (Ingress on) in
+// the real services behind a stand-in ingress controller, from pod
+// addresses added to the loopback interface (root on Linux), to show that
+// one client's failed logins do not lock the others out.
 //
 // It is a module of its own so that the product's go.mod does not carry
 // k8s.io/api. `make test` runs it; helm comes from scripts/helm.sh (built

@@ -1,6 +1,7 @@
 package charttest
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -76,11 +77,163 @@ func TestDefaultsWireTheServicesTogether(t *testing.T) {
 	if len(m.ingresses) != 0 || len(m.hpas) != 0 || len(m.monitors) != 0 || len(m.policies) != 2 {
 		t.Errorf("defaults: %d ingresses, %d HPAs, %d monitors, %d network policies", len(m.ingresses), len(m.hpas), len(m.monitors), len(m.policies))
 	}
-	// Only the gateway may reach the token service.
+	// Only the gateway may reach the token service; nobody reaches the
+	// metrics ports until networkPolicy.metricsFrom names someone.
 	np := m.policies[tsName]
 	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 1 ||
-		!subset(np.Spec.Ingress[0].From[0].PodSelector.MatchLabels, m.deployments[gwName].Spec.Template.Labels) {
+		!subset(np.Spec.Ingress[0].From[0].PodSelector.MatchLabels, m.deployments[gwName].Spec.Template.Labels) ||
+		np.Spec.Ingress[0].Ports[0].Port.String() != "http" {
 		t.Errorf("token service ingress %+v", np.Spec.Ingress)
+	}
+	if in := m.policies[gwName].Spec.Ingress; len(in) != 1 || len(in[0].Ports) != 1 || in[0].Ports[0].Port.String() != "http" {
+		t.Errorf("gateway ingress %+v", in)
+	}
+	// The HTTP licence API says whose a token is.
+	if h := ts["licenses"].(map[string]any)["http"].(map[string]any); h["username_path"] != "user.email" {
+		t.Errorf("licenses.http %v", h)
+	}
+}
+
+// defaultTrusted is values.yaml's trustedProxies.
+var defaultTrusted = []any{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"}
+
+// Both services believe X-Forwarded-For from trustedProxies (the ingress
+// controller, the gateways) unless their config sets trusted_proxies, even
+// to [].
+func TestTrustedProxies(t *testing.T) {
+	h := helm(t)
+	for _, tc := range []struct {
+		name, values string
+		args         []string
+		ts, gw       []any
+	}{
+		{"defaults", "", nil, defaultTrusted, defaultTrusted},
+		{"ingress", "ci/ingress-certmanager-values.yaml", nil, defaultTrusted, defaultTrusted},
+		{"pod CIDR", "ci/http-license-values.yaml", nil, []any{"10.42.0.0/16"}, []any{"10.42.0.0/16"}},
+		{"value", "", []string{"--set-json", `trustedProxies=["10.244.0.0/16","fd00::/8"]`},
+			[]any{"10.244.0.0/16", "fd00::/8"}, []any{"10.244.0.0/16", "fd00::/8"}},
+		{"config wins", "", []string{"--set-json", `gateway.config.trusted_proxies=[]`,
+			"--set-json", `tokenserver.config.trusted_proxies=["10.1.0.0/16"]`}, []any{"10.1.0.0/16"}, []any{}},
+		{"config null", "", []string{"--set-json", `gateway.config.trusted_proxies=null`}, defaultTrusted, defaultTrusted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := mustRender(t, h, tc.values, tc.args...)
+			ts, gw := config(t, m, "tokenserver"), config(t, m, "gateway")
+			got := func(cfg map[string]any) []any {
+				l, ok := cfg["trusted_proxies"].([]any)
+				if !ok && cfg["trusted_proxies"] != nil {
+					t.Errorf("trusted_proxies %#v", cfg["trusted_proxies"])
+				}
+				return l
+			}
+			if g := got(ts); !slices.Equal(g, tc.ts) || ts["trusted_proxies"] == nil {
+				t.Errorf("token service trusted_proxies %v, want %v", ts["trusted_proxies"], tc.ts)
+			}
+			if g := got(gw); !slices.Equal(g, tc.gw) || gw["trusted_proxies"] == nil {
+				t.Errorf("gateway trusted_proxies %v, want %v", gw["trusted_proxies"], tc.gw)
+			}
+		})
+	}
+}
+
+// Metrics and pprof are served on a port of their own, on a ClusterIP
+// Service of their own that the ServiceMonitor scrapes; the customer
+// Service and the Ingress never lead to it, and the NetworkPolicies open it
+// to metricsFrom only.
+func TestMetricsPort(t *testing.T) {
+	h := helm(t)
+	m := mustRender(t, h, "ci/ingress-certmanager-values.yaml", "--set", "gateway.service.type=LoadBalancer")
+	for _, name := range []string{tsName, gwName} {
+		c := m.deployments[name].Spec.Template.Spec.Containers[0]
+		ports := map[string]int32{}
+		for _, p := range c.Ports {
+			ports[p.Name] = p.ContainerPort
+		}
+		if ports["metrics"] != 9090 || ports["http"] == 9090 || len(ports) != 2 {
+			t.Errorf("%s container ports %v", name, ports)
+		}
+		if c.LivenessProbe.HTTPGet.Port.String() != "http" || c.ReadinessProbe.HTTPGet.Port.String() != "http" {
+			t.Errorf("%s: probes not on the customer port", name)
+		}
+		// The customer Service: no metrics port.
+		for _, p := range m.services[name].Spec.Ports {
+			if p.Name != "http" || p.TargetPort.String() != "http" {
+				t.Errorf("%s Service port %+v", name, p)
+			}
+		}
+		svc := m.services[name+"-metrics"]
+		if svc == nil {
+			t.Fatalf("no Service %s-metrics: %v", name, keys(m.services))
+		}
+		if svc.Spec.Type != "ClusterIP" || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Name != "metrics" ||
+			svc.Spec.Ports[0].Port != 9090 || svc.Spec.Ports[0].TargetPort.String() != "metrics" ||
+			!subset(svc.Spec.Selector, m.deployments[name].Spec.Template.Labels) {
+			t.Errorf("metrics Service %+v", svc.Spec)
+		}
+		mon := m.monitors[name]
+		if mon == nil || len(mon.Spec.Endpoints) != 1 || mon.Spec.Endpoints[0].Port != "metrics" || mon.Spec.Endpoints[0].Path != "/metrics" {
+			t.Fatalf("ServiceMonitor %+v", mon)
+		}
+		// It selects the metrics Service and not the customer one.
+		if !subset(mon.Spec.Selector.MatchLabels, svc.Labels) || subset(mon.Spec.Selector.MatchLabels, m.services[name].Labels) {
+			t.Errorf("ServiceMonitor selector %v: metrics Service %v, customer Service %v", mon.Spec.Selector.MatchLabels, svc.Labels, m.services[name].Labels)
+		}
+		// The metrics port: from the monitoring namespace only; the
+		// customer port: not from it.
+		var metricsRules int
+		for _, r := range m.policies[name].Spec.Ingress {
+			for _, p := range r.Ports {
+				if p.Port.String() != "metrics" {
+					for _, f := range r.From {
+						if f.NamespaceSelector != nil && f.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == "monitoring" {
+							t.Errorf("%s: monitoring reaches port %s", name, p.Port.String())
+						}
+					}
+					continue
+				}
+				metricsRules++
+				if len(r.From) != 1 || r.From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
+					t.Errorf("%s: metrics port open to %+v", name, r.From)
+				}
+			}
+		}
+		if metricsRules != 1 {
+			t.Errorf("%s: %d rules for the metrics port", name, metricsRules)
+		}
+	}
+	// The Ingress leads to the gateway's customer port only.
+	for _, r := range m.ingresses[gwName].Spec.Rules {
+		for _, p := range r.HTTP.Paths {
+			if b := p.Backend.Service; b.Name != gwName || b.Port.Name != "http" {
+				t.Errorf("Ingress path %s to %+v", p.Path, b)
+			}
+		}
+	}
+	if m.services[gwName].Spec.Type != "LoadBalancer" {
+		t.Errorf("gateway Service %s", m.services[gwName].Spec.Type)
+	}
+
+	// A metrics listener on loopback stays in the pod: no port, no Service;
+	// a ServiceMonitor then has nothing to scrape, and the chart says so.
+	m = mustRender(t, h, "", "--set", "gateway.config.metrics.listen=127.0.0.1:9090", "--set-json", "tokenserver.config.metrics=null")
+	for _, name := range []string{tsName, gwName} {
+		if ports := m.deployments[name].Spec.Template.Spec.Containers[0].Ports; len(ports) != 1 {
+			t.Errorf("%s: ports %+v", name, ports)
+		}
+		if m.services[name+"-metrics"] != nil {
+			t.Errorf("%s: metrics Service without a reachable listener", name)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--set", "serviceMonitor.enabled=true", "--set", "gateway.config.metrics.listen=127.0.0.1:9090"}, "serviceMonitor.enabled needs gateway.config.metrics.listen"},
+		{[]string{"--set", "tokenserver.config.metrics.listen=0.0.0.0:5001"}, "the metrics port must differ"},
+	} {
+		if out, err := render(t, h, "", tc.args...); err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: err %v, output lacks %q:\n%s", tc.args, err, tc.want, out)
+		}
 	}
 }
 
@@ -116,8 +269,8 @@ func TestIngressWithCertManager(t *testing.T) {
 	if len(m.monitors) != 2 || m.monitors[gwName].Metadata.Labels["release"] != "prometheus" || m.monitors[gwName].Spec.Endpoints[0].Path != "/metrics" {
 		t.Errorf("service monitors %+v", m.monitors)
 	}
-	if from := m.policies[gwName].Spec.Ingress[0].From; len(from) != 2 || from[0].NamespaceSelector == nil ||
-		from[1].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
+	if from := m.policies[gwName].Spec.Ingress[0].From; len(from) != 1 || from[0].NamespaceSelector == nil ||
+		from[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "ingress-nginx" {
 		t.Errorf("gateway ingress peers %+v", from)
 	}
 }
@@ -217,6 +370,8 @@ func TestBadValues(t *testing.T) {
 		{[]string{"--set", "gateway.podAntiAffinity=sometimes"}, "podAntiAffinity"},
 		{[]string{"--set", "gateway.config.listen=5000"}, "listen"},
 		{[]string{"--set", "networkPolicy.upstream.ports[0]=https"}, "ports"},
+		{[]string{"--set", "trustedProxies[0]=everyone"}, "trustedProxies"},
+		{[]string{"--set", "trustedProxies=10.0.0.0/8"}, "trustedProxies"},
 	} {
 		out, err := render(t, h, "", tc.args...)
 		if err == nil || !strings.Contains(out, tc.want) {
@@ -224,10 +379,13 @@ func TestBadValues(t *testing.T) {
 		}
 	}
 
-	m := mustRender(t, h, "", "--set", "tokenserver.config.token_ttl=1s", "--set", "gateway.config.upstream.static.username=x")
+	m := mustRender(t, h, "", "--set", "tokenserver.config.token_ttl=1s", "--set", "gateway.config.upstream.static.username=x",
+		"--set-json", `trustedProxies=["10.0.0.0/33"]`)
 	for _, c := range []struct{ service, name, want string }{
 		{"tokenserver", tsName, "token_ttl"},
 		{"gateway", gwName, "set ecr or static, not both"},
+		{"tokenserver", tsName, "trusted_proxies[0]"},
+		{"gateway", gwName, "trusted_proxies[0]"},
 	} {
 		out, err := checkConfig(t, c.service, m.configMaps[c.name].Data[c.service+".yaml"])
 		if err == nil || !strings.Contains(out, c.want) {
