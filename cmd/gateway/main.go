@@ -25,10 +25,18 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The process's own logger becomes the default, so that what the
+	// standard library logs with package log (net/http's "Unsolicited
+	// response" of a misbehaving upstream, for one) is a JSON line too.
+	// Only here: the tests call run, and keep the default as it is.
+	useLogger = slog.SetDefault
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
+
+// useLogger is handed the service's logger once it is built.
+var useLogger = func(*slog.Logger) {}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
@@ -63,6 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	useLogger(log)
 	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log})
 	if err != nil {
 		log.Error("gateway failed to start", slog.Any("error", err))

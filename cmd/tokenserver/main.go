@@ -23,10 +23,18 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The process's own logger becomes the default, so that what the
+	// standard library logs with package log (net/http's "Unsolicited
+	// response" of a misbehaving upstream, for one) is a JSON line too.
+	// Only here: the tests call run, and keep the default as it is.
+	useLogger = slog.SetDefault
 	code := run(ctx, os.Args[1:], os.Stderr)
 	stop()
 	os.Exit(code)
 }
+
+// useLogger is handed the service's logger once it is built.
+var useLogger = func(*slog.Logger) {}
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if len(args) > 0 {
@@ -65,6 +73,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		debug.SetGCPercent(percent)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	useLogger(log)
 	srv, err := tokenserver.New(ctx, cfg, tokenserver.Options{Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenserver: %v\n", err)
