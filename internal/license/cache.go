@@ -285,6 +285,13 @@ func (c *Cache) lookup(ctx context.Context, token string) (License, error) {
 	}
 
 	ch := c.group.DoChan(string(key[:]), func() (any, error) {
+		// A caller that missed the cache just before another's call
+		// stored its answer and left the group starts a call of its
+		// own: the answer is in the cache by now, so ask it again
+		// before the backend.
+		if lic, err, ok := c.get(key, c.version()); ok {
+			return lookupResult{lic, err}, nil
+		}
 		// The call is shared by every caller waiting on this key, so it must
 		// not die with whichever caller happened to start it.
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.callTimeout)
