@@ -169,6 +169,11 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
+	// CPU and memory are read from /proc: elsewhere the report would show
+	// zeros as if they were measurements.
+	if err := procstat.Supported(); err != nil {
+		return nil, fmt.Errorf("the benchmark runs on Linux only: %w", err)
+	}
 	if opts.Root == "" {
 		wd, err := os.Getwd()
 		if err != nil {

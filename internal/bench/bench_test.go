@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/bench/nginx"
+	"github.com/acme/registry-gateway/internal/bench/procstat"
 	"github.com/acme/registry-gateway/internal/bench/report"
 )
 
@@ -33,6 +34,9 @@ func TestMain(m *testing.M) {
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the servers and starts processes")
+	}
+	if err := procstat.Supported(); err != nil {
+		t.Skip(err)
 	}
 	out := t.TempDir()
 	o := DefaultOptions()

@@ -11,9 +11,10 @@
 // The docker CLI runs with DOCKER_HOST pointing at it and a private
 // DOCKER_CONFIG, so logins stay inside the test.
 //
-// dockerd needs root. Without dockerd or root, Start skips the test with
-// the install hint, unless REQUIRE_DOCKER=1 (set by CI), which makes it a
-// failure so that CI cannot pass by skipping.
+// dockerd needs root and Linux. Without dockerd or root, Start skips the
+// test with the install hint, and off Linux saying so, unless
+// REQUIRE_DOCKER=1 (set by CI), which makes it a failure so that CI cannot
+// pass by skipping.
 //
 // The daemon is stopped by PID at t.Cleanup, and so is the containerd it
 // manages, also when the test fails; if the test binary dies, the kernel
@@ -30,7 +31,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -118,9 +118,7 @@ func Start(t testing.TB, opts Options) *Daemon {
 	args = append(args, opts.DaemonArgs...)
 	cmd := exec.Command(dockerd, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Its own process group, away from the terminal's signals; killed by
-	// the kernel should the test binary die without running cleanups.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = daemonProcAttr()
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		t.Fatalf("start dockerd: %v", err)
@@ -156,6 +154,8 @@ func lookTools(t testing.TB) string {
 	var problem string
 	dockerd, err := exec.LookPath("dockerd")
 	switch {
+	case platformProblem != "":
+		problem = platformProblem
 	case err != nil:
 		problem = "dockerd is not installed (apt-get install -y docker.io)"
 	case os.Geteuid() != 0:
@@ -283,22 +283,6 @@ func (d *Daemon) stop(t testing.TB, p *os.Process, exited <-chan struct{}) {
 	}
 }
 
-// terminate sends SIGTERM to pid, and SIGKILL when done has not closed
-// within 20 s.
-func terminate(pid int, done <-chan struct{}) {
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	select {
-	case <-done:
-		return
-	case <-time.After(20 * time.Second):
-	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-	}
-}
-
 // containerdPID reads the pid file dockerd's supervisor writes for the
 // containerd it started, and returns the pid only when that process is
 // still the containerd of this daemon (so that a recycled pid is never
@@ -331,28 +315,6 @@ func alive(pid int) bool {
 		return s[i+2] != 'Z'
 	}
 	return true
-}
-
-// unmountAll detaches whatever is still mounted under Dir (network
-// namespaces, a killed daemon's mounts), deepest first, so that RemoveAll
-// can work.
-func (d *Daemon) unmountAll(t testing.TB) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var mounts []string
-	for line := range strings.SplitSeq(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == d.Dir || strings.HasPrefix(f[4], d.Dir+"/")) {
-			mounts = append(mounts, f[4])
-		}
-	}
-	for i := len(mounts) - 1; i >= 0; i-- {
-		if err := syscall.Unmount(mounts[i], syscall.MNT_DETACH); err != nil {
-			t.Logf("unmount %s: %v", mounts[i], err)
-		}
-	}
 }
 
 func tail(s string, n int) string {

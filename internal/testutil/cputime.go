@@ -1,7 +1,6 @@
 package testutil
 
 import (
-	"syscall"
 	"testing"
 	"time"
 )
@@ -28,10 +27,11 @@ func (m *CPUMeter) Report() {
 	}
 }
 
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatalf("getrusage: %v", err)
+func processCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	d, err := cpuTime()
+	if err != nil {
+		tb.Fatalf("process CPU time: %v", err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return d
 }

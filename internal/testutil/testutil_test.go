@@ -120,3 +120,22 @@ func TestServeTracked(t *testing.T) {
 	default:
 	}
 }
+
+// The process CPU time StartCPU reads grows with CPU burnt, on every system
+// (getrusage on Unix, GetProcessTimes on Windows).
+func TestProcessCPU(t *testing.T) {
+	before := processCPU(t)
+	deadline := time.Now().Add(5 * time.Second)
+	x := 0
+	for time.Now().Before(deadline) {
+		for i := range 1_000_000 {
+			x += i
+		}
+		if processCPU(t) >= before+20*time.Millisecond {
+			break
+		}
+	}
+	if after := processCPU(t); after < before+20*time.Millisecond || after > before+time.Minute {
+		t.Errorf("CPU time went from %s to %s (x=%d)", before, after, x)
+	}
+}

@@ -105,7 +105,7 @@ func stream(ctx context.Context, addr string, raw []byte, first, more int64, rea
 	d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, streamRcvBuf)
+			serr = setRcvBuf(fd, streamRcvBuf)
 		})
 		return errors.Join(err, serr)
 	}}

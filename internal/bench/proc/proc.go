@@ -27,8 +27,9 @@ type Proc struct {
 	err  error
 }
 
-// Start starts bin with args; its stdout and stderr go to logPath. The
-// process is killed if the harness dies (Pdeathsig).
+// Start starts bin with args; its stdout and stderr go to logPath. On Linux
+// the process is killed if the harness dies (Pdeathsig); elsewhere it is
+// not (the benchmark runs on Linux only: bench.Run refuses other systems).
 func Start(name, bin string, args []string, logPath string, env []string) (*Proc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -38,7 +39,7 @@ func Start(name, bin string, args []string, logPath string, env []string) (*Proc
 	cmd.Stderr = logf
 	cmd.Stdout = logf
 	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

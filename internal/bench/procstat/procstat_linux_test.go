@@ -95,3 +95,9 @@ func TestReadHost(t *testing.T) {
 		t.Errorf("%+v", h)
 	}
 }
+
+func TestSupported(t *testing.T) {
+	if err := Supported(); err != nil {
+		t.Fatal(err)
+	}
+}
