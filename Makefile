@@ -106,13 +106,11 @@ vet:
 # `make run` on a Mac): go vet compiles every package with its test files
 # for each target, so Linux-only code outside a _linux.go / //go:build linux
 # file fails here. All targets are vetted and the failed ones listed at the
-# end. One target per other OS: each target compiles the
-# whole dependency tree (standard library included) again, measured with a
-# cold build cache on 2 shared cores at 3.5 to 5.5 minutes a target
-# (linux/arm64: 5.5 CPU-minutes), seconds when the cache is warm. All of
-# (these and darwin/amd64, windows/arm64, linux/arm64) would cost CI's fresh
-# machine well over the few minutes it can spare; arch-only differences are
-# rare in this code (the build tags are by OS). Others on demand:
+# end. One target per other OS: each target compiles the whole dependency
+# tree (standard library included) again, 3.5 to 5.5 minutes a target with
+# a cold build cache on 2 shared cores, seconds when the cache is warm, and
+# CI's fresh machine has only a few minutes to spare; arch-only differences
+# are rare in this code (its build tags are by OS). Others on demand:
 # make cross-vet CROSS_TARGETS='darwin/amd64 windows/arm64 linux/arm64'
 CROSS_TARGETS ?= darwin/arm64 windows/amd64
 
