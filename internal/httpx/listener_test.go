@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/testutil"
 )
 
 // sendTimeout is the send timeout of these tests: short, so that a stalled
@@ -258,43 +260,14 @@ func TestConnectionLimits(t *testing.T) {
 		defer mu.Unlock()
 		return refused[limit]
 	}
-	dialFrom := func(t *testing.T, addr, local string) net.Conn {
-		t.Helper()
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		return c
-	}
-	// served sends a request on c and reports whether it was answered;
-	// a refused connection reads EOF (or a reset) at once.
-	served := func(t *testing.T, c net.Conn) bool {
-		t.Helper()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-			return false
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				t.Fatal("neither answered nor closed")
-			}
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}
 
 	t.Run("total", func(t *testing.T) {
 		cs := newConnServer(t, ListenerOptions{MaxConnections: 2, Refused: count}, ok)
-		a, b := dialFrom(t, cs.addr, "127.0.0.1"), dialFrom(t, cs.addr, "127.0.0.2")
-		if !served(t, a) || !served(t, b) {
+		a, b := testutil.DialFrom(t, cs.addr, "127.0.0.1"), testutil.DialFrom(t, cs.addr, "127.0.0.2")
+		if !testutil.Served(t, a, "/") || !testutil.Served(t, b, "/") {
 			t.Fatal("connections within the limit refused")
 		}
-		if served(t, dialFrom(t, cs.addr, "127.0.0.3")) {
+		if testutil.Served(t, testutil.DialFrom(t, cs.addr, "127.0.0.3"), "/") {
 			t.Fatal("a third connection was served")
 		}
 		if refusedOf(LimitTotal) != 1 {
@@ -302,20 +275,20 @@ func TestConnectionLimits(t *testing.T) {
 		}
 		a.Close()
 		cs.waitClosed(t, time.Now(), 5*time.Second)
-		if !served(t, dialFrom(t, cs.addr, "127.0.0.3")) {
+		if !testutil.Served(t, testutil.DialFrom(t, cs.addr, "127.0.0.3"), "/") {
 			t.Error("the slot a closed connection freed is not taken again")
 		}
 	})
 	t.Run("per address", func(t *testing.T) {
 		cs := newConnServer(t, ListenerOptions{MaxConnectionsPerAddress: 1, Refused: count}, ok)
-		a := dialFrom(t, cs.addr, "127.0.0.4")
-		if !served(t, a) {
+		a := testutil.DialFrom(t, cs.addr, "127.0.0.4")
+		if !testutil.Served(t, a, "/") {
 			t.Fatal("first connection refused")
 		}
-		if served(t, dialFrom(t, cs.addr, "127.0.0.4")) {
+		if testutil.Served(t, testutil.DialFrom(t, cs.addr, "127.0.0.4"), "/") {
 			t.Fatal("a second connection from one address was served")
 		}
-		if !served(t, dialFrom(t, cs.addr, "127.0.0.5")) {
+		if !testutil.Served(t, testutil.DialFrom(t, cs.addr, "127.0.0.5"), "/") {
 			t.Fatal("another address was refused")
 		}
 		if refusedOf(LimitPerAddress) != 1 {
@@ -323,7 +296,7 @@ func TestConnectionLimits(t *testing.T) {
 		}
 		a.Close()
 		cs.waitClosed(t, time.Now(), 5*time.Second)
-		if !served(t, dialFrom(t, cs.addr, "127.0.0.4")) {
+		if !testutil.Served(t, testutil.DialFrom(t, cs.addr, "127.0.0.4"), "/") {
 			t.Error("the address's freed slot is not taken again")
 		}
 	})

@@ -1,10 +1,15 @@
 package testutil
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"io"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
+	"time"
 )
 
 // ConnListener is a listener that tells when the server closes the
@@ -69,4 +74,39 @@ func ServeTracked(t testing.TB, serve func(context.Context, net.Listener) error)
 	}
 	tracked := TrackConns(ln)
 	return ServeOn(t, tracked, serve), tracked
+}
+
+// DialFrom connects to addr from the local IP address local (on Linux any
+// of 127.0.0.0/8 works without set-up), for tests of per-address limits;
+// the connection is closed at the test's end.
+func DialFrom(t testing.TB, addr, local string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Served sends GET path on c and reports whether it was answered 200;
+// false when the server closed the connection instead (a refused one
+// reads EOF or a reset at once). Neither within 5 s fails the test.
+func Served(t testing.TB, c net.Conn, path string) bool {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		return false
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatal("neither answered nor closed")
+		}
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }

@@ -1,9 +1,7 @@
 package tokenserver
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -71,33 +69,6 @@ func TestWriteTimeoutStillHolds(t *testing.T) {
 // closed at once and counted in tokenserver_connections_refused_total;
 // over limits.max_connections_per_address likewise, by address.
 func TestConnectionLimits(t *testing.T) {
-	from := func(t *testing.T, addr, local string) net.Conn {
-		t.Helper()
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	healthy := func(t *testing.T, c net.Conn) bool {
-		t.Helper()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-			return false
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				t.Fatal("neither answered nor closed")
-			}
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}
 	for _, tc := range []struct {
 		name          string
 		limits        LimitsConfig
@@ -110,13 +81,13 @@ func TestConnectionLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, func(c *Config) { c.Limits = tc.limits })
 			addr := testutil.Serve(t, f.srv.Serve)
-			if !healthy(t, from(t, addr, "127.0.0.1")) {
+			if !testutil.Served(t, testutil.DialFrom(t, addr, "127.0.0.1"), "/healthz") {
 				t.Fatal("the first connection was refused")
 			}
-			if healthy(t, from(t, addr, tc.second)) {
+			if testutil.Served(t, testutil.DialFrom(t, addr, tc.second), "/healthz") {
 				t.Fatal("a connection over the limit was served")
 			}
-			if tc.other != "" && !healthy(t, from(t, addr, tc.other)) {
+			if tc.other != "" && !testutil.Served(t, testutil.DialFrom(t, addr, tc.other), "/healthz") {
 				t.Fatal("another address was refused")
 			}
 			if got := metricValue(t, f.opsURL, `tokenserver_connections_refused_total{limit="`+tc.label+`"}`); got != "1" {
