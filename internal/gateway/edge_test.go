@@ -42,17 +42,6 @@ func dialStalled(t *testing.T, addr string) net.Conn {
 	return c
 }
 
-// waitServerClosed waits for the gateway to close a client connection.
-func waitServerClosed(t *testing.T, tracked *testutil.ConnListener, start time.Time, limit time.Duration) {
-	t.Helper()
-	select {
-	case <-tracked.Closed:
-		t.Logf("closed %s after the request", time.Since(start))
-	case <-time.After(limit):
-		t.Fatalf("the gateway still holds the connection %s after the request", limit)
-	}
-}
-
 // TestSendTimeoutCutsBlobNeverRead: a blob GET whose answer the client
 // never reads is closed about timeouts.send after the gateway's writes
 // stop moving: its goroutine and descriptor are released, not held for as
@@ -65,7 +54,7 @@ func TestSendTimeoutCutsBlobNeverRead(t *testing.T) {
 	if _, err := io.WriteString(c, "GET /v2/stable/app/blobs/"+dgst+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+e.token()+"\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	waitServerClosed(t, tracked, start, 5*time.Second)
+	tracked.WaitClosed(t, start, 5*time.Second)
 	if !e.logs.WaitFor(`"route":"blob"`, 5*time.Second) {
 		t.Fatal("the cut stream has no access line")
 	}
@@ -90,7 +79,7 @@ func TestSendTimeoutCutsPipelinedFlood(t *testing.T) {
 			}
 		}
 	}()
-	waitServerClosed(t, tracked, start, 10*time.Second)
+	tracked.WaitClosed(t, start, 10*time.Second)
 }
 
 // TestSendTimeoutSparesSlowReader: a client that reads a blob slowly but

@@ -110,3 +110,16 @@ func Served(t testing.TB, c net.Conn, path string) bool {
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
 }
+
+// WaitClosed waits, up to limit, for the server to close one of the
+// listener's connections, and logs how long after start it did; still
+// open after limit fails the test.
+func (l *ConnListener) WaitClosed(t testing.TB, start time.Time, limit time.Duration) {
+	t.Helper()
+	select {
+	case <-l.Closed:
+		t.Logf("closed %s after the first request", time.Since(start))
+	case <-time.After(limit):
+		t.Fatalf("the server still holds the connection %s after the first request", limit)
+	}
+}

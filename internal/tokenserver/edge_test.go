@@ -32,16 +32,6 @@ func floodUnread(t *testing.T, addr string) {
 	}()
 }
 
-func waitClosed(t *testing.T, tracked *testutil.ConnListener, start time.Time, limit time.Duration) {
-	t.Helper()
-	select {
-	case <-tracked.Closed:
-		t.Logf("closed %s after the first request", time.Since(start))
-	case <-time.After(limit):
-		t.Fatalf("the service still holds the connection %s after the first request", limit)
-	}
-}
-
 // TestSendTimeoutCutsFloodNeverRead: a client that pipelines requests and
 // never reads an answer is closed about timeouts.send after the service's
 // writes stop moving, well within timeouts.write (30s by default, reset by
@@ -51,7 +41,7 @@ func TestSendTimeoutCutsFloodNeverRead(t *testing.T) {
 	addr, tracked := testutil.ServeTracked(t, f.srv.Serve)
 	start := time.Now()
 	floodUnread(t, addr)
-	waitClosed(t, tracked, start, 10*time.Second)
+	tracked.WaitClosed(t, start, 10*time.Second)
 }
 
 // TestWriteTimeoutStillHolds: the whole-answer timeouts.write still ends a
@@ -62,7 +52,7 @@ func TestWriteTimeoutStillHolds(t *testing.T) {
 	addr, tracked := testutil.ServeTracked(t, f.srv.Serve)
 	start := time.Now()
 	floodUnread(t, addr)
-	waitClosed(t, tracked, start, 10*time.Second)
+	tracked.WaitClosed(t, start, 10*time.Second)
 }
 
 // TestConnectionLimits: over limits.max_connections a new connection is
