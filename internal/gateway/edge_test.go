@@ -245,20 +245,7 @@ func TestRunServesBothListeners(t *testing.T) {
 		}
 	}
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after its context ended")
-	}
-	for _, addr := range []string{listen, metrics} {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			t.Errorf("%s still accepts connections after Run returned", addr)
-		}
-	}
+	testutil.WaitStopped(t, done, 10*time.Second, listen, metrics)
 }
 
 // TestRunMetricsListenBusy: a metrics.listen address that cannot be bound

@@ -123,3 +123,25 @@ func (l *ConnListener) WaitClosed(t testing.TB, start time.Time, limit time.Dura
 		t.Fatalf("the server still holds the connection %s after the first request", limit)
 	}
 }
+
+// WaitStopped waits, up to limit, for a Run or Serve whose context ended
+// to send its result on done, and fails the test if that is an error or
+// does not come; then it fails it for each of addrs that still accepts
+// connections.
+func WaitStopped(t testing.TB, done <-chan error, limit time.Duration, addrs ...string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stopped with %v", err)
+		}
+	case <-time.After(limit):
+		t.Fatalf("still running %s after its context ended", limit)
+	}
+	for _, addr := range addrs {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			_ = c.Close()
+			t.Errorf("%s still accepts connections after it stopped", addr)
+		}
+	}
+}

@@ -133,20 +133,7 @@ func TestRunServesBothListeners(t *testing.T) {
 		}
 	}
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after its context ended")
-	}
-	for _, a := range []net.Addr{ln.Addr(), mln.Addr()} {
-		if c, err := net.Dial("tcp", a.String()); err == nil {
-			c.Close()
-			t.Errorf("%s still accepts connections after Run returned", a)
-		}
-	}
+	testutil.WaitStopped(t, done, 10*time.Second, ln.Addr().String(), mln.Addr().String())
 }
 
 // TestRunMetricsListenBusy: a metrics.listen address that cannot be bound
