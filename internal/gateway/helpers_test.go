@@ -363,3 +363,23 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// cancelOnArrival sends req (made with the context cancel ends), cancels
+// it once arrived yields (the upstream has it), and fails the test if
+// the client got an answer anyway.
+func cancelOnArrival(t *testing.T, req *http.Request, arrived <-chan struct{}, cancel context.CancelFunc) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	<-arrived
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("the request was answered, not cancelled")
+	}
+}

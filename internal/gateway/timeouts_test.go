@@ -173,19 +173,7 @@ func TestClientHangUpIs499(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+path, nil)
 			req.Header.Set("Authorization", "Bearer "+e.token())
-			errc := make(chan error, 1)
-			go func() {
-				resp, err := http.DefaultClient.Do(req)
-				if err == nil {
-					resp.Body.Close()
-				}
-				errc <- err
-			}()
-			<-arrived
-			cancel()
-			if err := <-errc; err == nil {
-				t.Fatal("request not cancelled")
-			}
+			cancelOnArrival(t, req, arrived, cancel)
 			select {
 			case <-upstreamDone:
 			case <-time.After(5 * time.Second):
