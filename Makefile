@@ -29,7 +29,7 @@ help:
 	@echo 'chart-test  the Helm chart: lint, render, strict decode, check-config (needs `make helm` once)'
 	@echo 'helm        build the pinned helm CLI once, cached under ~/.cache/registry-gateway'
 	@echo 'fuzz        every Fuzz* test of the module for FUZZTIME (default 20s) each'
-	@echo 'bench       go run ./cmd/bench (bench-deps first)'
+	@echo 'bench       cd bench && go run ./cmd/bench (bench-deps first; the bench is a module of its own)'
 	@echo 'bench-deps  nginx and its Lua module (Debian) for the bench, when missing'
 	@echo 'fmt         gofmt -w'
 	@echo 'vet         go vet ./...'
@@ -55,6 +55,7 @@ run: build keys
 # real servers and clients (and skopeo), never a cached result.
 test: vet
 	$(GO) test -race -count=1 ./...
+	cd bench && $(GO) test -race -count=1 ./...
 	$(MAKE) chart-test
 
 # The chart's tests are a module of their own (k8s.io/api stays out of the
@@ -73,7 +74,7 @@ helm:
 # `make test`.
 fuzz:
 	@set -e; \
-	pkgs=$$(grep -rl --include='*_test.go' '^func Fuzz' cmd internal pkg | xargs -r -n1 dirname | sort -u); \
+	pkgs=$$(grep -rl --include='*_test.go' '^func Fuzz' cmd internal pkg test | xargs -r -n1 dirname | sort -u); \
 	for dir in $$pkgs; do \
 		for fn in $$($(GO) test -list '^Fuzz' ./$$dir | grep '^Fuzz'); do \
 			echo "== $$dir $$fn ($(FUZZTIME))"; \
@@ -81,8 +82,10 @@ fuzz:
 		done; \
 	done
 
+# The benchmark is a Go module of its own under bench/ (its dependencies stay
+# out of the product's go.mod); it finds the repository from bench/ upwards.
 bench: bench-deps
-	$(GO) run ./cmd/bench
+	cd bench && $(GO) run ./cmd/bench
 
 # The nginx contenders (plain proxy_pass, and the article's nginx + Lua) need
 # Debian's nginx and libnginx-mod-http-lua: installed when missing, as root
@@ -96,11 +99,16 @@ bench-deps:
 			|| echo "bench-deps: $(NGINX_PKGS) not installed; the bench skips the nginx contenders"; \
 	else echo "bench-deps: no apt-get (or no root): install $(NGINX_PKGS) for the nginx contenders; the bench skips them"; fi
 
+# Go code lives in these folders; bench/ and charts/registry-gateway/test
+# are modules of their own.
+GO_DIRS := cmd internal pkg test bench charts
+
 fmt:
-	gofmt -w cmd internal pkg charts
+	gofmt -w $(GO_DIRS)
 
 vet:
 	$(GO) vet ./...
+	cd bench && $(GO) vet ./...
 
 # The module must build on macOS and Windows too (a vendor's engineer runs
 # `make run` on a Mac): go vet compiles every package with its test files
@@ -119,15 +127,16 @@ cross-vet:
 	for t in $(CROSS_TARGETS); do \
 		echo "GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) vet ./..."; \
 		CGO_ENABLED=0 GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) vet ./... || failed="$$failed $$t"; \
+		(cd bench && CGO_ENABLED=0 GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) vet ./...) || failed="$$failed $$t(bench)"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "cross-vet failed for:$$failed"; exit 1; fi
 
 # staticcheck is pinned in scripts/staticcheck.sh and built once into the
 # cache outside the clone (it is not a dependency of the product).
 lint: vet cross-vet
-	@files=$$(gofmt -l cmd internal pkg charts); \
+	@files=$$(gofmt -l $(GO_DIRS)); \
 	if [ -n "$$files" ]; then echo "gofmt needed:"; echo "$$files"; exit 1; fi
-	@sc=$$(scripts/staticcheck.sh) && echo "$$sc ./..." && $$sc ./...
+	@sc=$$(scripts/staticcheck.sh) && echo "$$sc ./..." && $$sc ./... && echo "(cd bench && $$sc ./...)" && cd bench && $$sc ./...
 
 keys: build
 	@if [ -f $(CERTS)/token.key ]; then echo "$(CERTS)/token.key exists; keeping it (bin/tokenserver keygen -dir $(CERTS) -force replaces it)"; \

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 func writeConfig(t *testing.T, listen string, extra ...string) string {

@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/acme/registry-gateway/internal/devstack"
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // serve runs the command with args on a free port until the test ends and

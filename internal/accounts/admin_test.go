@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/accounts"
-	"github.com/acme/registry-gateway/internal/accounts/accountstest"
+	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 	"github.com/acme/registry-gateway/internal/license"
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)

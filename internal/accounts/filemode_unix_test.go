@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/acme/registry-gateway/internal/accounts"
-	"github.com/acme/registry-gateway/internal/accounts/accountstest"
+	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 )
 
 // The SQLite database and the -wal and -shm files SQLite makes next to it

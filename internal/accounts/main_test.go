@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/acme/registry-gateway/internal/accounts/accountstest"
+	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 )
 
 func TestMain(m *testing.M) { os.Exit(accountstest.Main(m)) }

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/acme/registry-gateway/internal/accounts"
-	"github.com/acme/registry-gateway/internal/accounts/accountstest"
+	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 	"github.com/acme/registry-gateway/internal/license"
 )
 

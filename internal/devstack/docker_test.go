@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/acme/registry-gateway/internal/dockertest"
+	"github.com/acme/registry-gateway/internal/testsupport/dockertest"
 )
 
 // unlicensedMessage is what every client that shows the registry's words

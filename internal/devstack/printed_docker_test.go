@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/acme/registry-gateway/internal/dockertest"
+	"github.com/acme/registry-gateway/internal/testsupport/dockertest"
 )
 
 // TestPrintedDockerCommands runs the docker commands the banner prints,

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/acme/registry-gateway/internal/ecrfake"
+	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
 )
 
 func TestOpenRegistryAnswersV2(t *testing.T) {

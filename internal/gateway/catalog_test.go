@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/acme/registry-gateway/internal/ecrfake"
+	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
 	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/ecr"
 )

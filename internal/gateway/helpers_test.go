@@ -25,7 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/ecr"
 )

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/registry-gateway/internal/ecrfake"
+	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
 	"github.com/acme/registry-gateway/internal/httpx"
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // TestRefreshHoldOff: with the real AWS SDK against the ECR fake, an

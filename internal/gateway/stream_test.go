@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // blobsBy is an upstream whose blob GETs blob answers, and the rest the

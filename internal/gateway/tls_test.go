@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/devcert"
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/pkg/auth"
 )

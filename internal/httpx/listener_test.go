@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // sendTimeout is the send timeout of these tests: short, so that a stalled

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // TestServeOps: the operators' listener serves the metrics and pprof, and

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 const (

@@ -18,7 +18,7 @@ import (
 
 	"github.com/acme/registry-gateway/internal/devcert"
 	"github.com/acme/registry-gateway/internal/httpx"
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // files is a certificate pair on disk, signed by ca.

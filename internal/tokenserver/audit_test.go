@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/acme/registry-gateway/internal/license"
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // Every issued token gets one audit line naming it by jti; no secret (the

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // floodUnread pipelines requests for the JWKS on a connection to addr and

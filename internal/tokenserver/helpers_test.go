@@ -30,7 +30,7 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/license"
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 

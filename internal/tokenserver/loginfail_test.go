@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/accounts"
-	"github.com/acme/registry-gateway/internal/accounts/accountstest"
+	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 	"github.com/acme/registry-gateway/internal/license"
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 const (

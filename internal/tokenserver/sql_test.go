@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/accounts"
-	"github.com/acme/registry-gateway/internal/accounts/accountstest"
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 func TestMain(m *testing.M) { os.Exit(accountstest.Main(m)) }

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/registry-gateway/internal/ecrfake"
-	"github.com/acme/registry-gateway/internal/testutil"
+	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 var t0 = time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/acme/registry-gateway/internal/ecrfake"
+	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
 )
 
 // TestListerWithSDK: the fetcher's own SDK client lists every repository,

@@ -11,7 +11,7 @@ import (
 
 	"github.com/aws/smithy-go"
 
-	"github.com/acme/registry-gateway/internal/ecrfake"
+	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
 )
 
 func TestRefreshAtHalfLifetime(t *testing.T) {
