@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/acme/registry-gateway/internal/accounts"
-	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 )
 
 func TestMigrations(t *testing.T) {

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
 	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/accounts"
-	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 )
 
 func TestMain(m *testing.M) { os.Exit(accountstest.Main(m)) }

@@ -32,10 +32,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
-	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
 	"github.com/acme/registry-gateway/internal/embedreg"
 	"github.com/acme/registry-gateway/internal/gateway"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 	"github.com/acme/registry-gateway/internal/tokenserver"
 )

@@ -26,9 +26,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/acme/registry-gateway/internal/devcert"
-	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
 	"github.com/acme/registry-gateway/internal/embedreg"
 	"github.com/acme/registry-gateway/internal/gateway"
+	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/internal/tokenserver"
