@@ -40,7 +40,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "keygen", "inspect", "token", "healthcheck", "pull-secret", "accounts":
-			return tokencli.Run(ctx, args, os.Stdin, os.Stdout, stderr)
+			return tokencli.Run(ctx, args, os.Stdin, os.Stdout, stderr, tokenserver.AccountsConfig)
 		case "check-config":
 			return checkconfig.Run("tokenserver", args[1:], os.Stdout, stderr, tokenserver.CheckConfig)
 		case "serve":

@@ -12,6 +12,7 @@ import (
 
 	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/license/filebackend"
 	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
@@ -208,7 +209,7 @@ func TestImport(t *testing.T) {
     token_sha256: "`+license.HashToken("dave-token")+`"
     channels: []
 `)
-		in, err := license.ReadAccountsFile(good)
+		in, err := filebackend.ReadAccounts(good)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -242,7 +243,7 @@ func TestImport(t *testing.T) {
     token_sha256: "`+license.HashToken("y")+`"
     channels: [Beta]
 `)
-		in, err = license.ReadAccountsFile(bad)
+		in, err = filebackend.ReadAccounts(bad)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -252,7 +253,7 @@ func TestImport(t *testing.T) {
 		if l := must[[]accounts.Account](t)(db.List(ctx)); len(l) != 2 {
 			t.Errorf("%d accounts after refused imports", len(l))
 		}
-		if _, err := license.ReadAccountsFile(write("broken.yaml", "accounts: [{username: x}]\n")); err == nil {
+		if _, err := filebackend.ReadAccounts(write("broken.yaml", "accounts: [{username: x}]\n")); err == nil {
 			t.Error("broken licence file read")
 		}
 	})

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/acme/registry-gateway/internal/tokencli"
+	"github.com/acme/registry-gateway/internal/tokenserver"
 )
 
 // SQLConfig is the token service configuration of `make run LICENSES=sql`:
@@ -24,7 +25,7 @@ func SQLDemoAccount(ctx context.Context, config string, log io.Writer) (string, 
 	cli := func(args ...string) ([]byte, int, string) {
 		var out, errb bytes.Buffer
 		args = append(append([]string{"accounts"}, args...), "-config", config, "--actor", "make-run")
-		code := tokencli.Run(ctx, args, strings.NewReader(""), &out, &errb)
+		code := tokencli.Run(ctx, args, strings.NewReader(""), &out, &errb, tokenserver.AccountsConfig)
 		return out.Bytes(), code, strings.TrimSpace(errb.String())
 	}
 	out, code, msg := cli("migrate")

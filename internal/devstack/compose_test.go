@@ -15,6 +15,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/acme/registry-gateway/internal/gateway"
+	"github.com/acme/registry-gateway/internal/license/filebackend"
 	"github.com/acme/registry-gateway/internal/tokencli"
 	"github.com/acme/registry-gateway/internal/tokenserver"
 )
@@ -207,8 +208,9 @@ func TestCompose(t *testing.T) {
 	if got := mountOf(t, ts, tsCfg.SigningCert); got != abs(t, "certs/"+tokencli.CertFile) {
 		t.Errorf("signing_cert %s is %s on the host", tsCfg.SigningCert, got)
 	}
-	if got := mountOf(t, ts, tsCfg.Licenses.File); got != abs(t, "deploy/licenses.yaml") {
-		t.Errorf("licenses.file %s is %s on the host", tsCfg.Licenses.File, got)
+	licFile := tsCfg.Licenses.Backends["file"].(*filebackend.Config).Path
+	if got := mountOf(t, ts, licFile); got != abs(t, "deploy/licenses.yaml") {
+		t.Errorf("licenses.file %s is %s on the host", licFile, got)
 	}
 
 	// The gateway.

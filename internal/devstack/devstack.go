@@ -28,6 +28,7 @@ import (
 	"github.com/acme/registry-gateway/internal/embedreg"
 	"github.com/acme/registry-gateway/internal/gateway"
 	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/license/filebackend"
 	"github.com/acme/registry-gateway/internal/tokencli"
 	"github.com/acme/registry-gateway/internal/tokenserver"
 )
@@ -164,7 +165,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		DemoToken: opts.DemoToken,
 		done:      make(chan struct{}),
 	}
-	if tsCfg.Licenses.SQL != nil {
+	if _, sql := tsCfg.Licenses.Backends["sql"]; sql {
 		st.AccountsConfig = opts.TokenServerConfig
 	}
 	if st.Keys, err = ensureKeys(tsCfg); err != nil {
@@ -370,7 +371,9 @@ func resolvePaths(ts *tokenserver.Config, gw *gateway.Config, abs func(string) s
 	ts.SigningKey = abs(ts.SigningKey)
 	ts.SigningCert = abs(ts.SigningCert)
 	ts.RefreshTokenKeyFile = abs(ts.RefreshTokenKeyFile)
-	ts.Licenses.File = abs(ts.Licenses.File)
+	if f, ok := ts.Licenses.Backends["file"].(*filebackend.Config); ok {
+		f.Path = abs(f.Path)
+	}
 	for i, p := range ts.PublishKeys {
 		ts.PublishKeys[i] = abs(p)
 	}

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/acme/registry-gateway/internal/tokencli"
+	"github.com/acme/registry-gateway/internal/tokenserver"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -242,7 +243,7 @@ func testOperatorCommands(t *testing.T, mod func(*Options)) {
 				}
 				out.Reset()
 				var errb bytes.Buffer
-				code = tokencli.Run(t.Context(), words[1:], stdin, &out, &errb)
+				code = tokencli.Run(t.Context(), words[1:], stdin, &out, &errb, tokenserver.AccountsConfig)
 				stdin = bytes.NewReader(out.Bytes())
 				if code != 0 && !c.Refused {
 					t.Fatalf("stage %d exit %d\n%s%s", i, code, out.String(), errb.String())

@@ -37,8 +37,8 @@ const (
 // outside the cache's lock but on the request path: keep them cheap.
 type Observer interface {
 	// LookupDone reports one call to the wrapped backend (cache misses only;
-	// collapsed concurrent look-ups count once). backend is "http", "file",
-	// the BackendName() of a custom Backend that has one, or its Go type;
+	// collapsed concurrent look-ups count once). backend is the
+	// BackendName() of the Backend ("file", "http", "sql"), or its Go type;
 	// outcome is one of the Outcome constants.
 	LookupDone(backend, outcome string, d time.Duration)
 	// CacheHit reports an answer served from the cache: positive for a
@@ -200,17 +200,14 @@ func NewCache(b Backend, cfg CacheConfig) *Cache {
 	}
 }
 
+// backendName is the backend label of metrics and log lines: the
+// BackendName of a backend that has one (every backend of this tree: "file",
+// "http", "sql"), else its Go type.
 func backendName(b Backend) string {
-	switch b := b.(type) {
-	case *HTTPBackend:
-		return "http"
-	case *FileBackend:
-		return "file"
-	case interface{ BackendName() string }:
-		return b.BackendName()
-	default:
-		return fmt.Sprintf("%T", b)
+	if n, ok := b.(interface{ BackendName() string }); ok {
+		return n.BackendName()
 	}
+	return fmt.Sprintf("%T", b)
 }
 
 func makeCacheKey(token string) cacheKey {

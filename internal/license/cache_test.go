@@ -427,23 +427,6 @@ func TestCacheDropsExpiredOnInsert(t *testing.T) {
 	}
 }
 
-func TestCacheOverFileBackend(t *testing.T) {
-	fx := startFile(t, accountsYAML(""))
-	obs := &recordingObserver{}
-	c := NewCache(fx.b, CacheConfig{Observer: obs})
-	if _, err := c.Lookup(t.Context(), Credentials{"alice@example.com", aliceToken}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Lookup(t.Context(), Credentials{"alice@example.com", "wrong"}); !errors.Is(err, ErrBadCredentials) {
-		t.Fatal(err)
-	}
-	obs.mu.Lock()
-	defer obs.mu.Unlock()
-	if fmt.Sprint(obs.lookups) != "[file/ok file/bad_credentials]" {
-		t.Errorf("lookups %q", obs.lookups)
-	}
-}
-
 func BenchmarkCacheHit(b *testing.B) {
 	be := newScripted()
 	be.set("alice", licenceFor("alice", "stable", "beta"))

@@ -13,6 +13,14 @@ func newFakeClock() *testutil.Clock {
 	return testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 }
 
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// API tokens of the tests.
+const (
+	aliceToken = "alice-api-token"
+	bobToken   = "bob-api-token"
+)
+
 // eventually polls cond; the file tests wait on a real poller, and a fixed
 // sleep would be either slow or flaky.
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -25,5 +33,3 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
-func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -3,9 +3,6 @@ package license
 import (
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -74,72 +71,6 @@ func TestCacheRefusesOtherUsername(t *testing.T) {
 	}
 	if n := be.calls.Load(); n != 1 {
 		t.Errorf("%d backend calls, want 1", n)
-	}
-}
-
-func TestHTTPUsernamePath(t *testing.T) {
-	for _, tt := range []struct {
-		name, path, body string
-		account          string
-		msg              string // error text when not empty
-	}{
-		{"object", "user.email", `{"user":{"email":"Alice@Example.com"},"objects":[{"release":"stable"}]}`, "Alice@Example.com", ""},
-		{"in every licence", "objects[].owner", `{"objects":[{"release":"stable","owner":"a@b"},{"release":"beta","owner":"A@B"}]}`, "a@b", ""},
-		{"missing", "user.email", `{"objects":[{"release":"stable"}]}`, "", `no e-mail address at "user.email"`},
-		{"empty", "user.email", `{"user":{"email":""}}`, "", "no e-mail address"},
-		{"several", "objects[].owner", `{"objects":[{"owner":"a@b"},{"owner":"c@d"}]}`, "", "several e-mail addresses"},
-		{"wrong type", "user.email", `{"user":{"email":42}}`, "", "got number"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			srv := licenceAPI(t, jsonAnswer(200, tt.body))
-			lic, err := newHTTP(t, HTTPConfig{URL: srv.URL, UsernamePath: tt.path}).Lookup(t.Context(), apiToken)
-			if tt.msg == "" {
-				if err != nil || lic.Account != tt.account {
-					t.Fatalf("%+v, %v; want account %q", lic, err, tt.account)
-				}
-				return
-			}
-			if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), tt.msg) {
-				t.Fatalf("err = %v, want ErrUnavailable with %q", err, tt.msg)
-			}
-		})
-	}
-	if _, err := NewHTTPBackend(HTTPConfig{URL: "https://example.com/", UsernamePath: "user..email"}); err == nil || !strings.Contains(err.Error(), "username path") {
-		t.Errorf("bad username path: %v", err)
-	}
-}
-
-// The probe asks without a token and takes the answers a look-up takes as
-// the API working.
-func TestHTTPProbe(t *testing.T) {
-	for status, ok := range map[int]bool{200: true, 401: true, 403: true, 500: false, 502: false, 404: false, 429: false} {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Header.Get("Authorization") != "" || r.Header.Get("Accept") != "application/json" {
-				t.Errorf("probe headers %v", r.Header)
-			}
-			w.WriteHeader(status)
-			io.WriteString(w, "{}")
-		}))
-		err := newHTTP(t, HTTPConfig{URL: srv.URL}).Probe(t.Context())
-		srv.Close()
-		if ok && err != nil || !ok && !errors.Is(err, ErrUnavailable) {
-			t.Errorf("status %d: err = %v", status, err)
-		}
-	}
-	srv := licenceAPI(t, nil)
-	srv.Close()
-	if err := newHTTP(t, HTTPConfig{URL: srv.URL}).Probe(t.Context()); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("server down: err = %v", err)
-	}
-}
-
-func TestFileRefusesSharedToken(t *testing.T) {
-	_, err := parseAccounts([]byte(fmt.Sprintf(`accounts:
-  - {username: a@example.com, token_sha256: %q, channels: [stable]}
-  - {username: b@example.com, token_sha256: %q, channels: [beta]}
-`, HashToken(aliceToken), strings.ToUpper(HashToken(aliceToken)))))
-	if err == nil || !strings.Contains(err.Error(), "account 2 (b@example.com): token_sha256 is the same as that of account 1 (a@example.com)") {
-		t.Fatalf("err = %v", err)
 	}
 }
 

@@ -2,6 +2,8 @@ package license
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -115,13 +117,14 @@ const maxTokenLen = 4096
 // plausible rejects credentials no backend could accept, before any backend
 // work.
 func (c Credentials) plausible() bool {
-	return c.Username != "" && plausibleToken(c.Token)
+	return c.Username != "" && PlausibleToken(c.Token)
 }
 
-// plausibleToken rejects tokens no backend could accept. Control characters
-// matter for HTTP: net/http would refuse the header and that refusal would
+// PlausibleToken rejects tokens no backend could accept, before any backend
+// work; backends call it first thing in Lookup. Control characters matter
+// for HTTP: net/http would refuse the header and that refusal would
 // otherwise surface as ErrUnavailable.
-func plausibleToken(token string) bool {
+func PlausibleToken(token string) bool {
 	if token == "" || len(token) > maxTokenLen {
 		return false
 	}
@@ -136,6 +139,23 @@ func plausibleToken(token string) bool {
 // their own address in whatever case).
 func (l License) owns(username string) bool {
 	return l.Account == "" || strings.EqualFold(l.Account, username)
+}
+
+// HashToken returns the hex SHA-256 of token: the token_sha256 of a licence
+// file, the hash the account database stores, and the root of Fingerprint.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// FileAccount is one account as a licence file lists it, for moving
+// accounts from one backend to another (`tokenserver accounts import`).
+type FileAccount struct {
+	Username string
+	// TokenSHA256 is the hex SHA-256 of the API token, lower case.
+	TokenSHA256 string
+	Channels    []string
+	Expires     time.Time
 }
 
 // FingerprintLen is the length of Fingerprint's answer in hex digits.
@@ -153,9 +173,10 @@ func Fingerprint(token string) string {
 	return HashToken(token)[:FingerprintLen]
 }
 
-// normalizeChannels returns the channels sorted, deduplicated and without
-// empty names, so License.Channels is comparable across backends.
-func normalizeChannels(in []string) []string {
+// NormalizeChannels returns the channels sorted, deduplicated and without
+// empty names, so License.Channels is comparable across backends: every
+// backend passes what it read through it.
+func NormalizeChannels(in []string) []string {
 	out := make([]string, 0, len(in))
 	for _, ch := range in {
 		if ch != "" {

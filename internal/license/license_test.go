@@ -55,7 +55,7 @@ func TestHolds(t *testing.T) {
 }
 
 func TestNormalizeChannels(t *testing.T) {
-	got := normalizeChannels([]string{"stable", "", "beta", "stable", "alpha"})
+	got := NormalizeChannels([]string{"stable", "", "beta", "stable", "alpha"})
 	if want := []string{"alpha", "beta", "stable"}; !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -54,104 +51,6 @@ func TestReasonOf(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = BadCredentials(ReasonWrongToken) }); n != 0 {
 		t.Errorf("a refusal allocates %v times", n)
-	}
-}
-
-// The file backend through the Cache, as the token service asks it: each
-// reason, and the same reasons again from the negative cache (the backend
-// is asked once a token), where a wrong token is still told apart by the
-// username it came with.
-func TestFileReasons(t *testing.T) {
-	fx := startFile(t, accountsYAML(""))
-	fx.clock.Advance(30 * time.Minute) // bob's licence has expired
-	obs := &recordingObserver{}
-	c := NewCache(fx.b, CacheConfig{Clock: fx.clock.Now, Observer: obs})
-	cases := []struct {
-		name, user, token string
-		want              Reason
-	}{
-		{"unknown e-mail, unknown token", "mallory@example.com", "made-up-token", ReasonUnknownAccount},
-		{"an account's e-mail, unknown token", "ALICE@example.com", "made-up-token", ReasonWrongToken},
-		{"an account's e-mail, another's token", "alice@example.com", carolTokenOf(t, fx), ReasonWrongToken},
-		{"mistyped e-mail, good token", "alice@exmaple.com", aliceToken, ReasonUnknownAccount},
-		{"expired licence", "bob@example.com", bobToken, ReasonExpired},
-		{"control character in the token", "alice@example.com", "tok\x00en", ReasonMalformed},
-		{"empty username", "", aliceToken, ReasonMalformed},
-	}
-	for round := range 2 {
-		for _, tc := range cases {
-			_, err := c.Lookup(t.Context(), Credentials{Username: tc.user, Token: tc.token})
-			wantReason(t, fmt.Sprintf("round %d: %s", round, tc.name), err, tc.want)
-		}
-	}
-	obs.mu.Lock()
-	defer obs.mu.Unlock()
-	// made-up-token, carol's, alice's, bob's: one look-up each; the rest
-	// are answered from the cache (the malformed ones ask nothing).
-	if len(obs.lookups) != 4 {
-		t.Errorf("backend look-ups %q, want 4", obs.lookups)
-	}
-}
-
-// carolTokenOf adds carol to the file and waits for the poller to load it.
-func carolTokenOf(t *testing.T, fx *fileFixture) string {
-	t.Helper()
-	writeFile(t, fx.path, accountsYAML(fmt.Sprintf("  - username: carol@example.com\n    token_sha256: %q\n    channels: [stable]\n", HashToken(carolToken))))
-	eventually(t, "carol loaded", func() bool {
-		ok, _ := fx.b.HasAccount(t.Context(), "Carol@example.com")
-		return ok
-	})
-	return carolToken
-}
-
-// The licence API through the Cache: its answers map to the closest
-// reason, and a refusal served from the negative cache keeps it.
-func TestHTTPReasons(t *testing.T) {
-	down := httptest.NewServer(http.NotFoundHandler())
-	downURL := down.URL
-	down.Close()
-	owner := jsonAnswer(200, `{"objects":[{"release":"stable"}],"user":{"email":"alice@example.com"}}`)
-	for _, tc := range []struct {
-		name   string
-		handle func(http.ResponseWriter, *http.Request) // nil: the API is down
-		cred   Credentials
-		want   Reason
-		cached bool // a second look-up is answered without the API (when it is up)
-	}{
-		{"401: token not taken", owner, Credentials{"alice@example.com", "kl_live_wrong"}, ReasonWrongToken, true},
-		{"403: token refused", jsonAnswer(403, `{"error":"account suspended"}`), alice, ReasonDisabled, true},
-		{"username is not the owner", owner, Credentials{"alice@exmaple.com", apiToken}, ReasonUnknownAccount, true},
-		{"404", jsonAnswer(404, ``), alice, ReasonUnavailable, false},
-		{"500", jsonAnswer(500, `oops`), alice, ReasonUnavailable, false},
-		{"no owner in the answer", jsonAnswer(200, `{"objects":[]}`), alice, ReasonUnavailable, false},
-		{"network error", nil, alice, ReasonUnavailable, false},
-		{"control characters in the token", owner, Credentials{"alice@example.com", apiToken + "\r\nX: 1"}, ReasonMalformed, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var calls atomic.Int32
-			url := downURL
-			if tc.handle != nil {
-				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					calls.Add(1)
-					if r.Header.Get("Authorization") != "Bearer "+apiToken {
-						w.WriteHeader(http.StatusUnauthorized)
-						return
-					}
-					tc.handle(w, r)
-				}))
-				t.Cleanup(srv.Close)
-				url = srv.URL
-			}
-			c := NewCache(newHTTP(t, HTTPConfig{URL: url, UsernamePath: "user.email"}), CacheConfig{})
-			_, err := c.Lookup(t.Context(), tc.cred)
-			wantReason(t, "first", err, tc.want)
-			before := calls.Load()
-			_, err = c.Lookup(t.Context(), tc.cred)
-			wantReason(t, "second", err, tc.want)
-			if cached := calls.Load() == before; tc.handle != nil && cached != tc.cached {
-				t.Errorf("second look-up cached: %v, want %v", cached, tc.cached)
-			}
-		})
 	}
 }
 
@@ -212,18 +111,4 @@ func TestCacheReasons(t *testing.T) {
 	wantReason(t, "finder down, unknown token", err, ReasonWrongToken)
 	_, err = c.Lookup(ctx, Credentials{"bob", creds("alice").Token})
 	wantReason(t, "finder down, another's token", err, ReasonUnknownAccount)
-}
-
-// A backend that cannot tell the owner (no UsernamePath, no finder):
-// every username goes with a good token, and an unknown one is wrong_token.
-func TestCacheReasonsWithoutFinder(t *testing.T) {
-	srv := licenceAPI(t, func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, `{"objects":[{"release":"stable"}]}`)
-	})
-	c := NewCache(newHTTP(t, HTTPConfig{URL: srv.URL}), CacheConfig{})
-	if lic, err := c.Lookup(t.Context(), Credentials{"anyone@example.com", apiToken}); err != nil || lic.Account != "anyone@example.com" {
-		t.Errorf("good token: %+v, %v", lic, err)
-	}
-	_, err := c.Lookup(t.Context(), Credentials{"anyone@example.com", "kl_live_wrong"})
-	wantReason(t, "wrong token", err, ReasonWrongToken)
 }

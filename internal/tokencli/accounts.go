@@ -13,8 +13,7 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/accounts"
-	"github.com/acme/registry-gateway/internal/license"
-	"github.com/acme/registry-gateway/internal/tokenserver"
+	"github.com/acme/registry-gateway/internal/license/filebackend"
 )
 
 // Exit codes of `accounts` beyond exitOK, exitFail (database or
@@ -131,14 +130,17 @@ func (c *accountsCmd) parse(args []string, minPos, maxPos int, synopsis string) 
 // open loads the configuration and connects to its account database; with
 // check, it refuses a schema this binary was not written for.
 func (c *accountsCmd) open(ctx context.Context, check bool) (*accounts.DB, error) {
-	cfg, err := tokenserver.LoadConfig(*c.config)
+	if c.accountsConfig == nil {
+		return nil, errors.New("no loader of the token service's configuration")
+	}
+	cfg, err := c.accountsConfig(*c.config)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Licenses.SQL == nil {
+	if cfg == nil {
 		return nil, fmt.Errorf("%s: licenses.sql is not configured (the accounts commands need the sql licence backend)", *c.config)
 	}
-	db, err := accounts.Open(ctx, cfg.Licenses.SQL, accounts.Options{Clock: c.now})
+	db, err := accounts.Open(ctx, cfg, accounts.Options{Clock: c.now})
 	if err != nil {
 		return nil, err
 	}
@@ -469,7 +471,7 @@ func accountsDelete(ctx context.Context, c *accountsCmd, args []string) int {
 
 func accountsImport(ctx context.Context, c *accountsCmd, args []string) int {
 	return c.do(ctx, args, 1, 1, "licenses.yaml", func(db *accounts.DB, pos []string) error {
-		in, err := license.ReadAccountsFile(pos[0])
+		in, err := filebackend.ReadAccounts(pos[0])
 		if err != nil {
 			return &accounts.Error{Kind: accounts.ErrInvalid, Msg: err.Error()}
 		}

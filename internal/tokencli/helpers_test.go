@@ -3,13 +3,17 @@ package tokencli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"go.yaml.in/yaml/v3"
 
+	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -34,6 +38,8 @@ func runCLI(t *testing.T, stdin string, environ map[string]string, args ...strin
 		now:    func() time.Time { return t0 },
 		client: &http.Client{Timeout: 5 * time.Second},
 		getenv: func(k string) string { return environ[k] },
+
+		accountsConfig: loadAccounts,
 	}
 	code := e.run(context.Background(), args)
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
@@ -89,4 +95,27 @@ func mustContain(t *testing.T, what, got string, want ...string) {
 			t.Errorf("%s lacks %q:\n%s", what, w, got)
 		}
 	}
+}
+
+// loadAccounts reads the licenses.sql section of a token service
+// configuration, as tokenserver.AccountsConfig does but without the
+// service's other checks: this package does not import the service, and
+// cmd/tokenserver's tests run the accounts commands with the real loader.
+func loadAccounts(path string) (*accounts.Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		Licenses struct {
+			SQL *accounts.Config `yaml:"sql"`
+		} `yaml:"licenses"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if doc.Licenses.SQL != nil {
+		doc.Licenses.SQL.SetDefaults()
+	}
+	return doc.Licenses.SQL, nil
 }

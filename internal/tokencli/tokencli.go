@@ -33,6 +33,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/tlsx"
 )
 
@@ -53,19 +54,29 @@ type env struct {
 	client         *http.Client
 	getenv         func(string) string
 	color          bool
+	accountsConfig AccountsConfig
 }
 
+// AccountsConfig loads the token service's configuration file at path,
+// checked as the service checks it, and returns its licenses.sql section:
+// the account database of `accounts`; nil when the file configures another
+// licence backend. The token service's package has it
+// (tokenserver.AccountsConfig); it is passed in so that these commands do
+// not depend on the service.
+type AccountsConfig func(path string) (*accounts.Config, error)
+
 // Run runs the subcommand args[0] with the rest of args and returns the exit
-// code.
-func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// code. accountsConfig is what `accounts` reads its -config with.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, accountsConfig AccountsConfig) int {
 	e := &env{
-		stdin:  stdin,
-		stdout: stdout,
-		stderr: stderr,
-		now:    time.Now,
-		client: &http.Client{Timeout: 30 * time.Second},
-		getenv: os.Getenv,
-		color:  colorTerminal(stdout),
+		stdin:          stdin,
+		stdout:         stdout,
+		stderr:         stderr,
+		now:            time.Now,
+		client:         &http.Client{Timeout: 30 * time.Second},
+		getenv:         os.Getenv,
+		color:          colorTerminal(stdout),
+		accountsConfig: accountsConfig,
 	}
 	return e.run(ctx, args)
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -17,7 +16,8 @@ import (
 
 	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/httpx"
-	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/license/backends"
+	"github.com/acme/registry-gateway/internal/license/sqlbackend"
 	"github.com/acme/registry-gateway/internal/tlsx"
 )
 
@@ -28,8 +28,6 @@ const (
 	DefaultSendTimeout     = 60 * time.Second
 	DefaultTokenTTL        = 5 * time.Minute
 	DefaultRefreshTokenTTL = 30 * 24 * time.Hour
-	DefaultCacheTTL        = license.DefaultTTL
-	DefaultHTTPTimeout     = license.DefaultHTTPTimeout
 )
 
 // Bounds that keep a typo from producing tokens clients mishandle: clients
@@ -42,14 +40,6 @@ const (
 
 // maxSendTimeout bounds timeouts.send, to catch unit mistakes.
 const maxSendTimeout = time.Hour
-
-// Bounds of licenses.probe_interval: probes go to the vendor's API from
-// every replica, and a replica should not stay out of rotation for long
-// after the API is back.
-const (
-	minProbeInterval = time.Second
-	maxProbeInterval = time.Minute
-)
 
 // Config is the service's YAML configuration. Relative paths are relative to
 // the working directory, as with the registry itself.
@@ -91,8 +81,9 @@ type Config struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
-	// Licenses configures the licence backend.
-	Licenses LicensesConfig `yaml:"licenses"`
+	// Licenses configures the licence backend and the cache in front of
+	// it.
+	Licenses backends.Config `yaml:"licenses"`
 	// RateLimit configures the throttling of failed logins.
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
 	// Timeouts of the HTTP server.
@@ -114,38 +105,6 @@ type TLSConfig struct {
 	// accepted; set, a client without such a certificate is refused at the
 	// handshake.
 	ClientCAFile string `yaml:"client_ca_file"`
-}
-
-// LicensesConfig selects exactly one licence backend and configures the
-// cache in front of it.
-type LicensesConfig struct {
-	// CacheTTL is how long an answer is served without asking again.
-	CacheTTL time.Duration `yaml:"cache_ttl"`
-	// NegativeCacheTTL is how long bad credentials are remembered.
-	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
-	// CacheSize bounds the cached answers.
-	CacheSize int `yaml:"cache_size"`
-	// File is the YAML account file of the file backend.
-	File string `yaml:"file"`
-	// PollInterval is how often the file is checked for changes.
-	PollInterval time.Duration `yaml:"poll_interval"`
-	// ProbeInterval is how often a backend that failed is probed, so that
-	// readiness recovers without logins.
-	ProbeInterval time.Duration `yaml:"probe_interval"`
-	// HTTP configures the vendor licence API backend.
-	HTTP *HTTPLicenseConfig `yaml:"http"`
-	// SQL configures the account database backend (`tokenserver accounts`).
-	SQL *accounts.Config `yaml:"sql"`
-}
-
-// HTTPLicenseConfig is the vendor licence API.
-type HTTPLicenseConfig struct {
-	URL          string `yaml:"url"`
-	ChannelsPath string `yaml:"channels_path"`
-	// UsernamePath, if set, is where the answer names the customer's
-	// e-mail address; other usernames are then refused.
-	UsernamePath string        `yaml:"username_path"`
-	Timeout      time.Duration `yaml:"timeout"`
 }
 
 // RateLimitConfig throttles failed logins. Failures are counted per client
@@ -250,33 +209,7 @@ func (c *Config) SetDefaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
-	l := &c.Licenses
-	if l.CacheTTL == 0 {
-		l.CacheTTL = DefaultCacheTTL
-	}
-	if l.NegativeCacheTTL == 0 {
-		l.NegativeCacheTTL = license.DefaultNegativeTTL
-	}
-	if l.CacheSize == 0 {
-		l.CacheSize = license.DefaultMaxEntries
-	}
-	if l.PollInterval == 0 {
-		l.PollInterval = license.DefaultPollInterval
-	}
-	if l.ProbeInterval == 0 {
-		l.ProbeInterval = license.DefaultProbeInterval
-	}
-	if l.SQL != nil {
-		l.SQL.SetDefaults()
-	}
-	if l.HTTP != nil {
-		if l.HTTP.ChannelsPath == "" {
-			l.HTTP.ChannelsPath = license.DefaultChannelsPath
-		}
-		if l.HTTP.Timeout == 0 {
-			l.HTTP.Timeout = DefaultHTTPTimeout
-		}
-	}
+	c.Licenses.SetDefaults()
 	r := &c.RateLimit
 	if r.PerAddress == 0 {
 		r.PerAddress = 30
@@ -362,55 +295,7 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 		add("log_level: %v", err)
 	}
 
-	l := c.Licenses
-	backends := 0
-	for _, set := range []bool{l.File != "", l.HTTP != nil, l.SQL != nil} {
-		if set {
-			backends++
-		}
-	}
-	switch {
-	case backends > 1:
-		add("licenses: set exactly one of file, http and sql, not several")
-	case backends == 0 && needLicenses:
-		add("licenses: set exactly one of file, http and sql")
-	}
-	if l.SQL != nil {
-		errs = append(errs, l.SQL.Problems("licenses.sql")...)
-	}
-	if l.CacheTTL < 0 {
-		add("licenses.cache_ttl: %v is negative", l.CacheTTL)
-	}
-	if l.NegativeCacheTTL < 0 {
-		add("licenses.negative_cache_ttl: %v is negative", l.NegativeCacheTTL)
-	}
-	if l.CacheSize < 0 {
-		add("licenses.cache_size: %d is negative", l.CacheSize)
-	}
-	if l.PollInterval < 0 {
-		add("licenses.poll_interval: %v is negative", l.PollInterval)
-	}
-	if l.ProbeInterval < minProbeInterval || l.ProbeInterval > maxProbeInterval {
-		add("licenses.probe_interval: %v is outside [%v, %v]", l.ProbeInterval, minProbeInterval, maxProbeInterval)
-	}
-	if h := l.HTTP; h != nil {
-		if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add("licenses.http.url: %q is not an absolute http(s) URL", h.URL)
-		} else if u.User != nil {
-			add("licenses.http.url: must not contain credentials")
-		}
-		if h.Timeout <= 0 {
-			add("licenses.http.timeout: %v must be positive", h.Timeout)
-		}
-		if err := license.CheckPath(h.ChannelsPath); err != nil {
-			add("licenses.http.channels_path: %v", err)
-		}
-		if h.UsernamePath != "" {
-			if err := license.CheckPath(h.UsernamePath); err != nil {
-				add("licenses.http.username_path: %v", err)
-			}
-		}
-	}
+	errs = append(errs, c.Licenses.Problems(needLicenses)...)
 
 	r := c.RateLimit
 	if r.PerAddress < 0 || r.PerUser < 0 {
@@ -485,4 +370,19 @@ func CheckConfig(path string, files bool) error {
 	}
 	srv.Close()
 	return nil
+}
+
+// AccountsConfig loads the configuration file at path as the service does
+// and returns its licenses.sql section, nil when the file configures
+// another licence backend: the account database `tokenserver accounts`
+// administers (tokencli.AccountsConfig).
+func AccountsConfig(path string) (*accounts.Config, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if sql, ok := cfg.Licenses.Backends["sql"].(*sqlbackend.Config); ok {
+		return &sql.Config, nil
+	}
+	return nil, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/license/backends"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -41,8 +42,8 @@ func TestParseConfig(t *testing.T) {
 	if cfg.Listen != "127.0.0.1:5001" || cfg.Issuer != "acme-tokenserver" || cfg.Service != "registry.example.com" ||
 		cfg.TokenTTL != 5*time.Minute || cfg.RefreshTokenTTL != 720*time.Hour ||
 		cfg.SigningKey != "certs/token.key" || cfg.SigningCert != "certs/token.crt" ||
-		cfg.Licenses.CacheTTL != time.Minute || cfg.Licenses.HTTP.URL != "https://api.example.com/v1/meta/licenses/" ||
-		cfg.Licenses.HTTP.ChannelsPath != "objects[].release" || cfg.Licenses.HTTP.Timeout != 5*time.Second {
+		cfg.Licenses.CacheTTL != time.Minute || httpSection(cfg).URL != "https://api.example.com/v1/meta/licenses/" ||
+		httpSection(cfg).ChannelsPath != "objects[].release" || httpSection(cfg).Timeout != 5*time.Second {
 		t.Errorf("cfg = %+v", cfg)
 	}
 	// Defaults.
@@ -130,7 +131,7 @@ func TestNewListsFileProblems(t *testing.T) {
 		Issuer: "i", Service: "s", TokenTTL: -1,
 		SigningKey:          filepath.Join(dir, "missing.key"),
 		RefreshTokenKeyFile: filepath.Join(dir, "missing-refresh.key"),
-		Licenses:            LicensesConfig{File: filepath.Join(dir, "missing.yaml")},
+		Licenses:            backends.Config{Backends: fileLicenses(filepath.Join(dir, "missing.yaml"))},
 	}
 	_, err := New(t.Context(), &cfg, Options{})
 	if err == nil {

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/license/backends"
+	"github.com/acme/registry-gateway/internal/license/httpbackend"
 )
 
 // Every answer a client can provoke with bad input: status, registry error
@@ -206,7 +209,7 @@ func httpBackend(status int) func(*Config) {
 			http.Error(w, "down for maintenance", status)
 		}))
 		// The server lives as long as the test binary; it is tiny.
-		c.Licenses = LicensesConfig{HTTP: &HTTPLicenseConfig{URL: api.URL}}
+		c.Licenses = backends.Config{Backends: backends.Sections{"http": &httpbackend.Config{URL: api.URL}}}
 	}
 }
 

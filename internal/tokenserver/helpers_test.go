@@ -30,6 +30,9 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/license/backends"
+	"github.com/acme/registry-gateway/internal/license/filebackend"
+	"github.com/acme/registry-gateway/internal/license/httpbackend"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
@@ -174,7 +177,7 @@ func newFixture(t testing.TB, mutate func(*Config), fopts ...fixtureOpt) *fixtur
 		Issuer:     testIssuer,
 		Service:    testService,
 		SigningKey: f.keyPath,
-		Licenses:   LicensesConfig{File: f.licPath, PollInterval: 10 * time.Millisecond},
+		Licenses:   backends.Config{Backends: fileLicenses(f.licPath), PollInterval: 10 * time.Millisecond},
 	}
 	if mutate != nil {
 		mutate(&f.cfg)
@@ -420,4 +423,14 @@ func auditLines(t testing.TB, f *fixture) []map[string]any {
 		}
 	}
 	return out
+}
+
+// fileLicenses is the licenses section of a licence file at path.
+func fileLicenses(path string) backends.Sections {
+	return backends.Sections{"file": &filebackend.Config{Path: path}}
+}
+
+// httpSection is the licenses.http section of c.
+func httpSection(c *Config) *httpbackend.Config {
+	return c.Licenses.Backends["http"].(*httpbackend.Config)
 }

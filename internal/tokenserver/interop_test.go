@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/acme/registry-gateway/internal/embedreg"
+	"github.com/acme/registry-gateway/internal/license/backends"
 )
 
 // A stock distribution registry, configured with auth.token pointing at
@@ -61,7 +62,7 @@ func TestInteropWithDistribution(t *testing.T) {
 			}
 			licPath := filepath.Join(dir, "licenses.yaml")
 			writeLicenses(t, licPath, defaultAccounts...)
-			cfg := Config{Issuer: testIssuer, Service: testService, SigningKey: keyPath, Licenses: LicensesConfig{File: licPath}}
+			cfg := Config{Issuer: testIssuer, Service: testService, SigningKey: keyPath, Licenses: backends.Config{Backends: fileLicenses(licPath)}}
 			if tc.cert {
 				cfg.SigningCert = certPath
 			}

@@ -49,7 +49,7 @@ func TestHTTPBackendUsernamePath(t *testing.T) {
 	api := newLicenceAPI(t)
 	f := newFixture(t, func(c *Config) {
 		withHTTPBackend(api, time.Second)(c)
-		c.Licenses.HTTP.UsernamePath = "user.email"
+		httpSection(c).UsernamePath = "user.email"
 		c.RateLimit = RateLimitConfig{PerAddress: 60, PerAddressBurst: 4, PerUser: 60, PerUserBurst: 4}
 	})
 	c := f.verify(mustToken(t, get(t, f.url, strings.ToUpper(aliceUser), aliceToken, scopes())).Token)

@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/license/backends"
+	"github.com/acme/registry-gateway/internal/license/httpbackend"
 )
 
 // licenceAPI is a stand-in for the vendor's licence API: it answers the
@@ -73,7 +76,7 @@ func (a *licenceAPI) serve(w http.ResponseWriter, r *http.Request) {
 
 func withHTTPBackend(api *licenceAPI, timeout time.Duration) func(*Config) {
 	return func(c *Config) {
-		c.Licenses = LicensesConfig{HTTP: &HTTPLicenseConfig{URL: api.URL + "/v1/meta/licenses/", ChannelsPath: "objects[].release", Timeout: timeout}}
+		c.Licenses = backends.Config{Backends: backends.Sections{"http": &httpbackend.Config{URL: api.URL + "/v1/meta/licenses/", ChannelsPath: "objects[].release", Timeout: timeout}}}
 	}
 }
 
@@ -176,7 +179,7 @@ func TestLicenceCacheAndCollapse(t *testing.T) {
 	if hits := metricValue(t, f.opsURL, `tokenserver_license_cache_hits_total{result="positive"}`); hits == "" || hits == "0" {
 		t.Errorf("cache hits = %q", hits)
 	}
-	f.clock.Advance(DefaultCacheTTL)
+	f.clock.Advance(backends.DefaultCacheTTL)
 	mustToken(t, get(t, f.url, aliceUser, aliceToken, scopes()))
 	if got := api.calls.Load(); got != 2 {
 		t.Errorf("%d backend calls after cache_ttl, want 2", got)
@@ -212,7 +215,7 @@ func TestFailClosed(t *testing.T) {
 			if e := decodeError(t, resp); e.Errors[0].Code != "UNAVAILABLE" || strings.Contains(e.Errors[0].Message, "127.0.0.1") {
 				t.Errorf("error %+v", e)
 			}
-			f.clock.Advance(DefaultCacheTTL)
+			f.clock.Advance(backends.DefaultCacheTTL)
 			if resp := get(t, f.url, aliceUser, aliceToken, scopes()); resp.StatusCode != 503 {
 				t.Errorf("after cache_ttl: status %d", resp.StatusCode)
 			}
@@ -243,7 +246,7 @@ func TestFileBackendReload(t *testing.T) {
 		account{user: aliceUser, token: aliceToken, channels: []string{"stable", "beta"}},
 	)
 	waitFor(t, "beta to be granted", func() bool {
-		f.clock.Advance(DefaultCacheTTL)
+		f.clock.Advance(backends.DefaultCacheTTL)
 		return len(f.verify(mustToken(t, get(t, base, aliceUser, aliceToken, q)).Token).Access) == 1
 	})
 	// Bob was removed by the rewrite.
@@ -258,6 +261,6 @@ func TestFileBackendReload(t *testing.T) {
 	waitFor(t, "the broken file to be rejected", func() bool {
 		return strings.Contains(f.logs.String(), "license file rejected")
 	})
-	f.clock.Advance(DefaultCacheTTL)
+	f.clock.Advance(backends.DefaultCacheTTL)
 	mustToken(t, get(t, base, aliceUser, aliceToken, q))
 }

@@ -336,7 +336,7 @@ func TestHTTPBackendWithoutUsernamePathWarns(t *testing.T) {
 		{"http without username_path", withHTTPBackend(api, time.Second), true},
 		{"http with username_path", func(c *Config) {
 			withHTTPBackend(api, time.Second)(c)
-			c.Licenses.HTTP.UsernamePath = "user.email"
+			httpSection(c).UsernamePath = "user.email"
 		}, false},
 		{"file", nil, false},
 	} {

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/license/backends"
+	"github.com/acme/registry-gateway/internal/license/httpbackend"
 )
 
 // readyWithin is the promise of /readyz: ready again within 10 s of the
@@ -33,7 +36,7 @@ func waitReady(t *testing.T, base string, want int) time.Duration {
 }
 
 // probeFast is the shortest probe interval the configuration allows.
-func probeFast(c *Config) { c.Licenses.ProbeInterval = minProbeInterval }
+func probeFast(c *Config) { c.Licenses.ProbeInterval = backends.MinProbeInterval }
 
 // A replica whose look-up failed while nothing was cached goes unready, and
 // comes back by itself once the licence API answers again: no login has to
@@ -50,9 +53,9 @@ func TestReadyzRecoversWithoutLogins(t *testing.T) {
 			if resp := get(t, base, bobUser, bobToken, scopes()); resp.StatusCode != http.StatusServiceUnavailable {
 				t.Fatalf("login while down: status %d", resp.StatusCode)
 			}
-			f.clock.Advance(DefaultCacheTTL) // alice's cached licence is gone
+			f.clock.Advance(backends.DefaultCacheTTL) // alice's cached licence is gone
 			waitReady(t, base, http.StatusServiceUnavailable)
-			time.Sleep(2 * minProbeInterval) // failing probes keep it out
+			time.Sleep(2 * backends.MinProbeInterval) // failing probes keep it out
 			if got := readyz(t, base); got != http.StatusServiceUnavailable {
 				t.Fatalf("/readyz %d while the API is down", got)
 			}
@@ -84,7 +87,7 @@ func TestReadyzFreshReplicaWhileBackendDown(t *testing.T) {
 	api := &licenceAPI{tokens: map[string][]string{aliceToken: {"stable"}}}
 	api.mode.Store("ok")
 	f := newFixture(t, func(c *Config) {
-		c.Licenses = LicensesConfig{HTTP: &HTTPLicenseConfig{URL: "http://" + addr + "/v1/meta/licenses/", Timeout: time.Second}}
+		c.Licenses = backends.Config{Backends: backends.Sections{"http": &httpbackend.Config{URL: "http://" + addr + "/v1/meta/licenses/", Timeout: time.Second}}}
 		probeFast(c)
 	})
 	base := serve(t, f.srv)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/license/backends"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -88,7 +89,7 @@ func TestPostGrants(t *testing.T) {
 	// reread and the cached licence has expired, the refresh fails.
 	writeLicenses(t, f.licPath, defaultAccounts[1])
 	waitFor(t, "licence file reload", func() bool {
-		f.clock.Advance(DefaultCacheTTL + time.Second)
+		f.clock.Advance(backends.DefaultCacheTTL + time.Second)
 		return post(t, base, refreshGrant(rt, "")).StatusCode == 401
 	})
 	e := decodeError(t, post(t, base, refreshGrant(rt, "")))

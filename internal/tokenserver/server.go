@@ -18,9 +18,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/license/backends"
 	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
@@ -70,18 +70,12 @@ type Server struct {
 	jwks     []byte
 	sealer   *refreshSealer
 
-	licenses *license.Cache
-	file     *license.FileBackend // nil unless the file backend is used
-	accounts *accounts.DB         // nil unless the sql backend is used
-	sql      *accounts.Backend    // nil unless the sql backend is used
-	limiter  *loginLimiter        // nil when rate limiting is disabled
+	licenses *backends.Licenses
+	limiter  *loginLimiter // nil when rate limiting is disabled
 	clients  *httpx.ClientAddr
 	metrics  *metrics
 	tls      *tlsx.Server // nil: plain HTTP
 
-	// ownClient is the licence API client New built (not one injected
-	// through Options): Close drops its idle connections.
-	ownClient *http.Client
 	closeOnce sync.Once
 
 	errs      httpx.Handler
@@ -281,90 +275,14 @@ func uniqueKeys(pubs []crypto.PublicKey) []crypto.PublicKey {
 	return out
 }
 
-// buildLicenses wires the configured backend behind the cache, with the
-// metrics as its observer.
+// buildLicenses opens the configured licence backend (or Options.Backend)
+// behind the cache, with the metrics as its observer.
 func (s *Server) buildLicenses(ctx context.Context) error {
-	lc := s.cfg.Licenses
-	backend := s.opts.Backend
-	switch {
-	case backend != nil:
-	case lc.File != "" && lc.HTTP == nil:
-		fb, err := license.NewFileBackend(lc.File, license.FileOptions{
-			Clock: s.now, Logger: s.log, PollInterval: lc.PollInterval,
-		})
-		if err != nil {
-			return fmt.Errorf("licenses.file: %w", err)
-		}
-		s.file, backend = fb, fb
-	case lc.HTTP != nil && lc.File == "":
-		client := s.opts.HTTPClient
-		if client == nil {
-			client = newLicenseClient(lc.HTTP.Timeout)
-			s.ownClient = client
-		}
-		hb, err := license.NewHTTPBackend(license.HTTPConfig{
-			URL: lc.HTTP.URL, ChannelsPath: lc.HTTP.ChannelsPath, UsernamePath: lc.HTTP.UsernamePath,
-			Timeout: lc.HTTP.Timeout, Client: client,
-		})
-		if err != nil {
-			return fmt.Errorf("licenses.http: %w", err)
-		}
-		if lc.HTTP.UsernamePath == "" {
-			// Valid, for an API that cannot name the owner, but then a
-			// customer's token works with any e-mail address: say so at
-			// every start rather than leave it to be found in the audit.
-			s.log.Warn("licenses.http.username_path is not set: usernames are not checked, any username is taken with a valid API token and becomes the token's sub; set it to where the licence API names the customer's e-mail (e.g. user.email)",
-				slog.String("url", lc.HTTP.URL))
-		}
-		backend = hb
-	case lc.SQL != nil:
-		if err := s.openAccounts(ctx, lc.SQL); err != nil {
-			return fmt.Errorf("licenses.sql: %w", err)
-		}
-		backend = s.sql
-	default:
-		return nil // reported by Validate
-	}
-	s.licenses = license.NewCache(backend, license.CacheConfig{
-		TTL:         lc.CacheTTL,
-		NegativeTTL: lc.NegativeCacheTTL,
-		MaxEntries:  lc.CacheSize,
-		Clock:       s.now,
-		Observer:    s.metrics,
-		Logger:      s.log,
-	})
-	return nil
-}
-
-// openAccounts connects to the account database and refuses a schema this
-// binary was not written for (not migrated, older or newer).
-func (s *Server) openAccounts(ctx context.Context, cfg *accounts.Config) error {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	db, err := accounts.Open(ctx, cfg, accounts.Options{Clock: s.now})
-	if err != nil {
-		return err
-	}
-	if err := db.CheckSchema(ctx); err != nil {
-		db.Close()
-		return err
-	}
-	s.accounts = db
-	s.sql = db.NewBackend(accounts.BackendOptions{
-		RevocationPoll: cfg.RevocationPoll, LastUsedFlush: cfg.LastUsedFlush, Logger: s.log,
-	})
-	return nil
-}
-
-// newLicenseClient is a client for the licence API with timeouts at every
-// step and enough idle connections for many logins in parallel (the default
-// of two per host would make most of them open a new TLS connection).
-func newLicenseClient(timeout time.Duration) *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = 64
-	t.TLSHandshakeTimeout = timeout
-	t.ResponseHeaderTimeout = timeout
-	return &http.Client{Timeout: timeout, Transport: t}
+	lic, err := backends.Open(ctx, s.cfg.Licenses,
+		license.Env{Clock: s.now, Logger: s.log, HTTPClient: s.opts.HTTPClient},
+		backends.Options{Backend: s.opts.Backend, Observer: s.metrics})
+	s.licenses = lic
+	return err
 }
 
 // routes assembles the router and its middleware, all in one place.
@@ -437,13 +355,8 @@ func (s *Server) JWKS() []byte { return s.jwks }
 // else about it (the gateway's Close has the same shape).
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
-		if s.ownClient != nil {
-			s.ownClient.CloseIdleConnections()
-		}
-		if s.accounts != nil {
-			if err := s.accounts.Close(); err != nil {
-				s.log.Warn("closing the account database", slog.Any("error", err))
-			}
+		if s.licenses != nil {
+			s.licenses.Close()
 		}
 	})
 }
@@ -455,18 +368,7 @@ func (s *Server) Close() {
 // only when serving Handler some other way. Without it the sql backend
 // serves no login from the cache.
 func (s *Server) Watch(ctx context.Context) error {
-	var wg sync.WaitGroup
-	var pollErr error
-	switch {
-	case s.file != nil:
-		wg.Go(func() { pollErr = s.file.Run(ctx) })
-	case s.sql != nil:
-		wg.Go(func() { pollErr = s.sql.Run(ctx) })
-	}
-	wg.Go(func() { _ = s.licenses.Monitor(ctx, s.cfg.Licenses.ProbeInterval) })
-	wg.Wait()
-	<-ctx.Done()
-	return pollErr
+	return s.licenses.Watch(ctx)
 }
 
 // Run listens on Config.Listen and Config.Metrics.Listen (or uses

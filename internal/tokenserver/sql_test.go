@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/accounts"
+	"github.com/acme/registry-gateway/internal/license/backends"
+	"github.com/acme/registry-gateway/internal/license/sqlbackend"
 	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
@@ -28,7 +30,7 @@ func newSQLReplica(t *testing.T, keyPath string, sqlCfg *accounts.Config) (strin
 	c.RevocationPoll = 100 * time.Millisecond
 	srv, err := New(t.Context(), &Config{
 		Issuer: testIssuer, Service: testService, SigningKey: keyPath,
-		Licenses:  LicensesConfig{SQL: &c, ProbeInterval: minProbeInterval},
+		Licenses:  backends.Config{Backends: backends.Sections{"sql": &sqlbackend.Config{Config: c}}, ProbeInterval: backends.MinProbeInterval},
 		RateLimit: RateLimitConfig{Disabled: true},
 	}, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
@@ -136,13 +138,13 @@ func TestSQLRefusesUnusableSchema(t *testing.T) {
 	key := filepath.Join(t.TempDir(), "token.key")
 	writeECKey(t, key)
 	cfg := accountstest.SQLite(t)
-	_, err := New(t.Context(), &Config{Issuer: testIssuer, Service: testService, SigningKey: key, Licenses: LicensesConfig{SQL: cfg}}, Options{Logger: discardLogger()})
+	_, err := New(t.Context(), &Config{Issuer: testIssuer, Service: testService, SigningKey: key, Licenses: backends.Config{Backends: backends.Sections{"sql": &sqlbackend.Config{Config: *cfg}}}}, Options{Logger: discardLogger()})
 	var se *accounts.SchemaError
 	if !errors.As(err, &se) || !strings.Contains(err.Error(), "licenses.sql: ") || !strings.Contains(err.Error(), "tokenserver accounts migrate") {
 		t.Errorf("un-migrated database: %v", err)
 	}
 	bad := &accounts.Config{Driver: accounts.DriverSQLite, DSN: filepath.Join(t.TempDir(), "missing", "x.db")}
-	if _, err := New(t.Context(), &Config{Issuer: testIssuer, Service: testService, SigningKey: key, Licenses: LicensesConfig{SQL: bad}}, Options{Logger: discardLogger()}); err == nil {
+	if _, err := New(t.Context(), &Config{Issuer: testIssuer, Service: testService, SigningKey: key, Licenses: backends.Config{Backends: backends.Sections{"sql": &sqlbackend.Config{Config: *bad}}}}, Options{Logger: discardLogger()}); err == nil {
 		t.Error("unreachable database accepted")
 	}
 	if _, err := ParseConfig([]byte("issuer: i\nservice: s\nsigning_key: k\nlicenses:\n  file: f\n  sql: {driver: mysql}\n")); err == nil ||

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/devcert"
+	"github.com/acme/registry-gateway/internal/license/backends"
 	"github.com/acme/registry-gateway/internal/tlsx"
 )
 
@@ -138,7 +139,7 @@ func TestTLSConfigProblems(t *testing.T) {
 	dir := t.TempDir()
 	_, err := New(t.Context(), &Config{
 		Issuer: "i", Service: "s", SigningKey: filepath.Join(dir, "missing.key"),
-		Licenses: LicensesConfig{File: filepath.Join(dir, "missing.yaml")},
+		Licenses: backends.Config{Backends: fileLicenses(filepath.Join(dir, "missing.yaml"))},
 		TLS: TLSConfig{ServerConfig: tlsx.ServerConfig{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")},
 			ClientCAFile: filepath.Join(dir, "clients.crt")},
 	}, Options{})

@@ -35,6 +35,8 @@ import (
 	"github.com/acme/registry-gateway/internal/embedreg"
 	"github.com/acme/registry-gateway/internal/gateway"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/license/backends"
+	"github.com/acme/registry-gateway/internal/license/filebackend"
 	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 	"github.com/acme/registry-gateway/internal/tokenserver"
@@ -152,7 +154,7 @@ func newStack(t *testing.T) *stack {
 	keyPath, licPath := tokenServerFiles(t, dir)
 	ts, err := tokenserver.New(t.Context(), &tokenserver.Config{
 		Issuer: issuer, Service: service, SigningKey: keyPath,
-		Licenses: tokenserver.LicensesConfig{File: licPath},
+		Licenses: backends.Config{Backends: backends.Sections{"file": &filebackend.Config{Path: licPath}}},
 	}, tokenserver.Options{Logger: log, Clock: s.tsClock.Now})
 	if err != nil {
 		t.Fatal(err)

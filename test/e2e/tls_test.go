@@ -28,6 +28,8 @@ import (
 	"github.com/acme/registry-gateway/internal/devcert"
 	"github.com/acme/registry-gateway/internal/embedreg"
 	"github.com/acme/registry-gateway/internal/gateway"
+	"github.com/acme/registry-gateway/internal/license/backends"
+	"github.com/acme/registry-gateway/internal/license/filebackend"
 	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 	"github.com/acme/registry-gateway/internal/tlsx"
@@ -93,7 +95,7 @@ func newTLSStack(t *testing.T) *tlsStack {
 	keyPath, licPath := tokenServerFiles(t, dir)
 	ts, err := tokenserver.New(ctx, &tokenserver.Config{
 		Issuer: issuer, Service: service, SigningKey: keyPath,
-		Licenses: tokenserver.LicensesConfig{File: licPath},
+		Licenses: backends.Config{Backends: backends.Sections{"file": &filebackend.Config{Path: licPath}}},
 		TLS: tokenserver.TLSConfig{
 			ServerConfig: tlsx.ServerConfig{CertFile: certs.ServerCert, KeyFile: certs.ServerKey},
 			ClientCAFile: certs.CACert,

@@ -22,6 +22,7 @@ import (
 	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 	"github.com/acme/registry-gateway/internal/tokencli"
+	"github.com/acme/registry-gateway/internal/tokenserver"
 )
 
 func TestMain(m *testing.M) { os.Exit(accountstest.Main(m)) }
@@ -56,7 +57,7 @@ func TestVendorWalkthrough(t *testing.T) {
 		accountsCLI := func(args ...string) (string, int) {
 			t.Helper()
 			var out, errb bytes.Buffer
-			code := tokencli.Run(t.Context(), append(append([]string{"accounts"}, args...), "-config", config, "--actor", "vendor"), nil, &out, &errb)
+			code := tokencli.Run(t.Context(), append(append([]string{"accounts"}, args...), "-config", config, "--actor", "vendor"), nil, &out, &errb, tokenserver.AccountsConfig)
 			return out.String() + errb.String(), code
 		}
 

@@ -1,4 +1,4 @@
-package license
+package httpbackend
 
 import (
 	"context"
@@ -10,18 +10,20 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/license"
 )
 
 const (
-	// DefaultHTTPTimeout bounds one call to the licence API.
-	DefaultHTTPTimeout = 5 * time.Second
+	// DefaultTimeout bounds one call to the licence API.
+	DefaultTimeout = 5 * time.Second
 	// maxResponseBytes keeps a broken or hostile upstream from making us
 	// buffer without bound; a licence list is a few kilobytes.
 	maxResponseBytes = 1 << 20
 )
 
-// HTTPConfig configures an HTTPBackend.
-type HTTPConfig struct {
+// Options configures a Backend.
+type Options struct {
 	// URL of the licence endpoint, e.g. https://api.kloudless.com/v1/meta/licenses/.
 	URL string
 	// ChannelsPath locates the channel names in the JSON answer; see
@@ -37,27 +39,30 @@ type HTTPConfig struct {
 	Client *http.Client
 }
 
-// HTTPBackend asks the vendor's licence API with the customer's API token.
+// Backend asks the vendor's licence API with the customer's API token.
 //
 // The API only takes the token. Without UsernamePath it cannot confirm that
 // the e-mail address belongs to it, and License.Account is left empty; with
 // it, Account is the address the answer names.
-type HTTPBackend struct {
+type Backend struct {
 	url      string
 	path     channelPath
 	userPath channelPath // nil without UsernamePath
 	timeout  time.Duration
 	client   *http.Client
+	// ownClient: Open built client, so Close releases its connections.
+	ownClient bool
 }
 
 var (
-	_ Backend = (*HTTPBackend)(nil)
-	_ Prober  = (*HTTPBackend)(nil)
+	_ license.Backend = (*Backend)(nil)
+	_ license.Prober  = (*Backend)(nil)
+	_ license.Closer  = (*Backend)(nil)
 )
 
-// NewHTTPBackend validates cfg, including ChannelsPath, so that a bad
+// New validates cfg, including ChannelsPath, so that a bad
 // configuration fails at start-up rather than on the first login.
-func NewHTTPBackend(cfg HTTPConfig) (*HTTPBackend, error) {
+func New(cfg Options) (*Backend, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("license: bad URL: %w", err)
@@ -86,24 +91,24 @@ func NewHTTPBackend(cfg HTTPConfig) (*HTTPBackend, error) {
 		return nil, fmt.Errorf("license: negative timeout %v", cfg.Timeout)
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultHTTPTimeout
+		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: cfg.Timeout}
 	}
-	return &HTTPBackend{url: u.String(), path: p, userPath: userPath, timeout: cfg.Timeout, client: cfg.Client}, nil
+	return &Backend{url: u.String(), path: p, userPath: userPath, timeout: cfg.Timeout, client: cfg.Client}, nil
 }
 
-// Lookup implements Backend. The API's refusals map to the closest
+// Lookup implements license.Backend. The API's refusals map to the closest
 // reason: 401 (it does not take the token) to wrong_token, 403 (it knows
 // the token and refuses it) to disabled. Any other status, 404 included
-// (most likely a wrong licenses.http.url), and no answer are ErrUnavailable,
+// (most likely a wrong licenses.http.url), and no answer are license.ErrUnavailable,
 // as the probe takes them: a misconfigured URL must not look like every
 // customer typing a wrong token. A token whose owner (UsernamePath) is not
 // the username given is refused by the Cache.
-func (b *HTTPBackend) Lookup(ctx context.Context, token string) (License, error) {
-	if !plausibleToken(token) {
-		return License{}, BadCredentials(ReasonMalformed)
+func (b *Backend) Lookup(ctx context.Context, token string) (license.License, error) {
+	if !license.PlausibleToken(token) {
+		return license.License{}, license.BadCredentials(license.ReasonMalformed)
 	}
 	// An injected client may have no timeout of its own; the context
 	// deadline also covers reading the body.
@@ -112,7 +117,7 @@ func (b *HTTPBackend) Lookup(ctx context.Context, token string) (License, error)
 
 	resp, err := b.get(ctx, token)
 	if err != nil {
-		return License{}, err
+		return license.License{}, err
 	}
 	defer resp.Body.Close()
 
@@ -120,42 +125,42 @@ func (b *HTTPBackend) Lookup(ctx context.Context, token string) (License, error)
 	case http.StatusOK:
 	case http.StatusUnauthorized:
 		drain(resp.Body)
-		return License{}, BadCredentials(ReasonWrongToken)
+		return license.License{}, license.BadCredentials(license.ReasonWrongToken)
 	case http.StatusForbidden:
 		drain(resp.Body)
-		return License{}, BadCredentials(ReasonDisabled)
+		return license.License{}, license.BadCredentials(license.ReasonDisabled)
 	default:
 		drain(resp.Body)
-		return License{}, fmt.Errorf("%w: licence API answered %s", ErrUnavailable, resp.Status)
+		return license.License{}, fmt.Errorf("%w: licence API answered %s", license.ErrUnavailable, resp.Status)
 	}
 
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
-		return License{}, fmt.Errorf("%w: reading licence API answer: %w", ErrUnavailable, err)
+		return license.License{}, fmt.Errorf("%w: reading licence API answer: %w", license.ErrUnavailable, err)
 	}
 	if len(body) > maxResponseBytes {
-		return License{}, fmt.Errorf("%w: licence API answer exceeds %d bytes", ErrUnavailable, maxResponseBytes)
+		return license.License{}, fmt.Errorf("%w: licence API answer exceeds %d bytes", license.ErrUnavailable, maxResponseBytes)
 	}
 	var doc any
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return License{}, fmt.Errorf("%w: licence API answer is not JSON: %w", ErrUnavailable, err)
+		return license.License{}, fmt.Errorf("%w: licence API answer is not JSON: %w", license.ErrUnavailable, err)
 	}
 	channels, err := b.path.extract(doc)
 	if err != nil {
-		return License{}, fmt.Errorf("%w: licence API answer: %w", ErrUnavailable, err)
+		return license.License{}, fmt.Errorf("%w: licence API answer: %w", license.ErrUnavailable, err)
 	}
 	account, err := b.account(doc)
 	if err != nil {
-		return License{}, fmt.Errorf("%w: licence API answer: %w", ErrUnavailable, err)
+		return license.License{}, fmt.Errorf("%w: licence API answer: %w", license.ErrUnavailable, err)
 	}
-	return License{Account: account, Channels: normalizeChannels(channels)}, nil
+	return license.License{Account: account, Channels: license.NormalizeChannels(channels)}, nil
 }
 
 // Probe implements Prober: a GET of the licence URL without a token. The
 // API is usable when it answers the way it answers a look-up (200, or 401 /
 // 403 for the missing token); any other status, or no answer within the
-// timeout, is ErrUnavailable, as a look-up would be.
-func (b *HTTPBackend) Probe(ctx context.Context) error {
+// timeout, is license.ErrUnavailable, as a look-up would be.
+func (b *Backend) Probe(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	resp, err := b.get(ctx, "")
@@ -168,15 +173,15 @@ func (b *HTTPBackend) Probe(ctx context.Context) error {
 	case http.StatusOK, http.StatusUnauthorized, http.StatusForbidden:
 		return nil
 	}
-	return fmt.Errorf("%w: licence API answered %s", ErrUnavailable, resp.Status)
+	return fmt.Errorf("%w: licence API answered %s", license.ErrUnavailable, resp.Status)
 }
 
 // get sends the licence request, with the token when there is one. Errors
-// wrap ErrUnavailable.
-func (b *HTTPBackend) get(ctx context.Context, token string) (*http.Response, error) {
+// wrap license.ErrUnavailable.
+func (b *Backend) get(ctx context.Context, token string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", license.ErrUnavailable, err)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -188,7 +193,7 @@ func (b *HTTPBackend) get(ctx context.Context, token string) (*http.Response, er
 	if err != nil {
 		// *url.Error names method, URL and cause; the token is only in a
 		// header, which it never prints.
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", license.ErrUnavailable, err)
 	}
 	return resp, nil
 }
@@ -197,7 +202,7 @@ func (b *HTTPBackend) get(ctx context.Context, token string) (*http.Response, er
 // An answer that names none, or several, is the API changing shape (or a
 // wrong username_path): answered as unavailable, so that the operator sees
 // it in the log, rather than as a wrong password nobody would look into.
-func (b *HTTPBackend) account(doc any) (string, error) {
+func (b *Backend) account(doc any) (string, error) {
 	if b.userPath == nil {
 		return "", nil
 	}

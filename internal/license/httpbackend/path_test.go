@@ -1,4 +1,4 @@
-package license
+package httpbackend
 
 import (
 	"encoding/json"
@@ -64,8 +64,8 @@ func TestChannelPathInvalid(t *testing.T) {
 		if p, err := parseChannelPath(s); err == nil {
 			t.Errorf("parseChannelPath(%q) = %v, want error", s, p)
 		}
-		if _, err := NewHTTPBackend(HTTPConfig{URL: "https://example.com/", ChannelsPath: s}); s != "" && err == nil {
-			t.Errorf("NewHTTPBackend accepted path %q", s)
+		if _, err := New(Options{URL: "https://example.com/", ChannelsPath: s}); s != "" && err == nil {
+			t.Errorf("New accepted path %q", s)
 		}
 	}
 }

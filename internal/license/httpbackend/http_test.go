@@ -1,4 +1,4 @@
-package license
+package httpbackend
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/license"
 )
 
 const apiToken = "kl_live_TOPSECRET_abcdef123456"
@@ -45,28 +47,28 @@ func jsonAnswer(status int, body string) func(http.ResponseWriter, *http.Request
 	}
 }
 
-func newHTTP(t *testing.T, cfg HTTPConfig) *HTTPBackend {
+func newHTTP(t *testing.T, cfg Options) *Backend {
 	t.Helper()
-	b, err := NewHTTPBackend(cfg)
+	b, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
-var alice = Credentials{Username: "alice@example.com", Token: apiToken}
+var alice = license.Credentials{Username: "alice@example.com", Token: apiToken}
 
 func TestHTTPDefaultPath(t *testing.T) {
 	srv := licenceAPI(t, jsonAnswer(200, `{"count":3,"objects":[
 		{"id":1,"release":"stable"},{"id":2,"release":"beta"},{"id":3,"release":"stable"}]}`))
-	b := newHTTP(t, HTTPConfig{URL: srv.URL + "/v1/meta/licenses/"})
+	b := newHTTP(t, Options{URL: srv.URL + "/v1/meta/licenses/"})
 
 	lic, err := b.Lookup(t.Context(), alice.Token)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The API takes the token alone: it cannot say whose it is.
-	want := License{Account: "", Channels: []string{"beta", "stable"}}
+	want := license.License{Account: "", Channels: []string{"beta", "stable"}}
 	if lic.Account != want.Account || !slices.Equal(lic.Channels, want.Channels) || !lic.ExpiresAt.IsZero() {
 		t.Errorf("got %+v, want %+v", lic, want)
 	}
@@ -77,7 +79,7 @@ func TestHTTPDefaultPath(t *testing.T) {
 
 func TestHTTPCustomPath(t *testing.T) {
 	srv := licenceAPI(t, jsonAnswer(200, `{"data":{"channels":["nightly","stable"]}}`))
-	b := newHTTP(t, HTTPConfig{URL: srv.URL, ChannelsPath: "data.channels[]"})
+	b := newHTTP(t, Options{URL: srv.URL, ChannelsPath: "data.channels[]"})
 	lic, err := b.Lookup(t.Context(), alice.Token)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +91,7 @@ func TestHTTPCustomPath(t *testing.T) {
 
 func TestHTTPNoLicences(t *testing.T) {
 	srv := licenceAPI(t, jsonAnswer(200, `{"count":0,"objects":[]}`))
-	lic, err := newHTTP(t, HTTPConfig{URL: srv.URL}).Lookup(t.Context(), alice.Token)
+	lic, err := newHTTP(t, Options{URL: srv.URL}).Lookup(t.Context(), alice.Token)
 	if err != nil || len(lic.Channels) != 0 {
 		t.Fatalf("got %+v, %v; want empty licence", lic, err)
 	}
@@ -99,18 +101,18 @@ func TestHTTPErrors(t *testing.T) {
 	tests := []struct {
 		name    string
 		handle  func(http.ResponseWriter, *http.Request)
-		cred    Credentials
+		cred    license.Credentials
 		wantErr error
 		msg     string // expected in the error text
 	}{
-		{"wrong token", jsonAnswer(200, `{}`), Credentials{"alice@example.com", "kl_live_wrong"}, ErrBadCredentials, ""},
-		{"403", jsonAnswer(403, `{"error":"forbidden"}`), alice, ErrBadCredentials, ""},
-		{"500", jsonAnswer(500, `oops`), alice, ErrUnavailable, "500"},
-		{"429", jsonAnswer(429, ``), alice, ErrUnavailable, "429"},
-		{"404", jsonAnswer(404, ``), alice, ErrUnavailable, "404"},
-		{"bad JSON", jsonAnswer(200, `{"objects":[`), alice, ErrUnavailable, "not JSON"},
-		{"HTML", jsonAnswer(200, `<html>maintenance</html>`), alice, ErrUnavailable, "not JSON"},
-		{"wrong shape", jsonAnswer(200, `{"objects":{"release":"stable"}}`), alice, ErrUnavailable, "want array"},
+		{"wrong token", jsonAnswer(200, `{}`), license.Credentials{Username: "alice@example.com", Token: "kl_live_wrong"}, license.ErrBadCredentials, ""},
+		{"403", jsonAnswer(403, `{"error":"forbidden"}`), alice, license.ErrBadCredentials, ""},
+		{"500", jsonAnswer(500, `oops`), alice, license.ErrUnavailable, "500"},
+		{"429", jsonAnswer(429, ``), alice, license.ErrUnavailable, "429"},
+		{"404", jsonAnswer(404, ``), alice, license.ErrUnavailable, "404"},
+		{"bad JSON", jsonAnswer(200, `{"objects":[`), alice, license.ErrUnavailable, "not JSON"},
+		{"HTML", jsonAnswer(200, `<html>maintenance</html>`), alice, license.ErrUnavailable, "not JSON"},
+		{"wrong shape", jsonAnswer(200, `{"objects":{"release":"stable"}}`), alice, license.ErrUnavailable, "want array"},
 		{"oversize", func(w http.ResponseWriter, _ *http.Request) {
 			io.WriteString(w, `{"objects":[`)
 			item := `{"release":"stable"},`
@@ -118,18 +120,18 @@ func TestHTTPErrors(t *testing.T) {
 				io.WriteString(w, item)
 			}
 			io.WriteString(w, `{"release":"beta"}]}`)
-		}, alice, ErrUnavailable, "exceeds"},
-		{"empty token", jsonAnswer(200, `{}`), Credentials{"alice@example.com", ""}, ErrBadCredentials, ""},
-		{"header injection", jsonAnswer(200, `{}`), Credentials{"alice@example.com", apiToken + "\r\nX-Evil: 1"}, ErrBadCredentials, ""},
+		}, alice, license.ErrUnavailable, "exceeds"},
+		{"empty token", jsonAnswer(200, `{}`), license.Credentials{Username: "alice@example.com", Token: ""}, license.ErrBadCredentials, ""},
+		{"header injection", jsonAnswer(200, `{}`), license.Credentials{Username: "alice@example.com", Token: apiToken + "\r\nX-Evil: 1"}, license.ErrBadCredentials, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := licenceAPI(t, tt.handle)
-			_, err := newHTTP(t, HTTPConfig{URL: srv.URL}).Lookup(t.Context(), tt.cred.Token)
+			_, err := newHTTP(t, Options{URL: srv.URL}).Lookup(t.Context(), tt.cred.Token)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
 			}
-			if tt.wantErr == ErrBadCredentials && errors.Is(err, ErrUnavailable) {
+			if tt.wantErr == license.ErrBadCredentials && errors.Is(err, license.ErrUnavailable) {
 				t.Fatalf("err %v is both", err)
 			}
 			if !strings.Contains(err.Error(), tt.msg) {
@@ -152,14 +154,14 @@ func TestHTTPTimeout(t *testing.T) {
 	})
 	defer close(release) // before srv.Close, which waits for handlers
 
-	for _, cfg := range []HTTPConfig{
+	for _, cfg := range []Options{
 		{URL: srv.URL, Timeout: 50 * time.Millisecond},
 		// An injected client without its own timeout must still be bounded.
 		{URL: srv.URL, Timeout: 50 * time.Millisecond, Client: &http.Client{}},
 	} {
 		start := time.Now()
 		_, err := newHTTP(t, cfg).Lookup(t.Context(), alice.Token)
-		if !errors.Is(err, ErrUnavailable) {
+		if !errors.Is(err, license.ErrUnavailable) {
 			t.Fatalf("err = %v, want ErrUnavailable", err)
 		}
 		if d := time.Since(start); d > 2*time.Second {
@@ -175,8 +177,8 @@ func TestHTTPCallerCancel(t *testing.T) {
 	srv := licenceAPI(t, jsonAnswer(200, `{}`))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := newHTTP(t, HTTPConfig{URL: srv.URL}).Lookup(ctx, alice.Token)
-	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.Canceled) {
+	_, err := newHTTP(t, Options{URL: srv.URL}).Lookup(ctx, alice.Token)
+	if !errors.Is(err, license.ErrUnavailable) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -185,14 +187,14 @@ func TestHTTPServerDown(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
-	_, err := newHTTP(t, HTTPConfig{URL: url}).Lookup(t.Context(), alice.Token)
-	if !errors.Is(err, ErrUnavailable) {
+	_, err := newHTTP(t, Options{URL: url}).Lookup(t.Context(), alice.Token)
+	if !errors.Is(err, license.ErrUnavailable) {
 		t.Fatalf("err = %v", err)
 	}
 }
 
 func TestHTTPConfigErrors(t *testing.T) {
-	for _, cfg := range []HTTPConfig{
+	for _, cfg := range []Options{
 		{URL: ""},
 		{URL: "api.kloudless.com/v1/meta/licenses/"},
 		{URL: "ftp://example.com/"},
@@ -200,8 +202,8 @@ func TestHTTPConfigErrors(t *testing.T) {
 		{URL: "https://example.com/", ChannelsPath: "objects[0].release"},
 		{URL: "https://example.com/", Timeout: -time.Second},
 	} {
-		if _, err := NewHTTPBackend(cfg); err == nil {
-			t.Errorf("NewHTTPBackend(%+v) succeeded", cfg)
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) succeeded", cfg)
 		}
 	}
 }
@@ -216,7 +218,7 @@ func TestHTTPBehindCacheCollapses(t *testing.T) {
 		<-gate
 		io.WriteString(w, `{"objects":[{"release":"stable"}]}`)
 	})
-	c := NewCache(newHTTP(t, HTTPConfig{URL: srv.URL}), CacheConfig{})
+	c := license.NewCache(newHTTP(t, Options{URL: srv.URL}), license.CacheConfig{})
 
 	errs := make(chan error, 100)
 	for range 100 {

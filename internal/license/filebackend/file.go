@@ -1,4 +1,4 @@
-package license
+package filebackend
 
 import (
 	"bytes"
@@ -15,18 +15,20 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/acme/registry-gateway/internal/license"
 )
 
 const (
-	// DefaultPollInterval is how often FileBackend.Run stats the file.
+	// DefaultPollInterval is how often Backend.Run stats the file.
 	DefaultPollInterval = 2 * time.Second
 	// maxFileBytes is far above 100k accounts; it only stops a wrong path
 	// (a log file, /dev/zero) from being slurped.
 	maxFileBytes = 64 << 20
 )
 
-// FileOptions configures a FileBackend. The zero value is usable.
-type FileOptions struct {
+// Options configures a Backend. The zero value is usable.
+type Options struct {
 	// Clock decides expiry and Loaded times; default time.Now.
 	Clock func() time.Time
 	// Logger receives reload results; default slog.Default().
@@ -35,19 +37,19 @@ type FileOptions struct {
 	PollInterval time.Duration
 }
 
-// FileBackend serves licences from a YAML file of token hashes:
+// Backend serves licences from a YAML file of token hashes:
 //
 //	accounts:
 //	  - username: alice@example.com
-//	    token_sha256: "<hex SHA-256 of the API token, see HashToken>"
+//	    token_sha256: "<hex SHA-256 of the API token, see license.HashToken>"
 //	    channels: [stable, beta]
 //	    expires: 2027-12-31T00:00:00Z   # optional
 //
 // Run picks up edits without a restart. An edit that does not load keeps
 // the last good list, so a typo cannot lock every customer out. For the same
-// reason a FileBackend is never unavailable once loaded, and it is no Prober:
+// reason a Backend is never unavailable once loaded, and it is no Prober:
 // there is nothing for readiness to wait for.
-type FileBackend struct {
+type Backend struct {
 	path     string
 	clock    func() time.Time
 	log      *slog.Logger
@@ -63,13 +65,13 @@ type FileBackend struct {
 }
 
 var (
-	_ Backend       = (*FileBackend)(nil)
-	_ AccountFinder = (*FileBackend)(nil)
+	_ license.Backend       = (*Backend)(nil)
+	_ license.AccountFinder = (*Backend)(nil)
 )
 
 type fileState struct {
 	// byToken finds an account by the SHA-256 of its API token, the one
-	// key every Backend looks up by. Looking up a hash, not comparing the
+	// key every backend looks up by. Looking up a hash, not comparing the
 	// token, leaks nothing through timing: nobody can steer which hash
 	// their guess has.
 	byToken map[[sha256.Size]byte]fileAccount
@@ -86,15 +88,9 @@ type fileAccount struct {
 	expires   time.Time
 }
 
-// HashToken returns the hex SHA-256 of token, the form token_sha256 expects.
-func HashToken(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
-}
-
-// NewFileBackend loads path once. A file that does not load is an error here,
+// New loads path once. A file that does not load is an error here,
 // unlike during Run, because there is no last good list to fall back to.
-func NewFileBackend(path string, opts FileOptions) (*FileBackend, error) {
+func New(path string, opts Options) (*Backend, error) {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
@@ -107,7 +103,7 @@ func NewFileBackend(path string, opts FileOptions) (*FileBackend, error) {
 	if opts.PollInterval == 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
-	f := &FileBackend{
+	f := &Backend{
 		path:     path,
 		clock:    opts.Clock,
 		log:      opts.Logger.With(slog.String("path", path)),
@@ -124,26 +120,26 @@ func NewFileBackend(path string, opts FileOptions) (*FileBackend, error) {
 
 // Loaded returns when the current account list was loaded; for readiness
 // checks and "config reloaded" metrics.
-func (f *FileBackend) Loaded() time.Time {
+func (f *Backend) Loaded() time.Time {
 	return f.state.Load().loaded
 }
 
-// Lookup implements Backend. License.Account is the username of the file, so
+// Lookup implements license.Backend. License.Account is the username of the file, so
 // the Cache refuses any other (compared case-insensitively). An unknown
 // token is wrong_token (the Cache makes it unknown_account when the
 // username is not in the file either), a licence past its expires expired.
-func (f *FileBackend) Lookup(_ context.Context, token string) (License, error) {
-	if !plausibleToken(token) {
-		return License{}, BadCredentials(ReasonMalformed)
+func (f *Backend) Lookup(_ context.Context, token string) (license.License, error) {
+	if !license.PlausibleToken(token) {
+		return license.License{}, license.BadCredentials(license.ReasonMalformed)
 	}
 	acct, known := f.state.Load().byToken[sha256.Sum256([]byte(token))]
 	if !known {
-		return License{}, BadCredentials(ReasonWrongToken)
+		return license.License{}, license.BadCredentials(license.ReasonWrongToken)
 	}
 	if !acct.expires.IsZero() && !f.clock().Before(acct.expires) {
-		return License{}, BadCredentials(ReasonExpired)
+		return license.License{}, license.BadCredentials(license.ReasonExpired)
 	}
-	return License{
+	return license.License{
 		Account:   acct.username,
 		Channels:  append([]string(nil), acct.channels...),
 		ExpiresAt: acct.expires,
@@ -152,7 +148,7 @@ func (f *FileBackend) Lookup(_ context.Context, token string) (License, error) {
 
 // HasAccount implements AccountFinder: whether the file lists username
 // (compared case-insensitively).
-func (f *FileBackend) HasAccount(_ context.Context, username string) (bool, error) {
+func (f *Backend) HasAccount(_ context.Context, username string) (bool, error) {
 	return f.state.Load().users[strings.ToLower(username)], nil
 }
 
@@ -162,9 +158,9 @@ func (f *FileBackend) HasAccount(_ context.Context, username string) (bool, erro
 // Polling rather than inotify: no watcher module is vendored, a stat every
 // few seconds is cheap, and it copes with editors and Kubernetes ConfigMaps
 // that replace the file by rename, which per-file watches miss.
-func (f *FileBackend) Run(ctx context.Context) error {
+func (f *Backend) Run(ctx context.Context) error {
 	if !f.running.CompareAndSwap(false, true) {
-		return errors.New("license: FileBackend.Run is already running")
+		return errors.New("license: Backend.Run is already running")
 	}
 	defer f.running.Store(false)
 
@@ -183,7 +179,7 @@ func (f *FileBackend) Run(ctx context.Context) error {
 // poll rereads the file only when stat says it changed. The comparison
 // includes file identity because a rename-into-place can keep size and, on
 // coarse filesystems, mtime.
-func (f *FileBackend) poll() {
+func (f *Backend) poll() {
 	fi, err := os.Stat(f.path)
 	if err != nil {
 		if !f.statFail {
@@ -233,7 +229,7 @@ func (e *contentError) Unwrap() error { return e.err }
 
 // read loads the file. It stats the open descriptor, so the returned info
 // describes the bytes actually read even if the path is swapped meanwhile.
-func (f *FileBackend) read() (*fileState, os.FileInfo, error) {
+func (f *Backend) read() (*fileState, os.FileInfo, error) {
 	fh, err := os.Open(f.path)
 	if err != nil {
 		return nil, nil, err
@@ -328,7 +324,7 @@ func parseAccounts(data []byte) (map[string]fileAccount, error) {
 		}
 		a := fileAccount{
 			username: e.Username,
-			channels: normalizeChannels(e.Channels),
+			channels: license.NormalizeChannels(e.Channels),
 			expires:  e.Expires,
 		}
 		copy(a.tokenHash[:], raw)

@@ -1,4 +1,4 @@
-package license
+package httpbackend
 
 import (
 	"errors"
@@ -17,14 +17,6 @@ type channelPath []pathStep
 type pathStep struct {
 	key  string
 	each bool
-}
-
-// CheckPath reports what is wrong with a path of the grammar of
-// DefaultChannelsPath, so that a configuration can be checked before any
-// backend is built.
-func CheckPath(s string) error {
-	_, err := parseChannelPath(s)
-	return err
 }
 
 func parseChannelPath(s string) (channelPath, error) {

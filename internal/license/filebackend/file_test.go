@@ -1,4 +1,4 @@
-package license
+package filebackend
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/registry-gateway/internal/license"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
@@ -32,7 +33,7 @@ accounts:
     token_sha256: %q
     channels: [stable]
     expires: 2026-03-01T12:30:00Z
-%s`, HashToken(aliceToken), strings.ToUpper(HashToken(bobToken)), extra)
+%s`, license.HashToken(aliceToken), strings.ToUpper(license.HashToken(bobToken)), extra)
 }
 
 // writeFile replaces path's content in place and bumps the mtime, so the
@@ -54,7 +55,7 @@ type fileFixture struct {
 	path  string
 	clock *testutil.Clock
 	logs  *testutil.SyncBuffer
-	b     *FileBackend
+	b     *Backend
 }
 
 // startFile loads content and runs the poller until the test ends, checking
@@ -67,7 +68,7 @@ func startFile(t *testing.T, content string) *fileFixture {
 		logs:  &testutil.SyncBuffer{},
 	}
 	writeFile(t, fx.path, content)
-	b, err := NewFileBackend(fx.path, FileOptions{
+	b, err := New(fx.path, Options{
 		Clock:        fx.clock.Now,
 		Logger:       slog.New(slog.NewTextHandler(fx.logs, nil)),
 		PollInterval: 5 * time.Millisecond,
@@ -93,11 +94,11 @@ func startFile(t *testing.T, content string) *fileFixture {
 	return fx
 }
 
-// lookup asks through a fresh Cache, which checks the username against the
+// lookup asks through a fresh license.Cache, which checks the username against the
 // account the token belongs to, as the token service does.
-func (fx *fileFixture) lookup(user, token string) (License, error) {
-	c := NewCache(fx.b, CacheConfig{Clock: fx.clock.Now})
-	return c.Lookup(context.Background(), Credentials{Username: user, Token: token})
+func (fx *fileFixture) lookup(user, token string) (license.License, error) {
+	c := license.NewCache(fx.b, license.CacheConfig{Clock: fx.clock.Now})
+	return c.Lookup(context.Background(), license.Credentials{Username: user, Token: token})
 }
 
 func TestFileLookup(t *testing.T) {
@@ -124,16 +125,16 @@ func TestFileLookup(t *testing.T) {
 		{"wrong token", "alice@example.com", bobToken},
 		{"unknown user", "mallory@example.com", aliceToken},
 		{"empty token", "alice@example.com", ""},
-		{"hash instead of token", "alice@example.com", HashToken(aliceToken)},
+		{"hash instead of token", "alice@example.com", license.HashToken(aliceToken)},
 	} {
-		if _, err := fx.lookup(c.user, c.token); !errors.Is(err, ErrBadCredentials) || errors.Is(err, ErrUnavailable) {
+		if _, err := fx.lookup(c.user, c.token); !errors.Is(err, license.ErrBadCredentials) || errors.Is(err, license.ErrUnavailable) {
 			t.Errorf("%s: err = %v, want ErrBadCredentials", c.name, err)
 		}
 	}
 
 	// Expiry is exclusive: at the instant of expiry the licence is gone.
 	fx.clock.Advance(30 * time.Minute)
-	if _, err := fx.lookup("bob@example.com", bobToken); !errors.Is(err, ErrBadCredentials) {
+	if _, err := fx.lookup("bob@example.com", bobToken); !errors.Is(err, license.ErrBadCredentials) {
 		t.Errorf("expired: err = %v, want ErrBadCredentials", err)
 	}
 	if _, err := fx.lookup("alice@example.com", aliceToken); err != nil {
@@ -163,7 +164,7 @@ func TestFileReload(t *testing.T) {
 	writeFile(t, fx.path, accountsYAML(fmt.Sprintf(`  - username: carol@example.com
     token_sha256: %q
     channels: [nightly]
-`, HashToken(carolToken))))
+`, license.HashToken(carolToken))))
 	eventually(t, "carol to appear", func() bool {
 		_, err := fx.lookup("carol@example.com", carolToken)
 		return err == nil
@@ -180,7 +181,7 @@ func TestFileReload(t *testing.T) {
 		{"bad YAML", "accounts: [\n  - username: x", "did not find expected"},
 		{"bad hex", `accounts: [{username: dave@example.com, token_sha256: "zz", channels: [stable]}]`, "dave@example.com): token_sha256"},
 		{"short hash", `accounts: [{username: erin@example.com, token_sha256: "abcd", channels: [stable]}]`, "erin@example.com): token_sha256"},
-		{"duplicate user", accountsYAML(fmt.Sprintf("  - username: ALICE@example.com\n    token_sha256: %q\n", HashToken("x"))), "duplicate"},
+		{"duplicate user", accountsYAML(fmt.Sprintf("  - username: ALICE@example.com\n    token_sha256: %q\n", license.HashToken("x"))), "duplicate"},
 		{"unknown field", accountsYAML("  - username: dave@example.com\n    token: plain\n"), "field token not found"},
 		{"typo at top", "acounts: []\n", "field acounts not found"},
 		{"empty file", "", "file is empty"},
@@ -206,7 +207,7 @@ func TestFileReload(t *testing.T) {
 	}
 	allLogs.WriteString(fx.logs.String())
 	logs := allLogs.String()
-	for _, secret := range []string{HashToken(aliceToken), HashToken(carolToken), aliceToken, carolToken} {
+	for _, secret := range []string{license.HashToken(aliceToken), license.HashToken(carolToken), aliceToken, carolToken} {
 		if strings.Contains(strings.ToLower(logs), strings.ToLower(secret)) {
 			t.Errorf("logs contain a token or its hash:\n%s", logs)
 		}
@@ -216,7 +217,7 @@ func TestFileReload(t *testing.T) {
 	writeFile(t, fx.path, accountsYAML(""))
 	eventually(t, "carol to be removed", func() bool {
 		_, err := fx.lookup("carol@example.com", carolToken)
-		return errors.Is(err, ErrBadCredentials)
+		return errors.Is(err, license.ErrBadCredentials)
 	})
 }
 
@@ -230,7 +231,7 @@ func TestFileRenameIntoPlace(t *testing.T) {
 	}
 
 	// Same length as the original: swap Alice's hash for Carol's.
-	next := strings.Replace(accountsYAML(""), HashToken(aliceToken), HashToken(carolToken), 1)
+	next := strings.Replace(accountsYAML(""), license.HashToken(aliceToken), license.HashToken(carolToken), 1)
 	if len(next) != len(accountsYAML("")) {
 		t.Fatal("test content should keep the size")
 	}
@@ -248,7 +249,7 @@ func TestFileRenameIntoPlace(t *testing.T) {
 		_, err := fx.lookup("alice@example.com", carolToken)
 		return err == nil
 	})
-	if _, err := fx.lookup("alice@example.com", aliceToken); !errors.Is(err, ErrBadCredentials) {
+	if _, err := fx.lookup("alice@example.com", aliceToken); !errors.Is(err, license.ErrBadCredentials) {
 		t.Errorf("old token still accepted: %v", err)
 	}
 }
@@ -264,7 +265,7 @@ func TestFileRemovedKeepsList(t *testing.T) {
 	if _, err := fx.lookup("alice@example.com", aliceToken); err != nil {
 		t.Fatalf("list lost when file vanished: %v", err)
 	}
-	writeFile(t, fx.path, accountsYAML("  - username: dave@example.com\n    token_sha256: "+HashToken("d")+"\n"))
+	writeFile(t, fx.path, accountsYAML("  - username: dave@example.com\n    token_sha256: "+license.HashToken("d")+"\n"))
 	eventually(t, "file to come back", func() bool {
 		_, err := fx.lookup("dave@example.com", "d")
 		return err == nil
@@ -273,17 +274,17 @@ func TestFileRemovedKeepsList(t *testing.T) {
 
 func TestFileConstructorErrors(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := NewFileBackend(filepath.Join(dir, "missing.yaml"), FileOptions{}); err == nil {
+	if _, err := New(filepath.Join(dir, "missing.yaml"), Options{}); err == nil {
 		t.Error("missing file accepted")
 	}
 	bad := filepath.Join(dir, "bad.yaml")
 	writeFile(t, bad, "accounts:\n  - username: x\n    token_sha256: nothex\n")
-	if _, err := NewFileBackend(bad, FileOptions{}); err == nil || !strings.Contains(err.Error(), "hex") {
+	if _, err := New(bad, Options{}); err == nil || !strings.Contains(err.Error(), "hex") {
 		t.Errorf("err = %v", err)
 	}
 	empty := filepath.Join(dir, "empty.yaml")
 	writeFile(t, empty, "accounts: []\n")
-	if _, err := NewFileBackend(empty, FileOptions{}); err != nil {
+	if _, err := New(empty, Options{}); err != nil {
 		t.Errorf("an explicitly empty list is valid: %v", err)
 	}
 }
@@ -324,7 +325,7 @@ func TestFileConcurrentLookupsDuringReload(t *testing.T) {
 }
 
 func TestParseAccountsStrict(t *testing.T) {
-	h := HashToken("t")
+	h := license.HashToken("t")
 	for name, doc := range map[string]string{
 		"two documents":   "accounts: []\n---\naccounts: []\n",
 		"empty username":  fmt.Sprintf("accounts: [{username: '', token_sha256: %s}]", h),

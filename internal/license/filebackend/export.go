@@ -1,4 +1,4 @@
-package license
+package filebackend
 
 import (
 	"encoding/hex"
@@ -7,22 +7,13 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"time"
+
+	"github.com/acme/registry-gateway/internal/license"
 )
 
-// FileAccount is one account of a licence file, for moving the file to
-// another backend (`tokenserver accounts import`).
-type FileAccount struct {
-	Username string
-	// TokenSHA256 is the hex SHA-256 of the API token, lower case.
-	TokenSHA256 string
-	Channels    []string
-	Expires     time.Time
-}
-
-// ReadAccountsFile reads a licence file with the file backend's checks and
+// ReadAccounts reads a licence file with the file backend's checks and
 // returns its accounts ordered by username.
-func ReadAccountsFile(path string) ([]FileAccount, error) {
+func ReadAccounts(path string) ([]license.FileAccount, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -39,16 +30,16 @@ func ReadAccountsFile(path string) ([]FileAccount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	out := make([]FileAccount, 0, len(accounts))
+	out := make([]license.FileAccount, 0, len(accounts))
 	for _, a := range accounts {
-		out = append(out, FileAccount{
+		out = append(out, license.FileAccount{
 			Username:    a.username,
 			TokenSHA256: hex.EncodeToString(a.tokenHash[:]),
 			Channels:    slices.Clone(a.channels),
 			Expires:     a.expires,
 		})
 	}
-	slices.SortFunc(out, func(a, b FileAccount) int {
+	slices.SortFunc(out, func(a, b license.FileAccount) int {
 		return strings.Compare(strings.ToLower(a.Username), strings.ToLower(b.Username))
 	})
 	return out, nil
