@@ -144,9 +144,20 @@ func checkInvocations(t *testing.T, cases []invocation) {
 	}
 }
 
+// The accounts commands read -config with the service's own loader: the
+// file is checked as the service checks it.
 func TestRunAccounts(t *testing.T) {
+	write, key, lic := testFiles(t)
+	dir := filepath.Dir(key)
+	sql := write("sql.yaml", "issuer: i\nservice: s\nsigning_key: "+key+"\nlicenses:\n  sql: {driver: sqlite, dsn: "+filepath.Join(dir, "accounts.db")+"}\n")
+	file := write("file.yaml", "issuer: i\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+"}\n")
+	bad := write("bad.yaml", "service: s\nsigning_key: "+key+"\nlicenses:\n  sql: {driver: sqlite, dsn: "+filepath.Join(dir, "accounts.db")+"}\n")
 	checkInvocations(t, []invocation{
 		{[]string{"accounts"}, 2, []string{"tokenserver accounts migrate"}},
+		{[]string{"accounts", "migrate", "-config", sql}, 0, nil}, // (what it prints goes to os.Stdout)
+		{[]string{"accounts", "list", "-config", sql}, 0, nil},
+		{[]string{"accounts", "list", "-config", file}, 1, []string{"licenses.sql is not configured"}},
+		{[]string{"accounts", "list", "-config", bad}, 1, []string{"issuer: required"}},
 	})
 }
 

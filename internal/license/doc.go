@@ -15,11 +15,15 @@
 //   - [ErrUnavailable]: the backend could not give a trustworthy answer; the
 //     caller fails closed with 503 rather than guessing.
 //
-// [HTTPBackend] asks the vendor's licence API, [FileBackend] reads a YAML file
-// of token hashes (for on-premises installs and demos), and [Cache] sits in
-// front of either so that a `docker pull` of many layers does not turn into
-// many backend calls. Look-ups, the cache and the collapsing of concurrent
-// look-ups are keyed on the token alone, so usernames cost nothing. A backend
-// that is also a [Prober] is probed by [Cache.Monitor] while it fails, so
-// that readiness recovers without logins.
+// The backends live in packages of their own, each with the section of the
+// configuration it reads (a [BackendConfig], decoded by its Decode):
+// filebackend reads a YAML file of token hashes (for on-premises installs
+// and demos), httpbackend asks the vendor's licence API, sqlbackend uses
+// the account database of internal/accounts. Package backends holds the
+// registry of them, the licenses section, and opens the configured one
+// behind a [Cache], so that a `docker pull` of many layers does not turn
+// into many backend calls. Look-ups, the cache and the collapsing of
+// concurrent look-ups are keyed on the token alone, so usernames cost
+// nothing. A backend that is also a [Prober] is probed by [Cache.Monitor]
+// while it fails, so that readiness recovers without logins.
 package license

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -107,7 +108,7 @@ func yamlKeys(t reflect.Type, known map[string]bool) {
 			continue
 		}
 		name, opts, _ := strings.Cut(tag, ",")
-		if opts == "inline" || strings.Contains(opts, "inline") {
+		if slices.Contains(strings.Split(opts, ","), "inline") {
 			ft := f.Type
 			if ft.Kind() == reflect.Pointer {
 				ft = ft.Elem()
