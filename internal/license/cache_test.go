@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -87,277 +88,298 @@ func (o *recordingObserver) CacheHit(positive bool) {
 func creds(user string) Credentials { return Credentials{Username: user, Token: "tok-" + user} }
 
 func TestCacheHitAndTTL(t *testing.T) {
-	be := newScripted()
-	be.set("alice", licenceFor("alice", "stable"))
-	clock := newFakeClock()
-	obs := &recordingObserver{}
-	c := NewCache(be, CacheConfig{TTL: time.Minute, Clock: clock.Now, Observer: obs})
-	ctx := t.Context()
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		be := newScripted()
+		be.set("alice", licenceFor("alice", "stable"))
+		obs := &recordingObserver{}
+		c := NewCache(be, CacheConfig{TTL: time.Minute, Observer: obs})
+		ctx := t.Context()
 
-	for range 3 {
-		lic, err := c.Lookup(ctx, creds("alice"))
-		if err != nil || !lic.Holds("stable") {
-			t.Fatalf("%+v, %v", lic, err)
+		for range 3 {
+			lic, err := c.Lookup(ctx, creds("alice"))
+			if err != nil || !lic.Holds("stable") {
+				t.Fatalf("%+v, %v", lic, err)
+			}
 		}
-	}
-	if n := be.calls.Load(); n != 1 {
-		t.Fatalf("%d backend calls within TTL, want 1", n)
-	}
+		if n := be.calls.Load(); n != 1 {
+			t.Fatalf("%d backend calls within TTL, want 1", n)
+		}
 
-	// A caller mutating its copy must not change what others get.
-	lic, _ := c.Lookup(ctx, creds("alice"))
-	lic.Channels[0] = "everything"
+		// A caller mutating its copy must not change what others get.
+		lic, _ := c.Lookup(ctx, creds("alice"))
+		lic.Channels[0] = "everything"
 
-	clock.Advance(59 * time.Second)
-	if lic, _ := c.Lookup(ctx, creds("alice")); lic.Holds("everything") || be.calls.Load() != 1 {
-		t.Fatalf("cache corrupted or expired early: %+v, %d calls", lic, be.calls.Load())
-	}
-	clock.Advance(time.Second)
-	if _, err := c.Lookup(ctx, creds("alice")); err != nil || be.calls.Load() != 2 {
-		t.Fatalf("not refreshed after TTL: %v, %d calls", err, be.calls.Load())
-	}
+		time.Sleep(59 * time.Second)
+		if lic, _ := c.Lookup(ctx, creds("alice")); lic.Holds("everything") || be.calls.Load() != 1 {
+			t.Fatalf("cache corrupted or expired early: %+v, %d calls", lic, be.calls.Load())
+		}
+		time.Sleep(time.Second)
+		if _, err := c.Lookup(ctx, creds("alice")); err != nil || be.calls.Load() != 2 {
+			t.Fatalf("not refreshed after TTL: %v, %d calls", err, be.calls.Load())
+		}
 
-	// A different token for the same user is a different key.
-	be.setToken("other", licenceFor("alice", "beta"))
-	if _, err := c.Lookup(ctx, Credentials{"alice", "other"}); err != nil || be.calls.Load() != 3 {
-		t.Fatalf("other token served from cache: %v, %d calls", err, be.calls.Load())
-	}
+		// A different token for the same user is a different key.
+		be.setToken("other", licenceFor("alice", "beta"))
+		if _, err := c.Lookup(ctx, Credentials{"alice", "other"}); err != nil || be.calls.Load() != 3 {
+			t.Fatalf("other token served from cache: %v, %d calls", err, be.calls.Load())
+		}
 
-	obs.mu.Lock()
-	defer obs.mu.Unlock()
-	want := "scriptedBackend/ok"
-	if len(obs.lookups) != 3 || !strings.HasSuffix(obs.lookups[0], want) {
-		t.Errorf("lookups %q", obs.lookups)
-	}
-	if len(obs.hits) != 4 || !obs.hits[0] {
-		t.Errorf("hits %v", obs.hits)
-	}
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		want := "scriptedBackend/ok"
+		if len(obs.lookups) != 3 || !strings.HasSuffix(obs.lookups[0], want) {
+			t.Errorf("lookups %q", obs.lookups)
+		}
+		if len(obs.hits) != 4 || !obs.hits[0] {
+			t.Errorf("hits %v", obs.hits)
+		}
+	})
 }
 
 func TestCacheNegative(t *testing.T) {
-	be := newScripted()
-	clock := newFakeClock()
-	obs := &recordingObserver{}
-	c := NewCache(be, CacheConfig{Clock: clock.Now, Observer: obs})
-	ctx := t.Context()
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		be := newScripted()
+		obs := &recordingObserver{}
+		c := NewCache(be, CacheConfig{Observer: obs})
+		ctx := t.Context()
 
-	for range 3 {
-		if _, err := c.Lookup(ctx, creds("mallory")); !errors.Is(err, ErrBadCredentials) {
-			t.Fatalf("err = %v", err)
+		for range 3 {
+			if _, err := c.Lookup(ctx, creds("mallory")); !errors.Is(err, ErrBadCredentials) {
+				t.Fatalf("err = %v", err)
+			}
 		}
-	}
-	if n := be.calls.Load(); n != 1 {
-		t.Fatalf("%d calls, want 1", n)
-	}
-	// The customer fixes their account; the refusal must not outlive the
-	// (short) negative TTL.
-	be.set("mallory", licenceFor("mallory", "stable"))
-	clock.Advance(DefaultNegativeTTL)
-	if _, err := c.Lookup(ctx, creds("mallory")); err != nil {
-		t.Fatalf("negative answer outlived NegativeTTL: %v", err)
-	}
-	obs.mu.Lock()
-	defer obs.mu.Unlock()
-	if fmt.Sprint(obs.hits) != "[false false]" || !strings.HasSuffix(obs.lookups[0], "/bad_credentials") {
-		t.Errorf("hits %v lookups %q", obs.hits, obs.lookups)
-	}
+		if n := be.calls.Load(); n != 1 {
+			t.Fatalf("%d calls, want 1", n)
+		}
+		// The customer fixes their account; the refusal must not outlive the
+		// (short) negative TTL.
+		be.set("mallory", licenceFor("mallory", "stable"))
+		time.Sleep(DefaultNegativeTTL)
+		if _, err := c.Lookup(ctx, creds("mallory")); err != nil {
+			t.Fatalf("negative answer outlived NegativeTTL: %v", err)
+		}
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		if fmt.Sprint(obs.hits) != "[false false]" || !strings.HasSuffix(obs.lookups[0], "/bad_credentials") {
+			t.Errorf("hits %v lookups %q", obs.hits, obs.lookups)
+		}
+	})
 }
 
 func TestCacheUnavailableNotCached(t *testing.T) {
-	be := newScripted()
-	down := errors.New("connection refused")
-	be.set("alice", func() (License, error) { return License{}, fmt.Errorf("%w: %w", ErrUnavailable, down) })
-	be.set("bob", func() (License, error) { return License{}, down }) // a custom backend forgetting to wrap
-	clock := newFakeClock()
-	c := NewCache(be, CacheConfig{Clock: clock.Now})
-	ctx := t.Context()
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		be := newScripted()
+		down := errors.New("connection refused")
+		be.set("alice", func() (License, error) { return License{}, fmt.Errorf("%w: %w", ErrUnavailable, down) })
+		be.set("bob", func() (License, error) { return License{}, down }) // a custom backend forgetting to wrap
+		c := NewCache(be, CacheConfig{})
+		ctx := t.Context()
 
-	if !c.Healthy() {
-		t.Fatal("a fresh cache must report healthy, or it never gets traffic")
-	}
-	for range 3 {
-		_, err := c.Lookup(ctx, creds("alice"))
-		if !errors.Is(err, ErrUnavailable) || !errors.Is(err, down) {
-			t.Fatalf("err = %v", err)
+		if !c.Healthy() {
+			t.Fatal("a fresh cache must report healthy, or it never gets traffic")
 		}
-	}
-	if n := be.calls.Load(); n != 3 {
-		t.Fatalf("%d calls, want 3 (no caching of unavailability)", n)
-	}
-	if _, err := c.Lookup(ctx, creds("bob")); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("unwrapped backend error must still fail closed: %v", err)
-	}
-	if c.Healthy() {
-		t.Error("healthy with backend down and nothing cached")
-	}
+		for range 3 {
+			_, err := c.Lookup(ctx, creds("alice"))
+			if !errors.Is(err, ErrUnavailable) || !errors.Is(err, down) {
+				t.Fatalf("err = %v", err)
+			}
+		}
+		if n := be.calls.Load(); n != 3 {
+			t.Fatalf("%d calls, want 3 (no caching of unavailability)", n)
+		}
+		if _, err := c.Lookup(ctx, creds("bob")); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("unwrapped backend error must still fail closed: %v", err)
+		}
+		if c.Healthy() {
+			t.Error("healthy with backend down and nothing cached")
+		}
 
-	// Backend back: healthy again.
-	be.set("alice", licenceFor("alice", "stable"))
-	if _, err := c.Lookup(ctx, creds("alice")); err != nil {
-		t.Fatal(err)
-	}
-	if !c.Healthy() {
-		t.Error("unhealthy after a good answer")
-	}
-	// Backend down again, but a good answer is cached: still serving.
-	be.set("bob", func() (License, error) { return License{}, ErrUnavailable })
-	c.Lookup(ctx, creds("bob"))
-	if !c.Healthy() {
-		t.Error("unhealthy although a licence is cached")
-	}
-	clock.Advance(DefaultTTL)
-	if c.Healthy() {
-		t.Error("healthy after the cached licence expired with backend down")
-	}
-	// ErrBadCredentials proves the backend reachable.
-	be.set("bob", nil)
-	c.Lookup(ctx, creds("bob"))
-	if !c.Healthy() {
-		t.Error("unhealthy after the backend answered")
-	}
+		// Backend back: healthy again.
+		be.set("alice", licenceFor("alice", "stable"))
+		if _, err := c.Lookup(ctx, creds("alice")); err != nil {
+			t.Fatal(err)
+		}
+		if !c.Healthy() {
+			t.Error("unhealthy after a good answer")
+		}
+		// Backend down again, but a good answer is cached: still serving.
+		be.set("bob", func() (License, error) { return License{}, ErrUnavailable })
+		c.Lookup(ctx, creds("bob"))
+		if !c.Healthy() {
+			t.Error("unhealthy although a licence is cached")
+		}
+		time.Sleep(DefaultTTL)
+		if c.Healthy() {
+			t.Error("healthy after the cached licence expired with backend down")
+		}
+		// ErrBadCredentials proves the backend reachable.
+		be.set("bob", nil)
+		c.Lookup(ctx, creds("bob"))
+		if !c.Healthy() {
+			t.Error("unhealthy after the backend answered")
+		}
+	})
 }
 
 func TestCacheLicenceExpiry(t *testing.T) {
-	be := newScripted()
-	clock := newFakeClock()
-	expires := clock.Now().Add(10 * time.Second)
-	be.set("bob", func() (License, error) {
-		return License{Account: "bob", Channels: []string{"stable"}, ExpiresAt: expires}, nil
-	})
-	c := NewCache(be, CacheConfig{TTL: time.Hour, Clock: clock.Now})
-	ctx := t.Context()
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		be := newScripted()
+		expires := time.Now().Add(10 * time.Second)
+		be.set("bob", func() (License, error) {
+			return License{Account: "bob", Channels: []string{"stable"}, ExpiresAt: expires}, nil
+		})
+		c := NewCache(be, CacheConfig{TTL: time.Hour})
+		ctx := t.Context()
 
-	if _, err := c.Lookup(ctx, creds("bob")); err != nil {
-		t.Fatal(err)
-	}
-	clock.Advance(9 * time.Second)
-	if _, err := c.Lookup(ctx, creds("bob")); err != nil || be.calls.Load() != 1 {
-		t.Fatalf("%v, %d calls", err, be.calls.Load())
-	}
-	// The backend still hands out the (now expired) licence; the cache must
-	// not serve it past ExpiresAt even though TTL is an hour.
-	clock.Advance(time.Second)
-	if lic, err := c.Lookup(ctx, creds("bob")); !errors.Is(err, ErrBadCredentials) {
-		t.Fatalf("expired licence served: %+v, %v", lic, err)
-	}
-	if n := be.calls.Load(); n != 2 {
-		t.Errorf("%d calls, want 2", n)
-	}
+		if _, err := c.Lookup(ctx, creds("bob")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(9 * time.Second)
+		if _, err := c.Lookup(ctx, creds("bob")); err != nil || be.calls.Load() != 1 {
+			t.Fatalf("%v, %d calls", err, be.calls.Load())
+		}
+		// The backend still hands out the (now expired) licence; the cache must
+		// not serve it past ExpiresAt even though TTL is an hour.
+		time.Sleep(time.Second)
+		if lic, err := c.Lookup(ctx, creds("bob")); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("expired licence served: %+v, %v", lic, err)
+		}
+		if n := be.calls.Load(); n != 2 {
+			t.Errorf("%d calls, want 2", n)
+		}
+	})
 }
 
 func TestCacheCollapsesConcurrentLookups(t *testing.T) {
-	be := newScripted()
-	be.set("alice", licenceFor("alice", "stable"))
-	be.gate = make(chan struct{})
-	obs := &recordingObserver{}
-	c := NewCache(be, CacheConfig{Observer: obs})
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		be := newScripted()
+		be.set("alice", licenceFor("alice", "stable"))
+		be.gate = make(chan struct{})
+		obs := &recordingObserver{}
+		c := NewCache(be, CacheConfig{Observer: obs})
 
-	var wg sync.WaitGroup
-	var failures atomic.Int32
-	for range 100 {
-		wg.Go(func() {
-			lic, err := c.Lookup(t.Context(), creds("alice"))
-			if err != nil || !lic.Holds("stable") {
-				failures.Add(1)
-			}
-		})
-	}
-	time.Sleep(50 * time.Millisecond) // let the callers pile up on the gate
-	close(be.gate)
-	wg.Wait()
-	if n := failures.Load(); n != 0 {
-		t.Errorf("%d callers failed", n)
-	}
-	if n := be.calls.Load(); n != 1 {
-		t.Errorf("%d backend calls, want 1", n)
-	}
-	obs.mu.Lock()
-	defer obs.mu.Unlock()
-	if len(obs.lookups) != 1 {
-		t.Errorf("observer saw %d backend calls", len(obs.lookups))
-	}
+		var wg sync.WaitGroup
+		var failures atomic.Int32
+		for range 100 {
+			wg.Go(func() {
+				lic, err := c.Lookup(t.Context(), creds("alice"))
+				if err != nil || !lic.Holds("stable") {
+					failures.Add(1)
+				}
+			})
+		}
+		synctest.Wait() // every caller is waiting for the one call
+		close(be.gate)
+		wg.Wait()
+		if n := failures.Load(); n != 0 {
+			t.Errorf("%d callers failed", n)
+		}
+		if n := be.calls.Load(); n != 1 {
+			t.Errorf("%d backend calls, want 1", n)
+		}
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		if len(obs.lookups) != 1 {
+			t.Errorf("observer saw %d backend calls", len(obs.lookups))
+		}
+	})
 }
 
 func TestCacheDistinctAccountsNotCollapsed(t *testing.T) {
-	be := newScripted()
-	be.set("alice", licenceFor("alice", "stable"))
-	be.set("bob", licenceFor("bob", "beta"))
-	be.gate = make(chan struct{})
-	be.entered = make(chan string, 2)
-	c := NewCache(be, CacheConfig{})
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		be := newScripted()
+		be.set("alice", licenceFor("alice", "stable"))
+		be.set("bob", licenceFor("bob", "beta"))
+		be.gate = make(chan struct{})
+		be.entered = make(chan string, 2)
+		c := NewCache(be, CacheConfig{})
 
-	results := make(chan License, 2)
-	for _, u := range []string{"alice", "bob"} {
-		go func() {
-			lic, _ := c.Lookup(t.Context(), creds(u))
-			results <- lic
-		}()
-	}
-	// Both must reach the backend while neither has finished.
-	for range 2 {
-		select {
-		case <-be.entered:
-		case <-time.After(2 * time.Second):
-			t.Fatal("distinct accounts were collapsed into one call")
+		results := make(chan License, 2)
+		for _, u := range []string{"alice", "bob"} {
+			go func() {
+				lic, _ := c.Lookup(t.Context(), creds(u))
+				results <- lic
+			}()
 		}
-	}
-	close(be.gate)
-	got := map[string]bool{}
-	for range 2 {
-		lic := <-results
-		got[lic.Account+"="+strings.Join(lic.Channels, ",")] = true
-	}
-	if !got["alice=stable"] || !got["bob=beta"] {
-		t.Errorf("answers mixed up: %v", got)
-	}
+		// Both must reach the backend while neither has finished.
+		for range 2 {
+			select {
+			case <-be.entered:
+			case <-time.After(2 * time.Second):
+				t.Fatal("distinct accounts were collapsed into one call")
+			}
+		}
+		close(be.gate)
+		got := map[string]bool{}
+		for range 2 {
+			lic := <-results
+			got[lic.Account+"="+strings.Join(lic.Channels, ",")] = true
+		}
+		if !got["alice=stable"] || !got["bob=beta"] {
+			t.Errorf("answers mixed up: %v", got)
+		}
+	})
 }
 
 // A caller that gives up must neither cancel the shared call for the others
 // nor leave them without an answer.
 func TestCacheCallerCancelDoesNotFailOthers(t *testing.T) {
-	be := newScripted()
-	be.set("alice", licenceFor("alice", "stable"))
-	be.gate = make(chan struct{})
-	be.entered = make(chan string, 1)
-	c := NewCache(be, CacheConfig{})
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		be := newScripted()
+		be.set("alice", licenceFor("alice", "stable"))
+		be.gate = make(chan struct{})
+		be.entered = make(chan string, 1)
+		c := NewCache(be, CacheConfig{})
 
-	ctx, cancel := context.WithCancel(t.Context())
-	first := make(chan error, 1)
-	go func() {
-		_, err := c.Lookup(ctx, creds("alice"))
-		first <- err
-	}()
-	<-be.entered
-	second := make(chan error, 1)
-	go func() {
-		_, err := c.Lookup(t.Context(), creds("alice"))
-		second <- err
-	}()
-	cancel()
-	if err := <-first; !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled caller: %v", err)
-	}
-	time.Sleep(10 * time.Millisecond)
-	close(be.gate)
-	if err := <-second; err != nil {
-		t.Errorf("second caller failed because the first gave up: %v", err)
-	}
-	if n := be.calls.Load(); n != 1 {
-		t.Errorf("%d calls", n)
-	}
+		ctx, cancel := context.WithCancel(t.Context())
+		first := make(chan error, 1)
+		go func() {
+			_, err := c.Lookup(ctx, creds("alice"))
+			first <- err
+		}()
+		<-be.entered
+		second := make(chan error, 1)
+		go func() {
+			_, err := c.Lookup(t.Context(), creds("alice"))
+			second <- err
+		}()
+		cancel()
+		if err := <-first; !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled caller: %v", err)
+		}
+		synctest.Wait() // the second caller is waiting for the shared call
+		close(be.gate)
+		if err := <-second; err != nil {
+			t.Errorf("second caller failed because the first gave up: %v", err)
+		}
+		if n := be.calls.Load(); n != 1 {
+			t.Errorf("%d calls", n)
+		}
+	})
 }
 
 func TestCacheLookupTimeout(t *testing.T) {
-	be := newScripted()
-	be.gate = make(chan struct{}) // never opened
-	c := NewCache(be, CacheConfig{LookupTimeout: 20 * time.Millisecond})
-	_, err := c.Lookup(t.Context(), creds("alice"))
-	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v", err)
-	}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		be := newScripted()
+		be.gate = make(chan struct{}) // never opened
+		c := NewCache(be, CacheConfig{LookupTimeout: 20 * time.Millisecond})
+		_, err := c.Lookup(t.Context(), creds("alice"))
+		if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v", err)
+		}
+	})
 }
 
 func TestCacheKeyHidesToken(t *testing.T) {
+	t.Parallel()
 	be := newScripted()
 	cr := Credentials{Username: "alice@example.com", Token: "tok_0123456789abcdef0123456789abcdef"}
 	be.setToken(cr.Token, licenceFor(cr.Username, "stable"))
@@ -386,6 +408,7 @@ func TestCacheKeyHidesToken(t *testing.T) {
 }
 
 func TestCacheMaxEntries(t *testing.T) {
+	t.Parallel()
 	be := newScripted()
 	for i := range 10 {
 		u := fmt.Sprintf("user%d", i)
@@ -414,17 +437,19 @@ func TestCacheMaxEntries(t *testing.T) {
 }
 
 func TestCacheDropsExpiredOnInsert(t *testing.T) {
-	be := newScripted()
-	clock := newFakeClock()
-	c := NewCache(be, CacheConfig{Clock: clock.Now})
-	for i := range 50 {
-		c.Lookup(t.Context(), creds(fmt.Sprintf("nobody%d", i)))
-	}
-	clock.Advance(DefaultNegativeTTL)
-	c.Lookup(t.Context(), creds("last"))
-	if n := c.Len(); n != 1 {
-		t.Errorf("%d entries, want only the fresh one", n)
-	}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		be := newScripted()
+		c := NewCache(be, CacheConfig{})
+		for i := range 50 {
+			c.Lookup(t.Context(), creds(fmt.Sprintf("nobody%d", i)))
+		}
+		time.Sleep(DefaultNegativeTTL)
+		c.Lookup(t.Context(), creds("last"))
+		if n := c.Len(); n != 1 {
+			t.Errorf("%d entries, want only the fresh one", n)
+		}
+	})
 }
 
 func BenchmarkCacheHit(b *testing.B) {

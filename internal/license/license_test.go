@@ -11,6 +11,7 @@ import (
 )
 
 func TestCredentialsNeverPrintToken(t *testing.T) {
+	t.Parallel()
 	const token = "tok_SECRET_1234567890"
 	c := Credentials{Username: "alice@example.com", Token: token}
 	wrapped := struct{ C Credentials }{c}
@@ -43,6 +44,7 @@ func TestCredentialsNeverPrintToken(t *testing.T) {
 }
 
 func TestHolds(t *testing.T) {
+	t.Parallel()
 	l := License{Channels: []string{"beta", "stable"}}
 	for ch, want := range map[string]bool{"stable": true, "beta": true, "nightly": false, "": false, "Stable": false} {
 		if got := l.Holds(ch); got != want {
@@ -55,6 +57,7 @@ func TestHolds(t *testing.T) {
 }
 
 func TestNormalizeChannels(t *testing.T) {
+	t.Parallel()
 	got := NormalizeChannels([]string{"stable", "", "beta", "stable", "alpha"})
 	if want := []string{"alpha", "beta", "stable"}; !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
@@ -62,6 +65,7 @@ func TestNormalizeChannels(t *testing.T) {
 }
 
 func TestPlausible(t *testing.T) {
+	t.Parallel()
 	for _, c := range []Credentials{
 		{"", "tok"},
 		{"a@b", ""},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -26,7 +27,9 @@ func (p *probingBackend) Probe(context.Context) error {
 	return nil
 }
 
-// monitor runs c.Monitor until the test ends.
+// monitor runs c.Monitor until the test ends. In a synctest bubble, a
+// time.Sleep of the interval followed by synctest.Wait lets exactly the
+// ticks of that span run.
 func monitor(t *testing.T, c *Cache, interval time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -43,62 +46,89 @@ func monitor(t *testing.T, c *Cache, interval time.Duration) {
 // the monitor's probes make it healthy again once the backend answers, with
 // no look-up in between. A backend known to work is not probed.
 func TestMonitorRecoversWithoutLookups(t *testing.T) {
-	be := &probingBackend{scriptedBackend: newScripted()}
-	be.set("alice", func() (License, error) { return License{}, ErrUnavailable })
-	clock := newFakeClock()
-	c := NewCache(be, CacheConfig{Clock: clock.Now, Logger: discard()})
-	monitor(t, c, 10*time.Millisecond)
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 10 * time.Millisecond
+		be := &probingBackend{scriptedBackend: newScripted()}
+		be.set("alice", func() (License, error) { return License{}, ErrUnavailable })
+		c := NewCache(be, CacheConfig{Logger: discard()})
+		monitor(t, c, interval)
 
-	eventually(t, "the first probe", func() bool { return be.probes.Load() >= 1 })
-	time.Sleep(50 * time.Millisecond)
-	if n := be.probes.Load(); n != 1 || !c.Healthy() {
-		t.Fatalf("%d probes of a working backend, healthy %v; want 1, true", n, c.Healthy())
-	}
+		synctest.Wait() // the first probe, at once
+		time.Sleep(5 * interval)
+		synctest.Wait()
+		if n := be.probes.Load(); n != 1 || !c.Healthy() {
+			t.Fatalf("%d probes of a working backend, healthy %v; want 1, true", n, c.Healthy())
+		}
 
-	be.down.Store(true)
-	if _, err := c.Lookup(t.Context(), creds("alice")); !errors.Is(err, ErrUnavailable) {
-		t.Fatal(err)
-	}
-	if c.Healthy() {
-		t.Fatal("healthy after a failed look-up with nothing cached")
-	}
-	eventually(t, "probes while down", func() bool { return be.probes.Load() >= 3 })
-	if c.Healthy() {
-		t.Fatal("healthy while probes fail")
-	}
-	calls := be.calls.Load()
-	be.down.Store(false)
-	eventually(t, "recovery", c.Healthy)
-	if be.calls.Load() != calls {
-		t.Error("the monitor made look-ups")
-	}
+		be.down.Store(true)
+		if _, err := c.Lookup(t.Context(), creds("alice")); !errors.Is(err, ErrUnavailable) {
+			t.Fatal(err)
+		}
+		if c.Healthy() {
+			t.Fatal("healthy after a failed look-up with nothing cached")
+		}
+		time.Sleep(3 * interval)
+		synctest.Wait()
+		if n := be.probes.Load(); n != 4 {
+			t.Fatalf("%d probes, want 1 + one an interval while down", n)
+		}
+		if c.Healthy() {
+			t.Fatal("healthy while probes fail")
+		}
+		calls := be.calls.Load()
+		be.down.Store(false)
+		time.Sleep(interval)
+		synctest.Wait()
+		if !c.Healthy() {
+			t.Fatal("not healthy an interval after the backend answers again")
+		}
+		if be.calls.Load() != calls {
+			t.Error("the monitor made look-ups")
+		}
+	})
 }
 
 // A replica started while the backend is down is not ready after the first
 // probe, and becomes ready when the backend comes back.
 func TestMonitorStartsWithBackendDown(t *testing.T) {
-	be := &probingBackend{scriptedBackend: newScripted()}
-	be.down.Store(true)
-	c := NewCache(be, CacheConfig{Logger: discard()})
-	monitor(t, c, 10*time.Millisecond)
-	eventually(t, "unready after the first probe", func() bool { return !c.Healthy() })
-	be.down.Store(false)
-	eventually(t, "ready once the backend answers", c.Healthy)
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 10 * time.Millisecond
+		be := &probingBackend{scriptedBackend: newScripted()}
+		be.down.Store(true)
+		c := NewCache(be, CacheConfig{Logger: discard()})
+		monitor(t, c, interval)
+		synctest.Wait()
+		if c.Healthy() {
+			t.Fatal("ready after a failed first probe")
+		}
+		be.down.Store(false)
+		time.Sleep(interval)
+		synctest.Wait()
+		if !c.Healthy() {
+			t.Fatal("not ready an interval after the backend answers")
+		}
+	})
 }
 
 // A backend that is no Prober: Monitor has nothing to do and returns.
 func TestMonitorWithoutProber(t *testing.T) {
-	c := NewCache(newScripted(), CacheConfig{})
-	done := make(chan error, 1)
-	go func() { done <- c.Monitor(t.Context(), time.Millisecond) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		c := NewCache(newScripted(), CacheConfig{})
+		done := make(chan error, 1)
+		go func() { done <- c.Monitor(t.Context(), time.Millisecond) }()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatal("Monitor did not return for a backend without Probe")
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("Monitor did not return for a backend without Probe")
-	}
+	})
 }
 
 // gatedProber's probes each wait for the test to release them.
@@ -122,25 +152,32 @@ func (p *gatedProber) Probe(ctx context.Context) error {
 // answer when it returns "up": the replica would stay ready, and no longer
 // probed, while the backend is down.
 func TestMonitorStaleProbeDoesNotHideFailure(t *testing.T) {
-	be := &gatedProber{scriptedBackend: newScripted(), started: make(chan struct{}), release: make(chan error)}
-	be.set("alice", func() (License, error) { return License{}, ErrUnavailable })
-	c := NewCache(be, CacheConfig{Logger: discard()})
-	monitor(t, c, 10*time.Millisecond)
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		be := &gatedProber{scriptedBackend: newScripted(), started: make(chan struct{}), release: make(chan error)}
+		be.set("alice", func() (License, error) { return License{}, ErrUnavailable })
+		c := NewCache(be, CacheConfig{Logger: discard()})
+		monitor(t, c, 10*time.Millisecond)
 
-	<-be.started // the first probe is under way
-	if _, err := c.Lookup(t.Context(), creds("alice")); !errors.Is(err, ErrUnavailable) {
-		t.Fatal(err)
-	}
-	be.release <- nil // it answers "up", but began before the failure
-	select {
-	case <-be.started:
-		// The monitor still sees the backend down and probes again.
-	case <-time.After(5 * time.Second):
-		t.Fatal("no further probe: the stale probe's answer hid the failed look-up")
-	}
-	if c.Healthy() {
-		t.Error("healthy while the newest answer about the backend is a failure")
-	}
-	be.release <- nil
-	eventually(t, "recovery on a probe that began after the failure", c.Healthy)
+		<-be.started // the first probe is under way
+		if _, err := c.Lookup(t.Context(), creds("alice")); !errors.Is(err, ErrUnavailable) {
+			t.Fatal(err)
+		}
+		be.release <- nil // it answers "up", but began before the failure
+		synctest.Wait()
+		if c.Healthy() {
+			t.Error("healthy while the newest answer about the backend is a failure")
+		}
+		select {
+		case <-be.started:
+			// The monitor still sees the backend down and probes again.
+		case <-time.After(time.Second):
+			t.Fatal("no further probe: the stale probe's answer hid the failed look-up")
+		}
+		be.release <- nil
+		synctest.Wait()
+		if !c.Healthy() {
+			t.Error("not healthy after a probe that began after the failure answered")
+		}
+	})
 }

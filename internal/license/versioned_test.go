@@ -16,6 +16,7 @@ type versionedBackend struct {
 func (b *versionedBackend) Version() (uint64, bool) { return b.v.Load(), b.ok.Load() }
 
 func TestCacheVersioned(t *testing.T) {
+	t.Parallel()
 	be := &versionedBackend{scriptedBackend: newScripted()}
 	be.ok.Store(true)
 	be.set("alice", licenceFor("alice", "stable"))
@@ -69,6 +70,7 @@ func TestCacheVersioned(t *testing.T) {
 // only if it can be served: not while a Versioned backend cannot tell its
 // version.
 func TestCacheVersionedHealthy(t *testing.T) {
+	t.Parallel()
 	be := &versionedBackend{scriptedBackend: newScripted()}
 	be.ok.Store(true)
 	be.set("alice", licenceFor("alice", "stable"))
