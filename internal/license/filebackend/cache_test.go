@@ -5,26 +5,30 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/acme/registry-gateway/internal/license"
 )
 
 func TestCacheOverFileBackend(t *testing.T) {
-	fx := startFile(t, accountsYAML(""))
-	obs := &recordingObserver{}
-	c := license.NewCache(fx.b, license.CacheConfig{Observer: obs})
-	if _, err := c.Lookup(t.Context(), license.Credentials{Username: "alice@example.com", Token: aliceToken}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Lookup(t.Context(), license.Credentials{Username: "alice@example.com", Token: "wrong"}); !errors.Is(err, license.ErrBadCredentials) {
-		t.Fatal(err)
-	}
-	obs.mu.Lock()
-	defer obs.mu.Unlock()
-	if fmt.Sprint(obs.lookups) != "[file/ok file/bad_credentials]" {
-		t.Errorf("lookups %q", obs.lookups)
-	}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		fx := startFile(t, accountsYAML(""))
+		obs := &recordingObserver{}
+		c := license.NewCache(fx.b, license.CacheConfig{Observer: obs})
+		if _, err := c.Lookup(t.Context(), license.Credentials{Username: "alice@example.com", Token: aliceToken}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Lookup(t.Context(), license.Credentials{Username: "alice@example.com", Token: "wrong"}); !errors.Is(err, license.ErrBadCredentials) {
+			t.Fatal(err)
+		}
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		if fmt.Sprint(obs.lookups) != "[file/ok file/bad_credentials]" {
+			t.Errorf("lookups %q", obs.lookups)
+		}
+	})
 }
 
 // The file backend through the license.Cache, as the token service asks it: each
@@ -32,42 +36,45 @@ func TestCacheOverFileBackend(t *testing.T) {
 // is asked once a token), where a wrong token is still told apart by the
 // username it came with.
 func TestFileReasons(t *testing.T) {
-	fx := startFile(t, accountsYAML(""))
-	fx.clock.Advance(30 * time.Minute) // bob's licence has expired
-	obs := &recordingObserver{}
-	c := license.NewCache(fx.b, license.CacheConfig{Clock: fx.clock.Now, Observer: obs})
-	cases := []struct {
-		name, user, token string
-		want              license.Reason
-	}{
-		{"unknown e-mail, unknown token", "mallory@example.com", "made-up-token", license.ReasonUnknownAccount},
-		{"an account's e-mail, unknown token", "ALICE@example.com", "made-up-token", license.ReasonWrongToken},
-		{"an account's e-mail, another's token", "alice@example.com", carolTokenOf(t, fx), license.ReasonWrongToken},
-		{"mistyped e-mail, good token", "alice@exmaple.com", aliceToken, license.ReasonUnknownAccount},
-		{"expired licence", "bob@example.com", bobToken, license.ReasonExpired},
-		{"control character in the token", "alice@example.com", "tok\x00en", license.ReasonMalformed},
-		{"empty username", "", aliceToken, license.ReasonMalformed},
-	}
-	for round := range 2 {
-		for _, tc := range cases {
-			_, err := c.Lookup(t.Context(), license.Credentials{Username: tc.user, Token: tc.token})
-			wantReason(t, fmt.Sprintf("round %d: %s", round, tc.name), err, tc.want)
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		fx := startFile(t, accountsYAML(""))
+		fx.clock.Advance(30 * time.Minute) // bob's licence has expired
+		obs := &recordingObserver{}
+		c := license.NewCache(fx.b, license.CacheConfig{Clock: fx.clock.Now, Observer: obs})
+		cases := []struct {
+			name, user, token string
+			want              license.Reason
+		}{
+			{"unknown e-mail, unknown token", "mallory@example.com", "made-up-token", license.ReasonUnknownAccount},
+			{"an account's e-mail, unknown token", "ALICE@example.com", "made-up-token", license.ReasonWrongToken},
+			{"an account's e-mail, another's token", "alice@example.com", carolTokenOf(t, fx), license.ReasonWrongToken},
+			{"mistyped e-mail, good token", "alice@exmaple.com", aliceToken, license.ReasonUnknownAccount},
+			{"expired licence", "bob@example.com", bobToken, license.ReasonExpired},
+			{"control character in the token", "alice@example.com", "tok\x00en", license.ReasonMalformed},
+			{"empty username", "", aliceToken, license.ReasonMalformed},
 		}
-	}
-	obs.mu.Lock()
-	defer obs.mu.Unlock()
-	// made-up-token, carol's, alice's, bob's: one look-up each; the rest
-	// are answered from the cache (the malformed ones ask nothing).
-	if len(obs.lookups) != 4 {
-		t.Errorf("backend look-ups %q, want 4", obs.lookups)
-	}
+		for round := range 2 {
+			for _, tc := range cases {
+				_, err := c.Lookup(t.Context(), license.Credentials{Username: tc.user, Token: tc.token})
+				wantReason(t, fmt.Sprintf("round %d: %s", round, tc.name), err, tc.want)
+			}
+		}
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		// made-up-token, carol's, alice's, bob's: one look-up each; the rest
+		// are answered from the cache (the malformed ones ask nothing).
+		if len(obs.lookups) != 4 {
+			t.Errorf("backend look-ups %q, want 4", obs.lookups)
+		}
+	})
 }
 
 // carolTokenOf adds carol to the file and waits for the poller to load it.
 func carolTokenOf(t *testing.T, fx *fileFixture) string {
 	t.Helper()
 	writeFile(t, fx.path, accountsYAML(fmt.Sprintf("  - username: carol@example.com\n    token_sha256: %q\n    channels: [stable]\n", license.HashToken(carolToken))))
-	eventually(t, "carol loaded", func() bool {
+	fx.afterPoll(t, "carol loaded", func() bool {
 		ok, _ := fx.b.HasAccount(t.Context(), "Carol@example.com")
 		return ok
 	})
@@ -75,6 +82,7 @@ func carolTokenOf(t *testing.T, fx *fileFixture) string {
 }
 
 func TestFileRefusesSharedToken(t *testing.T) {
+	t.Parallel()
 	_, err := parseAccounts([]byte(fmt.Sprintf(`accounts:
   - {username: a@example.com, token_sha256: %q, channels: [stable]}
   - {username: b@example.com, token_sha256: %q, channels: [beta]}

@@ -1,19 +1,57 @@
 package filebackend
 
 import (
+	"errors"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
-// eventually polls cond; the file tests wait on a real poller, and a fixed
-// sleep would be either slow or flaky.
-func eventually(t *testing.T, what string, cond func() bool) {
+// newFakeClock is the clock of the cache and backend tests.
+func newFakeClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+}
+
+// wantReason fails unless err is a refusal (ErrBadCredentials, never
+// ErrUnavailable) for reason want, or, for ReasonUnavailable, an
+// ErrUnavailable.
+func wantReason(t *testing.T, what string, err error, want license.Reason) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if got := license.ReasonOf(err); got != want {
+		t.Errorf("%s: reason %q (err %v), want %q", what, got, err, want)
 	}
+	if want == license.ReasonUnavailable {
+		if !errors.Is(err, license.ErrUnavailable) || errors.Is(err, license.ErrBadCredentials) {
+			t.Errorf("%s: err %v, want ErrUnavailable alone", what, err)
+		}
+		return
+	}
+	if !errors.Is(err, license.ErrBadCredentials) || errors.Is(err, license.ErrUnavailable) {
+		t.Errorf("%s: err %v, want ErrBadCredentials alone", what, err)
+	}
+}
+
+// recordingObserver records the cache's metrics events.
+type recordingObserver struct {
+	mu      sync.Mutex
+	lookups []string // backend/outcome
+	hits    []bool
+}
+
+func (o *recordingObserver) LookupDone(backend, outcome string, d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if d < 0 {
+		panic("negative duration")
+	}
+	o.lookups = append(o.lookups, backend+"/"+outcome)
+}
+
+func (o *recordingObserver) CacheHit(positive bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.hits = append(o.hits, positive)
 }

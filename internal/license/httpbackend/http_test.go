@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/acme/registry-gateway/internal/license"
@@ -21,7 +22,14 @@ const apiToken = "kl_live_TOPSECRET_abcdef123456"
 // article relies on and answers with handle's status and body.
 func licenceAPI(t *testing.T, handle func(w http.ResponseWriter, r *http.Request)) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(licenceHandler(t, handle))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// licenceHandler is the handler of licenceAPI.
+func licenceHandler(t *testing.T, handle func(w http.ResponseWriter, r *http.Request)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
 			t.Errorf("method %s", r.Method)
 		}
@@ -34,10 +42,26 @@ func licenceAPI(t *testing.T, handle func(w http.ResponseWriter, r *http.Request
 			return
 		}
 		handle(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+	})
 }
+
+// inMemory is a client that hands each request to h in the caller's
+// goroutine, with no network: in a synctest bubble a handler waiting on a
+// channel is durably blocked, where one behind a socket is not.
+func inMemory(h http.Handler) *http.Client {
+	return &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if err := r.Context().Err(); err != nil {
+			return nil, err
+		}
+		return rec.Result(), nil
+	})}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func jsonAnswer(status int, body string) func(http.ResponseWriter, *http.Request) {
 	return func(w http.ResponseWriter, _ *http.Request) {
@@ -59,6 +83,7 @@ func newHTTP(t *testing.T, cfg Options) *Backend {
 var alice = license.Credentials{Username: "alice@example.com", Token: apiToken}
 
 func TestHTTPDefaultPath(t *testing.T) {
+	t.Parallel()
 	srv := licenceAPI(t, jsonAnswer(200, `{"count":3,"objects":[
 		{"id":1,"release":"stable"},{"id":2,"release":"beta"},{"id":3,"release":"stable"}]}`))
 	b := newHTTP(t, Options{URL: srv.URL + "/v1/meta/licenses/"})
@@ -78,6 +103,7 @@ func TestHTTPDefaultPath(t *testing.T) {
 }
 
 func TestHTTPCustomPath(t *testing.T) {
+	t.Parallel()
 	srv := licenceAPI(t, jsonAnswer(200, `{"data":{"channels":["nightly","stable"]}}`))
 	b := newHTTP(t, Options{URL: srv.URL, ChannelsPath: "data.channels[]"})
 	lic, err := b.Lookup(t.Context(), alice.Token)
@@ -90,6 +116,7 @@ func TestHTTPCustomPath(t *testing.T) {
 }
 
 func TestHTTPNoLicences(t *testing.T) {
+	t.Parallel()
 	srv := licenceAPI(t, jsonAnswer(200, `{"count":0,"objects":[]}`))
 	lic, err := newHTTP(t, Options{URL: srv.URL}).Lookup(t.Context(), alice.Token)
 	if err != nil || len(lic.Channels) != 0 {
@@ -98,6 +125,7 @@ func TestHTTPNoLicences(t *testing.T) {
 }
 
 func TestHTTPErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		handle  func(http.ResponseWriter, *http.Request)
@@ -145,6 +173,7 @@ func TestHTTPErrors(t *testing.T) {
 }
 
 func TestHTTPTimeout(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	srv := licenceAPI(t, func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -174,6 +203,7 @@ func TestHTTPTimeout(t *testing.T) {
 }
 
 func TestHTTPCallerCancel(t *testing.T) {
+	t.Parallel()
 	srv := licenceAPI(t, jsonAnswer(200, `{}`))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
@@ -184,6 +214,7 @@ func TestHTTPCallerCancel(t *testing.T) {
 }
 
 func TestHTTPServerDown(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
@@ -194,6 +225,7 @@ func TestHTTPServerDown(t *testing.T) {
 }
 
 func TestHTTPConfigErrors(t *testing.T) {
+	t.Parallel()
 	for _, cfg := range []Options{
 		{URL: ""},
 		{URL: "api.kloudless.com/v1/meta/licenses/"},
@@ -211,33 +243,36 @@ func TestHTTPConfigErrors(t *testing.T) {
 // The whole point of the cache: many concurrent logins of one customer (say
 // parallel pulls) cost one call to the vendor.
 func TestHTTPBehindCacheCollapses(t *testing.T) {
-	var calls atomic.Int32
-	gate := make(chan struct{})
-	srv := licenceAPI(t, func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		<-gate
-		io.WriteString(w, `{"objects":[{"release":"stable"}]}`)
-	})
-	c := license.NewCache(newHTTP(t, Options{URL: srv.URL}), license.CacheConfig{})
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		gate := make(chan struct{})
+		api := licenceHandler(t, func(w http.ResponseWriter, r *http.Request) {
+			calls.Add(1)
+			<-gate
+			io.WriteString(w, `{"objects":[{"release":"stable"}]}`)
+		})
+		c := license.NewCache(newHTTP(t, Options{URL: "https://licences.example/", Client: inMemory(api)}), license.CacheConfig{})
 
-	errs := make(chan error, 100)
-	for range 100 {
-		go func() {
-			lic, err := c.Lookup(t.Context(), alice)
-			if err == nil && !lic.Holds("stable") {
-				err = errors.New("licence lost its channel")
-			}
-			errs <- err
-		}()
-	}
-	time.Sleep(50 * time.Millisecond) // let the callers pile up
-	close(gate)
-	for range 100 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+		errs := make(chan error, 100)
+		for range 100 {
+			go func() {
+				lic, err := c.Lookup(t.Context(), alice)
+				if err == nil && !lic.Holds("stable") {
+					err = errors.New("licence lost its channel")
+				}
+				errs <- err
+			}()
 		}
-	}
-	if n := calls.Load(); n != 1 {
-		t.Errorf("%d calls to the licence API, want 1", n)
-	}
+		synctest.Wait() // every caller is waiting for the one call
+		close(gate)
+		for range 100 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := calls.Load(); n != 1 {
+			t.Errorf("%d calls to the licence API, want 1", n)
+		}
+	})
 }

@@ -7,6 +7,7 @@ import (
 )
 
 func TestChannelPath(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		path    string
 		doc     string
@@ -58,6 +59,7 @@ func TestChannelPath(t *testing.T) {
 }
 
 func TestChannelPathInvalid(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{
 		"", ".", "a.", ".a", "a..b", "[]", "a[", "a]", "a[0]", "a[][]", "a[]b", "a.[].b", " a", "a. b", "a[] ",
 	} {

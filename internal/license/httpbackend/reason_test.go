@@ -15,6 +15,7 @@ import (
 // The licence API through the Cache: its answers map to the closest
 // reason, and a refusal served from the negative cache keeps it.
 func TestHTTPReasons(t *testing.T) {
+	t.Parallel()
 	down := httptest.NewServer(http.NotFoundHandler())
 	downURL := down.URL
 	down.Close()
@@ -64,6 +65,7 @@ func TestHTTPReasons(t *testing.T) {
 }
 
 func TestHTTPUsernamePath(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name, path, body string
 		account          string
@@ -98,6 +100,7 @@ func TestHTTPUsernamePath(t *testing.T) {
 // The probe asks without a token and takes the answers a look-up takes as
 // the API working.
 func TestHTTPProbe(t *testing.T) {
+	t.Parallel()
 	for status, ok := range map[int]bool{200: true, 401: true, 403: true, 500: false, 502: false, 404: false, 429: false} {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("Authorization") != "" || r.Header.Get("Accept") != "application/json" {
@@ -122,6 +125,7 @@ func TestHTTPProbe(t *testing.T) {
 // A backend that cannot tell the owner (no UsernamePath, no finder):
 // every username goes with a good token, and an unknown one is wrong_token.
 func TestCacheReasonsWithoutFinder(t *testing.T) {
+	t.Parallel()
 	srv := licenceAPI(t, func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, `{"objects":[{"release":"stable"}]}`)
 	})

@@ -2,21 +2,10 @@ package httpbackend
 
 import (
 	"errors"
-	"log/slog"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/acme/registry-gateway/internal/license"
-	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
-
-// newFakeClock is the clock of the cache and backend tests.
-func newFakeClock() *testutil.Clock {
-	return testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
-}
-
-func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // wantReason fails unless err is a refusal (ErrBadCredentials, never
 // ErrUnavailable) for reason want, or, for ReasonUnavailable, an
@@ -35,26 +24,4 @@ func wantReason(t *testing.T, what string, err error, want license.Reason) {
 	if !errors.Is(err, license.ErrBadCredentials) || errors.Is(err, license.ErrUnavailable) {
 		t.Errorf("%s: err %v, want ErrBadCredentials alone", what, err)
 	}
-}
-
-// recordingObserver records the cache's metrics events.
-type recordingObserver struct {
-	mu      sync.Mutex
-	lookups []string // backend/outcome
-	hits    []bool
-}
-
-func (o *recordingObserver) LookupDone(backend, outcome string, d time.Duration) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if d < 0 {
-		panic("negative duration")
-	}
-	o.lookups = append(o.lookups, backend+"/"+outcome)
-}
-
-func (o *recordingObserver) CacheHit(positive bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.hits = append(o.hits, positive)
 }
