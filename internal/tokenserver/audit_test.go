@@ -17,6 +17,7 @@ import (
 // password, the API token, the Authorization header, the issued JWT or
 // refresh token) reaches any log line, at any level.
 func TestAuditLogHasNoSecrets(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil) // logs at debug level into f.logs
 	const wrongPassword = "wrong-password-6d1f0c"
 	var issued []string // tokens and refresh tokens
@@ -87,6 +88,7 @@ func TestAuditLogHasNoSecrets(t *testing.T) {
 // of its own, both lines go there and the access lines ("request") stay in
 // the main log.
 func TestAuditLineIsTheAccessLine(t *testing.T) {
+	t.Parallel()
 	lines := func(b *testutil.SyncBuffer) []map[string]any {
 		t.Helper()
 		var out []map[string]any

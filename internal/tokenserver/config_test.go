@@ -35,6 +35,7 @@ licenses:
 `
 
 func TestParseConfig(t *testing.T) {
+	t.Parallel()
 	cfg, err := ParseConfig([]byte(exampleConfig))
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +72,7 @@ func TestParseConfig(t *testing.T) {
 
 // Every problem is reported at once.
 func TestParseConfigListsEveryProblem(t *testing.T) {
+	t.Parallel()
 	_, err := ParseConfig([]byte(`
 token_ttl: 10s
 refresh_token_ttl: 1s
@@ -104,6 +106,7 @@ metrics: {listen: "nope"}
 }
 
 func TestParseConfigRefuses(t *testing.T) {
+	t.Parallel()
 	for name, yaml := range map[string]string{
 		"unknown key":           "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\nlisten_addr: x\n",
 		"no backend":            "issuer: i\nservice: s\nsigning_key: k\n",
@@ -126,6 +129,7 @@ func TestParseConfigRefuses(t *testing.T) {
 
 // New adds the files that do not load to the problems of the config.
 func TestNewListsFileProblems(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := Config{
 		Issuer: "i", Service: "s", TokenTTL: -1,
@@ -147,6 +151,7 @@ func TestNewListsFileProblems(t *testing.T) {
 // TestNewStopsOnCancelledContext: New builds nothing for a caller that has
 // already given up, and refuses a missing configuration.
 func TestNewStopsOnCancelledContext(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := New(ctx, &Config{Issuer: testIssuer, Service: testService}, Options{}); !errors.Is(err, context.Canceled) {
@@ -158,6 +163,7 @@ func TestNewStopsOnCancelledContext(t *testing.T) {
 }
 
 func TestLoadConfigFile(t *testing.T) {
+	t.Parallel()
 	p := filepath.Join(t.TempDir(), "c.yaml")
 	if err := os.WriteFile(p, []byte(exampleConfig), 0o644); err != nil {
 		t.Fatal(err)
@@ -173,6 +179,7 @@ func TestLoadConfigFile(t *testing.T) {
 // Options can stand in for the key and backend files: a custom backend is
 // still cached and observed.
 func TestNewWithInjectedKeyAndBackend(t *testing.T) {
+	t.Parallel()
 	k := writeECKey(t, filepath.Join(t.TempDir(), "k.pem"))
 	key, err := auth.NewSigningKey(k, nil)
 	if err != nil {

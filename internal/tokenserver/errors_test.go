@@ -16,6 +16,7 @@ import (
 // Every answer a client can provoke with bad input: status, registry error
 // code, challenge, Retry-After and (POST) the OAuth2 error field.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	const basicChallenge = `Basic realm="registry.example.com"`
 	longScope := "repository:" + strings.Repeat("a", 600) + ":pull"
 	manyScopes := make([]string, 40)
@@ -236,6 +237,7 @@ func aliceRefreshToken(t *testing.T, f *fixture) string {
 // Headers over the server's limit are refused by the server itself, before
 // any handler runs.
 func TestOversizedHeaders(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	base := serve(t, f.srv)
 	req := mustRequest(t, http.MethodGet, base+"/token")
@@ -248,6 +250,7 @@ func TestOversizedHeaders(t *testing.T) {
 
 // Serve shuts down gracefully when its context ends.
 func TestServeShutsDown(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *Config) { c.Listen, c.Metrics.Listen = "127.0.0.1:0", "127.0.0.1:0" })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -8,6 +8,7 @@ import (
 )
 
 func TestGrant(t *testing.T) {
+	t.Parallel()
 	lic := license.License{Account: aliceUser, Channels: []string{"beta", "stable"}}
 	tests := []struct {
 		name    string

@@ -32,6 +32,7 @@ import (
 // (RSA: distribution derives the same thumbprint), and a JWKS file (no
 // certificate: a registry with only a JWKS refuses tokens carrying x5c).
 func TestInteropWithDistribution(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		rsa   bool

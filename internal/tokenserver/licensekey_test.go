@@ -15,6 +15,7 @@ import (
 // is taken, and the audit line's token_fp says which token was used, so a
 // made-up subject can be traced to its token.
 func TestHTTPBackendKeysOnToken(t *testing.T) {
+	t.Parallel()
 	api := newLicenceAPI(t)
 	f := newFixture(t, withHTTPBackend(api, time.Second))
 	for i := range 100 {
@@ -46,6 +47,7 @@ func TestHTTPBackendKeysOnToken(t *testing.T) {
 // other username is refused exactly like a wrong token: the same 401, the
 // same charge to the failed-login limiter, and no extra API call.
 func TestHTTPBackendUsernamePath(t *testing.T) {
+	t.Parallel()
 	api := newLicenceAPI(t)
 	f := newFixture(t, func(c *Config) {
 		withHTTPBackend(api, time.Second)(c)
@@ -89,6 +91,7 @@ func TestHTTPBackendUsernamePath(t *testing.T) {
 // The licence file already knows whose a token is: another username is
 // refused with it, and look-ups are keyed on the token there too.
 func TestFileBackendRefusesOtherUsername(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	if resp := get(t, f.url, bobUser, aliceToken, scopes()); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("bob with alice's token: status %d", resp.StatusCode)

@@ -81,6 +81,7 @@ func withHTTPBackend(api *licenceAPI, timeout time.Duration) func(*Config) {
 }
 
 func TestHTTPBackend(t *testing.T) {
+	t.Parallel()
 	api := newLicenceAPI(t)
 	f := newFixture(t, withHTTPBackend(api, time.Second))
 
@@ -140,6 +141,7 @@ func TestCloseDropsLicenceConnections(t *testing.T) {
 // backend call; later logins are served from the cache until cache_ttl
 // passes.
 func TestLicenceCacheAndCollapse(t *testing.T) {
+	t.Parallel()
 	api := newLicenceAPI(t)
 	api.gate = make(chan struct{})
 	api.arrived = make(chan struct{}, 100)
@@ -193,6 +195,7 @@ func TestLicenceCacheAndCollapse(t *testing.T) {
 // way it fails. A licence cached before the outage keeps working until it
 // expires; readiness reports the outage after that.
 func TestFailClosed(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"down", "garbage", "hang", "unreachable"} {
 		t.Run(mode, func(t *testing.T) {
 			api := newLicenceAPI(t)
@@ -235,6 +238,7 @@ func TestFailClosed(t *testing.T) {
 // The file backend rereads a rewritten file: new channels are granted and
 // removed accounts refused once the cached answer expires.
 func TestFileBackendReload(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	base := serve(t, f.srv)
 	q := scopes("repository:beta/app:pull")

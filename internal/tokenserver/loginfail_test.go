@@ -55,6 +55,7 @@ func loginFailure(t *testing.T, f *fixture, send func() *http.Response) (*http.R
 // expired licence), the token service's own reasons (malformed, a refresh
 // token forged or expired), and no secret in any line.
 func TestLoginFailureReasons(t *testing.T) {
+	t.Parallel()
 	var expiredAt time.Time
 	f := newFixture(t, func(c *Config) { c.RateLimit.Disabled = true }, func(f *fixture, _ *Options) {
 		expiredAt = f.clock.Now().Add(-time.Hour)
@@ -171,6 +172,7 @@ func TestLoginFailureReasons(t *testing.T) {
 // rate_limited, with the token service's limiter: the backend is not
 // asked, and the line says so.
 func TestLoginFailureRateLimited(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *Config) {
 		c.RateLimit = RateLimitConfig{PerUser: 0.001, PerUserBurst: 1}
 	})
@@ -197,6 +199,7 @@ func TestLoginFailureRateLimited(t *testing.T) {
 // backend_unavailable: the licence API fails; the client gets 503, the
 // line is the request's 503 access line (ERROR, with the cause).
 func TestLoginFailureBackendUnavailable(t *testing.T) {
+	t.Parallel()
 	api := newLicenceAPI(t)
 	api.mode.Store("down")
 	f := newFixture(t, withHTTPBackend(api, time.Second))
@@ -213,6 +216,7 @@ func TestLoginFailureBackendUnavailable(t *testing.T) {
 // The SQL backend's reasons reach the line: a disabled account, an
 // unknown one, a revoked token.
 func TestLoginFailureSQL(t *testing.T) {
+	t.Parallel()
 	db := accountstest.Open(t, accountstest.SQLite(t), accounts.Options{})
 	ctx := t.Context()
 	if _, _, err := db.Add(ctx, "ops", aliceUser, []string{"stable"}, time.Time{}); err != nil {
@@ -242,6 +246,7 @@ func TestLoginFailureSQL(t *testing.T) {
 // bidi override cannot make a line of its own, or turn one around, under
 // the JSON or the text handler; and the token never appears.
 func TestLoginFailureUsernameCannotForgeLines(t *testing.T) {
+	t.Parallel()
 	// Basic credentials cannot carry a colon in the username: the text
 	// form for GET, the JSON one too for POST.
 	const (
@@ -302,6 +307,7 @@ func TestLoginFailureUsernameCannotForgeLines(t *testing.T) {
 }
 
 func TestLogSafe(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in, want string
 		cut      bool
@@ -326,6 +332,7 @@ func TestLogSafe(t *testing.T) {
 // WARN that usernames are not checked; with it, or with another backend,
 // it does not.
 func TestHTTPBackendWithoutUsernamePathWarns(t *testing.T) {
+	t.Parallel()
 	api := newLicenceAPI(t)
 	const warning = "licenses.http.username_path is not set"
 	for _, tc := range []struct {

@@ -9,6 +9,7 @@ import (
 )
 
 func TestFailureLimiter(t *testing.T) {
+	t.Parallel()
 	clock := newFakeClock()
 	l := newFailureLimiter(60, 3, 100, clock.Now) // one a second, burst 3
 	if w := l.Check("k"); w != 0 || l.Len() != 0 {
@@ -43,6 +44,7 @@ func TestFailureLimiter(t *testing.T) {
 // The map stays bounded under a flood of distinct keys, and idle keys (full
 // buckets) are swept out.
 func TestFailureLimiterBounded(t *testing.T) {
+	t.Parallel()
 	clock := newFakeClock()
 	l := newFailureLimiter(60, 2, 100, clock.Now)
 	for i := range 1000 {
@@ -59,6 +61,7 @@ func TestFailureLimiterBounded(t *testing.T) {
 }
 
 func TestDisabledLimiter(t *testing.T) {
+	t.Parallel()
 	var ll *loginLimiter = newLoginLimiter(RateLimitConfig{Disabled: true}, time.Now)
 	ll.Charge("a", "b")
 	if ll.Check("a", "b") != 0 || ll.Len() != 0 {
@@ -67,6 +70,7 @@ func TestDisabledLimiter(t *testing.T) {
 }
 
 func TestRetryAfter(t *testing.T) {
+	t.Parallel()
 	for d, want := range map[time.Duration]string{0: "1", time.Millisecond: "1", time.Second: "1", 1001 * time.Millisecond: "2", time.Minute: "60"} {
 		if got := retryAfter(d); got != want {
 			t.Errorf("retryAfter(%v) = %s, want %s", d, got, want)
@@ -78,6 +82,7 @@ func TestRetryAfter(t *testing.T) {
 // time: 40 failures from 40 addresses of one /64 are one client to the
 // limiter, while 40 IPv4 addresses stay 40 clients.
 func TestFailedLoginsLimitedByIPv6Prefix(t *testing.T) {
+	t.Parallel()
 	failFrom := func(t *testing.T, f *fixture, addr func(i int) string) (refusedAt int) {
 		t.Helper()
 		for i := range 40 {
@@ -128,6 +133,7 @@ func TestFailedLoginsLimitedByIPv6Prefix(t *testing.T) {
 }
 
 func TestLimiterGroup(t *testing.T) {
+	t.Parallel()
 	ll := newLoginLimiter(RateLimitConfig{IPv6Prefix: 48}, time.Now)
 	for in, want := range map[string]string{
 		"2001:db8:1:2:3:4:5:6": "2001:db8:1::/48",
@@ -149,6 +155,7 @@ func TestLimiterGroup(t *testing.T) {
 // from docker's config.json sends): it gets the explaining 401 every time
 // and is not counted as a failure.
 func TestEmptyPasswordNotCharged(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *Config) {
 		c.RateLimit = RateLimitConfig{PerAddress: 1, PerAddressBurst: 1, PerUser: 1, PerUserBurst: 1}
 	})
@@ -171,6 +178,7 @@ func TestEmptyPasswordNotCharged(t *testing.T) {
 // customers (before, every such entry fell back to the balancer's
 // address, one budget for all).
 func TestFailedLoginsPerClientBehindBalancer(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *Config) {
 		c.TrustedProxies = []string{"127.0.0.1/32", "::1"}
 		c.RateLimit = RateLimitConfig{PerAddress: 1, PerAddressBurst: 3, PerUser: 1, PerUserBurst: 3}
@@ -209,6 +217,7 @@ func TestFailedLoginsPerClientBehindBalancer(t *testing.T) {
 // are warned of once: every customer would share the gateway's failed-
 // login budget. With the gateway listed, no warning.
 func TestWarnsBehindUntrustedProxy(t *testing.T) {
+	t.Parallel()
 	const warning = `"level":"WARN","msg":"X-Forwarded-For from a private or loopback address`
 	f := newFixture(t, nil)
 	for range 3 {

@@ -46,6 +46,7 @@ func refreshGrant(rt, scope string) url.Values {
 // lifetime, rechecking the licence each time, so a revoked licence stops it
 // at the next refresh.
 func TestPostGrants(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	base := serve(t, f.srv) // the file poller runs
 
@@ -99,6 +100,7 @@ func TestPostGrants(t *testing.T) {
 }
 
 func TestRefreshTokenExpires(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *Config) { c.RefreshTokenTTL = time.Hour })
 	rt := aliceRefreshToken(t, f)
 	f.clock.Advance(time.Hour - time.Second)
@@ -113,6 +115,7 @@ func TestRefreshTokenExpires(t *testing.T) {
 // another replica) with the same signing key opens it; a server with a new
 // signing key does not, unless both share refresh_token_key_file.
 func TestRefreshTokenSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	rt := aliceRefreshToken(t, f)
 
@@ -163,6 +166,7 @@ func decodeLoosely(rt string) string {
 }
 
 func TestRefreshSealer(t *testing.T) {
+	t.Parallel()
 	key := make([]byte, 32)
 	s, err := newRefreshSealer(key)
 	if err != nil {
@@ -214,6 +218,7 @@ func TestRefreshSealer(t *testing.T) {
 }
 
 func TestLoadRefreshKey(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	raw := []byte("0123456789abcdef0123456789abcdef")
 	for name, tc := range map[string]struct {
@@ -246,6 +251,7 @@ func TestLoadRefreshKey(t *testing.T) {
 
 // The derived key depends on the signing key only.
 func TestDeriveRefreshKey(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	a := writeECKey(t, filepath.Join(dir, "a.key"))
 	b := writeECKey(t, filepath.Join(dir, "b.key"))
@@ -265,6 +271,7 @@ func TestDeriveRefreshKey(t *testing.T) {
 // neighbouring steps sealed, and the JWKS lists exactly the keys of the
 // step. Dropping the old key ends the tokens sealed under it.
 func TestRefreshTokensSurviveRotation(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	oldKey, nextKey := f.keyPath, filepath.Join(f.dir, "next.key")
 	writeECKey(t, nextKey)

@@ -2,6 +2,7 @@ package tokenserver
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -97,6 +98,7 @@ func TestSQLRevocationOnTwoReplicas(t *testing.T) {
 // turns 200 by itself (probes, no login) and logins work again, without a
 // restart.
 func TestSQLDatabaseGoesAwayAndComesBack(t *testing.T) {
+	t.Parallel()
 	pg := accountstest.Start(t)
 	cfg := pg.NewDatabase(t)
 	admin := accountstest.Open(t, cfg, accounts.Options{})
@@ -135,6 +137,7 @@ func TestSQLDatabaseGoesAwayAndComesBack(t *testing.T) {
 
 // The service refuses to start on a database it cannot use, saying why.
 func TestSQLRefusesUnusableSchema(t *testing.T) {
+	t.Parallel()
 	key := filepath.Join(t.TempDir(), "token.key")
 	writeECKey(t, key)
 	cfg := accountstest.SQLite(t)
@@ -156,6 +159,7 @@ func TestSQLRefusesUnusableSchema(t *testing.T) {
 // check-config with the files connects to the account database and reports
 // a schema the service would refuse; without them it checks values only.
 func TestSQLCheckConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	key := filepath.Join(dir, "token.key")
 	writeECKey(t, key)
@@ -175,4 +179,20 @@ func TestSQLCheckConfig(t *testing.T) {
 	if err := CheckConfig(path, true); err != nil {
 		t.Errorf("migrated database: %v", err)
 	}
+}
+
+// readyWithin is the promise of /readyz: ready again within 10 s of the
+// licence backend answering, without any login.
+const readyWithin = 10 * time.Second
+
+// waitReady polls /readyz of a server that runs for real until it answers
+// want, and fails after readyWithin. It sends nothing else: no login
+// traffic. (A real database cannot be moved by a synctest bubble.)
+func waitReady(t *testing.T, base string, want int) time.Duration {
+	t.Helper()
+	start := time.Now()
+	testutil.WaitFor(t, fmt.Sprintf("/readyz %d", want), readyWithin, func() bool {
+		return do(t, mustRequest(t, http.MethodGet, base+"/readyz")).StatusCode == want
+	})
+	return time.Since(start)
 }

@@ -18,6 +18,7 @@ import (
 // TestServeHTTPSWithClientCertificates serves the token service over
 // HTTPS with client certificates required, as the gateway reaches it.
 func TestServeHTTPSWithClientCertificates(t *testing.T) {
+	t.Parallel()
 	certs, err := devcert.Ensure(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +122,7 @@ func TestServeHTTPSWithClientCertificates(t *testing.T) {
 }
 
 func TestTLSConfigProblems(t *testing.T) {
+	t.Parallel()
 	base := "issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: f}\n"
 	for yaml, want := range map[string][]string{
 		base + "tls: {cert_file: tls.crt, poll_interval: -1s}\n": {"tls.cert_file and tls.key_file: set both or neither", "tls.poll_interval"},

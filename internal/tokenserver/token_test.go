@@ -17,6 +17,7 @@ import (
 // The curl example of the issue: the token's claims say exactly what was
 // asked and granted, nothing more.
 func TestGetTokenClaims(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	resp := get(t, f.url, aliceUser, aliceToken, scopes("repository:stable/app:pull"))
 	a := mustToken(t, resp)
@@ -84,6 +85,7 @@ func equalAccess(a, b []auth.ResourceActions) bool {
 // Scopes outside the licence, and actions the service never grants, are
 // left out of a 200 answer rather than refused.
 func TestGetTokenGrantsSubset(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	q := scopes("repository:stable/app:pull,push", "repository:beta/app:pull",
 		"repository:stable/other:delete repository:stable/x:*")
@@ -100,6 +102,7 @@ func TestGetTokenGrantsSubset(t *testing.T) {
 // `docker login` asks for no scope at all and needs a valid token with
 // empty access (and, with offline_token, a refresh token).
 func TestDockerLogin(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	q := url.Values{"account": {aliceUser}, "client_id": {"docker"}, "offline_token": {"true"}, "service": {testService}}
 	a := mustToken(t, get(t, f.url, aliceUser, aliceToken, q))
@@ -123,6 +126,7 @@ func mustRawPayload(t *testing.T, raw string) []byte {
 // The catalog is granted to any account and the token carries the
 // account's channels for the gateway to filter with.
 func TestCatalogCarriesChannels(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	a := mustToken(t, get(t, f.url, bobUser, bobToken, scopes("registry:catalog:*")))
 	c := f.verify(a.Token)
@@ -133,6 +137,7 @@ func TestCatalogCarriesChannels(t *testing.T) {
 }
 
 func TestRS256AndX5C(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *Config) {
 		c.SigningKey = filepath.Join(filepath.Dir(c.SigningKey), "rsa.key")
 		c.SigningCert = filepath.Join(filepath.Dir(c.SigningKey), "rsa.crt")
@@ -150,6 +155,7 @@ func TestRS256AndX5C(t *testing.T) {
 }
 
 func TestJWKS(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	resp := do(t, mustRequest(t, http.MethodGet, f.url+"/.well-known/jwks.json"))
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
@@ -171,6 +177,7 @@ func TestJWKS(t *testing.T) {
 
 // publish_keys adds a previous key to the JWKS during a rotation.
 func TestJWKSPublishesExtraKeys(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *Config) {
 		c.PublishKeys = []string{filepath.Join(filepath.Dir(c.SigningKey), "old.crt")}
 	}, func(f *fixture, _ *Options) {
@@ -184,6 +191,7 @@ func TestJWKSPublishesExtraKeys(t *testing.T) {
 }
 
 func TestHealthAndReady(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	for _, p := range []string{"/healthz", "/readyz"} {
 		if resp := do(t, mustRequest(t, http.MethodGet, f.url+p)); resp.StatusCode != 200 {
@@ -195,6 +203,7 @@ func TestHealthAndReady(t *testing.T) {
 // Many parallel pulls of one account all succeed and never touch the rate
 // limiter: only failures are tracked.
 func TestParallelGoodLoginsAreNotLimited(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *Config) {
 		c.RateLimit = RateLimitConfig{PerAddress: 1, PerAddressBurst: 1, PerUser: 1, PerUserBurst: 1}
 	})
@@ -217,6 +226,7 @@ func TestParallelGoodLoginsAreNotLimited(t *testing.T) {
 // account from another address (behind a trusted proxy) is not, and the
 // throttle lifts once the bucket refills.
 func TestFailedLoginsAreLimited(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *Config) {
 		c.TrustedProxies = []string{"127.0.0.1/32", "::1"}
 		c.RateLimit = RateLimitConfig{PerAddress: 6, PerAddressBurst: 3, PerUser: 6, PerUserBurst: 3}
@@ -244,6 +254,7 @@ func TestFailedLoginsAreLimited(t *testing.T) {
 
 // Every grant path ends in the same metrics.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	mustToken(t, get(t, f.url, aliceUser, aliceToken, scopes("repository:stable/app:pull")))
 	mustToken(t, get(t, f.url, aliceUser, aliceToken, scopes("repository:stable/app:pull")))
@@ -269,6 +280,7 @@ func TestMetrics(t *testing.T) {
 
 // A licence that expires soon caps the token's lifetime.
 func TestTokenDoesNotOutliveLicence(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	writeLicenses(t, f.licPath, account{user: aliceUser, token: aliceToken, channels: []string{"stable"}, expires: f.clock.Now().Add(2 * time.Minute)})
 	srv, err := New(t.Context(), &f.cfg, Options{Clock: f.clock.Now, Logger: f.srv.log})
@@ -289,6 +301,7 @@ func TestTokenDoesNotOutliveLicence(t *testing.T) {
 // The answer is written by hand; it must be what encoding/json writes for
 // tokenResponse's tags, whichever fields are set.
 func TestTokenResponseJSON(t *testing.T) {
+	t.Parallel()
 	for _, r := range []tokenResponse{
 		{Token: "a.b.c", AccessToken: "a.b.c", ExpiresIn: 300, IssuedAt: "2026-12-01T16:00:00Z"},
 		{AccessToken: "a.b.c", TokenType: "Bearer", ExpiresIn: 60, IssuedAt: "2026-12-01T16:00:00Z",
