@@ -37,6 +37,7 @@ func wantKind(t *testing.T, err, kind error, contains string) {
 }
 
 func TestAdmin(t *testing.T) {
+	t.Parallel()
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
 		ctx := t.Context()
 		clock := testutil.NewClock(t0)
@@ -188,6 +189,7 @@ func TestAdmin(t *testing.T) {
 }
 
 func TestImport(t *testing.T) {
+	t.Parallel()
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
 		ctx := t.Context()
 		db := accountstest.Open(t, cfg, accounts.Options{})
@@ -260,6 +262,7 @@ func TestImport(t *testing.T) {
 }
 
 func TestParseExpiry(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]time.Time{
 		"":                     {},
 		"never":                {},
@@ -278,6 +281,7 @@ func TestParseExpiry(t *testing.T) {
 }
 
 func TestContextCanceled(t *testing.T) {
+	t.Parallel()
 	db := accountstest.Open(t, accountstest.SQLite(t), accounts.Options{})
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()

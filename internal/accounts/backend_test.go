@@ -43,6 +43,7 @@ func runBackend(t *testing.T, be *accounts.Backend) (stop func()) {
 // connection (the CLI's) is seen by both within the poll interval, and
 // nothing is asked of the database per cached hit.
 func TestRevocationReachesEveryCache(t *testing.T) {
+	t.Parallel()
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
 		ctx := t.Context()
 		admin := accountstest.Open(t, cfg, accounts.Options{})
@@ -93,6 +94,7 @@ func TestRevocationReachesEveryCache(t *testing.T) {
 // A backend that has not polled, or whose database went away, serves
 // nothing from the cache: every login asks the database, and fails closed.
 func TestVersionFailsClosed(t *testing.T) {
+	t.Parallel()
 	pg := accountstest.Start(t)
 	cfg := pg.NewDatabase(t)
 	ctx := t.Context()
@@ -124,6 +126,7 @@ func TestVersionFailsClosed(t *testing.T) {
 
 // last_used is written in batches by Run, not per login.
 func TestLastUsedBatched(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	db := accountstest.Open(t, accountstest.SQLite(t), accounts.Options{})
 	cred := addAlice(t, db)
@@ -164,6 +167,7 @@ func TestLastUsedBatched(t *testing.T) {
 // Logins keep working, without a wrong answer, while admins change other
 // accounts and the same one.
 func TestConcurrentLoginsDuringChanges(t *testing.T) {
+	t.Parallel()
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
 		ctx := t.Context()
 		db := accountstest.Open(t, cfg, accounts.Options{})

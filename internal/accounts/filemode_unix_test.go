@@ -16,6 +16,7 @@ import (
 // audit. Checked after writes, with the database open (the -wal and -shm
 // files exist only then), for each way of naming the file.
 func TestSQLiteFilesArePrivate(t *testing.T) {
+	t.Parallel()
 	for name, dsn := range map[string]func(path string) string{
 		"path":                func(p string) string { return p },
 		"file URI with query": func(p string) string { return "file:" + p + "?_pragma=synchronous(NORMAL)" },
@@ -43,6 +44,7 @@ func TestSQLiteFilesArePrivate(t *testing.T) {
 // A database file that exists keeps the mode its operator gave it, and
 // SQLite's -wal and -shm files follow it.
 func TestSQLiteExistingFileKeepsItsMode(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "accounts.db")
 	if err := os.WriteFile(path, nil, 0o640); err != nil {
 		t.Fatal(err)
@@ -67,6 +69,7 @@ func TestSQLiteExistingFileKeepsItsMode(t *testing.T) {
 // A read-only DSN creates nothing: opening a database that is not there
 // fails, as SQLite alone would fail.
 func TestSQLiteReadOnlyCreatesNothing(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "accounts.db")
 	cfg := &accounts.Config{Driver: accounts.DriverSQLite, DSN: "file:" + path + "?mode=ro"}
 	cfg.SetDefaults()

@@ -15,6 +15,7 @@ import (
 )
 
 func TestMigrations(t *testing.T) {
+	t.Parallel()
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
 		ctx := t.Context()
 		db, err := accounts.Open(ctx, cfg, accounts.Options{})
@@ -85,6 +86,7 @@ func TestMigrations(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	for _, cfg := range []*accounts.Config{
 		nil,
@@ -107,6 +109,7 @@ func TestOpenErrors(t *testing.T) {
 
 // dsn_file: the DSN comes from a file (a mounted secret), trimmed.
 func TestDSNFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	dsn := filepath.Join(dir, "dsn")
 	if err := os.WriteFile(dsn, []byte(filepath.Join(dir, "accounts.db")+"\n"), 0o600); err != nil {
@@ -126,6 +129,7 @@ func TestDSNFile(t *testing.T) {
 }
 
 func TestConfigProblems(t *testing.T) {
+	t.Parallel()
 	cfg := accounts.Config{Driver: "oracle", DSN: "x", DSNFile: "y", RevocationPoll: 5 * 1e9, LastUsedFlush: 1}
 	errs := cfg.Problems("licenses.sql")
 	var all []string

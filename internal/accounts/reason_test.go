@@ -16,6 +16,7 @@ import (
 // account's), disabled account, expired account; and the reasons hold when
 // the refusals are answered from the cache.
 func TestLoginReasons(t *testing.T) {
+	t.Parallel()
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
 		ctx := t.Context()
 		clock := testutil.NewClock(time.Now().Truncate(time.Second))
@@ -88,6 +89,7 @@ func TestLoginReasons(t *testing.T) {
 // HasAccount fails with ErrUnavailable on a database that does not answer;
 // the cache then still refuses, as wrong_token.
 func TestHasAccountDatabaseGone(t *testing.T) {
+	t.Parallel()
 	db := accountstest.Open(t, accountstest.SQLite(t), accounts.Options{})
 	be := db.NewBackend(accounts.BackendOptions{})
 	db.Close()

@@ -43,6 +43,7 @@ func (r result) want(t *testing.T, code int, contains ...string) {
 // Every accounts command, on both databases, with the exit codes scripts
 // rely on.
 func TestAccountsCommands(t *testing.T) {
+	t.Parallel()
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
 		conf := accountsConfig(t, cfg)
 		env := map[string]string{"USER": "vendor-ops"}
@@ -140,6 +141,7 @@ func TestAccountsCommands(t *testing.T) {
 }
 
 func TestAccountsUsage(t *testing.T) {
+	t.Parallel()
 	runCLI(t, "", nil, "accounts").want(t, exitUsage, "tokenserver accounts add EMAIL")
 	runCLI(t, "", nil, "accounts", "help").want(t, exitOK, "Exit codes")
 	runCLI(t, "", nil, "accounts", "frob").want(t, exitUsage, `unknown command "frob"`)

@@ -13,6 +13,7 @@ import (
 // TestCACert: --cacert lets inspect and token verify an https server
 // signed by a private CA (the development CA of make run TLS=1).
 func TestCACert(t *testing.T) {
+	t.Parallel()
 	key, dir := testKey(t, false)
 	jwks, _ := os.ReadFile(filepath.Join(dir, JWKSFile))
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(jwks) }))

@@ -15,6 +15,7 @@ import (
 )
 
 func TestInspectGolden(t *testing.T) {
+	t.Parallel()
 	key, dir := testKey(t, false)
 	tok := sign(t, key, claims(t0.Add(-time.Minute), 5*time.Minute, pull("stable/hello"), auth.ResourceActions{Type: "registry", Name: "catalog", Actions: []string{"*"}}))
 
@@ -55,6 +56,7 @@ Signature
 }
 
 func TestInspect(t *testing.T) {
+	t.Parallel()
 	key, dir := testKey(t, false)
 	other, otherDir := testKey(t, false)
 	rsaKey, rsaDir := testKey(t, true)
@@ -143,6 +145,7 @@ func TestInspect(t *testing.T) {
 }
 
 func TestInspectJSON(t *testing.T) {
+	t.Parallel()
 	key, dir := testKey(t, false)
 	for _, tc := range []struct {
 		name    string
@@ -190,6 +193,7 @@ func TestInspectJSON(t *testing.T) {
 }
 
 func TestColour(t *testing.T) {
+	t.Parallel()
 	key, _ := testKey(t, false)
 	tok := sign(t, key, claims(t0.Add(-10*time.Minute), 5*time.Minute))
 	var out strings.Builder
@@ -210,6 +214,7 @@ func TestColour(t *testing.T) {
 }
 
 func TestHumanDurations(t *testing.T) {
+	t.Parallel()
 	for d, want := range map[time.Duration]string{
 		5 * time.Minute:                      "5m",
 		5*time.Minute + 3*time.Second:        "5m3s",

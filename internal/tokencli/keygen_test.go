@@ -12,6 +12,7 @@ import (
 )
 
 func TestKeygenWritesUsableFiles(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -75,6 +76,7 @@ func TestKeygenWritesUsableFiles(t *testing.T) {
 }
 
 func TestKeygenRefusesToOverwrite(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if r := runCLI(t, "", nil, "keygen", "-dir", dir); r.code != 0 {
 		t.Fatal(r.stderr)
@@ -114,6 +116,7 @@ func TestKeygenRefusesToOverwrite(t *testing.T) {
 }
 
 func TestKeygenUsage(t *testing.T) {
+	t.Parallel()
 	if r := runCLI(t, "", nil, "keygen", "-dir", t.TempDir(), "extra"); r.code != exitUsage {
 		t.Errorf("extra argument: exit %d", r.code)
 	}
@@ -132,6 +135,7 @@ func TestKeygenUsage(t *testing.T) {
 // -next writes the next key of a rotation beside the current one and leaves
 // the current key alone; a second -next needs -force like the first key.
 func TestKeygenNext(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if r := runCLI(t, "", nil, "keygen", "-dir", dir); r.code != 0 {
 		t.Fatalf("keygen: %d %s", r.code, r.stderr)

@@ -20,6 +20,7 @@ func decodeStrict(t *testing.T, data []byte, v any) {
 }
 
 func TestPullSecret(t *testing.T) {
+	t.Parallel()
 	const token = "api-token-of-alice"
 	for _, tc := range []struct {
 		name    string
@@ -59,6 +60,7 @@ func TestPullSecret(t *testing.T) {
 // Every mistake is refused with a message, nothing printed on stdout; the
 // token is never taken from the command line.
 func TestPullSecretRefuses(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		stdin string

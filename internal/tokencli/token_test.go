@@ -87,6 +87,7 @@ func newFakeGateway(t *testing.T, key *auth.SigningKey, challenge func(w http.Re
 }
 
 func TestTokenFlow(t *testing.T) {
+	t.Parallel()
 	key, dir := testKey(t, false)
 	g := newFakeGateway(t, key, nil)
 	jwks := filepath.Join(dir, JWKSFile)
@@ -157,6 +158,7 @@ func TestTokenFlow(t *testing.T) {
 }
 
 func TestTokenJSON(t *testing.T) {
+	t.Parallel()
 	key, _ := testKey(t, false)
 	g := newFakeGateway(t, key, nil)
 	r := runCLI(t, "", nil, "token", "-u", "alice@example.com", "-p", "s3cret", "--scope", "repository:beta/hello:pull", "--registry", g.URL, "--json")
@@ -174,6 +176,7 @@ func TestTokenJSON(t *testing.T) {
 }
 
 func TestTokenChallengeProblems(t *testing.T) {
+	t.Parallel()
 	key, _ := testKey(t, false)
 	for _, tc := range []struct {
 		name      string
@@ -203,6 +206,7 @@ func TestTokenChallengeProblems(t *testing.T) {
 }
 
 func TestTokenAnswerProblems(t *testing.T) {
+	t.Parallel()
 	key, _ := testKey(t, false)
 	tok := sign(t, key, claims(t0.Add(-time.Minute), 5*time.Minute))
 	for _, tc := range []struct {
@@ -230,6 +234,7 @@ func TestTokenAnswerProblems(t *testing.T) {
 }
 
 func TestHealthcheck(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/healthz" {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -254,6 +259,7 @@ func TestHealthcheck(t *testing.T) {
 }
 
 func TestDispatch(t *testing.T) {
+	t.Parallel()
 	if r := runCLI(t, "", nil); r.code != 2 || !strings.Contains(r.stderr, "tokenserver keygen") {
 		t.Errorf("no command: %+v", r)
 	}
@@ -269,6 +275,7 @@ func TestDispatch(t *testing.T) {
 }
 
 func TestParseArgsInterspersed(t *testing.T) {
+	t.Parallel()
 	r := runCLI(t, "", nil, "inspect", "--json", "--", "-not-a-flag")
 	if r.code != 2 || !strings.Contains(r.stderr, "not a JWT") {
 		t.Errorf("-- then positional: %+v", r)
