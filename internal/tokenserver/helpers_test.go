@@ -25,8 +25,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/acme/registry-gateway/internal/license"
@@ -153,7 +155,15 @@ type fixture struct {
 	keyPath string
 	licPath string
 	busy    atomic.Int64 // requests in the handler
+	// bubble: the fixture runs in a synctest bubble, where a socket would
+	// keep time from moving; url and opsURL are then reached in memory.
+	bubble bool
 }
+
+// inBubble makes newFixture serve in memory, for a test in a synctest
+// bubble: the licence file is polled on the bubble's time (watch,
+// pollStep).
+func inBubble(f *fixture, _ *Options) { f.bubble = true }
 
 // settle waits until no request is in the handler: the access line of an
 // answered request is written after the client has the answer.
@@ -196,17 +206,44 @@ func newFixture(t testing.TB, mutate func(*Config), fopts ...fixtureOpt) *fixtur
 	t.Cleanup(srv.Close)
 	f.srv = srv
 	h := srv.Handler()
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.busy.Add(1)
 		defer f.busy.Add(-1)
 		h.ServeHTTP(w, r)
-	}))
+	})
+	if f.bubble {
+		f.url = serveInMemory(t, counted)
+		f.opsURL = serveInMemory(t, srv.MetricsHandler())
+		return f
+	}
+	hs := httptest.NewServer(counted)
 	t.Cleanup(hs.Close)
 	f.url = hs.URL
 	ops := httptest.NewServer(srv.MetricsHandler())
 	t.Cleanup(ops.Close)
 	f.opsURL = ops.URL
 	return f
+}
+
+// watch runs the server's background work (the licence file's poller)
+// until the test ends: what serve does for a fixture inBubble.
+func (f *fixture) watch() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Watch(ctx) }()
+	f.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			f.t.Errorf("Watch: %v", err)
+		}
+	})
+}
+
+// pollStep lets one poll interval of the licence file pass in the bubble
+// and the poll finish.
+func (f *fixture) pollStep() {
+	time.Sleep(f.cfg.Licenses.PollInterval)
+	synctest.Wait()
 }
 
 // serve runs the server for real (Serve: background work, server timeouts,
@@ -250,9 +287,44 @@ func post(t testing.TB, base string, form url.Values) *http.Response {
 
 var testClient = &http.Client{Timeout: 10 * time.Second}
 
+// memServers are the handlers of serveInMemory, by host.
+var (
+	memServers sync.Map
+	memHosts   atomic.Int64
+)
+
+// serveInMemory makes h reachable by do at the base URL it returns, with
+// no socket: each request is served in the caller's goroutine.
+func serveInMemory(t testing.TB, h http.Handler) string {
+	host := fmt.Sprintf("server-%d.memory", memHosts.Add(1))
+	memServers.Store(host, h)
+	t.Cleanup(func() { memServers.Delete(host) })
+	return "http://" + host
+}
+
+// memTransport serves a request with the handler serveInMemory registered
+// for its host, as a server would receive it.
+type memTransport struct{ h http.Handler }
+
+func (m memTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	in := r.Clone(r.Context())
+	in.RemoteAddr = "192.0.2.10:40000"
+	in.RequestURI = r.URL.RequestURI()
+	if in.Body == nil {
+		in.Body = http.NoBody
+	}
+	rec := httptest.NewRecorder()
+	m.h.ServeHTTP(rec, in)
+	return rec.Result(), nil
+}
+
 func do(t testing.TB, req *http.Request) *http.Response {
 	t.Helper()
-	resp, err := testClient.Do(req)
+	client := testClient
+	if h, ok := memServers.Load(req.URL.Host); ok {
+		client = &http.Client{Transport: memTransport{h.(http.Handler)}}
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/acme/registry-gateway/internal/license/backends"
@@ -239,32 +240,37 @@ func TestFailClosed(t *testing.T) {
 // removed accounts refused once the cached answer expires.
 func TestFileBackendReload(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, nil)
-	base := serve(t, f.srv)
-	q := scopes("repository:beta/app:pull")
-	if c := f.verify(mustToken(t, get(t, base, aliceUser, aliceToken, q)).Token); len(c.Access) != 0 {
-		t.Fatalf("alice has beta before the rewrite: %+v", c.Access)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, nil, inBubble)
+		f.watch()
+		base := f.url
+		q := scopes("repository:beta/app:pull")
+		if c := f.verify(mustToken(t, get(t, base, aliceUser, aliceToken, q)).Token); len(c.Access) != 0 {
+			t.Fatalf("alice has beta before the rewrite: %+v", c.Access)
+		}
 
-	writeLicenses(t, f.licPath,
-		account{user: aliceUser, token: aliceToken, channels: []string{"stable", "beta"}},
-	)
-	waitFor(t, "beta to be granted", func() bool {
+		writeLicenses(t, f.licPath,
+			account{user: aliceUser, token: aliceToken, channels: []string{"stable", "beta"}},
+		)
+		f.pollStep()
 		f.clock.Advance(backends.DefaultCacheTTL)
-		return len(f.verify(mustToken(t, get(t, base, aliceUser, aliceToken, q)).Token).Access) == 1
+		if c := f.verify(mustToken(t, get(t, base, aliceUser, aliceToken, q)).Token); len(c.Access) != 1 {
+			t.Fatalf("beta not granted after a poll and cache_ttl: %+v", c.Access)
+		}
+		// Bob was removed by the rewrite.
+		if resp := get(t, base, bobUser, bobToken, q); resp.StatusCode != 401 {
+			t.Errorf("removed account: status %d", resp.StatusCode)
+		}
+		// Rewritten in place (truncate + write) with a broken file: the last
+		// good list stays.
+		if err := writeFile(f.licPath, "accounts: [this is not valid"); err != nil {
+			t.Fatal(err)
+		}
+		f.pollStep()
+		if !strings.Contains(f.logs.String(), "license file rejected") {
+			t.Fatalf("the broken file not rejected at the next poll: %s", f.logs)
+		}
+		f.clock.Advance(backends.DefaultCacheTTL)
+		mustToken(t, get(t, base, aliceUser, aliceToken, q))
 	})
-	// Bob was removed by the rewrite.
-	if resp := get(t, base, bobUser, bobToken, q); resp.StatusCode != 401 {
-		t.Errorf("removed account: status %d", resp.StatusCode)
-	}
-	// Rewritten in place (truncate + write) with a broken file: the last
-	// good list stays.
-	if err := writeFile(f.licPath, "accounts: [this is not valid"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the broken file to be rejected", func() bool {
-		return strings.Contains(f.logs.String(), "license file rejected")
-	})
-	f.clock.Advance(backends.DefaultCacheTTL)
-	mustToken(t, get(t, base, aliceUser, aliceToken, q))
 }

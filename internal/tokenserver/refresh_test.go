@@ -7,11 +7,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/acme/registry-gateway/internal/license"
@@ -47,56 +49,60 @@ func refreshGrant(rt, scope string) url.Values {
 // at the next refresh.
 func TestPostGrants(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, nil)
-	base := serve(t, f.srv) // the file poller runs
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, nil, inBubble)
+		f.watch() // the file poller runs
+		base := f.url
 
-	resp := post(t, base, passwordGrant("repository:stable/app:pull repository:beta/app:pull", false))
-	a := mustToken(t, resp)
-	if a.Token != "" || a.RefreshToken != "" || a.TokenType != "Bearer" || string(a.ExpiresIn) != "300" {
-		t.Errorf("answer %+v", a)
-	}
-	if a.Scope != "repository:stable/app:pull" {
-		t.Errorf("scope = %q", a.Scope)
-	}
-	if c := f.verify(a.AccessToken); c.Subject != aliceUser || len(c.Access) != 1 {
-		t.Errorf("claims %+v", c)
-	}
+		resp := post(t, base, passwordGrant("repository:stable/app:pull repository:beta/app:pull", false))
+		a := mustToken(t, resp)
+		if a.Token != "" || a.RefreshToken != "" || a.TokenType != "Bearer" || string(a.ExpiresIn) != "300" {
+			t.Errorf("answer %+v", a)
+		}
+		if a.Scope != "repository:stable/app:pull" {
+			t.Errorf("scope = %q", a.Scope)
+		}
+		if c := f.verify(a.AccessToken); c.Subject != aliceUser || len(c.Access) != 1 {
+			t.Errorf("claims %+v", c)
+		}
 
-	a = mustToken(t, post(t, base, passwordGrant("", true)))
-	rt := a.RefreshToken
-	if !strings.HasPrefix(rt, "rt1.") {
-		t.Fatalf("refresh token %q", rt)
-	}
-	if strings.Contains(rt, aliceToken) || strings.Contains(decodeLoosely(rt), aliceToken) {
-		t.Fatal("refresh token carries the API token readable")
-	}
+		a = mustToken(t, post(t, base, passwordGrant("", true)))
+		rt := a.RefreshToken
+		if !strings.HasPrefix(rt, "rt1.") {
+			t.Fatalf("refresh token %q", rt)
+		}
+		if strings.Contains(rt, aliceToken) || strings.Contains(decodeLoosely(rt), aliceToken) {
+			t.Fatal("refresh token carries the API token readable")
+		}
 
-	// Days later (docker has long forgotten the password) it still works.
-	f.clock.Advance(10 * 24 * time.Hour)
-	a = mustToken(t, post(t, base, refreshGrant(rt, "repository:stable/app:pull")))
-	if a.RefreshToken != rt {
-		t.Error("refresh grant did not answer the same refresh token")
-	}
-	c := f.verify(a.AccessToken)
-	if c.Subject != aliceUser || !c.Allows("repository", "stable/app", "pull") {
-		t.Errorf("claims %+v", c)
-	}
-	// The username, if given, must be the token's.
-	v := refreshGrant(rt, "")
-	v.Set("username", aliceUser)
-	mustToken(t, post(t, base, v))
+		// Days later (docker has long forgotten the password) it still works.
+		f.clock.Advance(10 * 24 * time.Hour)
+		a = mustToken(t, post(t, base, refreshGrant(rt, "repository:stable/app:pull")))
+		if a.RefreshToken != rt {
+			t.Error("refresh grant did not answer the same refresh token")
+		}
+		c := f.verify(a.AccessToken)
+		if c.Subject != aliceUser || !c.Allows("repository", "stable/app", "pull") {
+			t.Errorf("claims %+v", c)
+		}
+		// The username, if given, must be the token's.
+		v := refreshGrant(rt, "")
+		v.Set("username", aliceUser)
+		mustToken(t, post(t, base, v))
 
-	// Revoke: alice disappears from the licence file. Once the file is
-	// reread and the cached licence has expired, the refresh fails.
-	writeLicenses(t, f.licPath, defaultAccounts[1])
-	waitFor(t, "licence file reload", func() bool {
+		// Revoke: alice disappears from the licence file. Once the file is
+		// reread and the cached licence has expired, the refresh fails.
+		writeLicenses(t, f.licPath, defaultAccounts[1])
+		f.pollStep()
 		f.clock.Advance(backends.DefaultCacheTTL + time.Second)
-		return post(t, base, refreshGrant(rt, "")).StatusCode == 401
+		if resp := post(t, base, refreshGrant(rt, "")); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("refresh after the licence file dropped alice: status %d", resp.StatusCode)
+		}
+		e := decodeError(t, post(t, base, refreshGrant(rt, "")))
+		if e.Error != "invalid_grant" || e.Errors[0].Code != "UNAUTHORIZED" {
+			t.Errorf("revoked: %+v", e)
+		}
 	})
-	e := decodeError(t, post(t, base, refreshGrant(rt, "")))
-	if e.Error != "invalid_grant" || e.Errors[0].Code != "UNAUTHORIZED" {
-		t.Errorf("revoked: %+v", e)
-	}
 }
 
 func TestRefreshTokenExpires(t *testing.T) {

@@ -40,12 +40,12 @@ type Options struct {
 	// Clock is the time of tokens, refresh tokens, the licence cache and
 	// the rate limiter; default time.Now.
 	Clock func() time.Time
-	// HTTPClient calls the licence API; default a client with the
-	// configured timeout.
+	// HTTPClient calls the licence API (licenses.http); default a client
+	// the backend builds with the configured timeout.
 	HTTPClient *http.Client
 	// Backend, if set, replaces the configured licence backend (it is
-	// still put behind the cache); the licenses section may then omit
-	// file and http.
+	// still put behind the cache, and neither run nor closed by the
+	// Server); the licenses section may then name no backend.
 	Backend license.Backend
 	// SigningKey, if set, replaces signing_key and signing_cert.
 	SigningKey *auth.SigningKey
@@ -136,7 +136,7 @@ func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 		add(err)
 	}
 	if len(errs) > 0 {
-		s.Close() // the account database, if it was opened
+		s.Close() // what the licence backend opened (the account database)
 		return nil, errors.Join(errs...)
 	}
 	if s.tls != nil {
