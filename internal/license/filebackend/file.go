@@ -160,7 +160,7 @@ func (f *Backend) HasAccount(_ context.Context, username string) (bool, error) {
 // that replace the file by rename, which per-file watches miss.
 func (f *Backend) Run(ctx context.Context) error {
 	if !f.running.CompareAndSwap(false, true) {
-		return errors.New("license: Backend.Run is already running")
+		return errors.New("license: filebackend.Backend.Run is already running")
 	}
 	defer f.running.Store(false)
 
