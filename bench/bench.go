@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,8 +31,9 @@ type Options struct {
 	// directory of the raw numbers. Relative to Root. Empty Report: none.
 	Report  string
 	Results string
-	// Notes is a hand-written Markdown file (relative to Root) copied into
-	// the report: what the profiles showed and what was changed.
+	// Notes is the index of the hand-written notes (relative to Root),
+	// which the report links to: what the profiles showed and what was
+	// changed. Empty: no link.
 	Notes string
 	// Self is this program, re-executed for the fixtures and the bare
 	// signer; default os.Executable().
@@ -78,7 +80,7 @@ func DefaultOptions() Options {
 	return Options{
 		Report:         "BENCHMARKS.md",
 		Results:        "bench/results",
-		Notes:          "bench/notes.md",
+		Notes:          "bench/notes/README.md",
 		Workloads:      AllWorkloads,
 		Rounds:         5,
 		BlobRounds:     5,
@@ -215,12 +217,90 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 		return h.report, err
 	}
 	h.report.Duration = time.Since(start)
-	files := report.Files{Report: h.path(opts.Report), Notes: h.path(opts.Notes), Results: h.path(opts.Results)}
+	files := report.Files{Report: h.path(opts.Report), Results: h.path(opts.Results)}
 	if err := report.Save(h.report, opts.params(), files); err != nil {
 		return h.report, err
 	}
 	h.logf("done in %s", h.report.Duration.Round(time.Second))
 	return h.report, nil
+}
+
+// Render rewrites the report from the raw results of the last run
+// (Results/latest.json) without running anything: for a change to the
+// report's text or targets. The settings the report states are the run's,
+// as latest.json recorded them; opts gives Root, Report, Results and Notes.
+func Render(opts Options) error {
+	if opts.Report == "" {
+		return errors.New("bench: -render-only needs a report to write")
+	}
+	if opts.Root == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return err
+		}
+		if opts.Root, err = moduleRoot(wd); err != nil {
+			return err
+		}
+	}
+	h := &harness{opts: opts}
+	r, err := report.Load(filepath.Join(h.path(opts.Results), "latest.json"))
+	if err != nil {
+		return err
+	}
+	run, err := optionsOf(r, opts)
+	if err != nil {
+		return err
+	}
+	return report.Render(r, run.params(), h.path(opts.Report))
+}
+
+// optionsOf returns base with the settings a run recorded in its report
+// (Report.Options, as newReport writes them) in place of base's.
+func optionsOf(r *report.Report, base Options) (Options, error) {
+	data, err := json.Marshal(r.Options)
+	if err != nil {
+		return base, err
+	}
+	var rec struct {
+		Rounds         *int    `json:"rounds"`
+		BlobRounds     *int    `json:"blob_rounds"`
+		CellRequests   *int    `json:"cell_requests"`
+		CellTime       *string `json:"cell_time"`
+		Warmup         *int    `json:"warmup"`
+		BlobSize       *int64  `json:"blob_size"`
+		MicroBenchtime *string `json:"micro_benchtime"`
+		ProfileSeconds *int    `json:"profile_seconds"`
+		Accounts       *int    `json:"accounts"`
+	}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return base, fmt.Errorf("options of the run: %w", err)
+	}
+	o := base
+	setInt := func(dst *int, v *int) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	setInt(&o.Rounds, rec.Rounds)
+	setInt(&o.BlobRounds, rec.BlobRounds)
+	setInt(&o.CellRequests, rec.CellRequests)
+	setInt(&o.Warmup, rec.Warmup)
+	setInt(&o.ProfileSeconds, rec.ProfileSeconds)
+	setInt(&o.Accounts, rec.Accounts)
+	if rec.BlobSize != nil {
+		o.BlobSize = *rec.BlobSize
+	}
+	if rec.MicroBenchtime != nil {
+		o.MicroBenchtime = *rec.MicroBenchtime
+	}
+	if rec.CellTime != nil {
+		d, err := time.ParseDuration(*rec.CellTime)
+		if err != nil {
+			return base, fmt.Errorf("options of the run: cell_time: %w", err)
+		}
+		o.CellTime = d
+	}
+	return o, nil
 }
 
 func (h *harness) run(ctx context.Context) error {

@@ -54,7 +54,7 @@ func TestPullTargets(t *testing.T) {
 	r.Targets = Evaluate(r, testParams)
 	r.PullInfo = "`docker pull` of `stable/multi:latest`"
 	r.PullCounts = []PullCount{{Contender: ContenderGatewayShipped, Stats: pull.Stats{Pulls: 10, Requests: 70, Redirects: 40, Bytes: 1000, Dials: 2}}}
-	md := string(Markdown(r, testParams, nil))
+	md := string(Markdown(r, testParams))
 	for _, want := range []string{
 		"## Headline: docker pull\n\n`docker pull` of `stable/multi:latest`",
 		"| 16 | gateway (shipped config) | 920 (920–920) | 12.0 ms | 40.0 ms | +2.00 ms / +10.0 ms | 0.92× (0.92–0.92) | 500 + 0 |",

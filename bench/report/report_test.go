@@ -14,7 +14,7 @@ import (
 )
 
 var testParams = Params{
-	Notes: "bench/notes.md", Results: "bench/results", Rounds: 3, BlobRounds: 2, CellRequests: 50_000,
+	Notes: "bench/notes/README.md", Results: "bench/results", Rounds: 3, BlobRounds: 2, CellRequests: 50_000,
 	CellTime: time.Second, Warmup: 20, Accounts: 64, BlobSize: 256 << 20, MicroBenchtime: "300ms", ProfileSeconds: 5,
 	CacheOff: "{disabled: true}", CacheOn: "{tag_ttl: 10s}", CacheTagTTL: "10s",
 }
@@ -180,7 +180,7 @@ func TestEvaluate(t *testing.T) {
 func TestMarkdown(t *testing.T) {
 	r := testReport()
 	r.Targets = Evaluate(r, testParams)
-	md := string(Markdown(r, testParams, []byte("\n## Notes by hand\n\n")))
+	md := string(Markdown(r, testParams))
 	for _, want := range []string{
 		"# Benchmarks\n", "on 2026-01-02 03:04 UTC in 5m0s", "Machine: Test CPU, 2 cores, 8 GiB RAM, linux/amd64, go1.26.\n",
 		"## Targets\n", "| manifest GET by tag, gateway vs direct, c=16 | ≥ 0.85× | pass-through 0.55× · cached (tag_ttl 10s) 2.73× | pass-through: **missed** · cached (tag_ttl 10s): met |",
@@ -188,7 +188,8 @@ func TestMarkdown(t *testing.T) {
 		"| 16 | gateway | 6000 (6000–6000) [1 errors] | 6.00 ms | 12.0 ms | 0.55× (0.50–0.60) | 6 + 0 |",
 		"## 2. Token issuance\n", "### Licence API calls\n", "Herd: 16 fresh accounts asked by 64 workers at once",
 		"## 3. Blob streaming\n", "One 256 MiB blob per transfer, one client, 2 rounds.", "| gateway (proxy_blobs) | 70.0 (70.0–70.0) |",
-		"| **peak RSS (VmHWM)** | **40.0 MiB** |", "## Notes of this run\n\n- something happened\n", "## Notes by hand\n",
+		"| **peak RSS (VmHWM)** | **40.0 MiB** |", "## Notes of this run\n\n- something happened\n",
+		"dated notes: [bench/notes/](bench/notes/README.md).", "`cd bench && go run ./cmd/bench -render-only`",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
@@ -217,13 +218,18 @@ func TestCSV(t *testing.T) {
 	}
 }
 
+// Without a notes index the report names none.
+func TestMarkdownWithoutNotes(t *testing.T) {
+	p := testParams
+	p.Notes = ""
+	if md := string(Markdown(testReport(), p)); strings.Contains(md, "notes/") {
+		t.Errorf("report links notes it was not given:\n%s", md[:min(len(md), 600)])
+	}
+}
+
 func TestSave(t *testing.T) {
 	dir := t.TempDir()
-	notes := filepath.Join(dir, "notes.md")
-	if err := os.WriteFile(notes, []byte("## Hand-written\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f := Files{Results: filepath.Join(dir, "results"), Report: filepath.Join(dir, "BENCHMARKS.md"), Notes: notes}
+	f := Files{Results: filepath.Join(dir, "results"), Report: filepath.Join(dir, "BENCHMARKS.md")}
 	r := testReport()
 	if err := Save(r, testParams, f); err != nil {
 		t.Fatal(err)
@@ -239,7 +245,54 @@ func TestSave(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(f.Results, "latest.csv")); err != nil {
 		t.Error(err)
 	}
-	if md, err := os.ReadFile(f.Report); err != nil || !strings.HasSuffix(string(md), "## Hand-written\n") {
+	if md, err := os.ReadFile(f.Report); err != nil || !strings.Contains(string(md), "(bench/notes/README.md)") {
 		t.Errorf("report: %v", err)
+	}
+}
+
+// Load reads back what Save wrote, and Render makes the same report from
+// it as Save did, without touching the raw results.
+func TestLoadRender(t *testing.T) {
+	dir := t.TempDir()
+	f := Files{Results: filepath.Join(dir, "results"), Report: filepath.Join(dir, "BENCHMARKS.md")}
+	if err := Save(testReport(), testParams, f); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := os.ReadFile(f.Report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonPath := filepath.Join(f.Results, "latest.json")
+	before, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Load(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Targets = nil // Render evaluates them again
+	again := filepath.Join(dir, "again.md")
+	if err := Render(r, testParams, again); err != nil {
+		t.Fatal(err)
+	}
+	rendered, err := os.ReadFile(again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(rendered) != string(saved) {
+		t.Errorf("rendered from latest.json:\n%s\nsaved by the run:\n%s", rendered, saved)
+	}
+	if after, _ := os.ReadFile(jsonPath); string(after) != string(before) {
+		t.Error("Render changed latest.json")
+	}
+	if _, err := Load(filepath.Join(dir, "missing.json")); err == nil {
+		t.Error("Load of a missing file: no error")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bad.json"), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(filepath.Join(dir, "bad.json")); err == nil {
+		t.Error("Load of broken JSON: no error")
 	}
 }

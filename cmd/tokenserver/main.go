@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 // one. It keeps a few MiB live and allocates about 15 KB a token, so at Go's
 // default of 100 the collector runs dozens of times a second under load:
 // about a sixth of the CPU a token at concurrency 64, and a longer tail
-// (bench/notes.md, "Token service as shipped"). 400 costs about 12 MiB more peak RSS.
+// (bench/notes/2026-12-01-perf-token-token-service-cpu.md). 400 costs about 12 MiB more peak RSS.
 const defaultGCPercent = 400
 
 // gcPercent is the GC percent to set: defaultGCPercent, unless GOGC is in

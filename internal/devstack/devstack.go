@@ -412,7 +412,7 @@ func ensureKeys(cfg *tokenserver.Config) (*tokencli.KeygenResult, error) {
 // certificate, and the gateway trust the development CA for the token
 // service. The token service does not require the gateway's client
 // certificate here, so that the printed operator commands can fetch its
-// JWKS with --cacert alone; production adds tls.client_ca_file (README).
+// JWKS with --cacert alone; production adds tls.client_ca_file (docs/tls.md).
 func useDevTLS(ts *tokenserver.Config, gw *gateway.Config, f *devcert.Files) {
 	ts.TLS.CertFile, ts.TLS.KeyFile = f.ServerCert, f.ServerKey
 	gw.TLS.CertFile, gw.TLS.KeyFile = f.ServerCert, f.ServerKey

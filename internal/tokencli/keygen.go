@@ -255,7 +255,7 @@ func (e *env) keygen(args []string) int {
 	}
 	tw.Flush()
 	if *next {
-		fmt.Fprintf(e.stdout, "Rotation: add %s to the token service's publish_keys and roll it out; then see README.md#key-rotation\n", res.Files[0])
+		fmt.Fprintf(e.stdout, "Rotation: add %s to the token service's publish_keys and roll it out; then see docs/accounts.md#key-rotation\n", res.Files[0])
 	}
 	return exitOK
 }

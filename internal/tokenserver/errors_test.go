@@ -67,7 +67,7 @@ func TestBadInput(t *testing.T) {
 			status: 401, code: "UNAUTHORIZED", challenge: basicChallenge,
 			message: "identity token (what docker login stores in config.json) cannot be used as a password"},
 		{name: "GET empty password points to the Kubernetes section", req: request{user: aliceUser, pass: "", query: scopes()},
-			status: 401, code: "UNAUTHORIZED", challenge: basicChallenge, message: "README.md#for-your-customers-kubernetes"},
+			status: 401, code: "UNAUTHORIZED", challenge: basicChallenge, message: "docs/customers.md#kubernetes"},
 		{name: "GET over-long username", req: request{user: strings.Repeat("a", 400), pass: aliceToken, query: scopes()},
 			status: 401, code: "UNAUTHORIZED", challenge: basicChallenge},
 		{name: "GET unknown service", req: request{user: aliceUser, pass: aliceToken, query: url.Values{"service": {"other.example.com"}}},

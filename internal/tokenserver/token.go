@@ -32,7 +32,7 @@ const (
 // made from that file sends the e-mail alone.
 const emptyPasswordMessage = "empty password: an identity token (what docker login stores in config.json) cannot be used as a password; " +
 	"log in with your e-mail and API token, and for Kubernetes create the pull secret from them: " +
-	"see README.md#for-your-customers-kubernetes"
+	"see docs/customers.md#kubernetes"
 
 // auditMsg is the message of the audit line of an issued token.
 const auditMsg = "token issued"

@@ -28,9 +28,8 @@ const (
 // characters, so anything much longer is an attack or a mistake.
 const maxScopeLen = 512
 
-// The grammar of a scope's parts, matched by hand rather than by regexp
-// (they run for every scope of every token request, where the three
-// regexps took about 3 % of the token service's CPU); the regexps they
+// The grammar of a scope's parts, matched by hand rather than by regexp:
+// they run for every scope of every token request. The regexps they
 // implement are in scope_grammar_test.go, which holds the matchers to them.
 
 // isResourceType matches `[a-z0-9]+(?:\([a-z0-9]+\))?`.

@@ -233,7 +233,7 @@ func (s *rotationStack) refreshToken() string {
 	return tok.RefreshToken
 }
 
-// A signing key rotation done by the README's runbook, with two replicas
+// A signing key rotation done by docs/accounts.md's runbook, with two replicas
 // of each service rolled at every step, fails no pull: clients logging in
 // with the API token and clients holding a refresh token from before the
 // rotation pull without a break, and that refresh token still works after

@@ -27,7 +27,7 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(accountstest.Main(m)) }
 
-// The vendor walk-through of the README, on SQLite and on PostgreSQL: from
+// The vendor walk-through of docs/accounts.md, on SQLite and on PostgreSQL: from
 // nothing (a configuration file and an empty database) through `accounts
 // migrate` and `accounts add` to a customer pulling through the gateway;
 // then a grant, a revocation, and `gateway report` on the gateway's log.

@@ -1,5 +1,6 @@
 // Command bench is `make bench`: it runs the benchmarks of the harness (package bench, this module)
-// and rewrites BENCHMARKS.md. `bench fixtures`, `bench signer` and
+// and rewrites BENCHMARKS.md; with -render-only it rewrites BENCHMARKS.md
+// from bench/results/latest.json and runs nothing. `bench fixtures`, `bench signer` and
 // `bench serve` are the helper processes the harness starts itself.
 package main
 
@@ -34,7 +35,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.Report, "report", o.Report, "Markdown report to write, relative to the module root (empty: none)")
 	fs.StringVar(&o.Results, "results", o.Results, "directory of the raw results, relative to the module root")
-	fs.StringVar(&o.Notes, "notes", o.Notes, "hand-written notes (profiles, fixes) copied into the report")
+	fs.StringVar(&o.Notes, "notes", o.Notes, "index of the hand-written notes (profiles, fixes), linked from the report (empty: no link)")
+	renderOnly := fs.Bool("render-only", false, "run nothing: rewrite the report from the raw results of the last run (<results>/latest.json)")
 	workloads := fs.String("workloads", strings.Join(o.Workloads, ","), "comma-separated workloads: "+strings.Join(bench.AllWorkloads, ","))
 	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "interleaved rounds of the request workloads")
 	fs.IntVar(&o.BlobRounds, "blob-rounds", o.BlobRounds, "rounds of the blob transfer")
@@ -65,6 +67,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if o.Concurrency, err = parseInts(*conc); err != nil {
 		fmt.Fprintf(stderr, "bench: -concurrency: %v\n", err)
 		return 2
+	}
+	if *renderOnly {
+		if err := bench.Render(o); err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	o.Log = stderr
 	if _, err := bench.Run(ctx, o); err != nil {
