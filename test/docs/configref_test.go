@@ -15,6 +15,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/acme/registry-gateway/internal/gateway"
+	"github.com/acme/registry-gateway/internal/license/backends"
+	"github.com/acme/registry-gateway/internal/license/httpbackend"
+	"github.com/acme/registry-gateway/internal/license/sqlbackend"
 	"github.com/acme/registry-gateway/internal/tokenserver"
 )
 
@@ -38,7 +41,31 @@ type root struct {
 // through these fields) is added here with its section and prefix.
 var roots = []root{
 	{section: "tokenserver.yaml", typ: reflect.TypeFor[tokenserver.Config]()},
+	// The licenses section decodes itself: its own keys here, each
+	// backend's section by the backend's package (one root a backend of
+	// internal/license/backends; TestEveryBackendDocumented checks that
+	// none is missing).
+	{section: "tokenserver.yaml", prefix: "licenses", typ: reflect.TypeFor[backends.Config]()},
+	{section: "tokenserver.yaml", prefix: "licenses.file", typ: reflect.TypeFor[string]()}, // a scalar: the file's path
+	{section: "tokenserver.yaml", prefix: "licenses.http", typ: reflect.TypeFor[httpbackend.Config]()},
+	{section: "tokenserver.yaml", prefix: "licenses.sql", typ: reflect.TypeFor[sqlbackend.Config]()},
 	{section: "gateway.yaml", typ: reflect.TypeFor[gateway.Config]()},
+}
+
+// TestEveryBackendDocumented fails when a licence backend of the registry
+// has no root above, so that its keys would go unchecked.
+func TestEveryBackendDocumented(t *testing.T) {
+	for _, name := range backends.Keys() {
+		if !slices.ContainsFunc(roots, func(r root) bool { return r.prefix == "licenses."+name }) {
+			t.Errorf("licence backend %q has no root in configref_test.go: add {section: \"tokenserver.yaml\", prefix: \"licenses.%s\", typ: <its Config type>}", name, name)
+		}
+	}
+}
+
+// ownRoot says whether t is the type of a root with a prefix: its keys
+// are listed under that root, not where a field of that type sits.
+func ownRoot(t reflect.Type) bool {
+	return slices.ContainsFunc(roots, func(r root) bool { return r.prefix != "" && r.typ.Kind() != reflect.String && r.typ == t })
 }
 
 // key is one configuration key: its dotted path and its type as the
@@ -201,7 +228,12 @@ var (
 // decoder makes it; `yaml:"-"` and unexported fields are not keys.
 func keysOf(t reflect.Type, prefix string) []key {
 	var out []key
-	walk(t, prefix, &out)
+	if t.Kind() == reflect.Struct && ownRoot(t) {
+		// A root that decodes itself: its fields are its keys.
+		walkFields(t, prefix, &out)
+	} else {
+		walk(t, prefix, &out)
+	}
 	slices.SortFunc(out, func(a, b key) int { return strings.Compare(a.path, b.path) })
 	return out
 }
@@ -209,6 +241,9 @@ func keysOf(t reflect.Type, prefix string) []key {
 func walk(t reflect.Type, path string, out *[]key) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if ownRoot(t) {
+		return
 	}
 	if isLeaf(t) {
 		if path != "" {
@@ -222,22 +257,27 @@ func walk(t reflect.Type, path string, out *[]key) {
 	case reflect.Map:
 		walk(t.Elem(), join(path, "*"), out)
 	case reflect.Struct:
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			tag := f.Tag.Get("yaml")
-			name, opts, _ := strings.Cut(tag, ",")
-			if tag == "-" || (!f.IsExported() && !f.Anonymous) {
-				continue
-			}
-			if slices.Contains(strings.Split(opts, ","), "inline") {
-				walk(f.Type, path, out)
-				continue
-			}
-			if name == "" {
-				name = strings.ToLower(f.Name)
-			}
-			walk(f.Type, join(path, name), out)
+		walkFields(t, path, out)
+	}
+}
+
+// walkFields lists the keys of the fields of the struct t under path.
+func walkFields(t reflect.Type, path string, out *[]key) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		if tag == "-" || (!f.IsExported() && !f.Anonymous) {
+			continue
 		}
+		if slices.Contains(strings.Split(opts, ","), "inline") {
+			walk(f.Type, path, out)
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		walk(f.Type, join(path, name), out)
 	}
 }
 

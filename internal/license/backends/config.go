@@ -176,9 +176,12 @@ func (c *Config) Problems(needBackend bool) []error {
 	return errs
 }
 
+// Keys are the backends' keys of the licenses section, sorted.
+func Keys() []string { return slices.Sorted(maps.Keys(registry)) }
+
 // Names lists the backends' keys for messages: "file, http and sql".
 func Names() string {
-	names := slices.Sorted(maps.Keys(registry))
+	names := Keys()
 	if len(names) < 2 {
 		return strings.Join(names, "")
 	}
