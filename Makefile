@@ -16,6 +16,15 @@ TLS ?=
 # accounts made with `tokenserver accounts`): make run LICENSES=sql
 LICENSES ?= file
 
+# What --version and the build_info metric say. go build stamps the commit
+# itself in a plain checkout; COMMIT covers a git worktree and
+# -buildvcs=false, where it stamps nothing. Empty outside a git checkout
+# (then the binaries say "(devel)" and "unknown").
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git status --porcelain 2>/dev/null | grep -q . && echo +dirty)
+BUILDINFO := github.com/acme/registry-gateway/internal/buildinfo
+LDFLAGS := $(if $(VERSION),-X $(BUILDINFO).version=$(VERSION)) $(if $(COMMIT),-X $(BUILDINFO).commit=$(COMMIT))
+
 .DEFAULT_GOAL := build
 # Time each fuzz target gets in `make fuzz`.
 FUZZTIME ?= 20s
@@ -43,7 +52,7 @@ help:
 	@echo 'clean       remove bin/ and data/ (not the keys in certs/)'
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/tokenserver ./cmd/gateway ./cmd/devstack ./cmd/registry
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/tokenserver ./cmd/gateway ./cmd/devstack ./cmd/registry
 
 # devstack generates the keys itself when they are missing; `keys` first
 # only so that keygen's summary is printed.

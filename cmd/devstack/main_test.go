@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/registry-gateway/internal/buildinfo"
 	"github.com/acme/registry-gateway/internal/embedreg"
 )
 
@@ -51,6 +52,28 @@ func TestUsage(t *testing.T) {
 	for _, args := range [][]string{{"-bogus"}, {"seed", "-bogus"}, {"-log-level", "loud"}} {
 		if code := run(context.Background(), args, &out, &errb); code != 2 {
 			t.Errorf("%v: exit %d", args, code)
+		}
+	}
+}
+
+// TestHelpAndVersion: -h lists every form of the command line (seed,
+// version), and the version is printed on stdout every way.
+func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"-h"}, &out, &errb); code != 0 {
+		t.Errorf("-h: exit %d", code)
+	}
+	for _, want := range []string{"devstack [flags]", "devstack seed", "devstack version", "-licenses", "-version"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("-h lacks %q:\n%s", want, errb.String())
+		}
+	}
+	want := "devstack " + buildinfo.Read().String() + "\n"
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}} {
+		out.Reset()
+		if code := run(context.Background(), args, &out, &errb); code != 0 || out.String() != want {
+			t.Errorf("%v: exit %d, stdout %q, want %q", args, code, out.String(), want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/registry-gateway/internal/buildinfo"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
@@ -63,8 +65,8 @@ func TestRunServesAndShutsDown(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var stderr bytes.Buffer
-	go func() { done <- run(ctx, []string{"-config", cfg}, &bytes.Buffer{}, &stderr) }()
+	stderr := &testutil.SyncBuffer{}
+	go func() { done <- run(ctx, []string{"-config", cfg}, &bytes.Buffer{}, stderr) }()
 
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -80,6 +82,10 @@ func TestRunServesAndShutsDown(t *testing.T) {
 			t.Fatalf("gateway did not start: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The operators' listener serves the build_info gauge.
+	if got, want := testutil.OpsMetric(t, stderr, "gateway_build_info"), buildInfoSample("gateway_build_info"); got != want {
+		t.Errorf("/metrics: %q, want %q", got, want)
 	}
 	cancel()
 	select {
@@ -241,4 +247,32 @@ func TestCheckConfig(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
 	}
+}
+
+// TestHelpAndVersion: -h lists every form of the command line, and the
+// version is printed on stdout both ways.
+func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"-h"}, &out, &errb); code != 0 {
+		t.Errorf("-h: exit %d", code)
+	}
+	for _, want := range []string{"gateway -config FILE", "gateway check-config", "gateway report", "gateway version", "-check", "-version"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("-h lacks %q:\n%s", want, errb.String())
+		}
+	}
+	want := "gateway " + buildinfo.Read().String() + "\n"
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}} {
+		out.Reset()
+		if code := run(context.Background(), args, &out, &errb); code != 0 || out.String() != want {
+			t.Errorf("%v: exit %d, stdout %q, want %q", args, code, out.String(), want)
+		}
+	}
+}
+
+// buildInfoSample is the /metrics line of the build_info gauge name.
+func buildInfoSample(name string) string {
+	i := buildinfo.Read()
+	return fmt.Sprintf("%s{commit=%q,go_version=%q,version=%q} 1", name, i.Commit, i.GoVersion, i.Version)
 }

@@ -7,12 +7,16 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/buildinfo"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // watchWriter collects output and signals once it has seen want.
@@ -67,13 +71,19 @@ func TestRunServesAndStops(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		out := &watchWriter{want: "token service listening", seen: make(chan struct{})}
 		done := make(chan int, 1)
-		go func() { done <- run(ctx, args, out) }()
+		go func() { done <- run(ctx, args, out, out) }()
 		select {
 		case <-out.seen:
 		case code := <-done:
 			t.Fatalf("%v: exited %d early: %s", args, code, out)
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%v: not listening: %s", args, out)
+		}
+		// The operators' listener serves the build_info gauge.
+		i := buildinfo.Read()
+		want := fmt.Sprintf("tokenserver_build_info{commit=%q,go_version=%q,version=%q} 1", i.Commit, i.GoVersion, i.Version)
+		if got := testutil.OpsMetric(t, out, "tokenserver_build_info"); got != want {
+			t.Errorf("%v: /metrics: %q, want %q", args, got, want)
 		}
 		cancel()
 		if code := <-done; code != 0 {
@@ -133,13 +143,36 @@ func checkInvocations(t *testing.T, cases []invocation) {
 	for _, tc := range cases {
 		var out watchWriter
 		out.seen = make(chan struct{})
-		if code := run(context.Background(), tc.args, &out); code != tc.code {
+		if code := run(context.Background(), tc.args, &out, &out); code != tc.code {
 			t.Errorf("%v: exit %d, want %d: %s", tc.args, code, tc.code, out.String())
 		}
 		for _, w := range tc.want {
 			if !strings.Contains(out.String(), w) {
 				t.Errorf("%v: output lacks %q: %s", tc.args, w, out.String())
 			}
+		}
+	}
+}
+
+// TestHelpAndVersion: -h lists every form of the command line (each
+// subcommand), and the version is printed on stdout every way.
+func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr strings.Builder
+	if code := run(context.Background(), []string{"-h"}, &stdout, &stderr); code != 0 {
+		t.Errorf("-h: exit %d", code)
+	}
+	for _, want := range []string{"tokenserver [serve] -config FILE", "keygen", "inspect", "token", "healthcheck", "pull-secret", "accounts",
+		"tokenserver check-config", "tokenserver version", "-version"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("-h lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	want := "tokenserver " + buildinfo.Read().String() + "\n"
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}, {"serve", "-version"}} {
+		stdout.Reset()
+		if code := run(context.Background(), args, &stdout, &stderr); code != 0 || stdout.String() != want {
+			t.Errorf("%v: exit %d, stdout %q, want %q", args, code, stdout.String(), want)
 		}
 	}
 }
