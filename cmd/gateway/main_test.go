@@ -242,6 +242,29 @@ func TestCheckConfig(t *testing.T) {
 			t.Errorf("bad config: stderr lacks %q: %s", want, errb.String())
 		}
 	}
+	// Keys it does not know and values, all in one run: each problem once,
+	// and not the YAML decoder's header line.
+	mixed := writeConfig(t, "127.0.0.1:0", "frobnicate: 1", "log_level: loud", "metrics_listen: x")
+	errb.Reset()
+	if code := run(context.Background(), []string{"check-config", "-skip-files", mixed}, &out, &errb); code != 1 {
+		t.Errorf("unknown keys and a bad value: exit %d", code)
+	}
+	for _, want := range []string{"3 problem(s)", "field frobnicate not found", `log_level: "loud"`, "field metrics_listen not found"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("unknown keys and a bad value: stderr lacks %q: %s", want, errb.String())
+		}
+	}
+	if strings.Contains(errb.String(), "unmarshal errors") {
+		t.Errorf("the decoder's header line counted as a problem: %s", errb.String())
+	}
+	// A file that does not parse is one problem.
+	broken := filepath.Join(t.TempDir(), "broken.yaml")
+	_ = os.WriteFile(broken, []byte("listen: [\n"), 0o600)
+	errb.Reset()
+	if code := run(context.Background(), []string{"check-config", "-skip-files", broken}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "1 problem(s)") {
+		t.Errorf("syntax error: exit %d: %s", code, errb.String())
+	}
+
 	for _, args := range [][]string{{"check-config"}, {"check-config", "a", "b"}, {"check-config", "-nope", cfg}} {
 		if code := run(context.Background(), args, &out, &errb); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)

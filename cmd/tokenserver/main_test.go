@@ -120,6 +120,10 @@ func TestCheckConfig(t *testing.T) {
 		"\npublish_keys: ["+lic+"]\nrefresh_token_key_file: "+filepath.Join(dir, "absent.hex")+
 		"\nlicenses: {file: "+filepath.Join(dir, "absent.yaml")+"}\n")
 	bad := write("bad.yaml", "token_ttl: 1s\nlog_level: loud\nlicenses: {file: x, http: {url: 'https://x/'}}\n")
+	// Two keys it does not know and a bad value: each problem once, and
+	// not the YAML decoder's header line.
+	mixed := write("mixed.yaml", "issuer: i\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+", frobnicate: 1}\nlog_level: loud\nmetrics_listen: x\n")
+	broken := write("broken.yaml", "issuer: [\n")
 
 	checkInvocations(t, []invocation{
 		{[]string{"check-config", good}, 0, nil},
@@ -127,6 +131,8 @@ func TestCheckConfig(t *testing.T) {
 		{[]string{"check-config", files}, 1, []string{"4 problem(s)", "signing_key", "publish_keys", "refresh_token_key_file", "licenses.file"}},
 		{[]string{"check-config", "-skip-files", bad}, 1, []string{"issuer: required", "service: required", "signing_key: required", "token_ttl", "log_level", "exactly one of file, http and sql"}},
 		{[]string{"check-config", filepath.Join(dir, "missing.yaml")}, 1, []string{"missing.yaml"}},
+		{[]string{"check-config", "-skip-files", mixed}, 1, []string{"3 problem(s)", "field frobnicate not found", "log_level", "field metrics_listen not found"}},
+		{[]string{"check-config", "-skip-files", broken}, 1, []string{"1 problem(s)"}},
 		{[]string{"check-config"}, 2, []string{"usage: tokenserver check-config"}},
 	})
 }
