@@ -18,6 +18,7 @@ import (
 // TestSeed is compose's seed job against an htpasswd registry like
 // registry:3, with the committed credential.
 func TestSeed(t *testing.T) {
+	t.Parallel()
 	reg, err := embedreg.New(t.Context(), embedreg.Options{
 		RootDir:  t.TempDir(),
 		Htpasswd: &embedreg.HtpasswdAuth{Realm: "upstream", Path: "../../deploy/upstream.htpasswd"},
@@ -48,6 +49,7 @@ func TestSeed(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
+	t.Parallel()
 	var out, errb bytes.Buffer
 	for _, args := range [][]string{{"-bogus"}, {"seed", "-bogus"}, {"-log-level", "loud"}} {
 		if code := run(context.Background(), args, &out, &errb); code != 2 {
@@ -82,8 +84,12 @@ func TestHelpAndVersion(t *testing.T) {
 // its banner, and stops cleanly when the context ends (Ctrl-C); with -tls
 // over HTTPS.
 func TestRunStops(t *testing.T) {
+	t.Parallel()
 	for name, extra := range map[string][]string{"http": nil, "https": {"-tls"}} {
-		t.Run(name, func(t *testing.T) { testRunStops(t, extra) })
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testRunStops(t, extra)
+		})
 	}
 }
 

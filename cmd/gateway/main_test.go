@@ -55,6 +55,7 @@ upstream:
 }
 
 func TestRunServesAndShutsDown(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -68,20 +69,14 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	stderr := &testutil.SyncBuffer{}
 	go func() { done <- run(ctx, []string{"-config", cfg}, &bytes.Buffer{}, stderr) }()
 
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("Www-Authenticate"), "Bearer ") {
-				t.Fatalf("GET /v2/: %d %q", resp.StatusCode, resp.Header.Get("Www-Authenticate"))
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway did not start: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var resp *http.Response
+	testutil.WaitFor(t, "the gateway to answer", 5*time.Second, func() bool {
+		resp, err = http.Get("http://" + addr + "/v2/")
+		return err == nil
+	})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("Www-Authenticate"), "Bearer ") {
+		t.Fatalf("GET /v2/: %d %q", resp.StatusCode, resp.Header.Get("Www-Authenticate"))
 	}
 	// The operators' listener serves the build_info gauge.
 	if got, want := testutil.OpsMetric(t, stderr, "gateway_build_info"), buildInfoSample("gateway_build_info"); got != want {
@@ -109,6 +104,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 // running at shutdown_timeout exits 0 and says, at WARN, how many streams
 // it cut (finding 9); nothing at ERROR.
 func TestStopCutsStreamsCleanly(t *testing.T) {
+	t.Parallel()
 	// A token service whose answer never ends: the stream to cut.
 	streaming := make(chan struct{})
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -139,14 +135,10 @@ func TestStopCutsStreamsCleanly(t *testing.T) {
 	stderr := &testutil.SyncBuffer{}
 	go func() { done <- run(ctx, []string{"-config", cfg}, &bytes.Buffer{}, stderr) }()
 	var resp *http.Response
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err = http.Get("http://" + addr + "/token"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway did not start: %v", err)
-		}
-	}
+	testutil.WaitFor(t, "the gateway to answer", 5*time.Second, func() bool {
+		resp, err = http.Get("http://" + addr + "/token")
+		return err == nil
+	})
 	defer resp.Body.Close()
 	<-streaming
 	cancel()
@@ -168,6 +160,7 @@ func TestStopCutsStreamsCleanly(t *testing.T) {
 }
 
 func TestRunCheckAndErrors(t *testing.T) {
+	t.Parallel()
 	cfg := writeConfig(t, "127.0.0.1:0")
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"-config", cfg, "-check"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "ok") {
@@ -186,6 +179,7 @@ func TestRunCheckAndErrors(t *testing.T) {
 }
 
 func TestRunReport(t *testing.T) {
+	t.Parallel()
 	log := filepath.Join(t.TempDir(), "gateway.log")
 	line := `{"time":"2026-12-01T10:00:00Z","msg":"request","method":"GET","route":"manifest","status":200,"bytes":5,"subject":"alice@example.com","repository":"stable/app","reference":"1.4.2"}` + "\n"
 	if err := os.WriteFile(log, []byte(line), 0o600); err != nil {
@@ -199,6 +193,7 @@ func TestRunReport(t *testing.T) {
 }
 
 func TestCheckConfig(t *testing.T) {
+	t.Parallel()
 	cfg := writeConfig(t, "127.0.0.1:0")
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"check-config", cfg}, &out, &errb); code != 0 || strings.TrimSpace(out.String()) != "ok" {

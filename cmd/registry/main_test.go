@@ -71,6 +71,7 @@ func get(t *testing.T, url string) int {
 // health check without credentials, the API only with them, and the demo
 // images pushed (compose's seed job) and read back.
 func TestHtpasswd(t *testing.T) {
+	t.Parallel()
 	root := filepath.Join(t.TempDir(), "storage") // created by the command
 	addr := serve(t, "-root", root, "-htpasswd", "../../deploy/upstream.htpasswd")
 
@@ -107,6 +108,7 @@ func TestHtpasswd(t *testing.T) {
 }
 
 func TestOpen(t *testing.T) {
+	t.Parallel()
 	addr := serve(t, "-root", t.TempDir(), "-open")
 	if code := get(t, "http://"+addr+"/v2/"); code != http.StatusOK {
 		t.Errorf("/v2/ of an open registry: %d", code)
@@ -115,6 +117,7 @@ func TestOpen(t *testing.T) {
 
 // TestBadFlags: every problem is reported at once, and nothing is served.
 func TestBadFlags(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		want []string

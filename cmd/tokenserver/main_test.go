@@ -64,6 +64,7 @@ func testFiles(t *testing.T) (write func(name, content string) string, key, lic 
 }
 
 func TestRunServesAndStops(t *testing.T) {
+	t.Parallel()
 	write, key, lic := testFiles(t)
 	cfg := write("config.yaml", "listen: 127.0.0.1:0\nmetrics: {listen: 127.0.0.1:0}\nissuer: i\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+"}\n")
 
@@ -97,6 +98,7 @@ func TestRunServesAndStops(t *testing.T) {
 }
 
 func TestRunRefusesBadInvocations(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("token_ttl: 1s\nlicenses: {file: x, http: {url: 'https://x/'}}\n"), 0o600); err != nil {
@@ -112,6 +114,7 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 }
 
 func TestCheckConfig(t *testing.T) {
+	t.Parallel()
 	write, key, lic := testFiles(t)
 	dir := filepath.Dir(key)
 	good := write("good.yaml", "issuer: i\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+"}\n")
@@ -184,6 +187,7 @@ func TestHelpAndVersion(t *testing.T) {
 }
 
 func TestRunAccounts(t *testing.T) {
+	t.Parallel()
 	checkInvocations(t, []invocation{
 		{[]string{"accounts"}, 2, []string{"tokenserver accounts migrate"}},
 	})
@@ -191,6 +195,7 @@ func TestRunAccounts(t *testing.T) {
 
 // The service runs with defaultGCPercent unless GOGC says otherwise.
 func TestGCPercent(t *testing.T) {
+	t.Parallel()
 	env := func(m map[string]string) func(string) (string, bool) {
 		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 	}

@@ -23,6 +23,7 @@ import (
 // Verifier refuses every one as what it is, whether the canonical token is
 // in its cache or not.
 func TestVerifyRefusesRespelledTokens(t *testing.T) {
+	t.Parallel()
 	clk := newClock()
 	key := mustEC(t)
 	k := mustSigningKey(t, key)
@@ -150,6 +151,7 @@ func (h hedgedSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, 
 // and with the Verifier: crypto/ecdsa makes a high S about half the time,
 // so 2,000 tokens would meet about 1,000 (and 100 hedged ones about 50).
 func TestSignES256AlwaysLowS(t *testing.T) {
+	t.Parallel()
 	key := mustEC(t)
 	now := newClock().Now()
 	for _, tc := range []struct {
@@ -191,6 +193,7 @@ func TestSignES256AlwaysLowS(t *testing.T) {
 // its tokens are high-S, which are refused. 64 tokens meet both kinds but
 // once in 2^63.
 func TestVerifyGolangJWTTokens(t *testing.T) {
+	t.Parallel()
 	clk := newClock()
 	ecKey, rsaKey := mustEC(t), mustRSA(t)
 	ecKID, _ := Thumbprint(ecKey.Public())
