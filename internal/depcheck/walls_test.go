@@ -26,7 +26,7 @@ var walls = []struct {
 		Name: "the token CLI does not import the token server",
 		From: []string{"internal/tokencli/..."},
 		To:   []string{"internal/tokenserver/..."},
-	}, Pending: "ENABLE AFTER MERGING the licence-backend branch (internal/tokencli still imports internal/tokenserver here): delete this Pending line"},
+	}, Pending: "ENABLE AFTER MERGING branch licence (internal/tokencli still imports internal/tokenserver here): delete this Pending line"},
 	{Wall: Wall{
 		Name: "the services share only pkg/auth and the plumbing: the gateway does not depend on the token service",
 		From: []string{"internal/gateway/...", "cmd/gateway"},
