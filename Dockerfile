@@ -32,8 +32,12 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
+# What --version and build_info say: the context may carry no .git, so
+# `docker build --build-arg VERSION=... --build-arg COMMIT=...` sets them.
+ARG VERSION=""
+ARG COMMIT=""
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ \
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/acme/registry-gateway/internal/buildinfo.version=${VERSION} -X github.com/acme/registry-gateway/internal/buildinfo.commit=${COMMIT}" -o /out/ \
         ./cmd/tokenserver ./cmd/gateway ./cmd/devstack ./cmd/registry
 
 FROM gcr.io/distroless/static-debian12:nonroot AS base-release

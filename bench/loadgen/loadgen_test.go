@@ -12,6 +12,7 @@ import (
 )
 
 func TestCheckLoopback(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		addr string
 		ok   bool
@@ -36,6 +37,7 @@ func TestCheckLoopback(t *testing.T) {
 }
 
 func TestConnAndRunCell(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/chunked":
@@ -92,25 +94,36 @@ func TestConnAndRunCell(t *testing.T) {
 }
 
 func TestConnRedialsAfterServerClose(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	closed := make(chan struct{}, 3)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
-		IdleTimeout: time.Millisecond}
+		IdleTimeout: time.Millisecond, ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateClosed {
+				closed <- struct{}{}
+			}
+		}}
 	go srv.Serve(ln)
 	defer srv.Close()
 	c, _ := NewConn(ln.Addr().String(), 5*time.Second)
 	defer c.Close()
-	for range 3 {
+	for i := range 3 {
 		if resp, err := c.Do(context.Background(), RenderGET("x", "/"), false, nil); err != nil || resp.Bytes != 2 {
 			t.Fatalf("%+v %v", resp, err)
 		}
-		time.Sleep(20 * time.Millisecond) // the server closes the idle connection
+		select {
+		case <-closed: // the server closed the idle connection: the next Do redials
+		case <-time.After(5 * time.Second):
+			t.Fatalf("request %d: the server kept the idle connection", i)
+		}
 	}
 }
 
 func TestPercentile(t *testing.T) {
+	t.Parallel()
 	var d []time.Duration
 	for i := 1; i <= 100; i++ {
 		d = append(d, time.Duration(i))

@@ -13,6 +13,7 @@ import (
 // Every stream flows before atPeak runs, reads 64 KiB plus more bytes, and
 // hangs up; a stream that gets less than it wants is counted as an error.
 func TestStreams(t *testing.T) {
+	t.Parallel()
 	body := bytes.Repeat([]byte("x"), 256<<10)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {

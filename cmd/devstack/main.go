@@ -1,7 +1,8 @@
 // Command devstack runs the local demo stack (`make run`): upstream
 // registry, token service and gateway in one process, configured by
 // deploy/*.yaml. `devstack seed` only pushes the demo images to a registry
-// (the compose stack's seed job).
+// (the compose stack's seed job); `devstack version` (or -version) prints
+// the build.
 package main
 
 import (
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/acme/registry-gateway/internal/buildinfo"
 	"github.com/acme/registry-gateway/internal/devstack"
 )
 
@@ -33,11 +35,21 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "seed" {
-		return seed(ctx, args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "seed":
+			return seed(ctx, args[1:], stdout, stderr)
+		case "version":
+			buildinfo.Print(stdout, "devstack")
+			return 0
+		}
 	}
 	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: devstack [flags]\n       devstack seed [-registry HOST:PORT] [-username USER] [-password-file FILE]\n       devstack version")
+		fs.PrintDefaults()
+	}
 	var opts devstack.Options
 	fs.StringVar(&opts.Dir, "dir", ".", "repository root: relative paths in the configuration files start here")
 	fs.StringVar(&opts.TokenServerConfig, "tokenserver-config", "deploy/tokenserver.yaml", "token service configuration")
@@ -54,11 +66,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.CertsDir, "certs", "certs", "directory of the development CA and certificates (with -tls)")
 	licenses := fs.String("licenses", "file", "licence backend of the demo: file (deploy/licenses.yaml) or sql (SQLite under data/, demo account made with the accounts CLI)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *version {
+		buildinfo.Print(stdout, "devstack")
+		return 0
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {

@@ -11,12 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/registry-gateway/internal/buildinfo"
 	"github.com/acme/registry-gateway/internal/embedreg"
 )
 
 // TestSeed is compose's seed job against an htpasswd registry like
 // registry:3, with the committed credential.
 func TestSeed(t *testing.T) {
+	t.Parallel()
 	reg, err := embedreg.New(t.Context(), embedreg.Options{
 		RootDir:  t.TempDir(),
 		Htpasswd: &embedreg.HtpasswdAuth{Realm: "upstream", Path: "../../deploy/upstream.htpasswd"},
@@ -47,6 +49,7 @@ func TestSeed(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
+	t.Parallel()
 	var out, errb bytes.Buffer
 	for _, args := range [][]string{{"-bogus"}, {"seed", "-bogus"}, {"-log-level", "loud"}} {
 		if code := run(context.Background(), args, &out, &errb); code != 2 {
@@ -55,12 +58,38 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// TestHelpAndVersion: -h lists every form of the command line (seed,
+// version), and the version is printed on stdout every way.
+func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"-h"}, &out, &errb); code != 0 {
+		t.Errorf("-h: exit %d", code)
+	}
+	for _, want := range []string{"devstack [flags]", "devstack seed", "devstack version", "-licenses", "-version"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("-h lacks %q:\n%s", want, errb.String())
+		}
+	}
+	want := "devstack " + buildinfo.Read().String() + "\n"
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}} {
+		out.Reset()
+		if code := run(context.Background(), args, &out, &errb); code != 0 || out.String() != want {
+			t.Errorf("%v: exit %d, stdout %q, want %q", args, code, out.String(), want)
+		}
+	}
+}
+
 // TestRunStops: the stack comes up from the committed configuration, prints
 // its banner, and stops cleanly when the context ends (Ctrl-C); with -tls
 // over HTTPS.
 func TestRunStops(t *testing.T) {
+	t.Parallel()
 	for name, extra := range map[string][]string{"http": nil, "https": {"-tls"}} {
-		t.Run(name, func(t *testing.T) { testRunStops(t, extra) })
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testRunStops(t, extra)
+		})
 	}
 }
 

@@ -4,7 +4,7 @@
 // configuration and exits; `gateway check-config FILE` also loads the files
 // it names and lists every problem (internal/checkconfig). `gateway report
 // [FILE...]` prints who pulled what from the gateway's access records
-// (internal/pullreport).
+// (internal/pullreport). `gateway version` (or -version) prints the build.
 package main
 
 import (
@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/acme/registry-gateway/internal/buildinfo"
 	"github.com/acme/registry-gateway/internal/checkconfig"
 	"github.com/acme/registry-gateway/internal/gateway"
 	"github.com/acme/registry-gateway/internal/pullreport"
@@ -35,6 +36,12 @@ func main() {
 	os.Exit(code)
 }
 
+// usage lists every form of the command line; -h prints it too.
+const usage = `usage: gateway -config FILE [-check]
+       gateway check-config [-skip-files] FILE
+       gateway report [FILE...]
+       gateway version`
+
 // useLogger is handed the service's logger once it is built.
 var useLogger = func(*slog.Logger) {}
 
@@ -45,20 +52,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return checkconfig.Run("gateway", args[1:], stdout, stderr, gateway.CheckConfig)
 		case "report":
 			return pullreport.Run(args[1:], os.Stdin, stdout, stderr)
+		case "version":
+			buildinfo.Print(stdout, "gateway")
+			return 0
 		}
 	}
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, usage)
+		fs.PrintDefaults()
+	}
 	configPath := fs.String("config", "", "YAML configuration `file`")
 	check := fs.Bool("check", false, "validate the configuration and exit")
+	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
+	if *version {
+		buildinfo.Print(stdout, "gateway")
+		return 0
+	}
 	if *configPath == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: gateway -config FILE [-check]\n       gateway check-config [-skip-files] FILE\n       gateway report [FILE...]")
+		fs.Usage()
 		return 2
 	}
 	cfg, err := gateway.LoadConfig(*configPath)

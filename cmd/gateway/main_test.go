@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/registry-gateway/internal/buildinfo"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
@@ -53,6 +55,7 @@ upstream:
 }
 
 func TestRunServesAndShutsDown(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -63,23 +66,21 @@ func TestRunServesAndShutsDown(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var stderr bytes.Buffer
-	go func() { done <- run(ctx, []string{"-config", cfg}, &bytes.Buffer{}, &stderr) }()
+	stderr := &testutil.SyncBuffer{}
+	go func() { done <- run(ctx, []string{"-config", cfg}, &bytes.Buffer{}, stderr) }()
 
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("Www-Authenticate"), "Bearer ") {
-				t.Fatalf("GET /v2/: %d %q", resp.StatusCode, resp.Header.Get("Www-Authenticate"))
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway did not start: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var resp *http.Response
+	testutil.WaitFor(t, "the gateway to answer", 5*time.Second, func() bool {
+		resp, err = http.Get("http://" + addr + "/v2/")
+		return err == nil
+	})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("Www-Authenticate"), "Bearer ") {
+		t.Fatalf("GET /v2/: %d %q", resp.StatusCode, resp.Header.Get("Www-Authenticate"))
+	}
+	// The operators' listener serves the build_info gauge.
+	if got, want := testutil.OpsMetric(t, stderr, "gateway_build_info"), buildInfoSample("gateway_build_info"); got != want {
+		t.Errorf("/metrics: %q, want %q", got, want)
 	}
 	cancel()
 	select {
@@ -103,6 +104,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 // running at shutdown_timeout exits 0 and says, at WARN, how many streams
 // it cut (finding 9); nothing at ERROR.
 func TestStopCutsStreamsCleanly(t *testing.T) {
+	t.Parallel()
 	// A token service whose answer never ends: the stream to cut.
 	streaming := make(chan struct{})
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -133,14 +135,10 @@ func TestStopCutsStreamsCleanly(t *testing.T) {
 	stderr := &testutil.SyncBuffer{}
 	go func() { done <- run(ctx, []string{"-config", cfg}, &bytes.Buffer{}, stderr) }()
 	var resp *http.Response
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err = http.Get("http://" + addr + "/token"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway did not start: %v", err)
-		}
-	}
+	testutil.WaitFor(t, "the gateway to answer", 5*time.Second, func() bool {
+		resp, err = http.Get("http://" + addr + "/token")
+		return err == nil
+	})
 	defer resp.Body.Close()
 	<-streaming
 	cancel()
@@ -162,6 +160,7 @@ func TestStopCutsStreamsCleanly(t *testing.T) {
 }
 
 func TestRunCheckAndErrors(t *testing.T) {
+	t.Parallel()
 	cfg := writeConfig(t, "127.0.0.1:0")
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"-config", cfg, "-check"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "ok") {
@@ -180,6 +179,7 @@ func TestRunCheckAndErrors(t *testing.T) {
 }
 
 func TestRunReport(t *testing.T) {
+	t.Parallel()
 	log := filepath.Join(t.TempDir(), "gateway.log")
 	line := `{"time":"2026-12-01T10:00:00Z","msg":"request","method":"GET","route":"manifest","status":200,"bytes":5,"subject":"alice@example.com","repository":"stable/app","reference":"1.4.2"}` + "\n"
 	if err := os.WriteFile(log, []byte(line), 0o600); err != nil {
@@ -193,6 +193,7 @@ func TestRunReport(t *testing.T) {
 }
 
 func TestCheckConfig(t *testing.T) {
+	t.Parallel()
 	cfg := writeConfig(t, "127.0.0.1:0")
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"check-config", cfg}, &out, &errb); code != 0 || strings.TrimSpace(out.String()) != "ok" {
@@ -236,9 +237,60 @@ func TestCheckConfig(t *testing.T) {
 			t.Errorf("bad config: stderr lacks %q: %s", want, errb.String())
 		}
 	}
+	// Keys it does not know and values, all in one run: each problem once,
+	// and not the YAML decoder's header line.
+	mixed := writeConfig(t, "127.0.0.1:0", "frobnicate: 1", "log_level: loud", "metrics_listen: x")
+	errb.Reset()
+	if code := run(context.Background(), []string{"check-config", "-skip-files", mixed}, &out, &errb); code != 1 {
+		t.Errorf("unknown keys and a bad value: exit %d", code)
+	}
+	for _, want := range []string{"3 problem(s)", "field frobnicate not found", `log_level: "loud"`, "field metrics_listen not found"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("unknown keys and a bad value: stderr lacks %q: %s", want, errb.String())
+		}
+	}
+	if strings.Contains(errb.String(), "unmarshal errors") {
+		t.Errorf("the decoder's header line counted as a problem: %s", errb.String())
+	}
+	// A file that does not parse is one problem.
+	broken := filepath.Join(t.TempDir(), "broken.yaml")
+	_ = os.WriteFile(broken, []byte("listen: [\n"), 0o600)
+	errb.Reset()
+	if code := run(context.Background(), []string{"check-config", "-skip-files", broken}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "1 problem(s)") {
+		t.Errorf("syntax error: exit %d: %s", code, errb.String())
+	}
+
 	for _, args := range [][]string{{"check-config"}, {"check-config", "a", "b"}, {"check-config", "-nope", cfg}} {
 		if code := run(context.Background(), args, &out, &errb); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
 	}
+}
+
+// TestHelpAndVersion: -h lists every form of the command line, and the
+// version is printed on stdout both ways.
+func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"-h"}, &out, &errb); code != 0 {
+		t.Errorf("-h: exit %d", code)
+	}
+	for _, want := range []string{"gateway -config FILE", "gateway check-config", "gateway report", "gateway version", "-check", "-version"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("-h lacks %q:\n%s", want, errb.String())
+		}
+	}
+	want := "gateway " + buildinfo.Read().String() + "\n"
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}} {
+		out.Reset()
+		if code := run(context.Background(), args, &out, &errb); code != 0 || out.String() != want {
+			t.Errorf("%v: exit %d, stdout %q, want %q", args, code, out.String(), want)
+		}
+	}
+}
+
+// buildInfoSample is the /metrics line of the build_info gauge name.
+func buildInfoSample(name string) string {
+	i := buildinfo.Read()
+	return fmt.Sprintf("%s{commit=%q,go_version=%q,version=%q} 1", name, i.Commit, i.GoVersion, i.Version)
 }

@@ -4,6 +4,7 @@
 // same registry in one process. Not part of the product.
 //
 //	registry -root DIR (-htpasswd FILE | -open) [-addr HOST:PORT]
+//	registry -version
 //
 // GET /healthz answers 200 without credentials, for container health checks.
 package main
@@ -22,13 +23,14 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/acme/registry-gateway/internal/buildinfo"
 	"github.com/acme/registry-gateway/internal/embedreg"
 	"github.com/acme/registry-gateway/internal/httpx"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -40,11 +42,11 @@ type config struct {
 	registryLogLevel            string
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("registry", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: registry -root DIR (-htpasswd FILE | -open) [-addr HOST:PORT]")
+		fmt.Fprintln(stderr, "usage: registry -root DIR (-htpasswd FILE | -open) [-addr HOST:PORT]\n       registry -version")
 		fs.PrintDefaults()
 	}
 	var c config
@@ -55,11 +57,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.BoolVar(&c.open, "open", false, "no authentication: anyone who reaches -addr may push and delete")
 	level := fs.String("log-level", "info", "access log level: debug, info, warn or error")
 	fs.StringVar(&c.registryLogLevel, "registry-log-level", "error", "level of distribution's own log (logrus levels)")
+	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *version {
+		buildinfo.Print(stdout, "registry")
+		return 0
 	}
 	if err := c.validate(fs.Args(), *level); err != nil {
 		fmt.Fprintf(stderr, "registry: %v\n", err)

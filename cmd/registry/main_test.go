@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/acme/registry-gateway/internal/buildinfo"
 	"github.com/acme/registry-gateway/internal/devstack"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
@@ -25,7 +27,7 @@ func serve(t *testing.T, args ...string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &testutil.SyncBuffer{}
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), logs) }()
+	go func() { done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), io.Discard, logs) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -69,6 +71,7 @@ func get(t *testing.T, url string) int {
 // health check without credentials, the API only with them, and the demo
 // images pushed (compose's seed job) and read back.
 func TestHtpasswd(t *testing.T) {
+	t.Parallel()
 	root := filepath.Join(t.TempDir(), "storage") // created by the command
 	addr := serve(t, "-root", root, "-htpasswd", "../../deploy/upstream.htpasswd")
 
@@ -105,6 +108,7 @@ func TestHtpasswd(t *testing.T) {
 }
 
 func TestOpen(t *testing.T) {
+	t.Parallel()
 	addr := serve(t, "-root", t.TempDir(), "-open")
 	if code := get(t, "http://"+addr+"/v2/"); code != http.StatusOK {
 		t.Errorf("/v2/ of an open registry: %d", code)
@@ -113,6 +117,7 @@ func TestOpen(t *testing.T) {
 
 // TestBadFlags: every problem is reported at once, and nothing is served.
 func TestBadFlags(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		want []string
@@ -125,7 +130,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-bogus"}, []string{"flag provided but not defined"}},
 	} {
 		var stderr strings.Builder
-		if code := run(t.Context(), tc.args, &stderr); code != 2 {
+		if code := run(t.Context(), tc.args, io.Discard, &stderr); code != 2 {
 			t.Errorf("%q: exit %d", tc.args, code)
 		}
 		for _, w := range tc.want {
@@ -137,7 +142,29 @@ func TestBadFlags(t *testing.T) {
 	// A port already taken: a start failure, exit 1.
 	addr := serve(t, "-root", t.TempDir(), "-open")
 	var stderr strings.Builder
-	if code := run(t.Context(), []string{"-addr", addr, "-root", t.TempDir(), "-open"}, &stderr); code != 1 || !strings.Contains(stderr.String(), "address already in use") {
+	if code := run(t.Context(), []string{"-addr", addr, "-root", t.TempDir(), "-open"}, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "address already in use") {
 		t.Errorf("taken port: exit %d\n%s", code, stderr.String())
+	}
+}
+
+// TestHelpAndVersion: -h shows the usage and every flag, -version among
+// them, and the version is printed on stdout.
+func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr strings.Builder
+	if code := run(t.Context(), []string{"-h"}, &stdout, &stderr); code != 0 {
+		t.Errorf("-h: exit %d", code)
+	}
+	for _, want := range []string{"usage: registry -root DIR", "registry -version", "-htpasswd", "-open", "-version"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("-h lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	want := "registry " + buildinfo.Read().String() + "\n"
+	for _, args := range [][]string{{"--version"}, {"-version"}} {
+		stdout.Reset()
+		if code := run(t.Context(), args, &stdout, &stderr); code != 0 || stdout.String() != want {
+			t.Errorf("%v: exit %d, stdout %q, want %q", args, code, stdout.String(), want)
+		}
 	}
 }

@@ -1,7 +1,8 @@
 // Command tokenserver is the registry token service. `tokenserver [serve]
 // -config FILE` runs the server; `tokenserver keygen|inspect|token …` are the
 // operator commands of internal/tokencli; `tokenserver check-config FILE`
-// validates a configuration (internal/checkconfig).
+// validates a configuration (internal/checkconfig); `tokenserver version`
+// (or -version) prints the build.
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/acme/registry-gateway/internal/buildinfo"
 	"github.com/acme/registry-gateway/internal/checkconfig"
 	"github.com/acme/registry-gateway/internal/tokencli"
 	"github.com/acme/registry-gateway/internal/tokenserver"
@@ -28,7 +30,7 @@ func main() {
 	// response" of a misbehaving upstream, for one) is a JSON line too.
 	// Only here: the tests call run, and keep the default as it is.
 	useLogger = slog.SetDefault
-	code := run(ctx, os.Args[1:], os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -36,13 +38,16 @@ func main() {
 // useLogger is handed the service's logger once it is built.
 var useLogger = func(*slog.Logger) {}
 
-func run(ctx context.Context, args []string, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "keygen", "inspect", "token", "healthcheck", "pull-secret", "accounts":
-			return tokencli.Run(ctx, args, os.Stdin, os.Stdout, stderr, tokenserver.AccountsConfig)
+			return tokencli.Run(ctx, args, os.Stdin, stdout, stderr, tokenserver.AccountsConfig)
 		case "check-config":
-			return checkconfig.Run("tokenserver", args[1:], os.Stdout, stderr, tokenserver.CheckConfig)
+			return checkconfig.Run("tokenserver", args[1:], stdout, stderr, tokenserver.CheckConfig)
+		case "version":
+			buildinfo.Print(stdout, "tokenserver")
+			return 0
 		case "serve":
 			args = args[1:]
 		}
@@ -50,15 +55,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tokenserver serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tokenserver [serve] -config FILE\n       tokenserver keygen|inspect|token|healthcheck|pull-secret|accounts [flags]\n       tokenserver check-config [-skip-files] FILE")
+		fmt.Fprintln(stderr, "usage: tokenserver [serve] -config FILE\n       tokenserver keygen|inspect|token|healthcheck|pull-secret|accounts [flags]\n       tokenserver check-config [-skip-files] FILE\n       tokenserver version")
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "", "YAML configuration `file`")
+	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *version {
+		buildinfo.Print(stdout, "tokenserver")
+		return 0
 	}
 	if *configPath == "" || fs.NArg() > 0 {
 		fs.Usage()

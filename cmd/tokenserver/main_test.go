@@ -7,12 +7,16 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/buildinfo"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // watchWriter collects output and signals once it has seen want.
@@ -60,6 +64,7 @@ func testFiles(t *testing.T) (write func(name, content string) string, key, lic 
 }
 
 func TestRunServesAndStops(t *testing.T) {
+	t.Parallel()
 	write, key, lic := testFiles(t)
 	cfg := write("config.yaml", "listen: 127.0.0.1:0\nmetrics: {listen: 127.0.0.1:0}\nissuer: i\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+"}\n")
 
@@ -67,13 +72,19 @@ func TestRunServesAndStops(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		out := &watchWriter{want: "token service listening", seen: make(chan struct{})}
 		done := make(chan int, 1)
-		go func() { done <- run(ctx, args, out) }()
+		go func() { done <- run(ctx, args, out, out) }()
 		select {
 		case <-out.seen:
 		case code := <-done:
 			t.Fatalf("%v: exited %d early: %s", args, code, out)
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%v: not listening: %s", args, out)
+		}
+		// The operators' listener serves the build_info gauge.
+		i := buildinfo.Read()
+		want := fmt.Sprintf("tokenserver_build_info{commit=%q,go_version=%q,version=%q} 1", i.Commit, i.GoVersion, i.Version)
+		if got := testutil.OpsMetric(t, out, "tokenserver_build_info"); got != want {
+			t.Errorf("%v: /metrics: %q, want %q", args, got, want)
 		}
 		cancel()
 		if code := <-done; code != 0 {
@@ -87,6 +98,7 @@ func TestRunServesAndStops(t *testing.T) {
 }
 
 func TestRunRefusesBadInvocations(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("token_ttl: 1s\nlicenses: {file: x, http: {url: 'https://x/'}}\n"), 0o600); err != nil {
@@ -102,6 +114,7 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 }
 
 func TestCheckConfig(t *testing.T) {
+	t.Parallel()
 	write, key, lic := testFiles(t)
 	dir := filepath.Dir(key)
 	good := write("good.yaml", "issuer: i\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+"}\n")
@@ -110,6 +123,10 @@ func TestCheckConfig(t *testing.T) {
 		"\npublish_keys: ["+lic+"]\nrefresh_token_key_file: "+filepath.Join(dir, "absent.hex")+
 		"\nlicenses: {file: "+filepath.Join(dir, "absent.yaml")+"}\n")
 	bad := write("bad.yaml", "token_ttl: 1s\nlog_level: loud\nlicenses: {file: x, http: {url: 'https://x/'}}\n")
+	// Two keys it does not know and a bad value: each problem once, and
+	// not the YAML decoder's header line.
+	mixed := write("mixed.yaml", "issuer: i\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+", frobnicate: 1}\nlog_level: loud\nmetrics_listen: x\n")
+	broken := write("broken.yaml", "issuer: [\n")
 
 	checkInvocations(t, []invocation{
 		{[]string{"check-config", good}, 0, nil},
@@ -117,6 +134,8 @@ func TestCheckConfig(t *testing.T) {
 		{[]string{"check-config", files}, 1, []string{"4 problem(s)", "signing_key", "publish_keys", "refresh_token_key_file", "licenses.file"}},
 		{[]string{"check-config", "-skip-files", bad}, 1, []string{"issuer: required", "service: required", "signing_key: required", "token_ttl", "log_level", "exactly one of file, http and sql"}},
 		{[]string{"check-config", filepath.Join(dir, "missing.yaml")}, 1, []string{"missing.yaml"}},
+		{[]string{"check-config", "-skip-files", mixed}, 1, []string{"3 problem(s)", "field frobnicate not found", "log_level", "field metrics_listen not found"}},
+		{[]string{"check-config", "-skip-files", broken}, 1, []string{"1 problem(s)"}},
 		{[]string{"check-config"}, 2, []string{"usage: tokenserver check-config"}},
 	})
 }
@@ -133,7 +152,7 @@ func checkInvocations(t *testing.T, cases []invocation) {
 	for _, tc := range cases {
 		var out watchWriter
 		out.seen = make(chan struct{})
-		if code := run(context.Background(), tc.args, &out); code != tc.code {
+		if code := run(context.Background(), tc.args, &out, &out); code != tc.code {
 			t.Errorf("%v: exit %d, want %d: %s", tc.args, code, tc.code, out.String())
 		}
 		for _, w := range tc.want {
@@ -144,9 +163,33 @@ func checkInvocations(t *testing.T, cases []invocation) {
 	}
 }
 
+// TestHelpAndVersion: -h lists every form of the command line (each
+// subcommand), and the version is printed on stdout every way.
+func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr strings.Builder
+	if code := run(context.Background(), []string{"-h"}, &stdout, &stderr); code != 0 {
+		t.Errorf("-h: exit %d", code)
+	}
+	for _, want := range []string{"tokenserver [serve] -config FILE", "keygen", "inspect", "token", "healthcheck", "pull-secret", "accounts",
+		"tokenserver check-config", "tokenserver version", "-version"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("-h lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	want := "tokenserver " + buildinfo.Read().String() + "\n"
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}, {"serve", "-version"}} {
+		stdout.Reset()
+		if code := run(context.Background(), args, &stdout, &stderr); code != 0 || stdout.String() != want {
+			t.Errorf("%v: exit %d, stdout %q, want %q", args, code, stdout.String(), want)
+		}
+	}
+}
+
 // The accounts commands read -config with the service's own loader: the
 // file is checked as the service checks it.
 func TestRunAccounts(t *testing.T) {
+	t.Parallel()
 	write, key, lic := testFiles(t)
 	dir := filepath.Dir(key)
 	sql := write("sql.yaml", "issuer: i\nservice: s\nsigning_key: "+key+"\nlicenses:\n  sql: {driver: sqlite, dsn: "+filepath.Join(dir, "accounts.db")+"}\n")
@@ -163,6 +206,7 @@ func TestRunAccounts(t *testing.T) {
 
 // The service runs with defaultGCPercent unless GOGC says otherwise.
 func TestGCPercent(t *testing.T) {
+	t.Parallel()
 	env := func(m map[string]string) func(string) (string, bool) {
 		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 	}

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,8 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/acme/registry-gateway/internal/configfile"
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/pkg/auth"
@@ -275,14 +273,13 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig decodes YAML strictly (unknown keys are errors), fills in the
 // defaults and validates the result.
 func ParseConfig(data []byte) (*Config, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var cfg Config
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+	problems, err := configfile.Decode(data, &cfg)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
 	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(problems, cfg.Validate()); err != nil {
 		return nil, err
 	}
 	return &cfg, nil

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/acme/registry-gateway/internal/buildinfo"
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/pkg/ecr"
 )
@@ -99,6 +100,7 @@ func newMetrics(expiry func() (time.Time, bool), clock func() time.Time) *metric
 	}
 	reg.MustRegister(m.requests, m.upstreamLatency, m.upstreamRetries, m.upstreamRefused, m.refreshes, m.refreshFailures, m.verifyFailures, m.pulls, m.connRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(buildinfo.Collector("gateway_build_info"))
 	if expiry != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "gateway_upstream_credential_expiry_seconds",

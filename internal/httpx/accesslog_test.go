@@ -38,6 +38,7 @@ func logLines(t *testing.T, logs *bytes.Buffer) []map[string]any {
 // client's code and message, the cause and the handler's fields, at the
 // level its status calls for; a panic is one ERROR line too.
 func TestOneLinePerFailedRequest(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name   string
 		err    error
@@ -87,6 +88,7 @@ func TestOneLinePerFailedRequest(t *testing.T) {
 // TestAccessLogFailuresOnly: with FailuresOnly, a success is not logged and
 // a failure still is, once.
 func TestAccessLogFailuresOnly(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	h := Handler{Log: log}
@@ -109,6 +111,7 @@ func TestAccessLogFailuresOnly(t *testing.T) {
 // half-way) is logged and goes on to the server, which must drop the
 // connection.
 func TestAbortedStreamLogged(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	srv := Chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -136,6 +139,7 @@ type testState struct{ n int }
 // through; the line's fields of Attrs are asked for only for lines that
 // are written.
 func TestAccessLogState(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	type ctxKey struct{}
@@ -180,6 +184,7 @@ func TestAccessLogState(t *testing.T) {
 // A handler that names its line (Record.Msg) gets its message on the one
 // access line, with the request's fields and its own.
 func TestAccessLogNamedLine(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	srv := AccessLog(slog.New(slog.NewJSONHandler(&logs, nil)))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := RecordOf(r.Context())
@@ -210,6 +215,7 @@ func (g *gatedWriter) Write(p []byte) (int, error) {
 // for), while one of undeclared length still gets its Content-Length from
 // net/http, not a chunked body; either way the line is written.
 func TestAccessLineAfterAnswer(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name     string
 		method   string

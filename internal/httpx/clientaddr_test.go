@@ -13,6 +13,7 @@ import (
 )
 
 func TestClientAddr(t *testing.T) {
+	t.Parallel()
 	trusting, err := NewClientAddr([]string{"10.0.0.0/8", "192.0.2.1"})
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +72,7 @@ func TestClientAddr(t *testing.T) {
 }
 
 func TestParsePrefix(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"10.1.2.3/8": "10.0.0.0/8", "192.0.2.1": "192.0.2.1/32", "::1": "::1/128",
 		"::ffff:10.0.0.1": "10.0.0.1/32", "2001:db8::/32": "2001:db8::/32",
@@ -162,6 +164,7 @@ func FuzzClientAddr(f *testing.F) {
 // the peer and the setting; public peers, requests without the header and
 // a ClientAddr that trusts proxies log nothing.
 func TestWarnUntrustedProxy(t *testing.T) {
+	t.Parallel()
 	plain, _ := NewClientAddr(nil)
 	trusting, _ := NewClientAddr([]string{"10.0.0.0/8"})
 	for _, tc := range []struct {

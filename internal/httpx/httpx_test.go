@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -26,6 +27,7 @@ func decodeErrors(t *testing.T, body io.Reader) map[string]any {
 }
 
 func TestHandlerWritesRegistryErrors(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	h := Handler{Log: slog.New(slog.NewJSONHandler(&logs, nil))}
 	tests := []struct {
@@ -117,6 +119,7 @@ func TestHandlerWritesRegistryErrors(t *testing.T) {
 func fmtWrap(err error) error { return errors.Join(errors.New("context"), err) }
 
 func TestErrorExtraFields(t *testing.T) {
+	t.Parallel()
 	rec := httptest.NewRecorder()
 	e := Errorf(400, CodeUnsupported, "grant type not supported")
 	e.Extra = map[string]string{"error": "unsupported_grant_type"}
@@ -128,6 +131,7 @@ func TestErrorExtraFields(t *testing.T) {
 }
 
 func TestRecoverAnswers500(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	h := Handler{Log: slog.New(slog.NewTextHandler(&logs, nil))}
 	srv := Chain(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }), Recover(h))
@@ -139,6 +143,7 @@ func TestRecoverAnswers500(t *testing.T) {
 }
 
 func TestLimitBody(t *testing.T) {
+	t.Parallel()
 	h := Handler{}
 	var readErr error
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -163,6 +168,7 @@ func TestLimitBody(t *testing.T) {
 }
 
 func TestAccessLogLeavesOutSecrets(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	srv := Chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -184,6 +190,7 @@ func TestAccessLogLeavesOutSecrets(t *testing.T) {
 }
 
 func TestReadyz(t *testing.T) {
+	t.Parallel()
 	ok := func(context.Context) error { return nil }
 	bad := func(context.Context) error { return errors.New("no credential") }
 	for _, tt := range []struct {
@@ -202,6 +209,7 @@ func TestReadyz(t *testing.T) {
 }
 
 func TestServeShutsDownGracefully(t *testing.T) {
+	t.Parallel()
 	started := make(chan struct{})
 	release := make(chan struct{})
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -209,10 +217,11 @@ func TestServeShutsDownGracefully(t *testing.T) {
 		<-release
 		_, _ = w.Write([]byte("done"))
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln := &closeSignal{Listener: inner, closed: make(chan struct{})}
 	srv := NewServer(ln.Addr().String(), h, DefaultTimeouts, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
@@ -230,8 +239,8 @@ func TestServeShutsDownGracefully(t *testing.T) {
 		got <- string(b)
 	}()
 	<-started
-	cancel() // SIGTERM arrives while a request is in flight
-	time.Sleep(50 * time.Millisecond)
+	cancel()    // SIGTERM arrives while a request is in flight
+	<-ln.closed // the graceful stop has begun: no new connections
 	close(release)
 	if s := <-got; s != "done" {
 		t.Fatalf("in-flight request got %q", s)
@@ -244,7 +253,21 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	}
 }
 
+// closeSignal is a listener that closes closed when it is closed.
+type closeSignal struct {
+	net.Listener
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (l *closeSignal) Close() error {
+	err := l.Listener.Close()
+	l.once.Do(func() { close(l.closed) })
+	return err
+}
+
 func TestReadBody(t *testing.T) {
+	t.Parallel()
 	r := httptest.NewRequest("POST", "/token", strings.NewReader("grant_type=password"))
 	if err := ReadBody(httptest.NewRecorder(), r, 100, time.Second); err != nil {
 		t.Fatal(err)
@@ -268,6 +291,7 @@ func TestReadBody(t *testing.T) {
 }
 
 func TestServeReportsCutRequests(t *testing.T) {
+	t.Parallel()
 	started := make(chan struct{})
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("x"))
@@ -310,6 +334,7 @@ func (w *readFromWriter) ReadFrom(r io.Reader) (int64, error) {
 }
 
 func TestRecorderReadFrom(t *testing.T) {
+	t.Parallel()
 	src := strings.NewReader("blob bytes")
 	inner := &readFromWriter{ResponseRecorder: httptest.NewRecorder()}
 	rec := NewRecorder(inner)
@@ -335,6 +360,7 @@ func TestRecorderReadFrom(t *testing.T) {
 // A JSON answer over 2 KB (a token with x5c) goes with its length, not
 // chunked as net/http would send it.
 func TestWriteJSONDeclaresLength(t *testing.T) {
+	t.Parallel()
 	big := map[string]string{"token": strings.Repeat("a", 3000)}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, big)

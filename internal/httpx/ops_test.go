@@ -17,6 +17,7 @@ import (
 // TestServeOps: the operators' listener serves the metrics and pprof, and
 // nothing else; it says where it listens and stops with its context.
 func TestServeOps(t *testing.T) {
+	t.Parallel()
 	logs := &testutil.SyncBuffer{}
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "some_metric 1\n") })
 	addr := testutil.Serve(t, func(ctx context.Context, ln net.Listener) error {
@@ -57,6 +58,7 @@ func TestServeOps(t *testing.T) {
 // TestRunAll: when one listener's Serve fails, the others are stopped and
 // the failure returned; when the context ends, all stop and nothing fails.
 func TestRunAll(t *testing.T) {
+	t.Parallel()
 	boom := errors.New("boom")
 	waitCtx := func(ctx context.Context) error { <-ctx.Done(); return nil }
 	done := make(chan error, 1)

@@ -39,6 +39,7 @@ var sample = strings.Join([]string{
 }, "\n") + "\n"
 
 func TestReport(t *testing.T) {
+	t.Parallel()
 	var out, errb bytes.Buffer
 	if code := Run([]string{"--format", "json"}, strings.NewReader(sample), &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
@@ -72,6 +73,7 @@ func TestReport(t *testing.T) {
 }
 
 func TestReportFilesAndErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
 	lines := strings.SplitAfter(sample, "\n")

@@ -84,6 +84,7 @@ func handshake(addr string, cfg *tls.Config) (*x509.Certificate, error) {
 }
 
 func TestServesTLS12AndLaterOnly(t *testing.T) {
+	t.Parallel()
 	f := newFiles(t)
 	s, err := NewServer(ServerConfig{CertFile: f.certFile, KeyFile: f.keyFile}, "", nil)
 	if err != nil {
@@ -137,6 +138,7 @@ func TestServesTLS12AndLaterOnly(t *testing.T) {
 }
 
 func TestReload(t *testing.T) {
+	t.Parallel()
 	f := newFiles(t)
 	var logs testutil.SyncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
@@ -254,6 +256,7 @@ func TestReload(t *testing.T) {
 }
 
 func TestMutualTLS(t *testing.T) {
+	t.Parallel()
 	f := newFiles(t)
 	caFile := filepath.Join(f.dir, "clients.crt")
 	if err := os.WriteFile(caFile, f.ca.CertPEM, 0o644); err != nil {
@@ -307,6 +310,7 @@ func TestMutualTLS(t *testing.T) {
 }
 
 func TestNewServerReportsEveryFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	notPEM := filepath.Join(dir, "ca.crt")
 	if err := os.WriteFile(notPEM, []byte("no certificate here"), 0o644); err != nil {
@@ -330,6 +334,7 @@ func TestNewServerReportsEveryFile(t *testing.T) {
 }
 
 func TestServerConfigProblems(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		cfg  ServerConfig
 		want []string

@@ -1,7 +1,6 @@
 package tokenserver
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,9 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/acme/registry-gateway/internal/accounts"
+	"github.com/acme/registry-gateway/internal/configfile"
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license/backends"
 	"github.com/acme/registry-gateway/internal/license/sqlbackend"
@@ -177,16 +175,15 @@ func LoadConfig(path string) (*Config, error) {
 // and validates the result.
 func ParseConfig(data []byte) (*Config, error) {
 	var cfg Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
+	problems, err := configfile.Decode(data, &cfg)
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("empty configuration")
 		}
 		return nil, err
 	}
 	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(problems, cfg.Validate()); err != nil {
 		return nil, err
 	}
 	return &cfg, nil

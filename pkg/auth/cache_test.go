@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -15,32 +16,33 @@ import (
 
 // cacheFixture is a Verifier with a cache of size entries over one key,
 // counting key lookups: a Verify that looks up no key answered from the
-// cache.
+// cache. The Verifier reads the real clock (no VerifierConfig.Clock): the
+// tests that move time run in a synctest bubble, where time.Sleep moves it.
 type cacheFixture struct {
 	t       *testing.T
-	clk     *fakeClock
 	key     *SigningKey
 	v       *Verifier
 	lookups atomic.Int32
 }
 
 func newCacheFixture(t *testing.T, size int) *cacheFixture {
-	f := &cacheFixture{t: t, clk: newClock()}
+	f := &cacheFixture{t: t}
 	priv := mustEC(t)
 	f.key = mustSigningKey(t, priv)
 	keys := keySourceFunc(func(ctx context.Context, kid string) (crypto.PublicKey, error) {
 		f.lookups.Add(1)
 		return StaticKeys{f.key.KeyID: priv.Public()}.PublicKey(ctx, kid)
 	})
-	f.v = NewVerifier(VerifierConfig{Issuer: testIssuer, Audience: testAudience, Keys: keys, Clock: f.clk.Now, CacheSize: size, Leeway: time.Second})
+	f.v = NewVerifier(VerifierConfig{Issuer: testIssuer, Audience: testAudience, Keys: keys, CacheSize: size, Leeway: time.Second})
 	return f
 }
 
 // token signs a token valid for ttl from now.
 func (f *cacheFixture) token(ttl time.Duration) string {
 	f.t.Helper()
-	c := testClaims(f.clk.Now())
-	c.ExpiresAt = jwt.NewNumericDate(f.clk.Now().Add(ttl))
+	now := time.Now()
+	c := testClaims(now)
+	c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
 	raw, err := f.key.Sign(c)
 	if err != nil {
 		f.t.Fatal(err)
@@ -62,6 +64,7 @@ func (f *cacheFixture) cached(raw string) bool {
 // a flood of new tokens does not push out a token in use, and what it
 // pushes out goes one entry at a time.
 func TestVerifyCacheEvictsLeastRecentlyUsed(t *testing.T) {
+	t.Parallel()
 	f := newCacheFixture(t, 4)
 	tok := make([]string, 6)
 	for i := range tok {
@@ -113,41 +116,45 @@ func TestVerifyCacheEvictsLeastRecentlyUsed(t *testing.T) {
 // the next call, whatever token it is for, and dropped before any live
 // entry is evicted, even one less recently used.
 func TestVerifyCacheDropsExpiredEntries(t *testing.T) {
-	f := newCacheFixture(t, 2)
-	long, short := f.token(10*time.Minute), f.token(time.Minute)
-	f.cached(long)
-	f.cached(short) // long is now the least recently used
-	f.clk.Advance(time.Minute + 2*time.Second)
-	if n := f.v.cache.len(); n != 2 {
-		t.Fatalf("cache holds %d entries, want 2", n)
-	}
-	if !f.cached(long) {
-		t.Fatal("live token dropped")
-	}
-	if n := f.v.cache.len(); n != 1 {
-		t.Fatalf("cache holds %d entries after short's exp, want 1 (short dropped)", n)
-	}
-	var ve *VerifyError
-	if _, err := f.v.Verify(context.Background(), short); !errors.As(err, &ve) || ve.Reason != ReasonExpired {
-		t.Fatalf("expired token: err = %v, want reason %s", err, ReasonExpired)
-	}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		f := newCacheFixture(t, 2)
+		long, short := f.token(10*time.Minute), f.token(time.Minute)
+		f.cached(long)
+		f.cached(short) // long is now the least recently used
+		time.Sleep(time.Minute + 2*time.Second)
+		if n := f.v.cache.len(); n != 2 {
+			t.Fatalf("cache holds %d entries, want 2", n)
+		}
+		if !f.cached(long) {
+			t.Fatal("live token dropped")
+		}
+		if n := f.v.cache.len(); n != 1 {
+			t.Fatalf("cache holds %d entries after short's exp, want 1 (short dropped)", n)
+		}
+		var ve *VerifyError
+		if _, err := f.v.Verify(context.Background(), short); !errors.As(err, &ve) || ve.Reason != ReasonExpired {
+			t.Fatalf("expired token: err = %v, want reason %s", err, ReasonExpired)
+		}
 
-	// Full, with the least recently used entry live and a more recent one
-	// expired: a new token takes the expired one's place.
-	f = newCacheFixture(t, 2)
-	long, short = f.token(10*time.Minute), f.token(time.Minute)
-	f.cached(long)
-	f.cached(short)
-	f.clk.Advance(time.Minute + 2*time.Second)
-	f.cached(f.token(5 * time.Minute))
-	if !f.cached(long) {
-		t.Fatal("a live entry was evicted while an expired one was held")
-	}
+		// Full, with the least recently used entry live and a more recent one
+		// expired: a new token takes the expired one's place.
+		f = newCacheFixture(t, 2)
+		long, short = f.token(10*time.Minute), f.token(time.Minute)
+		f.cached(long)
+		f.cached(short)
+		time.Sleep(time.Minute + 2*time.Second)
+		f.cached(f.token(5 * time.Minute))
+		if !f.cached(long) {
+			t.Fatal("a live entry was evicted while an expired one was held")
+		}
+	})
 }
 
 // Many goroutines verifying more distinct tokens than the cache holds: no
 // race (go test -race), no error, the bound held.
 func TestVerifyCacheConcurrent(t *testing.T) {
+	t.Parallel()
 	f := newCacheFixture(t, 5)
 	toks := make([]string, 12)
 	for i := range toks {

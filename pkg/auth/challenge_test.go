@@ -9,6 +9,7 @@ import (
 )
 
 func TestParseChallenge(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in      string
 		want    Challenge
@@ -42,6 +43,7 @@ func TestParseChallenge(t *testing.T) {
 // *SchemeError that names it, so that a client can say what the registry
 // wants instead.
 func TestParseChallengeScheme(t *testing.T) {
+	t.Parallel()
 	_, err := ParseChallenge(`Basic realm="registry"`)
 	var se *SchemeError
 	if !errors.As(err, &se) || se.Scheme != "Basic" {
@@ -52,6 +54,7 @@ func TestParseChallengeScheme(t *testing.T) {
 // TestChallengeString pins the exact header text clients see: docker,
 // containerd and the tests read these.
 func TestChallengeString(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		c    Challenge
 		want string
@@ -76,6 +79,7 @@ func TestChallengeString(t *testing.T) {
 // made-up parameter name cannot inject a parameter, and error_description
 // keeps to RFC 6750's characters.
 func TestChallengeStringUnsafe(t *testing.T) {
+	t.Parallel()
 	c := Challenge{
 		Realm:            "https://x/token\",service=\"evil",
 		Service:          "a\\b\r\nSet-Cookie: x=1",

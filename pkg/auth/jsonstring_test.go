@@ -6,6 +6,7 @@ import (
 )
 
 func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{
 		"", "alice@example.com", "eyJhbGciOiJFUzI1NiJ9.e30.c2ln", `quote " and \ backslash`,
 		"<script>&amp;</script>", "tab\tnewline\n\x00\x1f\x7f", "ünïcødé ✓", "line\u2028sep\u2029",

@@ -59,6 +59,7 @@ func selfSigned(t testing.TB, k crypto.Signer) *x509.Certificate {
 }
 
 func TestParsePrivateKeyPEMFormats(t *testing.T) {
+	t.Parallel()
 	ec, rs := mustEC(t), mustRSA(t)
 	pkcs8 := func(k any) []byte {
 		der, err := x509.MarshalPKCS8PrivateKey(k)
@@ -110,6 +111,7 @@ func TestParsePrivateKeyPEMFormats(t *testing.T) {
 
 // The example of RFC 7638 §3.1.
 func TestThumbprintRFC7638Vector(t *testing.T) {
+	t.Parallel()
 	jwk := JWK{Kty: "RSA", E: "AQAB", N: "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"}
 	pub, err := jwk.PublicKey()
 	if err != nil {
@@ -125,6 +127,7 @@ func TestThumbprintRFC7638Vector(t *testing.T) {
 }
 
 func TestJWKSRoundTrip(t *testing.T) {
+	t.Parallel()
 	ec, rs := mustEC(t), mustRSA(t)
 	set, err := NewJWKS(ec.Public(), rs.Public())
 	if err != nil {
@@ -150,6 +153,7 @@ func TestJWKSRoundTrip(t *testing.T) {
 }
 
 func TestParseJWKSRefusesBadKeys(t *testing.T) {
+	t.Parallel()
 	for name, doc := range map[string]string{
 		"not json":      `{`,
 		"empty":         `{"keys":[]}`,
@@ -169,6 +173,7 @@ func TestParseJWKSRefusesBadKeys(t *testing.T) {
 }
 
 func TestLoadSigningKeyWithCertificate(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	k := mustEC(t)
 	der, _ := x509.MarshalPKCS8PrivateKey(k)

@@ -23,6 +23,7 @@ var grammarSeeds = []string{
 }
 
 func TestScopeGrammarMatchesRegexps(t *testing.T) {
+	t.Parallel()
 	for _, s := range grammarSeeds {
 		checkGrammar(t, s)
 	}

@@ -8,6 +8,7 @@ import (
 )
 
 func TestParseScope(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in      string
 		want    ResourceActions
@@ -66,6 +67,7 @@ func TestParseScope(t *testing.T) {
 }
 
 func TestParseScopesMergesAndSplits(t *testing.T) {
+	t.Parallel()
 	got, err := ParseScopes([]string{
 		"repository:stable/app:pull registry:catalog:*",
 		"repository:stable/app:push",
@@ -97,6 +99,7 @@ func TestParseScopesMergesAndSplits(t *testing.T) {
 }
 
 func TestParseScopesBound(t *testing.T) {
+	t.Parallel()
 	var many []string
 	for i := range MaxScopes + 1 {
 		many = append(many, "repository:r"+strings.Repeat("x", i)+":pull")
@@ -110,6 +113,7 @@ func TestParseScopesBound(t *testing.T) {
 }
 
 func TestChannel(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{"stable/app": "stable", "stable/a/b": "stable", "app": "app", "": ""} {
 		if got := Channel(in); got != want {
 			t.Errorf("Channel(%q) = %q, want %q", in, got, want)
@@ -118,6 +122,7 @@ func TestChannel(t *testing.T) {
 }
 
 func TestClaimsAllows(t *testing.T) {
+	t.Parallel()
 	c := &Claims{
 		Access: []ResourceActions{
 			{Type: "repository", Name: "stable/app", Actions: []string{"pull"}},

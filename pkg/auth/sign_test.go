@@ -20,6 +20,7 @@ import (
 // signature golang-jwt accepts: for both algorithms, with and without
 // x5c, and after the key's fields changed.
 func TestSignMatchesGolangJWT(t *testing.T) {
+	t.Parallel()
 	clk := newClock()
 	ecKey, rsaKey := mustEC(t), mustRSA(t)
 	for _, tc := range []struct {
@@ -85,6 +86,7 @@ func TestSignMatchesGolangJWT(t *testing.T) {
 // signature in 128 has an r or s shorter than that, which a verifier
 // refuses unless it is padded. Enough signatures to meet several.
 func TestSignES256PadsShortScalars(t *testing.T) {
+	t.Parallel()
 	k := mustSigningKey(t, mustEC(t))
 	pub := k.Signer.Public().(*ecdsa.PublicKey)
 	p := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"}), jwt.WithoutClaimsValidation())
@@ -102,6 +104,7 @@ func TestSignES256PadsShortScalars(t *testing.T) {
 
 // appendClaims writes what encoding/json writes, whatever the strings hold.
 func TestAppendClaimsMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
 	now := time.Unix(1_796_000_000, 0)
 	full := func() *Claims {
 		return &Claims{
@@ -159,6 +162,7 @@ func TestAppendClaimsMatchesEncodingJSON(t *testing.T) {
 // appendClaims knows every field of Claims: one added to the type must be
 // added to it (and to the test above).
 func TestAppendClaimsKnowsEveryField(t *testing.T) {
+	t.Parallel()
 	for typ, n := range map[reflect.Type]int{
 		reflect.TypeFor[Claims]():               3, // RegisteredClaims, Access, Channels
 		reflect.TypeFor[jwt.RegisteredClaims](): 7,
@@ -196,6 +200,7 @@ func FuzzAppendClaims(f *testing.F) {
 // same token, which golang-jwt accepts, and claims that differ (the token
 // service's fresh jti) give another signature.
 func TestSignES256Deterministic(t *testing.T) {
+	t.Parallel()
 	k := mustSigningKey(t, mustEC(t))
 	now := newClock().Now()
 	c := testClaims(now)
@@ -224,6 +229,7 @@ func TestSignES256Deterministic(t *testing.T) {
 // A key whose kind differs from the algorithm of its header signs nothing
 // (it would make tokens no verifier accepts).
 func TestSignRefusesMismatchedMethod(t *testing.T) {
+	t.Parallel()
 	ec, rs := mustEC(t), mustRSA(t)
 	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -22,10 +23,11 @@ const (
 	testAudience = "registry.example.com"
 )
 
+// fakeClock is stopped at one instant, for the tests that need a fixed
+// time; the tests that move time run in a synctest bubble instead.
 type fakeClock struct{ t time.Time }
 
-func (c *fakeClock) Now() time.Time          { return c.t }
-func (c *fakeClock) Advance(d time.Duration) { c.t = c.t.Add(d) }
+func (c *fakeClock) Now() time.Time { return c.t }
 
 func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)} }
 
@@ -50,6 +52,7 @@ func mustSigningKey(t testing.TB, s crypto.Signer) *SigningKey {
 }
 
 func TestSignedTokenShape(t *testing.T) {
+	t.Parallel()
 	clk := newClock()
 	k := mustSigningKey(t, mustEC(t))
 	raw, err := k.Sign(testClaims(clk.Now()))
@@ -95,6 +98,7 @@ func TestSignedTokenShape(t *testing.T) {
 }
 
 func TestVerify(t *testing.T) {
+	t.Parallel()
 	clk := newClock()
 	ecKey, rsaKey, otherKey := mustEC(t), mustRSA(t), mustEC(t)
 	ec, rs, other := mustSigningKey(t, ecKey), mustSigningKey(t, rsaKey), mustSigningKey(t, otherKey)
@@ -198,45 +202,50 @@ func TestVerify(t *testing.T) {
 }
 
 func TestVerifyCacheChecksExpiry(t *testing.T) {
-	clk := newClock()
-	key := mustEC(t)
-	k := mustSigningKey(t, key)
-	var lookups atomic.Int32
-	keys := keySourceFunc(func(ctx context.Context, kid string) (crypto.PublicKey, error) {
-		lookups.Add(1)
-		return StaticKeys{k.KeyID: key.Public()}.PublicKey(ctx, kid)
-	})
-	v := NewVerifier(VerifierConfig{Issuer: testIssuer, Audience: testAudience, Keys: keys, Clock: clk.Now, Leeway: time.Second})
-	raw, _ := k.Sign(testClaims(clk.Now()))
-	for range 5 {
-		if _, err := v.Verify(context.Background(), raw); err != nil {
-			t.Fatal(err)
+	t.Parallel()
+	// In a synctest bubble the Verifier's own clock (time.Now) is moved by
+	// time.Sleep.
+	synctest.Test(t, func(t *testing.T) {
+		key := mustEC(t)
+		k := mustSigningKey(t, key)
+		var lookups atomic.Int32
+		keys := keySourceFunc(func(ctx context.Context, kid string) (crypto.PublicKey, error) {
+			lookups.Add(1)
+			return StaticKeys{k.KeyID: key.Public()}.PublicKey(ctx, kid)
+		})
+		v := NewVerifier(VerifierConfig{Issuer: testIssuer, Audience: testAudience, Keys: keys, Leeway: time.Second})
+		raw, _ := k.Sign(testClaims(time.Now()))
+		for range 5 {
+			if _, err := v.Verify(context.Background(), raw); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	if n := lookups.Load(); n != 1 {
-		t.Fatalf("verified %d times, want 1 (cached)", n)
-	}
-	clk.Advance(5*time.Minute + 2*time.Second)
-	var ve *VerifyError
-	if _, err := v.Verify(context.Background(), raw); !errors.As(err, &ve) || ve.Reason != ReasonExpired {
-		t.Fatalf("cached token past exp: err = %v", err)
-	}
+		if n := lookups.Load(); n != 1 {
+			t.Fatalf("verified %d times, want 1 (cached)", n)
+		}
+		time.Sleep(5*time.Minute + 2*time.Second)
+		var ve *VerifyError
+		if _, err := v.Verify(context.Background(), raw); !errors.As(err, &ve) || ve.Reason != ReasonExpired {
+			t.Fatalf("cached token past exp: err = %v", err)
+		}
 
-	// Without a cache every call verifies.
-	lookups.Store(0)
-	clk = newClock()
-	nc := NewVerifier(VerifierConfig{Issuer: testIssuer, Audience: testAudience, Keys: keys, Clock: clk.Now, CacheSize: -1})
-	for range 3 {
-		if _, err := nc.Verify(context.Background(), raw); err != nil {
-			t.Fatal(err)
+		// Without a cache every call verifies.
+		lookups.Store(0)
+		raw, _ = k.Sign(testClaims(time.Now()))
+		nc := NewVerifier(VerifierConfig{Issuer: testIssuer, Audience: testAudience, Keys: keys, CacheSize: -1})
+		for range 3 {
+			if _, err := nc.Verify(context.Background(), raw); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	if n := lookups.Load(); n != 3 {
-		t.Fatalf("uncached verifier looked up %d keys, want 3", n)
-	}
+		if n := lookups.Load(); n != 3 {
+			t.Fatalf("uncached verifier looked up %d keys, want 3", n)
+		}
+	})
 }
 
 func TestVerifyCacheIsBounded(t *testing.T) {
+	t.Parallel()
 	clk := newClock()
 	key := mustEC(t)
 	k := mustSigningKey(t, key)
@@ -252,6 +261,10 @@ func TestVerifyCacheIsBounded(t *testing.T) {
 	}
 }
 
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
 type keySourceFunc func(ctx context.Context, kid string) (crypto.PublicKey, error)
 
 func (f keySourceFunc) PublicKey(ctx context.Context, kid string) (crypto.PublicKey, error) {
@@ -259,24 +272,35 @@ func (f keySourceFunc) PublicKey(ctx context.Context, kid string) (crypto.Public
 }
 
 func TestRemoteJWKSRefetchesUnknownKidAtMostOncePerInterval(t *testing.T) {
-	clk := newClock()
+	t.Parallel()
+	// In a synctest bubble RemoteJWKS's own clock (time.Now) is moved by
+	// time.Sleep; the JWKS endpoint is served in memory (a bubble has no
+	// network).
+	synctest.Test(t, testRemoteJWKSRefetch)
+}
+
+func testRemoteJWKSRefetch(t *testing.T) {
 	first, second := mustEC(t), mustEC(t)
 	var current atomic.Pointer[JWKS]
 	set1, _ := NewJWKS(first.Public())
 	current.Store(&set1)
 	var fetches atomic.Int32
 	var fail atomic.Bool
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	jwks := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fetches.Add(1)
 		if fail.Load() {
 			http.Error(w, "down", http.StatusInternalServerError)
 			return
 		}
 		_ = json.NewEncoder(w).Encode(current.Load())
-	}))
-	defer srv.Close()
+	})
+	client := &http.Client{Transport: roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		rec := httptest.NewRecorder()
+		jwks.ServeHTTP(rec, req)
+		return rec.Result(), nil
+	})}
 
-	r := NewRemoteJWKS(srv.URL, RemoteJWKSOptions{Client: srv.Client(), MinRefetch: 5 * time.Second, Clock: clk.Now})
+	r := NewRemoteJWKS("https://tokens.example.com/jwks", RemoteJWKSOptions{Client: client, MinRefetch: 5 * time.Second})
 	ctx := context.Background()
 	if err := r.Refresh(ctx); err != nil {
 		t.Fatal(err)
@@ -300,7 +324,7 @@ func TestRemoteJWKSRefetchesUnknownKidAtMostOncePerInterval(t *testing.T) {
 	if n := fetches.Load(); n != 1 {
 		t.Fatalf("%d fetches, want 1", n)
 	}
-	clk.Advance(6 * time.Second)
+	time.Sleep(6 * time.Second)
 	if _, err := r.PublicKey(ctx, kid2); err != nil {
 		t.Fatalf("rotated key not found after refetch: %v", err)
 	}
@@ -310,7 +334,7 @@ func TestRemoteJWKSRefetchesUnknownKidAtMostOncePerInterval(t *testing.T) {
 
 	// A failing JWKS endpoint keeps the keys held.
 	fail.Store(true)
-	clk.Advance(6 * time.Second)
+	time.Sleep(6 * time.Second)
 	if _, err := r.PublicKey(ctx, "made-up"); err == nil {
 		t.Fatal("unknown kid accepted")
 	}
@@ -323,6 +347,7 @@ func TestRemoteJWKSRefetchesUnknownKidAtMostOncePerInterval(t *testing.T) {
 }
 
 func TestKeySources(t *testing.T) {
+	t.Parallel()
 	a, b := mustEC(t), mustEC(t)
 	ka, _ := Thumbprint(a.Public())
 	kb, _ := Thumbprint(b.Public())

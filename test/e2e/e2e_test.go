@@ -457,9 +457,16 @@ func TestEndToEnd(t *testing.T) {
 			}
 		})
 	}
+	// pullsRun waits until the pullers have made a pull each (as many as
+	// there are pullers) since it was called: pulls ran on this password.
+	pullsRun := func() {
+		t.Helper()
+		mark := pulls.Load()
+		testutil.WaitFor(t, "pulls during the rotation", 60*time.Second, func() bool { return pulls.Load() >= mark+8 })
+	}
 	const rotations = 4
 	for range rotations {
-		time.Sleep(150 * time.Millisecond) // let pulls run on each password
+		pullsRun()
 		s.gwClock.offset.Add(int64(31 * time.Second))
 		s.ecr.Rotate()
 		// The gateway refreshes now, before the clock moves again.
@@ -470,7 +477,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("pull right after a rotation: %s, %v", got, err)
 		}
 	}
-	time.Sleep(150 * time.Millisecond)
+	pullsRun()
 	close(stop)
 	wg.Wait()
 	if failures.Load() != 0 || pulls.Load() < 2*rotations {

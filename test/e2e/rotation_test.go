@@ -36,17 +36,25 @@ type balancer struct {
 	mu       sync.Mutex
 	backends []*httptest.Server
 	next     int
-	srv      *httptest.Server
+	// picked counts, by backend host, the requests sent there whose
+	// round trip has not returned: a replica is stopped only once none is
+	// on its way to it.
+	picked map[string]*sync.WaitGroup
+	srv    *httptest.Server
 }
 
 func newBalancer(t *testing.T) *balancer {
-	b := &balancer{}
+	b := &balancer{picked: map[string]*sync.WaitGroup{}}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(b.pick())
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 		},
+		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			defer b.arrived(r.URL.Host)
+			return http.DefaultTransport.RoundTrip(r)
+		}),
 	}
 	b.srv = httptest.NewServer(rp)
 	t.Cleanup(b.srv.Close)
@@ -59,19 +67,34 @@ func (b *balancer) pick() *url.URL {
 	s := b.backends[b.next%len(b.backends)]
 	b.next++
 	u, _ := url.Parse(s.URL)
+	b.picked[u.Host].Add(1)
 	return u
 }
 
-// drainDelay is the time between taking a replica out of rotation and
-// stopping it: the chart's preStop sleep, during which Kubernetes removes
-// the pod from the Service's endpoints before SIGTERM.
-const drainDelay = 250 * time.Millisecond
+// arrived marks a request picked for host as having reached it (or
+// failed): the backend's server holds it from here.
+func (b *balancer) arrived(host string) {
+	b.mu.Lock()
+	wg := b.picked[host]
+	b.mu.Unlock()
+	wg.Done()
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // replace puts next in rotation in place of old (nil: just add), then
-// drains old: after drainDelay, Close waits for its requests in flight.
+// drains old: once the requests already sent its way have reached it,
+// Close waits for them to finish. (In Kubernetes the chart's preStop
+// sleep covers the time the Service takes to stop sending to the pod;
+// here taking it out of rotation is immediate.)
 func (b *balancer) replace(old, next *httptest.Server) {
 	b.mu.Lock()
 	b.backends = append(b.backends, next)
+	nu, _ := url.Parse(next.URL)
+	b.picked[nu.Host] = &sync.WaitGroup{}
+	var drain *sync.WaitGroup
 	if old != nil {
 		for i, s := range b.backends {
 			if s == old {
@@ -79,10 +102,12 @@ func (b *balancer) replace(old, next *httptest.Server) {
 				break
 			}
 		}
+		ou, _ := url.Parse(old.URL)
+		drain = b.picked[ou.Host]
 	}
 	b.mu.Unlock()
 	if old != nil {
-		time.Sleep(drainDelay)
+		drain.Wait()
 		old.Close()
 	}
 }

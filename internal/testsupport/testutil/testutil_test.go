@@ -8,10 +8,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
 func TestClock(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	c := NewClock(t0)
 	if got := c.Now(); !got.Equal(t0) {
@@ -31,6 +33,7 @@ func TestClock(t *testing.T) {
 }
 
 func TestSyncBuffer(t *testing.T) {
+	t.Parallel()
 	var b SyncBuffer
 	var wg sync.WaitGroup
 	for i := range 10 {
@@ -46,21 +49,32 @@ func TestSyncBuffer(t *testing.T) {
 	}
 }
 
+// TestSyncBufferWaitFor: a line written while WaitFor waits is seen, and
+// one never written is not, in a synctest bubble (time moves only when
+// every goroutine waits, so the order is fixed and the waits instant).
 func TestSyncBufferWaitFor(t *testing.T) {
-	var b SyncBuffer
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		fmt.Fprint(&b, `"status":499`)
-	}()
-	if !b.WaitFor(`"status":499`, 5*time.Second) {
-		t.Fatal("written line not seen")
-	}
-	if b.WaitFor("never", 20*time.Millisecond) {
-		t.Fatal("unwritten line seen")
-	}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var b SyncBuffer
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			fmt.Fprint(&b, `"status":499`)
+		}()
+		start := time.Now()
+		if !b.WaitFor(`"status":499`, 5*time.Second) {
+			t.Fatal("written line not seen")
+		}
+		if waited := time.Since(start); waited < 20*time.Millisecond || waited > 30*time.Millisecond {
+			t.Errorf("seen after %v, want soon after it was written (20ms)", waited)
+		}
+		if b.WaitFor("never", 20*time.Millisecond) {
+			t.Fatal("unwritten line seen")
+		}
+	})
 }
 
 func TestServe(t *testing.T) {
+	t.Parallel()
 	addr := Serve(t, func(ctx context.Context, ln net.Listener) error {
 		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }), ReadHeaderTimeout: time.Second}
 		go func() {
@@ -85,6 +99,7 @@ func TestServe(t *testing.T) {
 // TestServeTracked: a connection the server closes is reported, once,
 // with the client's address; one it keeps open is not.
 func TestServeTracked(t *testing.T) {
+	t.Parallel()
 	addr, tracked := ServeTracked(t, func(ctx context.Context, ln net.Listener) error {
 		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }),
 			ReadHeaderTimeout: time.Second}
@@ -124,6 +139,7 @@ func TestServeTracked(t *testing.T) {
 // The process CPU time StartCPU reads grows with CPU burnt, on every system
 // (getrusage on Unix, GetProcessTimes on Windows).
 func TestProcessCPU(t *testing.T) {
+	t.Parallel()
 	before := processCPU(t)
 	deadline := time.Now().Add(5 * time.Second)
 	x := 0

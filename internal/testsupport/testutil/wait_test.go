@@ -6,6 +6,7 @@ import (
 )
 
 func TestWaitFor(t *testing.T) {
+	t.Parallel()
 	n := 0
 	WaitFor(t, "the third call", time.Second, func() bool { n++; return n == 3 })
 	if n != 3 {
