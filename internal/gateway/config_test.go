@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/pkg/ecr"
+	"github.com/acme/registry-gateway/pkg/upstream/static"
 )
 
 const exampleConfig = `
@@ -38,8 +41,8 @@ func TestLoadConfigExample(t *testing.T) {
 	if cfg.Upstream.RepositoryPrefix != "acme/" {
 		t.Errorf("prefix = %q, want a trailing slash added", cfg.Upstream.RepositoryPrefix)
 	}
-	if cfg.Upstream.ECR == nil || cfg.Upstream.ECR.RegistryID != "123456789012" {
-		t.Errorf("ecr = %+v", cfg.Upstream.ECR)
+	if e, ok := cfg.Upstream.Providers["ecr"].(*ecr.Config); !ok || e.RegistryID != "123456789012" || e.Region != "us-east-1" || len(cfg.Upstream.Providers) != 1 {
+		t.Errorf("providers = %+v", cfg.Upstream.Providers)
 	}
 	if cfg.Leeway != 30*time.Second || cfg.CatalogTTL != 30*time.Second || !*cfg.AccessLog || cfg.Upstream.MaxIdleConnsPerHost != 256 {
 		t.Errorf("defaults not applied: %+v", cfg)
@@ -77,7 +80,7 @@ upstream:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:5000" || cfg.Leeway != 10*time.Second || *cfg.AccessLog || cfg.Upstream.Static.Username != "puller" {
+	if cfg.Listen != "127.0.0.1:5000" || cfg.Leeway != 10*time.Second || *cfg.AccessLog || cfg.Upstream.Providers["static"].(*static.Config).Username != "puller" {
 		t.Errorf("cfg = %+v", cfg)
 	}
 	if m := cfg.ManifestCache; m.Disabled || m.MaxBytes != 1<<20 || m.TagTTLOrZero() != 10*time.Second {
@@ -195,5 +198,33 @@ func TestParseConfigTagTTL(t *testing.T) {
 		if got := cfg.ManifestCache.TagTTLOrZero(); got != want {
 			t.Errorf("%q: tag_ttl %s, want %s", doc, got, want)
 		}
+	}
+}
+
+// TestParseConfigProviderSections: a provider's section is decoded by its
+// package as strictly as the rest of the file, with the file's line
+// numbers; a key that is neither a setting nor a provider is refused.
+func TestParseConfigProviderSections(t *testing.T) {
+	t.Parallel()
+	base := "realm: http://localhost/token\nservice: s\nissuer: i\nkeys: {public_keys: [k]}\n"
+	for doc, want := range map[string]string{
+		"upstream:\n  url: http://u\n  staticc: {username: u, password_file: p}\n":                 "line 7: field staticc not found in type gateway.UpstreamConfig",
+		"upstream:\n  url: http://u\n  static:\n    username: u\n    pasword: p\n":                 "line 9: field pasword not found in type static.Config",
+		"upstream:\n  url: http://u\n  ecr: {region: [1]}\n":                                       "line 7: cannot unmarshal !!seq into string",
+		"upstream:\n  url: http://u\n  ecr: {region: r}\n  ecr: {region: r}\n":                     "already defined",
+		"upstream:\n  url: http://u\n  ecr: {region: r}\n  static: {username: u, password_file: p}": "not both",
+		"upstream:\n  url: http://u\n  ecr: {region: r}\n  max_idle_conns_per_host: x\n":           "line 8: cannot unmarshal !!str `x` into int",
+	} {
+		_, err := ParseConfig([]byte(base + doc))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", doc, err, want)
+		}
+	}
+	cfg, err := ParseConfig([]byte(base + "upstream:\n  url: http://u\n  proxy_blobs: true\n  ecr: {region: eu-west-1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := cfg.Upstream.Providers["ecr"].(*ecr.Config); !ok || e.Region != "eu-west-1" || !cfg.Upstream.ProxyBlobs || cfg.Upstream.URL != "http://u" {
+		t.Errorf("upstream = %+v", cfg.Upstream)
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/pkg/auth"
-	"github.com/acme/registry-gateway/pkg/ecr"
+	"github.com/acme/registry-gateway/pkg/upstream"
 )
 
 func TestHealthReadyMetrics(t *testing.T) {
@@ -60,7 +60,7 @@ func TestStaticSourceFromConfig(t *testing.T) {
 	writeFile(t, pw, testPassword+"\n")
 	e := newEnv(t, newFakeRegistry(), func(c *Config, o *Options) {
 		o.Credentials = nil
-		c.Upstream.Static = &StaticConfig{Username: testUser, PasswordFile: pw}
+		c.Upstream.Providers = staticProvider(testUser, pw)
 	})
 	if resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token())); resp.StatusCode != 200 {
 		t.Fatalf("%d", resp.StatusCode)
@@ -79,7 +79,7 @@ func TestNewFailsOnBadKeys(t *testing.T) {
 	cfg := &Config{
 		Realm: testRealm, Service: testService, Issuer: testIssuer,
 		Keys:     KeysConfig{PublicKeys: []string{t.TempDir() + "/missing.pub"}},
-		Upstream: UpstreamConfig{URL: "http://127.0.0.1:1", Static: &StaticConfig{Username: "u", PasswordFile: "p"}},
+		Upstream: UpstreamConfig{URL: "http://127.0.0.1:1", Providers: staticProvider("u", "p")},
 	}
 	cfg.SetDefaults()
 	if _, err := New(context.Background(), cfg, Options{Credentials: StaticCredential{}}); err == nil {
@@ -139,9 +139,9 @@ func TestJWKSLateStart(t *testing.T) {
 
 func TestMetricsObserver(t *testing.T) {
 	m := newMetrics(nil, time.Now)
-	var o ecr.Observer = m
+	var o upstream.Observer = m
 	o.RefreshFailed(errors.New("denied"))
-	o.Refreshed(ecr.Credential{})
+	o.Refreshed(upstream.Credential{})
 	if counterValue(m.refreshFailures) != 1 || counterValue(m.refreshes) != 1 {
 		t.Error("observer did not count")
 	}

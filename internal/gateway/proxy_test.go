@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/httpx"
-	"github.com/acme/registry-gateway/pkg/ecr"
+	"github.com/acme/registry-gateway/pkg/upstream"
 )
 
 func basic(user, pw string) string {
@@ -290,17 +290,17 @@ type rotatingFetcher struct {
 	fetches atomic.Int32
 }
 
-func (f *rotatingFetcher) Fetch(context.Context) (ecr.Credential, error) {
+func (f *rotatingFetcher) Fetch(context.Context) (upstream.Credential, error) {
 	f.fetches.Add(1)
 	f.reg.mu.Lock()
 	defer f.reg.mu.Unlock()
-	return ecr.Credential{Username: testUser, Password: f.reg.password, ExpiresAt: time.Now().Add(time.Hour)}, nil
+	return upstream.Credential{Username: testUser, Password: f.reg.password, ExpiresAt: time.Now().Add(time.Hour)}, nil
 }
 
 func TestUpstream401RefreshesOnceAndRetries(t *testing.T) {
 	reg := newFakeRegistry()
 	fetcher := &rotatingFetcher{reg: reg}
-	source := ecr.NewSource(fetcher, ecr.Options{})
+	source := upstream.NewSource(fetcher, upstream.Options{})
 	t.Cleanup(source.Close)
 	e := newEnv(t, reg, func(_ *Config, o *Options) { o.Credentials = source })
 	tok := e.token()
@@ -405,9 +405,9 @@ func TestUpstreamFailures(t *testing.T) {
 		}
 	})
 	t.Run("no credential", func(t *testing.T) {
-		failing := ecr.NewSource(fetcherFunc(func(context.Context) (ecr.Credential, error) {
-			return ecr.Credential{}, errors.New("AccessDenied for " + testPassword[:3])
-		}), ecr.Options{MinBackoff: time.Hour})
+		failing := upstream.NewSource(fetcherFunc(func(context.Context) (upstream.Credential, error) {
+			return upstream.Credential{}, errors.New("AccessDenied for " + testPassword[:3])
+		}), upstream.Options{MinBackoff: time.Hour})
 		t.Cleanup(failing.Close)
 		e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) { o.Credentials = failing })
 		resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token()))
