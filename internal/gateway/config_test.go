@@ -208,12 +208,12 @@ func TestParseConfigProviderSections(t *testing.T) {
 	t.Parallel()
 	base := "realm: http://localhost/token\nservice: s\nissuer: i\nkeys: {public_keys: [k]}\n"
 	for doc, want := range map[string]string{
-		"upstream:\n  url: http://u\n  staticc: {username: u, password_file: p}\n":                 "line 7: field staticc not found in type gateway.UpstreamConfig",
-		"upstream:\n  url: http://u\n  static:\n    username: u\n    pasword: p\n":                 "line 9: field pasword not found in type static.Config",
-		"upstream:\n  url: http://u\n  ecr: {region: [1]}\n":                                       "line 7: cannot unmarshal !!seq into string",
-		"upstream:\n  url: http://u\n  ecr: {region: r}\n  ecr: {region: r}\n":                     "already defined",
+		"upstream:\n  url: http://u\n  staticc: {username: u, password_file: p}\n":                  "line 7: field staticc not found in type gateway.UpstreamConfig",
+		"upstream:\n  url: http://u\n  static:\n    username: u\n    pasword: p\n":                  "line 9: field pasword not found in type static.Config",
+		"upstream:\n  url: http://u\n  ecr: {region: [1]}\n":                                        "line 7: cannot unmarshal !!seq into string",
+		"upstream:\n  url: http://u\n  ecr: {region: r}\n  ecr: {region: r}\n":                      "already defined",
 		"upstream:\n  url: http://u\n  ecr: {region: r}\n  static: {username: u, password_file: p}": "not both",
-		"upstream:\n  url: http://u\n  ecr: {region: r}\n  max_idle_conns_per_host: x\n":           "line 8: cannot unmarshal !!str `x` into int",
+		"upstream:\n  url: http://u\n  ecr: {region: r}\n  max_idle_conns_per_host: x\n":            "line 8: cannot unmarshal !!str `x` into int",
 	} {
 		_, err := ParseConfig([]byte(base + doc))
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -108,4 +108,3 @@ func TestSDKFetcherRejectsBadAnswers(t *testing.T) {
 		})
 	}
 }
-

@@ -10,7 +10,6 @@ import (
 
 var t0 = time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
 
-
 // sdkFetcher points the real SDK, through NewSDKFetcher's default config
 // chain, at the fake, with no retries inside the SDK.
 func sdkFetcher(t *testing.T, s *ecrfake.Server) *SDKFetcher {
