@@ -89,13 +89,12 @@ func (c *blobRedirects) serve(w http.ResponseWriter, r *http.Request, rt *routed
 
 var zeroLength = []string{"0"}
 
-// fill is part of the proxy's ModifyResponse, after the upstream's answer
-// was turned into the client's: it stores a blob GET's redirect to another
+// fill is part of the forwarder's finalize, after the upstream's answer for
+// rt was turned into the client's: it stores a blob GET's redirect to another
 // host than the upstream, for as long as its URL says it stays good (see
 // reuseFor). Errors and redirects to the upstream itself are never stored.
-func (c *blobRedirects) fill(resp *http.Response, foreign func(*url.URL) bool) {
+func (c *blobRedirects) fill(resp *http.Response, rt *routed, foreign func(*url.URL) bool) {
 	req := resp.Request
-	rt := routeOf(req)
 	if rt.Kind != RouteBlob || req.Method != http.MethodGet || req.URL.RawQuery != "" || !isRedirect(resp.StatusCode) {
 		return
 	}

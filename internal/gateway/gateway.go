@@ -212,32 +212,16 @@ func (g *Gateway) buildUpstream(_ context.Context, opts Options) (err error) {
 	g.plain = timed(checkedStatus(base), func(d time.Duration) { g.metrics.upstreamLatency.Observe(d.Seconds()) }, time.Now)
 	g.auth = &authHeader{creds: g.creds, clock: g.clock}
 	var rt http.RoundTripper = &credentialTransport{next: g.plain, auth: g.auth, retried: g.metrics.upstreamRetries.Inc}
+	blobs := rt
 	if cfg.Upstream.ProxyBlobs {
-		rt = &redirectFollower{next: rt, plain: g.plain}
+		blobs = &redirectFollower{next: rt, plain: g.plain}
 	}
-	rt = headErrorAsGET{next: rt}
-	up := &upstreamProxy{upstream: g.upstream, prefix: cfg.Upstream.RepositoryPrefix, errs: g.errs,
+	up := &upstreamProxy{upstream: g.upstream, prefix: cfg.Upstream.RepositoryPrefix,
 		refused: g.metrics.upstreamRefused.Inc, auth: g.auth}
 	g.manifests = newManifestCache(cfg.ManifestCache, g.clock, g.log, g.metrics.reg)
 	g.redirects = newBlobRedirects(cfg.BlobRedirectCache, cfg.Upstream.ProxyBlobs, g.provider.RedirectExpiry, g.clock, g.metrics.reg)
-	// The caches store the answer as the client gets it: after the
-	// upstream's errors and headers are turned into the gateway's.
-	modify := up.modifyResponse
-	if g.manifests != nil || g.redirects != nil {
-		modify = func(resp *http.Response) error {
-			if err := up.modifyResponse(resp); err != nil {
-				return err
-			}
-			if g.redirects != nil {
-				g.redirects.fill(resp, up.foreign)
-			}
-			if g.manifests != nil {
-				return g.manifests.fill(resp)
-			}
-			return nil
-		}
-	}
-	g.proxy = &forwarder{proxy: up, transport: rt, modify: modify, buffers: newBufferPool(), log: g.log}
+	g.proxy = &forwarder{proxy: up, transport: headErrorAsGET{next: rt}, blobs: headErrorAsGET{next: blobs},
+		redirects: g.redirects, manifests: g.manifests, buffers: newBufferPool(), log: g.log}
 	return nil
 }
 
