@@ -20,12 +20,13 @@ LICENSES ?= file
 # Time each fuzz target gets in `make fuzz`.
 FUZZTIME ?= 20s
 
-.PHONY: help build run test fuzz bench bench-deps fmt vet cross-vet lint keys clean compose-up compose-down offline-context compose-plugin helm chart-test
+.PHONY: help build run test bounds fuzz bench bench-deps fmt vet cross-vet lint keys clean compose-up compose-down offline-context compose-plugin helm chart-test
 
 help:
 	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack, bin/registry (static, CGO_ENABLED=0)'
 	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing; TLS=1: HTTPS; LICENSES=sql: SQL accounts)'
 	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo), then chart-test'
+	@echo 'bounds      allocation, heap and stack bounds of the hot paths (-tags bounds; not in make test)'
 	@echo 'chart-test  the Helm chart: lint, render, strict decode, check-config (needs `make helm` once)'
 	@echo 'helm        build the pinned helm CLI once, cached under ~/.cache/registry-gateway'
 	@echo 'fuzz        every Fuzz* test of the module for FUZZTIME (default 20s) each'
@@ -57,6 +58,12 @@ test: vet
 	$(GO) test -race -count=1 ./...
 	cd bench && $(GO) test -race -count=1 ./...
 	$(MAKE) chart-test
+
+# Allocation, heap and stack bounds (build tag bounds): what the runtime
+# and net/http allocate may change with a Go upgrade without a bug, so
+# they are not part of `make test`. Without -race (it allocates).
+bounds:
+	$(GO) test -count=1 -tags bounds -run 'Allocs|Bounds|Stack|Heap' ./...
 
 # The chart's tests are a module of their own (k8s.io/api stays out of the
 # product's go.mod). Without a cached helm they skip with a hint, unless
