@@ -223,16 +223,13 @@ func TestRunServesBothListeners(t *testing.T) {
 	go func() { done <- e.gw.Run(ctx) }()
 	get := func(addr, path string) int {
 		t.Helper()
+		// Run listens on its own: nothing says when it does.
 		var resp *http.Response
-		var err error
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			if resp, err = noRedirects.Get("http://" + addr + path); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s%s: %v", addr, path, err)
-			}
-		}
+		testutil.WaitFor(t, "Run to serve "+addr+path, 5*time.Second, func() bool {
+			var err error
+			resp, err = noRedirects.Get("http://" + addr + path)
+			return err == nil
+		})
 		resp.Body.Close()
 		return resp.StatusCode
 	}

@@ -64,6 +64,10 @@ type manifestCache struct {
 	clock    func() time.Time
 	log      *slog.Logger
 
+	// waiting, when set (by tests, before any request), is called each
+	// time a request starts waiting for a flight.
+	waiting func()
+
 	mu       sync.Mutex
 	entries  *lru[manifestKey, *manifestEntry] // cost: bytes
 	inflight map[manifestKey]*manifestFlight
@@ -201,6 +205,9 @@ func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, rt *rout
 	e, f, leader := c.lookup(k, r.Method == http.MethodGet)
 	if f != nil && !leader {
 		f.waiters.Add(1)
+		if c.waiting != nil {
+			c.waiting()
+		}
 		select {
 		case <-f.done:
 		case <-r.Context().Done():

@@ -596,6 +596,8 @@ func TestManifestCacheCollapsesMisses(t *testing.T) {
 			errs <- fmt.Errorf("status %d, %d bytes", resp.StatusCode, b.Len())
 		}
 	}
+	waiting := make(chan struct{}, n)
+	e.gw.manifests.waiting = func() { waiting <- struct{}{} }
 	wg.Add(1)
 	go fetch()
 	<-reg.arrived // the first GET is upstream, held there
@@ -603,20 +605,8 @@ func TestManifestCacheCollapsesMisses(t *testing.T) {
 		wg.Add(1)
 		go fetch()
 	}
-	c := e.gw.manifests
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		c.mu.Lock()
-		var waiting int32
-		for _, f := range c.inflight {
-			waiting += f.waiters.Load()
-		}
-		c.mu.Unlock()
-		if waiting == n-1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d requests wait for the first", waiting, n-1)
-		}
+	for range n - 1 {
+		<-waiting
 	}
 	close(reg.hold)
 	wg.Wait()
@@ -651,20 +641,18 @@ func TestManifestCacheWaitersFallBackUpstream(t *testing.T) {
 		resp.Body.Close()
 		done <- resp.StatusCode
 	}
+	waiting := make(chan struct{}, 1)
+	e.gw.manifests.waiting = func() { waiting <- struct{}{} }
 	go get()
 	<-reg.arrived
 	go get()
+	<-waiting
 	c := e.gw.manifests
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		c.mu.Lock()
-		f := c.inflight[manifestKey{name: "stable/app", ref: d}]
-		c.mu.Unlock()
-		if f != nil && f.waiters.Load() == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the second GET does not wait")
-		}
+	c.mu.Lock()
+	f := c.inflight[manifestKey{name: "stable/app", ref: d}]
+	c.mu.Unlock()
+	if f == nil || f.waiters.Load() != 1 {
+		t.Fatal("the second GET does not wait for the first")
 	}
 	close(reg.hold)
 	<-reg.arrived // the waiter's own upstream request

@@ -107,7 +107,8 @@ func TestTokenServiceOverHTTPS(t *testing.T) {
 		ServerConfig: tlsx.ServerConfig{PollInterval: 20 * time.Millisecond}}
 	newGateway := func(t *testing.T, c TLSConfig) *env {
 		return newEnv(t, newFakeRegistry(), func(cfg *Config, _ *Options) {
-			cfg.Keys = KeysConfig{JWKSURL: tsURL + "/.well-known/jwks.json", MinRefetch: time.Millisecond}
+			// A key set refetched for any unknown kid (0 is the default).
+			cfg.Keys = KeysConfig{JWKSURL: tsURL + "/.well-known/jwks.json", MinRefetch: time.Nanosecond}
 			cfg.TokenEndpoint = tsURL + "/token"
 			cfg.TLS = c
 		})
@@ -122,7 +123,6 @@ func TestTokenServiceOverHTTPS(t *testing.T) {
 		}
 		b, _ := json.Marshal(set)
 		jwks.Store(&b)
-		time.Sleep(2 * time.Millisecond) // min_refetch
 	}
 	// The key set is refetched for the unknown kid of the first token.
 	resp := e.do("GET", "/v2/", bearer(e.token()))

@@ -3,9 +3,12 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // tcpPair is a connected loopback TCP pair: the gateway's end wrapped as
@@ -38,13 +41,7 @@ func tcpPair(t *testing.T) (*upstreamConn, net.Conn) {
 // sees it (loopback delivers at once; this only bounds the wait).
 func waitPending(t *testing.T, c net.Conn, want bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for pendingBytes(c) != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("pendingBytes stays %v", !want)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.WaitFor(t, fmt.Sprintf("pendingBytes to be %v", want), 5*time.Second, func() bool { return pendingBytes(c) == want })
 }
 
 // TestUpstreamConnAwaitIdle: a connection is idle for the next request only
