@@ -31,6 +31,7 @@ const (
 )
 
 func TestAllocsCachedManifest(t *testing.T) {
+	t.Parallel()
 	skipUnderRace(t)
 	reg := newManifestRegistry()
 	d := reg.put("", testManifest)
@@ -48,6 +49,7 @@ func TestAllocsCachedManifest(t *testing.T) {
 }
 
 func TestAllocsUpstreamManifest(t *testing.T) {
+	t.Parallel()
 	skipUnderRace(t)
 	header := http.Header{
 		"Content-Type":                    {"application/vnd.oci.image.manifest.v1+json"},

@@ -212,6 +212,7 @@ func (e *redirectEnv) tokenFor(repos ...string) string {
 }
 
 func TestBlobRedirectCacheReuses(t *testing.T) {
+	t.Parallel()
 	e := newRedirectEnv(t)
 	d := e.push(t, "acme/stable/app")
 	tok := e.token()
@@ -268,6 +269,7 @@ func TestBlobRedirectCacheReuses(t *testing.T) {
 }
 
 func TestBlobRedirectCacheHalfValidity(t *testing.T) {
+	t.Parallel()
 	e := newRedirectEnv(t, withRedirectCache(func(c *BlobRedirectCacheConfig) { c.TTL = time.Hour }))
 	e.front.setQuery(sigV4Query(100))
 	d := e.push(t, "acme/stable/app")
@@ -287,6 +289,7 @@ func TestBlobRedirectCacheHalfValidity(t *testing.T) {
 }
 
 func TestBlobRedirectCacheNotAcrossRepositories(t *testing.T) {
+	t.Parallel()
 	e := newRedirectEnv(t)
 	d := e.push(t, "acme/stable/app", "acme/stable/other")
 	tok := e.tokenFor("stable/app", "stable/other")
@@ -304,6 +307,7 @@ func TestBlobRedirectCacheNotAcrossRepositories(t *testing.T) {
 }
 
 func TestBlobRedirectCacheChecksTokenFirst(t *testing.T) {
+	t.Parallel()
 	e := newRedirectEnv(t)
 	d := e.push(t, "acme/stable/app")
 	e.get(t, "GET", "stable/app", d, e.token(), http.StatusTemporaryRedirect)
@@ -330,6 +334,7 @@ func TestBlobRedirectCacheChecksTokenFirst(t *testing.T) {
 }
 
 func TestBlobRedirectCacheNotStored(t *testing.T) {
+	t.Parallel()
 	for name, q := range map[string]func(time.Time, int) url.Values{
 		"no expiry": func(_ time.Time, n int) url.Values {
 			return url.Values{"X-Amz-Signature": {"sig" + strconv.Itoa(n)}}
@@ -374,6 +379,7 @@ func TestBlobRedirectCacheNotStored(t *testing.T) {
 }
 
 func TestBlobRedirectCacheBounded(t *testing.T) {
+	t.Parallel()
 	e := newRedirectEnv(t, withRedirectCache(func(c *BlobRedirectCacheConfig) { c.MaxEntries = 2 }))
 	var ds []string
 	for range 3 {
@@ -400,6 +406,7 @@ func TestBlobRedirectCacheBounded(t *testing.T) {
 // TestBlobRedirectCacheUnusedWithProxyBlobs: the gateway follows redirects
 // itself, so there is nothing to reuse (and a cached URL would skip it).
 func TestBlobRedirectCacheUnusedWithProxyBlobs(t *testing.T) {
+	t.Parallel()
 	e := newRedirectEnv(t, func(c *Config, _ *Options) { c.Upstream.ProxyBlobs = true })
 	d := e.push(t, "acme/stable/app")
 	if e.gw.redirects != nil {
@@ -414,6 +421,7 @@ func TestBlobRedirectCacheUnusedWithProxyBlobs(t *testing.T) {
 // TestReuseFor: how long a redirect is reused, the presigned URL's expiry
 // as the providers read it (presign) and the cache's ttl together.
 func TestReuseFor(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	sig := func(date time.Time, expires string) url.Values {
 		return url.Values{"X-Amz-Date": {date.Format(presign.AmzDateLayout)}, "X-Amz-Expires": {expires}, "X-Amz-Signature": {"s"}}

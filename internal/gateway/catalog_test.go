@@ -58,6 +58,7 @@ func getCatalog(t *testing.T, e *env, query string, h http.Header) (catalogPage,
 }
 
 func TestCatalogFilteredAndPaginated(t *testing.T) {
+	t.Parallel()
 	lister := &staticLister{names: upstreamRepos}
 	e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) { o.Repositories = lister })
 	h := catalogToken(e, "stable", "beta")
@@ -117,6 +118,7 @@ func TestCatalogFilteredAndPaginated(t *testing.T) {
 }
 
 func TestCatalogNeedsCatalogGrant(t *testing.T) {
+	t.Parallel()
 	lister := &staticLister{names: upstreamRepos}
 	e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) { o.Repositories = lister })
 	c := e.claims() // pull on stable/app only
@@ -137,6 +139,7 @@ func TestCatalogNeedsCatalogGrant(t *testing.T) {
 }
 
 func TestCatalogUpstreamFailure(t *testing.T) {
+	t.Parallel()
 	lister := &staticLister{err: errors.New("AccessDenied")}
 	e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) { o.Repositories = lister })
 	_, resp := getCatalog(t, e, "", catalogToken(e, "stable"))
@@ -146,6 +149,7 @@ func TestCatalogUpstreamFailure(t *testing.T) {
 }
 
 func TestCatalogFromPlainRegistry(t *testing.T) {
+	t.Parallel()
 	reg := newFakeRegistry()
 	reg.repos = []string{"acme/beta/app", "acme/stable/app", "acme/stable/db", "other/x"}
 	e := newEnv(t, reg)

@@ -30,6 +30,7 @@ upstream:
 `
 
 func TestLoadConfigExample(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "gateway.yaml")
 	if err := os.WriteFile(path, []byte(exampleConfig), 0o600); err != nil {
 		t.Fatal(err)
@@ -63,6 +64,7 @@ func TestLoadConfigExample(t *testing.T) {
 }
 
 func TestParseConfigStatic(t *testing.T) {
+	t.Parallel()
 	cfg, err := ParseConfig([]byte(`
 realm: "http://localhost:5000/token"
 service: "s"
@@ -96,6 +98,7 @@ upstream:
 }
 
 func TestParseConfigEdge(t *testing.T) {
+	t.Parallel()
 	cfg, err := ParseConfig([]byte(`
 realm: "http://localhost:5000/token"
 service: "s"
@@ -116,6 +119,7 @@ upstream: {url: "http://127.0.0.1:5002", static: {username: puller, password_fil
 }
 
 func TestParseConfigListsEveryProblem(t *testing.T) {
+	t.Parallel()
 	_, err := ParseConfig([]byte(`
 listen: "nope"
 realm: "/token"
@@ -155,6 +159,7 @@ upstream:
 }
 
 func TestParseConfigRefuses(t *testing.T) {
+	t.Parallel()
 	base := "realm: http://localhost/token\nservice: s\nissuer: i\nkeys: {public_keys: [k]}\n"
 	for name, doc := range map[string]string{
 		"unknown key":                     base + "upstream: {url: http://u, static: {username: u, password_file: p}}\nupstrem: {}\n",
@@ -182,6 +187,7 @@ func TestParseConfigRefuses(t *testing.T) {
 // TestParseConfigTagTTL: unset is the 5 s default, an explicit 0 stays 0
 // (tags always go upstream), and a value is taken as given.
 func TestParseConfigTagTTL(t *testing.T) {
+	t.Parallel()
 	base := "realm: http://localhost/token\nservice: s\nissuer: i\nkeys: {public_keys: [k]}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n"
 	for doc, want := range map[string]time.Duration{
 		"":                                  5 * time.Second,

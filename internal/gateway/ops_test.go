@@ -16,6 +16,7 @@ import (
 )
 
 func TestHealthReadyMetrics(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) {
 		o.Credentials = StaticCredential{Username: testUser, Password: testPassword, ExpiresAt: time.Now().Add(time.Hour)}
 	})
@@ -46,6 +47,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 }
 
 func TestReadyzFailsWhenCredentialExpired(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) {
 		o.Credentials = StaticCredential{Username: testUser, Password: testPassword, ExpiresAt: time.Now().Add(-time.Second)}
 	})
@@ -55,6 +57,7 @@ func TestReadyzFailsWhenCredentialExpired(t *testing.T) {
 }
 
 func TestStaticSourceFromConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pw := dir + "/upstream.password"
 	writeFile(t, pw, testPassword+"\n")
@@ -76,6 +79,7 @@ func TestStaticSourceFromConfig(t *testing.T) {
 }
 
 func TestNewFailsOnBadKeys(t *testing.T) {
+	t.Parallel()
 	cfg := &Config{
 		Realm: testRealm, Service: testService, Issuer: testIssuer,
 		Keys:     KeysConfig{PublicKeys: []string{t.TempDir() + "/missing.pub"}},
@@ -91,6 +95,7 @@ func TestNewFailsOnBadKeys(t *testing.T) {
 // gateway starts unready, the readiness probe refetches the key set, and
 // tokens verify once it is there.
 func TestJWKSLateStart(t *testing.T) {
+	t.Parallel()
 	var up atomic.Bool
 	var jwks atomic.Value
 	jwks.Store([]byte(`{"keys":[]}`))
@@ -138,6 +143,7 @@ func TestJWKSLateStart(t *testing.T) {
 }
 
 func TestMetricsObserver(t *testing.T) {
+	t.Parallel()
 	m := newMetrics(nil, time.Now)
 	var o upstream.Observer = m
 	o.RefreshFailed(errors.New("denied"))

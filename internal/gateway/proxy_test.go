@@ -25,6 +25,7 @@ func basic(user, pw string) string {
 }
 
 func TestForwardManifest(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	tok := e.token()
 	const accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
@@ -76,6 +77,7 @@ func TestForwardManifest(t *testing.T) {
 // only the response headers registry clients read come back (never request
 // IDs, Server or the storage's X-Amz-*) (finding 4).
 func TestHeaderAllowLists(t *testing.T) {
+	t.Parallel()
 	reg := newFakeRegistry()
 	var gotBody []byte
 	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -137,6 +139,7 @@ func TestHeaderAllowLists(t *testing.T) {
 // parameters when not, and no User-Agent of the gateway's own when the
 // client sent none.
 func TestOutgoingRequest(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	for _, tt := range []struct{ query, want string }{
 		{"", ""},
@@ -167,6 +170,7 @@ func TestOutgoingRequest(t *testing.T) {
 // (HEAD with the Content-Length of GET's body): ECR's texts name the AWS
 // account and the repository prefix (findings 4 and 9).
 func TestUpstreamErrorsScrubbed(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, path, upstream string
 		status               int
@@ -217,6 +221,7 @@ func TestUpstreamErrorsScrubbed(t *testing.T) {
 }
 
 func TestForwardWithoutPrefixKeepsPath(t *testing.T) {
+	t.Parallel()
 	reg := newFakeRegistry()
 	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.URL.Path = strings.Replace(r.URL.Path, "/v2/", "/v2/acme/", 1)
@@ -232,6 +237,7 @@ func TestForwardWithoutPrefixKeepsPath(t *testing.T) {
 }
 
 func TestTagsListAndLinkRewritten(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	resp := e.do("GET", "/v2/stable/app/tags/list?n=1", bearer(e.token()))
 	body := readBody(t, resp)
@@ -255,6 +261,7 @@ func TestTagsListAndLinkRewritten(t *testing.T) {
 // TestTagsListNamesTheRoute: a tags list is answered for the repository
 // the client asked for, whatever name the upstream puts in it.
 func TestTagsListNamesTheRoute(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"name":"acme/elsewhere/other","tags":["v1"]}`)
@@ -266,6 +273,7 @@ func TestTagsListNamesTheRoute(t *testing.T) {
 }
 
 func TestLocationRewritten(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	resp := e.do("GET", "/v2/stable/app/blobs/"+dgst512, bearer(e.token()))
 	if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != "/v2/stable/app/blobs/"+dgst {
@@ -299,6 +307,7 @@ func (f *rotatingFetcher) Fetch(context.Context) (upstream.Credential, error) {
 }
 
 func TestUpstream401RefreshesOnceAndRetries(t *testing.T) {
+	t.Parallel()
 	reg := newFakeRegistry()
 	fetcher := &rotatingFetcher{reg: reg}
 	source := upstream.NewSource(fetcher, upstream.Options{})
@@ -328,6 +337,7 @@ func TestUpstream401RefreshesOnceAndRetries(t *testing.T) {
 }
 
 func TestUpstreamKeepsRefusing(t *testing.T) {
+	t.Parallel()
 	reg := newFakeRegistry()
 	reg.setPassword("something else")
 	e := newEnv(t, reg)
@@ -345,6 +355,7 @@ func TestUpstreamKeepsRefusing(t *testing.T) {
 }
 
 func TestUpstreamFailures(t *testing.T) {
+	t.Parallel()
 	t.Run("5xx", func(t *testing.T) {
 		e := newEnv(t, newFakeRegistry())
 		resp := e.do("GET", "/v2/stable/app/manifests/boom", bearer(e.token()))
@@ -427,6 +438,7 @@ func TestUpstreamFailures(t *testing.T) {
 // TestBlobStreamsInConstantMemory pulls a blob larger than any buffer
 // through the gateway and checks the bytes arrive unchanged.
 func TestBlobStreams(t *testing.T) {
+	t.Parallel()
 	blob := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
 	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
@@ -450,6 +462,7 @@ func TestBlobStreams(t *testing.T) {
 // Content-Length reaches the client cut as well, never as a shorter answer
 // that looks whole.
 func TestUpstreamCutMidBody(t *testing.T) {
+	t.Parallel()
 	reg := newFakeRegistry()
 	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.Contains(r.URL.Path, "/manifests/") {
@@ -498,6 +511,7 @@ func TestUpstreamCutMidBody(t *testing.T) {
 // TestClientGoneMidStream: a client that disconnects in the middle of a
 // blob must not break the gateway (the forwarder aborts the handler).
 func TestClientGoneMidStream(t *testing.T) {
+	t.Parallel()
 	started := make(chan struct{})
 	reg := newFakeRegistry()
 	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -535,6 +549,7 @@ func TestClientGoneMidStream(t *testing.T) {
 // the body the same GET gets, errors of the gateway's own included
 // (finding 9).
 func TestHeadContentLength(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	tok := e.token()
 	for _, tc := range []struct {
@@ -565,6 +580,7 @@ func TestHeadContentLength(t *testing.T) {
 // stale one) on a copy with the current credential, leaving the request it
 // was given unchanged.
 func TestCredentialOnOwnRequest(t *testing.T) {
+	t.Parallel()
 	a := &authHeader{creds: StaticCredential{Username: testUser, Password: testPassword}, clock: time.Now}
 	cur, err := a.get(context.Background())
 	if err != nil {

@@ -49,6 +49,7 @@ func waitPending(t *testing.T, c net.Conn, want bool) {
 // first, a reader that does not come back and a closed connection all keep
 // the request off it.
 func TestUpstreamConnAwaitIdle(t *testing.T) {
+	t.Parallel()
 	c, peer := tcpPair(t)
 
 	// No reader: not idle (until the request's context ends).
@@ -102,6 +103,7 @@ func TestUpstreamConnAwaitIdle(t *testing.T) {
 // TestUpstreamConnOf: the guard finds its connection under TLS too, where
 // the Transport's GotConn names the *tls.Conn, and no other.
 func TestUpstreamConnOf(t *testing.T) {
+	t.Parallel()
 	c, _ := tcpPair(t)
 	if upstreamConnOf(c) != c || upstreamConnOf(tls.Client(c, &tls.Config{})) != c {
 		t.Error("upstreamConnOf misses the upstreamConn")

@@ -64,6 +64,7 @@ func (g *stubGetter) GetAuthorizationToken(_ context.Context, in *ecr.GetAuthori
 }
 
 func TestSDKFetcherRejectsBadAnswers(t *testing.T) {
+	t.Parallel()
 	const secret = "hunter2-secret"
 	data := func(token string, exp *time.Time) *ecr.GetAuthorizationTokenOutput {
 		return &ecr.GetAuthorizationTokenOutput{AuthorizationData: []types.AuthorizationData{
