@@ -63,7 +63,7 @@ test: vet
 # and net/http allocate may change with a Go upgrade without a bug, so
 # they are not part of `make test`. Without -race (it allocates).
 bounds:
-	$(GO) test -count=1 -tags bounds -run 'Allocs|Bounds|Stack|Heap' ./...
+	$(GO) test -count=1 -tags bounds -run '^Test(Allocs|Bounds|Stack|Heap)' ./...
 
 # The chart's tests are a module of their own (k8s.io/api stays out of the
 # product's go.mod). Without a cached helm they skip with a hint, unless

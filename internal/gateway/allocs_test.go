@@ -31,7 +31,6 @@ const (
 )
 
 func TestAllocsCachedManifest(t *testing.T) {
-	t.Parallel()
 	skipUnderRace(t)
 	reg := newManifestRegistry()
 	d := reg.put("", testManifest)
@@ -49,7 +48,6 @@ func TestAllocsCachedManifest(t *testing.T) {
 }
 
 func TestAllocsUpstreamManifest(t *testing.T) {
-	t.Parallel()
 	skipUnderRace(t)
 	header := http.Header{
 		"Content-Type":                    {"application/vnd.oci.image.manifest.v1+json"},
