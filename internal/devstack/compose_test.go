@@ -18,6 +18,7 @@ import (
 	"github.com/acme/registry-gateway/internal/license/filebackend"
 	"github.com/acme/registry-gateway/internal/tokencli"
 	"github.com/acme/registry-gateway/internal/tokenserver"
+	"github.com/acme/registry-gateway/pkg/upstream/static"
 )
 
 // No Docker engine runs here, so compose.yaml is checked by loading it the
@@ -251,11 +252,12 @@ func TestCompose(t *testing.T) {
 	if d, ok := gw.DependsOn["seed"]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
 		t.Errorf("gateway depends_on seed: %+v", gw.DependsOn)
 	}
-	if gwCfg.Upstream.Static == nil {
+	pw, ok := gwCfg.Upstream.Providers["static"].(*static.Config)
+	if !ok {
 		t.Fatal("gateway upstream is not static")
 	}
-	if got := mountOf(t, gw, gwCfg.Upstream.Static.PasswordFile); got != abs(t, "deploy/upstream.password") {
-		t.Errorf("password_file %s is %s on the host", gwCfg.Upstream.Static.PasswordFile, got)
+	if got := mountOf(t, gw, pw.PasswordFile); got != abs(t, "deploy/upstream.password") {
+		t.Errorf("password_file %s is %s on the host", pw.PasswordFile, got)
 	}
 	// Only the gateway's address is a trusted proxy of the token service.
 	addr := gw.Networks["stack"]
@@ -336,7 +338,7 @@ func TestComposeConfigsMatchLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	if lg.Realm != cg.Realm || lg.Service != cg.Service || lg.Issuer != cg.Issuer || lg.Leeway != cg.Leeway ||
-		lg.Upstream.Static.Username != cg.Upstream.Static.Username {
+		lg.Upstream.Providers["static"].(*static.Config).Username != cg.Upstream.Providers["static"].(*static.Config).Username {
 		t.Errorf("gateway configurations differ:\nlocal   %+v\ncompose %+v", lg, cg)
 	}
 }

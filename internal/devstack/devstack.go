@@ -31,6 +31,7 @@ import (
 	"github.com/acme/registry-gateway/internal/license/filebackend"
 	"github.com/acme/registry-gateway/internal/tokencli"
 	"github.com/acme/registry-gateway/internal/tokenserver"
+	"github.com/acme/registry-gateway/pkg/upstream/static"
 )
 
 // The demo account of deploy/licenses.yaml. The file holds only the hash of
@@ -150,7 +151,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if gwCfg.Upstream.Static == nil {
+	up, ok := gwCfg.Upstream.Providers["static"].(*static.Config)
+	if !ok {
 		return nil, errors.New("the gateway configuration must use upstream.static (the local upstream has no ECR API)")
 	}
 	if gwCfg.Service != tsCfg.Service || gwCfg.Issuer != tsCfg.Issuer {
@@ -161,7 +163,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 
 	st := &Stack{
 		Service: gwCfg.Service, Issuer: gwCfg.Issuer, DataDir: abs(opts.DataDir),
-		upstreamUser: gwCfg.Upstream.Static.Username, upstreamPasswordFile: gwCfg.Upstream.Static.PasswordFile,
+		upstreamUser: up.Username, upstreamPasswordFile: up.PasswordFile,
 		DemoToken: opts.DemoToken,
 		done:      make(chan struct{}),
 	}
@@ -380,7 +382,9 @@ func resolvePaths(ts *tokenserver.Config, gw *gateway.Config, abs func(string) s
 	for i, p := range gw.Keys.PublicKeys {
 		gw.Keys.PublicKeys[i] = abs(p)
 	}
-	gw.Upstream.Static.PasswordFile = abs(gw.Upstream.Static.PasswordFile)
+	if up, ok := gw.Upstream.Providers["static"].(*static.Config); ok {
+		up.PasswordFile = abs(up.PasswordFile)
+	}
 }
 
 // ensureKeys generates the signing key (and certificate, public key, JWKS)

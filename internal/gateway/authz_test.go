@@ -20,6 +20,7 @@ import (
 )
 
 func TestBearerToken(t *testing.T) {
+	t.Parallel()
 	for h, want := range map[string]string{
 		"Bearer abc":   "abc",
 		"bearer abc":   "abc",
@@ -132,6 +133,7 @@ func FuzzTokenCheck(f *testing.F) {
 // token shows nothing of the channel, and not when it shows the channel is
 // licensed (a token for another repository of it).
 func TestDenial(t *testing.T) {
+	t.Parallel()
 	route := Route{Kind: RouteManifest, Name: "beta/hello", Reference: "1.0"}
 	pull := func(names ...string) []auth.ResourceActions {
 		var ra []auth.ResourceActions
@@ -171,6 +173,7 @@ func TestDenial(t *testing.T) {
 // TestDenialWithOddSubject: a username with quotes, backslashes or non-ASCII
 // letters still gives a challenge that parses, and the body keeps it as is.
 func TestDenialWithOddSubject(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	c := e.claims()
 	c.Subject = `zoë "x" \y`
@@ -191,6 +194,7 @@ func TestDenialWithOddSubject(t *testing.T) {
 // from, the description kept to RFC 6750's characters; on /v2/ it is realm
 // and service only.
 func TestRefusalSetsItsChallenge(t *testing.T) {
+	t.Parallel()
 	a := newAuthorizer(nil, testRealm, testService, nil)
 	route := Route{Kind: RouteManifest, Name: "stable/app", Reference: "1.0"}
 	msg := `the token of zoë "x" does not grant pull`

@@ -3,7 +3,6 @@ package gateway
 import (
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync"
 	"time"
 
@@ -30,8 +29,10 @@ type blobRedirect struct {
 // nothing while the presigned URL stays good. Safe for concurrent use; the
 // gateway consults it only after the token check.
 type blobRedirects struct {
-	ttl   time.Duration
-	clock func() time.Time
+	ttl time.Duration
+	// expiry is the provider's reading of a redirect URL's validity.
+	expiry func(*url.URL) (time.Time, bool)
+	clock  func() time.Time
 
 	mu      sync.Mutex
 	entries *lru[blobRedirectKey, *blobRedirect] // cost: 1 an entry
@@ -42,12 +43,13 @@ type blobRedirects struct {
 // newBlobRedirects builds the cache of cfg and registers its metrics on
 // reg; nil when it is disabled, or useless because the gateway follows
 // redirects itself (proxy_blobs).
-func newBlobRedirects(cfg BlobRedirectCacheConfig, proxyBlobs bool, clock func() time.Time, reg prometheus.Registerer) *blobRedirects {
+func newBlobRedirects(cfg BlobRedirectCacheConfig, proxyBlobs bool, expiry func(*url.URL) (time.Time, bool), clock func() time.Time, reg prometheus.Registerer) *blobRedirects {
 	if cfg.Disabled || proxyBlobs {
 		return nil
 	}
 	return &blobRedirects{
 		ttl:     cfg.TTL,
+		expiry:  expiry,
 		clock:   clock,
 		entries: newLRU[blobRedirectKey, *blobRedirect](int64(cfg.MaxEntries)),
 		cacheMetrics: newCacheMetrics(reg, "gateway_blob_redirect_cache",
@@ -87,13 +89,12 @@ func (c *blobRedirects) serve(w http.ResponseWriter, r *http.Request, rt *routed
 
 var zeroLength = []string{"0"}
 
-// fill is part of the proxy's ModifyResponse, after the upstream's answer
-// was turned into the client's: it stores a blob GET's redirect to another
+// fill is part of the forwarder's finalize, after the upstream's answer for
+// rt was turned into the client's: it stores a blob GET's redirect to another
 // host than the upstream, for as long as its URL says it stays good (see
 // reuseFor). Errors and redirects to the upstream itself are never stored.
-func (c *blobRedirects) fill(resp *http.Response, foreign func(*url.URL) bool) {
+func (c *blobRedirects) fill(resp *http.Response, rt *routed, foreign func(*url.URL) bool) {
 	req := resp.Request
-	rt := routeOf(req)
 	if rt.Kind != RouteBlob || req.Method != http.MethodGet || req.URL.RawQuery != "" || !isRedirect(resp.StatusCode) {
 		return
 	}
@@ -105,8 +106,12 @@ func (c *blobRedirects) fill(resp *http.Response, foreign func(*url.URL) bool) {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || !foreign(u) {
 		return
 	}
+	expires, ok := c.expiry(u)
+	if !ok {
+		return
+	}
 	now := c.clock()
-	d := reuseFor(u.Query(), now, c.ttl)
+	d := reuseFor(expires, now, c.ttl)
 	if d <= 0 {
 		return
 	}
@@ -120,52 +125,9 @@ func (c *blobRedirects) fill(resp *http.Response, foreign func(*url.URL) bool) {
 	c.mu.Unlock()
 }
 
-// Bounds of a presigned URL's own validity: SigV4 allows at most 7 days.
-const (
-	amzDateLayout  = "20060102T150405Z"
-	maxSigV4Expiry = 7 * 24 * 60 * 60
-)
-
-// reuseFor is how long from now a presigned URL with query q may be handed
-// out again: min(ttl, half its remaining validity), so that a client that
-// gets it late still has time to follow it. Its validity is read from
-// SigV4's X-Amz-Date and X-Amz-Expires or from SigV2's and CloudFront's
-// Expires (Unix seconds), the earliest where several are present; a URL
-// without them, with them repeated or malformed, is not reused (0).
-func reuseFor(q url.Values, now time.Time, ttl time.Duration) time.Duration {
-	var until time.Time
-	found := false
-	earliest := func(t time.Time) {
-		if !found || t.Before(until) {
-			until = t
-		}
-		found = true
-	}
-	date, hasDate := q["X-Amz-Date"]
-	exp, hasExp := q["X-Amz-Expires"]
-	if hasDate || hasExp {
-		if len(date) != 1 || len(exp) != 1 {
-			return 0
-		}
-		signed, err := time.Parse(amzDateLayout, date[0])
-		secs, err2 := strconv.Atoi(exp[0])
-		if err != nil || err2 != nil || secs <= 0 || secs > maxSigV4Expiry {
-			return 0
-		}
-		earliest(signed.Add(time.Duration(secs) * time.Second))
-	}
-	if v, ok := q["Expires"]; ok {
-		if len(v) != 1 {
-			return 0
-		}
-		secs, err := strconv.ParseInt(v[0], 10, 64)
-		if err != nil || secs <= 0 || secs > 1<<40 {
-			return 0
-		}
-		earliest(time.Unix(secs, 0))
-	}
-	if !found {
-		return 0
-	}
-	return min(ttl, until.Sub(now)/2)
+// reuseFor is how long from now a redirect URL valid until expires may be
+// handed out again: min(ttl, half its remaining validity), so that a client
+// that gets it late still has time to follow it.
+func reuseFor(expires, now time.Time, ttl time.Duration) time.Duration {
+	return min(ttl, expires.Sub(now)/2)
 }

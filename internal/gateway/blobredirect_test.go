@@ -20,6 +20,7 @@ import (
 	"github.com/acme/registry-gateway/internal/embedreg"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 	"github.com/acme/registry-gateway/pkg/auth"
+	"github.com/acme/registry-gateway/pkg/upstream/presign"
 )
 
 // ecrFront stands for ECR in front of the embedded registry: a GET of a
@@ -44,7 +45,7 @@ func sigV4Query(expires int) func(time.Time, int) url.Values {
 		return url.Values{
 			"X-Amz-Algorithm":     {"AWS4-HMAC-SHA256"},
 			"X-Amz-Credential":    {"AKIAEXAMPLE/" + now.UTC().Format("20060102") + "/us-east-1/s3/aws4_request"},
-			"X-Amz-Date":          {now.UTC().Format(amzDateLayout)},
+			"X-Amz-Date":          {now.UTC().Format(presign.AmzDateLayout)},
 			"X-Amz-Expires":       {strconv.Itoa(expires)},
 			"X-Amz-SignedHeaders": {"host"},
 			"X-Amz-Signature":     {"sig" + strconv.Itoa(n)},
@@ -211,6 +212,7 @@ func (e *redirectEnv) tokenFor(repos ...string) string {
 }
 
 func TestBlobRedirectCacheReuses(t *testing.T) {
+	t.Parallel()
 	e := newRedirectEnv(t)
 	d := e.push(t, "acme/stable/app")
 	tok := e.token()
@@ -267,6 +269,7 @@ func TestBlobRedirectCacheReuses(t *testing.T) {
 }
 
 func TestBlobRedirectCacheHalfValidity(t *testing.T) {
+	t.Parallel()
 	e := newRedirectEnv(t, withRedirectCache(func(c *BlobRedirectCacheConfig) { c.TTL = time.Hour }))
 	e.front.setQuery(sigV4Query(100))
 	d := e.push(t, "acme/stable/app")
@@ -286,6 +289,7 @@ func TestBlobRedirectCacheHalfValidity(t *testing.T) {
 }
 
 func TestBlobRedirectCacheNotAcrossRepositories(t *testing.T) {
+	t.Parallel()
 	e := newRedirectEnv(t)
 	d := e.push(t, "acme/stable/app", "acme/stable/other")
 	tok := e.tokenFor("stable/app", "stable/other")
@@ -303,6 +307,7 @@ func TestBlobRedirectCacheNotAcrossRepositories(t *testing.T) {
 }
 
 func TestBlobRedirectCacheChecksTokenFirst(t *testing.T) {
+	t.Parallel()
 	e := newRedirectEnv(t)
 	d := e.push(t, "acme/stable/app")
 	e.get(t, "GET", "stable/app", d, e.token(), http.StatusTemporaryRedirect)
@@ -329,6 +334,7 @@ func TestBlobRedirectCacheChecksTokenFirst(t *testing.T) {
 }
 
 func TestBlobRedirectCacheNotStored(t *testing.T) {
+	t.Parallel()
 	for name, q := range map[string]func(time.Time, int) url.Values{
 		"no expiry": func(_ time.Time, n int) url.Values {
 			return url.Values{"X-Amz-Signature": {"sig" + strconv.Itoa(n)}}
@@ -373,6 +379,7 @@ func TestBlobRedirectCacheNotStored(t *testing.T) {
 }
 
 func TestBlobRedirectCacheBounded(t *testing.T) {
+	t.Parallel()
 	e := newRedirectEnv(t, withRedirectCache(func(c *BlobRedirectCacheConfig) { c.MaxEntries = 2 }))
 	var ds []string
 	for range 3 {
@@ -399,6 +406,7 @@ func TestBlobRedirectCacheBounded(t *testing.T) {
 // TestBlobRedirectCacheUnusedWithProxyBlobs: the gateway follows redirects
 // itself, so there is nothing to reuse (and a cached URL would skip it).
 func TestBlobRedirectCacheUnusedWithProxyBlobs(t *testing.T) {
+	t.Parallel()
 	e := newRedirectEnv(t, func(c *Config, _ *Options) { c.Upstream.ProxyBlobs = true })
 	d := e.push(t, "acme/stable/app")
 	if e.gw.redirects != nil {
@@ -410,10 +418,13 @@ func TestBlobRedirectCacheUnusedWithProxyBlobs(t *testing.T) {
 	}
 }
 
+// TestReuseFor: how long a redirect is reused, the presigned URL's expiry
+// as the providers read it (presign) and the cache's ttl together.
 func TestReuseFor(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	sig := func(date time.Time, expires string) url.Values {
-		return url.Values{"X-Amz-Date": {date.Format(amzDateLayout)}, "X-Amz-Expires": {expires}, "X-Amz-Signature": {"s"}}
+		return url.Values{"X-Amz-Date": {date.Format(presign.AmzDateLayout)}, "X-Amz-Expires": {expires}, "X-Amz-Signature": {"s"}}
 	}
 	unix := func(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
 	for name, tc := range map[string]struct {
@@ -425,13 +436,13 @@ func TestReuseFor(t *testing.T) {
 		"sigv4, half the validity":   {sig(now, "100"), time.Hour, 50 * time.Second},
 		"sigv4, signed earlier":      {sig(now.Add(-80*time.Second), "100"), time.Hour, 10 * time.Second},
 		"sigv4, expired":             {sig(now.Add(-time.Hour), "600"), time.Hour, -25 * time.Minute},
-		"sigv4, no expires":          {url.Values{"X-Amz-Date": {now.Format(amzDateLayout)}}, time.Hour, 0},
+		"sigv4, no expires":          {url.Values{"X-Amz-Date": {now.Format(presign.AmzDateLayout)}}, time.Hour, 0},
 		"sigv4, no date":             {url.Values{"X-Amz-Expires": {"600"}}, time.Hour, 0},
 		"sigv4, bad date":            {url.Values{"X-Amz-Date": {"20261201"}, "X-Amz-Expires": {"600"}}, time.Hour, 0},
 		"sigv4, expires not number":  {sig(now, "10m"), time.Hour, 0},
 		"sigv4, expires 0":           {sig(now, "0"), time.Hour, 0},
 		"sigv4, beyond 7 days":       {sig(now, "604801"), time.Hour, 0},
-		"sigv4, repeated":            {url.Values{"X-Amz-Date": {now.Format(amzDateLayout), now.Format(amzDateLayout)}, "X-Amz-Expires": {"600"}}, time.Hour, 0},
+		"sigv4, repeated":            {url.Values{"X-Amz-Date": {now.Format(presign.AmzDateLayout), now.Format(presign.AmzDateLayout)}, "X-Amz-Expires": {"600"}}, time.Hour, 0},
 		"sigv2 or cloudfront":        {url.Values{"Expires": {unix(now.Add(100 * time.Second))}, "Signature": {"s"}}, time.Hour, 50 * time.Second},
 		"expires, bad":               {url.Values{"Expires": {"tomorrow"}}, time.Hour, 0},
 		"expires, repeated":          {url.Values{"Expires": {unix(now.Add(time.Hour)), unix(now.Add(time.Hour))}}, time.Hour, 0},
@@ -439,7 +450,11 @@ func TestReuseFor(t *testing.T) {
 		"none":                       {url.Values{"X-Amz-Signature": {"s"}}, time.Hour, 0},
 		"cloudfront policy (opaque)": {url.Values{"Policy": {"e30"}, "Signature": {"s"}, "Key-Pair-Id": {"K"}}, time.Hour, 0},
 	} {
-		if got := reuseFor(tc.q, now, tc.ttl); got != tc.want {
+		var got time.Duration
+		if expires, ok := presign.Expiry(tc.q); ok {
+			got = reuseFor(expires, now, tc.ttl)
+		}
+		if got != tc.want {
 			t.Errorf("%s: %s, want %s", name, got, tc.want)
 		}
 	}

@@ -19,7 +19,7 @@ import (
 
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/pkg/auth"
-	"github.com/acme/registry-gateway/pkg/ecr"
+	"github.com/acme/registry-gateway/pkg/upstream"
 )
 
 // RepositoryLister lists every repository of the upstream, with the
@@ -29,7 +29,7 @@ type RepositoryLister interface {
 }
 
 var (
-	_ RepositoryLister = (*ecr.Lister)(nil)
+	_ RepositoryLister = upstream.RepositoryLister(nil)
 	_ RepositoryLister = (*RegistryLister)(nil)
 )
 

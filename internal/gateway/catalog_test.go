@@ -58,6 +58,7 @@ func getCatalog(t *testing.T, e *env, query string, h http.Header) (catalogPage,
 }
 
 func TestCatalogFilteredAndPaginated(t *testing.T) {
+	t.Parallel()
 	lister := &staticLister{names: upstreamRepos}
 	e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) { o.Repositories = lister })
 	h := catalogToken(e, "stable", "beta")
@@ -117,6 +118,7 @@ func TestCatalogFilteredAndPaginated(t *testing.T) {
 }
 
 func TestCatalogNeedsCatalogGrant(t *testing.T) {
+	t.Parallel()
 	lister := &staticLister{names: upstreamRepos}
 	e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) { o.Repositories = lister })
 	c := e.claims() // pull on stable/app only
@@ -137,6 +139,7 @@ func TestCatalogNeedsCatalogGrant(t *testing.T) {
 }
 
 func TestCatalogUpstreamFailure(t *testing.T) {
+	t.Parallel()
 	lister := &staticLister{err: errors.New("AccessDenied")}
 	e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) { o.Repositories = lister })
 	_, resp := getCatalog(t, e, "", catalogToken(e, "stable"))
@@ -146,6 +149,7 @@ func TestCatalogUpstreamFailure(t *testing.T) {
 }
 
 func TestCatalogFromPlainRegistry(t *testing.T) {
+	t.Parallel()
 	reg := newFakeRegistry()
 	reg.repos = []string{"acme/beta/app", "acme/stable/app", "acme/stable/db", "other/x"}
 	e := newEnv(t, reg)
@@ -164,7 +168,7 @@ func TestCatalogFromPlainRegistry(t *testing.T) {
 
 // TestCatalogFromECR: with the ecr source, the catalog lists the registry
 // with DescribeRepositories through the SDK client pkg/ecr builds, tuned
-// by Options.ECR (the environment's endpoint is dead: the option is what
+// by ecr.Config.Client (the environment's endpoint is dead: the option is what
 // reaches the fake).
 func TestCatalogFromECR(t *testing.T) {
 	fake := ecrfake.New(ecrfake.Options{RegistryID: "123456789012", Repositories: upstreamRepos})
@@ -172,10 +176,9 @@ func TestCatalogFromECR(t *testing.T) {
 	fake.SetEnv(t)
 	t.Setenv("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:1")
 	e := newEnv(t, newFakeRegistry(), func(c *Config, o *Options) {
-		c.Upstream.Static = nil
-		c.Upstream.ECR = &ECRConfig{Region: "us-east-1", RegistryID: "123456789012"}
+		c.Upstream.Providers = ecrProvider(&ecr.Config{Region: "us-east-1", RegistryID: "123456789012",
+			Client: ecr.ClientOptions{Endpoint: fake.URL(), MaxAttempts: 1}})
 		o.Credentials = nil
-		o.ECR = ecr.ClientOptions{Endpoint: fake.URL(), MaxAttempts: 1}
 	})
 	p, resp := getCatalog(t, e, "", catalogToken(e, "stable"))
 	if resp.StatusCode != http.StatusOK || !slices.Equal(p.Repositories, []string{"stable/app", "stable/db", "stable/web", "stable/zz"}) {

@@ -6,18 +6,24 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/acme/registry-gateway/internal/configfile"
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/pkg/auth"
-	"github.com/acme/registry-gateway/pkg/ecr"
+	"github.com/acme/registry-gateway/pkg/upstream"
 )
 
 // Config is the gateway's configuration file.
@@ -118,9 +124,10 @@ type UpstreamConfig struct {
 	// itself and stream the blob, for clients that can reach only the
 	// gateway's host.
 	ProxyBlobs bool `yaml:"proxy_blobs"`
-	// Exactly one credential source.
-	ECR    *ECRConfig    `yaml:"ecr"`
-	Static *StaticConfig `yaml:"static"`
+	// Providers are the provider sections the file holds (upstream.ecr,
+	// upstream.static, …: the keys of providers.go), by key, each decoded
+	// by its provider's package; exactly one is valid.
+	Providers map[string]upstream.Config `yaml:"-"`
 	// Upstream connection limits; zero values take the defaults.
 	MaxIdleConnsPerHost   int           `yaml:"max_idle_conns_per_host"` // default 256
 	DialTimeout           time.Duration `yaml:"dial_timeout"`            // default 10s
@@ -243,18 +250,104 @@ type MetricsConfig struct {
 // DefaultMetricsListen is metrics.listen's default.
 const DefaultMetricsListen = "127.0.0.1:9090"
 
-// ECRConfig fetches the upstream credential with GetAuthorizationToken,
-// using the AWS SDK's default credential chain.
-type ECRConfig struct {
-	Region     string `yaml:"region"`
-	RegistryID string `yaml:"registry_id"`
+// UnmarshalYAML decodes upstream: strictly, each provider's section into
+// the provider's own Config (see providers.go), so that a key unknown to
+// the gateway and to every provider is an error like any other.
+func (u *UpstreamConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	var raw rawNode
+	if err := unmarshal(&raw); err != nil {
+		return err
+	}
+	node := raw.node
+	// One decode of a struct made for the keys present: the settings
+	// inline, then a field per provider section of that provider's type,
+	// so that the decoder's strictness and line numbers hold for all.
+	fields := []reflect.StructField{{Name: "Settings", Type: reflect.TypeFor[plainUpstream](), Tag: `yaml:",inline"`}}
+	sections := map[string]int{} // key: field index
+	var problems []string
+	if node != nil && node.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			k := node.Content[i]
+			key := k.Value
+			if _, dup := sections[key]; dup || upstreamSettingKeys[key] || strings.ContainsAny(key, ",\"") {
+				continue // the decoder reports duplicates and odd keys
+			}
+			typ := reflect.TypeFor[rawNode]()
+			if newConfig, ok := providers[key]; ok {
+				typ = reflect.TypeOf(newConfig()).Elem()
+			} else {
+				problems = append(problems, fmt.Sprintf("line %d: field %s not found in type gateway.UpstreamConfig", k.Line, key))
+			}
+			sections[key] = len(fields)
+			fields = append(fields, reflect.StructField{Name: "P" + strconv.Itoa(len(fields)), Type: typ,
+				Tag: reflect.StructTag(`yaml:"` + key + `"`)})
+		}
+	}
+	v := reflect.New(reflect.StructOf(fields)).Elem()
+	err := unmarshal(v.Addr().Interface())
+	var te *yaml.TypeError
+	if err != nil && !errors.As(err, &te) {
+		return err
+	}
+	*u = UpstreamConfig(v.Field(0).Interface().(plainUpstream))
+	for key, i := range sections {
+		if c, ok := v.Field(i).Addr().Interface().(upstream.Config); ok {
+			if u.Providers == nil {
+				u.Providers = map[string]upstream.Config{}
+			}
+			u.Providers[key] = c
+		}
+	}
+	if te != nil {
+		problems = append(te.Errors, problems...)
+	}
+	if len(problems) > 0 {
+		return &yaml.TypeError{Errors: problems}
+	}
+	return nil
 }
 
-// StaticConfig is a username and a password read from a file, for any
-// registry other than ECR.
-type StaticConfig struct {
-	Username     string `yaml:"username"`
-	PasswordFile string `yaml:"password_file"`
+// rawNode keeps the YAML node it is decoded from.
+type rawNode struct{ node *yaml.Node }
+
+func (r *rawNode) UnmarshalYAML(n *yaml.Node) error {
+	r.node = n
+	return nil
+}
+
+// plainUpstream is UpstreamConfig without its UnmarshalYAML: its settings.
+type plainUpstream UpstreamConfig
+
+// upstreamSettingKeys are the keys of upstream: that are not providers'.
+var upstreamSettingKeys = func() map[string]bool {
+	keys := map[string]bool{}
+	t := reflect.TypeFor[plainUpstream]()
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
+			keys[name] = true
+		}
+	}
+	return keys
+}()
+
+// Provider is the one provider section of the file, and its key.
+func (u *UpstreamConfig) Provider() (string, upstream.Config, error) {
+	if len(u.Providers) != 1 {
+		return "", nil, fmt.Errorf("upstream: set %s", providerChoice())
+	}
+	for k, c := range u.Providers {
+		return k, c, nil
+	}
+	panic("unreachable")
+}
+
+// providerChoice lists the provider keys: "ecr or static".
+func providerChoice() string {
+	keys := slices.Sorted(maps.Keys(providers))
+	if len(keys) < 2 {
+		return strings.Join(keys, "")
+	}
+	return strings.Join(keys[:len(keys)-1], ", ") + " or " + keys[len(keys)-1]
 }
 
 // LoadConfig reads, defaults and validates a configuration file.
@@ -353,8 +446,7 @@ func (c *Config) SetDefaults() {
 }
 
 var (
-	prefixRe     = regexp.MustCompile(`^` + pathComponent + `(?:/` + pathComponent + `)*/$`)
-	registryIDRe = regexp.MustCompile(`^[0-9]{12}$`)
+	prefixRe = regexp.MustCompile(`^` + pathComponent + `(?:/` + pathComponent + `)*/$`)
 )
 
 // Validate reports every problem of the configuration at once.
@@ -456,26 +548,17 @@ func (c *Config) Validate() error {
 	if u.RepositoryPrefix != "" && !prefixRe.MatchString(u.RepositoryPrefix) {
 		bad("upstream.repository_prefix: %q is not a repository path (lower-case components joined by /)", u.RepositoryPrefix)
 	}
-	switch {
-	case u.ECR == nil && u.Static == nil:
-		bad("upstream: set ecr or static")
-	case u.ECR != nil && u.Static != nil:
-		bad("upstream: set ecr or static, not both")
+	switch n := len(u.Providers); {
+	case n == 0:
+		bad("upstream: set %s", providerChoice())
+	case n > 1 && len(providers) == 2:
+		bad("upstream: set %s, not both", providerChoice())
+	case n > 1:
+		bad("upstream: set one of %s, not several", providerChoice())
 	}
-	if e := u.ECR; e != nil {
-		if e.Region == "" {
-			bad("upstream.ecr.region: required")
-		}
-		if e.RegistryID != "" && !registryIDRe.MatchString(e.RegistryID) {
-			bad("upstream.ecr.registry_id: %q is not a 12-digit AWS account ID", e.RegistryID)
-		}
-	}
-	if s := u.Static; s != nil {
-		if s.Username == "" {
-			bad("upstream.static.username: required")
-		}
-		if s.PasswordFile == "" {
-			bad("upstream.static.password_file: required")
+	for _, key := range slices.Sorted(maps.Keys(u.Providers)) {
+		for _, err := range u.Providers[key].Validate() {
+			bad("upstream.%s.%w", key, err)
 		}
 	}
 	if u.MaxIdleConnsPerHost < 0 || u.DialTimeout < 0 || u.TLSHandshakeTimeout < 0 || u.ResponseHeaderTimeout < 0 {
@@ -520,7 +603,7 @@ func checkURL(s string, bare bool) error {
 
 // CheckConfig validates the configuration file at path as the gateway does
 // at start; with files, it also loads keys.public_keys and reads
-// upstream.static.password_file. It contacts nothing (not the JWKS URL, not
+// the files of the upstream provider's section. It contacts nothing (not the JWKS URL, not
 // the upstream, not AWS). It is `gateway check-config`.
 func CheckConfig(path string, files bool) error {
 	cfg, err := LoadConfig(path)
@@ -533,12 +616,11 @@ func CheckConfig(path string, files bool) error {
 			errs = append(errs, fmt.Errorf("keys.public_keys: %w", err))
 		}
 	}
-	if s := cfg.Upstream.Static; s != nil {
-		// The fetcher the gateway will use, so that the check judges the
-		// file exactly as the gateway will (trailing newlines, empty).
-		f := ecr.StaticFetcher{Username: s.Username, PasswordFile: s.PasswordFile}
-		if _, err := f.Fetch(context.Background()); err != nil {
-			errs = append(errs, fmt.Errorf("upstream.static.password_file: %w", err))
+	for _, key := range slices.Sorted(maps.Keys(cfg.Upstream.Providers)) {
+		// The provider judges its files exactly as it will at start
+		// (a password file's trailing newlines, or an empty one).
+		if err := cfg.Upstream.Providers[key].CheckFiles(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("upstream.%s.%w", key, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/pkg/ecr"
+	"github.com/acme/registry-gateway/pkg/upstream/static"
 )
 
 const exampleConfig = `
@@ -27,6 +30,7 @@ upstream:
 `
 
 func TestLoadConfigExample(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "gateway.yaml")
 	if err := os.WriteFile(path, []byte(exampleConfig), 0o600); err != nil {
 		t.Fatal(err)
@@ -38,8 +42,8 @@ func TestLoadConfigExample(t *testing.T) {
 	if cfg.Upstream.RepositoryPrefix != "acme/" {
 		t.Errorf("prefix = %q, want a trailing slash added", cfg.Upstream.RepositoryPrefix)
 	}
-	if cfg.Upstream.ECR == nil || cfg.Upstream.ECR.RegistryID != "123456789012" {
-		t.Errorf("ecr = %+v", cfg.Upstream.ECR)
+	if e, ok := cfg.Upstream.Providers["ecr"].(*ecr.Config); !ok || e.RegistryID != "123456789012" || e.Region != "us-east-1" || len(cfg.Upstream.Providers) != 1 {
+		t.Errorf("providers = %+v", cfg.Upstream.Providers)
 	}
 	if cfg.Leeway != 30*time.Second || cfg.CatalogTTL != 30*time.Second || !*cfg.AccessLog || cfg.Upstream.MaxIdleConnsPerHost != 256 {
 		t.Errorf("defaults not applied: %+v", cfg)
@@ -60,6 +64,7 @@ func TestLoadConfigExample(t *testing.T) {
 }
 
 func TestParseConfigStatic(t *testing.T) {
+	t.Parallel()
 	cfg, err := ParseConfig([]byte(`
 realm: "http://localhost:5000/token"
 service: "s"
@@ -77,7 +82,7 @@ upstream:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:5000" || cfg.Leeway != 10*time.Second || *cfg.AccessLog || cfg.Upstream.Static.Username != "puller" {
+	if cfg.Listen != "127.0.0.1:5000" || cfg.Leeway != 10*time.Second || *cfg.AccessLog || cfg.Upstream.Providers["static"].(*static.Config).Username != "puller" {
 		t.Errorf("cfg = %+v", cfg)
 	}
 	if m := cfg.ManifestCache; m.Disabled || m.MaxBytes != 1<<20 || m.TagTTLOrZero() != 10*time.Second {
@@ -93,6 +98,7 @@ upstream:
 }
 
 func TestParseConfigEdge(t *testing.T) {
+	t.Parallel()
 	cfg, err := ParseConfig([]byte(`
 realm: "http://localhost:5000/token"
 service: "s"
@@ -113,6 +119,7 @@ upstream: {url: "http://127.0.0.1:5002", static: {username: puller, password_fil
 }
 
 func TestParseConfigListsEveryProblem(t *testing.T) {
+	t.Parallel()
 	_, err := ParseConfig([]byte(`
 listen: "nope"
 realm: "/token"
@@ -152,6 +159,7 @@ upstream:
 }
 
 func TestParseConfigRefuses(t *testing.T) {
+	t.Parallel()
 	base := "realm: http://localhost/token\nservice: s\nissuer: i\nkeys: {public_keys: [k]}\n"
 	for name, doc := range map[string]string{
 		"unknown key":                     base + "upstream: {url: http://u, static: {username: u, password_file: p}}\nupstrem: {}\n",
@@ -179,6 +187,7 @@ func TestParseConfigRefuses(t *testing.T) {
 // TestParseConfigTagTTL: unset is the 5 s default, an explicit 0 stays 0
 // (tags always go upstream), and a value is taken as given.
 func TestParseConfigTagTTL(t *testing.T) {
+	t.Parallel()
 	base := "realm: http://localhost/token\nservice: s\nissuer: i\nkeys: {public_keys: [k]}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n"
 	for doc, want := range map[string]time.Duration{
 		"":                                  5 * time.Second,
@@ -195,5 +204,33 @@ func TestParseConfigTagTTL(t *testing.T) {
 		if got := cfg.ManifestCache.TagTTLOrZero(); got != want {
 			t.Errorf("%q: tag_ttl %s, want %s", doc, got, want)
 		}
+	}
+}
+
+// TestParseConfigProviderSections: a provider's section is decoded by its
+// package as strictly as the rest of the file, with the file's line
+// numbers; a key that is neither a setting nor a provider is refused.
+func TestParseConfigProviderSections(t *testing.T) {
+	t.Parallel()
+	base := "realm: http://localhost/token\nservice: s\nissuer: i\nkeys: {public_keys: [k]}\n"
+	for doc, want := range map[string]string{
+		"upstream:\n  url: http://u\n  staticc: {username: u, password_file: p}\n":                  "line 7: field staticc not found in type gateway.UpstreamConfig",
+		"upstream:\n  url: http://u\n  static:\n    username: u\n    pasword: p\n":                  "line 9: field pasword not found in type static.Config",
+		"upstream:\n  url: http://u\n  ecr: {region: [1]}\n":                                        "line 7: cannot unmarshal !!seq into string",
+		"upstream:\n  url: http://u\n  ecr: {region: r}\n  ecr: {region: r}\n":                      "already defined",
+		"upstream:\n  url: http://u\n  ecr: {region: r}\n  static: {username: u, password_file: p}": "not both",
+		"upstream:\n  url: http://u\n  ecr: {region: r}\n  max_idle_conns_per_host: x\n":            "line 8: cannot unmarshal !!str `x` into int",
+	} {
+		_, err := ParseConfig([]byte(base + doc))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", doc, err, want)
+		}
+	}
+	cfg, err := ParseConfig([]byte(base + "upstream:\n  url: http://u\n  proxy_blobs: true\n  ecr: {region: eu-west-1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := cfg.Upstream.Providers["ecr"].(*ecr.Config); !ok || e.Region != "eu-west-1" || !cfg.Upstream.ProxyBlobs || cfg.Upstream.URL != "http://u" {
+		t.Errorf("upstream = %+v", cfg.Upstream)
 	}
 }

@@ -7,17 +7,17 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/acme/registry-gateway/pkg/ecr"
+	"github.com/acme/registry-gateway/pkg/upstream"
 )
 
-// Credentials is the gateway's upstream credential: *ecr.Source in
+// Credentials is the gateway's upstream credential: *upstream.Source in
 // production, StaticCredential in tests.
 type Credentials interface {
 	// Credential returns the credential to use now.
-	Credential(ctx context.Context) (ecr.Credential, error)
+	Credential(ctx context.Context) (upstream.Credential, error)
 	// Invalidate reports that the upstream refused stale and returns its
 	// replacement; concurrent callers share one refresh.
-	Invalidate(ctx context.Context, stale ecr.Credential) (ecr.Credential, error)
+	Invalidate(ctx context.Context, stale upstream.Credential) (upstream.Credential, error)
 }
 
 // readiness is what Credentials may also offer for /readyz and metrics.
@@ -27,22 +27,22 @@ type readiness interface {
 }
 
 var (
-	_ Credentials = (*ecr.Source)(nil)
-	_ readiness   = (*ecr.Source)(nil)
+	_ Credentials = (*upstream.Source)(nil)
+	_ readiness   = (*upstream.Source)(nil)
 	_ Credentials = StaticCredential{}
 )
 
 // StaticCredential never changes; Invalidate hands back the same one.
-type StaticCredential ecr.Credential
+type StaticCredential upstream.Credential
 
 // Credential implements Credentials.
-func (s StaticCredential) Credential(context.Context) (ecr.Credential, error) {
-	return ecr.Credential(s), nil
+func (s StaticCredential) Credential(context.Context) (upstream.Credential, error) {
+	return upstream.Credential(s), nil
 }
 
 // Invalidate implements Credentials.
-func (s StaticCredential) Invalidate(context.Context, ecr.Credential) (ecr.Credential, error) {
-	return ecr.Credential(s), nil
+func (s StaticCredential) Invalidate(context.Context, upstream.Credential) (upstream.Credential, error) {
+	return upstream.Credential(s), nil
 }
 
 // errNoCredential wraps a failure to obtain an upstream credential; the
@@ -65,7 +65,7 @@ type authHeader struct {
 }
 
 type headerFor struct {
-	cred  ecr.Credential
+	cred  upstream.Credential
 	value []string // shared by every request's header map: never changed
 	// refreshedAt is when an upstream 401 made the gateway ask for this
 	// credential; zero for one it was simply handed.
@@ -83,7 +83,7 @@ func (a *authHeader) get(ctx context.Context) (*headerFor, error) {
 
 // invalidate replaces stale and returns the new credential's header (the
 // same credential when the source has no other), marked as refreshed now.
-func (a *authHeader) invalidate(ctx context.Context, stale ecr.Credential) (*headerFor, error) {
+func (a *authHeader) invalidate(ctx context.Context, stale upstream.Credential) (*headerFor, error) {
 	c, err := a.creds.Invalidate(ctx, stale)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errNoCredential, err)
@@ -98,7 +98,7 @@ func (a *authHeader) heldOff(h *headerFor) bool {
 	return !h.refreshedAt.IsZero() && a.clock().Sub(h.refreshedAt) < refreshHoldOff
 }
 
-func (a *authHeader) remember(c ecr.Credential) *headerFor {
+func (a *authHeader) remember(c upstream.Credential) *headerFor {
 	if h := a.cur.Load(); h != nil && h.cred.Username == c.Username && h.cred.Password == c.Password {
 		return h
 	}

@@ -28,6 +28,7 @@ import (
 // manifest cache (tag_ttl on) nothing stored under a tag that names
 // another; a 502 is all a misbehaving answer may cost.
 func TestCrossTenantInvariant(t *testing.T) {
+	t.Parallel()
 	const (
 		workers  = 8
 		rounds   = 5

@@ -47,6 +47,7 @@ func dialStalled(t *testing.T, addr string) net.Conn {
 // stop moving: its goroutine and descriptor are released, not held for as
 // long as the client likes.
 func TestSendTimeoutCutsBlobNeverRead(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, bigBlob(64<<20), withSend)
 	addr, tracked := testutil.ServeTracked(t, e.gw.Serve)
 	c := dialStalled(t, addr)
@@ -67,6 +68,7 @@ func TestSendTimeoutCutsBlobNeverRead(t *testing.T) {
 // (small 401 answers) and never reads one is closed as well, once the
 // answers fill the socket buffers.
 func TestSendTimeoutCutsPipelinedFlood(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry(), withSend, func(c *Config, _ *Options) { f := false; c.AccessLog = &f })
 	addr, tracked := testutil.ServeTracked(t, e.gw.Serve)
 	c := dialStalled(t, addr)
@@ -86,6 +88,7 @@ func TestSendTimeoutCutsPipelinedFlood(t *testing.T) {
 // steadily gets all of it, though the download lasts many times
 // timeouts.send.
 func TestSendTimeoutSparesSlowReader(t *testing.T) {
+	t.Parallel()
 	const size = 8 << 20
 	e := newEnv(t, bigBlob(size), withSend)
 	addr := testutil.Serve(t, e.gw.Serve)
@@ -130,6 +133,7 @@ func TestSendTimeoutSparesSlowReader(t *testing.T) {
 // limits.max_connections_per_address from one address, a new connection
 // is closed at once and counted in gateway_connections_refused_total.
 func TestConnectionLimits(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		limits LimitsConfig
@@ -175,6 +179,7 @@ func metricsWith(m, prefix string) string {
 // process's internals); metrics.listen serves both. /healthz and /readyz
 // stay with the clients' listener, where the kubelet probes.
 func TestMetricsOnlyOnTheirListener(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	readBody(t, e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token())))
 	for _, p := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/goroutine"} {
@@ -223,16 +228,13 @@ func TestRunServesBothListeners(t *testing.T) {
 	go func() { done <- e.gw.Run(ctx) }()
 	get := func(addr, path string) int {
 		t.Helper()
+		// Run listens on its own: nothing says when it does.
 		var resp *http.Response
-		var err error
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			if resp, err = noRedirects.Get("http://" + addr + path); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s%s: %v", addr, path, err)
-			}
-		}
+		testutil.WaitFor(t, "Run to serve "+addr+path, 5*time.Second, func() bool {
+			var err error
+			resp, err = noRedirects.Get("http://" + addr + path)
+			return err == nil
+		})
 		resp.Body.Close()
 		return resp.StatusCode
 	}

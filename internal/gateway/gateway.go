@@ -19,7 +19,7 @@ import (
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/pkg/auth"
-	"github.com/acme/registry-gateway/pkg/ecr"
+	"github.com/acme/registry-gateway/pkg/upstream"
 )
 
 // Options supply what New would otherwise build from the Config; every
@@ -31,17 +31,15 @@ type Options struct {
 	Keys auth.KeySource
 	// Verifier overrides the token verifier built from the config and Keys.
 	Verifier TokenVerifier
-	// Credentials overrides cfg.Upstream.ECR/Static.
+	// Credentials overrides the credential of the upstream provider.
 	Credentials Credentials
-	// Repositories overrides the catalog's upstream lister.
+	// Repositories overrides the catalog's upstream lister (the
+	// provider's, when it has one).
 	Repositories RepositoryLister
 	// Transport is the base upstream transport (default
 	// NewUpstreamTransport); the gateway wraps it with its credential,
 	// retry, redirect and timing round-trippers.
 	Transport http.RoundTripper
-	// ECR tunes the AWS SDK client of the ecr source (endpoint, HTTP
-	// client, retries).
-	ECR ecr.ClientOptions
 }
 
 // Gateway is the registry gateway: Handler serves it, Run listens and
@@ -55,7 +53,8 @@ type Gateway struct {
 	clients *httpx.ClientAddr
 
 	creds     Credentials
-	source    *ecr.Source      // nil with Options.Credentials
+	provider  upstream.Provider
+	source    *upstream.Source // nil with Options.Credentials
 	lister    RepositoryLister // the catalog's; nil: the upstream's /v2/_catalog
 	authz     *authorizer
 	jwks      *auth.RemoteJWKS // nil without keys.jwks_url
@@ -125,32 +124,24 @@ func (g *Gateway) buildClientAddr(context.Context, Options) (err error) {
 	return nil
 }
 
-// buildCredentials sets up the upstream credential: Options.Credentials,
-// or a Source over ECR's or the static password file's.
+// buildCredentials builds the upstream provider of the configuration, and
+// the credential: Options.Credentials, or a Source over the provider.
 func (g *Gateway) buildCredentials(ctx context.Context, opts Options) error {
+	key, pc, err := g.cfg.Upstream.Provider()
+	if err != nil {
+		return err
+	}
+	if g.provider, err = pc.Provider(ctx, upstream.Env{URL: g.cfg.Upstream.URL, MaxRepositories: maxCatalogRepos}); err != nil {
+		return fmt.Errorf("upstream.%s: %w", key, err)
+	}
 	g.lister = opts.Repositories
+	if l, ok := g.provider.(upstream.RepositoryLister); ok && g.lister == nil {
+		g.lister = l
+	}
 	if g.creds = opts.Credentials; g.creds != nil {
 		return nil
 	}
-	var fetcher ecr.Fetcher
-	switch u := g.cfg.Upstream; {
-	case u.ECR != nil:
-		f, err := ecr.NewSDKFetcher(ctx, u.ECR.Region, u.ECR.RegistryID, opts.ECR)
-		if err != nil {
-			return err
-		}
-		fetcher = f
-		if g.lister == nil {
-			l := f.Lister()
-			l.Max = maxCatalogRepos
-			g.lister = l
-		}
-	case u.Static != nil:
-		fetcher = ecr.StaticFetcher{Username: u.Static.Username, PasswordFile: u.Static.PasswordFile, ProxyEndpoint: u.URL}
-	default:
-		return errors.New("upstream: no credential source")
-	}
-	g.source = ecr.NewSource(fetcher, ecr.Options{Clock: g.clock, Logger: g.log, Observer: g.metrics})
+	g.source = upstream.NewSource(g.provider, upstream.Options{Clock: g.clock, Logger: g.log, Observer: g.metrics})
 	g.creds = g.source
 	g.closers = append(g.closers, g.source.Close)
 	return nil
@@ -221,32 +212,16 @@ func (g *Gateway) buildUpstream(_ context.Context, opts Options) (err error) {
 	g.plain = timed(checkedStatus(base), func(d time.Duration) { g.metrics.upstreamLatency.Observe(d.Seconds()) }, time.Now)
 	g.auth = &authHeader{creds: g.creds, clock: g.clock}
 	var rt http.RoundTripper = &credentialTransport{next: g.plain, auth: g.auth, retried: g.metrics.upstreamRetries.Inc}
+	blobs := rt
 	if cfg.Upstream.ProxyBlobs {
-		rt = &redirectFollower{next: rt, plain: g.plain}
+		blobs = &redirectFollower{next: rt, plain: g.plain}
 	}
-	rt = headErrorAsGET{next: rt}
-	up := &upstreamProxy{upstream: g.upstream, prefix: cfg.Upstream.RepositoryPrefix, errs: g.errs,
+	up := &upstreamProxy{upstream: g.upstream, prefix: cfg.Upstream.RepositoryPrefix,
 		refused: g.metrics.upstreamRefused.Inc, auth: g.auth}
 	g.manifests = newManifestCache(cfg.ManifestCache, g.clock, g.log, g.metrics.reg)
-	g.redirects = newBlobRedirects(cfg.BlobRedirectCache, cfg.Upstream.ProxyBlobs, g.clock, g.metrics.reg)
-	// The caches store the answer as the client gets it: after the
-	// upstream's errors and headers are turned into the gateway's.
-	modify := up.modifyResponse
-	if g.manifests != nil || g.redirects != nil {
-		modify = func(resp *http.Response) error {
-			if err := up.modifyResponse(resp); err != nil {
-				return err
-			}
-			if g.redirects != nil {
-				g.redirects.fill(resp, up.foreign)
-			}
-			if g.manifests != nil {
-				return g.manifests.fill(resp)
-			}
-			return nil
-		}
-	}
-	g.proxy = &forwarder{proxy: up, transport: rt, modify: modify, buffers: newBufferPool(), log: g.log}
+	g.redirects = newBlobRedirects(cfg.BlobRedirectCache, cfg.Upstream.ProxyBlobs, g.provider.RedirectExpiry, g.clock, g.metrics.reg)
+	g.proxy = &forwarder{proxy: up, transport: headErrorAsGET{next: rt}, blobs: headErrorAsGET{next: blobs},
+		redirects: g.redirects, manifests: g.manifests, buffers: newBufferPool(), log: g.log}
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 )
 
 func TestBaseChallenge(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	expired := e.claims()
 	expired.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Hour))
@@ -55,6 +56,7 @@ func TestBaseChallenge(t *testing.T) {
 }
 
 func TestTokenChecks(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	const path = "/v2/stable/app/manifests/latest"
 	scope := `,scope="repository:stable/app:pull"`
@@ -164,6 +166,7 @@ func TestTokenChecks(t *testing.T) {
 }
 
 func TestReadOnly(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	c := e.claims()
 	c.Access[0].Actions = []string{"pull", "push", "delete", "*"}
@@ -190,6 +193,7 @@ func TestReadOnly(t *testing.T) {
 }
 
 func TestNonCanonicalPathsAreRefusedBeforeForwarding(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	tok := bearer(e.token())
 	for _, p := range []string{
@@ -237,6 +241,7 @@ func TestNonCanonicalPathsAreRefusedBeforeForwarding(t *testing.T) {
 }
 
 func TestUnknownPaths(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	for _, p := range []string{"/", "/v1/", "/token", "/v2x", "/v2/stable/app/other/x"} {
 		resp := e.do("GET", p, bearer(e.token()))

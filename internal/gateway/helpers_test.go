@@ -28,6 +28,8 @@ import (
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/ecr"
+	"github.com/acme/registry-gateway/pkg/upstream"
+	"github.com/acme/registry-gateway/pkg/upstream/static"
 )
 
 const (
@@ -202,7 +204,7 @@ func newEnv(t testing.TB, upstream http.Handler, options ...envOption) *env {
 	cfg := &Config{
 		Realm: testRealm, Service: testService, Issuer: testIssuer,
 		Keys:     KeysConfig{PublicKeys: []string{pubPath}},
-		Upstream: UpstreamConfig{URL: upSrv.URL, RepositoryPrefix: testPrefix, Static: &StaticConfig{Username: testUser, PasswordFile: "unused"}},
+		Upstream: UpstreamConfig{URL: upSrv.URL, RepositoryPrefix: testPrefix, Providers: staticProvider(testUser, "unused")},
 	}
 	logs := &testutil.SyncBuffer{}
 	opts := Options{
@@ -333,10 +335,10 @@ func firstError(t *testing.T, body string) struct{ Code, Message string } {
 	return e.Errors[0]
 }
 
-// fetcherFunc is an ecr.Fetcher for the tests.
-type fetcherFunc func(context.Context) (ecr.Credential, error)
+// fetcherFunc is an upstream.Fetcher for the tests.
+type fetcherFunc func(context.Context) (upstream.Credential, error)
 
-func (f fetcherFunc) Fetch(ctx context.Context) (ecr.Credential, error) { return f(ctx) }
+func (f fetcherFunc) Fetch(ctx context.Context) (upstream.Credential, error) { return f(ctx) }
 
 // counterValue reads a counter without prometheus/testutil (whose
 // dependencies are not in go.mod).
@@ -382,4 +384,14 @@ func cancelOnArrival(t *testing.T, req *http.Request, arrived <-chan struct{}, c
 	if err := <-errc; err == nil {
 		t.Fatal("the request was answered, not cancelled")
 	}
+}
+
+// staticProvider is the upstream.static section of a test's configuration.
+func staticProvider(user, passwordFile string) map[string]upstream.Config {
+	return map[string]upstream.Config{"static": &static.Config{Username: user, PasswordFile: passwordFile}}
+}
+
+// ecrProvider is the upstream.ecr section of a test's configuration.
+func ecrProvider(c *ecr.Config) map[string]upstream.Config {
+	return map[string]upstream.Config{"ecr": c}
 }

@@ -204,6 +204,7 @@ func hostileCases() []hostileCase {
 // its own answer. The behaviour under test is net/http's Transport as the
 // gateway configures it (NewUpstreamTransport) plus checkedStatus.
 func TestHostileUpstream(t *testing.T) {
+	t.Parallel()
 	for _, tlsOn := range []bool{false, true} {
 		name := "tcp"
 		if tlsOn {

@@ -6,6 +6,7 @@ import (
 )
 
 func TestLRU(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
 	l := newLRU[string, int](10)
 	if !l.add("a", 1, 4, time.Time{}) || !l.add("b", 2, 4, now.Add(time.Second)) {

@@ -64,6 +64,10 @@ type manifestCache struct {
 	clock    func() time.Time
 	log      *slog.Logger
 
+	// waiting, when set (by tests, before any request), is called each
+	// time a request starts waiting for a flight.
+	waiting func()
+
 	mu       sync.Mutex
 	entries  *lru[manifestKey, *manifestEntry] // cost: bytes
 	inflight map[manifestKey]*manifestFlight
@@ -180,8 +184,9 @@ func (e *manifestEntry) write(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// manifestFill rides on the route of a GET that missed, so that the
-// proxy's ModifyResponse can store the upstream's answer.
+// manifestFill is what a GET that missed and leads the upstream fetch hands
+// the forwarder, so that the upstream's answer is stored under key and the
+// flight's waiters woken.
 type manifestFill struct {
 	key    manifestKey
 	flight *manifestFlight
@@ -190,17 +195,19 @@ type manifestFill struct {
 // serveManifest answers a manifest request whose token was checked: from
 // the cache, after waiting for a GET of the same key already in flight, or
 // from the upstream.
-func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, rt *routed, accept acceptSet) {
+func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, rt *routed, accept acceptSet) error {
 	c := g.manifests
 	k, ok := c.keyFor(r, rt.Route, accept)
 	if !ok {
-		g.proxy.ServeHTTP(w, r)
-		return
+		return g.proxy.forward(w, r, rt, nil)
 	}
 	// A HEAD miss goes upstream as it is: it has no body to store.
 	e, f, leader := c.lookup(k, r.Method == http.MethodGet)
 	if f != nil && !leader {
 		f.waiters.Add(1)
+		if c.waiting != nil {
+			c.waiting()
+		}
 		select {
 		case <-f.done:
 		case <-r.Context().Done():
@@ -211,28 +218,25 @@ func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, rt *rout
 	}
 	if e != nil {
 		c.hits.Inc()
+		rt.digest = e.digest[0]
 		e.write(w, r)
-		return
+		return nil
 	}
 	c.misses.Inc()
-	if leader {
-		defer c.land(k, f)
-		rt.fill = &manifestFill{key: k, flight: f}
+	if !leader {
+		return g.proxy.forward(w, r, rt, nil)
 	}
-	g.proxy.ServeHTTP(w, r)
+	defer c.land(k, f)
+	return g.proxy.forward(w, r, rt, &manifestFill{key: k, flight: f})
 }
 
-// fill is part of the proxy's ModifyResponse: it stores a missed GET's 200
+// fill is part of the forwarder's finalize: it stores a missed GET's 200
 // answer when its body is at most maxManifestBytes (as Content-Length says,
 // so nothing is read without a bound) and hashes to its
 // Docker-Content-Digest, which for a digest reference must be the
 // reference. The body is read whole before it goes to the client; at these
 // sizes that costs less than streaming it twice.
-func (c *manifestCache) fill(resp *http.Response) error {
-	f := routeOf(resp.Request).fill
-	if f == nil {
-		return nil
-	}
+func (c *manifestCache) fill(resp *http.Response, f *manifestFill) error {
 	// Waiters wake once the entry is stored (or not), not after the copy
 	// to this client.
 	defer c.land(f.key, f.flight)

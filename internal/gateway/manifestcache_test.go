@@ -154,6 +154,7 @@ func (e *env) getManifest(t *testing.T, method, ref, tok string, want int, accep
 const ociManifest = "application/vnd.oci.image.manifest.v1+json"
 
 func TestManifestCacheHitByDigest(t *testing.T) {
+	t.Parallel()
 	reg := newManifestRegistry()
 	body := manifestBody("v1", 700)
 	d := reg.put("v1", body)
@@ -194,6 +195,7 @@ func TestManifestCacheHitByDigest(t *testing.T) {
 }
 
 func TestManifestCacheHeadHit(t *testing.T) {
+	t.Parallel()
 	reg := newManifestRegistry()
 	body := manifestBody("v1", 500)
 	d := reg.put("v1", body)
@@ -231,6 +233,7 @@ func TestManifestCacheHeadHit(t *testing.T) {
 }
 
 func TestManifestCacheTags(t *testing.T) {
+	t.Parallel()
 	t.Run("tag_ttl 0s: every tag request upstream", func(t *testing.T) {
 		reg := newManifestRegistry()
 		reg.put("v1", manifestBody("v1", 300))
@@ -284,6 +287,7 @@ func TestManifestCacheTags(t *testing.T) {
 }
 
 func TestManifestCacheAcceptVariants(t *testing.T) {
+	t.Parallel()
 	reg := newManifestRegistry()
 	d := reg.put("", manifestBody("v1", 400))
 	e := newEnv(t, reg)
@@ -320,6 +324,7 @@ func TestManifestCacheAcceptVariants(t *testing.T) {
 // what is not a manifest media type share one entry, so that one client
 // cannot fill the cache and evict everyone else's entries (finding 5).
 func TestManifestCacheAcceptCannotFlush(t *testing.T) {
+	t.Parallel()
 	reg := newManifestRegistry()
 	d := reg.put("", manifestBody("v1", 400))
 	other := reg.put("", manifestBody("v2", 400))
@@ -342,6 +347,7 @@ func TestManifestCacheAcceptCannotFlush(t *testing.T) {
 // TestAcceptBounded: an Accept header beyond any real client's is refused
 // before anything goes upstream.
 func TestAcceptBounded(t *testing.T) {
+	t.Parallel()
 	reg := newManifestRegistry()
 	d := reg.put("", manifestBody("v1", 400))
 	e := newEnv(t, reg)
@@ -368,6 +374,7 @@ func TestAcceptBounded(t *testing.T) {
 }
 
 func TestParseAccept(t *testing.T) {
+	t.Parallel()
 	a := parseAccept([]string{"application/vnd.oci.image.index.v1+json;q=0.9, text/plain", " APPLICATION/VND.DOCKER.DISTRIBUTION.MANIFEST.V2+JSON "})
 	b := parseAccept([]string{"application/vnd.docker.distribution.manifest.v2+json,application/vnd.oci.image.index.v1+json,application/vnd.oci.image.index.v1+json"})
 	if a != b || a == 0 {
@@ -394,6 +401,7 @@ func TestParseAccept(t *testing.T) {
 }
 
 func TestManifestCacheRefusesToStore(t *testing.T) {
+	t.Parallel()
 	big := manifestBody("big", maxManifestBytes+1)
 	small := manifestBody("small", 300)
 	other := manifestBody("other", 300)
@@ -444,6 +452,7 @@ func TestManifestCacheRefusesToStore(t *testing.T) {
 }
 
 func TestManifestCacheDoesNotStoreErrors(t *testing.T) {
+	t.Parallel()
 	reg := newManifestRegistry()
 	e := newEnv(t, reg)
 	tok := e.token()
@@ -461,6 +470,7 @@ func TestManifestCacheDoesNotStoreErrors(t *testing.T) {
 // A body cut short by the upstream is a 502 for the client (its answer is
 // read whole before it is sent) and nothing is stored.
 func TestManifestCacheTruncatedBody(t *testing.T) {
+	t.Parallel()
 	body := manifestBody("v1", 600)
 	d := digest.FromBytes(body).String()
 	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -487,6 +497,7 @@ func TestManifestCacheTruncatedBody(t *testing.T) {
 }
 
 func TestManifestCacheLRUEviction(t *testing.T) {
+	t.Parallel()
 	reg := newManifestRegistry()
 	var ds []string
 	for i := range 3 {
@@ -526,6 +537,7 @@ func TestManifestCacheLRUEviction(t *testing.T) {
 // The token check runs before the cache: a cached manifest is never served
 // to a request that would be refused without it.
 func TestManifestCacheAfterAuthorization(t *testing.T) {
+	t.Parallel()
 	reg := newManifestRegistry()
 	d := reg.put("v1", manifestBody("v1", 300))
 	e := newEnv(t, reg, withCache(func(c *ManifestCacheConfig) { c.TagTTL = new(time.Hour) }))
@@ -571,6 +583,7 @@ func TestManifestCacheAfterAuthorization(t *testing.T) {
 // Concurrent misses of one key make one upstream request; the others wait
 // for it and are answered from the cache.
 func TestManifestCacheCollapsesMisses(t *testing.T) {
+	t.Parallel()
 	reg := newManifestRegistry()
 	body := manifestBody("v1", 300)
 	d := reg.put("", body)
@@ -596,6 +609,8 @@ func TestManifestCacheCollapsesMisses(t *testing.T) {
 			errs <- fmt.Errorf("status %d, %d bytes", resp.StatusCode, b.Len())
 		}
 	}
+	waiting := make(chan struct{}, n)
+	e.gw.manifests.waiting = func() { waiting <- struct{}{} }
 	wg.Add(1)
 	go fetch()
 	<-reg.arrived // the first GET is upstream, held there
@@ -603,20 +618,8 @@ func TestManifestCacheCollapsesMisses(t *testing.T) {
 		wg.Add(1)
 		go fetch()
 	}
-	c := e.gw.manifests
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		c.mu.Lock()
-		var waiting int32
-		for _, f := range c.inflight {
-			waiting += f.waiters.Load()
-		}
-		c.mu.Unlock()
-		if waiting == n-1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d requests wait for the first", waiting, n-1)
-		}
+	for range n - 1 {
+		<-waiting
 	}
 	close(reg.hold)
 	wg.Wait()
@@ -634,6 +637,7 @@ func TestManifestCacheCollapsesMisses(t *testing.T) {
 
 // Waiters whose first GET got nothing storable go upstream themselves.
 func TestManifestCacheWaitersFallBackUpstream(t *testing.T) {
+	t.Parallel()
 	reg := newManifestRegistry()
 	d := digest.FromBytes([]byte("absent")).String()
 	reg.hold, reg.arrived = make(chan struct{}), make(chan struct{}, 16)
@@ -651,20 +655,18 @@ func TestManifestCacheWaitersFallBackUpstream(t *testing.T) {
 		resp.Body.Close()
 		done <- resp.StatusCode
 	}
+	waiting := make(chan struct{}, 1)
+	e.gw.manifests.waiting = func() { waiting <- struct{}{} }
 	go get()
 	<-reg.arrived
 	go get()
+	<-waiting
 	c := e.gw.manifests
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		c.mu.Lock()
-		f := c.inflight[manifestKey{name: "stable/app", ref: d}]
-		c.mu.Unlock()
-		if f != nil && f.waiters.Load() == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the second GET does not wait")
-		}
+	c.mu.Lock()
+	f := c.inflight[manifestKey{name: "stable/app", ref: d}]
+	c.mu.Unlock()
+	if f == nil || f.waiters.Load() != 1 {
+		t.Fatal("the second GET does not wait for the first")
 	}
 	close(reg.hold)
 	<-reg.arrived // the waiter's own upstream request
@@ -679,6 +681,7 @@ func TestManifestCacheWaitersFallBackUpstream(t *testing.T) {
 }
 
 func TestManifestCacheDisabled(t *testing.T) {
+	t.Parallel()
 	reg := newManifestRegistry()
 	d := reg.put("", manifestBody("v1", 300))
 	e := newEnv(t, reg, withCache(func(c *ManifestCacheConfig) { c.Disabled = true; c.TagTTL = new(time.Hour) }))

@@ -12,7 +12,7 @@ import (
 
 	"github.com/acme/registry-gateway/internal/buildinfo"
 	"github.com/acme/registry-gateway/internal/httpx"
-	"github.com/acme/registry-gateway/pkg/ecr"
+	"github.com/acme/registry-gateway/pkg/upstream"
 )
 
 // metrics are the gateway's Prometheus metrics, on a registry of its own so
@@ -48,7 +48,7 @@ const (
 
 var extraRouteNames = [extraRoutes]string{"token", "health", "other"}
 
-var _ ecr.Observer = (*metrics)(nil)
+var _ upstream.Observer = (*metrics)(nil)
 
 // newMetrics registers the metrics; expiry, when not nil, reports the held
 // upstream credential's expiry (zero time: it never expires) and whether one
@@ -139,8 +139,8 @@ func (m *metrics) request(k RouteKind, code int) {
 // httpx.ListenerOptions.Refused).
 func (m *metrics) connectionRefused(limit string) { m.connRefused.WithLabelValues(limit).Inc() }
 
-// Refreshed implements ecr.Observer.
-func (m *metrics) Refreshed(ecr.Credential) { m.refreshes.Inc() }
+// Refreshed implements upstream.Observer.
+func (m *metrics) Refreshed(upstream.Credential) { m.refreshes.Inc() }
 
-// RefreshFailed implements ecr.Observer.
+// RefreshFailed implements upstream.Observer.
 func (m *metrics) RefreshFailed(error) { m.refreshFailures.Inc() }

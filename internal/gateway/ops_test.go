@@ -12,10 +12,11 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/pkg/auth"
-	"github.com/acme/registry-gateway/pkg/ecr"
+	"github.com/acme/registry-gateway/pkg/upstream"
 )
 
 func TestHealthReadyMetrics(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) {
 		o.Credentials = StaticCredential{Username: testUser, Password: testPassword, ExpiresAt: time.Now().Add(time.Hour)}
 	})
@@ -46,6 +47,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 }
 
 func TestReadyzFailsWhenCredentialExpired(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) {
 		o.Credentials = StaticCredential{Username: testUser, Password: testPassword, ExpiresAt: time.Now().Add(-time.Second)}
 	})
@@ -55,12 +57,13 @@ func TestReadyzFailsWhenCredentialExpired(t *testing.T) {
 }
 
 func TestStaticSourceFromConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pw := dir + "/upstream.password"
 	writeFile(t, pw, testPassword+"\n")
 	e := newEnv(t, newFakeRegistry(), func(c *Config, o *Options) {
 		o.Credentials = nil
-		c.Upstream.Static = &StaticConfig{Username: testUser, PasswordFile: pw}
+		c.Upstream.Providers = staticProvider(testUser, pw)
 	})
 	if resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token())); resp.StatusCode != 200 {
 		t.Fatalf("%d", resp.StatusCode)
@@ -76,10 +79,11 @@ func TestStaticSourceFromConfig(t *testing.T) {
 }
 
 func TestNewFailsOnBadKeys(t *testing.T) {
+	t.Parallel()
 	cfg := &Config{
 		Realm: testRealm, Service: testService, Issuer: testIssuer,
 		Keys:     KeysConfig{PublicKeys: []string{t.TempDir() + "/missing.pub"}},
-		Upstream: UpstreamConfig{URL: "http://127.0.0.1:1", Static: &StaticConfig{Username: "u", PasswordFile: "p"}},
+		Upstream: UpstreamConfig{URL: "http://127.0.0.1:1", Providers: staticProvider("u", "p")},
 	}
 	cfg.SetDefaults()
 	if _, err := New(context.Background(), cfg, Options{Credentials: StaticCredential{}}); err == nil {
@@ -91,6 +95,7 @@ func TestNewFailsOnBadKeys(t *testing.T) {
 // gateway starts unready, the readiness probe refetches the key set, and
 // tokens verify once it is there.
 func TestJWKSLateStart(t *testing.T) {
+	t.Parallel()
 	var up atomic.Bool
 	var jwks atomic.Value
 	jwks.Store([]byte(`{"keys":[]}`))
@@ -138,10 +143,11 @@ func TestJWKSLateStart(t *testing.T) {
 }
 
 func TestMetricsObserver(t *testing.T) {
+	t.Parallel()
 	m := newMetrics(nil, time.Now)
-	var o ecr.Observer = m
+	var o upstream.Observer = m
 	o.RefreshFailed(errors.New("denied"))
-	o.Refreshed(ecr.Credential{})
+	o.Refreshed(upstream.Credential{})
 	if counterValue(m.refreshFailures) != 1 || counterValue(m.refreshes) != 1 {
 		t.Error("observer did not count")
 	}

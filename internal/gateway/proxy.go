@@ -44,7 +44,6 @@ func (b *bufferPool) Put(p []byte) {
 type upstreamProxy struct {
 	upstream *url.URL
 	prefix   string
-	errs     httpx.Handler
 	refused  func() // metrics hook: an upstream 401/403 answered 502
 	// auth is the credential transport's: its current header value goes
 	// on each outgoing request (see outgoing); nil: none does.
@@ -82,8 +81,8 @@ var noUserAgent = []string{""}
 // is the credential transport's to set; the header map is built with the
 // current one's value (when there is one), which the credential transport
 // then takes as it is instead of copying the request to set it. A shallow
-// copy of in keeps its context (with the access record) without a second
-// copy.
+// copy of in keeps its context (the client's cancellation) without a
+// second copy.
 func (p *upstreamProxy) outgoing(in *http.Request, rt *routed) *http.Request {
 	o := &struct {
 		req http.Request
@@ -159,13 +158,15 @@ func isHex(b byte) bool { return b >= '0' && b <= '9' || b >= 'a' && b <= 'f' ||
 // which would break the allow-list of response headers (request IDs,
 // Server, X-Amz-*). The upstream's 1xx answers stay here.
 type forwarder struct {
-	proxy     *upstreamProxy
-	transport http.RoundTripper
-	// modify turns the upstream's answer into the gateway's; an error is
-	// answered through the proxy's errorHandler.
-	modify  func(*http.Response) error
-	buffers copyBuffers
-	log     *slog.Logger
+	proxy *upstreamProxy
+	// transport sends every request but blobs; blobs goes through the
+	// redirect follower too with proxy_blobs.
+	transport, blobs http.RoundTripper
+	// The caches the upstream's answers fill; nil when disabled.
+	redirects *blobRedirects
+	manifests *manifestCache
+	buffers   copyBuffers
+	log       *slog.Logger
 }
 
 // copyBuffers lends the forwarder its copy buffers (a *bufferPool; tests
@@ -177,30 +178,38 @@ type copyBuffers interface {
 
 var _ copyBuffers = (*bufferPool)(nil)
 
-func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rt := routeOf(r)
+// forward sends r, checked and routed as rt, upstream and writes the
+// answer; fill, when not nil, is the manifest cache's flight this request
+// leads, which the answer lands. An error is returned, for serve to write,
+// only while nothing is written; a body that fails half-way cuts the
+// connection (abort).
+func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, rt *routed, fill *manifestFill) error {
 	if rt.Name == "" {
 		// Unreachable through the gateway's handler; failing closed,
 		// the request goes nowhere.
-		f.proxy.errorHandler(w, r, errNotRouted)
-		return
+		return upstreamError(r, errNotRouted)
 	}
-	resp, err := f.transport.RoundTrip(f.proxy.outgoing(r, rt))
+	transport := f.transport
+	if rt.Kind == RouteBlob {
+		transport = f.blobs
+	}
+	resp, err := transport.RoundTrip(f.proxy.outgoing(r, rt))
 	if err != nil {
-		f.proxy.errorHandler(w, r, err)
-		return
+		return upstreamError(r, err)
 	}
 	if resp.Body == nil {
 		resp.Body = http.NoBody
 	}
-	if err := f.modify(resp); err != nil {
+	if err := f.finalize(resp, rt, fill); err != nil {
 		resp.Body.Close()
-		f.proxy.errorHandler(w, r, err)
-		return
+		return upstreamError(r, err)
 	}
 	h := w.Header()
 	for k, v := range resp.Header {
 		h[k] = v
+	}
+	if v := resp.Header["Docker-Content-Digest"]; len(v) > 0 && rt.Kind == RouteManifest {
+		rt.digest = v[0]
 	}
 	w.WriteHeader(resp.StatusCode)
 	err = copyBody(w, resp, f.buffers, f.log)
@@ -208,6 +217,23 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		abort(r)
 	}
+	return nil
+}
+
+// finalize turns the upstream's answer for rt into the client's, then
+// lets the caches store it as the client gets it: after the upstream's
+// errors and headers were turned into the gateway's.
+func (f *forwarder) finalize(resp *http.Response, rt *routed, fill *manifestFill) error {
+	if err := f.proxy.modifyResponse(resp, rt); err != nil {
+		return err
+	}
+	if f.redirects != nil {
+		f.redirects.fill(resp, rt, f.proxy.foreign)
+	}
+	if fill != nil {
+		return f.manifests.fill(resp, fill)
+	}
+	return nil
 }
 
 // abort cuts the connection of a request whose answer failed half-way: the
@@ -270,10 +296,10 @@ const maxTagsListBody = 16 << 20
 
 var apiVersionValue = []string{"registry/2.0"}
 
-// modifyResponse turns the upstream's answer into the gateway's: upstream
-// names and URLs back to the client's, and upstream auth failures and
-// server errors into the gateway's errors.
-func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
+// modifyResponse turns the upstream's answer for rt into the gateway's:
+// upstream names and URLs back to the client's, and upstream auth failures
+// and server errors into the gateway's errors.
+func (p *upstreamProxy) modifyResponse(resp *http.Response, rt *routed) error {
 	h := resp.Header
 	if h == nil {
 		h = http.Header{}
@@ -296,7 +322,7 @@ func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
 		drain(resp.Body)
 		return &upstreamStatusError{status: resp.StatusCode}
 	case resp.StatusCode >= 400:
-		return scrubError(resp)
+		return scrubError(resp, rt.Kind)
 	}
 	if _, ok := h["Docker-Distribution-Api-Version"]; !ok {
 		h["Docker-Distribution-Api-Version"] = apiVersionValue
@@ -309,9 +335,9 @@ func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
 		h["Link"] = []string{p.rewriteLink(link[0])}
 	}
 	if p.prefix != "" && resp.StatusCode == http.StatusOK && resp.Request.Method == http.MethodGet &&
-		routeOf(resp.Request).Kind == RouteTags {
+		rt.Kind == RouteTags {
 		// Without a prefix the names agree already.
-		return p.rewriteTagsList(resp)
+		return rewriteTagsList(resp, rt.Name)
 	}
 	return nil
 }
@@ -357,7 +383,7 @@ func (p *upstreamProxy) rewriteLink(link string) string {
 
 // rewriteTagsList puts the client's name in a tags/list answer. Such
 // answers are small, so this one is read whole (bounded).
-func (p *upstreamProxy) rewriteTagsList(resp *http.Response) error {
+func rewriteTagsList(resp *http.Response, name string) error {
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTagsListBody+1))
 	if err != nil {
@@ -370,11 +396,11 @@ func (p *upstreamProxy) rewriteTagsList(resp *http.Response) error {
 	if err := json.Unmarshal(data, &body); err != nil {
 		return fmt.Errorf("upstream tags list: %w", err)
 	}
-	var name string
-	if err := json.Unmarshal(body["name"], &name); err == nil {
+	var upstreamName string
+	if err := json.Unmarshal(body["name"], &upstreamName); err == nil {
 		// The answer is for the route's repository, whatever name the
 		// upstream gives it: never show the upstream's.
-		body["name"], _ = json.Marshal(routeOf(resp.Request).Name)
+		body["name"], _ = json.Marshal(name)
 	}
 	out, err := json.Marshal(body)
 	if err != nil {
@@ -445,7 +471,7 @@ type errorJSON struct {
 // codes' standard messages; codes that are not registry codes become
 // UNKNOWN. A HEAD answer (its body is a GET's, see headErrorAsGET) gets the
 // Content-Length of the body a GET gets, and no body.
-func scrubError(resp *http.Response) error {
+func scrubError(resp *http.Response, kind RouteKind) error {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	resp.Body.Close()
 	if err != nil {
@@ -472,7 +498,7 @@ func scrubError(resp *http.Response) error {
 		}
 	}
 	if len(out.Errors) == 0 {
-		code := defaultErrorCode(resp.StatusCode, routeOf(resp.Request).Kind)
+		code := defaultErrorCode(resp.StatusCode, kind)
 		out.Errors = append(out.Errors, errorJSON{Code: code, Message: standardMessages[code]})
 	}
 	body, err := json.Marshal(out)
@@ -490,9 +516,10 @@ func scrubError(resp *http.Response) error {
 	return nil
 }
 
-// errorHandler answers transport failures and modifyResponse's refusals
-// with registry JSON errors; the cause goes to the log only.
-func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+// upstreamError is the answer to a transport failure or a refusal of
+// modifyResponse, as a registry JSON error; the cause goes to the log
+// only.
+func upstreamError(r *http.Request, err error) error {
 	var e *httpx.Error
 	var se *upstreamStatusError
 	switch {
@@ -515,6 +542,5 @@ func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 		}
 		e = &httpx.Error{Status: status, Code: httpx.CodeUnavailable, Message: msg, Err: err}
 	}
-	w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
-	p.errs.WriteError(w, r, e)
+	return e
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,7 +17,7 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/httpx"
-	"github.com/acme/registry-gateway/pkg/ecr"
+	"github.com/acme/registry-gateway/pkg/upstream"
 )
 
 func basic(user, pw string) string {
@@ -24,6 +25,7 @@ func basic(user, pw string) string {
 }
 
 func TestForwardManifest(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	tok := e.token()
 	const accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
@@ -75,6 +77,7 @@ func TestForwardManifest(t *testing.T) {
 // only the response headers registry clients read come back (never request
 // IDs, Server or the storage's X-Amz-*) (finding 4).
 func TestHeaderAllowLists(t *testing.T) {
+	t.Parallel()
 	reg := newFakeRegistry()
 	var gotBody []byte
 	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -136,6 +139,7 @@ func TestHeaderAllowLists(t *testing.T) {
 // parameters when not, and no User-Agent of the gateway's own when the
 // client sent none.
 func TestOutgoingRequest(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	for _, tt := range []struct{ query, want string }{
 		{"", ""},
@@ -166,6 +170,7 @@ func TestOutgoingRequest(t *testing.T) {
 // (HEAD with the Content-Length of GET's body): ECR's texts name the AWS
 // account and the repository prefix (findings 4 and 9).
 func TestUpstreamErrorsScrubbed(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, path, upstream string
 		status               int
@@ -216,6 +221,7 @@ func TestUpstreamErrorsScrubbed(t *testing.T) {
 }
 
 func TestForwardWithoutPrefixKeepsPath(t *testing.T) {
+	t.Parallel()
 	reg := newFakeRegistry()
 	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.URL.Path = strings.Replace(r.URL.Path, "/v2/", "/v2/acme/", 1)
@@ -231,6 +237,7 @@ func TestForwardWithoutPrefixKeepsPath(t *testing.T) {
 }
 
 func TestTagsListAndLinkRewritten(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	resp := e.do("GET", "/v2/stable/app/tags/list?n=1", bearer(e.token()))
 	body := readBody(t, resp)
@@ -254,6 +261,7 @@ func TestTagsListAndLinkRewritten(t *testing.T) {
 // TestTagsListNamesTheRoute: a tags list is answered for the repository
 // the client asked for, whatever name the upstream puts in it.
 func TestTagsListNamesTheRoute(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"name":"acme/elsewhere/other","tags":["v1"]}`)
@@ -265,6 +273,7 @@ func TestTagsListNamesTheRoute(t *testing.T) {
 }
 
 func TestLocationRewritten(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	resp := e.do("GET", "/v2/stable/app/blobs/"+dgst512, bearer(e.token()))
 	if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != "/v2/stable/app/blobs/"+dgst {
@@ -290,17 +299,18 @@ type rotatingFetcher struct {
 	fetches atomic.Int32
 }
 
-func (f *rotatingFetcher) Fetch(context.Context) (ecr.Credential, error) {
+func (f *rotatingFetcher) Fetch(context.Context) (upstream.Credential, error) {
 	f.fetches.Add(1)
 	f.reg.mu.Lock()
 	defer f.reg.mu.Unlock()
-	return ecr.Credential{Username: testUser, Password: f.reg.password, ExpiresAt: time.Now().Add(time.Hour)}, nil
+	return upstream.Credential{Username: testUser, Password: f.reg.password, ExpiresAt: time.Now().Add(time.Hour)}, nil
 }
 
 func TestUpstream401RefreshesOnceAndRetries(t *testing.T) {
+	t.Parallel()
 	reg := newFakeRegistry()
 	fetcher := &rotatingFetcher{reg: reg}
-	source := ecr.NewSource(fetcher, ecr.Options{})
+	source := upstream.NewSource(fetcher, upstream.Options{})
 	t.Cleanup(source.Close)
 	e := newEnv(t, reg, func(_ *Config, o *Options) { o.Credentials = source })
 	tok := e.token()
@@ -327,6 +337,7 @@ func TestUpstream401RefreshesOnceAndRetries(t *testing.T) {
 }
 
 func TestUpstreamKeepsRefusing(t *testing.T) {
+	t.Parallel()
 	reg := newFakeRegistry()
 	reg.setPassword("something else")
 	e := newEnv(t, reg)
@@ -344,6 +355,7 @@ func TestUpstreamKeepsRefusing(t *testing.T) {
 }
 
 func TestUpstreamFailures(t *testing.T) {
+	t.Parallel()
 	t.Run("5xx", func(t *testing.T) {
 		e := newEnv(t, newFakeRegistry())
 		resp := e.do("GET", "/v2/stable/app/manifests/boom", bearer(e.token()))
@@ -405,9 +417,9 @@ func TestUpstreamFailures(t *testing.T) {
 		}
 	})
 	t.Run("no credential", func(t *testing.T) {
-		failing := ecr.NewSource(fetcherFunc(func(context.Context) (ecr.Credential, error) {
-			return ecr.Credential{}, errors.New("AccessDenied for " + testPassword[:3])
-		}), ecr.Options{MinBackoff: time.Hour})
+		failing := upstream.NewSource(fetcherFunc(func(context.Context) (upstream.Credential, error) {
+			return upstream.Credential{}, errors.New("AccessDenied for " + testPassword[:3])
+		}), upstream.Options{MinBackoff: time.Hour})
 		t.Cleanup(failing.Close)
 		e := newEnv(t, newFakeRegistry(), func(_ *Config, o *Options) { o.Credentials = failing })
 		resp := e.do("GET", "/v2/stable/app/manifests/latest", bearer(e.token()))
@@ -426,6 +438,7 @@ func TestUpstreamFailures(t *testing.T) {
 // TestBlobStreamsInConstantMemory pulls a blob larger than any buffer
 // through the gateway and checks the bytes arrive unchanged.
 func TestBlobStreams(t *testing.T) {
+	t.Parallel()
 	blob := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
 	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
@@ -449,6 +462,7 @@ func TestBlobStreams(t *testing.T) {
 // Content-Length reaches the client cut as well, never as a shorter answer
 // that looks whole.
 func TestUpstreamCutMidBody(t *testing.T) {
+	t.Parallel()
 	reg := newFakeRegistry()
 	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.Contains(r.URL.Path, "/manifests/") {
@@ -497,6 +511,7 @@ func TestUpstreamCutMidBody(t *testing.T) {
 // TestClientGoneMidStream: a client that disconnects in the middle of a
 // blob must not break the gateway (the forwarder aborts the handler).
 func TestClientGoneMidStream(t *testing.T) {
+	t.Parallel()
 	started := make(chan struct{})
 	reg := newFakeRegistry()
 	e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -534,6 +549,7 @@ func TestClientGoneMidStream(t *testing.T) {
 // the body the same GET gets, errors of the gateway's own included
 // (finding 9).
 func TestHeadContentLength(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	tok := e.token()
 	for _, tc := range []struct {
@@ -554,6 +570,53 @@ func TestHeadContentLength(t *testing.T) {
 		if head.StatusCode != get.StatusCode || head.Header.Get("Content-Length") != itoa(len(body)) {
 			t.Errorf("%s: HEAD %d Content-Length %q; GET %d with %d bytes", tc.path, head.StatusCode,
 				head.Header.Get("Content-Length"), get.StatusCode, len(body))
+		}
+	}
+}
+
+// TestCredentialOnOwnRequest: the credential transport sends a request
+// that already carries the current credential's own header value as it is,
+// and any other (none, a client's, an equal value in another slice, a
+// stale one) on a copy with the current credential, leaving the request it
+// was given unchanged.
+func TestCredentialOnOwnRequest(t *testing.T) {
+	t.Parallel()
+	a := &authHeader{creds: StaticCredential{Username: testUser, Password: testPassword}, clock: time.Now}
+	cur, err := a.get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent *http.Request
+	ct := &credentialTransport{auth: a, next: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		sent = r
+		return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody, Request: r}, nil
+	})}
+	want := basic(testUser, testPassword)
+	for _, tt := range []struct {
+		name   string
+		header http.Header
+		same   bool
+	}{
+		{"built with the current value", http.Header{"Authorization": cur.value}, true},
+		{"none", http.Header{}, false},
+		{"an equal value of its own", http.Header{"Authorization": {want}}, false},
+		{"another credential", http.Header{"Authorization": {"Basic c3RhbGU6c3RhbGU="}}, false},
+		{"two values", http.Header{"Authorization": {cur.value[0], "Bearer x"}}, false},
+	} {
+		req := httptest.NewRequest("GET", "http://upstream.test/v2/", nil)
+		req.Header = tt.header
+		before := req.Header.Clone()
+		if _, err := ct.RoundTrip(req); err != nil {
+			t.Fatal(err)
+		}
+		if got := sent.Header["Authorization"]; len(got) != 1 || got[0] != want {
+			t.Errorf("%s: sent Authorization %q", tt.name, got)
+		}
+		if (sent == req) != tt.same {
+			t.Errorf("%s: sent the request given: %v, want %v", tt.name, sent == req, tt.same)
+		}
+		if !reflect.DeepEqual(req.Header, before) {
+			t.Errorf("%s: the request given was changed: %v", tt.name, req.Header)
 		}
 	}
 }

@@ -30,6 +30,7 @@ func accessRecords(t *testing.T, logs string) []map[string]any {
 // Reads through a checked token carry who pulled what (never the token);
 // manifest GETs answered 200 count as pulls, HEADs and refusals do not.
 func TestAccessRecordAndPullMetric(t *testing.T) {
+	t.Parallel()
 	for _, cached := range []bool{false, true} {
 		name := "uncached"
 		if cached {

@@ -1,4 +1,4 @@
-//go:build race
+//go:build bounds && race
 
 package gateway
 

@@ -48,6 +48,7 @@ func newBlobHost(t *testing.T) (*blobHost, *httptest.Server) {
 }
 
 func TestBlobRedirectReachesClientUntouched(t *testing.T) {
+	t.Parallel()
 	host, hostSrv := newBlobHost(t)
 	reg := newFakeRegistry()
 	reg.blobRedirect = hostSrv.URL
@@ -74,6 +75,7 @@ func TestBlobRedirectReachesClientUntouched(t *testing.T) {
 }
 
 func TestProxyBlobsFollowsRedirect(t *testing.T) {
+	t.Parallel()
 	host, hostSrv := newBlobHost(t)
 	reg := newFakeRegistry()
 	reg.blobRedirect = hostSrv.URL
@@ -130,6 +132,7 @@ func TestProxyBlobsFollowsRedirect(t *testing.T) {
 }
 
 func TestProxyBlobsRedirectFailures(t *testing.T) {
+	t.Parallel()
 	loop := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, r.URL.Path, http.StatusFound)
 	})

@@ -9,6 +9,7 @@ import (
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
+	"github.com/acme/registry-gateway/pkg/ecr"
 )
 
 // TestRefreshHoldOff: with the real AWS SDK against the ECR fake, an
@@ -23,8 +24,7 @@ func TestRefreshHoldOff(t *testing.T) {
 	// fakeRegistry accepts only testPassword: it refuses every credential
 	// ECR hands out.
 	e := newEnv(t, newFakeRegistry(), func(c *Config, o *Options) {
-		c.Upstream.Static = nil
-		c.Upstream.ECR = &ECRConfig{Region: "us-east-1", RegistryID: "123456789012"}
+		c.Upstream.Providers = ecrProvider(&ecr.Config{Region: "us-east-1", RegistryID: "123456789012"})
 		o.Credentials = nil
 		o.Clock = clock.Now
 	})

@@ -21,6 +21,7 @@ const (
 )
 
 func TestParseRoute(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("a", 250) + "/" + strings.Repeat("b", 10) // 261 characters
 	tests := []struct {
 		path   string
@@ -109,6 +110,7 @@ func TestParseRoute(t *testing.T) {
 }
 
 func TestRouteUpstreamPathAndScope(t *testing.T) {
+	t.Parallel()
 	r, err := ParseRoute("/v2/stable/app/blobs/" + dgst)
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +133,7 @@ func TestRouteUpstreamPathAndScope(t *testing.T) {
 // name, and a name that only the prefix makes too long is refused with
 // NAME_INVALID, the route kept for the log.
 func TestRouteForUpstream(t *testing.T) {
+	t.Parallel()
 	r, err := ParseRoute("/v2/stable/app/manifests/v1")
 	if err != nil {
 		t.Fatal(err)
@@ -247,6 +250,7 @@ var matcherSeeds = []string{
 }
 
 func TestMatchersAgreeWithGrammar(t *testing.T) {
+	t.Parallel()
 	for _, s := range matcherSeeds {
 		checkMatchersAgree(t, s)
 	}

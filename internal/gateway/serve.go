@@ -8,19 +8,18 @@ import (
 	"github.com/acme/registry-gateway/internal/httpx"
 )
 
-// routed is a checked /v2 request as the gateway carries it: on the
-// request's access record (httpx.Record.Route), which rides on its context
-// to everything downstream (the proxy's rewrite, the round-trippers, the
-// answer's rewriting, the manifest cache, metrics and the access line), so
-// that nothing parses the path again.
+// routed is the state of one request: allocated with its access record
+// (httpx.AccessLogged), handed by argument to the functions that serve the
+// request, and kept on the record (Record.Route) for the access line and
+// the metrics once it is answered. A /v2 request's route is parsed once
+// and checked, then turned into the upstream's (ForUpstream); nothing
+// parses the path again.
 type routed struct {
 	Route
-	// fill is set on a manifest GET that missed the cache and leads the
-	// upstream fetch whose answer the cache stores.
-	fill *manifestFill
 	// For the access line and gateway_pulls_total (pulls.go): the checked
 	// token's subject (the customer; empty until the token is checked),
-	// whether the request is a GET, and the digest of a manifest served.
+	// whether the request is a GET, and the digest of a manifest served
+	// (set where the manifest is written).
 	subject string
 	get     bool
 	digest  string
@@ -33,40 +32,32 @@ var (
 	otherRoute  = &routed{Route: Route{Kind: routeOther}}
 )
 
-// notRouted is the route of a request that has none: no kind, no name.
-var notRouted = &routed{}
-
-// routeOf is the route of r (or of the outgoing request made for it);
-// notRouted before it was routed, or outside the gateway's handler.
-func routeOf(r *http.Request) *routed {
-	if rec := httpx.RecordOf(r.Context()); rec != nil {
-		if rt, ok := rec.Route.(*routed); ok {
-			return rt
-		}
-	}
-	return notRouted
-}
-
 // Handler is the gateway: the shared access-log and recover middleware
 // around the dispatch.
 func (g *Gateway) Handler() http.Handler { return g.handler }
 
-// newHandler wraps the dispatch in the shared middleware: one access line a
-// request (only failures with access_log off), counted by route, and the
-// warning of a proxy in front that trusted_proxies does not list. A /v2
-// request's routed is allocated with its access record.
+// newHandler is the gateway's handler: one access line a request (only
+// failures with access_log off), counted by route; a panic answered 500;
+// the warning of a proxy in front that trusted_proxies does not list; then
+// serve, handed the request's access record and its routed, allocated
+// together. Every error serve returns is written here.
 func (g *Gateway) newHandler() http.Handler {
-	return httpx.Chain(g.errs.Func(g.serve),
-		httpx.NewAccessLogOf[routed](httpx.AccessLogOptions{
-			Log:          g.log,
-			FailuresOnly: g.cfg.AccessLog != nil && !*g.cfg.AccessLog,
-			Client:       g.clients.Of,
-			Done:         g.finishRequest,
-			Attrs:        accessAttrs,
-		}),
-		httpx.Recover(g.errs),
-		g.clients.WarnUntrustedProxy(g.log, "the gateway's trusted_proxies"),
-	)
+	warn := g.clients.UntrustedProxyCheck(g.log, "the gateway's trusted_proxies")
+	return httpx.AccessLogged(httpx.AccessLogOptions{
+		Log:          g.log,
+		FailuresOnly: g.cfg.AccessLog != nil && !*g.cfg.AccessLog,
+		Client:       g.clients.Of,
+		Done:         g.finishRequest,
+		Attrs:        accessAttrs,
+	}, func(w http.ResponseWriter, r *http.Request, rec *httpx.Record, rt *routed) {
+		defer g.errs.RecoverTo(w, r, rec)
+		if warn != nil {
+			warn(r)
+		}
+		if err := g.serve(w, r, rec, rt); err != nil {
+			g.errs.WriteErrorTo(w, r, rec, err)
+		}
+	})
 }
 
 // finishRequest counts a finished request by route and status, and counts
@@ -94,8 +85,7 @@ func accessAttrs(rec *httpx.Record, attrs []slog.Attr) []slog.Attr {
 // serve dispatches by path. It does not use http.ServeMux, which would
 // answer unclean paths ("//", "..") with redirects of its own: every /v2 path
 // goes to ParseRoute, which refuses them.
-func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) error {
-	rec := httpx.RecordOf(r.Context())
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rec *httpx.Record, rt *routed) error {
 	rec.Route = otherRoute
 	p := r.URL.Path
 	// The server has no read timeout, which would cut blob streams: a
@@ -114,7 +104,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch {
 	case p == "/v2" || strings.HasPrefix(p, "/v2/"):
-		if err := g.serveV2(w, r, rec); err != nil {
+		if err := g.serveV2(w, r, rec, rt); err != nil {
 			w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
 			return err
 		}
@@ -143,10 +133,10 @@ var errMethodNotAllowed = httpx.Errorf(http.StatusMethodNotAllowed, httpx.CodeUn
 
 // serveV2 is the registry API: method, path, token, then the local answer
 // or the upstream's. Nothing reaches the upstream before all three checks
-// pass.
-func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Record) error {
+// pass. rt is the request's state, filled in here: the route, then the
+// token's subject.
+func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Record, rt *routed) error {
 	route, err := ParseRoute(r.URL.EscapedPath())
-	rt := httpx.StateOf[routed](rec)
 	*rt = routed{Route: route}
 	rec.Route = rt
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -170,14 +160,6 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 		return err
 	}
 	rt.subject, rt.get = claims.Subject, r.Method == http.MethodGet
-	if route.Kind == RouteManifest {
-		// For the access line: the digest served, once answered.
-		defer func() {
-			if v := w.Header()["Docker-Content-Digest"]; len(v) > 0 {
-				rt.digest = v[0]
-			}
-		}()
-	}
 	switch route.Kind {
 	case RouteBlob:
 		if g.redirects != nil && g.redirects.serve(w, r, rt) {
@@ -200,10 +182,8 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 			delete(r.Header, "Accept")
 		}
 		if g.manifests != nil {
-			g.serveManifest(w, r, rt, accept)
-			return nil
+			return g.serveManifest(w, r, rt, accept)
 		}
 	}
-	g.proxy.ServeHTTP(w, r)
-	return nil
+	return g.proxy.forward(w, r, rt, nil)
 }

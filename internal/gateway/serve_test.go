@@ -10,6 +10,7 @@ import (
 )
 
 func TestServeAndShutdown(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -43,6 +44,7 @@ func TestServeAndShutdown(t *testing.T) {
 }
 
 func TestRunListenFails(t *testing.T) {
+	t.Parallel()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -58,6 +60,7 @@ func TestRunListenFails(t *testing.T) {
 // line naming its route, the failure's code, message and cause on it, at
 // INFO for what the client caused and ERROR for what the upstream did.
 func TestOneLogLinePerRequest(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry())
 	tok := bearer(e.token())
 	for _, tt := range []struct {
@@ -109,6 +112,7 @@ func TestOneLogLinePerRequest(t *testing.T) {
 // does not trust) are warned of once, naming the peer and the setting;
 // with the balancer listed, not at all.
 func TestWarnsBehindUntrustedProxy(t *testing.T) {
+	t.Parallel()
 	const warning = `"level":"WARN","msg":"X-Forwarded-For from a private or loopback address`
 	xff := http.Header{"X-Forwarded-For": {"203.0.113.9"}}
 	e := newEnv(t, newFakeRegistry())

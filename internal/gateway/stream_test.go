@@ -32,6 +32,7 @@ func blobsBy(blob http.HandlerFunc) http.Handler {
 // length (never a short body that looks whole), the cause is logged at
 // WARN, and the gateway goes on serving.
 func TestUpstreamCutMidStream(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, blobsBy(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "100000000")
 		_, _ = w.Write(make([]byte, 1<<16))
@@ -58,6 +59,7 @@ func TestUpstreamCutMidStream(t *testing.T) {
 // streams whole, ranged too, and the client's connection is kept for the
 // next request.
 func TestServedBlobStreams(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("moves 2 × 32 MiB")
 	}
@@ -113,6 +115,7 @@ func TestServedBlobStreams(t *testing.T) {
 // of a blob stream ends it, and that is no warning: nothing is wrong on
 // the gateway's side.
 func TestServedClientGoneIsNoWarning(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, blobsBy(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(256<<20))
 		buf := make([]byte, 1<<20)

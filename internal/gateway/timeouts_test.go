@@ -45,6 +45,7 @@ func rawExchange(t *testing.T, addr, req string, limit time.Duration) string {
 // configured timeouts (finding 3), instead of holding a connection and a
 // graceful stop forever.
 func TestSlowRequestsAreCut(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newFakeRegistry(), shortTimeouts)
 	addr := testutil.Serve(t, e.gw.Serve)
 
@@ -85,6 +86,7 @@ func TestSlowRequestsAreCut(t *testing.T) {
 // TestDefaultTimeoutsBoundSlowClients: at the defaults, headers and a
 // declared body together get at most 20 s.
 func TestDefaultTimeoutsBoundSlowClients(t *testing.T) {
+	t.Parallel()
 	cfg, err := ParseConfig([]byte("realm: http://localhost/token\nservice: s\nissuer: i\nkeys: {public_keys: [k]}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -130,6 +132,7 @@ func (s *slowBlobs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // read timeouts arrives whole, whether the GET carried a (small, pointless)
 // body or not; and such a body never goes upstream.
 func TestLongDownloadsAreNotCut(t *testing.T) {
+	t.Parallel()
 	up := &slowBlobs{next: newFakeRegistry()}
 	e := newEnv(t, up, shortTimeouts)
 	addr := testutil.Serve(t, e.gw.Serve)
@@ -159,6 +162,7 @@ func TestLongDownloadsAreNotCut(t *testing.T) {
 // the token service) answers is logged as 499 at INFO, not as a 502 at
 // ERROR (finding 9); the upstream request is cancelled with it.
 func TestClientHangUpIs499(t *testing.T) {
+	t.Parallel()
 	for _, path := range []string{"/v2/stable/app/manifests/latest", "/token"} {
 		t.Run(path, func(t *testing.T) {
 			arrived, upstreamDone := make(chan struct{}), make(chan struct{})

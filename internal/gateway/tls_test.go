@@ -27,6 +27,7 @@ func httpsClient(cfg *tls.Config) *http.Client {
 // TestServeHTTPSOnly: with a certificate the gateway speaks TLS 1.2 or
 // later and nothing else on its port.
 func TestServeHTTPSOnly(t *testing.T) {
+	t.Parallel()
 	certs, err := devcert.Ensure(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -75,6 +76,7 @@ func TestServeHTTPSOnly(t *testing.T) {
 // /token over HTTPS, trusting tls.ca_file and presenting its client
 // certificate to a token service that requires one.
 func TestTokenServiceOverHTTPS(t *testing.T) {
+	t.Parallel()
 	certs, err := devcert.Ensure(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +109,8 @@ func TestTokenServiceOverHTTPS(t *testing.T) {
 		ServerConfig: tlsx.ServerConfig{PollInterval: 20 * time.Millisecond}}
 	newGateway := func(t *testing.T, c TLSConfig) *env {
 		return newEnv(t, newFakeRegistry(), func(cfg *Config, _ *Options) {
-			cfg.Keys = KeysConfig{JWKSURL: tsURL + "/.well-known/jwks.json", MinRefetch: time.Millisecond}
+			// A key set refetched for any unknown kid (0 is the default).
+			cfg.Keys = KeysConfig{JWKSURL: tsURL + "/.well-known/jwks.json", MinRefetch: time.Nanosecond}
 			cfg.TokenEndpoint = tsURL + "/token"
 			cfg.TLS = c
 		})
@@ -122,7 +125,6 @@ func TestTokenServiceOverHTTPS(t *testing.T) {
 		}
 		b, _ := json.Marshal(set)
 		jwks.Store(&b)
-		time.Sleep(2 * time.Millisecond) // min_refetch
 	}
 	// The key set is refetched for the unknown kid of the first token.
 	resp := e.do("GET", "/v2/", bearer(e.token()))
@@ -166,6 +168,7 @@ func TestTokenServiceOverHTTPS(t *testing.T) {
 }
 
 func TestTLSConfigProblems(t *testing.T) {
+	t.Parallel()
 	_, err := ParseConfig([]byte(`
 realm: http://r/token
 service: s
@@ -206,6 +209,7 @@ tls: {cert_file: ` + dir + `/a.crt, key_file: ` + dir + `/a.key, ca_file: ` + di
 // service only; an upstream whose certificate that CA signed is still
 // verified against the system's roots, and refused.
 func TestUpstreamKeepsSystemRoots(t *testing.T) {
+	t.Parallel()
 	certs, err := devcert.Ensure(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ type seenToken struct {
 }
 
 func TestTokenForwarding(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var seen []seenToken
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -67,6 +68,7 @@ func TestTokenForwarding(t *testing.T) {
 // address, so the X-Forwarded-For it gets must name the real customer
 // behind a trusted load balancer and never what a client wrote.
 func TestTokenForwardedFor(t *testing.T) {
+	t.Parallel()
 	seen := make(chan string, 1)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen <- strings.Join(r.Header.Values("X-Forwarded-For"), " | ")
@@ -104,6 +106,7 @@ func TestTokenForwardedFor(t *testing.T) {
 }
 
 func TestTokenForwardingLimits(t *testing.T) {
+	t.Parallel()
 	hits := 0
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits++
@@ -140,6 +143,7 @@ func TestTokenForwardingLimits(t *testing.T) {
 // own hop-by-hop headers; its own answers (a 401 and its challenge) pass
 // as they are.
 func TestTokenForwardingErrors(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Query().Get("case") {
@@ -212,6 +216,7 @@ func TestTokenForwardingErrors(t *testing.T) {
 // client that hangs up while the token service thinks is logged as such
 // (499), not as a failure of the token service.
 func TestTokenServiceBadAnswers(t *testing.T) {
+	t.Parallel()
 	asked := make(chan struct{}, 1)
 	ts := newRawUpstream(t, false, func(c *rawConn, req *http.Request) bool {
 		switch req.URL.Query().Get("case") {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -206,7 +207,8 @@ const maxRedirects = 5
 
 // redirectFollower follows the redirects the upstream answers blob requests
 // with (ECR: a 307 to a presigned S3 URL) for gateways whose clients can
-// reach only the gateway. The redirected request goes out through plain,
+// reach only the gateway; the forwarder sends it blob requests only. The
+// redirected request goes out through plain,
 // which holds no credential, and carries only the headers that make sense
 // for fetching bytes: never the upstream's Authorization.
 type redirectFollower struct {
@@ -223,7 +225,7 @@ var errTooManyRedirects = errors.New("too many upstream redirects")
 
 func (t *redirectFollower) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req)
-	if err != nil || !isRedirect(resp.StatusCode) || routeOf(req).Kind != RouteBlob {
+	if err != nil || !isRedirect(resp.StatusCode) {
 		return resp, err
 	}
 	from := req
@@ -254,8 +256,9 @@ func (t *redirectFollower) RoundTrip(req *http.Request) (*http.Response, error) 
 			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent {
 				if _, ok := resp.Header["Docker-Content-Digest"]; !ok {
 					// The storage host does not know it; clients may
-					// check it.
-					resp.Header.Set("Docker-Content-Digest", routeOf(req).Reference)
+					// check it. It is the last segment of the blob's
+					// path (…/blobs/<digest>).
+					resp.Header.Set("Docker-Content-Digest", path.Base(req.URL.Path))
 				}
 			}
 			return resp, nil

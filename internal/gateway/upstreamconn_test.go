@@ -3,9 +3,12 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // tcpPair is a connected loopback TCP pair: the gateway's end wrapped as
@@ -38,13 +41,7 @@ func tcpPair(t *testing.T) (*upstreamConn, net.Conn) {
 // sees it (loopback delivers at once; this only bounds the wait).
 func waitPending(t *testing.T, c net.Conn, want bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for pendingBytes(c) != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("pendingBytes stays %v", !want)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.WaitFor(t, fmt.Sprintf("pendingBytes to be %v", want), 5*time.Second, func() bool { return pendingBytes(c) == want })
 }
 
 // TestUpstreamConnAwaitIdle: a connection is idle for the next request only
@@ -52,6 +49,7 @@ func waitPending(t *testing.T, c net.Conn, want bool) {
 // first, a reader that does not come back and a closed connection all keep
 // the request off it.
 func TestUpstreamConnAwaitIdle(t *testing.T) {
+	t.Parallel()
 	c, peer := tcpPair(t)
 
 	// No reader: not idle (until the request's context ends).
@@ -105,6 +103,7 @@ func TestUpstreamConnAwaitIdle(t *testing.T) {
 // TestUpstreamConnOf: the guard finds its connection under TLS too, where
 // the Transport's GotConn names the *tls.Conn, and no other.
 func TestUpstreamConnOf(t *testing.T) {
+	t.Parallel()
 	c, _ := tcpPair(t)
 	if upstreamConnOf(c) != c || upstreamConnOf(tls.Client(c, &tls.Config{})) != c {
 		t.Error("upstreamConnOf misses the upstreamConn")

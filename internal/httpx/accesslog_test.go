@@ -304,3 +304,45 @@ func TestAccessLineAfterAnswer(t *testing.T) {
 		})
 	}
 }
+
+// TestAccessLogged: the handler is handed the request's record and its
+// state, the ones Done sees; an error written with WriteErrorTo and a
+// panic recovered with RecoverTo go on that record, one line each.
+func TestAccessLogged(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	h := Handler{Log: log}
+	var handed *Record
+	srv := AccessLogged(AccessLogOptions{Log: log, Done: func(rec *Record) {
+		if rec != handed || StateOf[testState](rec).n != 7 {
+			t.Errorf("Done sees another record or state: %p, handed %p", rec, handed)
+		}
+	}}, func(w http.ResponseWriter, r *http.Request, rec *Record, st *testState) {
+		defer h.RecoverTo(w, r, rec)
+		handed = rec
+		if st == nil || st.n != 0 || StateOf[testState](rec) != st {
+			t.Fatalf("state %p at the start of a request", st)
+		}
+		st.n = 7
+		rec.Route = testRoute(r.URL.Path)
+		switch r.URL.Path {
+		case "/fail":
+			h.WriteErrorTo(w, r, rec, Errorf(http.StatusNotFound, CodeUnsupported, "unknown endpoint"))
+		case "/panic":
+			panic("boom")
+		}
+	})
+	for path, status := range map[string]int{"/ok": 200, "/fail": 404, "/panic": 500} {
+		logs.Reset()
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		lines := logLines(t, &logs)
+		if w.Code != status || len(lines) != 1 || lines[0]["route"] != path || lines[0]["status"] != float64(status) {
+			t.Errorf("%s: %d, lines %v", path, w.Code, lines)
+		}
+		if status == 500 && !strings.Contains(lines[0]["error"].(string), "panic: boom") {
+			t.Errorf("%s: the panic is not on the line: %v", path, lines[0])
+		}
+	}
+}

@@ -174,27 +174,40 @@ func (c *ClientAddr) ForwardedFor(r *http.Request) string {
 // condition holds for every request and a line each would flood the log.
 // With proxies trusted, or nothing to log to, it adds nothing to a request.
 func (c *ClientAddr) WarnUntrustedProxy(log *slog.Logger, setting string) Middleware {
-	if len(c.trusted) > 0 || log == nil {
+	check := c.UntrustedProxyCheck(log, setting)
+	if check == nil {
 		return func(next http.Handler) http.Handler { return next }
 	}
-	var warned atomic.Bool
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if len(r.Header["X-Forwarded-For"]) > 0 && !warned.Load() {
-				host, _, err := net.SplitHostPort(r.RemoteAddr)
-				if err != nil {
-					host = r.RemoteAddr
-				}
-				if a, err := netip.ParseAddr(host); err == nil && (a.Unmap().IsPrivate() || a.Unmap().IsLoopback()) &&
-					warned.CompareAndSwap(false, true) {
-					log.LogAttrs(r.Context(), slog.LevelWarn,
-						"X-Forwarded-For from a private or loopback address, and no proxy is trusted: "+
-							"every client behind that proxy shares its address, and one failed-login budget",
-						slog.String("peer", host),
-						slog.String("hint", "list the proxy's address in "+setting))
-				}
-			}
+			check(r)
 			next.ServeHTTP(w, r)
 		})
+	}
+}
+
+// UntrustedProxyCheck is WarnUntrustedProxy as a function a handler calls
+// with each request; nil when there is nothing to warn about (a proxy is
+// trusted, or no log).
+func (c *ClientAddr) UntrustedProxyCheck(log *slog.Logger, setting string) func(*http.Request) {
+	if len(c.trusted) > 0 || log == nil {
+		return nil
+	}
+	var warned atomic.Bool
+	return func(r *http.Request) {
+		if len(r.Header["X-Forwarded-For"]) > 0 && !warned.Load() {
+			host, _, err := net.SplitHostPort(r.RemoteAddr)
+			if err != nil {
+				host = r.RemoteAddr
+			}
+			if a, err := netip.ParseAddr(host); err == nil && (a.Unmap().IsPrivate() || a.Unmap().IsLoopback()) &&
+				warned.CompareAndSwap(false, true) {
+				log.LogAttrs(r.Context(), slog.LevelWarn,
+					"X-Forwarded-For from a private or loopback address, and no proxy is trusted: "+
+						"every client behind that proxy shares its address, and one failed-login budget",
+					slog.String("peer", host),
+					slog.String("hint", "list the proxy's address in "+setting))
+			}
+		}
 	}
 }

@@ -106,11 +106,21 @@ func (h Handler) Func(f HandlerFunc) http.Handler {
 // access Record (see AccessLog), which logs it; only a request outside that
 // middleware gets a line of its own here.
 func (h Handler) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	h.writeError(w, r, RecordOf(r.Context()), err)
+}
+
+// WriteErrorTo is WriteError for a handler that holds the request's access
+// record: the detail goes on rec (nil: a line of its own).
+func (h Handler) WriteErrorTo(w http.ResponseWriter, r *http.Request, rec *Record, err error) {
+	h.writeError(w, r, rec, err)
+}
+
+func (h Handler) writeError(w http.ResponseWriter, r *http.Request, rec *Record, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		e = &Error{Status: http.StatusInternalServerError, Code: CodeUnknown, Message: "internal error", Err: err}
 	}
-	if rec := RecordOf(r.Context()); rec != nil {
+	if rec != nil {
 		// The access line carries the detail: one line per request.
 		rec.Err = e
 	} else if h.Log != nil {

@@ -27,16 +27,36 @@ func Chain(h http.Handler, mws ...Middleware) http.Handler {
 func Recover(h Handler) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			defer func() {
-				if v := recover(); v != nil {
-					if v == http.ErrAbortHandler {
-						panic(v)
-					}
-					h.WriteError(w, r, fmt.Errorf("panic: %v\n%s", v, debug.Stack()))
-				}
-			}()
+			defer h.recoverTo(w, r, nil)
 			next.ServeHTTP(w, r)
 		})
+	}
+}
+
+// RecoverTo is Recover for a handler that holds its access record: deferred
+// (defer h.RecoverTo(w, r, rec)), it answers a panic with a 500 JSON error
+// whose cause, with the stack, goes on rec. http.ErrAbortHandler goes on
+// to the server.
+func (h Handler) RecoverTo(w http.ResponseWriter, r *http.Request, rec *Record) {
+	if v := recover(); v != nil {
+		if v == http.ErrAbortHandler {
+			panic(v)
+		}
+		h.writeError(w, r, rec, fmt.Errorf("panic: %v\n%s", v, debug.Stack()))
+	}
+}
+
+// recoverTo is RecoverTo with the record found on r's context (nil: look
+// it up).
+func (h Handler) recoverTo(w http.ResponseWriter, r *http.Request, rec *Record) {
+	if v := recover(); v != nil {
+		if v == http.ErrAbortHandler {
+			panic(v)
+		}
+		if rec == nil {
+			rec = RecordOf(r.Context())
+		}
+		h.writeError(w, r, rec, fmt.Errorf("panic: %v\n%s", v, debug.Stack()))
 	}
 }
 
@@ -159,41 +179,51 @@ type exchange[T any] struct {
 // record, recorder and context, and StateOf finds it.
 func NewAccessLogOf[T any](o AccessLogOptions) Middleware {
 	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			start := time.Now()
-			st := &exchange[T]{rw: Recorder{ResponseWriter: w}}
-			rw, rec := &st.rw, &st.rec
-			rec.state = &st.state
-			st.ctx = recordCtx{Context: r.Context(), rec: rec}
-			r = r.WithContext(&st.ctx)
-			defer func() {
-				// A panic (the proxy's ErrAbortHandler for a stream cut
-				// half-way) is still logged, then goes on to the server,
-				// which drops the connection.
-				v := recover()
-				rec.Status, rec.Bytes, rec.Duration = rw.Status(), rw.Bytes(), time.Since(start)
-				if rec.Err != nil && rec.Err.Status == StatusClientClosedRequest {
-					rec.Status = StatusClientClosedRequest
-				}
-				// Metrics first (no I/O): a client that has its answer
-				// finds the request counted. Then the answer goes out,
-				// and only then the line's write(2).
-				if o.Done != nil {
-					o.Done(rec)
-				}
-				if v == nil {
-					rw.flushWhole(r.Method)
-				}
-				if !o.FailuresOnly || rec.Err != nil {
-					o.write(r, rec)
-				}
-				if v != nil {
-					panic(v)
-				}
-			}()
-			next.ServeHTTP(rw, r)
+		return AccessLogged(o, func(w http.ResponseWriter, r *http.Request, _ *Record, _ *T) {
+			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// AccessLogged is NewAccessLogOf for a handler that is handed the request's
+// record and its state (a zero T, allocated with the record) as arguments
+// rather than finding them on the request's context. The record still
+// rides on the context, for WriteError of handlers that are not handed it.
+func AccessLogged[T any](o AccessLogOptions, next func(w http.ResponseWriter, r *http.Request, rec *Record, state *T)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		st := &exchange[T]{rw: Recorder{ResponseWriter: w}}
+		rw, rec := &st.rw, &st.rec
+		rec.state = &st.state
+		st.ctx = recordCtx{Context: r.Context(), rec: rec}
+		r = r.WithContext(&st.ctx)
+		defer func() {
+			// A panic (the proxy's ErrAbortHandler for a stream cut
+			// half-way) is still logged, then goes on to the server,
+			// which drops the connection.
+			v := recover()
+			rec.Status, rec.Bytes, rec.Duration = rw.Status(), rw.Bytes(), time.Since(start)
+			if rec.Err != nil && rec.Err.Status == StatusClientClosedRequest {
+				rec.Status = StatusClientClosedRequest
+			}
+			// Metrics first (no I/O): a client that has its answer
+			// finds the request counted. Then the answer goes out,
+			// and only then the line's write(2).
+			if o.Done != nil {
+				o.Done(rec)
+			}
+			if v == nil {
+				rw.flushWhole(r.Method)
+			}
+			if !o.FailuresOnly || rec.Err != nil {
+				o.write(r, rec)
+			}
+			if v != nil {
+				panic(v)
+			}
+		}()
+		next(rw, r, rec, &st.state)
+	})
 }
 
 func (o AccessLogOptions) write(r *http.Request, rec *Record) {

@@ -1,17 +1,15 @@
-// Package ecr keeps the gateway's credential for its upstream registry fresh.
+// Package ecr is the upstream provider for AWS ECR (upstream.ecr in the
+// gateway's configuration): an implementation of the upstream package's
+// contract.
 //
-// A [Fetcher] obtains a [Credential]: [SDKFetcher] from AWS ECR's
-// GetAuthorizationToken (12-hour tokens), [StaticFetcher] from a password file
-// for any other registry. A [Source] holds the current credential, refreshes it
-// in the background well before it expires, keeps the old one while refreshes
-// fail, and collapses concurrent fetches so that a burst of upstream 401s costs
-// one call to AWS.
+// [SDKFetcher] obtains an [upstream.Credential] from ECR's
+// GetAuthorizationToken (12-hour tokens); the gateway keeps it fresh with an
+// [upstream.Source]. The DescribeRepositories [Lister] lists the registry
+// for the gateway's catalog. ECR answers blob GETs with redirects to
+// SigV4-presigned S3 URLs, whose expiry [Provider.RedirectExpiry] reads
+// (package presign).
 //
-// The package owns everything AWS: the SDK client and its [ClientOptions], the
-// credential fetch, and the DescribeRepositories [Lister] behind the gateway's
-// catalog; no other package imports the SDK (tests aside).
-//
-// The package knows nothing about HTTP serving or client authentication; the
-// gateway puts [Credential.BasicAuth] on upstream requests and reports metrics
-// through an [Observer].
+// The package owns everything AWS: the SDK client and its [ClientOptions];
+// no other package imports the SDK (tests aside). It knows nothing about
+// HTTP serving or client authentication.
 package ecr

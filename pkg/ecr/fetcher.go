@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
+
+	"github.com/acme/registry-gateway/pkg/upstream"
 )
 
 // AuthorizationTokenGetter is the part of *ecr.Client that SDKFetcher uses.
@@ -22,7 +23,7 @@ type AuthorizationTokenGetter interface {
 var (
 	_ AuthorizationTokenGetter = (*ecr.Client)(nil)
 	_ DescribeRepositoriesAPI  = (*ecr.Client)(nil)
-	_ Fetcher                  = (*SDKFetcher)(nil)
+	_ upstream.Fetcher         = (*SDKFetcher)(nil)
 )
 
 // SDKFetcher fetches ECR credentials with GetAuthorizationToken.
@@ -87,7 +88,7 @@ func NewSDKFetcherFromClient(client AuthorizationTokenGetter, registryID string)
 func (f *SDKFetcher) Lister() *Lister { return f.lister }
 
 // Fetch calls GetAuthorizationToken and decodes the first authorization data.
-func (f *SDKFetcher) Fetch(ctx context.Context) (Credential, error) {
+func (f *SDKFetcher) Fetch(ctx context.Context) (upstream.Credential, error) {
 	in := &ecr.GetAuthorizationTokenInput{}
 	if f.registryID != "" {
 		// Deprecated by AWS (the token works for every registry the principal
@@ -99,21 +100,21 @@ func (f *SDKFetcher) Fetch(ctx context.Context) (Credential, error) {
 	if err != nil {
 		// The request carries no secret and AWS error messages do not echo
 		// tokens, so the SDK error (smithy.APIError etc.) is safe to wrap.
-		return Credential{}, fmt.Errorf("ecr: GetAuthorizationToken: %w", err)
+		return upstream.Credential{}, fmt.Errorf("ecr: GetAuthorizationToken: %w", err)
 	}
 	if len(out.AuthorizationData) == 0 {
-		return Credential{}, errors.New("ecr: GetAuthorizationToken returned no authorization data")
+		return upstream.Credential{}, errors.New("ecr: GetAuthorizationToken returned no authorization data")
 	}
 	d := out.AuthorizationData[0]
 	user, pass, err := decodeToken(aws.ToString(d.AuthorizationToken))
 	if err != nil {
-		return Credential{}, err
+		return upstream.Credential{}, err
 	}
 	if d.ExpiresAt == nil {
 		// A zero ExpiresAt would mean "never expires" and stop refreshes.
-		return Credential{}, errors.New("ecr: GetAuthorizationToken returned no expiresAt")
+		return upstream.Credential{}, errors.New("ecr: GetAuthorizationToken returned no expiresAt")
 	}
-	return Credential{
+	return upstream.Credential{
 		Username:      user,
 		Password:      pass,
 		ExpiresAt:     *d.ExpiresAt,
@@ -133,27 +134,4 @@ func decodeToken(token string) (user, pass string, err error) {
 		return "", "", errors.New("ecr: authorization token is not of the form user:password")
 	}
 	return user, pass, nil
-}
-
-// StaticFetcher reads a password from a file for a registry other than ECR.
-// The file is read on every Fetch, so replacing it rotates the password: a
-// Source picks the new one up on the next Invalidate (after an upstream 401).
-// Its credentials never expire.
-type StaticFetcher struct {
-	Username      string
-	PasswordFile  string
-	ProxyEndpoint string
-}
-
-// Fetch reads the password file, dropping trailing newlines.
-func (f StaticFetcher) Fetch(context.Context) (Credential, error) {
-	b, err := os.ReadFile(f.PasswordFile)
-	if err != nil {
-		return Credential{}, fmt.Errorf("ecr: read password file: %w", err)
-	}
-	pass := strings.TrimRight(string(b), "\r\n")
-	if pass == "" {
-		return Credential{}, fmt.Errorf("ecr: password file %s is empty", f.PasswordFile)
-	}
-	return Credential{Username: f.Username, Password: pass, ProxyEndpoint: f.ProxyEndpoint}, nil
 }

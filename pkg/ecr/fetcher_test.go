@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,18 +15,18 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
+	"github.com/acme/registry-gateway/pkg/upstream"
 )
 
 func TestSDKFetcherDecodesToken(t *testing.T) {
-	clk := newClock()
-	fake := ecrfake.New(ecrfake.Options{Clock: clk.Now})
+	fake := ecrfake.New(ecrfake.Options{Clock: func() time.Time { return t0 }})
 	defer fake.Close()
 
 	c, err := sdkFetcher(t, fake).Fetch(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Credential{Username: "AWS", Password: fake.Password(), ExpiresAt: t0.Add(12 * time.Hour), ProxyEndpoint: fake.ProxyEndpoint()}
+	want := upstream.Credential{Username: "AWS", Password: fake.Password(), ExpiresAt: t0.Add(12 * time.Hour), ProxyEndpoint: fake.ProxyEndpoint()}
 	if c.Username != want.Username || c.Password != want.Password || !c.ExpiresAt.Equal(want.ExpiresAt) || c.ProxyEndpoint != want.ProxyEndpoint {
 		t.Errorf("got %v (password ok: %v), want %v", c, c.Password == want.Password, want)
 	}
@@ -66,6 +64,7 @@ func (g *stubGetter) GetAuthorizationToken(_ context.Context, in *ecr.GetAuthori
 }
 
 func TestSDKFetcherRejectsBadAnswers(t *testing.T) {
+	t.Parallel()
 	const secret = "hunter2-secret"
 	data := func(token string, exp *time.Time) *ecr.GetAuthorizationTokenOutput {
 		return &ecr.GetAuthorizationTokenOutput{AuthorizationData: []types.AuthorizationData{
@@ -108,37 +107,5 @@ func TestSDKFetcherRejectsBadAnswers(t *testing.T) {
 				t.Errorf("error leaks the token: %v", err)
 			}
 		})
-	}
-}
-
-func TestStaticFetcher(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "password")
-	f := StaticFetcher{Username: "puller", PasswordFile: path, ProxyEndpoint: "https://registry.example"}
-	for _, tc := range []struct {
-		content string // "-" for no file
-		want    string // "" for an error
-	}{
-		{"-", ""},
-		{"first\n", "first"},
-		{"second", "second"}, // rewritten: the file is reread
-		{"third\r\n", "third"},
-		{"  spaced pw \n\n", "  spaced pw "},
-		{"\n", ""},
-		{"", ""},
-	} {
-		if tc.content != "-" {
-			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-		c, err := f.Fetch(context.Background())
-		switch {
-		case tc.want == "" && err == nil:
-			t.Errorf("file %q: no error, got %v", tc.content, c)
-		case tc.want != "" && (err != nil || c.Password != tc.want):
-			t.Errorf("file %q: got password %q, %v; want %q", tc.content, c.Password, err, tc.want)
-		case tc.want != "" && (c.Username != "puller" || !c.ExpiresAt.IsZero() || c.ProxyEndpoint != "https://registry.example"):
-			t.Errorf("file %q: got %v", tc.content, c)
-		}
 	}
 }

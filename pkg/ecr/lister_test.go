@@ -53,6 +53,7 @@ func TestListerWithSDK(t *testing.T) {
 // TestNoListerWithoutDescribe: a client that can only fetch tokens gives
 // no Lister rather than one that fails at the first catalog request.
 func TestNoListerWithoutDescribe(t *testing.T) {
+	t.Parallel()
 	if l := NewSDKFetcherFromClient(&stubGetter{}, "").Lister(); l != nil {
 		t.Errorf("Lister = %v, want nil", l)
 	}

@@ -52,6 +52,16 @@ var roots = []root{
 	{section: "gateway.yaml", typ: reflect.TypeFor[gateway.Config]()},
 }
 
+// allRoots are roots and, under upstream.<key>, each upstream provider's
+// own configuration struct (decoded by the provider's package).
+func allRoots() []root {
+	out := slices.Clone(roots)
+	for key, c := range gateway.ProviderConfigs() {
+		out = append(out, root{section: "gateway.yaml", prefix: "upstream." + key, typ: reflect.TypeOf(c)})
+	}
+	return out
+}
+
 // TestEveryBackendDocumented fails when a licence backend of the registry
 // has no root above, so that its keys would go unchecked.
 func TestEveryBackendDocumented(t *testing.T) {
@@ -87,7 +97,7 @@ func TestConfigurationReference(t *testing.T) {
 		t.Fatalf("%s: %v", configRef, err)
 	}
 	want := map[string]map[string]string{} // section → key → type
-	for _, r := range roots {
+	for _, r := range allRoots() {
 		if want[r.section] == nil {
 			want[r.section] = map[string]string{}
 		}
@@ -228,8 +238,11 @@ var (
 // decoder makes it; `yaml:"-"` and unexported fields are not keys.
 func keysOf(t reflect.Type, prefix string) []key {
 	var out []key
-	if t.Kind() == reflect.Struct && ownRoot(t) {
-		// A root that decodes itself: its fields are its keys.
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() == reflect.Struct {
+		// A root's fields are its keys, also when it decodes itself.
 		walkFields(t, prefix, &out)
 	} else {
 		walk(t, prefix, &out)

@@ -1,4 +1,4 @@
-package ecr
+package upstream
 
 import (
 	"context"
@@ -59,7 +59,7 @@ type Source struct {
 }
 
 // ErrClosed is returned by a Source after Close.
-var ErrClosed = errors.New("ecr: credential source closed")
+var ErrClosed = errors.New("upstream: credential source closed")
 
 // held is a credential with the time it was obtained; pointer identity tells
 // one fetch's result from another's.
@@ -107,7 +107,7 @@ func (s *Source) Start(ctx context.Context) error {
 	s.mu.Lock()
 	if s.started || s.closed {
 		s.mu.Unlock()
-		return errors.New("ecr: Source already started or closed")
+		return errors.New("upstream: Source already started or closed")
 	}
 	s.started = true
 	s.wg.Add(1) // for the loop
@@ -240,7 +240,7 @@ func (s *Source) fetch(ctx context.Context) (*held, error) {
 	now := s.opts.Clock()
 	if err == nil && c.Expired(now) {
 		// Storing it would make the loop refresh in a tight circle.
-		err = fmt.Errorf("ecr: fetched credential already expired at %s", c.ExpiresAt.UTC().Format(time.RFC3339))
+		err = fmt.Errorf("upstream: fetched credential already expired at %s", c.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	if err != nil {
 		s.lastErr.Store(&failure{err: err, at: now})

@@ -1,4 +1,4 @@
-package ecr
+package upstream
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 )
 
 func TestCredentialNeverPrintsPassword(t *testing.T) {
+	t.Parallel()
 	c := Credential{Username: "AWS", Password: "s3cr3t-pw", ExpiresAt: t0, ProxyEndpoint: "https://1.dkr.ecr.us-east-1.amazonaws.com"}
 	logged := func(h func(*bytes.Buffer) slog.Handler) string {
 		var b bytes.Buffer
@@ -45,6 +46,7 @@ func TestCredentialNeverPrintsPassword(t *testing.T) {
 }
 
 func TestBasicAuth(t *testing.T) {
+	t.Parallel()
 	c := Credential{Username: "AWS", Password: "pa:ss"}
 	r, _ := http.NewRequest(http.MethodGet, "https://example.test/v2/", nil)
 	r.Header.Set("Authorization", c.BasicAuth())
@@ -55,6 +57,7 @@ func TestBasicAuth(t *testing.T) {
 }
 
 func TestExpired(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		expires time.Time
 		now     time.Time

@@ -1,4 +1,4 @@
-package ecr
+package upstream
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func (c Credential) String() string {
 	if !c.ExpiresAt.IsZero() {
 		exp = c.ExpiresAt.UTC().Format(time.RFC3339)
 	}
-	return fmt.Sprintf("ecr.Credential{user=%q password=%s expires=%s endpoint=%q}",
+	return fmt.Sprintf("upstream.Credential{user=%q password=%s expires=%s endpoint=%q}",
 		c.Username, redacted(c.Password), exp, c.ProxyEndpoint)
 }
 
