@@ -23,9 +23,9 @@ import (
 type bufferPool struct{ p sync.Pool }
 
 // copyBufferSize is io.Copy's own size. The forwarder holds one buffer for
-// the whole copy of an answer, a blob stream's too: with 8 KiB a 256 MiB
-// blob (proxy_blobs) went at 0.18× direct, with 32 KiB at 0.53×, for 13 MiB
-// more at 1,000 streams (bench/notes.md, issue 17).
+// the whole copy of an answer, a blob stream's too, and 32 KiB streams a
+// blob (proxy_blobs) about three times as fast as 8 KiB for 13 MiB more at
+// 1,000 streams (bench/notes/2026-12-07-issue17-nethttp-transport.md).
 const copyBufferSize = 32 << 10
 
 func newBufferPool() *bufferPool {
