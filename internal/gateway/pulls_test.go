@@ -1,14 +1,17 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/acme/registry-gateway/internal/pullreport"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
@@ -142,5 +145,80 @@ func TestDeniedLabelsBounded(t *testing.T) {
 	recs := accessRecords(t, e.logs.String())
 	if d := recs[0]; d["kind"] != "denied" || d["reason"] != deniedRepository || d["repository"] != "stable/app" {
 		t.Errorf("denied for the repository: %v", d)
+	}
+}
+
+const testBlob = "layer bytes"
+
+// `gateway report` on what the gateway really writes, with slog's JSON
+// handler (production) and its text handler (`make run`): the same pulls,
+// checks and refusals either way.
+func TestReportOnBothLogFormats(t *testing.T) {
+	t.Parallel()
+	reports := map[string]string{}
+	for _, format := range []string{"json", "text"} {
+		logs := &testutil.SyncBuffer{}
+		fake := newFakeRegistry()
+		upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v2/acme/stable/app/blobs/"+dgst {
+				_, _ = io.WriteString(w, testBlob)
+				return
+			}
+			fake.ServeHTTP(w, r)
+		})
+		e := newEnv(t, upstream, func(_ *Config, o *Options) {
+			if format == "json" {
+				o.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+			} else {
+				o.Logger = slog.New(slog.NewTextHandler(logs, nil)).With("component", "gateway")
+			}
+		})
+		tok := e.token()
+		reqs := []struct{ method, path string }{
+			{http.MethodGet, "/v2/stable/app/manifests/latest"},
+			{http.MethodGet, "/v2/stable/app/blobs/" + dgst},
+			{http.MethodHead, "/v2/stable/app/manifests/latest"},
+			{http.MethodHead, "/v2/stable/app/manifests/latest"},
+			{http.MethodGet, "/v2/stable/app/manifests/" + dgst},
+			{http.MethodHead, "/v2/beta/app/manifests/latest"},
+			{http.MethodGet, "/v2/beta/app/manifests/latest"},
+		}
+		for _, req := range reqs {
+			readBody(t, e.do(req.method, req.path, bearer(tok)))
+		}
+		readBody(t, e.do(http.MethodGet, "/v2/stable/app/manifests/latest", nil)) // no token: nobody's
+		testutil.WaitFor(t, "the access lines", 5*time.Second, func() bool {
+			return strings.Count(logs.String(), "request") >= len(reqs)+1
+		})
+		t.Logf("%s log:\n%s", format, logs.String())
+		var report string
+		for _, args := range [][]string{{"--format", "json"}, {"--format", "json", "--refused"}} {
+			var out, errb bytes.Buffer
+			if code := pullreport.Run(args, strings.NewReader(logs.String()), &out, &errb); code != 0 {
+				t.Fatalf("%s %v: exit %d: %s", format, args, code, errb.String())
+			}
+			var rows []map[string]any
+			if err := json.Unmarshal(out.Bytes(), &rows); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rows {
+				delete(r, "first")
+				delete(r, "last")
+				b, _ := json.Marshal(r)
+				report += string(b) + "\n"
+			}
+			if len(args) == 2 && !strings.Contains(errb.String(), "2 manifest requests refused for the token's grants are not listed") {
+				t.Errorf("%s: stderr %q", format, errb.String())
+			}
+		}
+		reports[format] = report
+	}
+	want := `{"bytes":` + itoa(len(testManifest)+len(testBlob)) + `,"checks":2,"customer":"alice@example.com","digest":"` + dgst + `","pulls":1,"reference":"latest","repository":"stable/app"}` + "\n" +
+		`{"bytes":` + itoa(len(testManifest)) + `,"checks":0,"customer":"alice@example.com","digest":"` + dgst + `","pulls":1,"reference":"` + dgst + `","repository":"stable/app"}` + "\n" +
+		`{"attempts":2,"customer":"alice@example.com","reason":"channel_not_licensed","reference":"latest","repository":"beta/app"}` + "\n"
+	for format, got := range reports {
+		if got != want {
+			t.Errorf("%s log: report\n%swant\n%s", format, got, want)
+		}
 	}
 }
