@@ -195,8 +195,10 @@ func TestDocker(t *testing.T) {
 		t.Errorf("refusals on the text log (docker and ctr): %+v", refused)
 	}
 	out.Reset()
+	errb.Reset()
 	pullreport.Run(nil, strings.NewReader(logs.String()), &out, &errb)
-	t.Logf("gateway report:\n%s%s", out.String(), errb.String())
+	pullreport.Run([]string{"--refused"}, strings.NewReader(logs.String()), &out, &errb)
+	t.Logf("gateway report, then --refused:\n%s%s", out.String(), errb.String())
 }
 
 // scrape is the body of a /metrics.
