@@ -159,7 +159,7 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 		if d, ok := err.(*refusal); ok && d.denied != "" && route.Kind == RouteManifest {
 			// A valid token asked for what it does not hold: a customer
 			// after a channel it has not bought, on the line and counted.
-			rt.subject, rt.denied, rt.get = d.subject, d.denied, r.Method == http.MethodGet
+			rt.subject, rt.denied = d.subject, d.denied
 		}
 		return err
 	}
