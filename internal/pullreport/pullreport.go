@@ -274,9 +274,8 @@ const (
 
 const timeLayout = "2006-01-02 15:04:05Z"
 
-// Write prints rows as a table, CSV or JSON. CSV has the columns it had
-// before checks were counted, then checks: scripts that index columns keep
-// working.
+// Write prints rows as a table, CSV or JSON. CSV puts checks last, so that
+// scripts that index the other columns by position keep working.
 func Write(w io.Writer, rows []Row, format string) error {
 	switch format {
 	case FormatJSON:
