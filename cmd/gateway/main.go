@@ -3,7 +3,7 @@
 // or SIGTERM, then shuts down gracefully. `-check` validates the
 // configuration and exits; `gateway check-config FILE` also loads the files
 // it names and lists every problem (internal/checkconfig). `gateway report
-// [FILE...]` prints who pulled what from the gateway's access records
+// [FILE...]` prints who pulled what from the gateway's access lines, JSON or text
 // (internal/pullreport). `gateway version` (or -version) prints the build.
 package main
 
@@ -39,7 +39,7 @@ func main() {
 // usage lists every form of the command line; -h prints it too.
 const usage = `usage: gateway -config FILE [-check]
        gateway check-config [-skip-files] FILE
-       gateway report [FILE...]
+       gateway report [--refused] [--format table|csv|json] [FILE...]
        gateway version`
 
 // useLogger is handed the service's logger once it is built.

@@ -75,7 +75,10 @@ func (a *authorizer) check(ctx context.Context, header string, route Route) (*au
 	}
 	if !grants(claims, route) {
 		a.failed(reasonInsufficientScope)
-		return nil, a.refuse(route, "insufficient_scope", denial(claims, route), nil)
+		msg, reason := denial(claims, route)
+		e := a.refuse(route, "insufficient_scope", msg, nil)
+		e.subject, e.denied = claims.Subject, reason
+		return nil, e
 	}
 	return claims, nil
 }
@@ -85,10 +88,12 @@ func (a *authorizer) check(ctx context.Context, header string, route Route) (*au
 // pull on every repository of a licensed channel that the client asks for,
 // and clients ask for the scope of the challenge before they give up: a
 // token that names no repository of the channel (and, for a catalog token,
-// does not carry the channel) means the license does not hold it.
-func denial(c *auth.Claims, route Route) string {
+// does not carry the channel) means the license does not hold it. reason
+// is the access line's word for it (deniedChannel, deniedRepository), empty
+// for the catalog.
+func denial(c *auth.Claims, route Route) (message, reason string) {
 	if route.Kind == RouteCatalog {
-		return "the token does not grant the catalog (" + auth.TypeRegistry + ":" + auth.CatalogName + ":" + auth.ActionAll + ")"
+		return "the token does not grant the catalog (" + auth.TypeRegistry + ":" + auth.CatalogName + ":" + auth.ActionAll + ")", ""
 	}
 	// The account tells a customer with several which login is in use;
 	// it is nothing the holder of the token cannot read in it anyway.
@@ -100,9 +105,9 @@ func denial(c *auth.Claims, route Route) string {
 	if c.HoldsChannel(channel) || slices.ContainsFunc(c.Access, func(ra auth.ResourceActions) bool {
 		return ra.Type == auth.TypeRepository && ra.Has(auth.ActionPull) && auth.Channel(ra.Name) == channel
 	}) {
-		return who + " does not grant pull on " + route.Name + " (it was issued for other repositories)"
+		return who + " does not grant pull on " + route.Name + " (it was issued for other repositories)", deniedRepository
 	}
-	return who + " does not grant pull on channel '" + channel + "' (the license does not include it)"
+	return who + " does not grant pull on channel '" + channel + "' (the license does not include it)", deniedChannel
 }
 
 // grants reports whether claims cover the route: pull on exactly the
@@ -153,6 +158,11 @@ type refusal struct {
 	// token was refused.
 	detail any
 	cause  error
+	// denied is why a valid token does not grant a repository
+	// (deniedChannel, deniedRepository), and subject the token's subject:
+	// set for those refusals only, for the access line and
+	// gateway_pulls_total{kind="denied"}.
+	denied, subject string
 }
 
 var _ error = (*refusal)(nil)

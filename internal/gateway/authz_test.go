@@ -158,15 +158,19 @@ func TestDenial(t *testing.T) {
 		{"catalog token with the channel", auth.Claims{Channels: []string{"beta"}}, other},
 	} {
 		tc.claims.Subject = "bob@example.com"
-		if got := denial(&tc.claims, route); got != tc.want {
-			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		wantReason := deniedChannel
+		if tc.want == other {
+			wantReason = deniedRepository
+		}
+		if got, reason := denial(&tc.claims, route); got != tc.want || reason != wantReason {
+			t.Errorf("%s: %q %s, want %q %s", tc.name, got, reason, tc.want, wantReason)
 		}
 	}
-	if got, want := denial(&auth.Claims{}, route), "the token does not grant pull on channel 'beta' (the license does not include it)"; got != want {
+	if got, _ := denial(&auth.Claims{}, route); got != "the token does not grant pull on channel 'beta' (the license does not include it)" {
 		t.Errorf("no subject: %q", got)
 	}
-	if got, want := denial(&auth.Claims{}, Route{Kind: RouteCatalog}), "the token does not grant the catalog (registry:catalog:*)"; got != want {
-		t.Errorf("catalog: %q", got)
+	if got, reason := denial(&auth.Claims{}, Route{Kind: RouteCatalog}); got != "the token does not grant the catalog (registry:catalog:*)" || reason != "" {
+		t.Errorf("catalog: %q %q", got, reason)
 	}
 }
 

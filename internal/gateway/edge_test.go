@@ -188,7 +188,7 @@ func TestMetricsOnlyOnTheirListener(t *testing.T) {
 			t.Errorf("%s on the clients' listener: %d %.200s", p, resp.StatusCode, body)
 		}
 	}
-	if m := e.scrape(); !strings.Contains(m, `gateway_pulls_total{channel="stable",repository="stable/app"} 1`) {
+	if m := e.scrape(); !strings.Contains(m, `gateway_pulls_total{channel="stable",kind="pull",repository="stable/app"} 1`) {
 		t.Errorf("metrics.listen lacks the pull: %s", metricsWith(m, "gateway_pulls_total"))
 	}
 	resp, err := noRedirects.Get(e.ops.URL + "/debug/pprof/goroutine?debug=1")

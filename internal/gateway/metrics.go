@@ -3,7 +3,6 @@ package gateway
 import (
 	"math"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,9 +32,9 @@ type metrics struct {
 	// counters caches requests' children by route kind and status, so that
 	// the hot path does not hash label values.
 	counters [len(routeNames) + extraRoutes][600]atomic.Pointer[prometheus.Counter]
-	// pullCounters caches pulls' children by repository (only names that
-	// were pulled, as many as pulls has children).
-	pullCounters sync.Map
+	// pullCounts caches pulls' children by repository and kind, and keeps
+	// their labels bounded (pulls.go).
+	pullCounts *pullCounters
 }
 
 // Labels of the requests that are not /v2 routes.
@@ -88,13 +87,14 @@ func newMetrics(expiry func() (time.Time, bool), clock func() time.Time) *metric
 		}, []string{"reason"}),
 		pulls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_pulls_total",
-			Help: "Manifest GETs answered 200 (by tag or by digest), by channel and repository.",
-		}, []string{"channel", "repository"}),
+			Help: "Manifest requests by channel, repository and kind: pull (GET answered 200, by tag or by digest), check (HEAD answered 200), denied (refused: the token does not grant the repository).",
+		}, []string{"channel", "repository", "kind"}),
 		connRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_connections_refused_total",
 			Help: "Client connections closed at accept, by the limit they were over (limits.max_connections, limits.max_connections_per_address).",
 		}, []string{"limit"}),
 	}
+	m.pullCounts = newPullCounters(m.pulls)
 	for _, l := range []string{httpx.LimitTotal, httpx.LimitPerAddress} {
 		m.connRefused.WithLabelValues(l)
 	}

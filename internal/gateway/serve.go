@@ -17,12 +17,14 @@ import (
 type routed struct {
 	Route
 	// For the access line and gateway_pulls_total (pulls.go): the checked
-	// token's subject (the customer; empty until the token is checked),
-	// whether the request is a GET, and the digest of a manifest served
-	// (set where the manifest is written).
+	// token's subject (the customer; empty until the token is checked, or
+	// a manifest request is refused for the token's grants), whether the
+	// request is a GET, the digest of a manifest served (set where the
+	// manifest is written), and why a manifest request was denied.
 	subject string
 	get     bool
 	digest  string
+	denied  string
 }
 
 // The routes of the requests that are not /v2 ones, shared: never changed.
@@ -61,7 +63,7 @@ func (g *Gateway) newHandler() http.Handler {
 }
 
 // finishRequest counts a finished request by route and status, and counts
-// a pull.
+// a pull, a check or a denial.
 func (g *Gateway) finishRequest(rec *httpx.Record) {
 	rt, ok := rec.Route.(*routed)
 	if !ok {
@@ -69,15 +71,15 @@ func (g *Gateway) finishRequest(rec *httpx.Record) {
 		return
 	}
 	g.metrics.request(rt.Kind, rec.Status)
-	if rt.pull(rec.Status) {
-		g.metrics.pull(rt.Name)
+	if k := rt.pullKind(rec.Status); k != kindNone {
+		g.metrics.pullCounts.count(rt.Name, k)
 	}
 }
 
 // accessAttrs puts who pulled what on a request's access line.
 func accessAttrs(rec *httpx.Record, attrs []slog.Attr) []slog.Attr {
 	if rt, ok := rec.Route.(*routed); ok {
-		return rt.appendAccessAttrs(attrs, rt.pull(rec.Status))
+		return rt.appendAccessAttrs(attrs, rt.pullKind(rec.Status))
 	}
 	return attrs
 }
@@ -154,6 +156,11 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 	}
 	claims, err := g.authz.check(r.Context(), authorization, route)
 	if err != nil {
+		if d, ok := err.(*refusal); ok && d.denied != "" && route.Kind == RouteManifest {
+			// A valid token asked for what it does not hold: a customer
+			// after a channel it has not bought, on the line and counted.
+			rt.subject, rt.denied = d.subject, d.denied
+		}
 		return err
 	}
 	if rt.Route, err = route.ForUpstream(g.cfg.Upstream.RepositoryPrefix); err != nil {
