@@ -8,7 +8,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license"
 )
 
@@ -48,9 +47,9 @@ func (s *Server) failLogin(ctx context.Context, req *tokenRequest, reason licens
 		id, _ := logSafe(req.clientID, maxClientIDLen)
 		attrs = append(attrs, slog.String("client_id", id))
 	}
-	if rec := httpx.RecordOf(ctx); rec != nil && s.audit == s.log {
-		rec.Msg = loginFailedMsg
-		rec.Add(attrs...)
+	if req.rec != nil && s.audit == s.log {
+		req.rec.Msg = loginFailedMsg
+		req.rec.Add(attrs...)
 		return
 	}
 	s.audit.LogAttrs(ctx, slog.LevelInfo, loginFailedMsg, attrs...)

@@ -48,6 +48,9 @@ const (
 
 // tokenRequest is a token request after parsing, whichever form it came in.
 type tokenRequest struct {
+	// rec is the request's access record: the audit and failed-login
+	// fields go on it when the audit log is the access log.
+	rec      *httpx.Record
 	grant    string
 	client   string // client address
 	clientID string
@@ -155,6 +158,7 @@ func (s *Server) getTokenRequest(r *http.Request) (*tokenResult, error) {
 	}
 	username, password, ok := r.BasicAuth()
 	req := &tokenRequest{
+		rec:      httpx.RecordOf(r.Context()),
 		grant:    grantBasic,
 		client:   s.clients.Of(r),
 		clientID: q.Get("client_id"),
@@ -227,7 +231,7 @@ func (s *Server) postTokenRequest(r *http.Request, grant *string) (*tokenResult,
 	if err != nil {
 		return nil, err
 	}
-	req := &tokenRequest{client: s.clients.Of(r), clientID: f.Get("client_id"), scopes: scopes}
+	req := &tokenRequest{rec: httpx.RecordOf(r.Context()), client: s.clients.Of(r), clientID: f.Get("client_id"), scopes: scopes}
 	ctx := r.Context()
 	switch f.Get("grant_type") {
 	case "password":
@@ -398,9 +402,9 @@ func (s *Server) auditIssued(ctx context.Context, req *tokenRequest, c *auth.Cla
 	if refreshID != "" {
 		attrs = append(attrs, slog.String("refresh_jti", refreshID))
 	}
-	if rec := httpx.RecordOf(ctx); rec != nil && s.audit == s.log {
-		rec.Msg = auditMsg
-		rec.Add(attrs...)
+	if req.rec != nil && s.audit == s.log {
+		req.rec.Msg = auditMsg
+		req.rec.Add(attrs...)
 		return
 	}
 	s.audit.LogAttrs(ctx, slog.LevelInfo, auditMsg, attrs...)
