@@ -30,11 +30,12 @@ const accountsUsage = `Customer accounts of the licenses.sql backend. Every comm
 and --actor NAME (who is recorded in the audit; default the OS user).
 
   tokenserver accounts migrate                      create or upgrade the schema
-  tokenserver accounts add EMAIL --channels stable,beta [--expires 2027-06-30]
+  tokenserver accounts add EMAIL --channels stable,beta [--expires 2027-06-30] [--create]
                                                     new account; prints its API token once
   tokenserver accounts list [--json]
   tokenserver accounts show EMAIL [--json]          channels, tokens, state
-  tokenserver accounts grant EMAIL CHANNEL...
+  tokenserver accounts grant EMAIL CHANNEL... [--create]
+                                                    a channel must exist: --create makes it
   tokenserver accounts ungrant EMAIL CHANNEL...
   tokenserver accounts expire EMAIL DATE|never      change when the licence ends
   tokenserver accounts token add EMAIL              another API token
@@ -44,13 +45,17 @@ and --actor NAME (who is recorded in the audit; default the OS user).
   tokenserver accounts delete EMAIL --yes
   tokenserver accounts import licenses.yaml         accounts of the file backend
   tokenserver accounts audit [EMAIL] [--json]       who changed what, when
+  tokenserver accounts channels list [--json]       the channel catalogue
+  tokenserver accounts channels add NAME [--description TEXT]
+  tokenserver accounts channels remove NAME [--force]
+                                                    --force: also when granted (takes it away)
 
 A group answers -h with its own commands (accounts token -h); a command
 answers -h with its flags (accounts add -h).
 
 Exit codes: 0 done, 1 error (configuration, database), 2 usage or invalid
-input, 3 no such account or token, 4 conflict (exists already, already in
-that state).
+input, 3 no such account, token or channel, 4 conflict (exists already,
+already in that state, a channel still granted).
 `
 
 // accountsCmd is one run of an accounts command.
@@ -81,6 +86,10 @@ var accountsCommands = map[string]accountsFunc{
 	"delete":       accountsDelete,
 	"import":       accountsImport,
 	"audit":        accountsAudit,
+
+	"channels list":   accountsChannelsList,
+	"channels add":    accountsChannelsAdd,
+	"channels remove": accountsChannelsRemove,
 }
 
 // accountsGroups are the command groups under accounts, with their usage:
@@ -91,6 +100,20 @@ var accountsGroups = map[string]string{
   tokenserver accounts token add EMAIL              another API token; printed once
   tokenserver accounts token revoke EMAIL [ID]      ID: id or prefix from show; needed with several tokens
   tokenserver accounts token rotate EMAIL [ID]      revoke and replace in one step
+
+Every command takes -config FILE, --actor NAME and --json; -h shows a command's flags.
+`,
+	"channels": `The channel catalogue: a grant names one of these channels (accounts help
+lists the other commands):
+
+  tokenserver accounts channels list [--json]       name, description, accounts holding it, created
+  tokenserver accounts channels add NAME [--description TEXT]
+  tokenserver accounts channels remove NAME [--force]
+                                                    refused while an account holds it;
+                                                    --force takes it from them
+
+accounts add and accounts grant refuse a channel not in the catalogue;
+their --create makes it in the same step.
 
 Every command takes -config FILE, --actor NAME and --json; -h shows a command's flags.
 `,
@@ -256,6 +279,14 @@ func (c *accountsCmd) who() string {
 // fail prints err and returns the exit code of its kind.
 func (c *accountsCmd) fail(err error) int {
 	fmt.Fprintf(c.stderr, "tokenserver accounts %s: %v\n", c.name, err)
+	// What to do next, where the message alone does not say.
+	unknown := (*accounts.UnknownChannelError)(nil)
+	switch {
+	case errors.As(err, &unknown) && (c.name == "add" || c.name == "grant"):
+		fmt.Fprintln(c.stderr, "nothing changed; --create makes the channel in the same step (tokenserver accounts channels -h)")
+	case errors.Is(err, accounts.ErrConflict) && c.name == "channels remove":
+		fmt.Fprintln(c.stderr, "nothing changed; --force removes it anyway and takes it from them")
+	}
 	switch {
 	case errors.Is(err, accounts.ErrNotFound):
 		return exitNotFound
@@ -323,8 +354,9 @@ func splitList(s string) []string {
 
 func accountsAdd(ctx context.Context, c *accountsCmd, args []string) int {
 	channels := c.fs.String("channels", "", "comma-separated `channels` the account holds (stable,beta)")
+	create := c.fs.Bool("create", false, "create the channels the catalogue lacks instead of refusing them")
 	expires := c.fs.String("expires", "never", "last `day` of the licence (2027-06-30, UTC), an RFC 3339 time, or never")
-	return c.do(ctx, args, argSpec{synopsis: "EMAIL --channels stable,beta [--expires 2027-06-30]", need: []string{"e-mail address"}, missing: func() string {
+	return c.do(ctx, args, argSpec{synopsis: "EMAIL --channels stable,beta [--expires 2027-06-30] [--create]", need: []string{"e-mail address"}, missing: func() string {
 		if len(splitList(*channels)) == 0 {
 			return "--channels (no channels given)"
 		}
@@ -334,7 +366,7 @@ func accountsAdd(ctx context.Context, c *accountsCmd, args []string) int {
 		if err != nil {
 			return err
 		}
-		acct, token, err := db.Add(ctx, c.who(), pos[0], splitList(*channels), exp)
+		acct, token, err := db.Add(ctx, c.who(), pos[0], splitList(*channels), exp, createOption(*create)...)
 		if err != nil {
 			return err
 		}
@@ -429,12 +461,19 @@ func accountsShow(ctx context.Context, c *accountsCmd, args []string) int {
 }
 
 func accountsGrant(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, argSpec{synopsis: "EMAIL CHANNEL...", need: []string{"e-mail address", "channel"}, optional: -1}, func(db *accounts.DB, pos []string) error {
+	create, synopsis := new(bool), "EMAIL CHANNEL..."
+	if c.name == "grant" {
+		create = c.fs.Bool("create", false, "create the channels the catalogue lacks instead of refusing them")
+		synopsis += " [--create]"
+	}
+	return c.do(ctx, args, argSpec{synopsis: synopsis, need: []string{"e-mail address", "channel"}, optional: -1}, func(db *accounts.DB, pos []string) error {
 		var channels []string
 		for _, p := range pos[1:] {
 			channels = append(channels, splitList(p)...)
 		}
-		change := db.Grant
+		change := func(ctx context.Context, actor, email string, channels []string) error {
+			return db.Grant(ctx, actor, email, channels, createOption(*create)...)
+		}
 		if c.name == "ungrant" {
 			change = db.Ungrant
 		}
@@ -591,5 +630,78 @@ func accountsAudit(ctx context.Context, c *accountsCmd, args []string) int {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", stamp(e.At), e.Actor, e.Action, e.Account, e.Detail)
 		}
 		return w.Flush()
+	})
+}
+
+// createOption is the accounts option of --create.
+func createOption(create bool) []accounts.GrantOption {
+	if create {
+		return []accounts.GrantOption{accounts.CreateChannels()}
+	}
+	return nil
+}
+
+func accountsChannelsList(ctx context.Context, c *accountsCmd, args []string) int {
+	return c.do(ctx, args, argSpec{synopsis: "[--json]"}, func(db *accounts.DB, _ []string) error {
+		list, err := db.Channels(ctx)
+		if err != nil {
+			return err
+		}
+		if *c.json {
+			if list == nil {
+				list = []accounts.Channel{}
+			}
+			return c.printJSON(list)
+		}
+		if len(list) == 0 {
+			fmt.Fprintln(c.stdout, "no channels (add one: tokenserver accounts channels add stable)")
+			return nil
+		}
+		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "CHANNEL\tACCOUNTS\tCREATED\tDESCRIPTION")
+		for _, ch := range list {
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", ch.Name, ch.Accounts, stamp(ch.Created), ch.Description)
+		}
+		return w.Flush()
+	})
+}
+
+func accountsChannelsAdd(ctx context.Context, c *accountsCmd, args []string) int {
+	description := c.fs.String("description", "", "what the channel holds, for listings (one line)")
+	return c.do(ctx, args, argSpec{synopsis: "NAME [--description TEXT]", need: []string{"channel name"}}, func(db *accounts.DB, pos []string) error {
+		ch, err := db.AddChannel(ctx, c.who(), pos[0], *description)
+		if err != nil {
+			return err
+		}
+		if *c.json {
+			return c.printJSON(ch)
+		}
+		fmt.Fprintf(c.stdout, "created channel %s\n", ch.Name)
+		return nil
+	})
+}
+
+func accountsChannelsRemove(ctx context.Context, c *accountsCmd, args []string) int {
+	force := c.fs.Bool("force", false, "remove it also when accounts hold it: it is taken from them")
+	return c.do(ctx, args, argSpec{synopsis: "NAME [--force]", need: []string{"channel name"}}, func(db *accounts.DB, pos []string) error {
+		holders, err := db.RemoveChannel(ctx, c.who(), pos[0], *force)
+		if err != nil {
+			return err
+		}
+		if *c.json {
+			if holders == nil {
+				holders = []string{}
+			}
+			return c.printJSON(struct {
+				Removed   string   `json:"removed"`
+				TakenFrom []string `json:"taken_from"`
+			}{pos[0], holders})
+		}
+		if len(holders) == 0 {
+			fmt.Fprintf(c.stdout, "removed channel %s\n", pos[0])
+			return nil
+		}
+		fmt.Fprintf(c.stdout, "removed channel %s; taken from %s\n", pos[0], strings.Join(holders, ", "))
+		return nil
 	})
 }

@@ -18,6 +18,7 @@ func TestGroupHelp(t *testing.T) {
 		{nil, []string{"tokenserver keygen", "tokenserver accounts"}, "tokenserver: missing command"},
 		{[]string{"accounts"}, []string{"tokenserver accounts add EMAIL", "tokenserver accounts token add EMAIL", "Exit codes"}, "tokenserver accounts: missing command"},
 		{[]string{"accounts", "token"}, []string{"tokenserver accounts token add EMAIL", "token revoke EMAIL [ID]", "token rotate EMAIL [ID]"}, "tokenserver accounts token: missing command (add, revoke, rotate)"},
+		{[]string{"accounts", "channels"}, []string{"tokenserver accounts channels list", "channels add NAME [--description TEXT]", "channels remove NAME [--force]", "--create"}, "tokenserver accounts channels: missing command (add, list, remove)"},
 	}
 	for _, g := range groups {
 		for _, h := range []string{"-h", "--help", "-help", "help"} {
@@ -47,6 +48,8 @@ func TestGroupHelp(t *testing.T) {
 	runCLI(t, "", nil, "help", "accounts").want(t, exitOK, "tokenserver accounts migrate")
 
 	// An unknown command of a group shows the group's usage.
+	runCLI(t, "", nil, "accounts", "help", "channels").want(t, exitOK, "channels remove NAME [--force]")
+
 	r = runCLI(t, "", nil, "accounts", "token", "frob")
 	r.want(t, exitUsage, `unknown command "token frob"`, "token rotate EMAIL")
 	if strings.Contains(r.stderr, "accounts migrate") {
@@ -86,6 +89,10 @@ func TestMissingArguments(t *testing.T) {
 		{[]string{"accounts", "import"}, "tokenserver accounts import: missing licence file (licenses.yaml)", "usage: tokenserver accounts import licenses.yaml"},
 		{[]string{"accounts", "show", "a@example.com", "b@example.com"}, `tokenserver accounts show: unexpected argument "b@example.com"`, "usage: tokenserver accounts show EMAIL"},
 		{[]string{"accounts", "migrate", "now"}, `tokenserver accounts migrate: unexpected argument "now"`, "usage: tokenserver accounts migrate"},
+		{[]string{"accounts", "channels", "add", "--description", "x"}, "tokenserver accounts channels add: missing channel name", "usage: tokenserver accounts channels add NAME [--description TEXT]"},
+		{[]string{"accounts", "channels", "remove", "--force"}, "tokenserver accounts channels remove: missing channel name", "usage: tokenserver accounts channels remove NAME [--force]"},
+		{[]string{"accounts", "channels", "list", "x"}, `tokenserver accounts channels list: unexpected argument "x"`, "usage: tokenserver accounts channels list [--json]"},
+		{[]string{"accounts", "grant", "a@example.com", "--create"}, "tokenserver accounts grant: missing channel", "usage: tokenserver accounts grant EMAIL CHANNEL... [--create]"},
 		{[]string{"healthcheck"}, "tokenserver healthcheck: missing URL", "usage: tokenserver healthcheck URL"},
 	} {
 		r := runCLI(t, "", nil, tc.args...)
