@@ -41,7 +41,8 @@ and --actor NAME (who is recorded in the audit; default the OS user).
   tokenserver accounts token add EMAIL              another API token
   tokenserver accounts token revoke EMAIL [ID]      ID: id or prefix from show
   tokenserver accounts token rotate EMAIL [ID]      revoke and replace in one step
-  tokenserver accounts disable EMAIL | enable EMAIL
+  tokenserver accounts disable EMAIL                every login refused; tokens and channels kept
+  tokenserver accounts enable EMAIL
   tokenserver accounts delete EMAIL --yes
   tokenserver accounts import licenses.yaml         accounts of the file backend
   tokenserver accounts audit [EMAIL] [--json]       who changed what, when

@@ -102,3 +102,21 @@ func TestMissingArguments(t *testing.T) {
 		}
 	}
 }
+
+// Every accounts command answers -h with its usage line, and every command
+// of a group is in the group's usage and in the usage of accounts.
+func TestEveryAccountsCommandHelps(t *testing.T) {
+	t.Parallel()
+	for name := range accountsCommands {
+		r := runCLI(t, "", nil, append(append([]string{"accounts"}, strings.Fields(name)...), "-h")...)
+		r.want(t, exitOK, "usage: tokenserver accounts "+name+" ", "-config")
+		mustContain(t, "accounts usage", accountsUsage, "tokenserver accounts "+name)
+		if group, _, ok := strings.Cut(name, " "); ok {
+			usage, found := accountsGroups[group]
+			if !found {
+				t.Errorf("%s: no usage of group %s", name, group)
+			}
+			mustContain(t, group+" usage", usage, "tokenserver accounts "+name)
+		}
+	}
+}
