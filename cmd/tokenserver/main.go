@@ -55,11 +55,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tokenserver serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tokenserver [serve] -config FILE\n       tokenserver keygen|inspect|token|healthcheck|pull-secret|accounts [flags]\n       tokenserver check-config [-skip-files] FILE\n       tokenserver version")
+		fmt.Fprintln(fs.Output(), "usage: tokenserver [serve] -config FILE\n       tokenserver keygen|inspect|token|healthcheck|pull-secret|accounts [flags]   (each answers -h)\n       tokenserver check-config [-skip-files] FILE\n       tokenserver version")
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "", "YAML configuration `file`")
 	version := fs.Bool("version", false, "print the version and exit")
+	if len(args) > 0 && args[0] == "help" {
+		// Asked for, so on stdout, as `tokenserver accounts help` does.
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return 0
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -71,6 +77,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if *configPath == "" || fs.NArg() > 0 {
+		if fs.NArg() > 0 {
+			fmt.Fprintf(stderr, "tokenserver: unknown command %q\n\n", fs.Arg(0))
+		} else {
+			fmt.Fprintf(stderr, "tokenserver: missing -config FILE\n\n")
+		}
 		fs.Usage()
 		return 2
 	}

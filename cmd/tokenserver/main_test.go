@@ -186,6 +186,24 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 }
 
+// Every command group answers help on stdout; a bare tokenserver names
+// what is missing before the usage.
+func TestGroupHelp(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"help"}, {"accounts", "--help"}, {"accounts", "token", "-h"}, {"accounts", "token", "--help"}} {
+		var stdout, stderr strings.Builder
+		if code := run(context.Background(), args, &stdout, &stderr); code != 0 || stdout.Len() == 0 || strings.Contains(stdout.String()+stderr.String(), "unknown command") {
+			t.Errorf("%v: exit %d\nstdout: %s\nstderr: %s", args, code, stdout.String(), stderr.String())
+		}
+	}
+	checkInvocations(t, []invocation{
+		{nil, 2, []string{"tokenserver: missing -config FILE\n\nusage: tokenserver [serve] -config FILE"}},
+		{[]string{"frob"}, 2, []string{"tokenserver: unknown command \"frob\"\n\nusage:"}},
+		{[]string{"accounts", "token"}, 2, []string{"tokenserver accounts token: missing command (add, revoke, rotate)\n"}},
+		{[]string{"accounts", "add", "--channels", "stable", "-config", "F"}, 2, []string{"tokenserver accounts add: missing e-mail address\n\nusage: tokenserver accounts add EMAIL"}},
+	})
+}
+
 // The accounts commands read -config with the service's own loader: the
 // file is checked as the service checks it.
 func TestRunAccounts(t *testing.T) {

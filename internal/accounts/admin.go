@@ -69,8 +69,10 @@ func nullUnix(t time.Time) sql.NullInt64 {
 }
 
 // Add creates an account holding channels with one API token and returns
-// the token: the only time it is seen.
-func (db *DB) Add(ctx context.Context, actor, email string, channels []string, expires time.Time) (Account, string, error) {
+// the token: the only time it is seen. Channels not in the catalogue are
+// refused (*UnknownChannelError), and nothing is changed, unless the
+// option CreateChannels creates them.
+func (db *DB) Add(ctx context.Context, actor, email string, channels []string, expires time.Time, opts ...GrantOption) (Account, string, error) {
 	email, err := NormalizeEmail(email)
 	if err != nil {
 		return Account{}, "", err
@@ -89,6 +91,9 @@ func (db *DB) Add(ctx context.Context, actor, email string, channels []string, e
 		if _, err := lookupAccount(ctx, t, email); err == nil {
 			return "", conflictf("an account %s exists already", email)
 		} else if !errors.Is(err, ErrNotFound) {
+			return "", err
+		}
+		if _, err := db.knownChannels(ctx, t, actor, "add "+email, channels, creating(opts)); err != nil {
 			return "", err
 		}
 		if err := t.queryRow(ctx, "INSERT INTO accounts (email, state, created_at, expires_at) VALUES (?, ?, ?, ?) RETURNING id",
@@ -249,13 +254,17 @@ func (db *DB) Show(ctx context.Context, email string) (Account, error) {
 }
 
 // Grant adds channels to an account; channels it holds already are left
-// alone.
-func (db *DB) Grant(ctx context.Context, actor, email string, channels []string) error {
+// alone. Channels not in the catalogue are refused as by Add, unless the
+// option CreateChannels creates them.
+func (db *DB) Grant(ctx context.Context, actor, email string, channels []string, opts ...GrantOption) error {
 	channels, err := NormalizeChannels(channels)
 	if err != nil {
 		return err
 	}
 	return db.onAccount(ctx, actor, "grant", email, func(t tx, a *Account) (string, error) {
+		if _, err := db.knownChannels(ctx, t, actor, "grant "+a.Email, channels, creating(opts)); err != nil {
+			return "", err
+		}
 		if err := a.loadChannels(ctx, t); err != nil {
 			return "", err
 		}
@@ -483,7 +492,8 @@ func (db *DB) Audit(ctx context.Context, email string) ([]AuditEntry, error) {
 }
 
 // Import adds the accounts of a licence file (the file backend's), with
-// their token hashes as imported tokens. It adds all or nothing: an account
+// their token hashes as imported tokens, and the channels they hold to the
+// catalogue. It adds all or nothing: an account
 // that exists already, a user name that is not an e-mail address or a bad
 // channel name stops it, naming every such account.
 func (db *DB) Import(ctx context.Context, actor string, in []license.FileAccount) (int, error) {
@@ -522,6 +532,16 @@ func (db *DB) Import(ctx context.Context, actor string, in []license.FileAccount
 		}
 		if len(exist) > 0 {
 			return "", conflictf("nothing imported: these accounts exist already: %s", strings.Join(exist, ", "))
+		}
+		// The file backend has no catalogue: the channels its accounts
+		// hold become the channels.
+		var channels []string
+		for _, r := range rows {
+			channels = append(channels, r.channels...)
+		}
+		slices.Sort(channels)
+		if _, err := db.knownChannels(ctx, t, actor, "import", slices.Compact(channels), true); err != nil {
+			return "", err
 		}
 		for _, r := range rows {
 			var id int64

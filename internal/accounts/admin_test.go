@@ -41,7 +41,7 @@ func TestAdmin(t *testing.T) {
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
 		ctx := t.Context()
 		clock := testutil.NewClock(t0)
-		db := accountstest.Open(t, cfg, accounts.Options{Clock: clock.Now})
+		db := openSeeded(t, cfg, accounts.Options{Clock: clock.Now})
 		be := db.NewBackend(accounts.BackendOptions{})
 
 		acct, token, err := db.Add(ctx, "ops", "Alice@Example.com", []string{"stable", "beta", "stable"}, t0.AddDate(1, 0, 0))
@@ -192,7 +192,7 @@ func TestImport(t *testing.T) {
 	t.Parallel()
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
 		ctx := t.Context()
-		db := accountstest.Open(t, cfg, accounts.Options{})
+		db := openSeeded(t, cfg, accounts.Options{})
 		be := db.NewBackend(accounts.BackendOptions{})
 		dir := t.TempDir()
 		write := func(name, content string) string {
@@ -282,7 +282,7 @@ func TestParseExpiry(t *testing.T) {
 
 func TestContextCanceled(t *testing.T) {
 	t.Parallel()
-	db := accountstest.Open(t, accountstest.SQLite(t), accounts.Options{})
+	db := openSeeded(t, accountstest.SQLite(t), accounts.Options{})
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, _, err := db.Add(ctx, "ops", "a@example.com", []string{"stable"}, time.Time{}); err == nil {

@@ -46,7 +46,7 @@ func TestRevocationReachesEveryCache(t *testing.T) {
 	t.Parallel()
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
 		ctx := t.Context()
-		admin := accountstest.Open(t, cfg, accounts.Options{})
+		admin := openSeeded(t, cfg, accounts.Options{})
 		cred := addAlice(t, admin)
 		type replica struct {
 			be    *accounts.Backend
@@ -98,7 +98,7 @@ func TestVersionFailsClosed(t *testing.T) {
 	pg := accountstest.Start(t)
 	cfg := pg.NewDatabase(t)
 	ctx := t.Context()
-	db := accountstest.Open(t, cfg, accounts.Options{})
+	db := openSeeded(t, cfg, accounts.Options{})
 	cred := addAlice(t, db)
 	be := db.NewBackend(accounts.BackendOptions{RevocationPoll: 50 * time.Millisecond})
 	if _, ok := be.Version(); ok {
@@ -128,7 +128,7 @@ func TestVersionFailsClosed(t *testing.T) {
 func TestLastUsedBatched(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	db := accountstest.Open(t, accountstest.SQLite(t), accounts.Options{})
+	db := openSeeded(t, accountstest.SQLite(t), accounts.Options{})
 	cred := addAlice(t, db)
 	be := db.NewBackend(accounts.BackendOptions{LastUsedFlush: time.Hour})
 	for range 10 {
@@ -170,7 +170,7 @@ func TestConcurrentLoginsDuringChanges(t *testing.T) {
 	t.Parallel()
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
 		ctx := t.Context()
-		db := accountstest.Open(t, cfg, accounts.Options{})
+		db := openSeeded(t, cfg, accounts.Options{})
 		cred := addAlice(t, db)
 		be := db.NewBackend(accounts.BackendOptions{RevocationPoll: 50 * time.Millisecond})
 		runBackend(t, be)
@@ -204,7 +204,7 @@ func TestConcurrentLoginsDuringChanges(t *testing.T) {
 			if _, _, err := db.Add(ctx, "ops", email, []string{"beta"}, time.Time{}); err != nil {
 				t.Error(err)
 			}
-			if err := db.Grant(ctx, "ops", "alice@example.com", []string{fmt.Sprintf("c%d", i)}); err != nil {
+			if err := db.Grant(ctx, "ops", "alice@example.com", []string{fmt.Sprintf("c%d", i)}, accounts.CreateChannels()); err != nil {
 				t.Error(err)
 			}
 			if err := db.Delete(ctx, "ops", email); err != nil {

@@ -1,7 +1,8 @@
 // Package accounts keeps customer accounts in SQL (SQLite for a single
 // instance, PostgreSQL for several replicas): accounts with a state and an
-// expiry, API tokens stored only as SHA-256 hashes, channel grants, and an
-// append-only audit of every admin change.
+// expiry, API tokens stored only as SHA-256 hashes, a channel catalogue
+// and grants of its channels (an unknown channel is refused with the
+// nearest known name), and an append-only audit of every admin change.
 //
 // [DB] is what the admin CLI (`tokenserver accounts …`) drives: versioned
 // schema migrations embedded in the binary ([DB.Migrate], [DB.CheckSchema])

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/acme/registry-gateway/internal/accounts"
-	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 )
 
 // The SQLite database and the -wal and -shm files SQLite makes next to it
@@ -26,7 +25,7 @@ func TestSQLiteFilesArePrivate(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "accounts.db")
 			cfg := &accounts.Config{Driver: accounts.DriverSQLite, DSN: dsn(path)}
 			cfg.SetDefaults()
-			db := accountstest.Open(t, cfg, accounts.Options{}) // migrates
+			db := openSeeded(t, cfg, accounts.Options{}) // migrates, then writes
 			addAlice(t, db)
 			for _, p := range []string{path, path + "-wal", path + "-shm"} {
 				fi, err := os.Stat(p)
@@ -54,7 +53,7 @@ func TestSQLiteExistingFileKeepsItsMode(t *testing.T) {
 	}
 	cfg := &accounts.Config{Driver: accounts.DriverSQLite, DSN: path}
 	cfg.SetDefaults()
-	addAlice(t, accountstest.Open(t, cfg, accounts.Options{}))
+	addAlice(t, openSeeded(t, cfg, accounts.Options{}))
 	for _, p := range []string{path, path + "-wal", path + "-shm"} {
 		fi, err := os.Stat(p)
 		if err != nil {

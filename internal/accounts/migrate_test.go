@@ -3,6 +3,7 @@ package accounts_test
 import (
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,6 +46,18 @@ func TestMigrations(t *testing.T) {
 		if _, err := raw.ExecContext(ctx, "INSERT INTO api_tokens (account_id, token_sha256, prefix, created_at) SELECT id, '"+license.HashToken("old-token")+"', '', 1 FROM accounts"); err != nil {
 			t.Fatal(err)
 		}
+		// Its grants, and another account's: free text before the catalogue.
+		if _, err := raw.ExecContext(ctx, "INSERT INTO accounts (email, state, created_at) VALUES ('other@example.com', 'active', 1)"); err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range []struct {
+			email, channel string
+			at             int
+		}{{"old@example.com", "stable", 5}, {"old@example.com", "beta", 3}, {"other@example.com", "stable", 2}} {
+			if _, err := raw.ExecContext(ctx, fmt.Sprintf("INSERT INTO channel_grants (account_id, channel, granted_at) SELECT id, '%s', %d FROM accounts WHERE email = '%s'", g.channel, g.at, g.email)); err != nil {
+				t.Fatal(err)
+			}
+		}
 
 		// Up from the previous version: the account survives and works.
 		applied, err := db.Migrate(ctx, "test")
@@ -54,11 +67,33 @@ func TestMigrations(t *testing.T) {
 		if err := db.CheckSchema(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.NewBackend(accounts.BackendOptions{}).Lookup(ctx, "old-token"); err != nil {
-			t.Errorf("account from before the migration: %v", err)
+		if lic, err := db.NewBackend(accounts.BackendOptions{}).Lookup(ctx, "old-token"); err != nil || !slices.Equal(lic.Channels, []string{"beta", "stable"}) {
+			t.Errorf("account from before the migration: %+v %v", lic, err)
 		}
 		if err := db.Grant(ctx, "test", "old@example.com", []string{"stable"}); err != nil {
 			t.Errorf("admin change after the migration: %v", err)
+		}
+		// The catalogue is the channels granted before, each created when
+		// it was first granted.
+		channels, err := db.Channels(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(channels) != 2 || channels[0].Name != "beta" || channels[0].Created.Unix() != 3 || channels[0].Accounts != 1 ||
+			channels[1].Name != "stable" || channels[1].Created.Unix() != 2 || channels[1].Accounts != 2 {
+			t.Errorf("catalogue after the migration: %+v", channels)
+		}
+		err = db.Grant(ctx, "test", "other@example.com", []string{"stabel"})
+		var unknown *accounts.UnknownChannelError
+		if !errors.As(err, &unknown) || !errors.Is(err, accounts.ErrNotFound) ||
+			err.Error() != `unknown channel "stabel"; did you mean "stable"? (known channels: beta, stable)` {
+			t.Errorf("grant of a typo after the migration: %v", err)
+		}
+		// The grants refer to the catalogue: the database itself refuses a
+		// grant of a channel it lacks.
+		fk := rawDBForeignKeys(t, cfg)
+		if _, err := fk.ExecContext(ctx, "INSERT INTO channel_grants (account_id, channel, granted_at) SELECT id, 'nightly', 1 FROM accounts WHERE email = 'other@example.com'"); err == nil {
+			t.Error("a grant of a channel outside the catalogue was stored")
 		}
 		// Again: nothing to do.
 		if applied, err := db.Migrate(ctx, "test"); err != nil || len(applied) != 0 {
@@ -149,6 +184,20 @@ func TestConfigProblems(t *testing.T) {
 	}
 }
 
+// rawDBForeignKeys is rawDB with SQLite's checks of foreign keys on, as
+// the package's connections have them (PostgreSQL's are always on).
+func rawDBForeignKeys(t *testing.T, cfg *accounts.Config) *sql.DB {
+	t.Helper()
+	if cfg.Driver == accounts.DriverSQLite {
+		c := *cfg
+		c.DSN = "file:" + cfg.DSN + "?_pragma=foreign_keys(1)"
+		cfg = &c
+	}
+	return rawDB(t, cfg)
+}
+
+// rawDB connects to cfg's database without the package, to set up what
+// the package would not write.
 func rawDB(t *testing.T, cfg *accounts.Config) *sql.DB {
 	t.Helper()
 	driver, dsn := "sqlite", cfg.DSN

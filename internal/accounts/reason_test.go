@@ -20,7 +20,7 @@ func TestLoginReasons(t *testing.T) {
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
 		ctx := t.Context()
 		clock := testutil.NewClock(time.Now().Truncate(time.Second))
-		db := accountstest.Open(t, cfg, accounts.Options{Clock: clock.Now})
+		db := openSeeded(t, cfg, accounts.Options{Clock: clock.Now})
 		alice := addAlice(t, db)
 		add := func(email string, expires time.Time) string {
 			t.Helper()
@@ -90,7 +90,7 @@ func TestLoginReasons(t *testing.T) {
 // the cache then still refuses, as wrong_token.
 func TestHasAccountDatabaseGone(t *testing.T) {
 	t.Parallel()
-	db := accountstest.Open(t, accountstest.SQLite(t), accounts.Options{})
+	db := openSeeded(t, accountstest.SQLite(t), accounts.Options{})
 	be := db.NewBackend(accounts.BackendOptions{})
 	db.Close()
 	if _, err := be.HasAccount(t.Context(), "alice@example.com"); !errors.Is(err, license.ErrUnavailable) {

@@ -16,11 +16,20 @@ import (
 // the sql licence backend on SQLite under data/.
 const SQLConfig = "deploy/tokenserver-sql.yaml"
 
+// DemoChannels are the channels `make run LICENSES=sql` puts in the
+// catalogue, with their descriptions: those of LicensedRepo and
+// UnlicensedRepo.
+var DemoChannels = [][2]string{
+	{"stable", "released builds"},
+	{"beta", "previews"},
+}
+
 // SQLDemoAccount sets up the account database of the token service
 // configuration at config the way a vendor would, through the accounts
-// CLI: migrate, then add the demo account holding the stable channel (or,
-// when it exists from an earlier run, rotate its token). It returns the
-// demo account's new API token.
+// CLI: migrate, create the channels of DemoChannels (kept when they exist
+// from an earlier run), then add the demo account holding the stable
+// channel (or, when it exists, rotate its token). It returns the demo
+// account's new API token.
 func SQLDemoAccount(ctx context.Context, config string, log io.Writer) (string, error) {
 	cli := func(args ...string) ([]byte, int, string) {
 		var out, errb bytes.Buffer
@@ -33,6 +42,12 @@ func SQLDemoAccount(ctx context.Context, config string, log io.Writer) (string, 
 		return "", fmt.Errorf("accounts migrate: %s", msg)
 	}
 	fmt.Fprintf(log, "devstack: tokenserver accounts migrate: %s", out)
+	for _, ch := range DemoChannels {
+		// 4: it exists from an earlier run.
+		if _, code, msg := cli("channels", "add", ch[0], "--description", ch[1]); code != 0 && code != 4 {
+			return "", fmt.Errorf("accounts channels add: %s", msg)
+		}
+	}
 	var created struct {
 		Token string `json:"token"`
 	}
@@ -57,6 +72,7 @@ func (s *Stack) accountsCommands() []Command {
 	c := " -config " + s.AccountsConfig
 	return []Command{
 		{Tool: "accounts", Line: "bin/tokenserver accounts list" + c},
+		{Tool: "accounts", Line: "bin/tokenserver accounts channels list" + c},
 		{Tool: "accounts", Line: "bin/tokenserver accounts show " + DemoUser + c},
 		{Tool: "accounts", Line: "bin/tokenserver accounts add customer@example.com --channels stable,beta --expires 2027-06-30" + c},
 		{Tool: "accounts", Line: "bin/tokenserver accounts grant " + DemoUser + " beta" + c},

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -29,24 +30,33 @@ const accountsUsage = `Customer accounts of the licenses.sql backend. Every comm
 and --actor NAME (who is recorded in the audit; default the OS user).
 
   tokenserver accounts migrate                      create or upgrade the schema
-  tokenserver accounts add EMAIL --channels stable,beta [--expires 2027-06-30]
+  tokenserver accounts add EMAIL --channels stable,beta [--expires 2027-06-30] [--create]
                                                     new account; prints its API token once
   tokenserver accounts list [--json]
   tokenserver accounts show EMAIL [--json]          channels, tokens, state
-  tokenserver accounts grant EMAIL CHANNEL...
+  tokenserver accounts grant EMAIL CHANNEL... [--create]
+                                                    a channel must exist: --create makes it
   tokenserver accounts ungrant EMAIL CHANNEL...
   tokenserver accounts expire EMAIL DATE|never      change when the licence ends
   tokenserver accounts token add EMAIL              another API token
   tokenserver accounts token revoke EMAIL [ID]      ID: id or prefix from show
   tokenserver accounts token rotate EMAIL [ID]      revoke and replace in one step
-  tokenserver accounts disable EMAIL | enable EMAIL
+  tokenserver accounts disable EMAIL                every login refused; tokens and channels kept
+  tokenserver accounts enable EMAIL
   tokenserver accounts delete EMAIL --yes
   tokenserver accounts import licenses.yaml         accounts of the file backend
   tokenserver accounts audit [EMAIL] [--json]       who changed what, when
+  tokenserver accounts channels list [--json]       the channel catalogue
+  tokenserver accounts channels add NAME [--description TEXT]
+  tokenserver accounts channels remove NAME [--force]
+                                                    --force: also when granted (takes it away)
+
+A group answers -h with its own commands (accounts token -h); a command
+answers -h with its flags (accounts add -h).
 
 Exit codes: 0 done, 1 error (configuration, database), 2 usage or invalid
-input, 3 no such account or token, 4 conflict (exists already, already in
-that state).
+input, 3 no such account, token or channel, 4 conflict (exists already,
+already in that state, a channel still granted).
 `
 
 // accountsCmd is one run of an accounts command.
@@ -77,24 +87,95 @@ var accountsCommands = map[string]accountsFunc{
 	"delete":       accountsDelete,
 	"import":       accountsImport,
 	"audit":        accountsAudit,
+
+	"channels list":   accountsChannelsList,
+	"channels add":    accountsChannelsAdd,
+	"channels remove": accountsChannelsRemove,
+}
+
+// accountsGroups are the command groups under accounts, with their usage:
+// `accounts token -h` answers with the group's own commands.
+var accountsGroups = map[string]string{
+	"token": `API tokens of an account (accounts help lists the other commands):
+
+  tokenserver accounts token add EMAIL              another API token; printed once
+  tokenserver accounts token revoke EMAIL [ID]      ID: id or prefix from show; needed with several tokens
+  tokenserver accounts token rotate EMAIL [ID]      revoke and replace in one step
+
+Every command takes -config FILE, --actor NAME and --json; -h shows a command's flags.
+`,
+	"channels": `The channel catalogue: a grant names one of these channels (accounts help
+lists the other commands):
+
+  tokenserver accounts channels list [--json]       name, description, accounts holding it, created
+  tokenserver accounts channels add NAME [--description TEXT]
+  tokenserver accounts channels remove NAME [--force]
+                                                    refused while an account holds it;
+                                                    --force takes it from them
+
+accounts add and accounts grant refuse a channel not in the catalogue;
+their --create makes it in the same step.
+
+Every command takes -config FILE, --actor NAME and --json; -h shows a command's flags.
+`,
+}
+
+// isHelp reports whether arg asks for help rather than naming a command.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// groupCommands lists the commands of group, for a missing-command line.
+func groupCommands(group string) string {
+	var names []string
+	for name := range accountsCommands {
+		if sub, ok := strings.CutPrefix(name, group+" "); ok {
+			names = append(names, sub)
+		}
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
 }
 
 // accounts runs `tokenserver accounts …`.
 func (e *env) accounts(ctx context.Context, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprint(e.stderr, accountsUsage)
+		fmt.Fprintf(e.stderr, "tokenserver accounts: missing command\n\n%s", accountsUsage)
 		return exitUsage
 	}
 	name, args := args[0], args[1:]
-	if name == "token" && len(args) > 0 {
-		name, args = "token "+args[0], args[1:]
-	}
-	run, ok := accountsCommands[name]
-	switch {
-	case name == "help" || name == "-h" || name == "--help":
+	if isHelp(name) {
+		// `accounts help token` is `accounts token -h`.
+		if len(args) > 0 {
+			if usage, ok := accountsGroups[args[0]]; ok {
+				fmt.Fprint(e.stdout, usage)
+				return exitOK
+			}
+		}
 		fmt.Fprint(e.stdout, accountsUsage)
 		return exitOK
-	case !ok:
+	}
+	if usage, ok := accountsGroups[name]; ok {
+		switch {
+		case len(args) == 0:
+			fmt.Fprintf(e.stderr, "tokenserver accounts %s: missing command (%s)\n\n%s", name, groupCommands(name), usage)
+			return exitUsage
+		case isHelp(args[0]):
+			fmt.Fprint(e.stdout, usage)
+			return exitOK
+		}
+		name, args = name+" "+args[0], args[1:]
+		if _, ok := accountsCommands[name]; !ok {
+			fmt.Fprintf(e.stderr, "tokenserver accounts: unknown command %q\n\n%s", name, usage)
+			return exitUsage
+		}
+	}
+	run, ok := accountsCommands[name]
+	if !ok {
 		fmt.Fprintf(e.stderr, "tokenserver accounts: unknown command %q\n\n%s", name, accountsUsage)
 		return exitUsage
 	}
@@ -105,18 +186,45 @@ func (e *env) accounts(ctx context.Context, args []string) int {
 	return run(ctx, c, args)
 }
 
+// argSpec is what a command takes besides its flags.
+type argSpec struct {
+	// synopsis follows the command's name in its usage line.
+	synopsis string
+	// need names the required positional arguments in order, as the
+	// missing-argument line names them ("e-mail address").
+	need []string
+	// optional is how many more positional arguments it takes; -1: any.
+	optional int
+	// missing, when set, checks the flags once parsed and returns what
+	// is missing ("" for nothing), e.g. a required --channels.
+	missing func() string
+}
+
 // parse parses the flags (anywhere among the arguments) and checks the
-// number of positional arguments (max -1: any). ok false: stop with code.
-func (c *accountsCmd) parse(args []string, minPos, maxPos int, synopsis string) (pos []string, code int, ok bool) {
+// positional arguments against spec: a missing one is named in one line
+// before the usage. ok false: stop with code.
+func (c *accountsCmd) parse(args []string, spec argSpec) (pos []string, code int, ok bool) {
 	c.fs.Usage = func() {
-		fmt.Fprintf(c.stderr, "usage: tokenserver accounts %s %s\n\nflags (-x and --x are the same):\n", c.name, synopsis)
+		fmt.Fprintf(c.stderr, "usage: tokenserver accounts %s %s\n\nflags (-x and --x are the same):\n", c.name, spec.synopsis)
 		c.fs.PrintDefaults()
 	}
 	pos, err := parseArgs(c.fs, args)
 	if err != nil {
 		return nil, c.usageError(err), false
 	}
-	if len(pos) < minPos || (maxPos >= 0 && len(pos) > maxPos) {
+	var problem string
+	switch {
+	case len(pos) < len(spec.need):
+		problem = "missing " + spec.need[len(pos)]
+	case spec.optional >= 0 && len(pos) > len(spec.need)+spec.optional:
+		problem = fmt.Sprintf("unexpected argument %q", pos[len(spec.need)+spec.optional])
+	case spec.missing != nil:
+		if m := spec.missing(); m != "" {
+			problem = "missing " + m
+		}
+	}
+	if problem != "" {
+		fmt.Fprintf(c.stderr, "tokenserver accounts %s: %s\n\n", c.name, problem)
 		c.fs.Usage()
 		return nil, exitUsage, false
 	}
@@ -172,6 +280,14 @@ func (c *accountsCmd) who() string {
 // fail prints err and returns the exit code of its kind.
 func (c *accountsCmd) fail(err error) int {
 	fmt.Fprintf(c.stderr, "tokenserver accounts %s: %v\n", c.name, err)
+	// What to do next, where the message alone does not say.
+	unknown := (*accounts.UnknownChannelError)(nil)
+	switch {
+	case errors.As(err, &unknown) && (c.name == "add" || c.name == "grant"):
+		fmt.Fprintln(c.stderr, "nothing changed; --create makes the channel in the same step (tokenserver accounts channels -h)")
+	case errors.Is(err, accounts.ErrConflict) && c.name == "channels remove":
+		fmt.Fprintln(c.stderr, "nothing changed; --force removes it anyway and takes it from them")
+	}
 	switch {
 	case errors.Is(err, accounts.ErrNotFound):
 		return exitNotFound
@@ -185,8 +301,8 @@ func (c *accountsCmd) fail(err error) int {
 
 // do parses args, opens the database and runs fn with the positional
 // arguments.
-func (c *accountsCmd) do(ctx context.Context, args []string, minPos, maxPos int, synopsis string, fn func(*accounts.DB, []string) error) int {
-	pos, code, ok := c.parse(args, minPos, maxPos, synopsis)
+func (c *accountsCmd) do(ctx context.Context, args []string, spec argSpec, fn func(*accounts.DB, []string) error) int {
+	pos, code, ok := c.parse(args, spec)
 	if !ok {
 		return code
 	}
@@ -209,7 +325,7 @@ func (c *accountsCmd) printJSON(v any) error {
 }
 
 func accountsMigrate(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, 0, 0, "", func(db *accounts.DB, _ []string) error {
+	return c.do(ctx, args, argSpec{}, func(db *accounts.DB, _ []string) error {
 		applied, err := db.Migrate(ctx, c.who())
 		if err != nil {
 			return err
@@ -239,13 +355,19 @@ func splitList(s string) []string {
 
 func accountsAdd(ctx context.Context, c *accountsCmd, args []string) int {
 	channels := c.fs.String("channels", "", "comma-separated `channels` the account holds (stable,beta)")
+	create := c.fs.Bool("create", false, "create the channels the catalogue lacks instead of refusing them")
 	expires := c.fs.String("expires", "never", "last `day` of the licence (2027-06-30, UTC), an RFC 3339 time, or never")
-	return c.do(ctx, args, 1, 1, "EMAIL --channels stable,beta [--expires 2027-06-30]", func(db *accounts.DB, pos []string) error {
+	return c.do(ctx, args, argSpec{synopsis: "EMAIL --channels stable,beta [--expires 2027-06-30] [--create]", need: []string{"e-mail address"}, missing: func() string {
+		if len(splitList(*channels)) == 0 {
+			return "--channels (no channels given)"
+		}
+		return ""
+	}}, func(db *accounts.DB, pos []string) error {
 		exp, err := accounts.ParseExpiry(*expires, c.now())
 		if err != nil {
 			return err
 		}
-		acct, token, err := db.Add(ctx, c.who(), pos[0], splitList(*channels), exp)
+		acct, token, err := db.Add(ctx, c.who(), pos[0], splitList(*channels), exp, createOption(*create)...)
 		if err != nil {
 			return err
 		}
@@ -283,7 +405,7 @@ func timeText(t time.Time) string {
 }
 
 func accountsList(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, 0, 0, "[--json]", func(db *accounts.DB, _ []string) error {
+	return c.do(ctx, args, argSpec{synopsis: "[--json]"}, func(db *accounts.DB, _ []string) error {
 		list, err := db.List(ctx)
 		if err != nil {
 			return err
@@ -308,7 +430,7 @@ func accountsList(ctx context.Context, c *accountsCmd, args []string) int {
 }
 
 func accountsShow(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, 1, 1, "EMAIL [--json]", func(db *accounts.DB, pos []string) error {
+	return c.do(ctx, args, argSpec{synopsis: "EMAIL [--json]", need: []string{"e-mail address"}}, func(db *accounts.DB, pos []string) error {
 		a, err := db.Show(ctx, pos[0])
 		if err != nil {
 			return err
@@ -340,12 +462,19 @@ func accountsShow(ctx context.Context, c *accountsCmd, args []string) int {
 }
 
 func accountsGrant(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, 2, -1, "EMAIL CHANNEL...", func(db *accounts.DB, pos []string) error {
+	create, synopsis := new(bool), "EMAIL CHANNEL..."
+	if c.name == "grant" {
+		create = c.fs.Bool("create", false, "create the channels the catalogue lacks instead of refusing them")
+		synopsis += " [--create]"
+	}
+	return c.do(ctx, args, argSpec{synopsis: synopsis, need: []string{"e-mail address", "channel"}, optional: -1}, func(db *accounts.DB, pos []string) error {
 		var channels []string
 		for _, p := range pos[1:] {
 			channels = append(channels, splitList(p)...)
 		}
-		change := db.Grant
+		change := func(ctx context.Context, actor, email string, channels []string) error {
+			return db.Grant(ctx, actor, email, channels, createOption(*create)...)
+		}
 		if c.name == "ungrant" {
 			change = db.Ungrant
 		}
@@ -362,7 +491,7 @@ func accountsGrant(ctx context.Context, c *accountsCmd, args []string) int {
 }
 
 func accountsExpire(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, 2, 2, "EMAIL DATE|never", func(db *accounts.DB, pos []string) error {
+	return c.do(ctx, args, argSpec{synopsis: "EMAIL DATE|never", need: []string{"e-mail address", "date (or never)"}}, func(db *accounts.DB, pos []string) error {
 		exp, err := accounts.ParseExpiry(pos[1], c.now())
 		if err != nil {
 			return err
@@ -376,7 +505,7 @@ func accountsExpire(ctx context.Context, c *accountsCmd, args []string) int {
 }
 
 func accountsTokenAdd(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, 1, 1, "EMAIL", func(db *accounts.DB, pos []string) error {
+	return c.do(ctx, args, argSpec{synopsis: "EMAIL", need: []string{"e-mail address"}}, func(db *accounts.DB, pos []string) error {
 		tok, token, err := db.AddToken(ctx, c.who(), pos[0])
 		if err != nil {
 			return err
@@ -398,7 +527,7 @@ func accountsTokenAdd(ctx context.Context, c *accountsCmd, args []string) int {
 type tokenInfo accounts.Token
 
 func accountsTokenRevoke(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, 1, 2, "EMAIL [ID]", func(db *accounts.DB, pos []string) error {
+	return c.do(ctx, args, argSpec{synopsis: "EMAIL [ID]", need: []string{"e-mail address"}, optional: 1}, func(db *accounts.DB, pos []string) error {
 		tok, err := db.RevokeToken(ctx, c.who(), pos[0], optional(pos, 1))
 		if err != nil {
 			return err
@@ -409,7 +538,7 @@ func accountsTokenRevoke(ctx context.Context, c *accountsCmd, args []string) int
 }
 
 func accountsTokenRotate(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, 1, 2, "EMAIL [ID]", func(db *accounts.DB, pos []string) error {
+	return c.do(ctx, args, argSpec{synopsis: "EMAIL [ID]", need: []string{"e-mail address"}, optional: 1}, func(db *accounts.DB, pos []string) error {
 		old, created, token, err := db.RotateToken(ctx, c.who(), pos[0], optional(pos, 1))
 		if err != nil {
 			return err
@@ -442,7 +571,7 @@ func orImported(prefix string) string {
 }
 
 func accountsState(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, 1, 1, "EMAIL", func(db *accounts.DB, pos []string) error {
+	return c.do(ctx, args, argSpec{synopsis: "EMAIL", need: []string{"e-mail address"}}, func(db *accounts.DB, pos []string) error {
 		state := accounts.StateActive
 		if c.name == "disable" {
 			state = accounts.StateDisabled
@@ -457,7 +586,7 @@ func accountsState(ctx context.Context, c *accountsCmd, args []string) int {
 
 func accountsDelete(ctx context.Context, c *accountsCmd, args []string) int {
 	yes := c.fs.Bool("yes", false, "really delete")
-	return c.do(ctx, args, 1, 1, "EMAIL --yes", func(db *accounts.DB, pos []string) error {
+	return c.do(ctx, args, argSpec{synopsis: "EMAIL --yes", need: []string{"e-mail address"}}, func(db *accounts.DB, pos []string) error {
 		if !*yes {
 			return &accounts.Error{Kind: accounts.ErrInvalid, Msg: "delete removes the account and its tokens for good (disable keeps them): add --yes"}
 		}
@@ -470,7 +599,7 @@ func accountsDelete(ctx context.Context, c *accountsCmd, args []string) int {
 }
 
 func accountsImport(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, 1, 1, "licenses.yaml", func(db *accounts.DB, pos []string) error {
+	return c.do(ctx, args, argSpec{synopsis: "licenses.yaml", need: []string{"licence file (licenses.yaml)"}}, func(db *accounts.DB, pos []string) error {
 		in, err := filebackend.ReadAccounts(pos[0])
 		if err != nil {
 			return &accounts.Error{Kind: accounts.ErrInvalid, Msg: err.Error()}
@@ -485,7 +614,7 @@ func accountsImport(ctx context.Context, c *accountsCmd, args []string) int {
 }
 
 func accountsAudit(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, 0, 1, "[EMAIL] [--json]", func(db *accounts.DB, pos []string) error {
+	return c.do(ctx, args, argSpec{synopsis: "[EMAIL] [--json]", optional: 1}, func(db *accounts.DB, pos []string) error {
 		entries, err := db.Audit(ctx, optional(pos, 0))
 		if err != nil {
 			return err
@@ -502,5 +631,78 @@ func accountsAudit(ctx context.Context, c *accountsCmd, args []string) int {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", stamp(e.At), e.Actor, e.Action, e.Account, e.Detail)
 		}
 		return w.Flush()
+	})
+}
+
+// createOption is the accounts option of --create.
+func createOption(create bool) []accounts.GrantOption {
+	if create {
+		return []accounts.GrantOption{accounts.CreateChannels()}
+	}
+	return nil
+}
+
+func accountsChannelsList(ctx context.Context, c *accountsCmd, args []string) int {
+	return c.do(ctx, args, argSpec{synopsis: "[--json]"}, func(db *accounts.DB, _ []string) error {
+		list, err := db.Channels(ctx)
+		if err != nil {
+			return err
+		}
+		if *c.json {
+			if list == nil {
+				list = []accounts.Channel{}
+			}
+			return c.printJSON(list)
+		}
+		if len(list) == 0 {
+			fmt.Fprintln(c.stdout, "no channels (add one: tokenserver accounts channels add stable)")
+			return nil
+		}
+		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "CHANNEL\tACCOUNTS\tCREATED\tDESCRIPTION")
+		for _, ch := range list {
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", ch.Name, ch.Accounts, stamp(ch.Created), ch.Description)
+		}
+		return w.Flush()
+	})
+}
+
+func accountsChannelsAdd(ctx context.Context, c *accountsCmd, args []string) int {
+	description := c.fs.String("description", "", "what the channel holds, for listings (one line)")
+	return c.do(ctx, args, argSpec{synopsis: "NAME [--description TEXT]", need: []string{"channel name"}}, func(db *accounts.DB, pos []string) error {
+		ch, err := db.AddChannel(ctx, c.who(), pos[0], *description)
+		if err != nil {
+			return err
+		}
+		if *c.json {
+			return c.printJSON(ch)
+		}
+		fmt.Fprintf(c.stdout, "created channel %s\n", ch.Name)
+		return nil
+	})
+}
+
+func accountsChannelsRemove(ctx context.Context, c *accountsCmd, args []string) int {
+	force := c.fs.Bool("force", false, "remove it also when accounts hold it: it is taken from them")
+	return c.do(ctx, args, argSpec{synopsis: "NAME [--force]", need: []string{"channel name"}}, func(db *accounts.DB, pos []string) error {
+		holders, err := db.RemoveChannel(ctx, c.who(), pos[0], *force)
+		if err != nil {
+			return err
+		}
+		if *c.json {
+			if holders == nil {
+				holders = []string{}
+			}
+			return c.printJSON(struct {
+				Removed   string   `json:"removed"`
+				TakenFrom []string `json:"taken_from"`
+			}{pos[0], holders})
+		}
+		if len(holders) == 0 {
+			fmt.Fprintf(c.stdout, "removed channel %s\n", pos[0])
+			return nil
+		}
+		fmt.Fprintf(c.stdout, "removed channel %s; taken from %s\n", pos[0], strings.Join(holders, ", "))
+		return nil
 	})
 }

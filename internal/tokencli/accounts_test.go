@@ -1,6 +1,7 @@
 package tokencli
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -57,7 +58,19 @@ func TestAccountsCommands(t *testing.T) {
 		run("migrate").want(t, exitOK, "schema is current")
 		run("list").want(t, exitOK, "no accounts")
 
-		r := run("add", "alice@example.com", "--channels", "stable,beta", "--expires", "2027-06-30")
+		// The channel catalogue comes first: a grant names its channels.
+		run("channels", "list").want(t, exitOK, "no channels")
+		run("add", "alice@example.com", "--channels", "stable,beta").want(t, exitNotFound, `unknown channel "beta"; unknown channel "stable" (there are no channels yet)`, "nothing changed; --create")
+		run("channels", "add", "stable", "--description", "Released builds").want(t, exitOK, "created channel stable")
+		run("channels", "add", "stable").want(t, exitConflict, "channel stable exists already")
+		run("channels", "add", "Beta").want(t, exitUsage, "not a channel name")
+		r := run("channels", "add", "beta", "--json")
+		var ch accounts.Channel
+		if err := json.Unmarshal([]byte(r.stdout), &ch); err != nil || ch.Name != "beta" || !ch.Created.Equal(t0) {
+			t.Errorf("channels add --json: %v %s", err, r.stdout)
+		}
+
+		r = run("add", "alice@example.com", "--channels", "stable,beta", "--expires", "2027-06-30")
 		r.want(t, exitOK, "created alice@example.com: channels beta, stable, expires 2027-07-01 00:00:00 UTC", "rgw_")
 		var token string
 		for _, f := range strings.Fields(r.stdout) {
@@ -87,7 +100,11 @@ func TestAccountsCommands(t *testing.T) {
 			t.Errorf("list --json: %v %s", err, r.stdout)
 		}
 		run("show", "nobody@example.com").want(t, exitNotFound, "no account nobody@example.com")
-		run("grant", "alice@example.com", "lts-2025").want(t, exitOK, "now holds: beta, lts-2025, stable")
+		r = run("grant", "alice@example.com", "stabel")
+		r.want(t, exitNotFound, `unknown channel "stabel"; did you mean "stable"? (known channels: beta, stable)`, "nothing changed; --create")
+		run("grant", "alice@example.com", "stable", "lts-2025").want(t, exitNotFound, `unknown channel "lts-2025" (known channels: beta, stable)`)
+		run("show", "alice@example.com").want(t, exitOK, "beta, stable\n")
+		run("grant", "alice@example.com", "lts-2025", "--create").want(t, exitOK, "now holds: beta, lts-2025, stable")
 		run("ungrant", "alice@example.com", "beta").want(t, exitOK, "now holds: lts-2025, stable")
 		run("ungrant", "alice@example.com", "beta").want(t, exitNotFound, "does not hold channel beta")
 		run("grant", "nobody@example.com", "beta").want(t, exitNotFound)
@@ -121,6 +138,19 @@ func TestAccountsCommands(t *testing.T) {
 		run("delete", "bob@example.com", "--yes").want(t, exitOK, "deleted bob@example.com")
 		run("delete", "bob@example.com", "--yes").want(t, exitNotFound)
 
+		// The catalogue: a channel still granted is removed only by force.
+		run("channels", "list").want(t, exitOK, "CHANNEL   ACCOUNTS", "stable    1         2026-11-29 10:00:00 UTC  Released builds", "lts-2025  1")
+		r = run("channels", "list", "--json")
+		var channels []accounts.Channel
+		if err := json.Unmarshal([]byte(r.stdout), &channels); err != nil || len(channels) != 3 || channels[2].Name != "stable" || channels[2].Accounts != 1 {
+			t.Errorf("channels list --json: %v %s", err, r.stdout)
+		}
+		run("channels", "remove", "stable").want(t, exitConflict, "channel stable is granted to 1 account (alice@example.com)", "--force removes it anyway")
+		run("channels", "remove", "stabel").want(t, exitNotFound, `did you mean "stable"?`)
+		run("channels", "remove", "beta").want(t, exitOK, "removed channel beta\n")
+		run("channels", "remove", "lts-2025", "--force").want(t, exitOK, "removed channel lts-2025; taken from alice@example.com\n")
+		run("show", "alice@example.com").want(t, exitOK, "channels  stable\n")
+
 		lic := filepath.Join(t.TempDir(), "licenses.yaml")
 		os.WriteFile(lic, []byte("accounts:\n  - username: carol@example.com\n    token_sha256: \""+license.HashToken("carol")+"\"\n    channels: [stable]\n"), 0o600)
 		run("import", lic).want(t, exitOK, "imported 1 accounts")
@@ -128,7 +158,7 @@ func TestAccountsCommands(t *testing.T) {
 		run("import", filepath.Join(t.TempDir(), "missing.yaml")).want(t, exitUsage, "missing.yaml")
 
 		r = run("audit")
-		r.want(t, exitOK, "WHEN", "vendor-ops", "script", "migrate", "token.rotate", "import")
+		r.want(t, exitOK, "WHEN", "vendor-ops", "script", "migrate", "token.rotate", "import", "channel.add", "channel.remove", "channel=lts-2025 (created by grant alice@example.com)")
 		if strings.Contains(r.stdout, token) {
 			t.Error("the audit shows a token")
 		}
@@ -157,8 +187,60 @@ func TestAccountsUsage(t *testing.T) {
 	// A database set up through the package is what the CLI lists.
 	cfg := accountstest.SQLite(t)
 	db := accountstest.Open(t, cfg, accounts.Options{})
-	if _, _, err := db.Add(t.Context(), "x", "a@example.com", []string{"stable"}, time.Time{}); err != nil {
+	if _, _, err := db.Add(t.Context(), "x", "a@example.com", []string{"stable"}, time.Time{}, accounts.CreateChannels()); err != nil {
 		t.Fatal(err)
 	}
 	runCLI(t, "", nil, "accounts", "list", "-config", accountsConfig(t, cfg)).want(t, exitOK, "a@example.com")
+}
+
+// `accounts migrate` upgrades a database of the previous schema, where
+// channels were free text: the channels granted become the catalogue, and
+// a typo of one is refused from then on.
+func TestAccountsMigrateFromPrevious(t *testing.T) {
+	t.Parallel()
+	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
+		ctx := t.Context()
+		db, err := accounts.Open(ctx, cfg, accounts.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		prev := accounts.SchemaVersion() - 1
+		if _, err := db.MigrateTo(ctx, "old-binary", prev); err != nil {
+			t.Fatal(err)
+		}
+		// What the previous binary wrote: an account with a token and two
+		// grants.
+		driver := map[string]string{accounts.DriverSQLite: "sqlite", accounts.DriverPostgres: "pgx"}[cfg.Driver]
+		raw, err := sql.Open(driver, cfg.DSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		for _, q := range []string{
+			"INSERT INTO accounts (email, state, created_at) VALUES ('old@example.com', 'active', 1)",
+			"INSERT INTO api_tokens (account_id, token_sha256, prefix, created_at) SELECT id, '" + license.HashToken("old-token") + "', '', 1 FROM accounts",
+			"INSERT INTO channel_grants (account_id, channel, granted_at) SELECT id, 'stable', 1 FROM accounts",
+			"INSERT INTO channel_grants (account_id, channel, granted_at) SELECT id, 'lts-2025', 2 FROM accounts",
+		} {
+			if _, err := raw.ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		conf := accountsConfig(t, cfg)
+		run := func(args ...string) result {
+			t.Helper()
+			return runCLI(t, "", map[string]string{"USER": "vendor-ops"}, append([]string{"accounts"}, append(args, "-config", conf)...)...)
+		}
+		run("list").want(t, exitFail, "older than this tokenserver needs", "tokenserver accounts migrate")
+		run("migrate").want(t, exitOK, fmt.Sprintf("schema migrated to version %d (applied %d)", accounts.SchemaVersion(), accounts.SchemaVersion()))
+		run("channels", "list").want(t, exitOK, "lts-2025  1", "stable    1")
+		run("show", "old@example.com").want(t, exitOK, "lts-2025, stable")
+		run("grant", "old@example.com", "stabel").want(t, exitNotFound, `unknown channel "stabel"; did you mean "stable"? (known channels: lts-2025, stable)`)
+		run("add", "new@example.com", "--channels", "stable").want(t, exitOK, "created new@example.com")
+		if lic, err := db.NewBackend(accounts.BackendOptions{}).Lookup(ctx, "old-token"); err != nil || !lic.Holds("stable") || !lic.Holds("lts-2025") {
+			t.Errorf("the old account after the migration: %+v %v", lic, err)
+		}
+	})
 }

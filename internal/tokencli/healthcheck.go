@@ -22,6 +22,11 @@ func (e *env) healthcheck(ctx context.Context, args []string) int {
 		return e.usageError(err)
 	}
 	if len(pos) != 1 {
+		if len(pos) == 0 {
+			fmt.Fprintf(e.stderr, "tokenserver healthcheck: missing URL\n\n")
+		} else {
+			fmt.Fprintf(e.stderr, "tokenserver healthcheck: unexpected argument %q\n\n", pos[1])
+		}
 		fmt.Fprintln(e.stderr, "usage: tokenserver healthcheck URL   (e.g. http://127.0.0.1:5001/healthz)")
 		return exitUsage
 	}

@@ -130,7 +130,7 @@ Run a command with -h for its flags.
 
 func (e *env) run(ctx context.Context, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprint(e.stderr, usage)
+		fmt.Fprintf(e.stderr, "tokenserver: missing command\n\n%s", usage)
 		return exitUsage
 	}
 	switch args[0] {
@@ -147,6 +147,10 @@ func (e *env) run(ctx context.Context, args []string) int {
 	case "accounts":
 		return e.accounts(ctx, args[1:])
 	case "help", "-h", "-help", "--help":
+		// `help accounts` is `accounts -h`.
+		if len(args) > 1 && args[1] == "accounts" {
+			return e.accounts(ctx, append([]string{"help"}, args[2:]...))
+		}
 		fmt.Fprint(e.stdout, usage)
 		return exitOK
 	default:

@@ -219,7 +219,7 @@ func TestLoginFailureSQL(t *testing.T) {
 	t.Parallel()
 	db := accountstest.Open(t, accountstest.SQLite(t), accounts.Options{})
 	ctx := t.Context()
-	if _, _, err := db.Add(ctx, "ops", aliceUser, []string{"stable"}, time.Time{}); err != nil {
+	if _, _, err := db.Add(ctx, "ops", aliceUser, []string{"stable"}, time.Time{}, accounts.CreateChannels()); err != nil {
 		t.Fatal(err)
 	}
 	_, carol, err := db.Add(ctx, "ops", carolUser, []string{"stable"}, time.Time{})

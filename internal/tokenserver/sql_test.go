@@ -48,7 +48,7 @@ func TestSQLRevocationOnTwoReplicas(t *testing.T) {
 	cfg := accountstest.Shared(t).NewDatabase(t)
 	admin := accountstest.Open(t, cfg, accounts.Options{})
 	ctx := t.Context()
-	_, token, err := admin.Add(ctx, "ops", aliceUser, []string{"stable"}, time.Time{})
+	_, token, err := admin.Add(ctx, "ops", aliceUser, []string{"stable"}, time.Time{}, accounts.CreateChannels())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestSQLDatabaseGoesAwayAndComesBack(t *testing.T) {
 	pg := accountstest.Start(t)
 	cfg := pg.NewDatabase(t)
 	admin := accountstest.Open(t, cfg, accounts.Options{})
-	_, token, err := admin.Add(t.Context(), "ops", aliceUser, []string{"stable"}, time.Time{})
+	_, token, err := admin.Add(t.Context(), "ops", aliceUser, []string{"stable"}, time.Time{}, accounts.CreateChannels())
 	if err != nil {
 		t.Fatal(err)
 	}

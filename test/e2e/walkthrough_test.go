@@ -29,8 +29,9 @@ func TestMain(m *testing.M) { os.Exit(accountstest.Main(m)) }
 
 // The vendor walk-through of docs/accounts.md, on SQLite and on PostgreSQL: from
 // nothing (a configuration file and an empty database) through `accounts
-// migrate` and `accounts add` to a customer pulling through the gateway;
-// then a grant, a revocation, and `gateway report` on the gateway's log.
+// migrate`, `accounts channels add` and `accounts add` to a customer pulling
+// through the gateway; then a grant (a typo of it refused), a revocation,
+// and `gateway report` on the gateway's log.
 func TestVendorWalkthrough(t *testing.T) {
 	accountstest.Drivers(t, func(t *testing.T, db *accounts.Config) {
 		dir := t.TempDir()
@@ -61,9 +62,15 @@ func TestVendorWalkthrough(t *testing.T) {
 			return out.String() + errb.String(), code
 		}
 
-		// 1. Schema, then the customer's account; the token is printed once.
+		// 1. Schema, the channels, then the customer's account; the token
+		// is printed once.
 		if out, code := accountsCLI("migrate"); code != 0 {
 			t.Fatalf("migrate: %s", out)
+		}
+		for _, ch := range []string{"stable", "beta"} {
+			if out, code := accountsCLI("channels", "add", ch); code != 0 {
+				t.Fatalf("channels add %s: %s", ch, out)
+			}
 		}
 		out, code := accountsCLI("add", aliceUser, "--channels", "stable", "--expires", "2099-12-31", "--json")
 		if code != 0 {
@@ -106,6 +113,10 @@ func TestVendorWalkthrough(t *testing.T) {
 		// 4. A grant takes effect at once (within revocation_poll, 500ms;
 		// the bound of 1s is measured in tokenserver's
 		// TestSQLRevocationOnTwoReplicas, the pulls here take their time).
+		// A typo is refused, naming the channel meant.
+		if out, code := accountsCLI("grant", aliceUser, "bta"); code != 3 || !strings.Contains(out, `unknown channel "bta"; did you mean "beta"?`) {
+			t.Fatalf("grant of a typo: exit %d: %s", code, out)
+		}
 		if out, code := accountsCLI("grant", aliceUser, "beta"); code != 0 {
 			t.Fatalf("grant: %s", out)
 		}
