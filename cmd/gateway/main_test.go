@@ -260,9 +260,17 @@ func TestCheckConfig(t *testing.T) {
 		t.Errorf("syntax error: exit %d: %s", code, errb.String())
 	}
 
-	for _, args := range [][]string{{"check-config"}, {"check-config", "a", "b"}, {"check-config", "-nope", cfg}} {
-		if code := run(context.Background(), args, &out, &errb); code != 2 {
-			t.Errorf("%v: exit %d, want 2", args, code)
+	for _, tc := range []struct {
+		args []string
+		want string // the line naming what is wrong, before the usage
+	}{
+		{[]string{"check-config"}, "gateway check-config: missing FILE"},
+		{[]string{"check-config", "a", "b"}, `gateway check-config: unexpected argument "b"`},
+		{[]string{"check-config", "-nope", cfg}, "flag provided but not defined: -nope"},
+	} {
+		errb.Reset()
+		if code := run(context.Background(), tc.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), tc.want+"\n") || !strings.Contains(errb.String(), "usage: gateway check-config") {
+			t.Errorf("%v: exit %d, want 2 with %q and the usage: %s", tc.args, code, tc.want, errb.String())
 		}
 	}
 }

@@ -136,7 +136,8 @@ func TestCheckConfig(t *testing.T) {
 		{[]string{"check-config", filepath.Join(dir, "missing.yaml")}, 1, []string{"missing.yaml"}},
 		{[]string{"check-config", "-skip-files", mixed}, 1, []string{"3 problem(s)", "field frobnicate not found", "log_level", "field metrics_listen not found"}},
 		{[]string{"check-config", "-skip-files", broken}, 1, []string{"1 problem(s)"}},
-		{[]string{"check-config"}, 2, []string{"usage: tokenserver check-config"}},
+		{[]string{"check-config"}, 2, []string{"tokenserver check-config: missing FILE", "usage: tokenserver check-config"}},
+		{[]string{"check-config", "a", "b"}, 2, []string{`tokenserver check-config: unexpected argument "b"`, "usage: tokenserver check-config"}},
 	})
 }
 

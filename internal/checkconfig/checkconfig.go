@@ -46,7 +46,13 @@ func Run(service string, args []string, stdout, stderr io.Writer, check Checker)
 		}
 		return exitUsage
 	}
-	if fs.NArg() != 1 {
+	switch {
+	case fs.NArg() == 0:
+		fmt.Fprintf(stderr, "%s check-config: missing FILE (the configuration file to check)\n", service)
+		fs.Usage()
+		return exitUsage
+	case fs.NArg() > 1:
+		fmt.Fprintf(stderr, "%s check-config: unexpected argument %q (one FILE at a time)\n", service, fs.Arg(1))
 		fs.Usage()
 		return exitUsage
 	}
