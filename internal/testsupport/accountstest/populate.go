@@ -19,7 +19,8 @@ var Customers = []string{"alice@example.com", "carol@example.com", "dave@example
 // (eve), expiring and not, one deleted (ids with a gap), tokens added,
 // rotated, revoked, used (last_used set) and imported from a licence file
 // (no prefix), grants and ungrants, and the audit of all of it. It returns
-// the API token of each of Customers, each holding stable.
+// the API token of each of Customers, each holding stable, and of the
+// disabled eve@example.com.
 func Populate(t testing.TB, db *accounts.DB) map[string]string {
 	t.Helper()
 	ctx := context.Background()
@@ -50,7 +51,7 @@ func Populate(t testing.TB, db *accounts.DB) map[string]string {
 	check(err)
 	_, err = db.RevokeToken(ctx, "ops", "carol@example.com", second.Prefix)
 	check(err)
-	_, eve, err := db.Add(ctx, "ops", "eve@example.com", []string{"beta", "lts-2026"}, time.Time{})
+	_, tokens["eve@example.com"], err = db.Add(ctx, "ops", "eve@example.com", []string{"beta", "lts-2026"}, time.Time{})
 	check(err)
 	check(db.Ungrant(ctx, "ops", "eve@example.com", []string{"beta"}))
 	check(db.SetState(ctx, "ops", "eve@example.com", accounts.StateDisabled))
@@ -64,7 +65,7 @@ func Populate(t testing.TB, db *accounts.DB) map[string]string {
 
 	// Logins leave last_used behind; refused ones do not.
 	be := db.NewBackend(accounts.BackendOptions{})
-	for _, tok := range []string{tokens["alice@example.com"], tokens["dave@example.com"], eve} {
+	for _, tok := range []string{tokens["alice@example.com"], tokens["dave@example.com"], tokens["eve@example.com"]} {
 		be.Lookup(ctx, tok)
 	}
 	if _, err := be.Lookup(ctx, first); err == nil {
