@@ -58,7 +58,8 @@ answers -h with its flags (accounts add -h).
 
 Exit codes: 0 done, 1 error (configuration, database), 2 usage or invalid
 input, 3 no such account, token or channel, 4 conflict (exists already,
-already in that state, a channel still granted).
+already in that state, a channel still granted, an import into a database
+that differs).
 `
 
 // accountsCmd is one run of an accounts command.
