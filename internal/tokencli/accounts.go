@@ -603,7 +603,7 @@ func accountsDelete(ctx context.Context, c *accountsCmd, args []string) int {
 }
 
 func accountsImport(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, argSpec{synopsis: "licenses.yaml|EXPORT.json", need: []string{"licence file (licenses.yaml) or export"}}, func(db *accounts.DB, pos []string) error {
+	return c.do(ctx, args, argSpec{synopsis: "licenses.yaml|EXPORT.json", need: []string{"licence file (licenses.yaml) or export (accounts.json)"}}, func(db *accounts.DB, pos []string) error {
 		if isExport, err := c.restoreExport(ctx, db, pos[0]); isExport {
 			return err
 		}
