@@ -13,6 +13,11 @@
 // within the poll interval after a revocation on any replica. It records
 // token use in memory and writes last_used in batches.
 //
+// [DB.Export] writes every table as one versioned JSON document and
+// [DB.Restore] writes one back, exactly, into an empty database of either
+// kind: backups that outlive the database engine, and the way from SQLite
+// to PostgreSQL.
+//
 // The SQL is written once for both databases: the placeholders and the few
 // type names that differ are translated in dialect.go, and nowhere else.
 package accounts

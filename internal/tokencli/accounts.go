@@ -45,6 +45,8 @@ and --actor NAME (who is recorded in the audit; default the OS user).
   tokenserver accounts enable EMAIL
   tokenserver accounts delete EMAIL --yes
   tokenserver accounts import licenses.yaml         accounts of the file backend
+  tokenserver accounts export FILE [--force]        every row, token hashes included (mode 0600)
+  tokenserver accounts import FILE                  an export, into a new database: restored exactly
   tokenserver accounts audit [EMAIL] [--json]       who changed what, when
   tokenserver accounts channels list [--json]       the channel catalogue
   tokenserver accounts channels add NAME [--description TEXT]
@@ -56,7 +58,8 @@ answers -h with its flags (accounts add -h).
 
 Exit codes: 0 done, 1 error (configuration, database), 2 usage or invalid
 input, 3 no such account, token or channel, 4 conflict (exists already,
-already in that state, a channel still granted).
+already in that state, a channel still granted, an import into a database
+that differs).
 `
 
 // accountsCmd is one run of an accounts command.
@@ -86,6 +89,7 @@ var accountsCommands = map[string]accountsFunc{
 	"enable":       accountsState,
 	"delete":       accountsDelete,
 	"import":       accountsImport,
+	"export":       accountsExport,
 	"audit":        accountsAudit,
 
 	"channels list":   accountsChannelsList,
@@ -599,7 +603,10 @@ func accountsDelete(ctx context.Context, c *accountsCmd, args []string) int {
 }
 
 func accountsImport(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, argSpec{synopsis: "licenses.yaml", need: []string{"licence file (licenses.yaml)"}}, func(db *accounts.DB, pos []string) error {
+	return c.do(ctx, args, argSpec{synopsis: "licenses.yaml|EXPORT.json", need: []string{"licence file (licenses.yaml) or export (accounts.json)"}}, func(db *accounts.DB, pos []string) error {
+		if isExport, err := c.restoreExport(ctx, db, pos[0]); isExport {
+			return err
+		}
 		in, err := filebackend.ReadAccounts(pos[0])
 		if err != nil {
 			return &accounts.Error{Kind: accounts.ErrInvalid, Msg: err.Error()}

@@ -15,7 +15,8 @@
 // rendering) make the `token` command; inspect.go, jwt.go (decoding),
 // verify.go (keys and verification) and report.go (result and rendering)
 // make `inspect`, which `token` reuses for the token it gets; keygen.go,
-// healthcheck.go, pullsecret.go and accounts.go are one command each;
+// healthcheck.go, pullsecret.go and accounts.go are one command each
+// (export.go the accounts export and the import of one);
 // style.go is the terminal's colours and times. The WWW-Authenticate challenge is
 // pkg/auth's Challenge, the same type the gateway writes.
 package tokencli
