@@ -1,0 +1,391 @@
+package admin
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acme/registry-gateway/internal/accounts"
+	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
+)
+
+var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+// apiEnv is the API on a real database, called through the validating
+// transport.
+type apiEnv struct {
+	t                 *testing.T
+	db                *accounts.DB
+	clock             *testutil.Clock
+	base              string
+	client            *http.Client
+	writeKey, readKey string
+}
+
+func newEnv(t *testing.T, cfg *accounts.Config, limiter Limiter) *apiEnv {
+	t.Helper()
+	clock := testutil.NewClock(t0)
+	db := accountstest.Open(t, cfg, accounts.Options{Clock: clock.Now})
+	for _, ch := range []string{"stable", "beta"} {
+		if _, err := db.AddChannel(t.Context(), "test", ch, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, wk, err := db.AddAdminKey(t.Context(), "test", "crm", accounts.ScopeWrite, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rk, err := db.AddAdminKey(t.Context(), "test", "support", accounts.ScopeRead, t0.Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(Handler(Options{DB: db, Limiter: limiter, Clock: clock.Now}))
+	t.Cleanup(srv.Close)
+	return &apiEnv{t: t, db: db, clock: clock, base: srv.URL, client: &http.Client{Transport: newValidating(t, srv.URL)}, writeKey: wk, readKey: rk}
+}
+
+// answer is a response with its body read.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// call sends method path with key (none when ""), body as JSON when not
+// "", and header pairs.
+func (e *apiEnv) call(method, path, key, body string, header ...string) answer {
+	e.t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(e.t.Context(), method, e.base+path, r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return answer{resp.StatusCode, resp.Header, b}
+}
+
+// want checks the status and that the body holds each of contains.
+func (a answer) want(t *testing.T, status int, contains ...string) answer {
+	t.Helper()
+	if a.status != status {
+		t.Errorf("status %d, want %d: %s", a.status, status, a.body)
+	}
+	for _, c := range contains {
+		if !strings.Contains(string(a.body), c) {
+			t.Errorf("body lacks %q: %s", c, a.body)
+		}
+	}
+	return a
+}
+
+// problem checks a problem answer: its status, media type, kind and the
+// fields its errors name.
+func (a answer) problem(t *testing.T, status int, kind string, fields ...string) problem {
+	t.Helper()
+	a.want(t, status)
+	if ct := a.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("content type %q", ct)
+	}
+	var p problem
+	if err := json.Unmarshal(a.body, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Type != problemTypeBase+kind || p.Status != status || p.Title == "" || p.Detail == "" {
+		t.Errorf("problem %+v, want kind %s", p, kind)
+	}
+	var got []string
+	for _, e := range p.Errors {
+		got = append(got, e.Field)
+	}
+	if strings.Join(got, ",") != strings.Join(fields, ",") {
+		t.Errorf("problem fields %q, want %q (%s)", got, fields, a.body)
+	}
+	return p
+}
+
+func decode[T any](t *testing.T, a answer) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(a.body, &v); err != nil {
+		t.Fatalf("%v: %s", err, a.body)
+	}
+	return v
+}
+
+// countLimiter refuses a client after max failures.
+type countLimiter struct {
+	mu     sync.Mutex
+	max    int
+	failed map[string]int
+}
+
+func (l *countLimiter) Check(client, _ string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failed[client] >= l.max {
+		return 1500 * time.Millisecond
+	}
+	return 0
+}
+
+func (l *countLimiter) Charge(client, _ string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failed[client]++
+}
+
+func TestAuthentication(t *testing.T) {
+	t.Parallel()
+	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
+		lim := &countLimiter{max: 6, failed: map[string]int{}}
+		e := newEnv(t, cfg, lim)
+
+		// The document needs no key.
+		e.call("GET", Prefix+"/openapi.json", "", "").want(t, http.StatusOK, `"openapi":"3.1.0"`)
+
+		a := e.call("GET", Prefix+"/accounts", "", "")
+		a.problem(t, http.StatusUnauthorized, "unauthorized")
+		if a.header.Get("WWW-Authenticate") != `Bearer realm="admin"` {
+			t.Errorf("WWW-Authenticate %q", a.header.Get("WWW-Authenticate"))
+		}
+		e.call("GET", Prefix+"/accounts", "", "", "Authorization", "Basic "+e.writeKey).problem(t, http.StatusUnauthorized, "unauthorized")
+		e.call("GET", Prefix+"/accounts", accounts.AdminKeyPrefix+strings.Repeat("x", 43), "").problem(t, http.StatusUnauthorized, "unauthorized")
+
+		// Scopes: read looks, write also changes.
+		e.call("GET", Prefix+"/accounts", e.readKey, "").want(t, http.StatusOK)
+		p := e.call("POST", Prefix+"/accounts", e.readKey, `{"email":"a@example.com","channels":["stable"]}`).problem(t, http.StatusForbidden, "forbidden")
+		if !strings.Contains(p.Detail, "support has the read scope") {
+			t.Errorf("forbidden: %s", p.Detail)
+		}
+		e.call("DELETE", Prefix+"/accounts/a@example.com", e.readKey, "", "If-Match", "*").problem(t, http.StatusForbidden, "forbidden")
+		e.call("POST", Prefix+"/accounts", e.writeKey, `{"email":"a@example.com","channels":["stable"]}`).want(t, http.StatusCreated)
+
+		// Expired and revoked keys.
+		e.clock.Advance(24 * time.Hour)
+		e.call("GET", Prefix+"/accounts", e.readKey, "").problem(t, http.StatusUnauthorized, "unauthorized")
+		if _, err := e.db.RevokeAdminKey(t.Context(), "test", "crm"); err != nil {
+			t.Fatal(err)
+		}
+		e.call("GET", Prefix+"/accounts", e.writeKey, "").problem(t, http.StatusUnauthorized, "unauthorized")
+
+		// Five failures so far, the limit is six: then 429, even with a
+		// good key, until the limiter lets the address try again.
+		_, good, err := e.db.AddAdminKey(t.Context(), "test", "ops", accounts.ScopeRead, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.call("GET", Prefix+"/accounts", "nonsense", "").problem(t, http.StatusUnauthorized, "unauthorized")
+		a = e.call("GET", Prefix+"/accounts", good, "")
+		a.problem(t, http.StatusTooManyRequests, "rate-limited")
+		if a.header.Get("Retry-After") != "2" {
+			t.Errorf("Retry-After %q", a.header.Get("Retry-After"))
+		}
+		lim.mu.Lock()
+		clear(lim.failed)
+		lim.mu.Unlock()
+		e.call("GET", Prefix+"/accounts", good, "").want(t, http.StatusOK)
+
+		// Unknown endpoints and methods.
+		e.call("GET", Prefix+"/nothing", good, "").problem(t, http.StatusNotFound, "not-found")
+		e.call("PUT", Prefix+"/accounts", good, "").problem(t, http.StatusMethodNotAllowed, "method-not-allowed")
+	})
+}
+
+func TestAccounts(t *testing.T) {
+	t.Parallel()
+	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
+		e := newEnv(t, cfg, nil)
+		ctx := t.Context()
+		w := e.writeKey
+		accountsNow := func() int {
+			t.Helper()
+			l, err := e.db.List(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(l)
+		}
+
+		// Create.
+		a := e.call("POST", Prefix+"/accounts", w, `{"email":"Alice@Example.com","channels":["stable","beta"],"expires":"2027-06-30"}`).want(t, http.StatusCreated)
+		made := decode[createdAccount](t, a)
+		if made.Account.Email != "alice@example.com" || strings.Join(made.Account.Channels, ",") != "beta,stable" || !made.Account.Expires.Equal(time.Date(2027, 7, 1, 0, 0, 0, 0, time.UTC)) || !strings.HasPrefix(made.Token, accounts.TokenPrefix) {
+			t.Errorf("created %+v", made)
+		}
+		if loc := a.header.Get("Location"); loc != Prefix+"/accounts/alice@example.com" {
+			t.Errorf("Location %q", loc)
+		}
+		if lic, err := e.db.NewBackend(accounts.BackendOptions{}).Lookup(ctx, made.Token); err != nil || lic.Account != "alice@example.com" {
+			t.Errorf("the token does not log in: %+v %v", lic, err)
+		}
+
+		// Every way to get it wrong changes nothing.
+		e.call("POST", Prefix+"/accounts", w, `{"email":`).problem(t, http.StatusBadRequest, "bad-json")
+		e.call("POST", Prefix+"/accounts", w, `{"email":"b@example.com","channels":["stable"]} {}`).problem(t, http.StatusBadRequest, "bad-json")
+		e.call("POST", Prefix+"/accounts", w, `{"email":"b@example.com","channels":["stable"],"colour":"red"}`).problem(t, http.StatusUnprocessableEntity, "validation", "/colour")
+		e.call("POST", Prefix+"/accounts", w, `{}`).problem(t, http.StatusUnprocessableEntity, "validation", "/email", "/channels")
+		e.call("POST", Prefix+"/accounts", w, `{"email":"b@example.com","channels":"stable"}`).problem(t, http.StatusUnprocessableEntity, "validation", "/channels")
+		e.call("POST", Prefix+"/accounts", w, `{"email":"not-an-address","channels":["Stable"],"expires":"2020-01-01"}`).problem(t, http.StatusUnprocessableEntity, "validation", "/email", "/channels", "/expires")
+		p := e.call("POST", Prefix+"/accounts", w, `{"email":"b@example.com","channels":["stabel"]}`).problem(t, http.StatusUnprocessableEntity, "unknown-channel", "/channels")
+		if !strings.Contains(p.Detail, `did you mean "stable"?`) {
+			t.Errorf("unknown channel: %s", p.Detail)
+		}
+		e.call("POST", Prefix+"/accounts", w, `{"email":"alice@example.com","channels":["stable"]}`).problem(t, http.StatusConflict, "conflict")
+		e.call("POST", Prefix+"/accounts", w, `{"email":"b@example.com","channels":["stable"]}`, "Content-Type", "text/plain").problem(t, http.StatusUnsupportedMediaType, "unsupported-media-type")
+		big := `{"email":"b@example.com","channels":["` + strings.Repeat("x", maxBodyBytes) + `"]}`
+		e.call("POST", Prefix+"/accounts", w, big).problem(t, http.StatusRequestEntityTooLarge, "too-large")
+		if n := accountsNow(); n != 1 {
+			t.Fatalf("refused requests left %d accounts", n)
+		}
+		// create_channels makes a channel in the same step.
+		e.call("POST", Prefix+"/accounts", w, `{"email":"bob@example.com","channels":["nightly"],"create_channels":true,"expires":null}`).want(t, http.StatusCreated, `"nightly"`)
+
+		// List: search and paging.
+		for _, m := range []string{"carol@example.com", "dave@example.org", "erin@example.com"} {
+			e.call("POST", Prefix+"/accounts", w, `{"email":"`+m+`","channels":["stable"]}`).want(t, http.StatusCreated)
+		}
+		var seen []string
+		next := ""
+		for pages := 0; ; pages++ {
+			path := Prefix + "/accounts?limit=2"
+			if next != "" {
+				path += "&cursor=" + url.QueryEscape(next)
+			}
+			pg := decode[page[accounts.Account]](t, e.call("GET", path, e.readKey, "").want(t, http.StatusOK))
+			for _, a := range pg.Items {
+				seen = append(seen, a.Email)
+			}
+			if next = pg.NextCursor; next == "" {
+				break
+			}
+			if pages > 5 {
+				t.Fatal("paging does not end")
+			}
+		}
+		if strings.Join(seen, " ") != "alice@example.com bob@example.com carol@example.com dave@example.org erin@example.com" {
+			t.Errorf("paged %q", seen)
+		}
+		pg := decode[page[accounts.Account]](t, e.call("GET", Prefix+"/accounts?q=EXAMPLE.ORG", e.readKey, "").want(t, http.StatusOK))
+		if len(pg.Items) != 1 || pg.Items[0].Email != "dave@example.org" || pg.NextCursor != "" {
+			t.Errorf("search %+v", pg)
+		}
+		pg = decode[page[accounts.Account]](t, e.call("GET", Prefix+"/accounts?q=%25", e.readKey, "").want(t, http.StatusOK))
+		if len(pg.Items) != 0 {
+			t.Errorf("%% is a wildcard: %+v", pg)
+		}
+		e.call("GET", Prefix+"/accounts?limit=0", e.readKey, "").problem(t, http.StatusUnprocessableEntity, "validation", "limit")
+		e.call("GET", Prefix+"/accounts?limit=9999", e.readKey, "").problem(t, http.StatusUnprocessableEntity, "validation", "limit")
+		e.call("GET", Prefix+"/accounts?cursor=***", e.readKey, "").problem(t, http.StatusUnprocessableEntity, "validation", "cursor")
+
+		// Show, with its ETag.
+		a = e.call("GET", Prefix+"/accounts/alice@example.com", e.readKey, "").want(t, http.StatusOK, `"tokens"`)
+		tag := a.header.Get("ETag")
+		if len(tag) != 34 || tag[0] != '"' {
+			t.Errorf("ETag %q", tag)
+		}
+		e.call("GET", Prefix+"/accounts/alice%40example.com", e.readKey, "").want(t, http.StatusOK, `"alice@example.com"`)
+		e.call("GET", Prefix+"/accounts/nobody@example.com", e.readKey, "").problem(t, http.StatusNotFound, "not-found")
+		e.call("GET", Prefix+"/accounts/not-an-address", e.readKey, "").problem(t, http.StatusUnprocessableEntity, "validation")
+
+		// PATCH: If-Match required and checked; bad input changes nothing.
+		e.call("PATCH", Prefix+"/accounts/alice@example.com", w, `{"disabled":true}`).problem(t, http.StatusPreconditionRequired, "precondition-required")
+		e.call("PATCH", Prefix+"/accounts/alice@example.com", w, `{"disabled":true}`, "If-Match", `"0123"`).problem(t, http.StatusPreconditionFailed, "precondition-failed")
+		e.call("PATCH", Prefix+"/accounts/alice@example.com", w, `{}`, "If-Match", tag).problem(t, http.StatusUnprocessableEntity, "validation")
+		e.call("PATCH", Prefix+"/accounts/alice@example.com", w, `{"disabled":"yes"}`, "If-Match", tag).problem(t, http.StatusUnprocessableEntity, "validation", "/disabled")
+		e.call("PATCH", Prefix+"/accounts/alice@example.com", w, `{"expires":"soon"}`, "If-Match", tag).problem(t, http.StatusUnprocessableEntity, "validation", "/expires")
+		e.call("PATCH", Prefix+"/accounts/alice@example.com", w, `{"expires":5}`, "If-Match", tag).problem(t, http.StatusUnprocessableEntity, "validation", "/expires")
+		e.call("PATCH", Prefix+"/accounts/nobody@example.com", w, `{"disabled":true}`, "If-Match", tag).problem(t, http.StatusNotFound, "not-found")
+		if got := e.call("GET", Prefix+"/accounts/alice@example.com", e.readKey, ""); got.header.Get("ETag") != tag {
+			t.Fatalf("refused changes changed the account: %s", got.body)
+		}
+		a = e.call("PATCH", Prefix+"/accounts/alice@example.com", w, `{"disabled":true,"expires":null}`, "If-Match", tag).want(t, http.StatusOK, `"state":"disabled"`)
+		if strings.Contains(string(a.body), `"expires"`) {
+			t.Errorf("expires null: %s", a.body)
+		}
+		newTag := a.header.Get("ETag")
+		if newTag == tag || newTag == "" {
+			t.Errorf("ETag after the change %q", newTag)
+		}
+		if _, err := e.db.NewBackend(accounts.BackendOptions{}).Lookup(ctx, made.Token); err == nil {
+			t.Error("a disabled account logs in")
+		}
+		// The second admin with the old tag is refused.
+		e.call("PATCH", Prefix+"/accounts/alice@example.com", w, `{"disabled":false}`, "If-Match", tag).problem(t, http.StatusPreconditionFailed, "precondition-failed")
+		if got := e.call("GET", Prefix+"/accounts/alice@example.com", e.readKey, ""); got.header.Get("ETag") != newTag {
+			t.Errorf("GET ETag %q, PATCH said %q", got.header.Get("ETag"), newTag)
+		}
+		e.call("PATCH", Prefix+"/accounts/alice@example.com", w, `{"disabled":false,"expires":"2028-01-01T00:00:00Z"}`, "If-Match", newTag).want(t, http.StatusOK, `"state":"active"`, `"expires":"2028-01-01T00:00:00Z"`)
+
+		// DELETE.
+		tag = e.call("GET", Prefix+"/accounts/bob@example.com", e.readKey, "").header.Get("ETag")
+		e.call("DELETE", Prefix+"/accounts/bob@example.com", w, "").problem(t, http.StatusPreconditionRequired, "precondition-required")
+		e.call("DELETE", Prefix+"/accounts/bob@example.com", w, "", "If-Match", newTag).problem(t, http.StatusPreconditionFailed, "precondition-failed")
+		e.call("DELETE", Prefix+"/accounts/bob@example.com", w, "", "If-Match", tag).want(t, http.StatusNoContent)
+		e.call("GET", Prefix+"/accounts/bob@example.com", e.readKey, "").problem(t, http.StatusNotFound, "not-found")
+		e.call("DELETE", Prefix+"/accounts/bob@example.com", w, "", "If-Match", tag).problem(t, http.StatusNotFound, "not-found")
+
+		// The audit: every change by the key's name, a page at a time.
+		var entries []auditEntry
+		next = ""
+		for {
+			path := Prefix + "/audit?limit=3"
+			if next != "" {
+				path += "&cursor=" + next
+			}
+			pg := decode[page[auditEntry]](t, e.call("GET", path, e.readKey, "").want(t, http.StatusOK))
+			entries = append(entries, pg.Items...)
+			if next = pg.NextCursor; next == "" {
+				break
+			}
+		}
+		var byCRM []string
+		for _, en := range entries {
+			if en.Actor == "crm" {
+				byCRM = append(byCRM, en.Action+" "+en.Account)
+			}
+		}
+		want := "add alice@example.com|channel.add |add bob@example.com|add carol@example.com|add dave@example.org|add erin@example.com|expire alice@example.com|disable alice@example.com|expire alice@example.com|enable alice@example.com|delete bob@example.com"
+		if got := strings.Join(byCRM, "|"); got != want {
+			t.Errorf("audit by crm:\n got %s\nwant %s", got, want)
+		}
+		all := must(e.db.Audit(ctx, ""))
+		if len(entries) != len(all) {
+			t.Errorf("paged audit has %d rows, the audit %d", len(entries), len(all))
+		}
+		e.call("GET", Prefix+"/audit?cursor=x", e.readKey, "").problem(t, http.StatusUnprocessableEntity, "validation", "cursor")
+	})
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
