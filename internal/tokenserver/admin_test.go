@@ -119,10 +119,10 @@ func TestAdminConfigProblems(t *testing.T) {
 	sql := "licenses: {sql: {driver: sqlite, dsn: a.db}}\n"
 	for yaml, want := range map[string]string{
 		base + "licenses: {file: f}\nadmin: {listen: 127.0.0.1:5002}\n": "admin.listen: the admin API administers the accounts of licenses.sql",
-		base + sql + "admin: {listen: 5002}\n":                            `admin.listen: "5002" is not host:port`,
-		base + sql + "admin: {listen: 127.0.0.1:5001}\n":                  "admin.listen: \"127.0.0.1:5001\" is the service's or the metrics' listen address",
-		base + sql + "admin: {listen: 127.0.0.1:9091}\n":                  "admin.listen: \"127.0.0.1:9091\" is the service's or the metrics' listen address",
-		base + sql + "admin: {address: x}\n":                              "field address not found",
+		base + sql + "admin: {listen: 5002}\n":                          `admin.listen: "5002" is not host:port`,
+		base + sql + "admin: {listen: 127.0.0.1:5001}\n":                "admin.listen: \"127.0.0.1:5001\" is the service's or the metrics' listen address",
+		base + sql + "admin: {listen: 127.0.0.1:9091}\n":                "admin.listen: \"127.0.0.1:9091\" is the service's or the metrics' listen address",
+		base + sql + "admin: {address: x}\n":                            "field address not found",
 	} {
 		_, err := ParseConfig([]byte(yaml))
 		if err == nil || !strings.Contains(err.Error(), want) {
