@@ -62,7 +62,7 @@ func (a *api) createAccount(w http.ResponseWriter, r *http.Request, key accounts
 	}
 	acct, token, err := a.db.Add(r.Context(), key.Name, *in.Email, in.Channels, expires, opts...)
 	if err != nil {
-		return err
+		return unknownChannel(err, "/channels")
 	}
 	w.Header().Set("Location", Prefix+"/accounts/"+url.PathEscape(acct.Email))
 	return writeJSON(w, http.StatusCreated, createdAccount{acct, token})

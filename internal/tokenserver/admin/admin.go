@@ -100,6 +100,9 @@ func (a *api) routeTable() []route {
 		{http.MethodGet, "/accounts/{email}", false, a.showAccount},
 		{http.MethodPatch, "/accounts/{email}", true, a.patchAccount},
 		{http.MethodDelete, "/accounts/{email}", true, a.deleteAccount},
+		{http.MethodGet, "/channels", false, a.listChannels},
+		{http.MethodPost, "/channels", true, a.createChannel},
+		{http.MethodDelete, "/channels/{name}", true, a.deleteChannel},
 	}
 }
 

@@ -389,3 +389,59 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+func TestChannels(t *testing.T) {
+	t.Parallel()
+	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
+		e := newEnv(t, cfg, nil)
+		w, rd := e.writeKey, e.readKey
+		e.call("POST", Prefix+"/channels", rd, `{"name":"nightly"}`).problem(t, http.StatusForbidden, "forbidden")
+		a := e.call("POST", Prefix+"/channels", w, `{"name":"nightly","description":" Every night's build "}`).want(t, http.StatusCreated)
+		if ch := decode[accounts.Channel](t, a); ch.Name != "nightly" || ch.Description != "Every night's build" || !ch.Created.Equal(t0) {
+			t.Errorf("created %+v", ch)
+		}
+		if a.header.Get("Location") != Prefix+"/channels/nightly" {
+			t.Errorf("Location %q", a.header.Get("Location"))
+		}
+		e.call("POST", Prefix+"/channels", w, `{"name":"nightly"}`).problem(t, http.StatusConflict, "conflict")
+		e.call("POST", Prefix+"/channels", w, `{"name":"Nightly","description":"two\nlines"}`).problem(t, http.StatusUnprocessableEntity, "validation", "/name", "/description")
+		e.call("POST", Prefix+"/channels", w, `{"description":"x"}`).problem(t, http.StatusUnprocessableEntity, "validation", "/name")
+		e.call("POST", Prefix+"/channels", w, `{"name":"x","owner":"y"}`).problem(t, http.StatusUnprocessableEntity, "validation", "/owner")
+		e.call("POST", Prefix+"/channels", w, `[`).problem(t, http.StatusBadRequest, "bad-json")
+
+		e.call("POST", Prefix+"/accounts", w, `{"email":"alice@example.com","channels":["nightly","stable"]}`).want(t, http.StatusCreated)
+		pg := decode[page[accounts.Channel]](t, e.call("GET", Prefix+"/channels", rd, "").want(t, http.StatusOK))
+		var got []string
+		for _, ch := range pg.Items {
+			got = append(got, ch.Name+"="+string(rune('0'+ch.Accounts)))
+		}
+		if strings.Join(got, " ") != "beta=0 nightly=1 stable=1" {
+			t.Errorf("channels %q", got)
+		}
+
+		p := e.call("DELETE", Prefix+"/channels/nightly", w, "").problem(t, http.StatusConflict, "conflict")
+		if !strings.Contains(p.Detail, "alice@example.com") {
+			t.Errorf("conflict: %s", p.Detail)
+		}
+		e.call("DELETE", Prefix+"/channels/nightly?force=yes", w, "").problem(t, http.StatusUnprocessableEntity, "validation", "force")
+		p = e.call("DELETE", Prefix+"/channels/nigthly", w, "").problem(t, http.StatusNotFound, "not-found")
+		if !strings.Contains(p.Detail, `did you mean "nightly"?`) {
+			t.Errorf("unknown channel: %s", p.Detail)
+		}
+		e.call("DELETE", Prefix+"/channels/nightly?force=true", rd, "").problem(t, http.StatusForbidden, "forbidden")
+		e.call("DELETE", Prefix+"/channels/nightly?force=true", w, "").want(t, http.StatusOK, `"taken_from":["alice@example.com"]`)
+		e.call("DELETE", Prefix+"/channels/beta", w, "").want(t, http.StatusOK, `"taken_from":[]`)
+		if a, err := e.db.Show(t.Context(), "alice@example.com"); err != nil || strings.Join(a.Channels, ",") != "stable" {
+			t.Errorf("alice after the forced removal: %+v %v", a.Channels, err)
+		}
+		var actions []string
+		for _, en := range must(e.db.Audit(t.Context(), "")) {
+			if en.Actor == "crm" && strings.HasPrefix(en.Action, "channel.") {
+				actions = append(actions, en.Action+" "+en.Detail)
+			}
+		}
+		if len(actions) != 3 || !strings.Contains(actions[1], "nightly forced") {
+			t.Errorf("audit %q", actions)
+		}
+	})
+}

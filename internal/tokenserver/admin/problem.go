@@ -70,12 +70,8 @@ func writeProblem(w http.ResponseWriter, p *problem) {
 // their kind, anything else as a 500 whose cause is logged, not shown.
 func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var p *problem
-	var unknown *accounts.UnknownChannelError
 	switch {
 	case errors.As(err, &p):
-	case errors.As(err, &unknown):
-		p = problemf(http.StatusUnprocessableEntity, "unknown-channel", "Unknown Channel", "%s", err.Error())
-		p.Errors = []fieldError{{Field: "/channels", Detail: err.Error()}}
 	case errors.Is(err, accounts.ErrNotFound):
 		p = problemf(http.StatusNotFound, "not-found", "Not Found", "%s", err.Error())
 	case errors.Is(err, accounts.ErrConflict):
@@ -90,6 +86,18 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p = problemf(http.StatusInternalServerError, "internal", "Internal Server Error", "the request failed; the token service's log has the cause")
 	}
 	writeProblem(w, p)
+}
+
+// unknownChannel makes the refusal of a channel the catalogue lacks,
+// named in the body at field, a validation problem; other errors pass.
+func unknownChannel(err error, field string) error {
+	var unknown *accounts.UnknownChannelError
+	if !errors.As(err, &unknown) {
+		return err
+	}
+	p := problemf(http.StatusUnprocessableEntity, "unknown-channel", "Unknown Channel", "%s; nothing changed", err.Error())
+	p.Errors = []fieldError{{Field: field, Detail: err.Error()}}
+	return p
 }
 
 // writeJSON answers with v as JSON.
