@@ -94,11 +94,12 @@ type AccountChange struct {
 }
 
 // ChangeAccount changes an account in one transaction after check, given
-// the account as it is then (with its channels and tokens), accepts it:
+// the account as it is then (with its channels, tokens and grants),
+// accepts it:
 // the account's row is locked first, so that check sees what the change
 // changes (an HTTP If-Match). Each change is its own audit row. It returns
 // the account after the change.
-func (db *DB) ChangeAccount(ctx context.Context, actor, email string, check func(Account) error, c AccountChange) (Account, error) {
+func (db *DB) ChangeAccount(ctx context.Context, actor, email string, check func(Account, []Grant) error, c AccountChange) (Account, []Grant, error) {
 	var actions []string
 	switch {
 	case c.Delete:
@@ -111,20 +112,21 @@ func (db *DB) ChangeAccount(ctx context.Context, actor, email string, check func
 			case StateDisabled:
 				actions = append(actions, "disable")
 			default:
-				return Account{}, invalidf("state %q is not %s or %s", *c.State, StateActive, StateDisabled)
+				return Account{}, nil, invalidf("state %q is not %s or %s", *c.State, StateActive, StateDisabled)
 			}
 		}
 		if c.Expires != nil {
 			if !c.Expires.IsZero() && !c.Expires.After(db.clock()) {
-				return Account{}, invalidf("expiry %s is in the past", c.Expires.UTC().Format(time.RFC3339))
+				return Account{}, nil, invalidf("expiry %s is in the past", c.Expires.UTC().Format(time.RFC3339))
 			}
 			actions = append(actions, "expire")
 		}
 	}
 	if len(actions) == 0 {
-		return Account{}, invalidf("nothing to change")
+		return Account{}, nil, invalidf("nothing to change")
 	}
 	var out Account
+	var grants []Grant
 	err := db.onAccount(ctx, actor, actions[0], email, func(t tx, a *Account) (string, error) {
 		// A write that changes nothing takes the row's lock (both
 		// databases), so that a concurrent change waits for this one.
@@ -141,7 +143,10 @@ func (db *DB) ChangeAccount(ctx context.Context, actor, email string, check func
 		if err := cur.loadTokens(ctx, t); err != nil {
 			return "", err
 		}
-		if err := check(cur); err != nil {
+		if grants, err = loadGrants(ctx, t, cur.id); err != nil {
+			return "", err
+		}
+		if err := check(cur, grants); err != nil {
 			return "", err
 		}
 		if c.Delete {
@@ -171,5 +176,5 @@ func (db *DB) ChangeAccount(ctx context.Context, actor, email string, check func
 		out = cur
 		return details[actions[0]], nil
 	})
-	return out, err
+	return out, grants, err
 }

@@ -108,33 +108,40 @@ func (a *api) listAccounts(w http.ResponseWriter, r *http.Request, _ accounts.Ad
 	return writeJSON(w, http.StatusOK, out)
 }
 
+// accountView is an account as GET shows it: with its grants.
+type accountView struct {
+	accounts.Account
+	Grants []accounts.Grant `json:"grants"`
+}
+
 // etag is the entity tag of an account as shown: any change to it, its
-// channels or its tokens changes the tag.
-func etag(acct accounts.Account) string {
-	b, _ := json.Marshal(acct)
+// grants or its tokens changes the tag.
+func etag(v accountView) string {
+	b, _ := json.Marshal(v)
 	sum := sha256.Sum256(b)
 	return `"` + hex.EncodeToString(sum[:16]) + `"`
 }
 
 func (a *api) showAccount(w http.ResponseWriter, r *http.Request, _ accounts.AdminKey) error {
-	acct, err := a.db.Show(r.Context(), pathParam(r, "email"))
+	acct, grants, err := a.db.ShowGrants(r.Context(), pathParam(r, "email"))
 	if err != nil {
 		return err
 	}
-	w.Header().Set("ETag", etag(acct))
-	return writeJSON(w, http.StatusOK, acct)
+	v := accountView{acct, grants}
+	w.Header().Set("ETag", etag(v))
+	return writeJSON(w, http.StatusOK, v)
 }
 
 // ifMatch returns the check of a change against the If-Match header: the
 // change goes ahead only on the account the client last saw.
-func ifMatch(r *http.Request) (func(accounts.Account) error, error) {
+func ifMatch(r *http.Request) (func(accounts.Account, []accounts.Grant) error, error) {
 	h := r.Header.Get("If-Match")
 	if h == "" {
 		return nil, problemf(http.StatusPreconditionRequired, "precondition-required", "Precondition Required",
 			"If-Match is required: send the ETag of a GET of the account, so that a change made since is not overwritten")
 	}
-	return func(acct accounts.Account) error {
-		tag := etag(acct)
+	return func(acct accounts.Account, grants []accounts.Grant) error {
+		tag := etag(accountView{acct, grants})
 		for t := range strings.SplitSeq(h, ",") {
 			if t = strings.TrimSpace(t); t == "*" || t == tag {
 				return nil
@@ -185,12 +192,13 @@ func (a *api) patchAccount(w http.ResponseWriter, r *http.Request, key accounts.
 	if c.State == nil && c.Expires == nil {
 		return invalid("nothing to change: give disabled, expires or both")
 	}
-	acct, err := a.db.ChangeAccount(r.Context(), key.Name, pathParam(r, "email"), check, c)
+	acct, grants, err := a.db.ChangeAccount(r.Context(), key.Name, pathParam(r, "email"), check, c)
 	if err != nil {
 		return err
 	}
-	w.Header().Set("ETag", etag(acct))
-	return writeJSON(w, http.StatusOK, acct)
+	v := accountView{acct, grants}
+	w.Header().Set("ETag", etag(v))
+	return writeJSON(w, http.StatusOK, v)
 }
 
 func (a *api) deleteAccount(w http.ResponseWriter, r *http.Request, key accounts.AdminKey) error {
@@ -198,7 +206,7 @@ func (a *api) deleteAccount(w http.ResponseWriter, r *http.Request, key accounts
 	if err != nil {
 		return err
 	}
-	if _, err := a.db.ChangeAccount(r.Context(), key.Name, pathParam(r, "email"), check, accounts.AccountChange{Delete: true}); err != nil {
+	if _, _, err := a.db.ChangeAccount(r.Context(), key.Name, pathParam(r, "email"), check, accounts.AccountChange{Delete: true}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -442,6 +443,119 @@ func TestChannels(t *testing.T) {
 		}
 		if len(actions) != 3 || !strings.Contains(actions[1], "nightly forced") {
 			t.Errorf("audit %q", actions)
+		}
+	})
+}
+
+func TestGrantsAndTokens(t *testing.T) {
+	t.Parallel()
+	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
+		e := newEnv(t, cfg, nil)
+		ctx := t.Context()
+		w, rd := e.writeKey, e.readKey
+		be := e.db.NewBackend(accounts.BackendOptions{})
+		made := decode[createdAccount](t, e.call("POST", Prefix+"/accounts", w, `{"email":"alice@example.com","channels":["stable"]}`).want(t, http.StatusCreated))
+		acct := Prefix + "/accounts/alice@example.com"
+		tag := e.call("GET", acct, rd, "").header.Get("ETag")
+
+		// Grants: new (201), changed (200), with an expiry of their own.
+		g := decode[accounts.Grant](t, e.call("PUT", acct+"/channels/beta", w, `{"expires":"2026-12-31"}`).want(t, http.StatusCreated))
+		if g.Channel != "beta" || !g.Granted.Equal(t0) || !g.Expires.Equal(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)) {
+			t.Errorf("grant %+v", g)
+		}
+		if newTag := e.call("GET", acct, rd, "").want(t, http.StatusOK, `"grants":[{"channel":"beta"`).header.Get("ETag"); newTag == tag {
+			t.Error("a grant left the ETag as it was")
+		}
+		if lic, err := be.Lookup(ctx, made.Token); err != nil || strings.Join(lic.Channels, ",") != "beta,stable" {
+			t.Errorf("lookup %+v %v", lic, err)
+		}
+		e.clock.Advance(32 * 24 * time.Hour)
+		if lic, err := be.Lookup(ctx, made.Token); err != nil || strings.Join(lic.Channels, ",") != "stable" {
+			t.Errorf("an expired grant still grants: %+v %v", lic, err)
+		}
+		// support's key expired meanwhile: a new read key.
+		_, rd, err := e.db.AddAdminKey(ctx, "test", "support-2", accounts.ScopeRead, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g = decode[accounts.Grant](t, e.call("PUT", acct+"/channels/beta", w, "").want(t, http.StatusOK))
+		if !g.Expires.IsZero() || !g.Granted.Equal(t0) {
+			t.Errorf("grant without expiry %+v", g)
+		}
+		if lic, err := be.Lookup(ctx, made.Token); err != nil || strings.Join(lic.Channels, ",") != "beta,stable" {
+			t.Errorf("the renewed grant: %+v %v", lic, err)
+		}
+		p := e.call("PUT", acct+"/channels/stabel", w, "").problem(t, http.StatusUnprocessableEntity, "unknown-channel", "channel")
+		if !strings.Contains(p.Detail, `did you mean "stable"?`) {
+			t.Errorf("unknown channel: %s", p.Detail)
+		}
+		e.call("PUT", acct+"/channels/Beta", w, "").problem(t, http.StatusUnprocessableEntity, "validation", "channel")
+		e.call("PUT", acct+"/channels/beta", w, `{"expires":"2020-01-01"}`).problem(t, http.StatusUnprocessableEntity, "validation", "/expires")
+		e.call("PUT", acct+"/channels/beta", w, `{"until":"2030-01-01"}`).problem(t, http.StatusUnprocessableEntity, "validation", "/until")
+		e.call("PUT", acct+"/channels/beta", w, `{"expires":`).problem(t, http.StatusBadRequest, "bad-json")
+		e.call("PUT", acct+"/channels/beta", rd, "").problem(t, http.StatusForbidden, "forbidden")
+		e.call("PUT", Prefix+"/accounts/nobody@example.com/channels/beta", w, "").problem(t, http.StatusNotFound, "not-found")
+		e.call("DELETE", acct+"/channels/beta", w, "").want(t, http.StatusNoContent)
+		e.call("DELETE", acct+"/channels/beta", w, "").problem(t, http.StatusNotFound, "not-found")
+		if lic, err := be.Lookup(ctx, made.Token); err != nil || strings.Join(lic.Channels, ",") != "stable" {
+			t.Errorf("after the ungrant: %+v %v", lic, err)
+		}
+
+		// Tokens: named, listed, rotated keeping the name, revoked.
+		e.call("POST", acct+"/tokens", w, `{}`).problem(t, http.StatusUnprocessableEntity, "validation", "/name")
+		e.call("POST", acct+"/tokens", w, `{"name":"two words"}`).problem(t, http.StatusUnprocessableEntity, "validation", "/name")
+		e.call("POST", acct+"/tokens", w, `{"name":"ci","scope":"all"}`).problem(t, http.StatusUnprocessableEntity, "validation", "/scope")
+		e.call("POST", acct+"/tokens", rd, `{"name":"ci"}`).problem(t, http.StatusForbidden, "forbidden")
+		e.call("POST", Prefix+"/accounts/nobody@example.com/tokens", w, `{"name":"ci"}`).problem(t, http.StatusNotFound, "not-found")
+		ct := decode[createdToken](t, e.call("POST", acct+"/tokens", w, `{"name":"ci"}`).want(t, http.StatusCreated))
+		if ct.Created.Name != "ci" || ct.Revoked != nil || !strings.HasPrefix(ct.Token, ct.Created.Prefix) {
+			t.Errorf("created %+v", ct)
+		}
+		if _, err := be.Lookup(ctx, ct.Token); err != nil {
+			t.Errorf("the new token: %v", err)
+		}
+		list := decode[page[accounts.NamedToken]](t, e.call("GET", acct+"/tokens", rd, "").want(t, http.StatusOK))
+		if len(list.Items) != 2 || list.Items[0].Name != "" || list.Items[1].Name != "ci" || list.Items[1].ID != ct.Created.ID {
+			t.Errorf("tokens %+v", list.Items)
+		}
+		if strings.Contains(string(e.call("GET", acct+"/tokens", rd, "").body), ct.Token) {
+			t.Error("the list shows a token")
+		}
+		id := strconv.FormatInt(ct.Created.ID, 10)
+		rot := decode[createdToken](t, e.call("POST", acct+"/tokens/"+id+"/rotate", w, "").want(t, http.StatusCreated))
+		if rot.Revoked == nil || rot.Revoked.ID != ct.Created.ID || rot.Created.Name != "ci" || rot.Created.ID == ct.Created.ID {
+			t.Errorf("rotated %+v", rot)
+		}
+		if _, err := be.Lookup(ctx, ct.Token); err == nil {
+			t.Error("the rotated token still logs in")
+		}
+		if _, err := be.Lookup(ctx, rot.Token); err != nil {
+			t.Errorf("the rotated-in token: %v", err)
+		}
+		e.call("POST", acct+"/tokens/"+id+"/rotate", w, "").problem(t, http.StatusNotFound, "not-found")
+		e.call("POST", acct+"/tokens/x/rotate", w, "").problem(t, http.StatusUnprocessableEntity, "validation", "id")
+		newID := strconv.FormatInt(rot.Created.ID, 10)
+		e.call("DELETE", acct+"/tokens/"+newID, rd, "").problem(t, http.StatusForbidden, "forbidden")
+		rv := decode[accounts.Token](t, e.call("DELETE", acct+"/tokens/"+newID, w, "").want(t, http.StatusOK))
+		if rv.ID != rot.Created.ID || rv.Revoked.IsZero() {
+			t.Errorf("revoked %+v", rv)
+		}
+		if _, err := be.Lookup(ctx, rot.Token); err == nil {
+			t.Error("a revoked token logs in")
+		}
+		e.call("DELETE", acct+"/tokens/"+newID, w, "").problem(t, http.StatusNotFound, "not-found")
+		e.call("DELETE", acct+"/tokens/0", w, "").problem(t, http.StatusUnprocessableEntity, "validation", "id")
+		e.call("GET", Prefix+"/accounts/nobody@example.com/tokens", rd, "").problem(t, http.StatusNotFound, "not-found")
+
+		// Every change is the key's, in the audit.
+		var byCRM []string
+		for _, en := range must(e.db.Audit(ctx, "alice@example.com")) {
+			if en.Actor == "crm" {
+				byCRM = append(byCRM, en.Action)
+			}
+		}
+		if got := strings.Join(byCRM, " "); got != "add grant grant ungrant token.add token.rotate token.revoke" {
+			t.Errorf("audit %s", got)
 		}
 	})
 }

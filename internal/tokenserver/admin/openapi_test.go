@@ -135,7 +135,9 @@ func (v *validating) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Body.Close()
 	}
 	reset := func() {
-		req.Body = io.NopCloser(bytes.NewReader(body))
+		if req.Body != nil {
+			req.Body = io.NopCloser(bytes.NewReader(body))
+		}
 	}
 	reset()
 	route, params, err := v.router.FindRoute(req)

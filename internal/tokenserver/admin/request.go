@@ -22,9 +22,15 @@ const defaultPage = 100
 // decodeBody reads r's JSON body into v, bounded, refusing unknown fields
 // and trailing data; the problem names the field at fault.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return problemf(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported Media Type", "the body must be application/json")
-	}
+	return readJSON(w, r, v, false)
+}
+
+// decodeOptionalBody is decodeBody for a body that may be left out.
+func decodeOptionalBody(w http.ResponseWriter, r *http.Request, v any) error {
+	return readJSON(w, r, v, true)
+}
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -32,6 +38,12 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 			return problemf(http.StatusRequestEntityTooLarge, "too-large", "Content Too Large", "the body is over %d bytes", maxBodyBytes)
 		}
 		return err
+	}
+	if len(body) == 0 && optional {
+		return nil
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return problemf(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported Media Type", "the body must be application/json")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -12,3 +12,11 @@ CREATE TABLE admin_keys (
     revoked_at   BIGINT,
     last_used_at BIGINT
 );
+
+-- A grant may end on its own, before the account does (a trial of the
+-- beta channel); NULL: it lasts as long as the account.
+ALTER TABLE channel_grants ADD COLUMN expires_at BIGINT;
+
+-- A token's name says which of the customer's systems holds it ("ci",
+-- "prod-cluster"); '' for the tokens made before names.
+ALTER TABLE api_tokens ADD COLUMN name TEXT NOT NULL DEFAULT '';
