@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -28,6 +29,7 @@ type apiEnv struct {
 	base              string
 	client            *http.Client
 	writeKey, readKey string
+	logs              *testutil.SyncBuffer
 }
 
 func newEnv(t *testing.T, cfg *accounts.Config, limiter Limiter) *apiEnv {
@@ -47,9 +49,10 @@ func newEnv(t *testing.T, cfg *accounts.Config, limiter Limiter) *apiEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(Handler(Options{DB: db, Limiter: limiter, Clock: clock.Now}))
+	logs := &testutil.SyncBuffer{}
+	srv := httptest.NewServer(Handler(Options{DB: db, Limiter: limiter, Clock: clock.Now, Log: slog.New(slog.NewTextHandler(logs, nil))}))
 	t.Cleanup(srv.Close)
-	return &apiEnv{t: t, db: db, clock: clock, base: srv.URL, client: &http.Client{Transport: newValidating(t, srv.URL)}, writeKey: wk, readKey: rk}
+	return &apiEnv{t: t, db: db, clock: clock, base: srv.URL, client: &http.Client{Transport: newValidating(t, srv.URL)}, writeKey: wk, readKey: rk, logs: logs}
 }
 
 // answer is a response with its body read.
@@ -212,6 +215,12 @@ func TestAuthentication(t *testing.T) {
 		clear(lim.failed)
 		lim.mu.Unlock()
 		e.call("GET", Prefix+"/accounts", good, "").want(t, http.StatusOK)
+
+		// Failures are logged with the client, never with a key.
+		if l := e.logs.String(); !strings.Contains(l, "admin API: authentication failed") || !strings.Contains(l, "client=127.0.0.1") ||
+			strings.Contains(l, e.writeKey) || strings.Contains(l, e.readKey) || strings.Contains(l, "nonsense") {
+			t.Errorf("logs:\n%s", l)
+		}
 
 		// Unknown endpoints and methods.
 		e.call("GET", Prefix+"/nothing", good, "").problem(t, http.StatusNotFound, "not-found")
@@ -556,6 +565,44 @@ func TestGrantsAndTokens(t *testing.T) {
 		}
 		if got := strings.Join(byCRM, " "); got != "add grant grant ungrant token.add token.rotate token.revoke" {
 			t.Errorf("audit %s", got)
+		}
+	})
+}
+
+// Two admins change the same account at once with the same ETag: one
+// change goes through, the other is refused with 412, on both databases.
+func TestConcurrentPatch(t *testing.T) {
+	t.Parallel()
+	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
+		e := newEnv(t, cfg, nil)
+		acct := Prefix + "/accounts/alice@example.com"
+		e.call("POST", Prefix+"/accounts", e.writeKey, `{"email":"alice@example.com","channels":["stable"]}`).want(t, http.StatusCreated)
+		for round := range 5 {
+			tag := e.call("GET", acct, e.readKey, "").header.Get("ETag")
+			// Each a real change: a change that leaves the account as it
+			// was would rightly keep its ETag.
+			day := strconv.Itoa(round + 1)
+			bodies := []string{`{"disabled":` + strconv.FormatBool(round%2 == 0) + `,"expires":"2031-01-0` + day + `"}`, `{"expires":"2030-01-0` + day + `"}`}
+			statuses := make([]int, len(bodies))
+			var wg sync.WaitGroup
+			for i, b := range bodies {
+				wg.Go(func() {
+					statuses[i] = e.call("PATCH", acct, e.writeKey, b, "If-Match", tag).status
+				})
+			}
+			wg.Wait()
+			ok, refused := 0, 0
+			for _, s := range statuses {
+				switch s {
+				case http.StatusOK:
+					ok++
+				case http.StatusPreconditionFailed:
+					refused++
+				}
+			}
+			if ok != 1 || refused != 1 {
+				t.Fatalf("round %d: statuses %v, want one 200 and one 412", round, statuses)
+			}
 		}
 	})
 }
