@@ -24,7 +24,8 @@ type createAccount struct {
 	CreateChannels bool `json:"create_channels"`
 }
 
-// created is the answer to a creation that makes a secret: shown once.
+// createdAccount is the answer to POST /accounts: the token is shown
+// only in it.
 type createdAccount struct {
 	Account accounts.Account `json:"account"`
 	Token   string           `json:"token"`

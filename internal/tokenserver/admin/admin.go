@@ -89,7 +89,7 @@ type route struct {
 	h     handlerFunc
 }
 
-// routes lists every operation of the API; TestRoutesMatchDocument checks
+// routeTable lists every operation of the API; TestRoutesMatchDocument checks
 // them against openapi.yaml both ways.
 func (a *api) routeTable() []route {
 	return []route{

@@ -74,7 +74,7 @@ func pointer(field string) string {
 	return "/" + strings.ReplaceAll(field, ".", "/")
 }
 
-// pathEmail is the {email} of the path.
+// pathParam is the path parameter name, unescaped.
 func pathParam(r *http.Request, name string) string {
 	v := chi.URLParam(r, name)
 	if u, err := url.PathUnescape(v); err == nil {
