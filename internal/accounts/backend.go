@@ -80,7 +80,7 @@ func (db *DB) NewBackend(opts BackendOptions) *Backend {
 		db: db,
 		// One indexed query a look-up: the token hash is unique, and the
 		// grants come along as rows of the same answer.
-		lookup: db.d.q(`SELECT a.email, a.state, a.expires_at, t.id, t.token_sha256, t.revoked_at, g.channel
+		lookup: db.d.q(`SELECT a.email, a.state, a.expires_at, t.id, t.token_sha256, t.revoked_at, g.channel, g.expires_at
 FROM api_tokens t
 JOIN accounts a ON a.id = t.account_id
 LEFT JOIN channel_grants g ON g.account_id = a.id
@@ -129,20 +129,22 @@ func (b *Backend) Lookup(ctx context.Context, token string) (license.License, er
 		tokenID          int64
 		channels         []string
 	)
+	now := b.db.clock()
 	for rows.Next() {
 		var ch sql.NullString
-		if err := rows.Scan(&email, &state, &expires, &tokenID, &stored, &revoked, &ch); err != nil {
+		var chExpires sql.NullInt64
+		if err := rows.Scan(&email, &state, &expires, &tokenID, &stored, &revoked, &ch, &chExpires); err != nil {
 			return license.License{}, fmt.Errorf("%w: %w", license.ErrUnavailable, err)
 		}
 		found = true
-		if ch.Valid {
+		// A grant past its own expiry grants nothing.
+		if ch.Valid && (!chExpires.Valid || now.Unix() < chExpires.Int64) {
 			channels = append(channels, ch.String)
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return license.License{}, fmt.Errorf("%w: %w", license.ErrUnavailable, err)
 	}
-	now := b.db.clock()
 	switch {
 	case !found,
 		// The index found it; the comparison keeps a collation or

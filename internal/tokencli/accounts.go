@@ -52,6 +52,10 @@ and --actor NAME (who is recorded in the audit; default the OS user).
   tokenserver accounts channels add NAME [--description TEXT]
   tokenserver accounts channels remove NAME [--force]
                                                     --force: also when granted (takes it away)
+  tokenserver accounts admin-key add NAME --scope read|write [--expires DATE]
+                                                    a key of the admin API; printed once
+  tokenserver accounts admin-key list [--json]
+  tokenserver accounts admin-key revoke NAME|ID
 
 A group answers -h with its own commands (accounts token -h); a command
 answers -h with its flags (accounts add -h).
@@ -95,11 +99,16 @@ var accountsCommands = map[string]accountsFunc{
 	"channels list":   accountsChannelsList,
 	"channels add":    accountsChannelsAdd,
 	"channels remove": accountsChannelsRemove,
+
+	"admin-key add":    accountsAdminKeyAdd,
+	"admin-key list":   accountsAdminKeyList,
+	"admin-key revoke": accountsAdminKeyRevoke,
 }
 
 // accountsGroups are the command groups under accounts, with their usage:
 // `accounts token -h` answers with the group's own commands.
 var accountsGroups = map[string]string{
+	"admin-key": adminKeyUsage,
 	"token": `API tokens of an account (accounts help lists the other commands):
 
   tokenserver accounts token add EMAIL              another API token; printed once

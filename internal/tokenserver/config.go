@@ -92,6 +92,17 @@ type Config struct {
 	Metrics MetricsConfig `yaml:"metrics"`
 	// TLS, with a certificate, makes the service serve HTTPS only.
 	TLS TLSConfig `yaml:"tls"`
+	// Admin is the admin API's listener.
+	Admin AdminConfig `yaml:"admin"`
+}
+
+// AdminConfig is the admin API (internal/tokenserver/admin): accounts,
+// tokens and channels of licenses.sql over HTTPS, for the vendor's systems.
+type AdminConfig struct {
+	// Listen is where the admin API is served, on a listener of its own
+	// (HTTPS with the tls settings, without their client certificates:
+	// admin keys authenticate); empty, the default: not served.
+	Listen string `yaml:"listen"`
 }
 
 // TLSConfig is the service's HTTPS: its certificate pair (reloaded when the
@@ -293,6 +304,16 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	}
 
 	errs = append(errs, c.Licenses.Problems(needLicenses)...)
+	if a := c.Admin.Listen; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil {
+			add("admin.listen: %q is not host:port", a)
+		} else if port != "0" && (a == c.Listen || a == c.Metrics.Listen) {
+			add("admin.listen: %q is the service's or the metrics' listen address: the admin API needs a listener of its own", a)
+		}
+		if _, ok := c.Licenses.Backends["sql"]; !ok {
+			add("admin.listen: the admin API administers the accounts of licenses.sql: configure that licence backend, or leave admin.listen unset")
+		}
+	}
 
 	r := c.RateLimit
 	if r.PerAddress < 0 || r.PerUser < 0 {
@@ -369,6 +390,15 @@ func CheckConfig(path string, files bool) error {
 	return nil
 }
 
+// sqlConfig is the licenses.sql section, nil when another backend is
+// configured.
+func (c *Config) sqlConfig() *accounts.Config {
+	if sql, ok := c.Licenses.Backends["sql"].(*sqlbackend.Config); ok {
+		return &sql.Config
+	}
+	return nil
+}
+
 // AccountsConfig loads the configuration file at path as the service does
 // and returns its licenses.sql section, nil when the file configures
 // another licence backend: the account database `tokenserver accounts`
@@ -378,8 +408,5 @@ func AccountsConfig(path string) (*accounts.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sql, ok := cfg.Licenses.Backends["sql"].(*sqlbackend.Config); ok {
-		return &sql.Config, nil
-	}
-	return nil, nil
+	return cfg.sqlConfig(), nil
 }

@@ -18,10 +18,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license"
 	"github.com/acme/registry-gateway/internal/license/backends"
 	"github.com/acme/registry-gateway/internal/tlsx"
+	"github.com/acme/registry-gateway/internal/tokenserver/admin"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -55,6 +57,9 @@ type Options struct {
 	// MetricsListener, if set, is where Run serves the metrics instead of
 	// listening on Config.Metrics.Listen.
 	MetricsListener net.Listener
+	// AdminListener, if set, is where Run serves the admin API instead of
+	// listening on Config.Admin.Listen (which must still be set).
+	AdminListener net.Listener
 }
 
 // Server is the token service.
@@ -75,6 +80,11 @@ type Server struct {
 	clients  *httpx.ClientAddr
 	metrics  *metrics
 	tls      *tlsx.Server // nil: plain HTTP
+
+	// The admin API (admin.listen); nil when not configured.
+	adminDB      *accounts.DB
+	adminTLS     *tlsx.Server // nil: plain HTTP
+	adminHandler http.Handler
 
 	closeOnce sync.Once
 
@@ -135,6 +145,9 @@ func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 		s.tls, err = tlsx.NewServer(cfg.TLS.ServerConfig, cfg.TLS.ClientCAFile, opts.Logger)
 		add(err)
 	}
+	if cfg.Admin.Listen != "" && cfg.sqlConfig() != nil {
+		add(s.openAdmin(ctx))
+	}
 	if len(errs) > 0 {
 		s.Close() // what the licence backend opened (the account database)
 		return nil, errors.Join(errs...)
@@ -147,8 +160,49 @@ func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 	}
 	s.limiter = newLoginLimiter(cfg.RateLimit, s.now)
 	s.handler = s.routes()
+	if s.adminDB != nil {
+		s.adminHandler = s.adminRoutes()
+	}
 	return s, nil
 }
+
+// openAdmin connects the admin API to the account database, a pool of its
+// own beside the licence backend's, and sets up its HTTPS: the service's
+// certificate, without the client certificates of tls.client_ca_file
+// (those are the gateway's; admin clients present admin keys).
+func (s *Server) openAdmin(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	db, err := accounts.Open(ctx, s.cfg.sqlConfig(), accounts.Options{Clock: s.now})
+	if err != nil {
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	if err := db.CheckSchema(ctx); err != nil {
+		db.Close()
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	s.adminDB = db
+	if s.cfg.TLS.CertFile != "" && s.cfg.TLS.KeyFile != "" {
+		if s.adminTLS, err = tlsx.NewServer(s.cfg.TLS.ServerConfig, "", s.log); err != nil {
+			return fmt.Errorf("admin.listen: %w", err)
+		}
+	}
+	return nil
+}
+
+// adminRoutes is the admin API with the service's access log and panic
+// recovery.
+func (s *Server) adminRoutes() http.Handler {
+	o := admin.Options{DB: s.adminDB, Log: s.log, ClientAddr: s.clients.Of, Clock: s.now}
+	if s.limiter != nil {
+		o.Limiter = s.limiter
+	}
+	return httpx.Chain(admin.Handler(o), httpx.AccessLog(s.log), httpx.Recover(s.errs))
+}
+
+// AdminHandler is what admin.listen serves; nil when it is not
+// configured.
+func (s *Server) AdminHandler() http.Handler { return s.adminHandler }
 
 // loadKeys loads the signing key and the keys of a rotation, builds the
 // JWKS document once, and sets up the refresh token sealer.
@@ -358,6 +412,11 @@ func (s *Server) Close() {
 		if s.licenses != nil {
 			s.licenses.Close()
 		}
+		if s.adminDB != nil {
+			if err := s.adminDB.Close(); err != nil {
+				s.log.Warn("closing the admin API's account database", slog.Any("error", err))
+			}
+		}
 	})
 }
 
@@ -376,9 +435,9 @@ func (s *Server) Watch(ctx context.Context) error {
 // ends, then shuts both down gracefully; when either fails the other is
 // stopped too.
 func (s *Server) Run(ctx context.Context) error {
-	ln, mln := s.opts.Listener, s.opts.MetricsListener
+	ln, mln, aln := s.opts.Listener, s.opts.MetricsListener, s.opts.AdminListener
 	closeAll := func() {
-		for _, l := range []net.Listener{ln, mln} {
+		for _, l := range []net.Listener{ln, mln, aln} {
 			if l != nil {
 				l.Close()
 			}
@@ -397,9 +456,46 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("metrics.listen: %w", err)
 		}
 	}
-	return httpx.RunAll(ctx,
+	serves := []func(context.Context) error{
 		func(ctx context.Context) error { return s.Serve(ctx, ln) },
-		func(ctx context.Context) error { return s.ServeMetrics(ctx, mln) })
+		func(ctx context.Context) error { return s.ServeMetrics(ctx, mln) },
+	}
+	if s.adminHandler != nil {
+		if aln == nil {
+			if aln, err = net.Listen("tcp", s.cfg.Admin.Listen); err != nil {
+				closeAll()
+				return fmt.Errorf("admin.listen: %w", err)
+			}
+		}
+		serves = append(serves, func(ctx context.Context) error { return s.ServeAdmin(ctx, aln) })
+	} else if aln != nil {
+		aln.Close()
+	}
+	return httpx.RunAll(ctx, serves...)
+}
+
+// ServeAdmin serves AdminHandler on ln (admin.listen) until ctx ends, with
+// the service's timeouts and send timeout, over HTTPS when tls is set.
+func (s *Server) ServeAdmin(ctx context.Context, ln net.Listener) error {
+	if s.adminHandler == nil {
+		return errors.New("admin.listen is not configured")
+	}
+	srv := httpx.NewServer(ln.Addr().String(), s.adminHandler, s.cfg.Timeouts.httpx(), s.log)
+	ln = httpx.WrapListener(ln, httpx.ListenerOptions{SendTimeout: s.cfg.Timeouts.Send})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if s.adminTLS != nil {
+		tlsCtx, stop := context.WithCancel(ctx)
+		defer stop() // runs before wg.Wait
+		wg.Go(func() { s.adminTLS.Run(tlsCtx) })
+		ln = s.adminTLS.Listener(ln)
+	}
+	s.log.Info("admin API listening", slog.String("addr", ln.Addr().String()), slog.Bool("tls", s.adminTLS != nil), slog.String("prefix", admin.Prefix))
+	err := httpx.Serve(ctx, srv, ln, s.cfg.Timeouts.Shutdown)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
 }
 
 // ServeMetrics serves MetricsHandler on ln (metrics.listen) until ctx
