@@ -38,19 +38,26 @@ const (
 
 // Export is the export document.
 type Export struct {
-	Format        string          `json:"format"`
-	Version       int             `json:"version"`
-	ExportedAt    time.Time       `json:"exported_at"`
-	Accounts      []ExportAccount `json:"accounts"`
-	APITokens     []ExportToken   `json:"api_tokens"`
-	Channels      []ExportChannel `json:"channels"`
-	ChannelGrants []ExportGrant   `json:"channel_grants"`
-	AdminAudit    []ExportAudit   `json:"admin_audit"`
+	Format        string           `json:"format"`
+	Version       int              `json:"version"`
+	ExportedAt    time.Time        `json:"exported_at"`
+	Accounts      []ExportAccount  `json:"accounts"`
+	APITokens     []ExportToken    `json:"api_tokens"`
+	Channels      []ExportChannel  `json:"channels"`
+	ChannelGrants []ExportGrant    `json:"channel_grants"`
+	AdminAudit    []ExportAudit    `json:"admin_audit"`
+	AdminKeys     []ExportAdminKey `json:"admin_keys"`
 }
 
 // exportSections are the top-level keys holding tables, in the order of
 // the document.
-var exportSections = []string{"accounts", "api_tokens", "channels", "channel_grants", "admin_audit"}
+var exportSections = []string{"accounts", "api_tokens", "channels", "channel_grants", "admin_audit", "admin_keys"}
+
+// laterSections are the sections added to version 1 after its first
+// release: a document written before one of them lacks it, its table did
+// not exist (or was not exported) then, and it is read as empty, so that
+// a newer tokenserver imports what an older one wrote.
+var laterSections = []string{"admin_keys"}
 
 // ExportAccount is a row of accounts.
 type ExportAccount struct {
@@ -71,6 +78,8 @@ type ExportToken struct {
 	Created     time.Time `json:"created"`
 	LastUsed    time.Time `json:"last_used,omitzero"`
 	Revoked     time.Time `json:"revoked,omitzero"`
+	// Name is absent for a token without one.
+	Name string `json:"name,omitempty"`
 }
 
 // ExportChannel is a row of channels.
@@ -85,6 +94,7 @@ type ExportGrant struct {
 	AccountID int64     `json:"account_id"`
 	Channel   string    `json:"channel"`
 	Granted   time.Time `json:"granted"`
+	Expires   time.Time `json:"expires,omitzero"`
 }
 
 // ExportAudit is a row of admin_audit.
@@ -97,6 +107,20 @@ type ExportAudit struct {
 	Detail  string    `json:"detail"`
 }
 
+// ExportAdminKey is a row of admin_keys: the key's SHA-256, never the
+// key.
+type ExportAdminKey struct {
+	ID        int64     `json:"id"`
+	Name      string    `json:"name"`
+	Scope     string    `json:"scope"`
+	KeySHA256 string    `json:"key_sha256"`
+	Prefix    string    `json:"prefix"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires,omitzero"`
+	Revoked   time.Time `json:"revoked,omitzero"`
+	LastUsed  time.Time `json:"last_used,omitzero"`
+}
+
 // ExportCounts counts the rows of a document, for what the commands say.
 type ExportCounts struct {
 	Accounts     int `json:"accounts"`
@@ -104,16 +128,17 @@ type ExportCounts struct {
 	Channels     int `json:"channels"`
 	Grants       int `json:"channel_grants"`
 	AuditEntries int `json:"admin_audit"`
+	AdminKeys    int `json:"admin_keys"`
 }
 
 // Counts returns the rows of e per table.
 func (e *Export) Counts() ExportCounts {
-	return ExportCounts{len(e.Accounts), len(e.APITokens), len(e.Channels), len(e.ChannelGrants), len(e.AdminAudit)}
+	return ExportCounts{len(e.Accounts), len(e.APITokens), len(e.Channels), len(e.ChannelGrants), len(e.AdminAudit), len(e.AdminKeys)}
 }
 
 func (c ExportCounts) String() string {
-	return fmt.Sprintf("%d accounts, %d API token hashes, %d channels, %d grants, %d audit entries",
-		c.Accounts, c.Tokens, c.Channels, c.Grants, c.AuditEntries)
+	return fmt.Sprintf("%d accounts, %d API token hashes, %d channels, %d grants, %d audit entries, %d admin key hashes",
+		c.Accounts, c.Tokens, c.Channels, c.Grants, c.AuditEntries, c.AdminKeys)
 }
 
 // Encode writes e as indented JSON.
@@ -148,7 +173,7 @@ func exportTx(ctx context.Context, t tx) (*Export, error) {
 	doc := &Export{
 		Format: ExportFormat, Version: ExportVersion,
 		Accounts: []ExportAccount{}, APITokens: []ExportToken{}, Channels: []ExportChannel{},
-		ChannelGrants: []ExportGrant{}, AdminAudit: []ExportAudit{},
+		ChannelGrants: []ExportGrant{}, AdminAudit: []ExportAudit{}, AdminKeys: []ExportAdminKey{},
 	}
 	err := scanRows(ctx, t, "SELECT id, email, state, created_at, expires_at FROM accounts ORDER BY id", func(rows *sql.Rows) error {
 		var a ExportAccount
@@ -162,11 +187,11 @@ func exportTx(ctx context.Context, t tx) (*Export, error) {
 		return nil
 	})
 	if err == nil {
-		err = scanRows(ctx, t, "SELECT id, account_id, token_sha256, prefix, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY id", func(rows *sql.Rows) error {
+		err = scanRows(ctx, t, "SELECT id, account_id, token_sha256, prefix, created_at, last_used_at, revoked_at, name FROM api_tokens ORDER BY id", func(rows *sql.Rows) error {
 			var k ExportToken
 			var created int64
 			var used, revoked sql.NullInt64
-			if err := rows.Scan(&k.ID, &k.AccountID, &k.TokenSHA256, &k.Prefix, &created, &used, &revoked); err != nil {
+			if err := rows.Scan(&k.ID, &k.AccountID, &k.TokenSHA256, &k.Prefix, &created, &used, &revoked, &k.Name); err != nil {
 				return err
 			}
 			k.Created, k.LastUsed, k.Revoked = time.Unix(created, 0).UTC(), unix(used), unix(revoked)
@@ -187,13 +212,14 @@ func exportTx(ctx context.Context, t tx) (*Export, error) {
 		})
 	}
 	if err == nil {
-		err = scanRows(ctx, t, "SELECT account_id, channel, granted_at FROM channel_grants ORDER BY account_id, channel", func(rows *sql.Rows) error {
+		err = scanRows(ctx, t, "SELECT account_id, channel, granted_at, expires_at FROM channel_grants ORDER BY account_id, channel", func(rows *sql.Rows) error {
 			var g ExportGrant
 			var granted int64
-			if err := rows.Scan(&g.AccountID, &g.Channel, &granted); err != nil {
+			var expires sql.NullInt64
+			if err := rows.Scan(&g.AccountID, &g.Channel, &granted, &expires); err != nil {
 				return err
 			}
-			g.Granted = time.Unix(granted, 0).UTC()
+			g.Granted, g.Expires = time.Unix(granted, 0).UTC(), unix(expires)
 			doc.ChannelGrants = append(doc.ChannelGrants, g)
 			return nil
 		})
@@ -207,6 +233,19 @@ func exportTx(ctx context.Context, t tx) (*Export, error) {
 			}
 			a.At = time.Unix(at, 0).UTC()
 			doc.AdminAudit = append(doc.AdminAudit, a)
+			return nil
+		})
+	}
+	if err == nil {
+		err = scanRows(ctx, t, "SELECT id, name, scope, key_sha256, prefix, created_at, expires_at, revoked_at, last_used_at FROM admin_keys ORDER BY id", func(rows *sql.Rows) error {
+			var k ExportAdminKey
+			var created int64
+			var expires, revoked, used sql.NullInt64
+			if err := rows.Scan(&k.ID, &k.Name, &k.Scope, &k.KeySHA256, &k.Prefix, &created, &expires, &revoked, &used); err != nil {
+				return err
+			}
+			k.Created, k.Expires, k.Revoked, k.LastUsed = time.Unix(created, 0).UTC(), unix(expires), unix(revoked), unix(used)
+			doc.AdminKeys = append(doc.AdminKeys, k)
 			return nil
 		})
 	}
@@ -231,8 +270,9 @@ func scanRows(ctx context.Context, t tx, query string, row func(*sql.Rows) error
 }
 
 // ReadExport reads an export document of at most limit bytes and checks
-// it: its format and version, every section present and none unknown, no
-// unknown field, and rows that are consistent (unique ids and names,
+// it: its format and version, every section present (but those of
+// laterSections, read as empty when absent) and none unknown, no unknown
+// field, and rows that are consistent (unique ids and names,
 // grants and tokens of accounts in it, grants of channels in it, whole
 // seconds). Every problem is an ErrInvalid naming where it is.
 func ReadExport(r io.Reader, limit int64) (*Export, error) {
@@ -266,7 +306,7 @@ func ReadExport(r io.Reader, limit int64) (*Export, error) {
 		}
 	}
 	for _, k := range known {
-		if _, ok := top[k]; !ok {
+		if _, ok := top[k]; !ok && !slices.Contains(laterSections, k) {
 			missing = append(missing, k)
 		}
 	}
@@ -283,6 +323,9 @@ func ReadExport(r io.Reader, limit int64) (*Export, error) {
 	var doc Export
 	if err := dec.Decode(&doc); err != nil {
 		return nil, invalidf("reading the document: %v", err)
+	}
+	if doc.AdminKeys == nil {
+		doc.AdminKeys = []ExportAdminKey{}
 	}
 	if err := doc.check(); err != nil {
 		return nil, err
@@ -353,6 +396,9 @@ func (e *Export) check() error {
 			add("%s.token_sha256: not a lower-case hex SHA-256 of its own", at)
 		}
 		hashes[k.TokenSHA256] = true
+		if k.Name != "" && CheckTokenName(k.Name) != nil {
+			add("%s.name: %q is not a token name", at, k.Name)
+		}
 		when(at+".created", k.Created, true)
 		when(at+".last_used", k.LastUsed, false)
 		when(at+".revoked", k.Revoked, false)
@@ -387,6 +433,7 @@ func (e *Export) check() error {
 		}
 		grants[grant{g.AccountID, g.Channel}] = true
 		when(at+".granted", g.Granted, true)
+		when(at+".expires", g.Expires, false)
 	}
 	audit := map[int64]bool{}
 	for i, a := range e.AdminAudit {
@@ -399,6 +446,32 @@ func (e *Export) check() error {
 			add("%s: actor and action are required", at)
 		}
 		when(at+".at", a.At, true)
+	}
+	keys := map[int64]bool{}
+	keyNames := map[string]bool{}
+	keyHashes := map[string]bool{}
+	for i, k := range e.AdminKeys {
+		at := fmt.Sprintf("admin_keys[%d]", i)
+		if k.ID < 1 || keys[k.ID] {
+			add("%s.id: %d is not a positive id of its own", at, k.ID)
+		}
+		keys[k.ID] = true
+		if !adminKeyNameRe.MatchString(k.Name) || keyNames[k.Name] {
+			add("%s.name: %q is not an admin key name of its own", at, k.Name)
+		}
+		keyNames[k.Name] = true
+		if k.Scope != ScopeRead && k.Scope != ScopeWrite {
+			add("%s.scope: %q is not %s or %s", at, k.Scope, ScopeRead, ScopeWrite)
+		}
+		// The hash is not quoted: it is as secret as the database.
+		if !sha256Hex.MatchString(k.KeySHA256) || keyHashes[k.KeySHA256] {
+			add("%s.key_sha256: not a lower-case hex SHA-256 of its own", at)
+		}
+		keyHashes[k.KeySHA256] = true
+		when(at+".created", k.Created, true)
+		when(at+".expires", k.Expires, false)
+		when(at+".revoked", k.Revoked, false)
+		when(at+".last_used", k.LastUsed, false)
 	}
 	if len(problems) > 0 {
 		return invalidf("nothing imported:\n  %s", strings.Join(problems, "\n  "))
@@ -414,7 +487,7 @@ type RestoreResult struct {
 }
 
 // Restore writes the document doc into an empty database (no accounts,
-// tokens, channels or grants, and no audit but of its migrations): every
+// tokens, channels, grants or admin keys, and no audit but of its migrations): every
 // row as it was, ids included, in one transaction. The audit becomes the
 // document's, which holds the history of the exported database (its
 // migrations too); the restore adds no row of its own, so that an export
@@ -438,7 +511,7 @@ func (db *DB) Restore(ctx context.Context, doc *Export) (RestoreResult, error) {
 	if db.d.dollar {
 		// Two imports at once, or an admin change during one, wait
 		// rather than interleave.
-		if _, err := t.exec(ctx, "LOCK TABLE accounts, api_tokens, channels, channel_grants, admin_audit IN EXCLUSIVE MODE"); err != nil {
+		if _, err := t.exec(ctx, "LOCK TABLE accounts, api_tokens, channels, channel_grants, admin_audit, admin_keys IN EXCLUSIVE MODE"); err != nil {
 			return res, fmt.Errorf("accounts: import: %w", err)
 		}
 	}
@@ -458,9 +531,9 @@ func (db *DB) Restore(ctx context.Context, doc *Export) (RestoreResult, error) {
 			migrations++
 		}
 	}
-	if c := have.Counts(); c.Accounts+c.Tokens+c.Channels+c.Grants > 0 || c.AuditEntries > migrations {
-		return res, conflictf("the database is not empty and differs from the document (it holds %d accounts, %d channels, %d audit entries besides its migrations): nothing changed; import into a new database made with `tokenserver accounts migrate`",
-			c.Accounts, c.Channels, c.AuditEntries-migrations)
+	if c := have.Counts(); c.Accounts+c.Tokens+c.Channels+c.Grants+c.AdminKeys > 0 || c.AuditEntries > migrations {
+		return res, conflictf("the database is not empty and differs from the document (it holds %d accounts, %d channels, %d admin keys, %d audit entries besides its migrations): nothing changed; import into a new database made with `tokenserver accounts migrate`",
+			c.Accounts, c.Channels, c.AdminKeys, c.AuditEntries-migrations)
 	}
 	if err := restoreTx(ctx, t, doc); err != nil {
 		return res, err
@@ -503,13 +576,14 @@ func restoreTx(ctx context.Context, t tx, doc *Export) error {
 		}
 	}
 	for _, g := range doc.ChannelGrants {
-		if _, err := t.exec(ctx, "INSERT INTO channel_grants (account_id, channel, granted_at) VALUES (?, ?, ?)", g.AccountID, g.Channel, g.Granted.Unix()); err != nil {
+		if _, err := t.exec(ctx, "INSERT INTO channel_grants (account_id, channel, granted_at, expires_at) VALUES (?, ?, ?, ?)",
+			g.AccountID, g.Channel, g.Granted.Unix(), nullUnix(g.Expires)); err != nil {
 			return fail("grant "+g.Channel, err)
 		}
 	}
 	for _, k := range doc.APITokens {
-		if _, err := t.exec(ctx, "INSERT INTO api_tokens (id, account_id, token_sha256, prefix, created_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-			k.ID, k.AccountID, k.TokenSHA256, k.Prefix, k.Created.Unix(), nullUnix(k.LastUsed), nullUnix(k.Revoked)); err != nil {
+		if _, err := t.exec(ctx, "INSERT INTO api_tokens (id, account_id, token_sha256, prefix, created_at, last_used_at, revoked_at, name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			k.ID, k.AccountID, k.TokenSHA256, k.Prefix, k.Created.Unix(), nullUnix(k.LastUsed), nullUnix(k.Revoked), k.Name); err != nil {
 			// The driver's message could quote the hash.
 			return fail(fmt.Sprintf("token %d", k.ID), errors.New("refused by the database"))
 		}
@@ -520,11 +594,18 @@ func restoreTx(ctx context.Context, t tx, doc *Export) error {
 			return fail(fmt.Sprintf("audit entry %d", a.ID), err)
 		}
 	}
+	for _, k := range doc.AdminKeys {
+		if _, err := t.exec(ctx, "INSERT INTO admin_keys (id, name, scope, key_sha256, prefix, created_at, expires_at, revoked_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			k.ID, k.Name, k.Scope, k.KeySHA256, k.Prefix, k.Created.Unix(), nullUnix(k.Expires), nullUnix(k.Revoked), nullUnix(k.LastUsed)); err != nil {
+			// The driver's message could quote the hash.
+			return fail(fmt.Sprintf("admin key %d", k.ID), errors.New("refused by the database"))
+		}
+	}
 	if t.d.dollar {
 		// Explicit ids do not move PostgreSQL's identity sequences: the
-		// next account, token or audit row would collide. (SQLite's
-		// AUTOINCREMENT follows the largest id by itself.)
-		for _, table := range []string{"accounts", "api_tokens", "admin_audit"} {
+		// next account, token, audit row or admin key would collide.
+		// (SQLite's AUTOINCREMENT follows the largest id by itself.)
+		for _, table := range []string{"accounts", "api_tokens", "admin_audit", "admin_keys"} {
 			if _, err := t.exec(ctx, fmt.Sprintf("SELECT setval(pg_get_serial_sequence('%[1]s', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM %[1]s", table)); err != nil {
 				return fail(table+" id sequence", err)
 			}
