@@ -14,13 +14,29 @@ import (
 // Customers are the accounts Populate leaves able to log in.
 var Customers = []string{"alice@example.com", "carol@example.com", "dave@example.com"}
 
+// The admin keys Populate makes: AdminKey (write, used, no expiry) and
+// ExpiringAdminKey (read, expiring in AdminKeyExpiresIn) authenticate,
+// RevokedAdminKey does not.
+const (
+	AdminKey          = "crm"
+	ExpiringAdminKey  = "reporting"
+	RevokedAdminKey   = "old-script"
+	AdminKeyExpiresIn = 90 * 24 * time.Hour
+)
+
+// BetaGrantExpiresIn is when alice's grant of beta ends, long before her
+// account does.
+const BetaGrantExpiresIn = 30 * 24 * time.Hour
+
 // Populate fills db the way months of use would, so that an export has
 // every kind of row: channels with descriptions, accounts active, disabled
 // (eve), expiring and not, one deleted (ids with a gap), tokens added,
-// rotated, revoked, used (last_used set) and imported from a licence file
-// (no prefix), grants and ungrants, and the audit of all of it. It returns
-// the API token of each of Customers, each holding stable, and of the
-// disabled eve@example.com.
+// rotated, revoked, named, used (last_used set) and imported from a
+// licence file (no prefix), grants and ungrants, grants with an expiry of
+// their own, admin keys, and the audit of all of it. It returns the API
+// token of each of Customers, each holding stable, and of the disabled
+// eve@example.com, by e-mail, and the key of each admin key above, by its
+// name.
 func Populate(t testing.TB, db *accounts.DB) map[string]string {
 	t.Helper()
 	ctx := context.Background()
@@ -47,7 +63,7 @@ func Populate(t testing.TB, db *accounts.DB) map[string]string {
 	check(err)
 	_, _, tokens["carol@example.com"], err = db.RotateToken(ctx, "ops", "carol@example.com", "")
 	check(err)
-	second, _, err := db.AddToken(ctx, "ops", "carol@example.com")
+	second, _, err := db.AddNamedToken(ctx, "ops", "carol@example.com", "ci")
 	check(err)
 	_, err = db.RevokeToken(ctx, "ops", "carol@example.com", second.Prefix)
 	check(err)
@@ -62,6 +78,25 @@ func Populate(t testing.TB, db *accounts.DB) map[string]string {
 	_, err = db.Import(ctx, "ops", []license.FileAccount{{Username: "dave@example.com", TokenSHA256: hex.EncodeToString(sum[:]), Channels: []string{"stable"}}})
 	check(err)
 	check(db.SetExpiry(ctx, "ops", "dave@example.com", time.Now().AddDate(0, 6, 0)))
+
+	// A trial of beta for alice, and carol's stable until the end of a
+	// contract.
+	_, _, err = db.SetGrant(ctx, "ops", "alice@example.com", "beta", time.Now().Add(BetaGrantExpiresIn))
+	check(err)
+	_, _, err = db.SetGrant(ctx, "ops", "carol@example.com", "stable", time.Now().AddDate(2, 0, 0))
+	check(err)
+
+	// The admin API's keys: one used, one expiring, one revoked.
+	_, tokens[AdminKey], err = db.AddAdminKey(ctx, "ops", AdminKey, accounts.ScopeWrite, time.Time{})
+	check(err)
+	_, tokens[ExpiringAdminKey], err = db.AddAdminKey(ctx, "ops", ExpiringAdminKey, accounts.ScopeRead, time.Now().Add(AdminKeyExpiresIn))
+	check(err)
+	_, tokens[RevokedAdminKey], err = db.AddAdminKey(ctx, "ops", RevokedAdminKey, accounts.ScopeWrite, time.Time{})
+	check(err)
+	_, err = db.RevokeAdminKey(ctx, "ops", RevokedAdminKey)
+	check(err)
+	_, err = db.AuthenticateAdminKey(ctx, tokens[AdminKey])
+	check(err)
 
 	// Logins leave last_used behind; refused ones do not.
 	be := db.NewBackend(accounts.BackendOptions{})
