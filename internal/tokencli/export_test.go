@@ -124,7 +124,7 @@ func TestAccountsImportRefuses(t *testing.T) {
 	for _, tc := range []struct{ name, content, want string }{
 		{"newer.json", `{"format": "registry-gateway-accounts", "version": 2, ` + empty + `}`, "version 2, newer than this tokenserver reads (1)"},
 		{"other.json", `{"format": "something", "version": 1, ` + empty + `}`, `"format" is not "registry-gateway-accounts"`},
-		{"keys.json", `{"format": "registry-gateway-accounts", "version": 1, "exported_at": "2026-11-29T10:00:00Z", "admin_keys": [], ` + empty + `}`, `unknown section "admin_keys"`},
+		{"keys.json", `{"format": "registry-gateway-accounts", "version": 1, "exported_at": "2026-11-29T10:00:00Z", "webhooks": [], ` + empty + `}`, `unknown section "webhooks"`},
 		{"partial.json", `{"format": "registry-gateway-accounts", "version": 1, "exported_at": "2026-11-29T10:00:00Z", "accounts": []}`, `missing "api_tokens", "channels", "channel_grants", "admin_audit"`},
 		{"row.json", `{"format": "registry-gateway-accounts", "version": 1, "exported_at": "2026-11-29T10:00:00Z", ` + strings.Replace(empty, `"channels": []`, `"channels": [{"name": "Stable", "description": "", "created": "2026-11-29T10:00:00Z"}]`, 1) + `}`, `channels[0].name: "Stable" is not a channel name`},
 	} {
