@@ -47,7 +47,7 @@ func TestAccountsExportImport(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "accounts.json")
 	r := run(srcConf, "export", file)
-	r.want(t, exitOK, "exported 4 accounts, 6 API token hashes, 3 channels, 5 grants", "readable by you alone")
+	r.want(t, exitOK, "exported 4 accounts, 6 API token hashes, 3 channels, 5 grants", "audit entries, 3 admin key hashes to", "readable by you alone")
 	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func TestAccountsExportImport(t *testing.T) {
 
 	// An existing file is kept unless --force; - writes to a pipe.
 	run(srcConf, "export", file).want(t, exitConflict, "accounts.json exists: nothing written (--force replaces it)")
-	run(srcConf, "export", file, "--force", "--json").want(t, exitOK, `"file": "`+file+`"`, `"api_tokens": 6`)
+	run(srcConf, "export", file, "--force", "--json").want(t, exitOK, `"file": "`+file+`"`, `"api_tokens": 6`, `"admin_keys": 3`)
 	piped := run(srcConf, "export", "-")
 	piped.want(t, exitOK, `"format": "registry-gateway-accounts"`)
 	if withoutExportedAt(piped.stdout) != withoutExportedAt(string(data)) {
@@ -83,7 +83,7 @@ func TestAccountsExportImport(t *testing.T) {
 		conf := accountsConfig(t, cfg)
 		run(conf, "import", file).want(t, exitFail, "tokenserver accounts migrate")
 		run(conf, "migrate").want(t, exitOK, "schema migrated")
-		run(conf, "import", file).want(t, exitOK, "restored 4 accounts, 6 API token hashes, 3 channels, 5 grants", "ids, times and token hashes as they were")
+		run(conf, "import", file).want(t, exitOK, "restored 4 accounts, 6 API token hashes, 3 channels, 5 grants", "3 admin key hashes", "ids, times and token hashes as they were")
 		run(conf, "import", file).want(t, exitOK, "nothing changed: the database holds "+file+" already")
 		run(conf, "import", file, "--json").want(t, exitOK, `"unchanged": true`)
 		again := filepath.Join(t.TempDir(), "again.json")
