@@ -25,7 +25,7 @@ import (
 // version; a tokenserver that does not know a key refuses the whole
 // document, because restoring without it would drop that table's rows
 // silently. So a document is imported by the tokenserver that wrote it or
-// a newer one.
+// a newer one, which reads a section added since as empty (laterSections).
 const (
 	// ExportFormat names the document, so that no other JSON is taken
 	// for one.
