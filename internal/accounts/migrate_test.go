@@ -31,8 +31,9 @@ func TestMigrations(t *testing.T) {
 			t.Fatalf("empty database: %v", err)
 		}
 
-		// Up to the previous version, with an account in it.
-		prev := accounts.SchemaVersion() - 1
+		// Up to the version before the channel catalogue (free-text
+		// grants), with an account in it.
+		const prev = 2
 		if applied, err := db.MigrateTo(ctx, "test", prev); err != nil || len(applied) != prev {
 			t.Fatalf("migrate to %d: %v %v", prev, applied, err)
 		}
@@ -61,7 +62,7 @@ func TestMigrations(t *testing.T) {
 
 		// Up from the previous version: the account survives and works.
 		applied, err := db.Migrate(ctx, "test")
-		if err != nil || !slices.Equal(applied, []int{accounts.SchemaVersion()}) {
+		if err != nil || len(applied) != accounts.SchemaVersion()-prev || applied[0] != prev+1 {
 			t.Fatalf("migrate: %v %v", applied, err)
 		}
 		if err := db.CheckSchema(ctx); err != nil {

@@ -92,6 +92,8 @@ type Config struct {
 	Metrics MetricsConfig `yaml:"metrics"`
 	// TLS, with a certificate, makes the service serve HTTPS only.
 	TLS TLSConfig `yaml:"tls"`
+	// Usage is the intake of the gateway's usage events (usage.go).
+	Usage UsageConfig `yaml:"usage"`
 }
 
 // TLSConfig is the service's HTTPS: its certificate pair (reloaded when the
@@ -207,6 +209,7 @@ func (c *Config) SetDefaults() {
 		c.LogLevel = "info"
 	}
 	c.Licenses.SetDefaults()
+	c.Usage.setDefaults()
 	r := &c.RateLimit
 	if r.PerAddress == 0 {
 		r.PerAddress = 30
@@ -293,6 +296,7 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	}
 
 	errs = append(errs, c.Licenses.Problems(needLicenses)...)
+	errs = append(errs, c.Usage.problems(c.usageSQL() != nil)...)
 
 	r := c.RateLimit
 	if r.PerAddress < 0 || r.PerUser < 0 {

@@ -75,6 +75,7 @@ type Server struct {
 	clients  *httpx.ClientAddr
 	metrics  *metrics
 	tls      *tlsx.Server // nil: plain HTTP
+	usage    *usageIntake // nil: usage.secret_file not set
 
 	closeOnce sync.Once
 
@@ -135,6 +136,7 @@ func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 		s.tls, err = tlsx.NewServer(cfg.TLS.ServerConfig, cfg.TLS.ClientCAFile, opts.Logger)
 		add(err)
 	}
+	add(s.openUsage(ctx))
 	if len(errs) > 0 {
 		s.Close() // what the licence backend opened (the account database)
 		return nil, errors.Join(errs...)
@@ -146,7 +148,7 @@ func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 		}, s.tls.NotAfter))
 	}
 	s.limiter = newLoginLimiter(cfg.RateLimit, s.now)
-	s.handler = s.routes()
+	s.handler = s.withUsage(s.routes())
 	return s, nil
 }
 
@@ -358,16 +360,25 @@ func (s *Server) Close() {
 		if s.licenses != nil {
 			s.licenses.Close()
 		}
+		s.closeUsage()
 	})
 }
 
 // Watch does the background work a Handler needs until ctx ends: it polls
 // the licence file for changes, or the account database's change counter
-// (and writes last_used), and probes a licence backend that failed so that
+// (and writes last_used), prunes the usage store past its retention
+// (usage.secret_file), and probes a licence backend that failed so that
 // /readyz recovers without logins. Serve and Run call it; call it yourself
 // only when serving Handler some other way. Without it the sql backend
 // serves no login from the cache.
 func (s *Server) Watch(ctx context.Context) error {
+	if s.usage != nil {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		ctx, stop := context.WithCancel(ctx)
+		defer stop() // runs before wg.Wait
+		wg.Go(func() { s.usage.runRetention(ctx) })
+	}
 	return s.licenses.Watch(ctx)
 }
 
