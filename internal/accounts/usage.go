@@ -30,6 +30,9 @@ const MaxUsageBatch = 1000
 
 // UsageEvent is one manifest request the gateway served or refused.
 type UsageEvent struct {
+	// ID is the event's row, set when read back: with Time, the cursor
+	// of a paged listing (UsageQuery.After).
+	ID int64 `json:"id,omitzero"`
 	// Time is when the gateway answered; stored to the millisecond.
 	Time    time.Time `json:"time"`
 	Account string    `json:"account"`
@@ -280,6 +283,10 @@ type UsageQuery struct {
 	Outcomes []string
 	// Limit bounds the rows; 0: no bound.
 	Limit int
+	// After, when its ID is set, starts the listing after that event (the
+	// last one of the previous page): keyset paging in the listing's
+	// order.
+	After UsageEvent
 }
 
 // Usage returns the events q selects, oldest first.
@@ -308,6 +315,11 @@ func (db *DB) Usage(ctx context.Context, q UsageQuery) ([]UsageEvent, error) {
 	if !q.Until.IsZero() {
 		add("time < ?", q.Until.UnixMilli())
 	}
+	if q.After.ID != 0 {
+		ms := q.After.Time.UnixMilli()
+		where = append(where, "(time > ? OR (time = ? AND id > ?))")
+		args = append(args, ms, ms, q.After.ID)
+	}
 	outcomes := q.Outcomes
 	if len(outcomes) == 0 {
 		outcomes = []string{UsagePull, UsageCheck}
@@ -318,7 +330,7 @@ func (db *DB) Usage(ctx context.Context, q UsageQuery) ([]UsageEvent, error) {
 		args = append(args, o)
 	}
 	where = append(where, "outcome IN ("+strings.Join(marks, ", ")+")")
-	query := `SELECT time, account, repository, channel, reference, digest, outcome, reason, client, agent
+	query := `SELECT id, time, account, repository, channel, reference, digest, outcome, reason, client, agent
 FROM usage_events WHERE ` + strings.Join(where, " AND ") + " ORDER BY time, id"
 	if q.Limit > 0 {
 		query += fmt.Sprintf(" LIMIT %d", q.Limit)
@@ -333,7 +345,7 @@ FROM usage_events WHERE ` + strings.Join(where, " AND ") + " ORDER BY time, id"
 		for rows.Next() {
 			var e UsageEvent
 			var ms int64
-			if err := rows.Scan(&ms, &e.Account, &e.Repository, &e.Channel, &e.Reference, &e.Digest, &e.Outcome, &e.Reason, &e.Client, &e.Agent); err != nil {
+			if err := rows.Scan(&e.ID, &ms, &e.Account, &e.Repository, &e.Channel, &e.Reference, &e.Digest, &e.Outcome, &e.Reason, &e.Client, &e.Agent); err != nil {
 				return err
 			}
 			e.Time = time.UnixMilli(ms).UTC()

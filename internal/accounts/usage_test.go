@@ -90,6 +90,30 @@ func TestRecordUsage(t *testing.T) {
 		if limited, err := db.Usage(ctx, accounts.UsageQuery{Limit: 1}); err != nil || len(limited) != 1 {
 			t.Errorf("limit: %v %+v", err, limited)
 		}
+		// Pages of two, each after the last event of the one before: the
+		// whole listing, in order, once (two events share a time).
+		var paged []accounts.UsageEvent
+		q := accounts.UsageQuery{Limit: 2, Outcomes: []string{accounts.UsagePull, accounts.UsageCheck, accounts.UsageDenied}}
+		for range 5 {
+			page, err := db.Usage(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			paged = append(paged, page...)
+			q.After = page[len(page)-1]
+		}
+		all, _ := db.Usage(ctx, accounts.UsageQuery{Outcomes: q.Outcomes})
+		if len(paged) != 5 || len(all) != 5 {
+			t.Fatalf("paged %d events, listed %d, want 5", len(paged), len(all))
+		}
+		for i := range all {
+			if paged[i].ID != all[i].ID || paged[i].ID == 0 {
+				t.Errorf("page order: %d: %d, want %d", i, paged[i].ID, all[i].ID)
+			}
+		}
 
 		u, err := db.AccountUsage(ctx, "ALICE@example.com")
 		if err != nil || !u.FirstPull.Equal(day1) || !u.LastPull.Equal(day1) || !u.LastCheck.Equal(day2) {
