@@ -41,7 +41,7 @@ var useLogger = func(*slog.Logger) {}
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
-		case "keygen", "inspect", "token", "healthcheck", "pull-secret", "accounts":
+		case "keygen", "inspect", "token", "healthcheck", "pull-secret", "accounts", "usage":
 			return tokencli.Run(ctx, args, os.Stdin, stdout, stderr, tokenserver.AccountsConfig)
 		case "check-config":
 			return checkconfig.Run("tokenserver", args[1:], stdout, stderr, tokenserver.CheckConfig)
@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tokenserver serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: tokenserver [serve] -config FILE\n       tokenserver keygen|inspect|token|healthcheck|pull-secret|accounts [flags]   (each answers -h)\n       tokenserver check-config [-skip-files] FILE\n       tokenserver version")
+		fmt.Fprintln(fs.Output(), "usage: tokenserver [serve] -config FILE\n       tokenserver keygen|inspect|token|healthcheck|pull-secret|accounts|usage [flags]   (each answers -h)\n       tokenserver check-config [-skip-files] FILE\n       tokenserver version")
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "", "YAML configuration `file`")

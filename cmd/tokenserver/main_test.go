@@ -172,7 +172,7 @@ func TestHelpAndVersion(t *testing.T) {
 	if code := run(context.Background(), []string{"-h"}, &stdout, &stderr); code != 0 {
 		t.Errorf("-h: exit %d", code)
 	}
-	for _, want := range []string{"tokenserver [serve] -config FILE", "keygen", "inspect", "token", "healthcheck", "pull-secret", "accounts",
+	for _, want := range []string{"tokenserver [serve] -config FILE", "keygen", "inspect", "token", "healthcheck", "pull-secret", "accounts", "accounts|usage [flags]",
 		"tokenserver check-config", "tokenserver version", "-version"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("-h lacks %q:\n%s", want, stderr.String())
@@ -220,6 +220,9 @@ func TestRunAccounts(t *testing.T) {
 		{[]string{"accounts", "list", "-config", sql}, 0, nil},
 		{[]string{"accounts", "list", "-config", file}, 1, []string{"licenses.sql is not configured"}},
 		{[]string{"accounts", "list", "-config", bad}, 1, []string{"issuer: required"}},
+		{[]string{"usage", "-config", sql}, 0, nil},
+		{[]string{"usage", "-config", file}, 1, []string{"licenses.sql is not configured"}},
+		{[]string{"usage", "-config", bad}, 1, []string{"issuer: required"}},
 	})
 }
 

@@ -13,6 +13,12 @@
 // within the poll interval after a revocation on any replica. It records
 // token use in memory and writes last_used in batches.
 //
+// The usage store (usage.go) keeps the gateway's events — pulls, checks and
+// refused attempts — with daily counts: [DB.RecordUsage] stores a batch
+// and its counts in one transaction, [DB.PruneUsage] applies retention,
+// [DB.Usage] is the query behind `tokenserver usage` and [DB.AccountUsage]
+// the first and last pull of `accounts show`.
+//
 // [DB.Export] writes every table as one versioned JSON document and
 // [DB.Restore] writes one back, exactly, into an empty database of either
 // kind: backups that outlive the database engine, and the way from SQLite

@@ -50,7 +50,7 @@ func TestSQLDemoAccount(t *testing.T) {
 		t.Errorf("channels after two runs: exit %d\n%s", code, out)
 	}
 	out, code = cli("accounts show " + DemoUser + " -config " + config)
-	if code != 0 || !strings.Contains(out, "channels  stable\n") {
+	if code != 0 || !strings.Contains(out, "channels    stable\n") {
 		t.Errorf("demo account: exit %d\n%s", code, out)
 	}
 

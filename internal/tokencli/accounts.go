@@ -448,8 +448,15 @@ func accountsShow(ctx context.Context, c *accountsCmd, args []string) int {
 		if err != nil {
 			return err
 		}
+		used, err := db.AccountUsage(ctx, a.Email)
+		if err != nil {
+			return err
+		}
 		if *c.json {
-			return c.printJSON(a)
+			return c.printJSON(struct {
+				accounts.Account
+				Usage accounts.AccountUsage `json:"usage"`
+			}{a, used})
 		}
 		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(w, "account\t%s\n", a.Email)
@@ -457,6 +464,9 @@ func accountsShow(ctx context.Context, c *accountsCmd, args []string) int {
 		fmt.Fprintf(w, "channels\t%s\n", strings.Join(a.Channels, ", "))
 		fmt.Fprintf(w, "expires\t%s\n", expiryText(a.Expires))
 		fmt.Fprintf(w, "created\t%s\n", stamp(a.Created))
+		fmt.Fprintf(w, "first pull\t%s\n", usageText(used.FirstPull))
+		fmt.Fprintf(w, "last pull\t%s\n", usageText(used.LastPull))
+		fmt.Fprintf(w, "last check\t%s\n", usageText(used.LastCheck))
 		if err := w.Flush(); err != nil {
 			return err
 		}

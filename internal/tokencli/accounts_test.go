@@ -122,7 +122,7 @@ func TestAccountsCommands(t *testing.T) {
 		run("token", "add", "nobody@example.com").want(t, exitNotFound, "no account nobody@example.com")
 		run("enable", "nobody@example.com").want(t, exitNotFound)
 		run("show", "not-an-email").want(t, exitUsage, "not an e-mail address")
-		run("show", "alice@example.com").want(t, exitOK, "state     active", "lts-2025, stable", "TOKEN ID", token[:12])
+		run("show", "alice@example.com").want(t, exitOK, "state       active", "lts-2025, stable", "TOKEN ID", token[:12])
 		r = run("show", "alice@example.com", "--json")
 		var shown accounts.Account
 		if err := json.Unmarshal([]byte(r.stdout), &shown); err != nil || len(shown.Tokens) != 3 || shown.ActiveTokens != 1 {
@@ -150,7 +150,7 @@ func TestAccountsCommands(t *testing.T) {
 		run("channels", "remove", "stabel").want(t, exitNotFound, `did you mean "stable"?`)
 		run("channels", "remove", "beta").want(t, exitOK, "removed channel beta\n")
 		run("channels", "remove", "lts-2025", "--force").want(t, exitOK, "removed channel lts-2025; taken from alice@example.com\n")
-		run("show", "alice@example.com").want(t, exitOK, "channels  stable\n")
+		run("show", "alice@example.com").want(t, exitOK, "channels    stable\n")
 
 		lic := filepath.Join(t.TempDir(), "licenses.yaml")
 		os.WriteFile(lic, []byte("accounts:\n  - username: carol@example.com\n    token_sha256: \""+license.HashToken("carol")+"\"\n    channels: [stable]\n"), 0o600)

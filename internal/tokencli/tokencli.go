@@ -2,8 +2,9 @@
 // keygen (signing key, certificate, JWKS), inspect (decode and verify a
 // token), token (run a client's login flow and inspect what comes back),
 // healthcheck (for container images that have no curl), pull-secret (a
-// Kubernetes pull secret for a customer) and accounts (the customer
-// accounts of the licenses.sql backend).
+// Kubernetes pull secret for a customer), accounts (the customer
+// accounts of the licenses.sql backend) and usage (who pulled what, when,
+// from the usage store beside the accounts).
 //
 // The commands are for people reading a terminal: aligned columns, colour
 // only on a terminal, and failures explained in words rather than error
@@ -15,7 +16,7 @@
 // rendering) make the `token` command; inspect.go, jwt.go (decoding),
 // verify.go (keys and verification) and report.go (result and rendering)
 // make `inspect`, which `token` reuses for the token it gets; keygen.go,
-// healthcheck.go, pullsecret.go and accounts.go are one command each
+// healthcheck.go, pullsecret.go, accounts.go and usage.go are one command each
 // (export.go the accounts export and the import of one);
 // style.go is the terminal's colours and times. The WWW-Authenticate challenge is
 // pkg/auth's Challenge, the same type the gateway writes.
@@ -125,6 +126,9 @@ const usage = `Operator commands of the tokenserver binary:
       kubelet can use: username and API token, no identity token
   tokenserver accounts add|list|show|grant|token|… -config FILE
       customer accounts of the licenses.sql backend (accounts help)
+  tokenserver usage -config FILE [--account EMAIL] [--channel C] [--repository R] [--digest D]
+                    [--since T] [--until T] [--denied] [--format table|json|csv]
+      who pulled what, when, from the usage store (--denied: refused attempts)
 
 Run a command with -h for its flags.
 `
@@ -147,6 +151,8 @@ func (e *env) run(ctx context.Context, args []string) int {
 		return e.pullSecret(args[1:])
 	case "accounts":
 		return e.accounts(ctx, args[1:])
+	case "usage":
+		return e.usageReport(ctx, args[1:])
 	case "help", "-h", "-help", "--help":
 		// `help accounts` is `accounts -h`.
 		if len(args) > 1 && args[1] == "accounts" {

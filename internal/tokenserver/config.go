@@ -94,6 +94,8 @@ type Config struct {
 	TLS TLSConfig `yaml:"tls"`
 	// Admin is the admin API's listener.
 	Admin AdminConfig `yaml:"admin"`
+	// Usage is the intake of the gateway's usage events (usage.go).
+	Usage UsageConfig `yaml:"usage"`
 }
 
 // AdminConfig is the admin API (internal/tokenserver/admin): accounts,
@@ -218,6 +220,7 @@ func (c *Config) SetDefaults() {
 		c.LogLevel = "info"
 	}
 	c.Licenses.SetDefaults()
+	c.Usage.setDefaults()
 	r := &c.RateLimit
 	if r.PerAddress == 0 {
 		r.PerAddress = 30
@@ -314,6 +317,7 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 			add("admin.listen: the admin API administers the accounts of licenses.sql: configure that licence backend, or leave admin.listen unset")
 		}
 	}
+	errs = append(errs, c.Usage.problems(c.usageSQL() != nil)...)
 
 	r := c.RateLimit
 	if r.PerAddress < 0 || r.PerUser < 0 {

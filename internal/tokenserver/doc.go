@@ -28,4 +28,10 @@
 //     (escaped) and the token's fingerprint, and is counted in
 //     tokenserver_login_failures_total{reason}; the client's answer is the
 //     same whatever the reason.
+//   - With usage.secret_file (and licenses.sql), POST /internal/v1/usage
+//     takes the gateway's usage events in batches (usage.go): the shared
+//     secret compared in constant time, a bounded strict JSON body, one
+//     transaction a batch, 503 while the database is down so that the
+//     gateway keeps the batch; Watch prunes the store past
+//     usage.retention and usage.rollup_retention at start and hourly.
 package tokenserver

@@ -80,6 +80,7 @@ type Server struct {
 	clients  *httpx.ClientAddr
 	metrics  *metrics
 	tls      *tlsx.Server // nil: plain HTTP
+	usage    *usageIntake // nil: usage.secret_file not set
 
 	// The admin API (admin.listen); nil when not configured.
 	adminDB      *accounts.DB
@@ -148,6 +149,7 @@ func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 	if cfg.Admin.Listen != "" && cfg.sqlConfig() != nil {
 		add(s.openAdmin(ctx))
 	}
+	add(s.openUsage(ctx))
 	if len(errs) > 0 {
 		s.Close() // what the licence backend opened (the account database)
 		return nil, errors.Join(errs...)
@@ -159,7 +161,7 @@ func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 		}, s.tls.NotAfter))
 	}
 	s.limiter = newLoginLimiter(cfg.RateLimit, s.now)
-	s.handler = s.routes()
+	s.handler = s.withUsage(s.routes())
 	if s.adminDB != nil {
 		s.adminHandler = s.adminRoutes()
 	}
@@ -417,16 +419,25 @@ func (s *Server) Close() {
 				s.log.Warn("closing the admin API's account database", slog.Any("error", err))
 			}
 		}
+		s.closeUsage()
 	})
 }
 
 // Watch does the background work a Handler needs until ctx ends: it polls
 // the licence file for changes, or the account database's change counter
-// (and writes last_used), and probes a licence backend that failed so that
+// (and writes last_used), prunes the usage store past its retention
+// (usage.secret_file), and probes a licence backend that failed so that
 // /readyz recovers without logins. Serve and Run call it; call it yourself
 // only when serving Handler some other way. Without it the sql backend
 // serves no login from the cache.
 func (s *Server) Watch(ctx context.Context) error {
+	if s.usage != nil {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		ctx, stop := context.WithCancel(ctx)
+		defer stop() // runs before wg.Wait
+		wg.Go(func() { s.usage.runRetention(ctx) })
+	}
 	return s.licenses.Watch(ctx)
 }
 
