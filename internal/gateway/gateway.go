@@ -70,7 +70,7 @@ type Gateway struct {
 	tls       *tlsx.Server // nil: plain HTTP
 	healthz   http.Handler
 	readyz    http.Handler
-	metricH   http.Handler // on metrics.listen, never the clients' listener
+	metricH   http.Handler   // on metrics.listen, never the clients' listener
 	usage     *usageRecorder // nil without usage.endpoint
 	handler   http.Handler
 
