@@ -633,7 +633,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, tlsx.PairProblems("tls.client_cert_file", t.ClientCertFile, "tls.client_key_file", t.ClientKeyFile)...)
 	if (t.CAFile != "" || t.ClientCertFile != "") && !strings.HasPrefix(c.TokenEndpoint, "https://") && !strings.HasPrefix(c.Keys.JWKSURL, "https://") &&
 		!strings.HasPrefix(c.Usage.Endpoint, "https://") {
-		bad("tls.ca_file, tls.client_cert_file: used only towards an https token_endpoint, keys.jwks_url or usage.endpoint, and none is https")
+		bad("tls.ca_file, tls.client_cert_file: used only towards an https token_endpoint, keys.jwks_url or usage.endpoint, and neither is https")
 	}
 	errs = append(errs, c.Usage.problems()...)
 	return errors.Join(errs...)
