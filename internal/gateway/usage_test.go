@@ -548,18 +548,18 @@ func TestAgentFamily(t *testing.T) {
 	t.Parallel()
 	for ua, want := range map[string]string{
 		"docker/27.3.1 go/go1.22.7 git-commit/41ca978 kernel/6.8.0 os/linux arch/amd64 UpstreamClient(Docker-Client/27.3.1 \\(linux\\))": agentDocker,
-		"Docker-Client/19.03.12 (linux)":                                   agentDocker,
-		"containerd/v1.7.22":                                               agentContainerd,
-		"Helm/3.16.2":                                                      agentHelm,
-		"go-containerregistry/v0.20.2":                                     agentCrane,
-		"crane/v0.20.2 go-containerregistry/v0.20.2":                       agentCrane,
-		"oras/1.2.0":                                                       agentOras,
-		"skopeo/1.16.1":                                                    agentSkopeo,
-		"containers/5.32.2 (github.com/containers/image) libpod/5.2.3":     agentPodman,
-		"Podman/5.2.3":                                                     agentPodman,
-		"curl/8.5.0":                                                       agentOther,
-		"":                                                                 agentOther,
-		strings.Repeat("x", maxAgentScan) + "docker/1":                     agentOther, // beyond what is looked at
+		"Docker-Client/19.03.12 (linux)":             agentDocker,
+		"containerd/v1.7.22":                         agentContainerd,
+		"Helm/3.16.2":                                agentHelm,
+		"go-containerregistry/v0.20.2":               agentCrane,
+		"crane/v0.20.2 go-containerregistry/v0.20.2": agentCrane,
+		"oras/1.2.0":                                 agentOras,
+		"skopeo/1.16.1":                              agentSkopeo,
+		"containers/5.32.2 (github.com/containers/image) libpod/5.2.3": agentPodman,
+		"Podman/5.2.3": agentPodman,
+		"curl/8.5.0":   agentOther,
+		"":             agentOther,
+		strings.Repeat("x", maxAgentScan) + "docker/1":                     agentOther,  // beyond what is looked at
 		"DOCKER/27.0 containerd/1.7 (buildkit)":                            agentDocker, // first match, any case
 		"containerd/1.7 docker/27.0":                                       agentDocker, // docker's pattern comes first
 		"skopeo/1.16 containers/image go-containerregistry-like/0.1 crane": agentCrane,
