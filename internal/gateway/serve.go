@@ -159,9 +159,6 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 	if err := checkAccept(r.Header["Accept"]); err != nil {
 		return err
 	}
-	if route.Kind == RouteManifest {
-		g.noteUsageClient(r, rt)
-	}
 	var authorization string
 	if v := r.Header["Authorization"]; len(v) > 0 {
 		authorization = v[0]
@@ -172,6 +169,7 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 			// A valid token asked for what it does not hold: a customer
 			// after a channel it has not bought, on the line and counted.
 			rt.subject, rt.denied = d.subject, d.denied
+			g.noteUsageClient(r, rt)
 		}
 		return err
 	}
@@ -192,6 +190,7 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 		w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
 		return g.catalog.serve(w, r, claims)
 	case RouteManifest:
+		g.noteUsageClient(r, rt)
 		// The upstream gets the Accept the cache is keyed by, so that a
 		// cached answer is the one it would give.
 		accept := parseAccept(r.Header["Accept"])

@@ -716,7 +716,9 @@ func (g *Gateway) recordUsage(rt *routed, k pullKind) {
 }
 
 // noteUsageClient keeps what the usage event of a manifest request needs
-// from the request itself: the client's prefix and agent family.
+// from the request itself: the client's prefix and agent family. It is
+// called once the token is checked (granted or denied), so that requests
+// without a valid token cost nothing here.
 func (g *Gateway) noteUsageClient(r *http.Request, rt *routed) {
 	if g.usage == nil {
 		return

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,7 +232,10 @@ func noSecretLogged(t testing.TB, logs interface{ String() string }) {
 // defaults for what is unset) and its own registry and log.
 func newTestRecorder(t *testing.T, intake *fakeIntake, cfg UsageConfig) (*usageRecorder, *testutil.SyncBuffer) {
 	t.Helper()
-	cfg.Endpoint, cfg.SecretFile = intake.URL(), "unused"
+	if cfg.Endpoint == "" {
+		cfg.Endpoint = intake.URL()
+	}
+	cfg.SecretFile = "unused"
 	c := Config{Usage: cfg}
 	c.SetDefaults()
 	logs := &testutil.SyncBuffer{}
@@ -433,13 +437,42 @@ func TestUsageRetries503(t *testing.T) {
 		u.record(testEvent(fmt.Sprintf("r%d", i)))
 	}
 	testutil.WaitFor(t, "3 events stored", 10*time.Second, func() bool { return len(intake.stored()) == 3 })
-	if got := counterValue(u.m.sent); got != 3 {
-		t.Errorf("events sent %v, want 3", got)
-	}
+	// Counted once the answer is back, just after the intake stored them.
+	testutil.WaitFor(t, "3 events counted as sent", 5*time.Second, func() bool { return counterValue(u.m.sent) == 3 })
 	if got := counterValue(u.m.droppedFull) + counterValue(u.m.droppedRej); got != 0 {
 		t.Errorf("%v dropped, want none", got)
 	}
 	if !strings.Contains(logs.String(), `"msg":"usage intake unavailable; retrying"`) || !strings.Contains(logs.String(), `"status":503`) {
+		t.Errorf("no WARN line of the retry: %s", logs)
+	}
+}
+
+// A connection cut before the answer is retried like a 503: the events
+// are stored once the intake answers, and the error line holds no secret.
+func TestUsageRetriesNetworkErrors(t *testing.T) {
+	t.Parallel()
+	intake := newFakeIntake(t, nil)
+	var cuts atomic.Int32
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cuts.Add(1) <= 2 {
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				c.Close()
+			}
+			return
+		}
+		intake.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	u, logs := newTestRecorder(t, intake, UsageConfig{Endpoint: front.URL + "/internal/v1/usage", FlushInterval: 10 * time.Millisecond})
+	for i := range 3 {
+		u.record(testEvent(fmt.Sprintf("r%d", i)))
+	}
+	testutil.WaitFor(t, "3 events stored", 10*time.Second, func() bool { return len(intake.stored()) == 3 })
+	if got := counterValue(u.m.droppedFull) + counterValue(u.m.droppedRej); got != 0 {
+		t.Errorf("%v dropped, want none", got)
+	}
+	if !strings.Contains(logs.String(), `"msg":"usage intake unavailable; retrying"`) {
 		t.Errorf("no WARN line of the retry: %s", logs)
 	}
 }
