@@ -338,6 +338,7 @@ func (u *usageRecorder) record(e usageEvent) {
 		case len(u.queue) > u.head:
 			u.queue[u.head] = usageEvent{}
 			u.head++
+			u.compactLocked()
 		default:
 			u.mu.Unlock()
 			return
@@ -371,10 +372,18 @@ func (u *usageRecorder) takeLocked(n int) {
 	copy(u.held, u.queue[u.head:u.head+n])
 	clear(u.queue[u.head : u.head+n])
 	u.head += n
+	u.compactLocked()
+}
+
+// compactLocked moves the waiting events to the front of queue once more
+// than half of it is spent, so that appends reuse its array: its length
+// stays within twice usage.queue however many events are dropped while the
+// sender is stuck. Each event is moved at most once per time it is passed.
+func (u *usageRecorder) compactLocked() {
 	switch {
 	case u.head == len(u.queue):
 		u.queue, u.head = u.queue[:0], 0
-	case u.head > cap(u.queue)/2:
+	case u.head > len(u.queue)/2:
 		m := copy(u.queue, u.queue[u.head:])
 		clear(u.queue[m:])
 		u.queue, u.head = u.queue[:m], 0

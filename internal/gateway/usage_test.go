@@ -417,6 +417,17 @@ func TestUsageHungIntakeDoesNotSlowPulls(t *testing.T) {
 		t.Errorf("20 pulls took %s while the intake hangs", d)
 	}
 	testutil.WaitFor(t, "drops counted", 5*time.Second, func() bool { return counterValue(e.gw.usage.m.droppedFull) >= 19 })
+	// However many are dropped, the memory held stays bounded.
+	u := e.gw.usage
+	for i := range 100_000 {
+		u.record(testEvent(itoa(i)))
+	}
+	u.mu.Lock()
+	size := cap(u.queue)
+	u.mu.Unlock()
+	if size > 16 {
+		t.Errorf("the queue's array holds %d events after 100000 drops, usage.queue is 2", size)
+	}
 	release()
 }
 
