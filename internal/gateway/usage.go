@@ -378,7 +378,8 @@ func (u *usageRecorder) takeLocked(n int) {
 // compactLocked moves the waiting events to the front of queue once more
 // than half of it is spent, so that appends reuse its array: its length
 // stays within twice usage.queue however many events are dropped while the
-// sender is stuck. Each event is moved at most once per time it is passed.
+// sender is stuck. A compaction moves fewer events than were passed since
+// the last one, so its cost per event is constant.
 func (u *usageRecorder) compactLocked() {
 	switch {
 	case u.head == len(u.queue):
