@@ -74,7 +74,51 @@ type Config struct {
 	// TLS is the gateway's own HTTPS and how it trusts an https token
 	// service.
 	TLS TLSConfig `yaml:"tls"`
+	// Usage sends an event per pull, check and denial to the token
+	// service's usage intake; off unless Usage.Endpoint is set.
+	Usage UsageConfig `yaml:"usage"`
 }
+
+// UsageConfig is the usage recorder (usage.go): one event per counted
+// manifest request, queued in memory and sent in batches to the token
+// service, which stores them. It never slows or fails a request: what does
+// not fit the queue is dropped and counted.
+type UsageConfig struct {
+	// Endpoint is the token service's usage intake
+	// (http://tokenserver:5001/internal/v1/usage); empty: no recording.
+	Endpoint string `yaml:"endpoint"`
+	// SecretFile holds the secret shared with the token service's
+	// usage.secret_file (at least 32 bytes, trimmed); required with
+	// Endpoint.
+	SecretFile string `yaml:"secret_file"`
+	// Queue bounds the events held (waiting and being sent); default
+	// 10000.
+	Queue int `yaml:"queue"`
+	// Batch is the most events in one POST; default 500, at most 1000.
+	Batch int `yaml:"batch"`
+	// FlushInterval is the longest an event waits for a batch to fill;
+	// default 1s.
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// ClientAddress is prefix (default: the client's /24, or IPv6Prefix)
+	// or off (no address recorded).
+	ClientAddress string `yaml:"client_address"`
+	// IPv6Prefix is the prefix length an IPv6 client is recorded by;
+	// default 48.
+	IPv6Prefix int `yaml:"ipv6_prefix"`
+}
+
+// Defaults and bounds of the usage settings.
+const (
+	defaultUsageQueue      = 10_000
+	maxUsageQueue          = 1_000_000
+	defaultUsageBatch      = 500
+	defaultUsageFlush      = time.Second
+	minUsageFlush          = 10 * time.Millisecond
+	maxUsageFlush          = time.Minute
+	defaultUsageIPv6Prefix = 48
+	usageClientPrefix      = "prefix"
+	usageClientOff         = "off"
+)
 
 // TLSConfig: with cert_file and key_file the gateway serves HTTPS only
 // (the pair reloaded when the files change). CAFile and the client pair
@@ -427,6 +471,23 @@ func (c *Config) SetDefaults() {
 	if c.Keys.MinRefetch == 0 {
 		c.Keys.MinRefetch = 5 * time.Second
 	}
+	if us := &c.Usage; us.Endpoint != "" {
+		if us.Queue == 0 {
+			us.Queue = defaultUsageQueue
+		}
+		if us.Batch == 0 {
+			us.Batch = min(defaultUsageBatch, max(us.Queue, 1))
+		}
+		if us.FlushInterval == 0 {
+			us.FlushInterval = defaultUsageFlush
+		}
+		if us.ClientAddress == "" {
+			us.ClientAddress = usageClientPrefix
+		}
+		if us.IPv6Prefix == 0 {
+			us.IPv6Prefix = defaultUsageIPv6Prefix
+		}
+	}
 	u := &c.Upstream
 	if u.MaxIdleConnsPerHost == 0 {
 		u.MaxIdleConnsPerHost = 256
@@ -570,10 +631,51 @@ func (c *Config) Validate() error {
 		bad("realm: %q is plain HTTP while the gateway serves HTTPS: clients would send their API token in clear", c.Realm)
 	}
 	errs = append(errs, tlsx.PairProblems("tls.client_cert_file", t.ClientCertFile, "tls.client_key_file", t.ClientKeyFile)...)
-	if (t.CAFile != "" || t.ClientCertFile != "") && !strings.HasPrefix(c.TokenEndpoint, "https://") && !strings.HasPrefix(c.Keys.JWKSURL, "https://") {
-		bad("tls.ca_file, tls.client_cert_file: used only towards an https token_endpoint or keys.jwks_url, and neither is https")
+	if (t.CAFile != "" || t.ClientCertFile != "") && !strings.HasPrefix(c.TokenEndpoint, "https://") && !strings.HasPrefix(c.Keys.JWKSURL, "https://") &&
+		!strings.HasPrefix(c.Usage.Endpoint, "https://") {
+		bad("tls.ca_file, tls.client_cert_file: used only towards an https token_endpoint, keys.jwks_url or usage.endpoint, and neither is https")
 	}
+	errs = append(errs, c.Usage.problems()...)
 	return errors.Join(errs...)
+}
+
+// problems are the usage section's problems. Without an endpoint nothing
+// is recorded, and the other keys must not be set: they would be
+// believed to work.
+func (us UsageConfig) problems() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if us.Endpoint == "" {
+		if us != (UsageConfig{}) {
+			bad("usage: endpoint is not set, so nothing is recorded: set usage.endpoint, or remove the other usage keys")
+		}
+		return errs
+	}
+	if err := checkURL(us.Endpoint, false); err != nil {
+		bad("usage.endpoint: %v", err)
+	}
+	if us.SecretFile == "" {
+		bad("usage.secret_file: required with usage.endpoint (the secret shared with the token service's usage.secret_file)")
+	}
+	if us.Queue < 1 || us.Queue > maxUsageQueue {
+		bad("usage.queue: %d is out of range (1 to %d)", us.Queue, maxUsageQueue)
+	}
+	switch {
+	case us.Batch < 1 || us.Batch > maxUsageBatch:
+		bad("usage.batch: %d is out of range (1 to %d)", us.Batch, maxUsageBatch)
+	case us.Batch > us.Queue && us.Queue >= 1:
+		bad("usage.batch: %d is larger than usage.queue (%d)", us.Batch, us.Queue)
+	}
+	if d := us.FlushInterval; d < minUsageFlush || d > maxUsageFlush {
+		bad("usage.flush_interval: %s is out of range (%s to %s)", d, minUsageFlush, maxUsageFlush)
+	}
+	if us.ClientAddress != usageClientPrefix && us.ClientAddress != usageClientOff {
+		bad("usage.client_address: %q is not prefix or off", us.ClientAddress)
+	}
+	if us.IPv6Prefix < 1 || us.IPv6Prefix > 128 {
+		bad("usage.ipv6_prefix: %d is out of range (1 to 128)", us.IPv6Prefix)
+	}
+	return errs
 }
 
 // checkURL requires an absolute http(s) URL; with bare, one without path,
@@ -603,8 +705,8 @@ func checkURL(s string, bare bool) error {
 
 // CheckConfig validates the configuration file at path as the gateway does
 // at start; with files, it also loads keys.public_keys and reads
-// the files of the upstream provider's section. It contacts nothing (not the JWKS URL, not
-// the upstream, not AWS). It is `gateway check-config`.
+// the files of the upstream provider's section, and usage.secret_file. It contacts nothing (not
+// the JWKS URL, not the upstream, not AWS, not the usage intake). It is `gateway check-config`.
 func CheckConfig(path string, files bool) error {
 	cfg, err := LoadConfig(path)
 	if err != nil || !files {
@@ -621,6 +723,11 @@ func CheckConfig(path string, files bool) error {
 		// (a password file's trailing newlines, or an empty one).
 		if err := cfg.Upstream.Providers[key].CheckFiles(context.Background()); err != nil {
 			errs = append(errs, fmt.Errorf("upstream.%s.%w", key, err))
+		}
+	}
+	if cfg.Usage.Endpoint != "" {
+		if _, err := readUsageSecret(cfg.Usage.SecretFile); err != nil {
+			errs = append(errs, fmt.Errorf("usage.secret_file: %w", err))
 		}
 	}
 	return errors.Join(errs...)

@@ -29,6 +29,8 @@
 // repeated pulls, after the token check), blobredirect (the reuse of the
 // upstream's blob redirects while the provider says they stay valid),
 // catalog (the gateway-side /v2/_catalog), tokenproxy (/token forwarding),
-// metrics, and gateway (New's build steps, Run, Close). Nothing here
+// usage (the event of each pull, check and denial, queued without waiting
+// and sent in batches to the token service's usage intake), metrics, and
+// gateway (New's build steps, Run, Close). Nothing here
 // imports the AWS SDK: pkg/ecr owns it.
 package gateway

@@ -70,7 +70,8 @@ type Gateway struct {
 	tls       *tlsx.Server // nil: plain HTTP
 	healthz   http.Handler
 	readyz    http.Handler
-	metricH   http.Handler // on metrics.listen, never the clients' listener
+	metricH   http.Handler   // on metrics.listen, never the clients' listener
+	usage     *usageRecorder // nil without usage.endpoint
 	handler   http.Handler
 
 	closers []func()
@@ -107,6 +108,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 		g.buildCatalog,
 		g.buildTokenProxy,
 		g.buildOps,
+		g.buildUsage,
 		g.startCredentials,
 	} {
 		if err := step(ctx, opts); err != nil {
@@ -392,7 +394,8 @@ func loadKeys(ctx context.Context, cfg KeysConfig, client *http.Client, clock fu
 // Registry is the gateway's private metrics registry.
 func (g *Gateway) Registry() *prometheus.Registry { return g.metrics.reg }
 
-// Close stops the credential refresh and drops idle upstream connections.
+// Close stops the credential refresh, sends the usage events held (for at
+// most 5 s) and drops idle upstream connections.
 func (g *Gateway) Close() {
 	for i := len(g.closers) - 1; i >= 0; i-- {
 		g.closers[i]()

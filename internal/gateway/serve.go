@@ -3,6 +3,7 @@ package gateway
 import (
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/acme/registry-gateway/internal/httpx"
@@ -25,6 +26,10 @@ type routed struct {
 	get     bool
 	digest  string
 	denied  string
+	// For the usage event of a manifest request (usage.go), with
+	// usage.endpoint set: the client's agent family and address prefix.
+	agent  string
+	client netip.Prefix
 }
 
 // The routes of the requests that are not /v2 ones, shared: never changed.
@@ -63,7 +68,8 @@ func (g *Gateway) newHandler() http.Handler {
 }
 
 // finishRequest counts a finished request by route and status, and counts
-// a pull, a check or a denial.
+// a pull, a check or a denial (and queues its usage event, without
+// waiting).
 func (g *Gateway) finishRequest(rec *httpx.Record) {
 	rt, ok := rec.Route.(*routed)
 	if !ok {
@@ -73,6 +79,9 @@ func (g *Gateway) finishRequest(rec *httpx.Record) {
 	g.metrics.request(rt.Kind, rec.Status)
 	if k := rt.pullKind(rec.Status); k != kindNone {
 		g.metrics.pullCounts.count(rt.Name, k)
+		if g.usage != nil {
+			g.recordUsage(rt, k)
+		}
 	}
 }
 
@@ -160,6 +169,7 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 			// A valid token asked for what it does not hold: a customer
 			// after a channel it has not bought, on the line and counted.
 			rt.subject, rt.denied = d.subject, d.denied
+			g.noteUsageClient(r, rt)
 		}
 		return err
 	}
@@ -180,6 +190,7 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 		w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
 		return g.catalog.serve(w, r, claims)
 	case RouteManifest:
+		g.noteUsageClient(r, rt)
 		// The upstream gets the Accept the cache is keyed by, so that a
 		// cached answer is the one it would give.
 		accept := parseAccept(r.Header["Accept"])
