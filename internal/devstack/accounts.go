@@ -78,5 +78,6 @@ func (s *Stack) accountsCommands() []Command {
 		{Tool: "accounts", Line: "bin/tokenserver accounts grant " + DemoUser + " beta" + c},
 		{Tool: "accounts", Line: "bin/tokenserver accounts token rotate " + DemoUser + c},
 		{Tool: "accounts", Line: "bin/tokenserver accounts audit" + c},
+		{Tool: "accounts", Line: "bin/tokenserver usage --since 1d" + c},
 	}
 }

@@ -11,6 +11,8 @@ package devstack
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -239,6 +241,20 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		gwCfg.Keys.JWKSURL = withHost(gwCfg.Keys.JWKSURL, scheme, tsLn.Addr().String())
 	}
 	gwCfg.Upstream.URL = st.UpstreamURL
+	if st.AccountsConfig != "" && gwCfg.Usage.Endpoint == "" && tsCfg.Usage.SecretFile == "" {
+		// On SQL accounts the demo records usage as a deployment would:
+		// the gateway sends its events to the token service's intake, with
+		// a secret made for this data directory.
+		secret, err := ensureUsageSecret(filepath.Join(filepath.Dir(abs(opts.DataDir)), "usage.secret"))
+		if err != nil {
+			return nil, err
+		}
+		tsCfg.Usage.SecretFile = secret
+		tsCfg.SetDefaults()
+		gwCfg.Usage.Endpoint = st.TokenServerURL + tokenserver.UsagePath
+		gwCfg.Usage.SecretFile = secret
+		gwCfg.SetDefaults()
+	}
 	st.Realm = gwCfg.Realm
 	st.JWKSURL = st.TokenServerURL + "/.well-known/jwks.json"
 	if err := gwCfg.Validate(); err != nil {
@@ -443,4 +459,29 @@ func readPassword(path string) (string, error) {
 		return "", fmt.Errorf("password file %s is empty", path)
 	}
 	return p, nil
+}
+
+// ensureUsageSecret makes the secret the demo's gateway and token service
+// share for usage events at path (0600, 32 random bytes as hex), unless
+// one is there, and returns path.
+func ensureUsageSecret(path string) (string, error) {
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("usage secret: %w", err)
+	}
+	_, err = fmt.Fprintln(f, hex.EncodeToString(b))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return path, err
 }

@@ -27,12 +27,13 @@ import (
 // checks that no log line carries it.
 const testUsageSecret = "usage-secret-0123456789abcdef0123456789"
 
-// fakeIntake stands in for the token service's usage intake, which is
-// being built on another branch at the same time as this recorder: a
-// small handler that enforces the protocol strictly (the secret, the body
-// limit, exactly the protocol's fields with valid values) so that what it
-// stores is what the real intake would. An end-to-end test against the
-// real token service replaces it once both sides are merged.
+// fakeIntake stands in for the token service's usage intake where a test
+// needs an intake that answers 503, 400 or 401 on cue, or hangs: a small
+// handler that enforces the protocol strictly (the secret, the body limit,
+// exactly the protocol's fields with valid values), so that what it
+// stores is what the real intake would. The real intake, with the real
+// gateway and database, is tested end to end in test/e2e
+// (TestVendorWalkthrough, step 7).
 type fakeIntake struct {
 	t      testing.TB
 	secret string

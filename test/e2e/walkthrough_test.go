@@ -109,6 +109,10 @@ func TestVendorWalkthrough(t *testing.T) {
 		if _, err := pull(t.Context(), ref(t, st.GatewayHost, devstack.UnlicensedRepo+":"+tag), customer); statusOf(err) != http.StatusUnauthorized {
 			t.Fatalf("pull of an unlicensed channel: %v", err)
 		}
+		// What docker does for an image it holds: a HEAD of the tag.
+		if _, err := remote.Head(ref(t, st.GatewayHost, devstack.LicensedRepo+":"+tag), customer, remote.WithContext(t.Context())); err != nil {
+			t.Fatalf("HEAD %s: %v", devstack.LicensedRepo, err)
+		}
 
 		// 4. A grant takes effect at once (within revocation_poll, 500ms;
 		// the bound of 1s is measured in tokenserver's
@@ -158,6 +162,42 @@ func TestVendorWalkthrough(t *testing.T) {
 		t.Logf("gateway report:\n%s", report.String())
 		if strings.Contains(logs.String(), added.Token) {
 			t.Error("the API token is in the services' log")
+		}
+
+		// 7. The same from the usage store: the gateway sent its events to
+		// the token service (make run's wiring), which stored them in the
+		// account database; the vendor reads them without the logs.
+		usage := func(args ...string) []accounts.UsageEvent {
+			t.Helper()
+			var out, errb bytes.Buffer
+			if code := tokencli.Run(t.Context(), append([]string{"usage", "-config", config, "--format", "json", "--account", aliceUser}, args...), nil, &out, &errb, tokenserver.AccountsConfig); code != 0 {
+				t.Fatalf("usage %v: exit %d: %s", args, code, errb.String())
+			}
+			var events []accounts.UsageEvent
+			if err := json.Unmarshal(out.Bytes(), &events); err != nil {
+				t.Fatalf("usage %v: %v: %s", args, err, out.String())
+			}
+			return events
+		}
+		outcomes := func(events []accounts.UsageEvent) map[string]int {
+			n := map[string]int{}
+			for _, e := range events {
+				n[e.Outcome+" "+e.Repository]++
+			}
+			return n
+		}
+		testutil.WaitFor(t, "the usage events", 10*time.Second, func() bool {
+			n := outcomes(usage())
+			return n["pull "+devstack.LicensedRepo] >= 1 && n["check "+devstack.LicensedRepo] >= 1 && n["pull "+devstack.UnlicensedRepo] >= 1
+		})
+		denied := usage("--denied")
+		if n := outcomes(denied); n["denied "+devstack.UnlicensedRepo] < 1 {
+			t.Errorf("usage --denied: %+v", denied)
+		}
+		for _, e := range denied {
+			if e.Reason != "channel_not_licensed" || e.Agent != "crane" {
+				t.Errorf("denied event %+v: want reason channel_not_licensed, agent crane", e)
+			}
 		}
 	})
 }
