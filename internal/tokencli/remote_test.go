@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,7 +133,8 @@ func TestAccountsRemoteSameAsLocal(t *testing.T) {
 			{"token", "add", "nobody@example.com"},
 			{"token", "revoke", "alice@example.com"},
 			{"token", "revoke", "alice@example.com", "2"},
-			{"token", "revoke", "alice@example.com", "2"},
+			{"token", "revoke", "alice@example.com", "4"},
+			{"token", "revoke", "alice@example.com", "4", "--json"},
 			{"token", "revoke", "alice@example.com", "99"},
 			{"token", "rotate", "alice@example.com", "1", "--json"},
 			{"token", "rotate", "bob@example.com"},
@@ -345,5 +347,45 @@ func TestAccountsRemoteIfMatch(t *testing.T) {
 	c := &accountsCmd{env: &env{stderr: &strings.Builder{}}, name: "expire"}
 	if code := c.fail(err); code != exitConflict {
 		t.Errorf("exit %d, want %d", code, exitConflict)
+	}
+}
+
+// Listings are read a page at a time, to the last.
+func TestAccountsRemotePaging(t *testing.T) {
+	t.Parallel()
+	remote := newRemoteEnv(t, accountstest.SQLite(t))
+	ctx := context.Background()
+	for _, email := range []string{"a@example.com", "b@example.com", "c@example.com", "d@example.com", "e@example.com"} {
+		if _, _, err := remote.db.Add(ctx, "test", email, []string{"stable"}, time.Time{}, accounts.CreateChannels()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &env{now: func() time.Time { return t0 }, client: &http.Client{Timeout: 5 * time.Second}}
+	if err := e.trustCA(remote.cacert); err != nil {
+		t.Fatal(err)
+	}
+	s, err := newRemoteStore(remote.url, remote.readKey, e.client, e.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.pageSize = 2
+	got, err := s.List(ctx)
+	want, _ := remote.db.List(ctx)
+	if err != nil || len(got) != 5 || len(want) != 5 {
+		t.Fatalf("List: %d accounts, %v", len(got), err)
+	}
+	for i := range got {
+		if got[i].Email != want[i].Email || !slices.Equal(got[i].Channels, want[i].Channels) {
+			t.Errorf("account %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	audit, err := s.Audit(ctx, "")
+	wantAudit, _ := remote.db.Audit(ctx, "")
+	if err != nil || len(audit) != len(wantAudit) || len(audit) < 7 {
+		t.Errorf("Audit: %d rows, want %d: %v", len(audit), len(wantAudit), err)
+	}
+	audit, err = s.Audit(ctx, "C@example.com")
+	if err != nil || len(audit) != 1 || audit[0].Account != "c@example.com" || audit[0].Action != "add" {
+		t.Errorf("Audit of c: %+v %v", audit, err)
 	}
 }

@@ -38,6 +38,8 @@ type remoteStore struct {
 	key    string
 	client *http.Client
 	now    func() time.Time
+	// pageSize is the limit of a listing's page.
+	pageSize int
 }
 
 var _ accountStore = (*remoteStore)(nil)
@@ -59,7 +61,7 @@ func newRemoteStore(server, key string, client *http.Client, now func() time.Tim
 		c.Timeout = remoteTimeout
 	}
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &remoteStore{base: u, key: key, client: &c, now: now}, nil
+	return &remoteStore{base: u, key: key, client: &c, now: now, pageSize: remotePage}, nil
 }
 
 func isLoopback(host string) bool {
@@ -214,7 +216,7 @@ type page[T any] struct {
 // all reads every page of the listing at path.
 func all[T any](ctx context.Context, s *remoteStore, path string) ([]T, error) {
 	var out []T
-	q := url.Values{"limit": {strconv.Itoa(remotePage)}}
+	q := url.Values{"limit": {strconv.Itoa(s.pageSize)}}
 	for range maxRemotePages {
 		var p page[T]
 		if _, err := s.call(ctx, http.MethodGet, path, q, nil, nil, &p); err != nil {
