@@ -16,7 +16,10 @@
 // verify.go (keys and verification) and report.go (result and rendering)
 // make `inspect`, which `token` reuses for the token it gets; keygen.go,
 // healthcheck.go, pullsecret.go and accounts.go are one command each
-// (export.go the accounts export and the import of one);
+// (export.go the accounts export and the import of one; accountstore.go
+// the store the accounts commands are written against, the database or,
+// with --server, the admin API of remotestore.go, whose flags
+// accountsremote.go checks);
 // style.go is the terminal's colours and times. The WWW-Authenticate challenge is
 // pkg/auth's Challenge, the same type the gateway writes.
 package tokencli
