@@ -290,6 +290,9 @@ func TestAccountsRemoteServerDown(t *testing.T) {
 	if strings.Count(r.stderr, "\n") != 1 {
 		t.Errorf("server down: want one line:\n%s", r.stderr)
 	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a server that is down held the command %v", d)
+	}
 
 	// Accepts, never answers: the client's timeout (5 s in the tests)
 	// ends it.
