@@ -114,6 +114,7 @@ func TestAccountsRemoteSameAsLocal(t *testing.T) {
 			{"show", "not-an-email"},
 			{"grant", "alice@example.com", "stabel"},
 			{"grant", "alice@example.com", "lts-2025"},
+			{"grant", "alice@example.com", "zeta", "stable", "lts-2025", "stabel"},
 			{"grant", "alice@example.com", "stable", "edge"},
 			{"grant", "alice@example.com", "nightly", "--create"},
 			{"grant", "nobody@example.com", "beta"},

@@ -283,8 +283,8 @@ func (s *remoteStore) Show(ctx context.Context, email string) (accounts.Account,
 }
 
 // Grant puts a grant per channel the account lacks (a grant held is left
-// alone, as locally: a PUT would reset its expiry). The channels the
-// catalogue lacks go first, so that a refusal comes before any change.
+// alone, as locally: a PUT would reset its expiry). Channels the catalogue
+// lacks are made first with create, else refused before any grant.
 func (s *remoteStore) Grant(ctx context.Context, _, email string, channels []string, create bool) error {
 	channels, err := accounts.NormalizeChannels(channels)
 	if err != nil {
@@ -318,13 +318,51 @@ func (s *remoteStore) Grant(ctx context.Context, _, email string, channels []str
 				return err
 			}
 		}
+		todo = append(unknown, todo...)
+	} else if len(unknown) > 0 {
+		return s.refuseUnknown(ctx, a.Email, unknown)
 	}
-	for _, ch := range append(unknown, todo...) {
+	for _, ch := range todo {
 		if _, err := s.call(ctx, http.MethodPut, "/accounts"+seg(a.Email)+"/channels"+seg(ch), nil, nil, nil, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// refuseUnknown asks the API to grant each channel the catalogue lacks,
+// which it refuses, changing nothing, and returns the refusals as one, as
+// the account store words a refusal of several: each channel with its
+// suggestion, then the known ones once.
+func (s *remoteStore) refuseUnknown(ctx context.Context, email string, unknown []string) error {
+	var merged *problemError
+	var heads []string
+	tail := ""
+	for _, ch := range unknown {
+		_, err := s.call(ctx, http.MethodPut, "/accounts"+seg(email)+"/channels"+seg(ch), nil, nil, nil, nil)
+		var p *problemError
+		if err == nil || !errors.As(err, &p) || p.kind() != "unknown-channel" || len(p.Errors) == 0 {
+			if err == nil {
+				// Made since the catalogue was read: granted, as asked.
+				continue
+			}
+			return err
+		}
+		msg := p.Errors[0].Detail
+		head := msg
+		if i := strings.LastIndex(msg, " ("); i >= 0 {
+			head, tail = msg[:i], msg[i:]
+		}
+		heads = append(heads, head)
+		if merged == nil {
+			merged = p
+		}
+	}
+	if merged == nil {
+		return nil
+	}
+	merged.Errors[0].Detail = strings.Join(heads, "; ") + tail
+	return merged
 }
 
 func (s *remoteStore) Ungrant(ctx context.Context, _, email string, channels []string) error {
