@@ -127,7 +127,8 @@ const usage = `Operator commands of the tokenserver binary:
       print a Kubernetes pull secret (kubernetes.io/dockerconfigjson) that
       kubelet can use: username and API token, no identity token
   tokenserver accounts add|list|show|grant|token|… -config FILE
-      customer accounts of the licenses.sql backend (accounts help)
+      customer accounts of the licenses.sql backend (accounts help); also
+      remotely, --server URL --admin-key-file FILE instead of -config
 
 Run a command with -h for its flags.
 `
