@@ -24,12 +24,15 @@ const adminPrefix = "/admin/v1"
 // Bounds of a call to the admin API: a server that does not answer, or
 // answers without end, fails the command instead of hanging it.
 const (
-	remoteTimeout     = 30 * time.Second
-	maxRemoteBody     = 8 << 20
-	remotePage        = 500
-	maxRemotePages    = 10000
-	defaultRemoteName = "cli"
+	remoteTimeout  = 30 * time.Second
+	maxRemoteBody  = 8 << 20
+	remotePage     = accounts.MaxPage
+	maxRemotePages = 10000
 )
+
+// defaultRemoteName names a token `token add --server` makes without
+// --name: the admin API wants a name, the database does not.
+const defaultRemoteName = "cli"
 
 // remoteStore is the admin API of a token service (--server), called with
 // an admin key (--admin-key-file).
