@@ -66,10 +66,12 @@ works so but migrate, export, import and admin-key, which need the database.
 A group answers -h with its own commands (accounts token -h); a command
 answers -h with its flags (accounts add -h).
 
-Exit codes: 0 done, 1 error (configuration, database), 2 usage or invalid
-input, 3 no such account, token or channel, 4 conflict (exists already,
-already in that state, a channel still granted, an import into a database
-that differs).
+Exit codes: 0 done, 1 error (configuration, database; with --server also
+the admin key refused or read-only, the server unreachable), 2 usage or
+invalid input, 3 no such account, token or channel, 4 conflict (exists
+already, already in that state, a channel still granted, an import into a
+database that differs, with --server an account changed by someone else
+meanwhile).
 `
 
 // accountsCmd is one run of an accounts command.
