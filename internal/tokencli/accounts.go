@@ -29,6 +29,11 @@ const accountsUsage = `Customer accounts of the licenses.sql backend. Every comm
 -config FILE (the token service's configuration; default $TOKENSERVER_CONFIG)
 and --actor NAME (who is recorded in the audit; default the OS user).
 
+Remotely, through the token service's admin API instead of the database:
+--server https://tokens.example.com --admin-key-file FILE [--cacert FILE]
+(not with -config; the audit records the admin key's name). Every command
+works so but migrate, export, import and admin-key, which need the database.
+
   tokenserver accounts migrate                      create or upgrade the schema
   tokenserver accounts add EMAIL --channels stable,beta [--expires 2027-06-30] [--create]
                                                     new account; prints its API token once
@@ -38,7 +43,8 @@ and --actor NAME (who is recorded in the audit; default the OS user).
                                                     a channel must exist: --create makes it
   tokenserver accounts ungrant EMAIL CHANNEL...
   tokenserver accounts expire EMAIL DATE|never      change when the licence ends
-  tokenserver accounts token add EMAIL              another API token
+  tokenserver accounts token add EMAIL [--name NAME]
+                                                    another API token
   tokenserver accounts token revoke EMAIL [ID]      ID: id or prefix from show
   tokenserver accounts token rotate EMAIL [ID]      revoke and replace in one step
   tokenserver accounts disable EMAIL                every login refused; tokens and channels kept
@@ -60,10 +66,12 @@ and --actor NAME (who is recorded in the audit; default the OS user).
 A group answers -h with its own commands (accounts token -h); a command
 answers -h with its flags (accounts add -h).
 
-Exit codes: 0 done, 1 error (configuration, database), 2 usage or invalid
-input, 3 no such account, token or channel, 4 conflict (exists already,
-already in that state, a channel still granted, an import into a database
-that differs).
+Exit codes: 0 done, 1 error (configuration, database; with --server also
+the admin key refused or read-only, the server unreachable), 2 usage or
+invalid input, 3 no such account, token or channel, 4 conflict (exists
+already, already in that state, a channel still granted, an import into a
+database that differs, with --server an account changed by someone else
+meanwhile).
 `
 
 // accountsCmd is one run of an accounts command.
@@ -74,6 +82,20 @@ type accountsCmd struct {
 	config *string
 	actor  *string
 	json   *bool
+	// server, keyFile and cacert reach the admin API instead of the
+	// database (--server).
+	server, keyFile, cacert *string
+}
+
+// localOnly are the commands the admin API has no route for, with why:
+// they refuse --server.
+var localOnly = map[string]string{
+	"migrate":          "the schema is changed where the database is; the admin API has no route for it",
+	"export":           "the export reads the whole database (token hashes included); the admin API has no route for it",
+	"import":           "an import writes the database directly; the admin API has no route for it",
+	"admin-key add":    "admin keys are managed where the database is: an admin key cannot make keys",
+	"admin-key list":   "admin keys are managed where the database is: an admin key cannot list keys",
+	"admin-key revoke": "admin keys are managed where the database is: an admin key cannot revoke keys",
 }
 
 type accountsFunc func(context.Context, *accountsCmd, []string) int
@@ -111,11 +133,13 @@ var accountsGroups = map[string]string{
 	"admin-key": adminKeyUsage,
 	"token": `API tokens of an account (accounts help lists the other commands):
 
-  tokenserver accounts token add EMAIL              another API token; printed once
+  tokenserver accounts token add EMAIL [--name NAME]
+                                                    another API token; printed once
   tokenserver accounts token revoke EMAIL [ID]      ID: id or prefix from show; needed with several tokens
   tokenserver accounts token rotate EMAIL [ID]      revoke and replace in one step
 
-Every command takes -config FILE, --actor NAME and --json; -h shows a command's flags.
+Every command takes -config FILE (or --server URL --admin-key-file FILE),
+--actor NAME and --json; -h shows a command's flags.
 `,
 	"channels": `The channel catalogue: a grant names one of these channels (accounts help
 lists the other commands):
@@ -129,7 +153,8 @@ lists the other commands):
 accounts add and accounts grant refuse a channel not in the catalogue;
 their --create makes it in the same step.
 
-Every command takes -config FILE, --actor NAME and --json; -h shows a command's flags.
+Every command takes -config FILE (or --server URL --admin-key-file FILE),
+--actor NAME and --json; -h shows a command's flags.
 `,
 }
 
@@ -196,6 +221,9 @@ func (e *env) accounts(ctx context.Context, args []string) int {
 	c.config = c.fs.String("config", e.getenv("TOKENSERVER_CONFIG"), "the token service's configuration `file`")
 	c.actor = c.fs.String("actor", "", "who makes the change, for the audit (default: the OS user)")
 	c.json = c.fs.Bool("json", false, "print JSON")
+	c.server = c.fs.String("server", "", "the token service's admin API `URL` (https://tokens.example.com), instead of -config")
+	c.keyFile = c.fs.String("admin-key-file", "", "with --server: the `file` holding the admin key")
+	c.cacert = c.fs.String("cacert", "", "with --server: trust only the CAs of this PEM `file`")
 	return run(ctx, c, args)
 }
 
@@ -241,8 +269,12 @@ func (c *accountsCmd) parse(args []string, spec argSpec) (pos []string, code int
 		c.fs.Usage()
 		return nil, exitUsage, false
 	}
-	if *c.config == "" {
-		fmt.Fprintf(c.stderr, "tokenserver accounts %s: -config FILE is required (or set TOKENSERVER_CONFIG)\n", c.name)
+	if problem := c.remoteProblem(); problem != "" {
+		fmt.Fprintf(c.stderr, "tokenserver accounts %s: %s\n", c.name, problem)
+		return nil, exitUsage, false
+	}
+	if *c.server == "" && *c.config == "" {
+		fmt.Fprintf(c.stderr, "tokenserver accounts %s: -config FILE is required (or set TOKENSERVER_CONFIG, or use --server URL --admin-key-file FILE)\n", c.name)
 		return nil, exitUsage, false
 	}
 	return pos, 0, true
@@ -294,9 +326,8 @@ func (c *accountsCmd) who() string {
 func (c *accountsCmd) fail(err error) int {
 	fmt.Fprintf(c.stderr, "tokenserver accounts %s: %v\n", c.name, err)
 	// What to do next, where the message alone does not say.
-	unknown := (*accounts.UnknownChannelError)(nil)
 	switch {
-	case errors.As(err, &unknown) && (c.name == "add" || c.name == "grant"):
+	case isUnknownChannel(err) && (c.name == "add" || c.name == "grant"):
 		fmt.Fprintln(c.stderr, "nothing changed; --create makes the channel in the same step (tokenserver accounts channels -h)")
 	case errors.Is(err, accounts.ErrConflict) && c.name == "channels remove":
 		fmt.Fprintln(c.stderr, "nothing changed; --force removes it anyway and takes it from them")
@@ -325,6 +356,34 @@ func (c *accountsCmd) do(ctx context.Context, args []string, spec argSpec, fn fu
 	}
 	defer db.Close()
 	if err := fn(db, pos); err != nil {
+		return c.fail(err)
+	}
+	return exitOK
+}
+
+// with parses args, opens the account database (-config) or the admin
+// API (--server) and runs fn with the positional arguments.
+func (c *accountsCmd) with(ctx context.Context, args []string, spec argSpec, fn func(accountStore, []string) error) int {
+	pos, code, ok := c.parse(args, spec)
+	if !ok {
+		return code
+	}
+	if *c.server != "" {
+		s, err := c.remote()
+		if err != nil {
+			return c.fail(err)
+		}
+		if err := fn(s, pos); err != nil {
+			return c.fail(err)
+		}
+		return exitOK
+	}
+	db, err := c.open(ctx, true)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer db.Close()
+	if err := fn(localStore{db}, pos); err != nil {
 		return c.fail(err)
 	}
 	return exitOK
@@ -370,17 +429,17 @@ func accountsAdd(ctx context.Context, c *accountsCmd, args []string) int {
 	channels := c.fs.String("channels", "", "comma-separated `channels` the account holds (stable,beta)")
 	create := c.fs.Bool("create", false, "create the channels the catalogue lacks instead of refusing them")
 	expires := c.fs.String("expires", "never", "last `day` of the licence (2027-06-30, UTC), an RFC 3339 time, or never")
-	return c.do(ctx, args, argSpec{synopsis: "EMAIL --channels stable,beta [--expires 2027-06-30] [--create]", need: []string{"e-mail address"}, missing: func() string {
+	return c.with(ctx, args, argSpec{synopsis: "EMAIL --channels stable,beta [--expires 2027-06-30] [--create]", need: []string{"e-mail address"}, missing: func() string {
 		if len(splitList(*channels)) == 0 {
 			return "--channels (no channels given)"
 		}
 		return ""
-	}}, func(db *accounts.DB, pos []string) error {
+	}}, func(db accountStore, pos []string) error {
 		exp, err := accounts.ParseExpiry(*expires, c.now())
 		if err != nil {
 			return err
 		}
-		acct, token, err := db.Add(ctx, c.who(), pos[0], splitList(*channels), exp, createOption(*create)...)
+		acct, token, err := db.Add(ctx, c.who(), pos[0], splitList(*channels), exp, *create)
 		if err != nil {
 			return err
 		}
@@ -418,7 +477,7 @@ func timeText(t time.Time) string {
 }
 
 func accountsList(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, argSpec{synopsis: "[--json]"}, func(db *accounts.DB, _ []string) error {
+	return c.with(ctx, args, argSpec{synopsis: "[--json]"}, func(db accountStore, _ []string) error {
 		list, err := db.List(ctx)
 		if err != nil {
 			return err
@@ -443,7 +502,7 @@ func accountsList(ctx context.Context, c *accountsCmd, args []string) int {
 }
 
 func accountsShow(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, argSpec{synopsis: "EMAIL [--json]", need: []string{"e-mail address"}}, func(db *accounts.DB, pos []string) error {
+	return c.with(ctx, args, argSpec{synopsis: "EMAIL [--json]", need: []string{"e-mail address"}}, func(db accountStore, pos []string) error {
 		a, err := db.Show(ctx, pos[0])
 		if err != nil {
 			return err
@@ -490,13 +549,13 @@ func accountsGrant(ctx context.Context, c *accountsCmd, args []string) int {
 		create = c.fs.Bool("create", false, "create the channels the catalogue lacks instead of refusing them")
 		synopsis += " [--create]"
 	}
-	return c.do(ctx, args, argSpec{synopsis: synopsis, need: []string{"e-mail address", "channel"}, optional: -1}, func(db *accounts.DB, pos []string) error {
+	return c.with(ctx, args, argSpec{synopsis: synopsis, need: []string{"e-mail address", "channel"}, optional: -1}, func(db accountStore, pos []string) error {
 		var channels []string
 		for _, p := range pos[1:] {
 			channels = append(channels, splitList(p)...)
 		}
 		change := func(ctx context.Context, actor, email string, channels []string) error {
-			return db.Grant(ctx, actor, email, channels, createOption(*create)...)
+			return db.Grant(ctx, actor, email, channels, *create)
 		}
 		if c.name == "ungrant" {
 			change = db.Ungrant
@@ -514,7 +573,7 @@ func accountsGrant(ctx context.Context, c *accountsCmd, args []string) int {
 }
 
 func accountsExpire(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, argSpec{synopsis: "EMAIL DATE|never", need: []string{"e-mail address", "date (or never)"}}, func(db *accounts.DB, pos []string) error {
+	return c.with(ctx, args, argSpec{synopsis: "EMAIL DATE|never", need: []string{"e-mail address", "date (or never)"}}, func(db accountStore, pos []string) error {
 		exp, err := accounts.ParseExpiry(pos[1], c.now())
 		if err != nil {
 			return err
@@ -528,8 +587,9 @@ func accountsExpire(ctx context.Context, c *accountsCmd, args []string) int {
 }
 
 func accountsTokenAdd(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, argSpec{synopsis: "EMAIL", need: []string{"e-mail address"}}, func(db *accounts.DB, pos []string) error {
-		tok, token, err := db.AddToken(ctx, c.who(), pos[0])
+	name := c.fs.String("name", "", "which of the customer's systems holds it (ci, prod-cluster); with --server default "+defaultRemoteName)
+	return c.with(ctx, args, argSpec{synopsis: "EMAIL [--name NAME]", need: []string{"e-mail address"}}, func(db accountStore, pos []string) error {
+		tok, token, err := db.AddToken(ctx, c.who(), pos[0], *name)
 		if err != nil {
 			return err
 		}
@@ -550,7 +610,7 @@ func accountsTokenAdd(ctx context.Context, c *accountsCmd, args []string) int {
 type tokenInfo accounts.Token
 
 func accountsTokenRevoke(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, argSpec{synopsis: "EMAIL [ID]", need: []string{"e-mail address"}, optional: 1}, func(db *accounts.DB, pos []string) error {
+	return c.with(ctx, args, argSpec{synopsis: "EMAIL [ID]", need: []string{"e-mail address"}, optional: 1}, func(db accountStore, pos []string) error {
 		tok, err := db.RevokeToken(ctx, c.who(), pos[0], optional(pos, 1))
 		if err != nil {
 			return err
@@ -561,7 +621,7 @@ func accountsTokenRevoke(ctx context.Context, c *accountsCmd, args []string) int
 }
 
 func accountsTokenRotate(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, argSpec{synopsis: "EMAIL [ID]", need: []string{"e-mail address"}, optional: 1}, func(db *accounts.DB, pos []string) error {
+	return c.with(ctx, args, argSpec{synopsis: "EMAIL [ID]", need: []string{"e-mail address"}, optional: 1}, func(db accountStore, pos []string) error {
 		old, created, token, err := db.RotateToken(ctx, c.who(), pos[0], optional(pos, 1))
 		if err != nil {
 			return err
@@ -594,7 +654,7 @@ func orImported(prefix string) string {
 }
 
 func accountsState(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, argSpec{synopsis: "EMAIL", need: []string{"e-mail address"}}, func(db *accounts.DB, pos []string) error {
+	return c.with(ctx, args, argSpec{synopsis: "EMAIL", need: []string{"e-mail address"}}, func(db accountStore, pos []string) error {
 		state := accounts.StateActive
 		if c.name == "disable" {
 			state = accounts.StateDisabled
@@ -609,7 +669,7 @@ func accountsState(ctx context.Context, c *accountsCmd, args []string) int {
 
 func accountsDelete(ctx context.Context, c *accountsCmd, args []string) int {
 	yes := c.fs.Bool("yes", false, "really delete")
-	return c.do(ctx, args, argSpec{synopsis: "EMAIL --yes", need: []string{"e-mail address"}}, func(db *accounts.DB, pos []string) error {
+	return c.with(ctx, args, argSpec{synopsis: "EMAIL --yes", need: []string{"e-mail address"}}, func(db accountStore, pos []string) error {
 		if !*yes {
 			return &accounts.Error{Kind: accounts.ErrInvalid, Msg: "delete removes the account and its tokens for good (disable keeps them): add --yes"}
 		}
@@ -640,7 +700,7 @@ func accountsImport(ctx context.Context, c *accountsCmd, args []string) int {
 }
 
 func accountsAudit(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, argSpec{synopsis: "[EMAIL] [--json]", optional: 1}, func(db *accounts.DB, pos []string) error {
+	return c.with(ctx, args, argSpec{synopsis: "[EMAIL] [--json]", optional: 1}, func(db accountStore, pos []string) error {
 		entries, err := db.Audit(ctx, optional(pos, 0))
 		if err != nil {
 			return err
@@ -669,7 +729,7 @@ func createOption(create bool) []accounts.GrantOption {
 }
 
 func accountsChannelsList(ctx context.Context, c *accountsCmd, args []string) int {
-	return c.do(ctx, args, argSpec{synopsis: "[--json]"}, func(db *accounts.DB, _ []string) error {
+	return c.with(ctx, args, argSpec{synopsis: "[--json]"}, func(db accountStore, _ []string) error {
 		list, err := db.Channels(ctx)
 		if err != nil {
 			return err
@@ -695,7 +755,7 @@ func accountsChannelsList(ctx context.Context, c *accountsCmd, args []string) in
 
 func accountsChannelsAdd(ctx context.Context, c *accountsCmd, args []string) int {
 	description := c.fs.String("description", "", "what the channel holds, for listings (one line)")
-	return c.do(ctx, args, argSpec{synopsis: "NAME [--description TEXT]", need: []string{"channel name"}}, func(db *accounts.DB, pos []string) error {
+	return c.with(ctx, args, argSpec{synopsis: "NAME [--description TEXT]", need: []string{"channel name"}}, func(db accountStore, pos []string) error {
 		ch, err := db.AddChannel(ctx, c.who(), pos[0], *description)
 		if err != nil {
 			return err
@@ -710,7 +770,7 @@ func accountsChannelsAdd(ctx context.Context, c *accountsCmd, args []string) int
 
 func accountsChannelsRemove(ctx context.Context, c *accountsCmd, args []string) int {
 	force := c.fs.Bool("force", false, "remove it also when accounts hold it: it is taken from them")
-	return c.do(ctx, args, argSpec{synopsis: "NAME [--force]", need: []string{"channel name"}}, func(db *accounts.DB, pos []string) error {
+	return c.with(ctx, args, argSpec{synopsis: "NAME [--force]", need: []string{"channel name"}}, func(db accountStore, pos []string) error {
 		holders, err := db.RemoveChannel(ctx, c.who(), pos[0], *force)
 		if err != nil {
 			return err

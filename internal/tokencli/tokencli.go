@@ -17,7 +17,10 @@
 // verify.go (keys and verification) and report.go (result and rendering)
 // make `inspect`, which `token` reuses for the token it gets; keygen.go,
 // healthcheck.go, pullsecret.go, accounts.go and usage.go are one command each
-// (export.go the accounts export and the import of one);
+// (export.go the accounts export and the import of one; accountstore.go
+// the store the accounts commands are written against, the database or,
+// with --server, the admin API of remotestore.go, whose flags
+// accountsremote.go checks);
 // style.go is the terminal's colours and times. The WWW-Authenticate challenge is
 // pkg/auth's Challenge, the same type the gateway writes.
 package tokencli
@@ -125,7 +128,8 @@ const usage = `Operator commands of the tokenserver binary:
       print a Kubernetes pull secret (kubernetes.io/dockerconfigjson) that
       kubelet can use: username and API token, no identity token
   tokenserver accounts add|list|show|grant|token|… -config FILE
-      customer accounts of the licenses.sql backend (accounts help)
+      customer accounts of the licenses.sql backend (accounts help); also
+      remotely, --server URL --admin-key-file FILE instead of -config
   tokenserver usage -config FILE [--account EMAIL] [--channel C] [--repository R] [--digest D]
                     [--since T] [--until T] [--denied] [--format table|json|csv]
       who pulled what, when, from the usage store (--denied: refused attempts)

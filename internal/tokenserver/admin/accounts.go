@@ -133,6 +133,22 @@ func (a *api) showAccount(w http.ResponseWriter, r *http.Request, _ accounts.Adm
 	return writeJSON(w, http.StatusOK, v)
 }
 
+// accountUsage answers when the account first and last pulled and last
+// checked, from the usage store. It is a resource of its own, not part of
+// the account's GET: pulls change it, and the account's ETag must change
+// only with the account.
+func (a *api) accountUsage(w http.ResponseWriter, r *http.Request, _ accounts.AdminKey) error {
+	acct, err := a.db.Show(r.Context(), pathParam(r, "email"))
+	if err != nil {
+		return err
+	}
+	u, err := a.db.AccountUsage(r.Context(), acct.Email)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, u)
+}
+
 // ifMatch returns the check of a change against the If-Match header: the
 // change goes ahead only on the account the client last saw.
 func ifMatch(r *http.Request) (func(accounts.Account, []accounts.Grant) error, error) {

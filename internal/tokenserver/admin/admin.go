@@ -102,6 +102,7 @@ func (a *api) routeTable() []route {
 		{http.MethodDelete, "/accounts/{email}", true, a.deleteAccount},
 		{http.MethodPut, "/accounts/{email}/channels/{channel}", true, a.putGrant},
 		{http.MethodDelete, "/accounts/{email}/channels/{channel}", true, a.deleteGrant},
+		{http.MethodGet, "/accounts/{email}/usage", false, a.accountUsage},
 		{http.MethodGet, "/accounts/{email}/tokens", false, a.listTokens},
 		{http.MethodPost, "/accounts/{email}/tokens", true, a.createToken},
 		{http.MethodDelete, "/accounts/{email}/tokens/{id}", true, a.revokeToken},

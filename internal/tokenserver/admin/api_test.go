@@ -467,6 +467,26 @@ func TestGrantsAndTokens(t *testing.T) {
 		acct := Prefix + "/accounts/alice@example.com"
 		tag := e.call("GET", acct, rd, "").header.Get("ETag")
 
+		// Usage: nothing yet; then a pull and a check stored by the
+		// intake show, and the account's ETag stays (pulls are not changes
+		// of the account).
+		e.call("GET", acct+"/usage", rd, "").want(t, http.StatusOK, `{}`)
+		e.call("GET", Prefix+"/accounts/nobody@example.com/usage", rd, "").problem(t, http.StatusNotFound, "not-found")
+		pulled, checked := t0.Add(time.Minute), t0.Add(2*time.Minute)
+		if err := e.db.RecordUsage(ctx, []accounts.UsageEvent{
+			{Time: pulled, Account: "alice@example.com", Repository: "stable/app", Reference: "1.0", Digest: "sha256:" + strings.Repeat("a", 64), Outcome: "pull", Agent: "docker"},
+			{Time: checked, Account: "alice@example.com", Repository: "stable/app", Reference: "1.0", Digest: "sha256:" + strings.Repeat("a", 64), Outcome: "check", Agent: "docker"},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		u := decode[accounts.AccountUsage](t, e.call("GET", acct+"/usage", rd, "").want(t, http.StatusOK))
+		if !u.FirstPull.Equal(pulled) || !u.LastPull.Equal(pulled) || !u.LastCheck.Equal(checked) {
+			t.Errorf("usage %+v: want first and last pull %v, last check %v", u, pulled, checked)
+		}
+		if e.call("GET", acct, rd, "").header.Get("ETag") != tag {
+			t.Error("a pull changed the account's ETag")
+		}
+
 		// Grants: new (201), changed (200), with an expiry of their own.
 		g := decode[accounts.Grant](t, e.call("PUT", acct+"/channels/beta", w, `{"expires":"2026-12-31"}`).want(t, http.StatusCreated))
 		if g.Channel != "beta" || !g.Granted.Equal(t0) || !g.Expires.Equal(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)) {
