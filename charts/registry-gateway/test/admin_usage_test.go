@@ -118,6 +118,25 @@ func checkAdmin(t *testing.T, m *manifest, on bool) {
 	}
 }
 
+// The admin port's default peers are none: with tokenserver.admin.from
+// empty no rule names the port, so nobody reaches it, not even the
+// release's namespace (an empty `from` would admit everyone).
+func TestAdminFailsClosed(t *testing.T) {
+	h := helm(t)
+	m := mustRender(t, h, "", append([]string{"--set", "tokenserver.admin.enabled=true"}, sqlArgs...)...)
+	if m.services[adminName] == nil {
+		t.Fatal("no admin Service")
+	}
+	if rules := adminRules(m.policies[tsName]); len(rules) != 0 {
+		t.Errorf("admin port open by default: %+v", rules)
+	}
+	for _, r := range m.policies[tsName].Spec.Ingress {
+		if len(r.From) == 0 || len(r.Ports) == 0 {
+			t.Errorf("a rule admitting every peer or port: %+v", r)
+		}
+	}
+}
+
 // adminRules are the NetworkPolicy's ingress rules naming the admin port;
 // none may name another port or come without peers (which admits all).
 func adminRules(np *networkingv1.NetworkPolicy) []networkingv1.NetworkPolicyIngressRule {
