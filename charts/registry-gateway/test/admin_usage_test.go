@@ -319,6 +319,7 @@ func TestAdminAndUsageRefused(t *testing.T) {
 		{append([]string{"--set", "tokenserver.admin.port=9090"}, ci...), "not the metrics port"},
 		{append([]string{"--set", "tokenserver.admin.ingress.host="}, ci...), "set tokenserver.admin.ingress.host"},
 		{append([]string{"--set", "tokenserver.admin.ingress.host=registry.example.com"}, ci...), "a host of its own"},
+		{append([]string{"--set", "tokenserver.admin.enabled=false"}, ci...), "tokenserver.admin.ingress.enabled: the Ingress leads to the admin API; set tokenserver.admin.enabled too"},
 		{[]string{"--set", "tokenserver.admin.enable=true"}, "enable"},
 		{[]string{"--set", "tokenserver.admin.port=0"}, "port"},
 		{[]string{"--set", "usage.retention=90days"}, "retention"},
