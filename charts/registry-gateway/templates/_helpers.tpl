@@ -104,17 +104,119 @@ the key (even to []), else the chart's trustedProxies. */}}
 
 {{/* The token service's configuration: values as given, `service` from host,
 `trusted_proxies` from trustedProxies (the gateways and the ingress
-controller: both set X-Forwarded-For). */}}
+controller: both set X-Forwarded-For); admin.listen from
+tokenserver.admin, usage from usage. */}}
 {{- define "rg.tokenserver.config" -}}
 {{- $cfg := deepCopy .Values.tokenserver.config -}}
 {{- if not $cfg.service -}}{{- $_ := set $cfg "service" .Values.host -}}{{- end -}}
 {{- include "rg.trustProxies" (dict "root" . "cfg" $cfg) -}}
+{{- if .Values.tokenserver.admin.enabled -}}
+{{- $_ := set $cfg "admin" (dict "listen" (printf "0.0.0.0:%s" (include "rg.adminPort" .))) -}}
+{{- end -}}
+{{- if .Values.usage.enabled -}}
+{{- $u := $cfg.usage | default dict -}}
+{{- $_ := set $u "secret_file" (include "rg.usageSecretFile" .) -}}
+{{- with .Values.usage.retention }}{{- $_ := set $u "retention" . -}}{{- end -}}
+{{- with .Values.usage.rollupRetention }}{{- $_ := set $u "rollup_retention" . -}}{{- end -}}
+{{- $_ := set $cfg "usage" $u -}}
+{{- end -}}
 {{- toYaml $cfg -}}
+{{- end -}}
+
+{{/* "true" when the token service's licence backends include licenses.sql,
+which both the admin API and usage recording store into; "" otherwise. */}}
+{{- define "rg.hasSQL" -}}
+{{- $l := .Values.tokenserver.config.licenses -}}
+{{- if and (kindIs "map" $l) (kindIs "map" $l.sql) -}}
+{{- if $l.sql -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The admin API's port (tokenserver.admin.port), "" when it is off. The
+chart owns admin.listen: set in the config, it would open a listener no
+Service, NetworkPolicy rule or NOTES know about. */}}
+{{- define "rg.adminPort" -}}
+{{- $a := .Values.tokenserver.admin -}}
+{{- if hasKey .Values.tokenserver.config "admin" -}}
+{{- if not (kindIs "invalid" .Values.tokenserver.config.admin) -}}
+{{- fail "tokenserver.config.admin: the chart sets admin.listen; use tokenserver.admin.enabled and tokenserver.admin.port instead" -}}
+{{- end -}}
+{{- end -}}
+{{- if $a.enabled -}}
+{{- if not (include "rg.hasSQL" .) -}}
+{{- fail "tokenserver.admin.enabled: the admin API administers the accounts of licenses.sql; configure tokenserver.config.licenses.sql (and drop the other backend, e.g. licenses.http: null), or leave the admin API off" -}}
+{{- end -}}
+{{- $port := toString $a.port -}}
+{{- if eq $port (include "rg.tokenserver.port" .) -}}
+{{- fail (printf "tokenserver.admin.port %s: the admin API needs a port of its own, not listen's" $port) -}}
+{{- end -}}
+{{- if eq $port (include "rg.metricsPort" (dict "root" . "c" "tokenserver")) -}}
+{{- fail (printf "tokenserver.admin.port %s: the admin API needs a port of its own, not the metrics port" $port) -}}
+{{- end -}}
+{{- $port -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "rg.adminService" -}}
+{{- printf "%s-tokenserver-admin" (include "rg.fullname" .root | trunc 44 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* Usage recording: one shared secret, mounted into both services at
+rg.usageSecretFile. "rg.usageSecretName" is the Secret holding it (the
+chart's own, or usage.existingSecret), and fails without licenses.sql. */}}
+{{- define "rg.usageSecretName" -}}
+{{- if not (include "rg.hasSQL" .) -}}
+{{- fail "usage.enabled: usage events are stored in the token service's account database; configure tokenserver.config.licenses.sql (and drop the other backend, e.g. licenses.http: null), or leave usage off" -}}
+{{- end -}}
+{{- .Values.usage.existingSecret | default (printf "%s-usage" (include "rg.fullname" . | trunc 57 | trimSuffix "-")) -}}
+{{- end -}}
+
+{{- define "rg.usageSecretDir" -}}/etc/registry-gateway/usage{{- end -}}
+{{- define "rg.usageSecretFile" -}}{{ include "rg.usageSecretDir" . }}/usage.secret{{- end -}}
+
+{{/* The generated shared secret, base64: the one already in the cluster when
+the Secret exists (so that an upgrade keeps it), else 64 random
+alphanumerics (about 380 bits). It is chosen once per rendering and kept in
+.Values, so that the Secret and the pods' checksum/usage agree. Without
+access to the cluster (helm template, --dry-run=client) lookup finds
+nothing and every rendering makes a new one. */}}
+{{- define "rg.usageSecretData" -}}
+{{- if not (hasKey .Values "__usageSecret") -}}
+{{- $name := include "rg.usageSecretName" . -}}
+{{- $found := lookup "v1" "Secret" .Release.Namespace $name -}}
+{{- $v := "" -}}
+{{- if and $found $found.data -}}{{- $v = index $found.data "secret" | default "" -}}{{- end -}}
+{{- if or (not $v) (lt (len (b64dec $v | trim)) 32) -}}{{- $v = randAlphaNum 64 | b64enc -}}{{- end -}}
+{{- $_ := set .Values "__usageSecret" $v -}}
+{{- end -}}
+{{- index .Values "__usageSecret" -}}
+{{- end -}}
+
+{{/* A hash of the shared secret, so that both services roll when it
+changes: the generated one, or an existing Secret's content when the
+cluster can be asked. An existing Secret found with a short or missing key
+fails the rendering. */}}
+{{- define "rg.usageChecksum" -}}
+{{- if .Values.usage.existingSecret -}}
+{{- $name := include "rg.usageSecretName" . -}}
+{{- $key := .Values.usage.existingSecretKey -}}
+{{- $found := lookup "v1" "Secret" .Release.Namespace $name -}}
+{{- if $found -}}
+{{- $v := index ($found.data | default dict) $key | default "" -}}
+{{- if lt (len (b64dec $v | trim)) 32 -}}
+{{- fail (printf "usage.existingSecret %s: key %q must hold the shared secret, at least 32 bytes" $name $key) -}}
+{{- end -}}
+{{- end -}}
+{{- printf "%s/%s" $name (toJson ($found.data | default dict)) | sha256sum -}}
+{{- else -}}
+{{- include "rg.usageSecretData" . | sha256sum -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The gateway's configuration: values as given, the links to the token
 service filled in where left out, so that both agree by default;
-`trusted_proxies` from trustedProxies (the ingress controller). */}}
+`trusted_proxies` from trustedProxies (the ingress controller); with
+usage.enabled, usage.endpoint (where left out) and usage.secret_file. */}}
 {{- define "rg.gateway.config" -}}
 {{- $ts := fromYaml (include "rg.tokenserver.config" .) -}}
 {{- $cfg := deepCopy .Values.gateway.config -}}
@@ -123,6 +225,12 @@ service filled in where left out, so that both agree by default;
 {{- if not $cfg.service -}}{{- $_ := set $cfg "service" $ts.service -}}{{- end -}}
 {{- if not $cfg.issuer -}}{{- $_ := set $cfg "issuer" $ts.issuer -}}{{- end -}}
 {{- if not (hasKey $cfg "token_endpoint") -}}{{- $_ := set $cfg "token_endpoint" (printf "%s/token" (include "rg.tokenserver.url" .)) -}}{{- end -}}
+{{- if .Values.usage.enabled -}}
+{{- $u := $cfg.usage | default dict -}}
+{{- if not (hasKey $u "endpoint") -}}{{- $_ := set $u "endpoint" (printf "%s/internal/v1/usage" (include "rg.tokenserver.url" .)) -}}{{- end -}}
+{{- $_ := set $u "secret_file" (include "rg.usageSecretFile" .) -}}
+{{- $_ := set $cfg "usage" $u -}}
+{{- end -}}
 {{- $keys := $cfg.keys | default dict -}}
 {{- if and (not $keys.jwks_url) (not $keys.public_keys) -}}
 {{- $_ := set $keys "jwks_url" (printf "%s/.well-known/jwks.json" (include "rg.tokenserver.url" .)) -}}

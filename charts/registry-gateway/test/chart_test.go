@@ -40,6 +40,7 @@ var valuesFiles = []string{
 	"ci/http-license-values.yaml",
 	"ci/ecr-irsa-values.yaml",
 	"ci/files-from-values-values.yaml",
+	"ci/sql-admin-usage-values.yaml",
 }
 
 // bins holds bin/tokenserver and bin/gateway, built once by TestMain from

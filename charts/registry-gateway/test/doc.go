@@ -3,7 +3,8 @@
 // every rendered object strictly into the Kubernetes API types, check each
 // rendered service configuration with the services' own check-config, and
 // assert the chart's policies (probes, resources, securityContext, PDBs, no
-// secret in a ConfigMap). It also decodes `tokenserver pull-secret`'s output
+// secret in a ConfigMap), and render the admin API and usage recording in
+// each on/off combination and without the SQL backend they need. It also decodes `tokenserver pull-secret`'s output
 // as a Secret, and runs the rendered default configurations (Ingress on) in
 // the real services behind a stand-in ingress controller, from pod
 // addresses added to the loopback interface (root on Linux), to show that
