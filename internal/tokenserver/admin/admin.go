@@ -1,7 +1,7 @@
 // Package admin is the token service's admin API (admin.listen): accounts,
-// their channels and tokens, the channel catalogue and the admin audit of
-// the SQL account store, as JSON over HTTPS under /admin/v1/, for a
-// vendor's systems (CRM, billing, support tools) that have no database
+// their channels and tokens, the channel catalogue, the usage store and
+// the admin audit of the SQL account store, as JSON (usage also as CSV)
+// over HTTPS under /admin/v1/, for a vendor's systems (CRM, billing, support tools) that have no database
 // access. Callers authenticate with admin keys (accounts.AdminKey); every
 // change is audited with the key's name as the actor. The OpenAPI 3.1
 // document of the API is openapi.yaml, served at /admin/v1/openapi.json.
@@ -109,6 +109,7 @@ func (a *api) routeTable() []route {
 		{http.MethodGet, "/channels", false, a.listChannels},
 		{http.MethodPost, "/channels", true, a.createChannel},
 		{http.MethodDelete, "/channels/{name}", true, a.deleteChannel},
+		{http.MethodGet, "/usage", false, a.usage},
 	}
 }
 
