@@ -58,11 +58,17 @@ type api struct {
 	limiter Limiter
 	client  func(*http.Request) string
 	now     func() time.Time
+	// csvRows bounds a CSV export of usage (maxCSVRows).
+	csvRows int
 }
 
 // Handler returns the API's routes. Anything outside Prefix is 404.
 func Handler(o Options) http.Handler {
-	a := &api{db: o.DB, log: o.Log, limiter: o.Limiter, client: o.ClientAddr, now: o.Clock}
+	return newAPI(o).routes()
+}
+
+func newAPI(o Options) *api {
+	a := &api{db: o.DB, log: o.Log, limiter: o.Limiter, client: o.ClientAddr, now: o.Clock, csvRows: maxCSVRows}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -78,7 +84,7 @@ func Handler(o Options) http.Handler {
 			return host
 		}
 	}
-	return a.routes()
+	return a
 }
 
 // route is one operation: the router's and the OpenAPI document's.

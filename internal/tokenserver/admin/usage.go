@@ -167,7 +167,7 @@ func (a *api) usage(w http.ResponseWriter, r *http.Request, _ accounts.AdminKey)
 }
 
 // usageCSV streams every event q selects as CSV, a page of the store at a
-// time. An export past maxCSVRows is cut off mid-stream (the connection
+// time. An export past its bound (maxCSVRows) is cut off mid-stream (the connection
 // is aborted), so that a client never takes a truncated file for a
 // complete one.
 func (a *api) usageCSV(w http.ResponseWriter, r *http.Request, q accounts.UsageQuery) error {
@@ -189,8 +189,8 @@ func (a *api) usageCSV(w http.ResponseWriter, r *http.Request, q accounts.UsageQ
 	for {
 		_ = rc.SetWriteDeadline(time.Now().Add(csvPageWait))
 		for _, ev := range events {
-			if rows == maxCSVRows {
-				a.log.Warn("admin API: usage CSV export cut at its bound", "rows", maxCSVRows)
+			if rows == a.csvRows {
+				a.log.Warn("admin API: usage CSV export cut at its bound", "rows", rows)
 				panic(http.ErrAbortHandler)
 			}
 			if err := cw.Write(ev); err != nil {

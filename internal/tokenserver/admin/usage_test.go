@@ -3,7 +3,10 @@ package admin
 import (
 	"encoding/csv"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 const testDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -217,4 +221,54 @@ func TestUsageCSV(t *testing.T) {
 			t.Errorf("%d rows after the first page, want %d", len(rows), n-1000)
 		}
 	})
+}
+
+// An export past its bound is cut off mid-answer, never ended as if it
+// were whole.
+func TestUsageCSVBound(t *testing.T) {
+	t.Parallel()
+	db := accountstest.Open(t, accountstest.SQLite(t), accounts.Options{Clock: func() time.Time { return t0 }})
+	_, key, err := db.AddAdminKey(t.Context(), "test", "support", accounts.ScopeRead, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []accounts.UsageEvent
+	for i := range 5 {
+		events = append(events, usageEvent(t0.Add(-time.Duration(i)*time.Minute), "alice@example.com", "stable/app", accounts.UsagePull))
+	}
+	if err := db.RecordUsage(t.Context(), events); err != nil {
+		t.Fatal(err)
+	}
+	logs := &testutil.SyncBuffer{}
+	a := newAPI(Options{DB: db, Log: slog.New(slog.NewTextHandler(logs, nil))})
+	a.csvRows = 3
+	srv := httptest.NewServer(a.routes())
+	t.Cleanup(srv.Close)
+	get := func(query string) ([]byte, error) {
+		req, err := http.NewRequestWithContext(t.Context(), "GET", srv.URL+Prefix+"/usage"+query, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		return io.ReadAll(resp.Body)
+	}
+	if body, err := get("?format=csv"); err == nil {
+		t.Errorf("an export over its bound ended as if whole:\n%s", body)
+	}
+	if !strings.Contains(logs.String(), "cut at its bound") {
+		t.Errorf("log: %s", logs)
+	}
+	// At the bound, it is whole.
+	body, err := get("?format=csv&since=" + url.QueryEscape(t0.Add(-2*time.Minute).Format(time.RFC3339)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows, err := csv.NewReader(strings.NewReader(string(body))).ReadAll(); err != nil || len(rows) != 4 {
+		t.Errorf("rows %q, %v", rows, err)
+	}
 }
