@@ -121,12 +121,18 @@ func wantsCSV(r *http.Request) (bool, error) {
 	}
 	for _, h := range r.Header.Values("Accept") {
 		for part := range strings.SplitSeq(h, ",") {
-			if mt, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == "text/csv" {
+			// text/csv;q=0 says "not CSV".
+			if mt, params, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == "text/csv" && !zeroQ(params["q"]) {
 				return true, nil
 			}
 		}
 	}
 	return false, nil
+}
+
+func zeroQ(q string) bool {
+	f, err := strconv.ParseFloat(q, 64)
+	return err == nil && f == 0
 }
 
 func (a *api) usage(w http.ResponseWriter, r *http.Request, _ accounts.AdminKey) error {

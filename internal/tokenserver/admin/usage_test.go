@@ -214,6 +214,10 @@ func TestUsageCSV(t *testing.T) {
 		if len(p.Items) != 1 {
 			t.Errorf("json: %+v", p)
 		}
+		p = decode[usagePage](t, e.call("GET", Prefix+"/usage?outcome=denied", e.readKey, "", "Accept", "application/json, text/csv;q=0").want(t, http.StatusOK))
+		if len(p.Items) != 1 {
+			t.Errorf("json: %+v", p)
+		}
 		// From a cursor on.
 		p = decode[usagePage](t, e.call("GET", Prefix+"/usage?limit=1000", e.readKey, "").want(t, http.StatusOK))
 		rows = read(e.call("GET", Prefix+"/usage?format=csv&cursor="+p.NextCursor, e.readKey, ""))
