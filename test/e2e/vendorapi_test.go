@@ -179,6 +179,9 @@ upstream:
 	return s
 }
 
+// httpClient bounds every call of the test to the services.
+var httpClient = &http.Client{Timeout: 30 * time.Second}
+
 func listenLocal(t *testing.T) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -222,7 +225,7 @@ func (c adminClient) call(method, path, body string, status int, header ...strin
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -357,7 +360,7 @@ func TestVendorOverTheAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 		req.SetBasicAuth(aliceUser, named.Token)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := httpClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
