@@ -285,11 +285,14 @@ func (s *remoteStore) Show(ctx context.Context, email string) (accounts.Account,
 	return a, err
 }
 
-// AccountUsage is the account's first and last pull and last check.
+// AccountUsage is the account's first and last pull and last check, as
+// the account's GET shows them.
 func (s *remoteStore) AccountUsage(ctx context.Context, email string) (accounts.AccountUsage, error) {
-	var u accounts.AccountUsage
-	_, err := s.call(ctx, http.MethodGet, "/accounts"+seg(email)+"/usage", nil, nil, nil, &u)
-	return u, err
+	var v struct {
+		Usage accounts.AccountUsage `json:"usage"`
+	}
+	_, err := s.call(ctx, http.MethodGet, "/accounts"+seg(email), nil, nil, nil, &v)
+	return v.Usage, err
 }
 
 // Grant puts a grant per channel the account lacks (a grant held is left

@@ -2,7 +2,6 @@ package tokencli
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,32 +109,18 @@ func (e *env) usageReport(ctx context.Context, args []string) int {
 	return exitOK
 }
 
-// usageCSVHeader is the first line of --format csv.
-var usageCSVHeader = []string{"time", "account", "outcome", "repository", "channel", "reference", "digest", "reason", "client", "agent"}
-
+// writeUsageCSV writes events as the admin API's CSV export does.
 func writeUsageCSV(e *env, events []accounts.UsageEvent) error {
-	w := csv.NewWriter(e.stdout)
-	if err := w.Write(usageCSVHeader); err != nil {
+	w, err := accounts.NewUsageCSVWriter(e.stdout)
+	if err != nil {
 		return err
 	}
 	for _, ev := range events {
-		// A spreadsheet runs a cell that starts with =, +, - or @: the
-		// values here are names and digests that cannot, and the account
-		// is checked to be printable, but the quote costs nothing.
-		if err := w.Write([]string{ev.Time.Format("2006-01-02T15:04:05.000Z07:00"), csvCell(ev.Account), ev.Outcome, ev.Repository, ev.Channel,
-			ev.Reference, ev.Digest, ev.Reason, ev.Client, ev.Agent}); err != nil {
+		if err := w.Write(ev); err != nil {
 			return err
 		}
 	}
-	w.Flush()
-	return w.Error()
-}
-
-func csvCell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@", rune(s[0])) {
-		return "'" + s
-	}
-	return s
+	return w.Flush()
 }
 
 func writeUsageTable(e *env, events []accounts.UsageEvent, denied bool) error {

@@ -123,30 +123,26 @@ func etag(v accountView) string {
 	return `"` + hex.EncodeToString(sum[:16]) + `"`
 }
 
+// shownAccount is an account as GET of one shows it: with its usage
+// summary, which is not part of the ETag (a pull does not change the
+// account an admin edits).
+type shownAccount struct {
+	accountView
+	Usage accounts.AccountUsage `json:"usage"`
+}
+
 func (a *api) showAccount(w http.ResponseWriter, r *http.Request, _ accounts.AdminKey) error {
 	acct, grants, err := a.db.ShowGrants(r.Context(), pathParam(r, "email"))
 	if err != nil {
 		return err
 	}
+	usage, err := a.db.AccountUsage(r.Context(), acct.Email)
+	if err != nil {
+		return err
+	}
 	v := accountView{acct, grants}
 	w.Header().Set("ETag", etag(v))
-	return writeJSON(w, http.StatusOK, v)
-}
-
-// accountUsage answers when the account first and last pulled and last
-// checked, from the usage store. It is a resource of its own, not part of
-// the account's GET: pulls change it, and the account's ETag must change
-// only with the account.
-func (a *api) accountUsage(w http.ResponseWriter, r *http.Request, _ accounts.AdminKey) error {
-	acct, err := a.db.Show(r.Context(), pathParam(r, "email"))
-	if err != nil {
-		return err
-	}
-	u, err := a.db.AccountUsage(r.Context(), acct.Email)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, u)
+	return writeJSON(w, http.StatusOK, shownAccount{v, usage})
 }
 
 // ifMatch returns the check of a change against the If-Match header: the

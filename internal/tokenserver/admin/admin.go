@@ -1,7 +1,7 @@
 // Package admin is the token service's admin API (admin.listen): accounts,
-// their channels and tokens, the channel catalogue and the admin audit of
-// the SQL account store, as JSON over HTTPS under /admin/v1/, for a
-// vendor's systems (CRM, billing, support tools) that have no database
+// their channels and tokens, the channel catalogue, the usage store and
+// the admin audit of the SQL account store, as JSON (usage also as CSV)
+// over HTTPS under /admin/v1/, for a vendor's systems (CRM, billing, support tools) that have no database
 // access. Callers authenticate with admin keys (accounts.AdminKey); every
 // change is audited with the key's name as the actor. The OpenAPI 3.1
 // document of the API is openapi.yaml, served at /admin/v1/openapi.json.
@@ -58,11 +58,17 @@ type api struct {
 	limiter Limiter
 	client  func(*http.Request) string
 	now     func() time.Time
+	// csvRows bounds a CSV export of usage (maxCSVRows).
+	csvRows int
 }
 
 // Handler returns the API's routes. Anything outside Prefix is 404.
 func Handler(o Options) http.Handler {
-	a := &api{db: o.DB, log: o.Log, limiter: o.Limiter, client: o.ClientAddr, now: o.Clock}
+	return newAPI(o).routes()
+}
+
+func newAPI(o Options) *api {
+	a := &api{db: o.DB, log: o.Log, limiter: o.Limiter, client: o.ClientAddr, now: o.Clock, csvRows: maxCSVRows}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -78,7 +84,7 @@ func Handler(o Options) http.Handler {
 			return host
 		}
 	}
-	return a.routes()
+	return a
 }
 
 // route is one operation: the router's and the OpenAPI document's.
@@ -102,7 +108,6 @@ func (a *api) routeTable() []route {
 		{http.MethodDelete, "/accounts/{email}", true, a.deleteAccount},
 		{http.MethodPut, "/accounts/{email}/channels/{channel}", true, a.putGrant},
 		{http.MethodDelete, "/accounts/{email}/channels/{channel}", true, a.deleteGrant},
-		{http.MethodGet, "/accounts/{email}/usage", false, a.accountUsage},
 		{http.MethodGet, "/accounts/{email}/tokens", false, a.listTokens},
 		{http.MethodPost, "/accounts/{email}/tokens", true, a.createToken},
 		{http.MethodDelete, "/accounts/{email}/tokens/{id}", true, a.revokeToken},
@@ -110,6 +115,7 @@ func (a *api) routeTable() []route {
 		{http.MethodGet, "/channels", false, a.listChannels},
 		{http.MethodPost, "/channels", true, a.createChannel},
 		{http.MethodDelete, "/channels/{name}", true, a.deleteChannel},
+		{http.MethodGet, "/usage", false, a.usage},
 	}
 }
 

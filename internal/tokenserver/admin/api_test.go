@@ -468,10 +468,9 @@ func TestGrantsAndTokens(t *testing.T) {
 		tag := e.call("GET", acct, rd, "").header.Get("ETag")
 
 		// Usage: nothing yet; then a pull and a check stored by the
-		// intake show, and the account's ETag stays (pulls are not changes
-		// of the account).
-		e.call("GET", acct+"/usage", rd, "").want(t, http.StatusOK, `{}`)
-		e.call("GET", Prefix+"/accounts/nobody@example.com/usage", rd, "").problem(t, http.StatusNotFound, "not-found")
+		// intake show on the account, and its ETag stays (pulls are not
+		// changes of the account).
+		e.call("GET", acct, rd, "").want(t, http.StatusOK, `"usage":{}`)
 		pulled, checked := t0.Add(time.Minute), t0.Add(2*time.Minute)
 		if err := e.db.RecordUsage(ctx, []accounts.UsageEvent{
 			{Time: pulled, Account: "alice@example.com", Repository: "stable/app", Reference: "1.0", Digest: "sha256:" + strings.Repeat("a", 64), Outcome: "pull", Agent: "docker"},
@@ -479,7 +478,9 @@ func TestGrantsAndTokens(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		u := decode[accounts.AccountUsage](t, e.call("GET", acct+"/usage", rd, "").want(t, http.StatusOK))
+		u := decode[struct {
+			Usage accounts.AccountUsage `json:"usage"`
+		}](t, e.call("GET", acct, rd, "").want(t, http.StatusOK)).Usage
 		if !u.FirstPull.Equal(pulled) || !u.LastPull.Equal(pulled) || !u.LastCheck.Equal(checked) {
 			t.Errorf("usage %+v: want first and last pull %v, last check %v", u, pulled, checked)
 		}
