@@ -285,7 +285,7 @@ func RunCell(ctx context.Context, cell Cell, newOp NewOp) (Result, error) {
 				if next.Add(1) > int64(cell.Requests) {
 					return
 				}
-				if cell.Rate > 0 && !pace(ctx, t0, slot.Add(1)-1, cell.Rate) {
+				if cell.Rate > 0 && !pace(ctx, t0, slot.Add(1)-1, cell.Rate, stopAt.Load()) {
 					next.Add(-1)
 					return
 				}
@@ -345,9 +345,15 @@ func RunCell(ctx context.Context, cell Cell, newOp NewOp) (Result, error) {
 }
 
 // pace waits until request k of a schedule of rate requests/s started at
-// t0 is due; false when ctx ends first.
-func pace(ctx context.Context, t0 time.Time, k int64, rate float64) bool {
-	wait := time.Until(t0.Add(time.Duration(float64(k) * float64(time.Second) / rate)))
+// t0 is due; false, at once, when it is due after stopAt (Unix ns), and
+// when ctx ends first: the cell's time is not stretched by waits for
+// requests it will not send.
+func pace(ctx context.Context, t0 time.Time, k int64, rate float64, stopAt int64) bool {
+	due := t0.Add(time.Duration(float64(k) * float64(time.Second) / rate))
+	if due.UnixNano() > stopAt {
+		return false
+	}
+	wait := time.Until(due)
 	if wait <= 0 {
 		return true
 	}

@@ -159,4 +159,8 @@ func TestRunCellRate(t *testing.T) {
 	if want := int(rate * span.Seconds()); res.Requests > want+1 || res.Requests < want*7/10 {
 		t.Errorf("%d requests in %s at %d/s, want about %d", res.Requests, res.Elapsed, rate, want)
 	}
+	// No worker waits past the span for a request it will not send.
+	if res.Elapsed > span+100*time.Millisecond {
+		t.Errorf("elapsed %s for a span of %s", res.Elapsed, span)
+	}
 }
