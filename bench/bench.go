@@ -64,8 +64,14 @@ type Options struct {
 	// pass (the streams profile takes twice as long).
 	ProfileSeconds int
 	// Accounts is the number of distinct accounts of the warm token
-	// workloads.
+	// workloads and of the usage workload's pulls.
 	Accounts int
+	// UsageTime is how long the usage workload loads each configuration
+	// in all (split over Rounds), at UsageRate requests/s (0: closed loop)
+	// from UsageConcurrency workers.
+	UsageTime        time.Duration
+	UsageRate        int
+	UsageConcurrency int
 	// GatewayEnv is added to the environment of every gateway process
 	// (e.g. GOMEMLIMIT=48MiB), to try runtime settings.
 	GatewayEnv []string
@@ -94,6 +100,11 @@ func DefaultOptions() Options {
 		MicroBenchtime: "300ms",
 		Accounts:       64,
 		ProfileSeconds: 5,
+		// The load of issue 19: 1,000 pulls/s for 30 s, recording on and
+		// off alike.
+		UsageTime:        30 * time.Second,
+		UsageRate:        1000,
+		UsageConcurrency: 32,
 	}
 }
 
@@ -122,6 +133,9 @@ func (o *Options) validate() error {
 	}
 	if o.Accounts < 1 {
 		errs = append(errs, errors.New("accounts must be positive"))
+	}
+	if o.UsageTime <= 0 || o.UsageTime > time.Hour || o.UsageRate < 0 || o.UsageConcurrency < 1 || o.UsageConcurrency > 4096 {
+		errs = append(errs, errors.New("usage time must be within (0, 1h], usage rate not negative, usage concurrency within 1..4096"))
 	}
 	for _, w := range o.Workloads {
 		if !slices.Contains(AllWorkloads, w) {
@@ -399,6 +413,7 @@ func newReport(o Options) *report.Report {
 			"cell_requests": o.CellRequests, "cell_time": o.CellTime.String(), "warmup": o.Warmup,
 			"blob_size": o.BlobSize, "streams": o.Streams, "stream_bytes": o.StreamBytes,
 			"micro_benchtime": o.MicroBenchtime, "profile_seconds": o.ProfileSeconds, "accounts": o.Accounts, "workloads": o.Workloads, "gateway_env": o.GatewayEnv,
+			"usage_time": o.UsageTime.String(), "usage_rate": o.UsageRate, "usage_concurrency": o.UsageConcurrency,
 		},
 	}
 }

@@ -51,6 +51,7 @@ func TestSmoke(t *testing.T) {
 	o.MicroBenchtime = "1x"
 	o.Accounts = 4
 	o.ProfileSeconds = 1
+	o.UsageTime, o.UsageRate, o.UsageConcurrency = 2*time.Second, 500, 4
 	var log strings.Builder
 	o.Log = &log
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -158,6 +159,22 @@ func TestSmoke(t *testing.T) {
 	if nginx.Version() != "" {
 		wantAll("manifest", contenders(rep.Manifest), "nginx")
 	}
+	// The usage workload: recording off and on side by side, and every
+	// pull and check the load generator counted stored, nothing dropped.
+	if strings.Contains(strings.Join(rep.Notes, "\n"), "usage: skipped") {
+		t.Log("PostgreSQL is not installed: the usage workload was skipped")
+	} else if gateway {
+		wantAll("usage", contenders(rep.Usage), report.ContenderUsageOff, report.ContenderUsageOn)
+		if u := rep.UsageCount; u == nil || u.Pulls == 0 || u.Checks == 0 || !u.Drained || u.Lost() != 0 || u.Dropped != 0 || u.Sent != float64(u.Rows) {
+			t.Errorf("usage count %+v", u)
+		}
+		for _, want := range []string{"## 5. Usage recording under load", "| pull rate with usage recording vs without, c=4 | ≥ 0.90× |",
+			"| usage events lost while the database is up (PostgreSQL ", " | 0 | 0 (", "| 4 | gateway, recording on |"} {
+			if !strings.Contains(string(md), want) {
+				t.Errorf("report lacks %q", want)
+			}
+		}
+	}
 	if l := rep.Licence; l == nil || len(l.Warm) == 0 || l.Herd == nil || l.ColdCalls == 0 {
 		t.Errorf("licence report: %+v", l)
 	}
@@ -180,8 +197,9 @@ func TestOptionsValidate(t *testing.T) {
 		t.Fatalf("default options: %v", err)
 	}
 	o.Rounds, o.Concurrency, o.BlobSize, o.Workloads = 0, []int{0}, 1, []string{WorkloadManifest, "nope"}
+	o.UsageRate = -1
 	err := o.validate()
-	for _, want := range []string{"rounds must be at least 1", "concurrency levels", "blob size", `unknown workload "nope"`} {
+	for _, want := range []string{"rounds must be at least 1", "concurrency levels", "blob size", `unknown workload "nope"`, "usage rate not negative"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("validate = %v, want %q among the problems", err, want)
 		}

@@ -11,6 +11,7 @@ const (
 	WorkloadRSS      = "rss"
 	WorkloadMicro    = "micro"
 	WorkloadProfile  = "profile"
+	WorkloadUsage    = "usage"
 )
 
 // workload is one part of a run: it starts its contenders, drives them
@@ -33,6 +34,7 @@ var workloads = []workload{
 	{WorkloadToken, true, (*harness).runToken},
 	{WorkloadBlob, true, (*harness).runBlob},
 	{WorkloadRSS, true, (*harness).runRSS},
+	{WorkloadUsage, true, (*harness).runUsage},
 	{WorkloadProfile, true, (*harness).runProfile},
 }
 

@@ -180,6 +180,12 @@ type Cell struct {
 	Requests    int
 	MaxTime     time.Duration
 	Warmup      int
+	// Rate, when positive, paces the measured requests: request k of the
+	// cell (all workers together) starts no earlier than k/Rate seconds
+	// after the measurement's start, an open schedule; a server slower
+	// than Rate falls behind it and is measured closed-loop. A request's
+	// latency starts when it is sent, not when it was due.
+	Rate float64
 }
 
 // Result is one measured cell.
@@ -236,6 +242,7 @@ func RunCell(ctx context.Context, cell Cell, newOp NewOp) (Result, error) {
 
 	var (
 		next     atomic.Int64
+		slot     atomic.Int64
 		errCount atomic.Int64
 		bytes    atomic.Int64
 		errMu    sync.Mutex
@@ -276,6 +283,10 @@ func RunCell(ctx context.Context, cell Cell, newOp NewOp) (Result, error) {
 			maxErrs := int64(float64(cell.Requests)*maxErrorsFraction) + 1
 			for ; ctx.Err() == nil; i++ {
 				if next.Add(1) > int64(cell.Requests) {
+					return
+				}
+				if cell.Rate > 0 && !pace(ctx, t0, slot.Add(1)-1, cell.Rate, stopAt.Load()) {
+					next.Add(-1)
 					return
 				}
 				s := time.Now()
@@ -331,6 +342,29 @@ func RunCell(ctx context.Context, cell Cell, newOp NewOp) (Result, error) {
 	r.RPS = float64(r.Requests) / elapsed.Seconds()
 	r.MBps = float64(r.Bytes) / 1e6 / elapsed.Seconds()
 	return r, nil
+}
+
+// pace waits until request k of a schedule of rate requests/s started at
+// t0 is due; false, at once, when it is due after stopAt (Unix ns), and
+// when ctx ends first: the cell's time is not stretched by waits for
+// requests it will not send.
+func pace(ctx context.Context, t0 time.Time, k int64, rate float64, stopAt int64) bool {
+	due := t0.Add(time.Duration(float64(k) * float64(time.Second) / rate))
+	if due.UnixNano() > stopAt {
+		return false
+	}
+	wait := time.Until(due)
+	if wait <= 0 {
+		return true
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // Percentile of sorted samples, nearest rank.

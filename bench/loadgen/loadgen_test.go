@@ -141,3 +141,26 @@ func TestPercentile(t *testing.T) {
 		t.Errorf("p50 of none = %d", p)
 	}
 }
+
+// A paced cell sends no faster than its rate, however fast the server.
+func TestRunCellRate(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	const rate, span = 200, 500 * time.Millisecond
+	res, err := RunCell(context.Background(), Cell{Concurrency: 4, Requests: 10_000, MaxTime: span, Warmup: 1, Rate: rate},
+		FixedOp(addr, RenderGET(addr, "/"), 200, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 100 due within the span (the first at once); the server could do
+	// thousands.
+	if want := int(rate * span.Seconds()); res.Requests > want+1 || res.Requests < want*7/10 {
+		t.Errorf("%d requests in %s at %d/s, want about %d", res.Requests, res.Elapsed, rate, want)
+	}
+	// No worker waits past the span for a request it will not send.
+	if res.Elapsed > span+100*time.Millisecond {
+		t.Errorf("elapsed %s for a span of %s", res.Elapsed, span)
+	}
+}

@@ -42,6 +42,10 @@ const (
 	// ContenderGatewayNoCaches is the shipped gateway with tag_ttl 0s and
 	// the blob redirect cache off: what the caches save, side by side.
 	ContenderGatewayNoCaches = "gateway (no caches)"
+	// The usage workload's: the same gateway binary as shipped, with the
+	// usage recorder off and on.
+	ContenderUsageOff = "gateway, recording off"
+	ContenderUsageOn  = "gateway, recording on"
 	// TokenShipped is the token service at deploy/tokenserver.yaml's
 	// settings (log_level info, signing_cert), file backend.
 	TokenShipped = "ES256 file shipped"
@@ -255,12 +259,16 @@ type Report struct {
 	Pull     []*Series      `json:"pull,omitempty"`
 	// PullCounts are what each contender's pulls did (warm-up included),
 	// checked to be whole pulls.
-	PullCounts []PullCount     `json:"pull_counts,omitempty"`
-	Manifest   []*Series       `json:"manifest,omitempty"`
-	Token      []*Series       `json:"token,omitempty"`
-	Licence    *LicenceReport  `json:"licence,omitempty"`
-	Blob       []*Series       `json:"blob,omitempty"`
-	RSS        *RSSReport      `json:"rss,omitempty"`
+	PullCounts []PullCount    `json:"pull_counts,omitempty"`
+	Manifest   []*Series      `json:"manifest,omitempty"`
+	Token      []*Series      `json:"token,omitempty"`
+	Licence    *LicenceReport `json:"licence,omitempty"`
+	Blob       []*Series      `json:"blob,omitempty"`
+	RSS        *RSSReport     `json:"rss,omitempty"`
+	// Usage is the usage workload's pull load, recording off (the
+	// baseline) and on; UsageCount what became of the events recorded.
+	Usage      []*Series       `json:"usage,omitempty"`
+	UsageCount *UsageCount     `json:"usage_count,omitempty"`
 	Micro      []micro.Result  `json:"micro,omitempty"`
 	Profiles   []ProfileResult `json:"profiles,omitempty"`
 	Targets    []Target        `json:"targets,omitempty"`
@@ -270,6 +278,35 @@ type Report struct {
 	ManifestInfo string `json:"manifest_info,omitempty"`
 	PullInfo     string `json:"pull_info,omitempty"`
 }
+
+// UsageCount is the usage workload's load and what became of the events
+// of the gateway recording: every successful manifest GET (a pull) and
+// HEAD (a check) the load generator counted, warm-up included, must be a
+// row of usage_events once the gateway's queue has drained.
+type UsageCount struct {
+	// Database is the server the token service stored to.
+	Database string `json:"database"`
+	// Rate is the paced load (requests/s; 0: closed loop), Concurrency
+	// its workers, CellTime each cell's length.
+	Rate        float64       `json:"rate"`
+	Concurrency int           `json:"concurrency"`
+	CellTime    time.Duration `json:"cell_time_ns"`
+	Pulls       int64         `json:"pulls"`
+	Checks      int64         `json:"checks"`
+	// Rows are the rows of usage_events after the drain, which took
+	// Drain; Drained is false when the queue was not empty in time.
+	Rows    int64         `json:"rows"`
+	Drain   time.Duration `json:"drain_ns"`
+	Drained bool          `json:"drained"`
+	// Dropped and Sent are the recording gateway's
+	// gateway_usage_dropped_total (all reasons) and
+	// gateway_usage_events_sent_total.
+	Dropped float64 `json:"dropped"`
+	Sent    float64 `json:"sent"`
+}
+
+// Lost is the events counted by the load generator that are not rows.
+func (u *UsageCount) Lost() int64 { return u.Pulls + u.Checks - u.Rows }
 
 // PullCount is what one contender's pulls did.
 type PullCount struct {
@@ -346,7 +383,7 @@ func Render(r *Report, p Params, reportPath string) error {
 func CSV(r *Report) []byte {
 	var b bytes.Buffer
 	b.WriteString("workload,group,contender,concurrency,round,requests,errors,elapsed_s,rps,mbps,p50_ms,p99_ms,max_ms,server_cpu_us,upstream_cpu_us\n")
-	for _, group := range [][]*Series{r.Pull, r.Manifest, r.Token, r.Blob} {
+	for _, group := range [][]*Series{r.Pull, r.Manifest, r.Token, r.Blob, r.Usage} {
 		for _, s := range group {
 			for i, x := range s.Rounds {
 				fmt.Fprintf(&b, "%s,%s,%s,%d,%d,%d,%d,%.4f,%.1f,%.1f,%.4f,%.4f,%.4f,%.1f,%.1f\n", s.Workload, s.Group, s.Contender, s.Concurrency, i+1,
@@ -510,6 +547,7 @@ func Evaluate(r *Report, p Params) []Target {
 				Met: hd.MaxPerAcct <= 1})
 		}
 	}
+	ts = append(ts, usageTargets(r)...)
 	if s := r.RSS; s != nil {
 		ts = append(ts, Target{Name: fmt.Sprintf("gateway peak RSS, %d concurrent blob streams", s.Streams), Want: "≤ 64 MiB",
 			Got: fmt.Sprintf("%.1f MiB (idle %.1f MiB)", mib(s.Peak.HWM), mib(s.Idle.HWM)), Met: s.Peak.HWM <= 64<<20 && s.Started == s.Streams})
@@ -539,6 +577,32 @@ func pullTargets(r *Report) []Target {
 					Got: fmt.Sprintf("%s (%s vs %s pulls/s)", fmtRatio(q, lo, hi), fmtNum(gw.Summary.RPS), fmtNum(o.Summary.RPS)), Met: q > 1})
 			}
 		}
+	}
+	return ts
+}
+
+// usageTargets: with the usage recorder on, the gateway pulls at least
+// 0.9× as fast as with it off, and no event is lost while the database is
+// up.
+func usageTargets(r *Report) []Target {
+	var ts []Target
+	for _, c := range concurrencies(r.Usage) {
+		on, off := find(r.Usage, ContenderUsageOn, c), find(r.Usage, ContenderUsageOff, c)
+		if on == nil || off == nil || off.Summary.RPS == 0 {
+			continue
+		}
+		q, lo, hi := ratio(on, off, false)
+		ts = append(ts, Target{Name: fmt.Sprintf("pull rate with usage recording vs without, c=%d", c), Want: "≥ 0.90×",
+			Got: fmt.Sprintf("%s (%s vs %s requests/s)", fmtRatio(q, lo, hi), fmtNum(on.Summary.RPS), fmtNum(off.Summary.RPS)), Met: q >= 0.9})
+	}
+	if u := r.UsageCount; u != nil {
+		got := fmt.Sprintf("%d (%s pulls + %s checks counted, %s rows; gateway_usage_dropped_total %.0f)",
+			u.Lost(), addCommas(fmt.Sprint(u.Pulls)), addCommas(fmt.Sprint(u.Checks)), addCommas(fmt.Sprint(u.Rows)), u.Dropped)
+		if !u.Drained {
+			got += "; the queue did not drain"
+		}
+		ts = append(ts, Target{Name: "usage events lost while the database is up (" + u.Database + ")", Want: "0",
+			Got: got, Met: u.Drained && u.Lost() == 0 && u.Dropped == 0})
 	}
 	return ts
 }
@@ -757,6 +821,20 @@ func Markdown(r *Report, o Params) []byte {
 			p("| %s | %s | %s | %.0f | %.0f |\n", m.Package, m.Name, fmtNum(m.NsPerOp), m.BPerOp, m.AllocsOp)
 		}
 		p("\n")
+	}
+	if u := r.UsageCount; u != nil && len(r.Usage) > 0 {
+		p("## 5. Usage recording under load\n\n")
+		load := "closed loop"
+		if u.Rate > 0 {
+			load = fmt.Sprintf("paced at %s requests/s", fmtNum(u.Rate))
+		}
+		p("Manifest requests as a docker re-pull and pull make them — `HEAD` of the manifest by tag (a check) and `GET` by digest (a pull), alternating — with pre-issued tokens of %d accounts, %d workers %s, %s per cell, the two configurations interleaved in %d rounds (%s each in all).\n\n",
+			o.Accounts, u.Concurrency, load, u.CellTime, o.Rounds, (u.CellTime * time.Duration(o.Rounds)).Round(time.Second))
+		p("- **%s** (the baseline): `bin/gateway` as shipped (manifest cache, access log, log level), `/token` forwarded to `bin/tokenserver` with the SQL licence backend on %s.\n", ContenderUsageOff, u.Database)
+		p("- **%s**: the same binary and configuration plus `usage: {endpoint, secret_file}` (queue, batch and flush interval at their defaults): every pull and check is queued and sent in batches to the token service's intake, which stores it in `usage_events` and the daily counts. CPU is the gateway's and the token service's; PostgreSQL's is not counted.\n\n", ContenderUsageOn)
+		seriesTable(&b, r.Usage, "requests/s", "× off", false)
+		p("Events: the load generator counted %s pulls and %s checks answered 200 by the recording gateway (warm-up included); after its queue drained (%s), `usage_events` held %s rows: **%d lost**. `gateway_usage_dropped_total` %.0f, `gateway_usage_events_sent_total` %.0f.\n\n",
+			addCommas(fmt.Sprint(u.Pulls)), addCommas(fmt.Sprint(u.Checks)), u.Drain.Round(10*time.Millisecond), addCommas(fmt.Sprint(u.Rows)), u.Lost(), u.Dropped, u.Sent)
 	}
 	if len(r.Profiles) > 0 {
 		p("## CPU profiles of this run\n\n")

@@ -50,6 +50,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&o.MicroBenchtime, "benchtime", o.MicroBenchtime, "go test -benchtime of the micro-benchmarks")
 	fs.IntVar(&o.ProfileSeconds, "profile-seconds", o.ProfileSeconds, "length of each CPU profile of the profile pass")
 	fs.IntVar(&o.Accounts, "accounts", o.Accounts, "accounts of the warm token workloads")
+	fs.DurationVar(&o.UsageTime, "usage-time", o.UsageTime, "measured time of each configuration of the usage workload, over all rounds")
+	fs.IntVar(&o.UsageRate, "usage-rate", o.UsageRate, "paced manifest requests/s of the usage workload (0: closed loop)")
+	fs.IntVar(&o.UsageConcurrency, "usage-concurrency", o.UsageConcurrency, "workers of the usage workload")
 	gatewayEnv := fs.String("gateway-env", "", "comma-separated VAR=value added to the gateway processes' environment (e.g. GOMEMLIMIT=48MiB)")
 	fs.BoolVar(&o.KeepTemp, "keep", false, "keep the temporary directory (configs, server logs)")
 	if err := fs.Parse(args); err != nil {
