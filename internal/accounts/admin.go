@@ -206,35 +206,50 @@ func (a *Account) loadTokens(ctx context.Context, t tx) error {
 func (db *DB) List(ctx context.Context) ([]Account, error) {
 	var out []Account
 	err := db.read(ctx, func(t tx) error {
-		rows, err := t.query(ctx, `SELECT a.id, a.email, a.state, a.created_at, a.expires_at,
-    (SELECT COUNT(*) FROM api_tokens k WHERE k.account_id = a.id AND k.revoked_at IS NULL)
-FROM accounts a ORDER BY a.email`)
-		if err != nil {
-			return fmt.Errorf("accounts: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var a Account
-			var created int64
-			var expires sql.NullInt64
-			if err := rows.Scan(&a.id, &a.Email, &a.State, &created, &expires, &a.ActiveTokens); err != nil {
-				return fmt.Errorf("accounts: %w", err)
-			}
-			a.Created, a.Expires = time.Unix(created, 0).UTC(), unix(expires)
-			out = append(out, a)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("accounts: %w", err)
-		}
-		rows.Close()
-		for i := range out {
-			if err := out[i].loadChannels(ctx, t); err != nil {
-				return err
-			}
-		}
-		return nil
+		var err error
+		out, err = listAccounts(ctx, t, "ORDER BY a.email")
+		return err
 	})
 	return out, err
+}
+
+// accountListQuery selects the accounts of a listing with their count of
+// tokens in use; a listing adds its WHERE, ORDER BY and LIMIT.
+const accountListQuery = `SELECT a.id, a.email, a.state, a.created_at, a.expires_at,
+    (SELECT COUNT(*) FROM api_tokens k WHERE k.account_id = a.id AND k.revoked_at IS NULL)
+FROM accounts a `
+
+// listAccounts runs accountListQuery with rest and its args, and loads
+// each account's channels.
+func listAccounts(ctx context.Context, t tx, rest string, args ...any) ([]Account, error) {
+	rows, err := t.query(ctx, accountListQuery+rest, args...)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: %w", err)
+	}
+	defer rows.Close()
+	var out []Account
+	for rows.Next() {
+		var a Account
+		var created int64
+		var expires sql.NullInt64
+		if err := rows.Scan(&a.id, &a.Email, &a.State, &created, &expires, &a.ActiveTokens); err != nil {
+			return nil, fmt.Errorf("accounts: %w", err)
+		}
+		a.Created, a.Expires = time.Unix(created, 0).UTC(), unix(expires)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("accounts: %w", err)
+	}
+	// Close before the channels are read: one transaction, one query at a
+	// time on SQLite's single connection.
+	rows.Close()
+	for i := range out {
+		if err := out[i].loadChannels(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // Show returns one account with its channels and tokens.

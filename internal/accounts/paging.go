@@ -2,7 +2,6 @@ package accounts
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -18,36 +17,12 @@ func (db *DB) AccountPage(ctx context.Context, q, after string, limit int) (page
 	limit = min(max(limit, 1), MaxPage)
 	pattern := "%" + likeEscaper.Replace(strings.ToLower(q)) + "%"
 	err = db.read(ctx, func(t tx) error {
-		rows, err := t.query(ctx, `SELECT a.id, a.email, a.state, a.created_at, a.expires_at,
-    (SELECT COUNT(*) FROM api_tokens k WHERE k.account_id = a.id AND k.revoked_at IS NULL)
-FROM accounts a WHERE a.email > ? AND a.email LIKE ? ESCAPE '\' ORDER BY a.email LIMIT ?`, after, pattern, limit+1)
-		if err != nil {
-			return fmt.Errorf("accounts: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var a Account
-			var created int64
-			var expires sql.NullInt64
-			if err := rows.Scan(&a.id, &a.Email, &a.State, &created, &expires, &a.ActiveTokens); err != nil {
-				return fmt.Errorf("accounts: %w", err)
-			}
-			a.Created, a.Expires = time.Unix(created, 0).UTC(), unix(expires)
-			page = append(page, a)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("accounts: %w", err)
-		}
-		rows.Close()
+		var err error
+		page, err = listAccounts(ctx, t, `WHERE a.email > ? AND a.email LIKE ? ESCAPE '\' ORDER BY a.email LIMIT ?`, after, pattern, limit+1)
 		if len(page) > limit {
 			page, more = page[:limit], true
 		}
-		for i := range page {
-			if err := page[i].loadChannels(ctx, t); err != nil {
-				return err
-			}
-		}
-		return nil
+		return err
 	})
 	return page, more, err
 }
