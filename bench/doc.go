@@ -10,10 +10,10 @@
 // The parts have one job each and never import the harness: loadgen (the
 // load generator), fixtures (upstream, S3, licence API, keys, the servers'
 // configurations), proc (server processes), procstat (CPU and memory from
-// /proc), nginx and signer (contenders of their own), pgserver (the
-// PostgreSQL of the usage workload), profile (pprof
+// /proc), nginx and signer (contenders of their own), profile (pprof
 // captures), micro (go test -bench) and report (results, targets,
-// rendering). Here are only the workloads (workloads.go lists them), their
+// rendering); the usage workload's PostgreSQL is the tests' own
+// (internal/testsupport/accountstest). Here are only the workloads (workloads.go lists them), their
 // contenders and the run.
 //
 // Every loop is bounded both in count and in time, and every address the

@@ -19,10 +19,10 @@ import (
 
 	"github.com/acme/registry-gateway/bench/fixtures"
 	"github.com/acme/registry-gateway/bench/loadgen"
-	"github.com/acme/registry-gateway/bench/pgserver"
 	"github.com/acme/registry-gateway/bench/proc"
 	"github.com/acme/registry-gateway/bench/report"
 	"github.com/acme/registry-gateway/internal/accounts"
+	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 )
 
 // usageDrainWait bounds the wait for the recording gateway's queue to
@@ -42,8 +42,8 @@ func (h *harness) runUsage(ctx context.Context) error {
 	if !ok1 || !ok2 {
 		return nil // noted when the build failed
 	}
-	pg, err := pgserver.Start(ctx)
-	if errors.Is(err, pgserver.ErrNotInstalled) {
+	pg, err := accountstest.StartServer()
+	if errors.Is(err, accountstest.ErrNoPostgres) {
 		h.note("usage: skipped: %v (apt-get install postgresql)", err)
 		return nil
 	}
@@ -51,7 +51,7 @@ func (h *harness) runUsage(ctx context.Context) error {
 		return err
 	}
 	defer pg.Close()
-	dsn, err := pg.NewDatabase(ctx, "usage")
+	dsn, err := pg.CreateDatabase(ctx)
 	if err != nil {
 		return err
 	}

@@ -112,7 +112,8 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-var errNoPostgres = errors.New("no PostgreSQL server binaries (postgres, initdb)")
+// ErrNoPostgres is StartServer's error when PostgreSQL is not installed.
+var ErrNoPostgres = errors.New("no PostgreSQL server binaries (postgres, initdb)")
 
 // errUnsupported: this package cannot run the server on this system (see
 // the package comment). CI runs Linux, so only REQUIRE_POSTGRES=1 makes it
@@ -126,7 +127,7 @@ func skipOrFail(t testing.TB, err error) {
 	t.Helper()
 	require := os.Getenv("REQUIRE_POSTGRES") == "1"
 	switch {
-	case errors.Is(err, errNoPostgres) && os.Getenv("CI") == "" && !require:
+	case errors.Is(err, ErrNoPostgres) && os.Getenv("CI") == "" && !require:
 		t.Skipf("%v: apt-get install postgresql (CI and REQUIRE_POSTGRES=1 make this a failure)", err)
 	case errors.Is(err, errUnsupported) && !require:
 		t.Skipf("%v (REQUIRE_POSTGRES=1 makes this a failure)", err)
@@ -144,10 +145,15 @@ func findBin() (string, error) {
 	}
 	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 	if len(matches) == 0 {
-		return "", errNoPostgres
+		return "", ErrNoPostgres
 	}
 	return filepath.Dir(matches[len(matches)-1]), nil
 }
+
+// StartServer starts a PostgreSQL server of its own (initdb in a temporary
+// directory, a free loopback port, fsync off, as nobody when root), for
+// callers outside a test: the benchmark. Close stops it and removes it.
+func StartServer() (*Server, error) { return start() }
 
 func start() (*Server, error) {
 	if err := platformSupported(); err != nil {
@@ -275,21 +281,30 @@ func (s *Server) dsn(database string) string {
 // NewDatabase creates an empty database and returns its configuration.
 func (s *Server) NewDatabase(t testing.TB) *accounts.Config {
 	t.Helper()
+	dsn, err := s.CreateDatabase(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &accounts.Config{Driver: accounts.DriverPostgres, DSN: dsn}
+	cfg.SetDefaults()
+	return cfg
+}
+
+// CreateDatabase creates an empty database and returns its DSN.
+func (s *Server) CreateDatabase(ctx context.Context) (string, error) {
 	s.mu.Lock()
 	s.n++
 	name := "t" + strconv.Itoa(s.n)
 	s.mu.Unlock()
 	db, err := sql.Open("pgx", s.dsn("postgres"))
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer db.Close()
-	if _, err := db.ExecContext(t.Context(), "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", err
 	}
-	cfg := &accounts.Config{Driver: accounts.DriverPostgres, DSN: s.dsn(name)}
-	cfg.SetDefaults()
-	return cfg
+	return s.dsn(name), nil
 }
 
 // Log returns the server's log, for failure messages.

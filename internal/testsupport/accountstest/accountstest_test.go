@@ -39,9 +39,9 @@ func TestSkipOrFail(t *testing.T) {
 		ci, require string
 		want        string
 	}{
-		{errNoPostgres, "", "", "skip: " + errNoPostgres.Error() + ": apt-get install postgresql"},
-		{errNoPostgres, "true", "", "fatal: "},
-		{errNoPostgres, "", "1", "fatal: "},
+		{ErrNoPostgres, "", "", "skip: " + ErrNoPostgres.Error() + ": apt-get install postgresql"},
+		{ErrNoPostgres, "true", "", "fatal: "},
+		{ErrNoPostgres, "", "1", "fatal: "},
 		{unsupported, "true", "", "skip: " + unsupported.Error()},
 		{unsupported, "", "1", "fatal: "},
 		{errors.New("initdb: exit status 1"), "", "", "fatal: initdb"},
