@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // scriptedBackend answers from a table of tokens and counts calls; gate, if
@@ -64,27 +66,6 @@ func licenceFor(user string, channels ...string) func() (License, error) {
 	return func() (License, error) { return License{Account: user, Channels: channels}, nil }
 }
 
-type recordingObserver struct {
-	mu      sync.Mutex
-	lookups []string // backend/outcome
-	hits    []bool
-}
-
-func (o *recordingObserver) LookupDone(backend, outcome string, d time.Duration) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if d < 0 {
-		panic("negative duration")
-	}
-	o.lookups = append(o.lookups, backend+"/"+outcome)
-}
-
-func (o *recordingObserver) CacheHit(positive bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.hits = append(o.hits, positive)
-}
-
 func creds(user string) Credentials { return Credentials{Username: user, Token: "tok-" + user} }
 
 func TestCacheHitAndTTL(t *testing.T) {
@@ -92,7 +73,7 @@ func TestCacheHitAndTTL(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		be := newScripted()
 		be.set("alice", licenceFor("alice", "stable"))
-		obs := &recordingObserver{}
+		obs := &testutil.LicenceObserver{}
 		c := NewCache(be, CacheConfig{TTL: time.Minute, Observer: obs})
 		ctx := t.Context()
 
@@ -125,14 +106,12 @@ func TestCacheHitAndTTL(t *testing.T) {
 			t.Fatalf("other token served from cache: %v, %d calls", err, be.calls.Load())
 		}
 
-		obs.mu.Lock()
-		defer obs.mu.Unlock()
 		want := "scriptedBackend/ok"
-		if len(obs.lookups) != 3 || !strings.HasSuffix(obs.lookups[0], want) {
-			t.Errorf("lookups %q", obs.lookups)
+		if len(obs.Lookups()) != 3 || !strings.HasSuffix(obs.Lookups()[0], want) {
+			t.Errorf("lookups %q", obs.Lookups())
 		}
-		if len(obs.hits) != 4 || !obs.hits[0] {
-			t.Errorf("hits %v", obs.hits)
+		if len(obs.Hits()) != 4 || !obs.Hits()[0] {
+			t.Errorf("hits %v", obs.Hits())
 		}
 	})
 }
@@ -141,7 +120,7 @@ func TestCacheNegative(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		be := newScripted()
-		obs := &recordingObserver{}
+		obs := &testutil.LicenceObserver{}
 		c := NewCache(be, CacheConfig{Observer: obs})
 		ctx := t.Context()
 
@@ -160,10 +139,8 @@ func TestCacheNegative(t *testing.T) {
 		if _, err := c.Lookup(ctx, creds("mallory")); err != nil {
 			t.Fatalf("negative answer outlived NegativeTTL: %v", err)
 		}
-		obs.mu.Lock()
-		defer obs.mu.Unlock()
-		if fmt.Sprint(obs.hits) != "[false false]" || !strings.HasSuffix(obs.lookups[0], "/bad_credentials") {
-			t.Errorf("hits %v lookups %q", obs.hits, obs.lookups)
+		if fmt.Sprint(obs.Hits()) != "[false false]" || !strings.HasSuffix(obs.Lookups()[0], "/bad_credentials") {
+			t.Errorf("hits %v lookups %q", obs.Hits(), obs.Lookups())
 		}
 	})
 }
@@ -260,7 +237,7 @@ func TestCacheCollapsesConcurrentLookups(t *testing.T) {
 		be := newScripted()
 		be.set("alice", licenceFor("alice", "stable"))
 		be.gate = make(chan struct{})
-		obs := &recordingObserver{}
+		obs := &testutil.LicenceObserver{}
 		c := NewCache(be, CacheConfig{Observer: obs})
 
 		var wg sync.WaitGroup
@@ -282,10 +259,8 @@ func TestCacheCollapsesConcurrentLookups(t *testing.T) {
 		if n := be.calls.Load(); n != 1 {
 			t.Errorf("%d backend calls, want 1", n)
 		}
-		obs.mu.Lock()
-		defer obs.mu.Unlock()
-		if len(obs.lookups) != 1 {
-			t.Errorf("observer saw %d backend calls", len(obs.lookups))
+		if len(obs.Lookups()) != 1 {
+			t.Errorf("observer saw %d backend calls", len(obs.Lookups()))
 		}
 	})
 }

@@ -71,25 +71,8 @@ func newTLSStack(t *testing.T) *tlsStack {
 	})
 
 	// Upstream with one image.
-	htpasswd := filepath.Join(dir, "htpasswd")
-	if err := ecrfake.WriteHtpasswd(htpasswd, upstreamUser, upstreamPassword); err != nil {
-		t.Fatal(err)
-	}
-	reg, err := embedreg.New(t.Context(), embedreg.Options{
-		RootDir: filepath.Join(dir, "storage"), LogLevel: "fatal",
-		Htpasswd: &embedreg.HtpasswdAuth{Realm: "upstream", Path: htpasswd},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	upSrv := httptest.NewServer(reg)
-	t.Cleanup(upSrv.Close)
-	img := dockerImage(t)
-	upAuth := remote.WithAuth(&authn.Basic{Username: upstreamUser, Password: upstreamPassword})
-	if err := remote.Write(ref(t, strings.TrimPrefix(upSrv.URL, "http://"), "acme/stable/app:v1"), img, upAuth); err != nil {
-		t.Fatal(err)
-	}
-	s.image, _ = img.Digest()
+	upURL, digest := upstreamWithImage(t, dir, "acme/stable/app:v1")
+	s.image = digest
 
 	// Token service: HTTPS with client certificates required.
 	keyPath, licPath := tokenServerFiles(t, dir)
@@ -121,7 +104,7 @@ issuer: "` + issuer + `"
 keys: {jwks_url: "` + tsURL + `/.well-known/jwks.json"}
 token_endpoint: "` + tsURL + `/token"
 upstream:
-  url: "` + upSrv.URL + `"
+  url: "` + upURL + `"
   repository_prefix: "acme/"
   static: {username: ` + upstreamUser + `, password_file: "` + passwordFile + `"}
 tls:
@@ -304,4 +287,35 @@ func TestHTTPSRefusals(t *testing.T) {
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testutil.WaitFor(t, what, 30*time.Second, cond)
+}
+
+// upstreamWithImage serves an embedded registry from dir behind htpasswd
+// (upstreamUser, upstreamPassword), with dockerImage pushed as repoTag,
+// for the test's length; it returns the registry's URL and the image's
+// digest.
+func upstreamWithImage(t *testing.T, dir, repoTag string) (string, v1.Hash) {
+	t.Helper()
+	htpasswd := filepath.Join(dir, "htpasswd")
+	if err := ecrfake.WriteHtpasswd(htpasswd, upstreamUser, upstreamPassword); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := embedreg.New(t.Context(), embedreg.Options{
+		RootDir: filepath.Join(dir, "storage"), LogLevel: "fatal",
+		Htpasswd: &embedreg.HtpasswdAuth{Realm: "upstream", Path: htpasswd},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg)
+	t.Cleanup(srv.Close)
+	img := dockerImage(t)
+	if err := remote.Write(ref(t, strings.TrimPrefix(srv.URL, "http://"), repoTag), img,
+		remote.WithAuth(&authn.Basic{Username: upstreamUser, Password: upstreamPassword}), remote.WithContext(t.Context())); err != nil {
+		t.Fatal(err)
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv.URL, digest
 }

@@ -21,11 +21,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/acme/registry-gateway/internal/accounts"
-	"github.com/acme/registry-gateway/internal/embedreg"
 	"github.com/acme/registry-gateway/internal/gateway"
 	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 	"github.com/acme/registry-gateway/internal/testsupport/dockertest"
-	"github.com/acme/registry-gateway/internal/testsupport/ecrfake"
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 	"github.com/acme/registry-gateway/internal/tokencli"
 	"github.com/acme/registry-gateway/internal/tokenserver"
@@ -59,28 +57,9 @@ func newVendorStack(t *testing.T, db *accounts.Config) *vendorStack {
 	s := &vendorStack{config: filepath.Join(dir, "tokenserver.yaml")}
 
 	// The registry behind the gateway, with the image.
-	const upUser, upPassword = "upstream", "upstream-password-0123456789"
-	htpasswd := filepath.Join(dir, "htpasswd")
-	if err := ecrfake.WriteHtpasswd(htpasswd, upUser, upPassword); err != nil {
-		t.Fatal(err)
-	}
-	reg, err := embedreg.New(t.Context(), embedreg.Options{
-		RootDir: filepath.Join(dir, "storage"), LogLevel: "fatal",
-		Htpasswd: &embedreg.HtpasswdAuth{Realm: "upstream", Path: htpasswd},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	upSrv := httptest.NewServer(reg)
-	t.Cleanup(upSrv.Close)
-	img := dockerImage(t)
-	if err := remote.Write(ref(t, strings.TrimPrefix(upSrv.URL, "http://"), "stable/app:v1"), img,
-		remote.WithAuth(&authn.Basic{Username: upUser, Password: upPassword}), remote.WithContext(t.Context())); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := img.Digest()
-	s.digest = d.String()
-	writeFile(t, filepath.Join(dir, "upstream.password"), upPassword)
+	upURL, digest := upstreamWithImage(t, dir, "stable/app:v1")
+	s.digest = digest.String()
+	writeFile(t, filepath.Join(dir, "upstream.password"), upstreamPassword)
 
 	// The token service's configuration, as a vendor writes it: the
 	// database, the admin API, the usage intake's secret.
@@ -160,7 +139,7 @@ upstream:
     username: %s
     password_file: %q
 `, ln.Addr().String(), s.gwHost, service, issuer, s.replicas[0].url, s.replicas[0].url,
-		s.replicas[0].url, tokenserver.UsagePath, secret, upSrv.URL, upUser, filepath.Join(dir, "upstream.password"))))
+		s.replicas[0].url, tokenserver.UsagePath, secret, upURL, upstreamUser, filepath.Join(dir, "upstream.password"))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 func TestCacheOverFileBackend(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		fx := startFile(t, accountsYAML(""))
-		obs := &recordingObserver{}
+		obs := &testutil.LicenceObserver{}
 		c := license.NewCache(fx.b, license.CacheConfig{Observer: obs})
 		if _, err := c.Lookup(t.Context(), license.Credentials{Username: "alice@example.com", Token: aliceToken}); err != nil {
 			t.Fatal(err)
@@ -23,10 +24,8 @@ func TestCacheOverFileBackend(t *testing.T) {
 		if _, err := c.Lookup(t.Context(), license.Credentials{Username: "alice@example.com", Token: "wrong"}); !errors.Is(err, license.ErrBadCredentials) {
 			t.Fatal(err)
 		}
-		obs.mu.Lock()
-		defer obs.mu.Unlock()
-		if fmt.Sprint(obs.lookups) != "[file/ok file/bad_credentials]" {
-			t.Errorf("lookups %q", obs.lookups)
+		if fmt.Sprint(obs.Lookups()) != "[file/ok file/bad_credentials]" {
+			t.Errorf("lookups %q", obs.Lookups())
 		}
 	})
 }
@@ -40,7 +39,7 @@ func TestFileReasons(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fx := startFile(t, accountsYAML(""))
 		fx.clock.Advance(30 * time.Minute) // bob's licence has expired
-		obs := &recordingObserver{}
+		obs := &testutil.LicenceObserver{}
 		c := license.NewCache(fx.b, license.CacheConfig{Clock: fx.clock.Now, Observer: obs})
 		cases := []struct {
 			name, user, token string
@@ -60,12 +59,10 @@ func TestFileReasons(t *testing.T) {
 				wantReason(t, fmt.Sprintf("round %d: %s", round, tc.name), err, tc.want)
 			}
 		}
-		obs.mu.Lock()
-		defer obs.mu.Unlock()
 		// made-up-token, carol's, alice's, bob's: one look-up each; the rest
 		// are answered from the cache (the malformed ones ask nothing).
-		if len(obs.lookups) != 4 {
-			t.Errorf("backend look-ups %q, want 4", obs.lookups)
+		if len(obs.Lookups()) != 4 {
+			t.Errorf("backend look-ups %q, want 4", obs.Lookups())
 		}
 	})
 }

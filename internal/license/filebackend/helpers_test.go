@@ -2,7 +2,6 @@ package filebackend
 
 import (
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,26 +31,4 @@ func wantReason(t *testing.T, what string, err error, want license.Reason) {
 	if !errors.Is(err, license.ErrBadCredentials) || errors.Is(err, license.ErrUnavailable) {
 		t.Errorf("%s: err %v, want ErrBadCredentials alone", what, err)
 	}
-}
-
-// recordingObserver records the cache's metrics events.
-type recordingObserver struct {
-	mu      sync.Mutex
-	lookups []string // backend/outcome
-	hits    []bool
-}
-
-func (o *recordingObserver) LookupDone(backend, outcome string, d time.Duration) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if d < 0 {
-		panic("negative duration")
-	}
-	o.lookups = append(o.lookups, backend+"/"+outcome)
-}
-
-func (o *recordingObserver) CacheHit(positive bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.hits = append(o.hits, positive)
 }
