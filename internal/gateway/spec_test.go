@@ -7,8 +7,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -384,7 +384,11 @@ func constants(t *testing.T, file string) map[string]string {
 // standard library's source (Go has no reflection over constants).
 func httpStatusConstants(t *testing.T) map[string]int {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(runtime.GOROOT(), "src", "net", "http", "status.go"), nil, 0)
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(strings.TrimSpace(string(goroot)), "src", "net", "http", "status.go"), nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
