@@ -2,8 +2,12 @@ package clients
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/crane"
 
 	"github.com/acme/registry-gateway/internal/devstack"
 )
@@ -14,10 +18,21 @@ import (
 // through the gateway, offline: without a transparency log, with an empty
 // TUF root, and with every address but the loopback stack's behind a proxy
 // that drops each connection (cosign reaches for tuf-repo-cdn.sigstore.dev
-// even with --key). Another key does not verify; beta is refused.
+// even with --key). Another key does not verify; beta is refused. The
+// OCI 1.1 signature is found through the gateway by the referrers API
+// where the upstream has it, by the tag schema where it has not.
 func TestCosign(t *testing.T) {
 	cosign := tool(t, "cosign.sh", "REQUIRE_COSIGN")
-	st := startStack(t, false)
+	for _, tc := range []struct {
+		name string
+		api  bool
+	}{{"upstream without referrers API", false}, {"upstream with referrers API", true}} {
+		t.Run(tc.name, func(t *testing.T) { testCosign(t, cosign, tc.api) })
+	}
+}
+
+func testCosign(t *testing.T, cosign string, api bool) {
+	st := startStack(t, api)
 	dir := t.TempDir()
 	base := []string{"COSIGN_PASSWORD=", "COSIGN_EXPERIMENTAL=1", "TUF_ROOT=" + filepath.Join(dir, "tuf"),
 		"SIGSTORE_NO_CACHE=true"}
@@ -41,8 +56,20 @@ func TestCosign(t *testing.T) {
 		mustRun(t, dir, vendorEnv, "", cosign, append(sign, "--registry-referrers-mode=oci-1-1", ref)...)
 	}
 
+	// Which way the OCI 1.1 signature was stored: the tag schema's index
+	// exists upstream only without the API.
+	subject := st.digest(t, devstack.LicensedRepo+":1.0")
+	tags, err := crane.ListTags(st.upstream+"/"+devstack.LicensedRepo, crane.Insecure,
+		crane.WithAuth(&authn.Basic{Username: upstreamUser, Password: st.upstreamPassword}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fallback := strings.Replace(subject, ":", "-", 1); slices.Contains(tags, fallback) == api {
+		t.Fatalf("upstream tags %q: tag schema index %s present with referrers API = %v", tags, fallback, api)
+	}
+
 	verify := []string{"verify", "--insecure-ignore-tlog=true", "--offline=true", "--allow-insecure-registry"}
-	ref := st.GatewayHost + "/" + devstack.LicensedRepo + "@" + st.digest(t, devstack.LicensedRepo+":1.0")
+	ref := st.GatewayHost + "/" + devstack.LicensedRepo + "@" + subject
 	for _, mode := range []struct {
 		name string
 		args []string
