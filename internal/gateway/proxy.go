@@ -423,7 +423,7 @@ const maxErrorBody = 64 << 10
 // a code outside the spec's list, such as distribution's TAG_INVALID or
 // PAGINATION_NUMBER_INVALID): the spec code distribution gives that status
 // and route; "" where a plain answer without a JSON code is the right one
-// (see plainError).
+// (see plainErrorBody).
 func defaultErrorCode(status int, kind RouteKind) string {
 	switch {
 	case status == http.StatusNotFound && kind == RouteManifest:
