@@ -29,7 +29,7 @@ LDFLAGS := $(if $(VERSION),-X $(BUILDINFO).version=$(VERSION)) $(if $(COMMIT),-X
 # Time each fuzz target gets in `make fuzz`.
 FUZZTIME ?= 20s
 
-.PHONY: help build run test bounds fuzz bench bench-deps fmt vet cross-vet lint keys clean compose-up compose-down offline-context compose-plugin helm chart-test
+.PHONY: help build run test bounds fuzz bench bench-deps fmt vet cross-vet lint keys clean compose-up compose-down offline-context compose-plugin helm client-tools chart-test
 
 help:
 	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack, bin/registry (static, CGO_ENABLED=0)'
@@ -37,6 +37,7 @@ help:
 	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo), then chart-test'
 	@echo 'chart-test  the Helm chart: lint, render, strict decode, check-config (needs `make helm` once)'
 	@echo 'helm        build the pinned helm CLI once, cached under ~/.cache/registry-gateway'
+	@echo 'client-tools  helm, cosign and oras built once into ~/.cache/registry-gateway for test/clients (cosign: minutes)'
 	@echo 'bounds      the memory, stack and allocation bounds: tests tagged //go:build bounds (not in make test)'
 	@echo 'fuzz        every Fuzz* test of the module for FUZZTIME (default 20s) each'
 	@echo 'bench       cd bench && go run ./cmd/bench (bench-deps first; the bench is a module of its own)'
@@ -76,6 +77,11 @@ chart-test:
 
 helm:
 	@scripts/helm.sh
+
+# The CLIs the real-client tests (test/clients) run; without them those
+# tests skip, unless REQUIRE_HELM/REQUIRE_COSIGN/REQUIRE_ORAS=1.
+client-tools:
+	@scripts/helm.sh && scripts/cosign.sh && scripts/oras.sh
 
 # Memory, stack and allocation bounds hold for one Go release on one kind
 # of machine: a Go upgrade may move them without a bug, so they live in

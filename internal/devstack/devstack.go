@@ -73,6 +73,10 @@ type Options struct {
 	// metrics.listen; default "127.0.0.1:0", a free port each, so that
 	// stacks (and tests) side by side never collide on a fixed port.
 	GatewayMetricsAddr, TokenServerMetricsAddr string
+	// UpstreamHandler, when set, wraps the upstream registry's handler:
+	// the real-client tests put an upstream with the OCI referrers API
+	// (which distribution lacks) in front of it this way.
+	UpstreamHandler func(http.Handler) http.Handler
 	// NoSeed skips pushing the demo images.
 	NoSeed bool
 	// TLS serves the gateway and the token service over HTTPS only, with
@@ -305,6 +309,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if opts.UpstreamHandler != nil {
+		reg = opts.UpstreamHandler(reg)
 	}
 	upLog := log.With(slog.String("component", "upstream"))
 	upSrv := embedreg.NewServer(upLn.Addr().String(), reg, upLog)

@@ -35,7 +35,9 @@ const (
 	maxAcceptParts = 32
 )
 
-var errAcceptTooLarge = httpx.Errorf(http.StatusBadRequest, httpx.CodeInvalidRequest,
+// errAcceptTooLarge: UNSUPPORTED is the spec's code for a request with an
+// invalid set of parameters.
+var errAcceptTooLarge = httpx.Errorf(http.StatusBadRequest, httpx.CodeUnsupported,
 	"Accept header too large (at most 32 media types, 4 KiB)")
 
 // checkAccept refuses Accept headers beyond the bounds.

@@ -142,7 +142,10 @@ func (c *catalog) serve(w http.ResponseWriter, r *http.Request, claims *auth.Cla
 	if s := q.Get("n"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 0 {
-			return httpx.Errorf(http.StatusBadRequest, httpx.CodePaginationInval, "invalid number of results requested")
+			// distribution's PAGINATION_NUMBER_INVALID is not among
+			// the spec's codes; UNSUPPORTED is its code for an invalid
+			// set of parameters.
+			return httpx.Errorf(http.StatusBadRequest, httpx.CodeUnsupported, "invalid number of results requested")
 		}
 		n = min(v, maxCatalogEntries)
 	}

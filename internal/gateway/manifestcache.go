@@ -27,7 +27,9 @@ const manifestEntryOverhead = 256
 
 // cacheBypassHeaders make a request go upstream: their answers (304, 206,
 // 412) are not the one stored 200, and the cache does not evaluate them.
-var cacheBypassHeaders = []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "Range"}
+// If-None-Match is not among them: a hit answers it from the upstream's
+// Etag (see notModified), as registry clients revalidate with it.
+var cacheBypassHeaders = []string{"If-Modified-Since", "If-Match", "If-Unmodified-Since", "Range"}
 
 // manifestKey identifies a cached answer. The name is the client's: the
 // upstream name is the configured prefix plus it, the same for every entry
@@ -47,6 +49,10 @@ type manifestEntry struct {
 	// slice has len == cap, so a later Add on the response's header copies
 	// instead of writing into it.
 	contentType, digest, length, apiVersion []string
+	// The upstream's validators, nil when it sent none: a cached answer
+	// carries them as the upstream's does, so that a client's If-None-Match
+	// gets the same answer from the cache as from the upstream.
+	etag, lastModified []string
 }
 
 // manifestFlight is one upstream GET that other misses of the same key wait
@@ -98,7 +104,7 @@ func isDigestRef(ref string) bool { return strings.IndexByte(ref, ':') >= 0 }
 
 // keyFor is the cache key of a checked manifest request, or false when the
 // request must go upstream: a tag while tag_ttl is 0, a query, or a
-// conditional or range request.
+// conditional request other than If-None-Match, or a range request.
 func (c *manifestCache) keyFor(r *http.Request, route Route, accept acceptSet) (manifestKey, bool) {
 	if r.URL.RawQuery != "" || (c.tagTTL <= 0 && !isDigestRef(route.Reference)) {
 		return manifestKey{}, false
@@ -149,16 +155,18 @@ func (c *manifestCache) land(k manifestKey, f *manifestFlight) {
 
 // add stores an answer, evicting the least recently used entries beyond
 // max_bytes; an answer that alone exceeds it is not stored.
-func (c *manifestCache) add(k manifestKey, body []byte, contentType, dgst, apiVersion string) {
+func (c *manifestCache) add(k manifestKey, body []byte, contentType, dgst, apiVersion, etag, lastModified string) {
 	e := &manifestEntry{
-		body:        body,
-		contentType: []string{contentType},
-		digest:      []string{dgst},
-		length:      []string{strconv.Itoa(len(body))},
-		apiVersion:  []string{apiVersion},
+		body:         body,
+		contentType:  []string{contentType},
+		digest:       []string{dgst},
+		length:       []string{strconv.Itoa(len(body))},
+		apiVersion:   []string{apiVersion},
+		etag:         headerValue(etag),
+		lastModified: headerValue(lastModified),
 	}
-	cost := int64(len(body)+len(k.name)+len(k.ref)+len(contentType)+len(dgst)+len(apiVersion)) +
-		manifestEntryOverhead
+	cost := int64(len(body)+len(k.name)+len(k.ref)+len(contentType)+len(dgst)+len(apiVersion)+
+		len(etag)+len(lastModified)) + manifestEntryOverhead
 	var expires time.Time
 	if !isDigestRef(k.ref) {
 		expires = c.clock().Add(c.tagTTL)
@@ -170,18 +178,68 @@ func (c *manifestCache) add(k manifestKey, body []byte, contentType, dgst, apiVe
 	}
 }
 
+// headerValue is a stored header's value, nil for an absent one.
+func headerValue(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return []string{v}
+}
+
 // write answers r with e: the stored headers, and the body unless r is a
-// HEAD.
+// HEAD; a 304 without a body when r's If-None-Match matches e's Etag.
 func (e *manifestEntry) write(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
+	if e.notModified(r.Header["If-None-Match"]) {
+		// What a 304 must carry of the 200's headers (RFC 9110 15.4.5):
+		// the Etag; and nothing of the body.
+		h["Etag"] = e.etag
+		h["Docker-Distribution-Api-Version"] = e.apiVersion
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
 	h["Content-Type"] = e.contentType
 	h["Content-Length"] = e.length
 	h["Docker-Content-Digest"] = e.digest
 	h["Docker-Distribution-Api-Version"] = e.apiVersion
+	if e.etag != nil {
+		h["Etag"] = e.etag
+	}
+	if e.lastModified != nil {
+		h["Last-Modified"] = e.lastModified
+	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(e.body)
 	}
+}
+
+// notModified reports whether an If-None-Match (its header values) matches
+// e's Etag: "*", or one of its entity tags by weak comparison (RFC 9110
+// 13.1.2). An unquoted value equal to the tag's opaque part matches too, as
+// distribution accepts one, so that the cache answers what its upstream
+// would.
+func (e *manifestEntry) notModified(values []string) bool {
+	if len(values) == 0 || e.etag == nil {
+		return false
+	}
+	etag := strings.TrimPrefix(e.etag[0], "W/")
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			part = strings.TrimPrefix(strings.TrimSpace(part), "W/")
+			if part == "*" || part == etag || (part != "" && `"`+part+`"` == etag) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// conditionalMiss reports whether a cache hit cannot answer r: an
+// If-None-Match that a stored answer without an Etag cannot evaluate.
+func (e *manifestEntry) conditionalMiss(r *http.Request) bool {
+	_, cond := r.Header["If-None-Match"]
+	return cond && e.etag == nil
 }
 
 // manifestFill is what a GET that missed and leads the upstream fetch hands
@@ -201,8 +259,10 @@ func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, rt *rout
 	if !ok {
 		return g.proxy.forward(w, r, rt, nil)
 	}
-	// A HEAD miss goes upstream as it is: it has no body to store.
-	e, f, leader := c.lookup(k, r.Method == http.MethodGet)
+	// A HEAD miss goes upstream as it is: it has no body to store; nor
+	// has a conditional GET's answer when it is a 304.
+	_, cond := r.Header["If-None-Match"]
+	e, f, leader := c.lookup(k, r.Method == http.MethodGet && !cond)
 	if f != nil && !leader {
 		f.waiters.Add(1)
 		if c.waiting != nil {
@@ -215,6 +275,9 @@ func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, rt *rout
 		// Whatever the first GET got: a stored entry, or nothing, and then
 		// this one goes upstream on its own.
 		e, _, _ = c.lookup(k, false)
+	}
+	if e != nil && e.conditionalMiss(r) {
+		e = nil
 	}
 	if e != nil {
 		c.hits.Inc()
@@ -261,6 +324,6 @@ func (c *manifestCache) fill(resp *http.Response, f *manifestFill) error {
 			slog.String("name", f.key.name), slog.String("reference", f.key.ref), slog.String("digest", dh))
 		return nil
 	}
-	c.add(f.key, body, ct, dh, h.Get("Docker-Distribution-Api-Version"))
+	c.add(f.key, body, ct, dh, h.Get("Docker-Distribution-Api-Version"), h.Get("Etag"), h.Get("Last-Modified"))
 	return nil
 }

@@ -358,7 +358,7 @@ func TestAcceptBounded(t *testing.T) {
 		"too many lines": slices.Repeat([]string{ociManifest}, 40),
 	} {
 		resp, body := e.getManifest(t, "GET", d, tok, http.StatusBadRequest, accept...)
-		if errorCode(t, body) != httpx.CodeInvalidRequest || resp.Header.Get("Content-Type") != "application/json" {
+		if errorCode(t, body) != httpx.CodeUnsupported || resp.Header.Get("Content-Type") != "application/json" {
 			t.Errorf("%s: %s", name, body)
 		}
 	}

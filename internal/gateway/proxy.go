@@ -65,7 +65,10 @@ func passedResponseHeader(k string) bool {
 	switch k {
 	case "Content-Type", "Content-Length", "Content-Range", "Content-Encoding", "Accept-Ranges",
 		"Docker-Content-Digest", "Docker-Distribution-Api-Version", "Location", "Link",
-		"Etag", "Last-Modified", "Cache-Control":
+		"Etag", "Last-Modified", "Cache-Control",
+		// The referrers API's answer to an artifactType filter: without
+		// it clients filter the list again themselves.
+		"Oci-Filters-Applied":
 		return true
 	}
 	return false
@@ -415,50 +418,38 @@ func rewriteTagsList(resp *http.Response, name string) error {
 // maxErrorBody bounds an upstream error answer read for scrubbing.
 const maxErrorBody = 64 << 10
 
-// standardMessages are the messages distribution gives each registry error
-// code. An upstream error reaches the client as its code with this message
-// only: ECR's own messages and details carry the AWS account ID, the
-// repository prefix and the upstream's names.
-var standardMessages = map[string]string{
-	"BLOB_UNKNOWN":              "blob unknown to registry",
-	"BLOB_UPLOAD_INVALID":       "blob upload invalid",
-	"BLOB_UPLOAD_UNKNOWN":       "blob upload unknown to registry",
-	"DENIED":                    "requested access to the resource is denied",
-	"DIGEST_INVALID":            "provided digest did not match uploaded content",
-	"MANIFEST_BLOB_UNKNOWN":     "blob unknown to registry",
-	"MANIFEST_INVALID":          "manifest invalid",
-	"MANIFEST_UNKNOWN":          "manifest unknown",
-	"MANIFEST_UNVERIFIED":       "manifest failed signature verification",
-	"NAME_INVALID":              "invalid repository name",
-	"NAME_UNKNOWN":              "repository name not known to registry",
-	"PAGINATION_NUMBER_INVALID": "invalid number of results requested",
-	"RANGE_INVALID":             "invalid content range",
-	"SIZE_INVALID":              "provided length did not match content length",
-	"TAG_INVALID":               "manifest tag did not match URI",
-	"TOOMANYREQUESTS":           "too many requests",
-	"UNAUTHORIZED":              "authentication required",
-	"UNAVAILABLE":               "service unavailable",
-	"UNKNOWN":                   "unknown error",
-	"UNSUPPORTED":               "The operation is unsupported.",
-}
-
-// defaultErrorCode is the code of an upstream error answer without a
-// readable one (not JSON, or a HEAD whose GET got another answer): what
-// distribution answers for that status and route.
+// defaultErrorCode is the code of an upstream 4xx error answer without a
+// spec code of its own (not JSON, a HEAD whose GET got another answer, or
+// a code outside the spec's list, such as distribution's TAG_INVALID or
+// PAGINATION_NUMBER_INVALID): the spec code distribution gives that status
+// and route; "" where a plain answer without a JSON code is the right one
+// (see plainErrorBody).
 func defaultErrorCode(status int, kind RouteKind) string {
 	switch {
 	case status == http.StatusNotFound && kind == RouteManifest:
 		return httpx.CodeManifestUnknown
 	case status == http.StatusNotFound && kind == RouteBlob:
-		return "BLOB_UNKNOWN"
+		return httpx.CodeBlobUnknown
+	case status == http.StatusNotFound && kind == RouteReferrers:
+		// An upstream without the referrers API (distribution, older
+		// Harbor, many mirrors) answers the route with a plain 404, and
+		// the spec tells clients to fall back to the tag schema on one:
+		// a NAME_UNKNOWN here makes oras give up on the repository.
+		return ""
 	case status == http.StatusNotFound:
 		return httpx.CodeNameUnknown
 	case status == http.StatusTooManyRequests:
 		return httpx.CodeTooManyRequests
 	case status == http.StatusRequestedRangeNotSatisfiable:
-		return "RANGE_INVALID"
+		// A range outside the blob: the spec has no code for it (the
+		// blob is known, so not BLOB_UNKNOWN), distribution answers it
+		// as net/http's ServeContent does, in plain text with the
+		// Content-Range of the blob's size, and so does S3.
+		return ""
 	}
-	return httpx.CodeUnknown
+	// UNSUPPORTED is the spec's code for a request with an invalid set of
+	// parameters, which is what any other 4xx to a read is.
+	return httpx.CodeUnsupported
 }
 
 type errorJSON struct {
@@ -466,11 +457,24 @@ type errorJSON struct {
 	Message string `json:"message"`
 }
 
+// plainErrorBody is the body of an error answered without a JSON code: what
+// net/http (and so distribution) writes for a 404, the status text else.
+func plainErrorBody(status int) []byte {
+	if status == http.StatusNotFound {
+		return []byte("404 page not found\n")
+	}
+	return []byte(strings.ToLower(http.StatusText(status)) + "\n")
+}
+
 // scrubError replaces an upstream error answer (404 MANIFEST_UNKNOWN, 429
 // TOOMANYREQUESTS, …) by one with the same status and codes and only the
-// codes' standard messages; codes that are not registry codes become
-// UNKNOWN. A HEAD answer (its body is a GET's, see headErrorAsGET) gets the
-// Content-Length of the body a GET gets, and no body.
+// codes' standard messages: ECR's own messages and details carry the AWS
+// account ID, the repository prefix and the upstream's names. Codes outside
+// the spec's list become the spec code for the status and route
+// (defaultErrorCode); where that is none, the answer is a plain one in
+// text, as distribution gives (a referrers 404, a 416). A HEAD answer (its
+// body is a GET's, see headErrorAsGET) gets the Content-Length of the body
+// a GET gets, and no body.
 func scrubError(resp *http.Response, kind RouteKind) error {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	resp.Body.Close()
@@ -485,35 +489,49 @@ func scrubError(resp *http.Response, kind RouteKind) error {
 	out := struct {
 		Errors []errorJSON `json:"errors"`
 	}{Errors: []errorJSON{}}
+	fallback := defaultErrorCode(resp.StatusCode, kind)
 	if json.Unmarshal(data, &in) == nil {
 		for _, e := range in.Errors {
 			if len(out.Errors) == 8 {
 				break
 			}
-			msg, ok := standardMessages[e.Code]
+			msg, ok := httpx.SpecMessage(e.Code)
 			if !ok {
-				e.Code, msg = httpx.CodeUnknown, standardMessages[httpx.CodeUnknown]
+				if fallback == "" {
+					continue
+				}
+				e.Code, msg = fallback, specMessage(fallback)
 			}
 			out.Errors = append(out.Errors, errorJSON{Code: e.Code, Message: msg})
 		}
 	}
-	if len(out.Errors) == 0 {
-		code := defaultErrorCode(resp.StatusCode, kind)
-		out.Errors = append(out.Errors, errorJSON{Code: code, Message: standardMessages[code]})
+	var body []byte
+	if len(out.Errors) == 0 && fallback == "" {
+		body = plainErrorBody(resp.StatusCode)
+		resp.Header.Set("Content-Type", "text/plain; charset=utf-8")
+	} else {
+		if len(out.Errors) == 0 {
+			out.Errors = append(out.Errors, errorJSON{Code: fallback, Message: specMessage(fallback)})
+		}
+		if body, err = json.Marshal(out); err != nil {
+			return err
+		}
+		body = append(body, '\n')
+		resp.Header.Set("Content-Type", "application/json")
 	}
-	body, err := json.Marshal(out)
-	if err != nil {
-		return err
-	}
-	body = append(body, '\n')
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	resp.Header.Set("Content-Type", "application/json")
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	if resp.Request.Method == http.MethodHead {
 		resp.Body = http.NoBody
 	}
 	return nil
+}
+
+// specMessage is the standard message of a spec code.
+func specMessage(code string) string {
+	msg, _ := httpx.SpecMessage(code)
+	return msg
 }
 
 // upstreamError is the answer to a transport failure or a refusal of
@@ -535,12 +553,10 @@ func upstreamError(r *http.Request, err error) error {
 	case errors.As(err, &se):
 		e = &httpx.Error{Status: http.StatusBadGateway, Code: httpx.CodeUnavailable, Message: "upstream error", Err: err}
 	default:
-		status := upstreamStatus(err)
-		msg := "upstream unavailable"
-		if status == http.StatusGatewayTimeout {
-			msg = "upstream timed out"
+		e = &httpx.Error{Status: upstreamStatus(err), Code: httpx.CodeUnavailable, Message: "upstream unavailable", Err: err}
+		if e.Status == http.StatusGatewayTimeout {
+			e.Message = "upstream timed out"
 		}
-		e = &httpx.Error{Status: status, Code: httpx.CodeUnavailable, Message: msg, Err: err}
 	}
 	return e
 }

@@ -187,9 +187,34 @@ func TestUpstreamErrorsScrubbed(t *testing.T) {
 			404, "BLOB_UNKNOWN", "blob unknown to registry"},
 		{"code that is no registry code", "/v2/stable/x/manifests/v1",
 			`{"errors":[{"code":"RepositoryNotFoundException","message":"acme/stable/x in 123456789012"}]}`,
-			400, "UNKNOWN", "unknown error"},
+			400, "UNSUPPORTED", "The operation is unsupported."},
 		{"throttled, not JSON", "/v2/stable/x/tags/list", `<html>Rate exceeded for 123456789012</html>`,
 			429, "TOOMANYREQUESTS", "too many requests"},
+		// distribution's codes outside the spec's list become the spec's
+		// code for the status and route.
+		{"TAG_INVALID", "/v2/stable/x/manifests/v1", `{"errors":[{"code":"TAG_INVALID","message":"manifest tag did not match URI"}]}`,
+			400, "UNSUPPORTED", "The operation is unsupported."},
+		{"PAGINATION_NUMBER_INVALID", "/v2/stable/x/tags/list?n=-1",
+			`{"errors":[{"code":"PAGINATION_NUMBER_INVALID","message":"invalid number of results requested"}]}`,
+			400, "UNSUPPORTED", "The operation is unsupported."},
+		{"UNKNOWN on a 404", "/v2/stable/x/manifests/v1", `{"errors":[{"code":"UNKNOWN","message":"unknown error"}]}`,
+			404, "MANIFEST_UNKNOWN", "manifest unknown"},
+		// A range outside the blob: plain text, as distribution and S3
+		// answer it; the spec has no code for it.
+		{"range not satisfiable", "/v2/stable/x/blobs/" + dgst, `<Error><Code>InvalidRange</Code><BucketName>acme-123456789012</BucketName></Error>`,
+			416, "", "requested range not satisfiable\n"},
+		{"RANGE_INVALID", "/v2/stable/x/blobs/" + dgst, `{"errors":[{"code":"RANGE_INVALID","message":"invalid content range"}]}`,
+			416, "", "requested range not satisfiable\n"},
+		// An upstream without the referrers API: a plain 404 that clients
+		// fall back to the tag schema from, not NAME_UNKNOWN.
+		{"referrers API missing", "/v2/stable/x/referrers/" + dgst, "404 page not found\n",
+			404, "", "404 page not found\n"},
+		{"referrers API missing, JSON without a spec code", "/v2/stable/x/referrers/" + dgst,
+			`{"errors":[{"code":"NOT_FOUND","message":"no route"}]}`, 404, "", "404 page not found\n"},
+		// An upstream with the API that does not know the repository.
+		{"referrers of an unknown repository", "/v2/stable/x/referrers/" + dgst,
+			`{"errors":[{"code":"NAME_UNKNOWN","message":"repository acme/stable/x not known"}]}`,
+			404, "NAME_UNKNOWN", "repository name not known to registry"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -206,6 +231,13 @@ func TestUpstreamErrorsScrubbed(t *testing.T) {
 			resp := e.do("GET", tc.path, bearer(tok))
 			body := readBody(t, resp)
 			want := `{"errors":[{"code":"` + tc.code + `","message":"` + tc.message + `"}]}` + "\n"
+			wantType := "application/json"
+			if tc.code == "" {
+				want, wantType = tc.message, "text/plain; charset=utf-8"
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != wantType {
+				t.Errorf("GET: Content-Type %q, want %q", ct, wantType)
+			}
 			if resp.StatusCode != tc.status || body != want {
 				t.Errorf("GET: %d %q, want %d %q", resp.StatusCode, body, tc.status, want)
 			}

@@ -154,8 +154,15 @@ var (
 	errPathNotCanonical = httpx.Errorf(http.StatusBadRequest, httpx.CodeNameInvalid, "path is not canonical")
 	errPathTooLong      = httpx.Errorf(http.StatusBadRequest, httpx.CodeNameInvalid, "path too long")
 	errNameInvalid      = httpx.Errorf(http.StatusBadRequest, httpx.CodeNameInvalid, "invalid repository name")
-	errTagInvalid       = httpx.Errorf(http.StatusBadRequest, httpx.CodeTagInvalid, "invalid tag")
-	errDigestInvalid    = httpx.Errorf(http.StatusBadRequest, httpx.CodeDigestInvalid, "invalid digest")
+	// A malformed tag (such as "-bad-") names a manifest that cannot
+	// exist: 404 MANIFEST_UNKNOWN. The spec's pull section allows no
+	// other reference than a digest or a tag of its grammar and answers a
+	// manifest that does not exist with a 404; its codes have none for a
+	// bad tag (TAG_INVALID is a legacy schema1 push code it says clients
+	// must not depend on), and distribution's router matches no such path
+	// and answers 404 too.
+	errTagInvalid    = httpx.Errorf(http.StatusNotFound, httpx.CodeManifestUnknown, "manifest unknown")
+	errDigestInvalid = httpx.Errorf(http.StatusBadRequest, httpx.CodeDigestInvalid, "invalid digest")
 )
 
 // ParseRoute parses the escaped path of a request (r.URL.EscapedPath()) into

@@ -77,9 +77,9 @@ func TestParseRoute(t *testing.T) {
 		{path: "/v2/" + strings.Repeat("a/", 300) + "tags/list", code: httpx.CodeNameInvalid, status: 400},
 
 		// References.
-		{path: "/v2/app/manifests/-latest", code: httpx.CodeTagInvalid, status: 400},
-		{path: "/v2/app/manifests/.latest", code: httpx.CodeTagInvalid, status: 400},
-		{path: "/v2/app/manifests/" + strings.Repeat("t", 129), code: httpx.CodeTagInvalid, status: 400},
+		{path: "/v2/app/manifests/-latest", code: httpx.CodeManifestUnknown, status: 404},
+		{path: "/v2/app/manifests/.latest", code: httpx.CodeManifestUnknown, status: 404},
+		{path: "/v2/app/manifests/" + strings.Repeat("t", 129), code: httpx.CodeManifestUnknown, status: 404},
 		{path: "/v2/app/manifests/sha256:abc", code: httpx.CodeDigestInvalid, status: 400},
 		{path: "/v2/app/manifests/" + strings.ToUpper(dgst), code: httpx.CodeDigestInvalid, status: 400},
 		{path: "/v2/app/manifests/md5:0123456789abcdef0123456789abcdef", code: httpx.CodeDigestInvalid, status: 400},

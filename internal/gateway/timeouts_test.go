@@ -51,7 +51,7 @@ func TestSlowRequestsAreCut(t *testing.T) {
 
 	start := time.Now()
 	got := rawExchange(t, addr, "GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", 3*time.Second)
-	if !strings.HasPrefix(got, "HTTP/1.1 408 ") || !strings.Contains(got, `"INVALID_REQUEST"`) {
+	if !strings.HasPrefix(got, "HTTP/1.1 408 ") || !strings.Contains(got, `"SIZE_INVALID"`) {
 		t.Errorf("declared body never sent: got %q", got)
 	}
 	if d := time.Since(start); d < 150*time.Millisecond {

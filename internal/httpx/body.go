@@ -16,8 +16,10 @@ import (
 // the only bound on a body: the read deadline is cleared again once the
 // body is in, since a deadline left on the connection would cut the
 // answer's stream when it expires. A body that is late is answered 408,
-// one over limit 413; both close the connection, as the rest of the body
-// may still be on the wire. A request without a body costs nothing.
+// one cut short 400, one over limit 413, all with SIZE_INVALID (the spec's
+// code for a body whose length is not the one declared; the registry API
+// has no other for a body); all close the connection, as the rest of the
+// body may still be on the wire. A request without a body costs nothing.
 func ReadBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) error {
 	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
 		return nil
@@ -34,10 +36,10 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 	// body after the handler, and that must not wait either.
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return Errorf(http.StatusRequestTimeout, CodeInvalidRequest, "request body not received in time").
+		return Errorf(http.StatusRequestTimeout, CodeTooLarge, "request body not received in time").
 			WithHeader("Connection", "close").Wrap(err)
 	case err != nil:
-		return Errorf(http.StatusBadRequest, CodeInvalidRequest, "request body could not be read").
+		return Errorf(http.StatusBadRequest, CodeTooLarge, "request body could not be read").
 			WithHeader("Connection", "close").Wrap(err)
 	case int64(len(data)) > limit:
 		return Errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body too large").WithHeader("Connection", "close")

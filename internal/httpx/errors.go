@@ -8,9 +8,17 @@ import (
 	"strconv"
 )
 
-// Error codes of the distribution error format, plus the OAuth2 ones the
-// token endpoint needs.
+// Error codes of the distribution error format, plus the OAuth2 one the
+// token endpoint needs (CodeInvalidRequest) and the two of server errors
+// (CodeUnavailable, CodeUnknown).
+//
+// A 4xx answer of the registry API uses only SpecCodes: the OCI
+// distribution spec ("Error Codes") allows a 4XX body in any format, but a
+// JSON one's code "MUST be one of the following" fourteen. It sets no rule
+// for 5xx answers; those keep distribution's UNAVAILABLE and UNKNOWN, which
+// say more than any of the fourteen would.
 const (
+	CodeBlobUnknown     = "BLOB_UNKNOWN"
 	CodeUnauthorized    = "UNAUTHORIZED"
 	CodeDenied          = "DENIED"
 	CodeUnsupported     = "UNSUPPORTED"
@@ -18,14 +26,42 @@ const (
 	CodeNameUnknown     = "NAME_UNKNOWN"
 	CodeManifestUnknown = "MANIFEST_UNKNOWN"
 	CodeDigestInvalid   = "DIGEST_INVALID"
-	CodeTagInvalid      = "TAG_INVALID"
-	CodePaginationInval = "PAGINATION_NUMBER_INVALID"
 	CodeTooManyRequests = "TOOMANYREQUESTS"
+	CodeTooLarge        = "SIZE_INVALID"
 	CodeUnavailable     = "UNAVAILABLE"
 	CodeInvalidRequest  = "INVALID_REQUEST"
 	CodeUnknown         = "UNKNOWN"
-	CodeTooLarge        = "SIZE_INVALID"
 )
+
+// SpecCodes are the error codes of the OCI distribution spec, in its order
+// (code-1 to code-14), with the message distribution gives each.
+var SpecCodes = [...]struct{ Code, Message string }{
+	{"BLOB_UNKNOWN", "blob unknown to registry"},
+	{"BLOB_UPLOAD_INVALID", "blob upload invalid"},
+	{"BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"},
+	{"DIGEST_INVALID", "provided digest did not match uploaded content"},
+	{"MANIFEST_BLOB_UNKNOWN", "blob unknown to registry"},
+	{"MANIFEST_INVALID", "manifest invalid"},
+	{"MANIFEST_UNKNOWN", "manifest unknown"},
+	{"NAME_INVALID", "invalid repository name"},
+	{"NAME_UNKNOWN", "repository name not known to registry"},
+	{"SIZE_INVALID", "provided length did not match content length"},
+	{"UNAUTHORIZED", "authentication required"},
+	{"DENIED", "requested access to the resource is denied"},
+	{"UNSUPPORTED", "The operation is unsupported."},
+	{"TOOMANYREQUESTS", "too many requests"},
+}
+
+// SpecMessage is the standard message of a spec code, and whether code is
+// one.
+func SpecMessage(code string) (string, bool) {
+	for _, c := range SpecCodes {
+		if c.Code == code {
+			return c.Message, true
+		}
+	}
+	return "", false
+}
 
 // StatusClientClosedRequest is the status (nginx's) logged for a request
 // whose client hung up before the answer; the client never sees it.
