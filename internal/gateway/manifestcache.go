@@ -216,6 +216,9 @@ func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, rt *rout
 		// this one goes upstream on its own.
 		e, _, _ = c.lookup(k, false)
 	}
+	if g.tracer != nil {
+		noteCacheHit(r, e != nil)
+	}
 	if e != nil {
 		c.hits.Inc()
 		rt.digest = e.digest[0]
