@@ -71,8 +71,8 @@ type Gateway struct {
 	tls       *tlsx.Server // nil: plain HTTP
 	healthz   http.Handler
 	readyz    http.Handler
-	metricH   http.Handler   // on metrics.listen, never the clients' listener
-	usage     *usageRecorder // nil without usage.endpoint
+	metricH   http.Handler    // on metrics.listen, never the clients' listener
+	usage     *usageRecorder  // nil without usage.endpoint
 	tracer    *tracing.Tracer // nil without tracing.endpoint: no spans
 	handler   http.Handler
 
