@@ -27,12 +27,20 @@ func TestTracingSpans(t *testing.T) {
 		t.Fatal("no tracer with tracing.endpoint")
 	}
 	tok := e.token()
+	// The client's trace context is the parent of the gateway's spans; it
+	// is not passed to the upstream, and neither is the gateway's.
+	const clientTrace, clientSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	h := bearer(tok)
+	h.Set("Traceparent", "00-"+clientTrace+"-"+clientSpan+"-01")
 	for range 2 {
-		resp := e.do(http.MethodGet, "/v2/stable/app/manifests/"+d, bearer(tok))
+		resp := e.do(http.MethodGet, "/v2/stable/app/manifests/"+d, h)
 		io.Copy(io.Discard, resp.Body)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("manifest: %d", resp.StatusCode)
 		}
+	}
+	if up := e.upstream.last(); up.Header.Get("Traceparent") != "" || up.Header.Get("Tracestate") != "" {
+		t.Errorf("the upstream was sent trace context: %v", up.Header)
 	}
 	c := e.claims()
 	c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Hour))
@@ -63,11 +71,17 @@ func TestTracingSpans(t *testing.T) {
 			if s.Attrs["registry.repository"] != "stable/app" || s.Attrs["url.path"] != "/v2/stable/app/manifests/"+d {
 				t.Errorf("request span %+v", s)
 			}
+			if s.TraceID == clientTrace && s.ParentID != clientSpan {
+				t.Errorf("request span %+v is not the client's span's child", s)
+			}
 		case "upstream GET":
 			if s.Attrs["http.response.status_code"] != "200" {
 				t.Errorf("upstream span %+v", s)
 			}
 		}
+	}
+	if n := countTrace(spans, clientTrace); n != 2+2+1+2 { // requests, verify, upstream, cache
+		t.Errorf("%d spans in the client's trace", n)
 	}
 	if count["GET manifest"] != 3 || count["upstream GET"] != 1 || count["manifest cache"] != 2 || count["verify token"] != 3 {
 		t.Errorf("spans %v", count)
@@ -115,4 +129,14 @@ func TestTracingCAFile(t *testing.T) {
 	if !strings.Contains(err.Error(), "tracing.ca_file: ") {
 		t.Errorf("error %v does not name tracing.ca_file", err)
 	}
+}
+
+func countTrace(spans []otlptest.Span, traceID string) int {
+	n := 0
+	for _, s := range spans {
+		if s.TraceID == traceID {
+			n++
+		}
+	}
+	return n
 }
