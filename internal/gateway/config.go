@@ -22,6 +22,7 @@ import (
 	"github.com/acme/registry-gateway/internal/configfile"
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/tlsx"
+	"github.com/acme/registry-gateway/internal/tracing"
 	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/upstream"
 )
@@ -77,6 +78,9 @@ type Config struct {
 	// Usage sends an event per pull, check and denial to the token
 	// service's usage intake; off unless Usage.Endpoint is set.
 	Usage UsageConfig `yaml:"usage"`
+	// Tracing exports OpenTelemetry spans of the requests over OTLP; off
+	// unless Tracing.Endpoint is set (docs/tracing.md).
+	Tracing tracing.Config `yaml:"tracing"`
 }
 
 // UsageConfig is the usage recorder (usage.go): one event per counted
@@ -636,6 +640,7 @@ func (c *Config) Validate() error {
 		bad("tls.ca_file, tls.client_cert_file: used only towards an https token_endpoint, keys.jwks_url or usage.endpoint, and neither is https")
 	}
 	errs = append(errs, c.Usage.problems()...)
+	errs = append(errs, c.Tracing.Problems()...)
 	return errors.Join(errs...)
 }
 
@@ -729,6 +734,9 @@ func CheckConfig(path string, files bool) error {
 		if _, err := readUsageSecret(cfg.Usage.SecretFile); err != nil {
 			errs = append(errs, fmt.Errorf("usage.secret_file: %w", err))
 		}
+	}
+	if err := cfg.Tracing.CheckFiles(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

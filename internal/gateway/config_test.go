@@ -132,6 +132,7 @@ trusted_proxies: ["10.0.0.0/8", "10.0.0.0/40", "lb.example.com"]
 timeouts: {read_header: -1s, read_body: 1h, send: 2h}
 limits: {max_connections: -1}
 metrics: {listen: "9090"}
+tracing: {endpoint: "grpc://collector:4317", sample_ratio: 2}
 upstream:
   url: "https://ecr.example.com/v2/"
   repository_prefix: "Acme/"
@@ -147,7 +148,7 @@ upstream:
 		"upstream.ecr.registry_id:", "upstream.static.username: required", "upstream.static.password_file: required",
 		"manifest_cache.max_bytes:", "manifest_cache.tag_ttl:", "trusted_proxies[1]:", "trusted_proxies[2]:",
 		"timeouts.read_header:", "timeouts.read_body:", "blob_redirect_cache.ttl:", "blob_redirect_cache.max_entries:",
-		"timeouts.send:", "limits:", "metrics.listen:",
+		"timeouts.send:", "limits:", "metrics.listen:", "tracing.endpoint:", "tracing.sample_ratio:",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -177,6 +178,8 @@ func TestParseConfigRefuses(t *testing.T) {
 		"metrics on the clients' address": base + "listen: 0.0.0.0:5000\nmetrics: {listen: 0.0.0.0:5000}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
 		"negative per address":            base + "limits: {max_connections_per_address: -5}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
 		"metrics key":                     base + "metrics: {path: /m}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"tracing key":                     base + "tracing: {endpoint: http://c:4318, headers: {a: b}}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
+		"tracing without endpoint":        base + "tracing: {sample_ratio: 0.5}\nupstream: {url: http://u, static: {username: u, password_file: p}}\n",
 	} {
 		if _, err := ParseConfig([]byte(doc)); err == nil {
 			t.Errorf("%s: accepted", name)

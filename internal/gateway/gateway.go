@@ -18,6 +18,7 @@ import (
 
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/tlsx"
+	"github.com/acme/registry-gateway/internal/tracing"
 	"github.com/acme/registry-gateway/pkg/auth"
 	"github.com/acme/registry-gateway/pkg/upstream"
 )
@@ -70,8 +71,9 @@ type Gateway struct {
 	tls       *tlsx.Server // nil: plain HTTP
 	healthz   http.Handler
 	readyz    http.Handler
-	metricH   http.Handler   // on metrics.listen, never the clients' listener
-	usage     *usageRecorder // nil without usage.endpoint
+	metricH   http.Handler    // on metrics.listen, never the clients' listener
+	usage     *usageRecorder  // nil without usage.endpoint
+	tracer    *tracing.Tracer // nil without tracing.endpoint: no spans
 	handler   http.Handler
 
 	closers []func()
@@ -100,6 +102,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	}()
 	g.metrics = newMetrics(g.credentialExpiry, opts.Clock)
 	for _, step := range []func(context.Context, Options) error{
+		g.buildTracing,
 		g.buildClientAddr,
 		g.buildCredentials,
 		g.buildTLS,
@@ -117,6 +120,16 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error)
 	}
 	g.handler = g.newHandler()
 	return g, nil
+}
+
+// buildTracing sets up the tracer of tracing.endpoint (nil without). Its
+// shutdown is the first closer, so that it runs last: the spans of what
+// the other closers end are flushed too.
+func (g *Gateway) buildTracing(ctx context.Context, _ Options) (err error) {
+	var shutdown func()
+	g.tracer, shutdown, err = tracing.Setup(ctx, g.cfg.Tracing, tracing.Options{Service: "gateway", Logger: g.log})
+	g.closers = append(g.closers, shutdown)
+	return err
 }
 
 func (g *Gateway) buildClientAddr(context.Context, Options) (err error) {
@@ -211,6 +224,9 @@ func (g *Gateway) buildUpstream(_ context.Context, opts Options) (err error) {
 		base = t
 		g.closers = append(g.closers, t.CloseIdleConnections)
 	}
+	// Each round trip to the upstream (and to the storage it redirects
+	// to, with proxy_blobs) is a client span; nil tracer: base itself.
+	base = g.tracer.Transport(base, "upstream")
 	g.plain = timed(checkedStatus(base), func(d time.Duration) { g.metrics.upstreamLatency.Observe(d.Seconds()) }, time.Now)
 	g.auth = &authHeader{creds: g.creds, clock: g.clock}
 	var rt http.RoundTripper = &credentialTransport{next: g.plain, auth: g.auth, retried: g.metrics.upstreamRetries.Inc}
@@ -255,7 +271,7 @@ func (g *Gateway) buildTokenProxy(context.Context, Options) error {
 	t := NewUpstreamTransport(g.cfg.Upstream)
 	t.TLSClientConfig = g.tokenTLS
 	g.closers = append(g.closers, t.CloseIdleConnections)
-	g.token = newTokenProxy(target, checkedStatus(t), g.clients, g.errs, g.log)
+	g.token = newTokenProxy(target, checkedStatus(t), g.clients, g.errs, g.log, g.tracer)
 	return nil
 }
 

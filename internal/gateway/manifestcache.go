@@ -279,6 +279,9 @@ func (g *Gateway) serveManifest(w http.ResponseWriter, r *http.Request, rt *rout
 	if e != nil && e.conditionalMiss(r) {
 		e = nil
 	}
+	if g.tracer != nil {
+		noteCacheHit(r, e != nil)
+	}
 	if e != nil {
 		c.hits.Inc()
 		rt.digest = e.digest[0]

@@ -6,7 +6,11 @@ import (
 	"net/netip"
 	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/tracing"
 )
 
 // routed is the state of one request: allocated with its access record
@@ -57,6 +61,13 @@ func (g *Gateway) newHandler() http.Handler {
 		Done:         g.finishRequest,
 		Attrs:        accessAttrs,
 	}, func(w http.ResponseWriter, r *http.Request, rec *httpx.Record, rt *routed) {
+		if g.tracer != nil {
+			// Deferred first, so that it ends the span after a panic
+			// was answered.
+			var span trace.Span
+			r, span = g.tracer.StartServer(r, r.Method)
+			defer endServerSpan(span, r.Method, w, rec)
+		}
 		defer g.errs.RecoverTo(w, r, rec)
 		if warn != nil {
 			warn(r)
@@ -83,6 +94,26 @@ func (g *Gateway) finishRequest(rec *httpx.Record) {
 			g.recordUsage(rt, k)
 		}
 	}
+}
+
+// endServerSpan names a request's span by its route, as the metrics do
+// ("GET manifest": few names, whatever the repository), puts the client's
+// repository on it (not the subject: an e-mail address) and ends it with
+// the status answered.
+func endServerSpan(span trace.Span, method string, w http.ResponseWriter, rec *httpx.Record) {
+	route := "other"
+	if rec.Route != nil {
+		route = rec.Route.String()
+	}
+	span.SetName(method + " " + route)
+	if rt, ok := rec.Route.(*routed); ok && rt.Name != "" {
+		span.SetAttributes(attribute.String("registry.repository", rt.Name))
+	}
+	status := http.StatusOK
+	if sw, ok := w.(interface{ Status() int }); ok {
+		status = sw.Status()
+	}
+	tracing.EndHTTP(span, status)
 }
 
 // accessAttrs puts who pulled what on a request's access line.
@@ -163,7 +194,9 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 	if v := r.Header["Authorization"]; len(v) > 0 {
 		authorization = v[0]
 	}
-	claims, err := g.authz.check(r.Context(), authorization, route)
+	ctx, span := g.tracer.Start(r.Context(), "verify token", trace.SpanKindInternal)
+	claims, err := g.authz.check(ctx, authorization, route)
+	endVerifySpan(span, err)
 	if err != nil {
 		if d, ok := err.(*refusal); ok && d.denied != "" && route.Kind == RouteManifest {
 			// A valid token asked for what it does not hold: a customer
@@ -179,8 +212,13 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 	rt.subject, rt.get = claims.Subject, r.Method == http.MethodGet
 	switch route.Kind {
 	case RouteBlob:
-		if g.redirects != nil && g.redirects.serve(w, r, rt) {
-			return nil
+		if g.redirects != nil {
+			_, span := g.tracer.Start(r.Context(), "blob redirect cache", trace.SpanKindInternal)
+			hit := g.redirects.serve(w, r, rt)
+			endCacheSpan(span, hit)
+			if hit {
+				return nil
+			}
 		}
 	case RouteBase:
 		w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
@@ -200,8 +238,51 @@ func (g *Gateway) serveV2(w http.ResponseWriter, r *http.Request, rec *httpx.Rec
 			delete(r.Header, "Accept")
 		}
 		if g.manifests != nil {
+			// The upstream round trip of a miss is this span's child.
+			r, span := g.tracer.StartRequest(r, "manifest cache", trace.SpanKindInternal)
+			defer span.End()
 			return g.serveManifest(w, r, rt, accept)
 		}
 	}
 	return g.proxy.forward(w, r, rt, nil)
+}
+
+// endVerifySpan ends the token check's span with its outcome: ok, or the
+// refusal's reason word (expired, signature, insufficient_scope, …) —
+// never the refusal's message, which names the token's subject.
+func endVerifySpan(span trace.Span, err error) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = "refused"
+		if d, ok := err.(*refusal); ok {
+			if d.challenge.Error != "" {
+				outcome = d.challenge.Error
+			}
+			if reason, ok := d.detail.(map[string]string); ok && reason["reason"] != "" {
+				outcome = reason["reason"]
+			}
+		}
+	}
+	span.SetAttributes(attribute.String("gateway.token.outcome", outcome))
+	span.End()
+}
+
+// endCacheSpan ends a cache's span with whether it answered.
+func endCacheSpan(span trace.Span, hit bool) {
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Bool("gateway.cache.hit", hit))
+	}
+	span.End()
+}
+
+// noteCacheHit puts whether the cache answered on the span of r (the
+// manifest cache's).
+func noteCacheHit(r *http.Request, hit bool) {
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		span.SetAttributes(attribute.Bool("gateway.cache.hit", hit))
+	}
 }

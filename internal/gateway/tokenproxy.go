@@ -7,7 +7,10 @@ import (
 	"net/http/httputil"
 	"net/url"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/acme/registry-gateway/internal/httpx"
+	"github.com/acme/registry-gateway/internal/tracing"
 )
 
 // maxTokenRequestBody bounds a token request's form (containerd's POST):
@@ -24,8 +27,11 @@ const maxTokenRequestBody = 64 << 10
 // customer's, and no customer may choose it. Only GET and POST pass (405
 // otherwise), with a body of at most maxTokenRequestBody (413). Failures
 // are registry JSON errors written by errs, the cause logged once on the
-// request's access line.
-func newTokenProxy(target *url.URL, transport http.RoundTripper, clients *httpx.ClientAddr, errs httpx.Handler, log *slog.Logger) http.Handler {
+// request's access line. With a tracer, the forward is a client span
+// whose context goes to the token service as its W3C traceparent (in
+// place of any the client sent), so that the token service's spans join
+// the gateway's trace.
+func newTokenProxy(target *url.URL, transport http.RoundTripper, clients *httpx.ClientAddr, errs httpx.Handler, log *slog.Logger, tracer *tracing.Tracer) http.Handler {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			u := *target
@@ -49,6 +55,11 @@ func newTokenProxy(target *url.URL, transport http.RoundTripper, clients *httpx.
 			h["X-Forwarded-For"] = []string{clients.ForwardedFor(pr.In)}
 			h["X-Forwarded-Host"] = []string{pr.In.Host}
 			h["X-Forwarded-Proto"] = []string{proto}
+			if tracer != nil {
+				delete(h, "Traceparent")
+				delete(h, "Tracestate")
+				tracer.Inject(pr.Out.Context(), h)
+			}
 		},
 		Transport:  transport,
 		BufferPool: newBufferPool(),
@@ -66,7 +77,13 @@ func newTokenProxy(target *url.URL, transport http.RoundTripper, clients *httpx.
 			return httpx.Errorf(http.StatusMethodNotAllowed, httpx.CodeUnsupported, "method not allowed").
 				WithHeader("Allow", "GET, POST")
 		}
+		r, span := tracer.StartRequest(r, "token service", trace.SpanKindClient)
 		limited.ServeHTTP(w, r)
+		if sw, ok := w.(interface{ Status() int }); ok {
+			tracing.EndHTTP(span, sw.Status())
+		} else {
+			span.End()
+		}
 		return nil
 	})
 }

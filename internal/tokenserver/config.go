@@ -17,6 +17,7 @@ import (
 	"github.com/acme/registry-gateway/internal/license/backends"
 	"github.com/acme/registry-gateway/internal/license/sqlbackend"
 	"github.com/acme/registry-gateway/internal/tlsx"
+	"github.com/acme/registry-gateway/internal/tracing"
 )
 
 // Defaults of the optional configuration keys.
@@ -96,6 +97,9 @@ type Config struct {
 	Admin AdminConfig `yaml:"admin"`
 	// Usage is the intake of the gateway's usage events (usage.go).
 	Usage UsageConfig `yaml:"usage"`
+	// Tracing exports OpenTelemetry spans of token requests over OTLP; off
+	// unless Tracing.Endpoint is set (docs/tracing.md).
+	Tracing tracing.Config `yaml:"tracing"`
 }
 
 // AdminConfig is the admin API (internal/tokenserver/admin): accounts,
@@ -343,6 +347,7 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	if l := c.Limits; l.MaxConnections < 0 || l.MaxConnectionsPerAddress < 0 {
 		add("limits: max_connections and max_connections_per_address must not be negative (0: no limit)")
 	}
+	errs = append(errs, c.Tracing.Problems()...)
 	errs = append(errs, c.TLS.Problems()...)
 	if c.TLS.ClientCAFile != "" && !c.TLS.Enabled() {
 		add("tls.client_ca_file: client certificates need HTTPS: set tls.cert_file and tls.key_file too")

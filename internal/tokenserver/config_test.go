@@ -13,6 +13,7 @@ import (
 
 	"github.com/acme/registry-gateway/internal/license"
 	"github.com/acme/registry-gateway/internal/license/backends"
+	"github.com/acme/registry-gateway/internal/tracing"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -87,6 +88,7 @@ rate_limit: {per_user_per_minute: -1, ipv6_prefix: 129}
 timeouts: {send: 3h}
 limits: {max_connections_per_address: -1}
 metrics: {listen: "nope"}
+tracing: {endpoint: "http://collector:4318", ca_file: ca.pem, sample_ratio: -1}
 `))
 	if err == nil {
 		t.Fatal("no error")
@@ -98,6 +100,7 @@ metrics: {listen: "nope"}
 		"licenses.http.timeout", "rate_limit: rates", "rate_limit.ipv6_prefix: 129",
 		"licenses.probe_interval: 10ms is outside [1s, 1m0s]",
 		"timeouts.send: 3h0m0s is over 1h0m0s", "limits: max_connections", "metrics.listen: \"nope\" is not host:port",
+		"tracing.ca_file: used only towards an https tracing.endpoint", "tracing.sample_ratio: -1 is out of range",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -136,12 +139,13 @@ func TestNewListsFileProblems(t *testing.T) {
 		SigningKey:          filepath.Join(dir, "missing.key"),
 		RefreshTokenKeyFile: filepath.Join(dir, "missing-refresh.key"),
 		Licenses:            backends.Config{Backends: fileLicenses(filepath.Join(dir, "missing.yaml"))},
+		Tracing:             tracing.Config{Endpoint: "https://collector", CAFile: filepath.Join(dir, "missing-ca.pem")},
 	}
 	_, err := New(t.Context(), &cfg, Options{})
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"token_ttl", "signing_key", "missing.key", "refresh_token_key_file", "licenses.file"} {
+	for _, want := range []string{"token_ttl", "signing_key", "missing.key", "refresh_token_key_file", "licenses.file", "tracing.ca_file", "missing-ca.pem"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

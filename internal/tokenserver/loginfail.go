@@ -8,6 +8,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/acme/registry-gateway/internal/license"
 )
 
@@ -30,6 +33,10 @@ const maxLoggedUsername = 256
 // log: one line a request.
 func (s *Server) failLogin(ctx context.Context, req *tokenRequest, reason license.Reason) {
 	s.metrics.loginFailed(reason)
+	if s.tracer != nil {
+		// The reason word only: the username is an e-mail address.
+		trace.SpanFromContext(ctx).SetAttributes(attribute.String("tokenserver.login.failure", string(reason)))
+	}
 	if !s.audit.Enabled(ctx, slog.LevelInfo) {
 		return
 	}

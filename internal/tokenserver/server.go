@@ -24,6 +24,7 @@ import (
 	"github.com/acme/registry-gateway/internal/license/backends"
 	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/internal/tokenserver/admin"
+	"github.com/acme/registry-gateway/internal/tracing"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -81,6 +82,9 @@ type Server struct {
 	metrics  *metrics
 	tls      *tlsx.Server // nil: plain HTTP
 	usage    *usageIntake // nil: usage.secret_file not set
+
+	tracer        *tracing.Tracer // nil without tracing.endpoint: no spans
+	traceShutdown func()          // flushes the spans held; never nil once New set up tracing
 
 	// The admin API (admin.listen); nil when not configured.
 	adminDB      *accounts.DB
@@ -150,6 +154,10 @@ func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 		add(s.openAdmin(ctx))
 	}
 	add(s.openUsage(ctx))
+	if len(cfg.Tracing.Problems()) == 0 { // else reported with the others above
+		s.tracer, s.traceShutdown, err = tracing.Setup(ctx, cfg.Tracing, tracing.Options{Service: "tokenserver", Logger: opts.Logger})
+		add(err)
+	}
 	if len(errs) > 0 {
 		s.Close() // what the licence backend opened (the account database)
 		return nil, errors.Join(errs...)
@@ -346,6 +354,9 @@ func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
 	r.Use(
 		httpx.AccessLog(s.log),
+		// Inside the access log (its recorder has the status) and outside
+		// Recover (a panic is answered 500 before the span ends).
+		s.tracer.Middleware(spanName),
 		httpx.Recover(s.errs),
 		httpx.LimitBody(s.errs, maxBodyBytes),
 		s.clients.WarnUntrustedProxy(s.log, "the token service's trusted_proxies"),
@@ -381,6 +392,16 @@ func (s *Server) routes() http.Handler {
 	// No /metrics here: it names every client's traffic, and is served on
 	// metrics.listen only (MetricsHandler).
 	return r
+}
+
+// spanName names a request's span by its route ("POST /token"), not its
+// path: a path that matched no route is "other".
+func spanName(r *http.Request) string {
+	pattern := "other"
+	if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+		pattern = rc.RoutePattern()
+	}
+	return r.Method + " " + pattern
 }
 
 // MetricsHandler is what metrics.listen serves: /metrics and
@@ -420,6 +441,9 @@ func (s *Server) Close() {
 			}
 		}
 		s.closeUsage()
+		if s.traceShutdown != nil {
+			s.traceShutdown() // last: the spans of the requests above are flushed
+		}
 	})
 }
 

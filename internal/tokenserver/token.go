@@ -11,10 +11,13 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/jsonx"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/tracing"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
 
@@ -302,7 +305,12 @@ func (s *Server) issue(ctx context.Context, req *tokenRequest) (*tokenResult, er
 		s.failLogin(ctx, req, license.ReasonRateLimited)
 		return nil, tooManyRequests(wait)
 	}
-	lic, err := s.licenses.Lookup(ctx, req.cred)
+	if s.tracer != nil {
+		trace.SpanFromContext(ctx).SetAttributes(attribute.String("tokenserver.grant", req.grant), attribute.Int("tokenserver.scopes", len(req.scopes)))
+	}
+	lookupCtx, span := s.tracer.Start(ctx, "licence lookup", trace.SpanKindInternal)
+	lic, err := s.licenses.Lookup(lookupCtx, req.cred)
+	endLookupSpan(span, err)
 	switch {
 	case errors.Is(err, license.ErrBadCredentials):
 		s.limiter.Charge(req.client, username)
@@ -347,10 +355,15 @@ func (s *Server) issue(ctx context.Context, req *tokenRequest) (*tokenResult, er
 	if catalog {
 		claims.Channels = lic.Channels
 	}
+	_, span = s.tracer.Start(ctx, "sign token", trace.SpanKindInternal,
+		attribute.String("jwt.alg", s.key.Method.Alg()), attribute.Int("tokenserver.granted", len(granted)))
 	token, err := s.key.Sign(claims)
 	if err != nil {
+		tracing.Fail(span, "signing failed")
+		span.End()
 		return nil, err
 	}
+	span.End()
 	res := &tokenResult{token: token, issuedAt: now, expiresIn: int(ttl / time.Second), granted: granted, refresh: req.refresh}
 
 	refreshID := req.refreshID
@@ -497,4 +510,25 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// endLookupSpan ends the licence look-up's span with its outcome: granted,
+// the refusal's reason word (wrong_token, expired, …) or unavailable.
+// Never the error's text: a licence API's error may hold its URL or what
+// the client sent.
+func endLookupSpan(span trace.Span, err error) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
+	outcome := "granted"
+	switch {
+	case errors.Is(err, license.ErrBadCredentials):
+		outcome = string(license.ReasonOf(err))
+	case err != nil:
+		outcome = string(license.ReasonUnavailable)
+		tracing.Fail(span, "licence backend unavailable")
+	}
+	span.SetAttributes(attribute.String("tokenserver.licence.outcome", outcome))
+	span.End()
 }
