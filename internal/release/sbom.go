@@ -216,7 +216,7 @@ func spdxID(s string) string {
 // encodeSBOM is the document as indented JSON.
 func encodeSBOM(doc *spdx.Document) ([]byte, error) {
 	var buf bytes.Buffer
-	if err := spdxjson.Write(doc, &buf, spdxjson.Indent("  ")); err != nil {
+	if err := spdxjson.Write(doc, &buf, spdxjson.Indent("  "), spdxjson.EscapeHTML(false)); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
