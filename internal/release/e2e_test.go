@@ -247,3 +247,31 @@ func TestRelease(t *testing.T) {
 		}
 	}
 }
+
+// helm's failures end the release with helm's own words: a chart that
+// does not package, a registry that cannot be reached.
+func TestChartErrors(t *testing.T) {
+	helm := helmCLI(t)
+	t.Setenv("HELM_CONFIG_HOME", t.TempDir())
+	t.Setenv("HELM_CACHE_HOME", t.TempDir())
+	t.Setenv("HELM_DATA_HOME", t.TempDir())
+
+	broken := t.TempDir()
+	if err := os.WriteFile(filepath.Join(broken, "values.yaml"), []byte("image:\n  registry: x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := packageChart(t.Context(), helm, broken, t.TempDir(), t.TempDir(), "1.2.3", "1.2.3", "r.example.com")
+	if err == nil || !strings.Contains(err.Error(), "helm package") || !strings.Contains(err.Error(), "Chart.yaml") {
+		t.Errorf("a chart without Chart.yaml: %v", err)
+	}
+
+	out := t.TempDir()
+	tgz, err := packageChart(t.Context(), helm, filepath.Join(repoRoot, "charts", ChartName), t.TempDir(), out, "1.2.3", "v1.2.3", "127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = pushChart(t.Context(), helm, tgz, "127.0.0.1:1", "", true)
+	if err == nil || !strings.Contains(err.Error(), "helm push "+tgz+" oci://127.0.0.1:1/charts --plain-http") || !strings.Contains(err.Error(), "connect") {
+		t.Errorf("push to a closed port: %v", err)
+	}
+}

@@ -447,10 +447,19 @@ func TestSBOM(t *testing.T) {
 	if want := 1 + len(bins) + 1 + len(self.Deps); len(read.Packages) != want {
 		t.Errorf("%d packages, want %d (image, binaries, stdlib, modules)", len(read.Packages), want)
 	}
+	var binaries int
 	for _, p := range read.Packages {
-		if strings.HasPrefix(string(p.PackageSPDXIdentifier), "Binary-") && (len(p.PackageChecksums) != 1 || len(p.PackageChecksums[0].Value) != 64) {
-			t.Errorf("binary %s: checksums %+v", p.PackageSPDXIdentifier, p.PackageChecksums)
+		if !strings.HasPrefix(string(p.PackageSPDXIdentifier), "Binary-") {
+			continue
 		}
+		binaries++
+		if len(p.PackageChecksums) != 1 || p.PackageChecksums[0].Value != bins[0].SHA256 || p.PrimaryPackagePurpose != "APPLICATION" ||
+			!strings.Contains(p.PackageComment, "-trimpath=true") || !strings.Contains(p.PackageComment, "CGO_ENABLED=0") {
+			t.Errorf("binary %s: checksums %+v, purpose %s, comment %q", p.PackageSPDXIdentifier, p.PackageChecksums, p.PrimaryPackagePurpose, p.PackageComment)
+		}
+	}
+	if binaries != len(bins) {
+		t.Errorf("%d binaries in the SBOM, want %d", binaries, len(bins))
 	}
 }
 
