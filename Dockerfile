@@ -15,6 +15,11 @@
 #
 #   make offline-context && docker build --build-arg BUILD_TARGET=offline --target gateway .
 #
+# `make release` builds the tokenserver and gateway images without Docker,
+# for linux/amd64 and arm64, and pushes them with the chart
+# (docs/deploying.md#releasing); keep its config in step with the targets
+# below (internal/release checks the entrypoints).
+#
 # Both run as the non-root user 65532. There is no shell or curl in the
 # images, so every image carries /tokenserver for its health check:
 # `/tokenserver healthcheck URL` exits 0 when URL answers 2xx.

@@ -29,7 +29,7 @@ LDFLAGS := $(if $(VERSION),-X $(BUILDINFO).version=$(VERSION)) $(if $(COMMIT),-X
 # Time each fuzz target gets in `make fuzz`.
 FUZZTIME ?= 20s
 
-.PHONY: help build run test bounds fuzz bench bench-deps fmt vet cross-vet lint keys clean compose-up compose-down offline-context compose-plugin helm client-tools chart-test
+.PHONY: release help build run test bounds fuzz bench bench-deps fmt vet cross-vet lint keys clean compose-up compose-down offline-context compose-plugin helm client-tools chart-test
 
 help:
 	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack, bin/registry (static, CGO_ENABLED=0)'
@@ -51,6 +51,7 @@ help:
 	@echo 'compose-down     stop it and remove its volume'
 	@echo 'offline-context  build, and the CA bundle into bin/, for the offline images'
 	@echo 'compose-plugin   build the docker compose v2 plugin once into ~/.cache (prints its path)'
+	@echo 'release     VERSION=1.4.0 REGISTRY=host[/path]: multi-arch images + SBOMs + chart, pushed without Docker (INSECURE=1: plain HTTP)'
 	@echo 'clean       remove bin/ and data/ (not the keys in certs/)'
 
 build:
@@ -187,6 +188,23 @@ compose-down:
 
 compose-plugin:
 	.ci/compose-plugin
+
+# make release VERSION=1.4.0 REGISTRY=registry.example.com/acme: the
+# services cross-built for RELEASE_PLATFORMS with LDFLAGS, as multi-arch
+# OCI images (no Docker daemon), an SPDX SBOM each as a referrer, and the
+# chart, pushed to REGISTRY with docker's logins; the digests are printed
+# and written with everything else to bin/release/VERSION
+# (cmd/release, docs/deploying.md#releasing). SOURCE_DATE_EPOCH (default:
+# the commit's time) makes a rebuild of a commit give the same digests.
+# INSECURE=1 talks plain HTTP to REGISTRY (a local one).
+RELEASE_PLATFORMS ?= linux/amd64,linux/arm64
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+release:
+	@if [ -z "$(REGISTRY)" ]; then echo 'make release: REGISTRY=host[:port][/path] is required'; exit 2; fi
+	@helm=$$(scripts/helm.sh) && \
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./cmd/release -version '$(VERSION)' -registry '$(REGISTRY)' \
+		$(if $(filter 1 yes true,$(INSECURE)),-insecure) -ldflags '$(LDFLAGS)' -commit '$(COMMIT)' \
+		-platforms '$(RELEASE_PLATFORMS)' -ca-bundle '$(CA_BUNDLE)' -helm "$$helm" -out '$(BIN)/release/$(VERSION)'
 
 clean:
 	rm -rf $(BIN) data

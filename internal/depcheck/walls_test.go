@@ -32,6 +32,12 @@ var walls = []Wall{
 		To:   []string{"internal/gateway/...", "cmd/gateway"},
 	},
 	{
+		Name:   "the release tool (a vendor's build tool) is no part of any program but cmd/release",
+		From:   []string{"..."},
+		Except: []string{"internal/release/...", "cmd/release"},
+		To:     []string{"internal/release/..."},
+	},
+	{
 		Name:   "test support is imported only by _test.go files",
 		From:   []string{"..."},
 		Except: []string{"internal/testsupport/..."},
