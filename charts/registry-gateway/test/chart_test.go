@@ -19,6 +19,8 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 )
 
 // No --kube-version anywhere: helm v4 built with `go install` takes its
@@ -69,7 +71,8 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	code := m.Run()
+	// accountstest.Main stops the PostgreSQL server the tests shared.
+	code := accountstest.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
