@@ -1,8 +1,17 @@
 package charttest
 
 import (
+	"encoding/json"
+	"maps"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 )
 
 // A misspelt key or a value of the wrong type inside a service's `config`
@@ -50,4 +59,56 @@ func TestSchemaRefusesBadConfig(t *testing.T) {
 	// duration is a string ("0" too: the decoder refuses the number 0).
 	mustRender(t, h, "", "--set-json", `gateway.config.trusted_proxies=null`, "--set-json", `tokenserver.config.rate_limit={"per_user_burst":null,"disabled":false}`,
 		"--set", "gateway.config.upstream.dial_timeout=1.5s", "--set-string", "tokenserver.config.licenses.cache_ttl=0")
+}
+
+// The Kubernetes objects the values pass through (the pods' security
+// contexts, tolerations, environment variables) are closed objects in the
+// schema, listing exactly the fields of their k8s.io/api types: a misspelt
+// field fails at `helm template` instead of being dropped or refused by
+// the API server half-way through an install. A new field in k8s.io/api
+// fails here until the schema lists it.
+func TestSchemaKubernetesObjects(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(chartDir, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Definitions map[string]struct {
+			Properties map[string]json.RawMessage `json:"properties"`
+		} `json:"definitions"`
+	}
+	if err := json.Unmarshal(data, &schema); err != nil {
+		t.Fatal(err)
+	}
+	for def, typ := range map[string]reflect.Type{
+		"podSecurityContext": reflect.TypeFor[corev1.PodSecurityContext](),
+		"securityContext":    reflect.TypeFor[corev1.SecurityContext](),
+		"toleration":         reflect.TypeFor[corev1.Toleration](),
+		"envVar":             reflect.TypeFor[corev1.EnvVar](),
+		"peer":               reflect.TypeFor[networkingv1.NetworkPolicyPeer](),
+	} {
+		var want []string
+		for i := range typ.NumField() {
+			want = append(want, strings.Split(typ.Field(i).Tag.Get("json"), ",")[0])
+		}
+		slices.Sort(want)
+		got := slices.Sorted(maps.Keys(schema.Definitions[def].Properties))
+		if !slices.Equal(got, want) {
+			t.Errorf("definitions.%s lists %v; %s has %v", def, got, typ, want)
+		}
+	}
+	h := helm(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--set", "securityContext.readOnlyRootFilesytem=true"}, "'readOnlyRootFilesytem' not allowed"},
+		{[]string{"--set", "podSecurityContext.runAsUser=nobody"}, "/podSecurityContext/runAsUser"},
+		{[]string{"--set", "tokenserver.tolerations[0].efect=NoSchedule"}, "'efect' not allowed"},
+		{[]string{"--set-json", `gateway.env=[{"value":"x"}]`}, "missing property 'name'"},
+	} {
+		if out, err := render(t, h, "", tc.args...); err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: err %v, output lacks %q:\n%s", tc.args, err, tc.want, out)
+		}
+	}
 }
