@@ -253,7 +253,8 @@ var chartConfigs = []struct {
 	{"gateway", Gateway},
 }
 
-// Header is the description of each generated subtree.
+// header is the description of each generated subtree: a reader of the
+// chart's schema learns where it comes from.
 const header = "the service's configuration file, one to one (docs/configuration.md); generated from its config structs by `make chart-schema`: do not edit"
 
 // UpdateChart returns the chart's values schema doc with the subtrees
@@ -289,8 +290,8 @@ func UpdateChart(doc []byte) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// ChartConfig is the subtree of the chart's schema that holds service's
-// configuration.
+// ChartConfig is the subtree of the chart's schema doc that holds the
+// configuration of service ("tokenserver" or "gateway").
 func ChartConfig(doc []byte, service string) (Schema, error) {
 	var root Schema
 	if err := json.Unmarshal(doc, &root); err != nil {
