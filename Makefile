@@ -29,13 +29,14 @@ LDFLAGS := $(if $(VERSION),-X $(BUILDINFO).version=$(VERSION)) $(if $(COMMIT),-X
 # Time each fuzz target gets in `make fuzz`.
 FUZZTIME ?= 20s
 
-.PHONY: release help build run test bounds fuzz bench bench-deps fmt vet cross-vet lint keys clean compose-up compose-down offline-context compose-plugin helm client-tools chart-test
+.PHONY: release help build run test bounds fuzz bench bench-deps fmt vet cross-vet lint keys clean compose-up compose-down offline-context compose-plugin helm client-tools chart-test chart-schema
 
 help:
 	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack, bin/registry (static, CGO_ENABLED=0)'
 	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing; TLS=1: HTTPS; LICENSES=sql: SQL accounts)'
 	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo), then chart-test'
 	@echo 'chart-test  the Helm chart: lint, render, strict decode, check-config (needs `make helm` once)'
+	@echo 'chart-schema  write the config schemas of both services into the chart values.schema.json (from the config structs)'
 	@echo 'helm        build the pinned helm CLI once, cached under ~/.cache/registry-gateway'
 	@echo 'client-tools  helm, cosign and oras built once into ~/.cache/registry-gateway for test/clients (cosign: minutes)'
 	@echo 'bounds      the memory, stack and allocation bounds: tests tagged //go:build bounds (not in make test)'
@@ -83,6 +84,12 @@ helm:
 # tests skip, unless REQUIRE_HELM/REQUIRE_COSIGN/REQUIRE_ORAS=1.
 client-tools:
 	@scripts/helm.sh && scripts/cosign.sh && scripts/oras.sh
+
+# The tokenserver.config and gateway.config subtrees of the chart's
+# values.schema.json are generated from the config structs
+# (internal/configschema); its test fails when the committed file drifts.
+chart-schema:
+	$(GO) run ./internal/configschema/cmd charts/registry-gateway/values.schema.json
 
 # Memory, stack and allocation bounds hold for one Go release on one kind
 # of machine: a Go upgrade may move them without a bug, so they live in

@@ -3,6 +3,7 @@ package accounts
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -137,16 +138,24 @@ func (e *SchemaError) Error() string {
 }
 
 // Version returns the schema version of the database, 0 for none.
-func (db *DB) Version(ctx context.Context) (int, error) {
+func (db *DB) Version(ctx context.Context) (int, error) { return db.version(ctx, db.db) }
+
+// querier is what version reads through: the pool, a connection or a
+// transaction.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (db *DB) version(ctx context.Context, q querier) (int, error) {
 	var n int
-	if err := db.db.QueryRowContext(ctx, db.d.q(db.d.tableExists), "schema_migrations").Scan(&n); err != nil {
+	if err := q.QueryRowContext(ctx, db.d.q(db.d.tableExists), "schema_migrations").Scan(&n); err != nil {
 		return 0, fmt.Errorf("accounts: reading the schema version: %w", err)
 	}
 	if n == 0 {
 		return 0, nil
 	}
 	var v sql.NullInt64
-	if err := db.db.QueryRowContext(ctx, "SELECT MAX(version) FROM schema_migrations").Scan(&v); err != nil {
+	if err := q.QueryRowContext(ctx, "SELECT MAX(version) FROM schema_migrations").Scan(&v); err != nil {
 		return 0, fmt.Errorf("accounts: reading the schema version: %w", err)
 	}
 	return int(v.Int64), nil
@@ -175,55 +184,103 @@ func (db *DB) Migrate(ctx context.Context, actor string) ([]int, error) {
 // MigrateTo applies the migrations up to version target, each in a
 // transaction of its own. A database newer than target is an error, not a
 // downgrade.
-func (db *DB) MigrateTo(ctx context.Context, actor string, target int) ([]int, error) {
+//
+// Runs at the same time (two replicas' migration Jobs, a Job and an
+// operator) are safe: each step is applied under the database's lock and
+// only when the version read under that lock says it is missing, so the
+// later runs wait and then find nothing (or less) to do. PostgreSQL's lock
+// is an advisory lock held for the whole run on one connection, which also
+// covers creating schema_migrations (concurrent CREATE TABLE IF NOT EXISTS
+// fails there); SQLite's is the write lock of each step's transaction,
+// BEGIN IMMEDIATE (sqliteDSN's _txlock), taken before the version is read.
+func (db *DB) MigrateTo(ctx context.Context, actor string, target int) (applied []int, err error) {
 	if target < 1 || target > SchemaVersion() {
 		return nil, fmt.Errorf("accounts: no schema version %d (this tokenserver knows 1 to %d)", target, SchemaVersion())
 	}
-	if _, err := db.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	// One connection: a PostgreSQL advisory lock belongs to its session.
+	conn, err := db.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: %w", err)
+	}
+	defer conn.Close()
+	if db.d.lockMigrations != "" {
+		if _, err := conn.ExecContext(ctx, db.d.lockMigrations, migrateLockKey); err != nil {
+			return nil, fmt.Errorf("accounts: waiting for the migration lock: %w", err)
+		}
+		defer func() {
+			// Not ctx: a cancelled run still lets the next one in.
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if _, uerr := conn.ExecContext(uctx, db.d.unlockMigrations, migrateLockKey); uerr != nil {
+				// The session would keep the lock in the pool: close it.
+				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+				err = errors.Join(err, fmt.Errorf("accounts: releasing the migration lock: %w", uerr))
+			}
+		}()
+	}
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
     version    INTEGER PRIMARY KEY,
     name       TEXT NOT NULL,
     applied_at BIGINT NOT NULL
 )`); err != nil {
 		return nil, fmt.Errorf("accounts: creating schema_migrations: %w", err)
 	}
-	have, err := db.Version(ctx)
+	have, err := db.version(ctx, conn)
 	if err != nil {
 		return nil, err
 	}
 	if have > SchemaVersion() {
 		return nil, &SchemaError{Have: have, Want: SchemaVersion()}
 	}
-	var applied []int
-	for _, m := range migrations[have:target] {
-		if err := db.apply(ctx, m, actor); err != nil {
+	for _, m := range migrations[min(have, target):target] {
+		done, err := db.apply(ctx, conn, m, actor)
+		if err != nil {
 			return applied, err
 		}
-		applied = append(applied, m.version)
+		if done {
+			applied = append(applied, m.version)
+		}
 	}
 	return applied, nil
 }
 
-func (db *DB) apply(ctx context.Context, m migration, actor string) error {
-	tx, err := db.db.BeginTx(ctx, nil)
+// migrateLockKey is the PostgreSQL advisory lock of MigrateTo, a constant
+// of its own ("rg-migr" in ASCII) so that it meets no other application's
+// lock in the same database.
+const migrateLockKey int64 = 0x72672d6d696772
+
+// apply applies m unless the database, read under the transaction's lock,
+// already has it (another run did), and says whether it did.
+func (db *DB) apply(ctx context.Context, conn *sql.Conn, m migration, actor string) (bool, error) {
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("accounts: migration %d: %w", m.version, err)
+		return false, fmt.Errorf("accounts: migration %d: %w", m.version, err)
 	}
 	defer tx.Rollback()
+	have, err := db.version(ctx, tx)
+	if err != nil {
+		return false, err
+	}
+	if have >= m.version {
+		return false, nil
+	}
 	for _, stmt := range statements(db.d.schema(m.script)) {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("accounts: migration %04d_%s: %w", m.version, m.name, err)
+			return false, fmt.Errorf("accounts: migration %04d_%s: %w", m.version, m.name, err)
 		}
 	}
 	now := db.clock().Unix()
 	if _, err := tx.ExecContext(ctx, db.d.q("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"),
 		m.version, m.name, now); err != nil {
-		// Most likely a second migrate running at the same time.
-		return fmt.Errorf("accounts: recording migration %d: %w", m.version, err)
+		return false, fmt.Errorf("accounts: recording migration %d: %w", m.version, err)
 	}
 	if _, err := tx.ExecContext(ctx, db.d.q(insertAudit), now, actor, "migrate", "", fmt.Sprintf("schema version %d (%s)", m.version, m.name)); err != nil {
-		return fmt.Errorf("accounts: migration %d: audit: %w", m.version, err)
+		return false, fmt.Errorf("accounts: migration %d: audit: %w", m.version, err)
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("accounts: migration %d: %w", m.version, err)
+	}
+	return true, nil
 }
 
 // statements splits a migration script at the semicolons that end a line,

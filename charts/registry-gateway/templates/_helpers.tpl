@@ -108,6 +108,8 @@ controller: both set X-Forwarded-For); admin.listen from
 tokenserver.admin, usage from usage. */}}
 {{- define "rg.tokenserver.config" -}}
 {{- $cfg := deepCopy .Values.tokenserver.config -}}
+{{- /* The service's own default is loopback, which no probe or Service reaches. */ -}}
+{{- if not $cfg.listen -}}{{- $_ := set $cfg "listen" "0.0.0.0:5001" -}}{{- end -}}
 {{- if not $cfg.service -}}{{- $_ := set $cfg "service" .Values.host -}}{{- end -}}
 {{- include "rg.trustProxies" (dict "root" . "cfg" $cfg) -}}
 {{- if .Values.tokenserver.admin.enabled -}}
@@ -220,6 +222,7 @@ usage.enabled, usage.endpoint (where left out) and usage.secret_file. */}}
 {{- define "rg.gateway.config" -}}
 {{- $ts := fromYaml (include "rg.tokenserver.config" .) -}}
 {{- $cfg := deepCopy .Values.gateway.config -}}
+{{- if not $cfg.listen -}}{{- $_ := set $cfg "listen" "0.0.0.0:5000" -}}{{- end -}}
 {{- include "rg.trustProxies" (dict "root" . "cfg" $cfg) -}}
 {{- if not $cfg.realm -}}{{- $_ := set $cfg "realm" (printf "https://%s/token" .Values.host) -}}{{- end -}}
 {{- if not $cfg.service -}}{{- $_ := set $cfg "service" $ts.service -}}{{- end -}}
@@ -273,18 +276,25 @@ one when the cluster can be asked (install, upgrade; not `helm template`). */}}
 {{- end -}}
 {{- end -}}
 
-{{/* NetworkPolicy egress rules: to CIDRs on TCP ports, and DNS. */}}
+{{/* A NetworkPolicy egress rule: to the CIDRs and peers (`to`, a
+NetworkPolicyPeer list) of a networkPolicy block, on its TCP ports. Nothing
+when both are empty: a rule without `to` would reach every address. */}}
 {{- define "rg.egress" -}}
+{{- if or .cidrs .to -}}
 - to:
     {{- range .cidrs }}
     - ipBlock:
         cidr: {{ . }}
+    {{- end }}
+    {{- with .to }}
+    {{- toYaml . | nindent 4 }}
     {{- end }}
   ports:
     {{- range .ports }}
     - protocol: TCP
       port: {{ . }}
     {{- end }}
+{{- end }}
 {{- end }}
 {{- define "rg.dnsEgress" -}}
 - ports:
@@ -295,10 +305,14 @@ one when the cluster can be asked (install, upgrade; not `helm template`). */}}
 {{- end }}
 
 {{/* The NetworkPolicy ingress rule of a component's metrics port: from
-networkPolicy.metricsFrom only; none when that is empty or there is no
+networkPolicy.metricsFrom and, with serviceMonitor.enabled, the Prometheus
+that scrapes (networkPolicy.prometheus); none when there is no peer or no
 metrics port (an empty `from` would admit everyone). */}}
 {{- define "rg.metricsIngress" -}}
-{{- $from := .root.Values.networkPolicy.metricsFrom -}}
+{{- $from := .root.Values.networkPolicy.metricsFrom | default list -}}
+{{- with include "rg.prometheusPeer" .root -}}
+{{- $from = append $from (fromYaml .) -}}
+{{- end -}}
 {{- if and $from (include "rg.metricsPort" .) -}}
 - from:
     {{- toYaml $from | nindent 4 }}
@@ -307,3 +321,37 @@ metrics port (an empty `from` would admit everyone). */}}
       port: metrics
 {{- end -}}
 {{- end }}
+
+{{/* The NetworkPolicyPeer of the Prometheus that scrapes the ServiceMonitors:
+networkPolicy.prometheus' selectors (both set: its pods in its namespaces),
+"" without serviceMonitor.enabled or without a selector. */}}
+{{- define "rg.prometheusPeer" -}}
+{{- if .Values.serviceMonitor.enabled -}}
+{{- $p := .Values.networkPolicy.prometheus | default dict -}}
+{{- $peer := dict -}}
+{{- with $p.namespaceSelector }}{{ $_ := set $peer "namespaceSelector" . }}{{ end -}}
+{{- with $p.podSelector }}{{ $_ := set $peer "podSelector" . }}{{ end -}}
+{{- with $peer }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+{{- end }}
+
+{{/* "true" when the token service's licence backends include licenses.http,
+whose API the NetworkPolicy's licenseAPI egress is for. */}}
+{{- define "rg.hasHTTP" -}}
+{{- $l := .Values.tokenserver.config.licenses -}}
+{{- if and (kindIs "map" $l) (kindIs "map" $l.http) -}}
+{{- if $l.http -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* With licenses.sql: "true" when the migration Job runs (refusing SQLite,
+a file that each pod would have a copy of), "" otherwise. */}}
+{{- define "rg.migrate" -}}
+{{- if include "rg.hasSQL" . -}}
+{{- $driver := .Values.tokenserver.config.licenses.sql.driver | default "" | toString -}}
+{{- if ne $driver "postgres" -}}
+{{- fail (printf "tokenserver.config.licenses.sql.driver %q: the chart runs replicas, each pod with a read-only file system: use postgres (SQLite is a file on one host)" $driver) -}}
+{{- end -}}
+{{- if .Values.tokenserver.migrationJob.enabled -}}true{{- end -}}
+{{- end -}}
+{{- end -}}

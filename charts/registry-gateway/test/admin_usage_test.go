@@ -326,7 +326,7 @@ func TestAdminAndUsageRefused(t *testing.T) {
 		{[]string{"--set", "usage.enable=true"}, "enable"},
 		{[]string{"--set", "tokenserver.admin.from[0]=everyone"}, "from"},
 	} {
-		out, err := run(t, h, append([]string{"template", release, chartDir, "--namespace", namespace, "--kube-version", kubeVersion}, tc.args...)...)
+		out, err := run(t, h, append([]string{"template", release, chartDir, "--namespace", namespace}, tc.args...)...)
 		if err == nil || !strings.Contains(out, tc.want) {
 			t.Errorf("%v: err %v, output lacks %q:\n%s", tc.args, err, tc.want, out)
 		}

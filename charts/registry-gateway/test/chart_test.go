@@ -13,35 +13,44 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 )
 
+// No --kube-version anywhere: helm v4 built with `go install` takes its
+// default cluster version from the client-go it was built with (1.37 for
+// v4.3.2), which meets the chart's kubeVersion, so the commands the docs
+// show work as printed (TestDocumentedCommands).
 const (
-	// kubeVersion is the cluster version rendered for: a helm built with
-	// `go install` (no release ldflags) assumes Kubernetes 1.20.
-	kubeVersion = "1.33.0"
-	chartDir    = ".."
-	repoRoot    = "../../.."
-	release     = "rg"
-	namespace   = "registry"
+	chartDir  = ".."
+	repoRoot  = "../../.."
+	release   = "rg"
+	namespace = "registry"
 )
 
-// valuesFiles are the realistic installations under ../ci; "" is the
-// chart's defaults.
-var valuesFiles = []string{
-	"",
-	"ci/ingress-certmanager-values.yaml",
-	"ci/existing-secret-values.yaml",
-	"ci/hpa-values.yaml",
-	"ci/http-license-values.yaml",
-	"ci/ecr-irsa-values.yaml",
-	"ci/files-from-values-values.yaml",
-	"ci/sql-admin-usage-values.yaml",
-}
+// valuesFiles are the chart's defaults ("") and every values file it
+// ships: the documented examples under ../examples (one per licence
+// backend) and the realistic installations under ../ci. Found, not
+// listed, so that a new example is rendered, linted and checked too.
+var valuesFiles = func() []string {
+	out := []string{""}
+	for _, dir := range []string{"examples", "ci"} {
+		files, err := filepath.Glob(filepath.Join(chartDir, dir, "*.yaml"))
+		if err != nil {
+			panic(err)
+		}
+		for _, f := range files {
+			out = append(out, filepath.Join(dir, filepath.Base(f)))
+		}
+	}
+	return out
+}()
 
 // bins holds bin/tokenserver and bin/gateway, built once by TestMain from
 // the product module.
@@ -62,7 +71,8 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	code := m.Run()
+	// accountstest.Main stops the PostgreSQL server the tests shared.
+	code := accountstest.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -104,7 +114,7 @@ func run(t *testing.T, name string, args ...string) (string, error) {
 // and extra arguments.
 func render(t *testing.T, h, values string, extra ...string) (string, error) {
 	t.Helper()
-	args := []string{"template", release, chartDir, "--namespace", namespace, "--kube-version", kubeVersion}
+	args := []string{"template", release, chartDir, "--namespace", namespace}
 	if values != "" {
 		args = append(args, "-f", filepath.Join(chartDir, values))
 	}
@@ -123,6 +133,7 @@ type manifest struct {
 	ingresses    map[string]*networkingv1.Ingress
 	policies     map[string]*networkingv1.NetworkPolicy
 	monitors     map[string]*serviceMonitor
+	jobs         map[string]*batchv1.Job
 	kindsInOrder []string
 }
 
@@ -175,6 +186,7 @@ func decode(t *testing.T, out string) *manifest {
 		accounts: map[string]*corev1.ServiceAccount{}, pdbs: map[string]*policyv1.PodDisruptionBudget{},
 		hpas: map[string]*autoscalingv2.HorizontalPodAutoscaler{}, ingresses: map[string]*networkingv1.Ingress{},
 		policies: map[string]*networkingv1.NetworkPolicy{}, monitors: map[string]*serviceMonitor{},
+		jobs: map[string]*batchv1.Job{},
 	}
 	for _, doc := range docSep.Split(out, -1) {
 		js, err := yaml.YAMLToJSON([]byte(doc))
@@ -221,6 +233,8 @@ func decode(t *testing.T, out string) *manifest {
 			obj = put(m.policies, name)
 		case "monitoring.coreos.com/v1/ServiceMonitor":
 			obj = put(m.monitors, name)
+		case "batch/v1/Job":
+			obj = put(m.jobs, name)
 		default:
 			t.Fatalf("unexpected object %s %q", gvk, name)
 		}
@@ -251,7 +265,7 @@ func checkConfig(t *testing.T, service, config string) (string, error) {
 func TestLint(t *testing.T) {
 	h := helm(t)
 	for _, v := range valuesFiles {
-		args := []string{"lint", "--strict", "--kube-version", kubeVersion, chartDir}
+		args := []string{"lint", "--strict", chartDir}
 		if v != "" {
 			args = append(args, "-f", filepath.Join(chartDir, v))
 		}
@@ -293,6 +307,7 @@ func TestRender(t *testing.T) {
 // checkPolicies asserts what every installation must have.
 func checkPolicies(t *testing.T, m *manifest, values string) {
 	t.Helper()
+	checkJobs(t, m, values)
 	if len(m.deployments) != 2 {
 		t.Fatalf("%d Deployments, want 2", len(m.deployments))
 	}
@@ -386,6 +401,57 @@ func checkPolicies(t *testing.T, m *manifest, values string) {
 		}
 		if svc := m.services[name]; svc == nil || !subset(svc.Spec.Selector, d.Spec.Template.Labels) {
 			t.Errorf("%s: no Service selecting its pods", name)
+		}
+	}
+}
+
+// checkJobs asserts what the migration Job must keep: a hook before install
+// and upgrade, the token service's configuration and files, the pods'
+// restrictions, and an objects of its own for each thing it mounts.
+func checkJobs(t *testing.T, m *manifest, values string) {
+	t.Helper()
+	for name, j := range m.jobs {
+		if name != migrateName {
+			t.Errorf("unexpected Job %s", name)
+			continue
+		}
+		if j.Annotations["helm.sh/hook"] != "pre-install,pre-upgrade" {
+			t.Errorf("%s: hook %q", name, j.Annotations["helm.sh/hook"])
+		}
+		spec := j.Spec.Template.Spec
+		if spec.RestartPolicy != corev1.RestartPolicyNever || spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+			t.Errorf("%s: restartPolicy %s, automount %v", name, spec.RestartPolicy, spec.AutomountServiceAccountToken)
+		}
+		if psc := spec.SecurityContext; psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot {
+			t.Errorf("%s: pod securityContext %+v", name, psc)
+		}
+		c := spec.Containers[0]
+		if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			t.Errorf("%s: container securityContext %+v", name, sc)
+		}
+		// The token service's image and configuration.
+		ts := m.deployments[tsName].Spec.Template.Spec.Containers[0]
+		if c.Image != ts.Image || !slices.Equal(c.Command, ts.Command) {
+			t.Errorf("%s: runs %s %v, the token service %s %v", name, c.Image, c.Command, ts.Image, ts.Command)
+		}
+		for _, v := range spec.Volumes {
+			switch {
+			case v.ConfigMap != nil:
+				cm := m.configMaps[v.ConfigMap.Name]
+				if cm == nil || cm.Annotations["helm.sh/hook"] != j.Annotations["helm.sh/hook"] {
+					t.Errorf("%s: ConfigMap %s is not a hook of its own (the release's objects do not exist yet)", name, v.ConfigMap.Name)
+				} else if cm.Data["tokenserver.yaml"] != m.configMaps[tsName].Data["tokenserver.yaml"] {
+					t.Errorf("%s: its configuration differs from the token service's:\n%s", name, cm.Data["tokenserver.yaml"])
+				}
+			case v.Secret != nil:
+				if sec := m.secrets[v.Secret.SecretName]; sec != nil {
+					if sec.Annotations["helm.sh/hook"] != j.Annotations["helm.sh/hook"] {
+						t.Errorf("%s: Secret %s is not a hook", name, sec.Name)
+					}
+				} else if given := readValues(t, values) + readValues(t, ""); !strings.Contains(given, "existingSecret: "+v.Secret.SecretName) {
+					t.Errorf("%s: volume %s names Secret %s, neither rendered nor given", name, v.Name, v.Secret.SecretName)
+				}
+			}
 		}
 	}
 }

@@ -10,8 +10,9 @@ import (
 )
 
 const (
-	tsName = release + "-registry-gateway-tokenserver"
-	gwName = release + "-registry-gateway-gateway"
+	tsName      = release + "-registry-gateway-tokenserver"
+	gwName      = release + "-registry-gateway-gateway"
+	migrateName = release + "-registry-gateway-migrate"
 )
 
 func mustRender(t *testing.T, h, values string, extra ...string) *manifest {
@@ -178,8 +179,9 @@ func TestMetricsPort(t *testing.T) {
 		if !subset(mon.Spec.Selector.MatchLabels, svc.Labels) || subset(mon.Spec.Selector.MatchLabels, m.services[name].Labels) {
 			t.Errorf("ServiceMonitor selector %v: metrics Service %v, customer Service %v", mon.Spec.Selector.MatchLabels, svc.Labels, m.services[name].Labels)
 		}
-		// The metrics port: from the monitoring namespace only; the
-		// customer port: not from it.
+		// The metrics port: from metricsFrom (the monitoring namespace)
+		// and, with the ServiceMonitors, networkPolicy.prometheus (its
+		// Prometheus pods there) only; the customer port: from neither.
 		var metricsRules int
 		for _, r := range m.policies[name].Spec.Ingress {
 			for _, p := range r.Ports {
@@ -192,7 +194,9 @@ func TestMetricsPort(t *testing.T) {
 					continue
 				}
 				metricsRules++
-				if len(r.From) != 1 || r.From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
+				if len(r.From) != 2 || r.From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" || r.From[0].PodSelector != nil ||
+					r.From[1].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" ||
+					r.From[1].PodSelector == nil || r.From[1].PodSelector.MatchLabels["app.kubernetes.io/name"] != "prometheus" {
 					t.Errorf("%s: metrics port open to %+v", name, r.From)
 				}
 			}

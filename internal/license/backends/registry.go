@@ -18,3 +18,8 @@ var registry = map[string]license.Decoder{
 	"http": httpbackend.Decode,
 	"sql":  sqlbackend.Decode,
 }
+
+// Decoder is the Decode of the backend key names, nil for no backend: for
+// what describes the licenses section from outside (the chart's values
+// schema, internal/configschema).
+func Decoder(key string) license.Decoder { return registry[key] }
