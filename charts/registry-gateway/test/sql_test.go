@@ -215,6 +215,34 @@ func TestNetworkPolicyEgress(t *testing.T) {
 	}
 }
 
+// A service with tracing.endpoint set reaches the trace collector of
+// networkPolicy.tracing (by default any address on 4318, OTLP/HTTP's port);
+// with tracing off it gets no such rule.
+func TestNetworkPolicyTracingEgress(t *testing.T) {
+	h := helm(t)
+	off := mustRender(t, h, "")
+	on := mustRender(t, h, "",
+		"--set", "gateway.config.tracing.endpoint=http://otel-collector.observability:4318",
+		"--set", "tokenserver.config.tracing.endpoint=http://otel-collector.observability:4318",
+		"--set-json", `networkPolicy.tracing={"cidrs":[],"to":[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"observability"}}}],"ports":[4318]}`)
+	for _, name := range []string{tsName, gwName} {
+		if got := egressRules(off.policies[name]); slices.Contains(got, "ns=observability:4318") || slices.Contains(got, "0.0.0.0/0:4318") {
+			t.Errorf("%s: tracing off, egress %v reaches a collector", name, got)
+		}
+		if got := egressRules(on.policies[name]); !slices.Contains(got, "ns=observability:4318") {
+			t.Errorf("%s: tracing on, egress %v has no rule to the collector", name, got)
+		}
+	}
+	// Only the service whose config has the endpoint gets the rule.
+	gwOnly := mustRender(t, h, "", "--set", "gateway.config.tracing.endpoint=http://collector:4318")
+	if got := egressRules(gwOnly.policies[gwName]); !slices.Contains(got, "0.0.0.0/0:4318") {
+		t.Errorf("gateway egress %v, want the default collector rule", got)
+	}
+	if got := egressRules(gwOnly.policies[tsName]); slices.Contains(got, "0.0.0.0/0:4318") {
+		t.Errorf("token service egress %v: its tracing is off", got)
+	}
+}
+
 // With serviceMonitor.enabled the NetworkPolicies let the Prometheus of
 // networkPolicy.prometheus (by default kube-prometheus-stack's pods in
 // `monitoring`) reach both metrics ports, and nothing else; without
