@@ -58,7 +58,7 @@ build:
 # devstack generates the keys itself when they are missing; `keys` first
 # only so that keygen's summary is printed.
 run: build keys
-	$(BIN)/devstack -licenses $(LICENSES) $(if $(filter 1 yes true,$(TLS)),-tls) $(DEVSTACK_FLAGS)
+	$(BIN)/devstack -bin $(BIN) -licenses $(LICENSES) $(if $(filter 1 yes true,$(TLS)),-tls) $(DEVSTACK_FLAGS)
 
 # Every package with -race: the whole run takes about a minute on 2 cores,
 # well under what is worth splitting packages for. -count=1: the tests use
