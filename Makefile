@@ -29,13 +29,14 @@ LDFLAGS := $(if $(VERSION),-X $(BUILDINFO).version=$(VERSION)) $(if $(COMMIT),-X
 # Time each fuzz target gets in `make fuzz`.
 FUZZTIME ?= 20s
 
-.PHONY: help build run test bounds fuzz bench bench-deps fmt vet cross-vet lint keys clean compose-up compose-down offline-context compose-plugin helm chart-test
+.PHONY: help build run test bounds fuzz bench bench-deps fmt vet cross-vet lint keys clean compose-up compose-down offline-context compose-plugin helm chart-test monitoring-test
 
 help:
 	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack, bin/registry (static, CGO_ENABLED=0)'
 	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing; TLS=1: HTTPS; LICENSES=sql: SQL accounts)'
-	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo), then chart-test'
+	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo), then chart-test and monitoring-test'
 	@echo 'chart-test  the Helm chart: lint, render, strict decode, check-config (needs `make helm` once)'
+	@echo 'monitoring-test  deploy/monitoring: the alert rules and dashboard parse, and name only metrics the running services export'
 	@echo 'helm        build the pinned helm CLI once, cached under ~/.cache/registry-gateway'
 	@echo 'bounds      the memory, stack and allocation bounds: tests tagged //go:build bounds (not in make test)'
 	@echo 'fuzz        every Fuzz* test of the module for FUZZTIME (default 20s) each'
@@ -67,12 +68,21 @@ test: vet
 	$(GO) test -race -count=1 ./...
 	cd bench && $(GO) test -race -count=1 ./...
 	$(MAKE) chart-test
+	$(MAKE) monitoring-test
 
 # The chart's tests are a module of their own (k8s.io/api stays out of the
 # product's go.mod). Without a cached helm they skip with a hint, unless
 # CI=true or REQUIRE_HELM=1.
 chart-test:
 	cd charts/registry-gateway/test && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+# The monitoring tests are a module of their own too: they parse the alert
+# rules and the dashboard with github.com/prometheus/prometheus's parsers,
+# which stay out of the product's go.mod.
+MONITORING_TEST := deploy/monitoring/test
+
+monitoring-test:
+	cd $(MONITORING_TEST) && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 
 helm:
 	@scripts/helm.sh
@@ -120,9 +130,9 @@ bench-deps:
 			|| echo "bench-deps: $(NGINX_PKGS) not installed; the bench skips the nginx contenders"; \
 	else echo "bench-deps: no apt-get (or no root): install $(NGINX_PKGS) for the nginx contenders; the bench skips them"; fi
 
-# Go code lives in these folders; bench/ and charts/registry-gateway/test
-# are modules of their own.
-GO_DIRS := cmd internal pkg test bench charts
+# Go code lives in these folders; bench/, charts/registry-gateway/test and
+# deploy/monitoring/test are modules of their own.
+GO_DIRS := cmd internal pkg test bench charts deploy
 
 fmt:
 	gofmt -w $(GO_DIRS)
@@ -130,6 +140,7 @@ fmt:
 vet:
 	$(GO) vet ./...
 	cd bench && $(GO) vet ./...
+	cd $(MONITORING_TEST) && $(GO) vet ./...
 
 # The module must build on macOS and Windows too (a vendor's engineer runs
 # `make run` on a Mac): go vet compiles every package with its test files
@@ -157,7 +168,8 @@ cross-vet:
 lint: vet cross-vet
 	@files=$$(gofmt -l $(GO_DIRS)); \
 	if [ -n "$$files" ]; then echo "gofmt needed:"; echo "$$files"; exit 1; fi
-	@sc=$$(scripts/staticcheck.sh) && echo "$$sc ./..." && $$sc ./... && echo "(cd bench && $$sc ./...)" && cd bench && $$sc ./...
+	@sc=$$(scripts/staticcheck.sh) && echo "$$sc ./..." && $$sc ./... && echo "(cd bench && $$sc ./...)" && (cd bench && $$sc ./...) \
+		&& echo "(cd $(MONITORING_TEST) && $$sc ./...)" && cd $(MONITORING_TEST) && $$sc ./...
 
 keys: build
 	@if [ -f $(CERTS)/token.key ]; then echo "$(CERTS)/token.key exists; keeping it (bin/tokenserver keygen -dir $(CERTS) -force replaces it)"; \
