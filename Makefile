@@ -47,7 +47,7 @@ help:
 	@echo 'lint        gofmt (fail if it would change a file), go vet, cross-vet, staticcheck (pinned, cached under ~/.cache/registry-gateway)'
 	@echo 'cross-vet   go vet ./... for each of CROSS_TARGETS (default darwin/arm64 windows/amd64): the module builds off Linux'
 	@echo 'keys        certs/token.key and friends, unless they exist'
-	@echo 'compose-up  the same stack with Docker Compose, built offline (BUILD_TARGET=release: golang + distroless)'
+	@echo 'compose-up  the same stack with Docker Compose, built offline (BUILD_TARGET=release: golang + distroless); ports and subnet in .env'
 	@echo 'compose-down     stop it and remove its volume'
 	@echo 'offline-context  build, and the CA bundle into bin/, for the offline images'
 	@echo 'compose-plugin   build the docker compose v2 plugin once into ~/.cache (prints its path)'
@@ -178,15 +178,24 @@ keys: build
 offline-context: build
 	cp $(CA_BUNDLE) $(BIN)/ca-certificates.crt
 
+# What compose reads for NAME: the environment's value, else .env's (the
+# stack's ports and network are set there only).
+compose_env = $(or $($(1)),$(shell sed -n 's/^$(1)=//p' .env))
+# The registry's host:port as clients name it: GATEWAY_URL's, else
+# localhost and GATEWAY_PORT, as compose.yaml makes the realm.
+COMPOSE_GATEWAY_URL = $(or $(call compose_env,GATEWAY_URL),http://localhost:$(call compose_env,GATEWAY_PORT))
+COMPOSE_HOST = $(patsubst https://%,%,$(patsubst http://%,%,$(COMPOSE_GATEWAY_URL)))
+
 # --wait: returns once every service is healthy and the demo images are
 # pushed; the services keep running.
 compose-up: keys offline-context
 	BUILD_TARGET=$(BUILD_TARGET) HOST_UID=$$(id -u) HOST_GID=$$(id -g) docker compose up --build --wait
 	@echo 'Up. Try:'
-	@echo '  printf demo-api-token | docker login localhost:5000 -u demo@example.com --password-stdin'
-	@echo '  docker pull localhost:5000/stable/hello:1.0'
-	@echo '  docker pull localhost:5000/beta/hello:1.0    # refused: no licence for beta'
-	@echo 'make compose-down stops it and removes its data.'
+	@echo '  printf demo-api-token | docker login $(COMPOSE_HOST) -u demo@example.com --password-stdin'
+	@echo '  docker pull $(COMPOSE_HOST)/stable/hello:1.0'
+	@echo '  docker pull $(COMPOSE_HOST)/beta/hello:1.0    # refused: no licence for beta'
+	@echo 'Metrics: http://127.0.0.1:$(call compose_env,GATEWAY_METRICS_PORT)/metrics (gateway), http://127.0.0.1:$(call compose_env,TOKEN_METRICS_PORT)/metrics (token service)'
+	@echo 'Ports and network: .env. make compose-down stops it and removes its data.'
 
 compose-down:
 	docker compose down -v

@@ -20,14 +20,15 @@ var envRef = regexp.MustCompile(`\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}\n]*)
 // error naming it and its line, as is a "${" that is not a reference, so
 // that a typo never reaches the service as text; every such problem is
 // listed. $${ stands for a literal "${". Nothing else is touched: "$"
-// alone (JSON paths such as $.user.email) stays as it is. Values go in as
+// alone (JSON paths such as $.user.email) stays as it is, and so do
+// comment lines (a "#" first), which may name the references. Values go in as
 // they are, unquoted: they come from the operator's environment, as the
 // file itself comes from the operator.
 func ExpandEnv(data []byte, lookup func(string) (string, bool)) ([]byte, error) {
 	var errs []error
 	lines := bytes.SplitAfter(data, []byte("\n"))
 	for i, line := range lines {
-		if !bytes.Contains(line, []byte("${")) {
+		if !bytes.Contains(line, []byte("${")) || bytes.HasPrefix(bytes.TrimLeft(line, " \t"), []byte("#")) {
 			continue
 		}
 		if bytes.Contains(envRef.ReplaceAll(line, nil), []byte("${")) {

@@ -8,13 +8,15 @@ import (
 func TestExpandEnv(t *testing.T) {
 	env := map[string]string{"GATEWAY_URL": "http://localhost:6000", "EMPTY": "", "ADDR": "172.31.9.20"}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	in := `realm: ${GATEWAY_URL}/token
+	in := `# realm: ${GATEWAY_URL}/token, and "${" alone in a comment
+realm: ${GATEWAY_URL}/token
 trusted_proxies: [${ADDR}, "${UNSET:-10.0.0.1}"]
 listen: ${EMPTY:-0.0.0.0:5000}
 username_path: $.user.email
 literal: "$${NOT_A_REF}"
 `
-	want := `realm: http://localhost:6000/token
+	want := `# realm: ${GATEWAY_URL}/token, and "${" alone in a comment
+realm: http://localhost:6000/token
 trusted_proxies: [172.31.9.20, "10.0.0.1"]
 listen: 0.0.0.0:5000
 username_path: $.user.email
