@@ -64,8 +64,8 @@ type Options struct {
 	UpstreamHtpasswd string
 	// DataDir holds the upstream registry's storage; default data/registry.
 	DataDir string
-	// BinDir holds the built commands (tokenserver) the printed lines run;
-	// default bin.
+	// BinDir holds the built commands (tokenserver) the printed lines run,
+	// relative to Dir; default bin.
 	BinDir string
 	// Addresses override the listen addresses of the configuration files
 	// (gateway listen, token service listen, the host of the gateway's
