@@ -29,14 +29,15 @@ LDFLAGS := $(if $(VERSION),-X $(BUILDINFO).version=$(VERSION)) $(if $(COMMIT),-X
 # Time each fuzz target gets in `make fuzz`.
 FUZZTIME ?= 20s
 
-.PHONY: release help build run test bounds fuzz bench bench-deps fmt vet cross-vet lint keys clean compose-up compose-down offline-context compose-plugin helm client-tools chart-test chart-schema
+.PHONY: release help build run test bounds fuzz bench bench-deps fmt vet cross-vet lint keys clean compose-up compose-down offline-context compose-plugin helm client-tools chart-test chart-schema monitoring-test
 
 help:
 	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack, bin/registry (static, CGO_ENABLED=0)'
 	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing; TLS=1: HTTPS; LICENSES=sql: SQL accounts)'
-	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo), then chart-test'
+	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo), then chart-test and monitoring-test'
 	@echo 'chart-test  the Helm chart: lint, render, strict decode, check-config (needs `make helm` once)'
 	@echo 'chart-schema  write the config schemas of both services into the chart values.schema.json (from the config structs)'
+	@echo 'monitoring-test  deploy/monitoring: the alert rules and dashboard parse, and name only metrics the running services export'
 	@echo 'helm        build the pinned helm CLI once, cached under ~/.cache/registry-gateway'
 	@echo 'client-tools  helm, cosign and oras built once into ~/.cache/registry-gateway for test/clients (cosign: minutes)'
 	@echo 'bounds      the memory, stack and allocation bounds: tests tagged //go:build bounds (not in make test)'
@@ -48,7 +49,7 @@ help:
 	@echo 'lint        gofmt (fail if it would change a file), go vet, cross-vet, staticcheck (pinned, cached under ~/.cache/registry-gateway)'
 	@echo 'cross-vet   go vet ./... for each of CROSS_TARGETS (default darwin/arm64 windows/amd64): the module builds off Linux'
 	@echo 'keys        certs/token.key and friends, unless they exist'
-	@echo 'compose-up  the same stack with Docker Compose, built offline (BUILD_TARGET=release: golang + distroless)'
+	@echo 'compose-up  the same stack with Docker Compose, built offline (BUILD_TARGET=release: golang + distroless); ports and subnet in .env'
 	@echo 'compose-down     stop it and remove its volume'
 	@echo 'offline-context  build, and the CA bundle into bin/, for the offline images'
 	@echo 'compose-plugin   build the docker compose v2 plugin once into ~/.cache (prints its path)'
@@ -61,7 +62,7 @@ build:
 # devstack generates the keys itself when they are missing; `keys` first
 # only so that keygen's summary is printed.
 run: build keys
-	$(BIN)/devstack -licenses $(LICENSES) $(if $(filter 1 yes true,$(TLS)),-tls) $(DEVSTACK_FLAGS)
+	$(BIN)/devstack -bin $(BIN) -licenses $(LICENSES) $(if $(filter 1 yes true,$(TLS)),-tls) $(DEVSTACK_FLAGS)
 
 # Every package with -race: the whole run takes about a minute on 2 cores,
 # well under what is worth splitting packages for. -count=1: the tests use
@@ -70,12 +71,21 @@ test: vet
 	$(GO) test -race -count=1 ./...
 	cd bench && $(GO) test -race -count=1 ./...
 	$(MAKE) chart-test
+	$(MAKE) monitoring-test
 
 # The chart's tests are a module of their own (k8s.io/api stays out of the
 # product's go.mod). Without a cached helm they skip with a hint, unless
 # CI=true or REQUIRE_HELM=1.
 chart-test:
 	cd charts/registry-gateway/test && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+# The monitoring tests are a module of their own too: they parse the alert
+# rules and the dashboard with github.com/prometheus/prometheus's parsers,
+# which stay out of the product's go.mod.
+MONITORING_TEST := deploy/monitoring/test
+
+monitoring-test:
+	cd $(MONITORING_TEST) && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 
 helm:
 	@scripts/helm.sh
@@ -134,9 +144,9 @@ bench-deps:
 			|| echo "bench-deps: $(NGINX_PKGS) not installed; the bench skips the nginx contenders"; \
 	else echo "bench-deps: no apt-get (or no root): install $(NGINX_PKGS) for the nginx contenders; the bench skips them"; fi
 
-# Go code lives in these folders; bench/ and charts/registry-gateway/test
-# are modules of their own.
-GO_DIRS := cmd internal pkg test bench charts
+# Go code lives in these folders; bench/, charts/registry-gateway/test and
+# deploy/monitoring/test are modules of their own.
+GO_DIRS := cmd internal pkg test bench charts deploy
 
 fmt:
 	gofmt -w $(GO_DIRS)
@@ -144,6 +154,7 @@ fmt:
 vet:
 	$(GO) vet ./...
 	cd bench && $(GO) vet ./...
+	cd $(MONITORING_TEST) && $(GO) vet ./...
 
 # The module must build on macOS and Windows too (a vendor's engineer runs
 # `make run` on a Mac): go vet compiles every package with its test files
@@ -171,7 +182,8 @@ cross-vet:
 lint: vet cross-vet
 	@files=$$(gofmt -l $(GO_DIRS)); \
 	if [ -n "$$files" ]; then echo "gofmt needed:"; echo "$$files"; exit 1; fi
-	@sc=$$(scripts/staticcheck.sh) && echo "$$sc ./..." && $$sc ./... && echo "(cd bench && $$sc ./...)" && cd bench && $$sc ./...
+	@sc=$$(scripts/staticcheck.sh) && echo "$$sc ./..." && $$sc ./... && echo "(cd bench && $$sc ./...)" && (cd bench && $$sc ./...) \
+		&& echo "(cd $(MONITORING_TEST) && $$sc ./...)" && cd $(MONITORING_TEST) && $$sc ./...
 
 keys: build
 	@if [ -f $(CERTS)/token.key ]; then echo "$(CERTS)/token.key exists; keeping it (bin/tokenserver keygen -dir $(CERTS) -force replaces it)"; \
@@ -180,15 +192,24 @@ keys: build
 offline-context: build
 	cp $(CA_BUNDLE) $(BIN)/ca-certificates.crt
 
+# What compose reads for NAME: the environment's value, else .env's (the
+# stack's ports and network are set there only).
+compose_env = $(or $($(1)),$(shell sed -n 's/^$(1)=//p' .env))
+# The registry's host:port as clients name it: GATEWAY_URL's, else
+# localhost and GATEWAY_PORT, as compose.yaml makes the realm.
+COMPOSE_GATEWAY_URL = $(or $(call compose_env,GATEWAY_URL),http://localhost:$(call compose_env,GATEWAY_PORT))
+COMPOSE_HOST = $(patsubst https://%,%,$(patsubst http://%,%,$(COMPOSE_GATEWAY_URL)))
+
 # --wait: returns once every service is healthy and the demo images are
 # pushed; the services keep running.
 compose-up: keys offline-context
 	BUILD_TARGET=$(BUILD_TARGET) HOST_UID=$$(id -u) HOST_GID=$$(id -g) docker compose up --build --wait
 	@echo 'Up. Try:'
-	@echo '  printf demo-api-token | docker login localhost:5000 -u demo@example.com --password-stdin'
-	@echo '  docker pull localhost:5000/stable/hello:1.0'
-	@echo '  docker pull localhost:5000/beta/hello:1.0    # refused: no licence for beta'
-	@echo 'make compose-down stops it and removes its data.'
+	@echo '  printf demo-api-token | docker login $(COMPOSE_HOST) -u demo@example.com --password-stdin'
+	@echo '  docker pull $(COMPOSE_HOST)/stable/hello:1.0'
+	@echo '  docker pull $(COMPOSE_HOST)/beta/hello:1.0    # refused: no licence for beta'
+	@echo 'Metrics: http://127.0.0.1:$(call compose_env,GATEWAY_METRICS_PORT)/metrics (gateway), http://127.0.0.1:$(call compose_env,TOKEN_METRICS_PORT)/metrics (token service)'
+	@echo 'Ports and network: .env. make compose-down stops it and removes its data.'
 
 compose-down:
 	docker compose down -v

@@ -56,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.GatewayConfig, "gateway-config", "deploy/gateway.yaml", "gateway configuration")
 	fs.StringVar(&opts.UpstreamHtpasswd, "upstream-htpasswd", "deploy/upstream.htpasswd", "htpasswd file of the upstream registry")
 	fs.StringVar(&opts.DataDir, "data", "data/registry", "storage of the upstream registry")
+	fs.StringVar(&opts.BinDir, "bin", "bin", "directory of the built tokenserver (relative to -dir), which the printed commands name by its absolute path")
 	fs.StringVar(&opts.GatewayAddr, "gateway-addr", "", "gateway listen address (default: listen in the gateway configuration, 127.0.0.1:5000)")
 	fs.StringVar(&opts.TokenServerAddr, "tokenserver-addr", "", "token service listen address (default: its configuration, 127.0.0.1:5001)")
 	fs.StringVar(&opts.UpstreamAddr, "upstream-addr", "", "upstream registry listen address (default: the host of the gateway's upstream.url, 127.0.0.1:5002)")

@@ -20,6 +20,7 @@ import (
 
 	"github.com/acme/registry-gateway/internal/buildinfo"
 	"github.com/acme/registry-gateway/internal/checkconfig"
+	"github.com/acme/registry-gateway/internal/configfile"
 	"github.com/acme/registry-gateway/internal/gateway"
 	"github.com/acme/registry-gateway/internal/pullreport"
 )
@@ -37,7 +38,7 @@ func main() {
 }
 
 // usage lists every form of the command line; -h prints it too.
-const usage = `usage: gateway -config FILE [-check]
+const usage = `usage: gateway -config FILE [-check] [-expand-env]
        gateway check-config [-skip-files] FILE
        gateway report [--refused] [--format table|csv|json] [FILE...]
        gateway version`
@@ -65,6 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	configPath := fs.String("config", "", "YAML configuration `file`")
 	check := fs.Bool("check", false, "validate the configuration and exit")
+	expandEnv := fs.Bool("expand-env", false, "replace ${NAME} and ${NAME:-default} in the configuration file with the environment's values first (compose.yaml)")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -80,7 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	cfg, err := gateway.LoadConfig(*configPath)
+	cfg, err := loadConfig(*configPath, *expandEnv)
 	if err != nil {
 		fmt.Fprintf(stderr, "gateway: %v\n", err)
 		return 1
@@ -103,4 +105,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("gateway stopped")
 	return 0
+}
+
+// loadConfig is gateway.LoadConfig, with -expand-env's references
+// replaced first.
+func loadConfig(path string, expandEnv bool) (*gateway.Config, error) {
+	if !expandEnv {
+		return gateway.LoadConfig(path)
+	}
+	data, err := configfile.ReadFile(path, true)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := gateway.ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
 }

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -175,6 +176,39 @@ func TestRunCheckAndErrors(t *testing.T) {
 	if code := run(context.Background(), []string{"-config", bad}, &out, &errb); code != 1 ||
 		!strings.Contains(errb.String(), "realm") || !strings.Contains(errb.String(), "upstream") {
 		t.Errorf("bad config: %d %s", code, errb.String())
+	}
+}
+
+// -expand-env reads compose.yaml's form of the file: the realm from the
+// environment. Without the flag the reference is text (and no URL); with
+// it unset, the error names it.
+func TestRunExpandEnv(t *testing.T) {
+	data, err := os.ReadFile(writeConfig(t, "127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	realm := regexp.MustCompile(`(?m)^realm: .*$`)
+	if !realm.Match(data) {
+		t.Fatalf("no realm in\n%s", data)
+	}
+	cfg := filepath.Join(t.TempDir(), "env.yaml")
+	if err := os.WriteFile(cfg, realm.ReplaceAllLiteral(data, []byte("realm: ${RG_TEST_GATEWAY_URL}/token")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("RG_TEST_GATEWAY_URL", "http://localhost:6000")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"-config", cfg, "-check", "-expand-env"}, &out, &errb); code != 0 {
+		t.Errorf("-expand-env: %d %s", code, errb.String())
+	}
+	errb.Reset()
+	if code := run(context.Background(), []string{"-config", cfg, "-check"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "realm") {
+		t.Errorf("without -expand-env: %d %s", code, errb.String())
+	}
+	t.Setenv("RG_TEST_GATEWAY_URL", "")
+	errb.Reset()
+	if code := run(context.Background(), []string{"-config", cfg, "-check", "-expand-env"}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "${RG_TEST_GATEWAY_URL} is not set") {
+		t.Errorf("unset: %d %s", code, errb.String())
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/acme/registry-gateway/internal/buildinfo"
 	"github.com/acme/registry-gateway/internal/checkconfig"
+	"github.com/acme/registry-gateway/internal/configfile"
 	"github.com/acme/registry-gateway/internal/tokencli"
 	"github.com/acme/registry-gateway/internal/tokenserver"
 )
@@ -55,10 +56,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tokenserver serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: tokenserver [serve] -config FILE\n       tokenserver keygen|inspect|token|healthcheck|pull-secret|accounts|usage [flags]   (each answers -h)\n       tokenserver check-config [-skip-files] FILE\n       tokenserver version")
+		fmt.Fprintln(fs.Output(), "usage: tokenserver [serve] -config FILE [-expand-env]\n       tokenserver keygen|inspect|token|healthcheck|pull-secret|accounts|usage [flags]   (each answers -h)\n       tokenserver check-config [-skip-files] FILE\n       tokenserver version")
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "", "YAML configuration `file`")
+	expandEnv := fs.Bool("expand-env", false, "replace ${NAME} and ${NAME:-default} in the configuration file with the environment's values first (compose.yaml)")
 	version := fs.Bool("version", false, "print the version and exit")
 	if len(args) > 0 && args[0] == "help" {
 		// Asked for, so on stdout, as `tokenserver accounts help` does.
@@ -85,7 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	cfg, err := tokenserver.LoadConfig(*configPath)
+	cfg, err := loadConfig(*configPath, *expandEnv)
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenserver: %v\n", err)
 		return 1
@@ -123,4 +125,21 @@ func gcPercent(lookupEnv func(string) (string, bool)) (int, bool) {
 		return 0, false
 	}
 	return defaultGCPercent, true
+}
+
+// loadConfig is tokenserver.LoadConfig, with -expand-env's references
+// replaced first.
+func loadConfig(path string, expandEnv bool) (*tokenserver.Config, error) {
+	if !expandEnv {
+		return tokenserver.LoadConfig(path)
+	}
+	data, err := configfile.ReadFile(path, true)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := tokenserver.ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
 }

@@ -67,8 +67,10 @@ func TestRunServesAndStops(t *testing.T) {
 	t.Parallel()
 	write, key, lic := testFiles(t)
 	cfg := write("config.yaml", "listen: 127.0.0.1:0\nmetrics: {listen: 127.0.0.1:0}\nissuer: i\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+"}\n")
+	// compose.yaml's form: references to the environment, with defaults.
+	envCfg := write("env.yaml", "listen: ${RG_TEST_UNSET_LISTEN:-127.0.0.1:0}\nmetrics: {listen: 127.0.0.1:0}\nissuer: i\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+"}\n")
 
-	for _, args := range [][]string{{"-config", cfg}, {"serve", "-config", cfg}} {
+	for _, args := range [][]string{{"-config", cfg}, {"serve", "-config", cfg}, {"serve", "-expand-env", "-config", envCfg}} {
 		ctx, cancel := context.WithCancel(context.Background())
 		out := &watchWriter{want: "token service listening", seen: make(chan struct{})}
 		done := make(chan int, 1)
@@ -104,12 +106,18 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("token_ttl: 1s\nlicenses: {file: x, http: {url: 'https://x/'}}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	unset := filepath.Join(dir, "unset.yaml")
+	if err := os.WriteFile(unset, []byte("service: s\nissuer: ${RG_TEST_UNSET_ISSUER}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	checkInvocations(t, []invocation{
 		{nil, 2, []string{"usage"}},
 		{[]string{"-config"}, 2, []string{"flag needs an argument"}},
 		{[]string{"-config", filepath.Join(dir, "missing.yaml")}, 1, []string{"missing.yaml"}},
 		// Every problem of the file in one message.
 		{[]string{"serve", "-config", bad}, 1, []string{"issuer: required", "service: required", "signing_key: required", "token_ttl", "exactly one of file, http and sql"}},
+		// -expand-env: a reference to nothing is named, with its line.
+		{[]string{"serve", "-expand-env", "-config", unset}, 1, []string{"unset.yaml: -expand-env: line 2: ${RG_TEST_UNSET_ISSUER} is not set"}},
 	})
 }
 

@@ -69,15 +69,20 @@ func (s *Stack) accountsCommands() []Command {
 	if s.AccountsConfig == "" {
 		return nil
 	}
-	c := " -config " + s.AccountsConfig
+	// The configuration's own relative paths (dsn: data/accounts.db, the
+	// signing key) are relative to the working directory, as for the
+	// services: the line changes to the repository root first, so that it
+	// opens the stack's database from wherever it is pasted.
+	ts := "cd " + shellWord(s.Root) + " && " + s.tokenserver()
+	c := " -config " + shellWord(s.AccountsConfig)
 	return []Command{
-		{Tool: "accounts", Line: "bin/tokenserver accounts list" + c},
-		{Tool: "accounts", Line: "bin/tokenserver accounts channels list" + c},
-		{Tool: "accounts", Line: "bin/tokenserver accounts show " + DemoUser + c},
-		{Tool: "accounts", Line: "bin/tokenserver accounts add customer@example.com --channels stable,beta --expires 2027-06-30" + c},
-		{Tool: "accounts", Line: "bin/tokenserver accounts grant " + DemoUser + " beta" + c},
-		{Tool: "accounts", Line: "bin/tokenserver accounts token rotate " + DemoUser + c},
-		{Tool: "accounts", Line: "bin/tokenserver accounts audit" + c},
-		{Tool: "accounts", Line: "bin/tokenserver usage --since 1d" + c},
+		{Tool: "accounts", Line: ts + " accounts list" + c},
+		{Tool: "accounts", Line: ts + " accounts channels list" + c},
+		{Tool: "accounts", Line: ts + " accounts show " + DemoUser + c},
+		{Tool: "accounts", Line: ts + " accounts add customer@example.com --channels stable,beta --expires 2027-06-30" + c},
+		{Tool: "accounts", Line: ts + " accounts grant " + DemoUser + " beta" + c},
+		{Tool: "accounts", Line: ts + " accounts token rotate " + DemoUser + c},
+		{Tool: "accounts", Line: ts + " accounts audit" + c},
+		{Tool: "accounts", Line: ts + " usage --since 1d" + c},
 	}
 }

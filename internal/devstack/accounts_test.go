@@ -54,12 +54,16 @@ func TestSQLDemoAccount(t *testing.T) {
 		t.Errorf("demo account: exit %d\n%s", code, out)
 	}
 
-	st := &Stack{AccountsConfig: config}
+	st := &Stack{AccountsConfig: config, Root: dir, BinDir: filepath.Join(dir, "bin")}
 	var n int
 	for _, c := range st.accountsCommands() {
-		words := strings.Fields(c.Line)
-		if words[0] != "bin/tokenserver" {
-			t.Fatalf("%s: not a tokenserver command", c.Line)
+		// cd ROOT && BIN/tokenserver …: the configuration's relative paths
+		// are the working directory's (this test's DSN is absolute, so the
+		// lines run here without the cd).
+		rest, ok := strings.CutPrefix(c.Line, "cd "+dir+" && ")
+		words := strings.Fields(rest)
+		if !ok || words[0] != filepath.Join(dir, "bin", "tokenserver") {
+			t.Fatalf("%s: not cd %s && %s/bin/tokenserver", c.Line, dir, dir)
 		}
 		n++
 		if out, code := cli(strings.Join(words[1:], " ")); code != 0 {

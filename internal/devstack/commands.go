@@ -20,8 +20,10 @@ const CraneModule = "github.com/google/go-containerregistry/cmd/crane@v0.22.1"
 type Command struct {
 	// Tool is the program: docker, skopeo, crane or tokenserver.
 	Tool string
-	// Line is a shell command line; words are separated by single spaces
-	// and need no quoting, so tests can run it word by word (up to a pipe).
+	// Line is a shell command line; words are separated by single spaces,
+	// so tests can run it word by word (up to a pipe). Every path in it is
+	// absolute, so that it works pasted from any directory; a path with
+	// characters a shell splits on is single-quoted (shellWord).
 	Line string
 	// Refused is true for the command that must fail: the demo account
 	// holds no licence for the beta channel.
@@ -43,8 +45,8 @@ func (s *Stack) Commands() []Command {
 	craneEnv, craneTLS, curlTLS, tokenTLS := "", " --insecure", "", ""
 	var trust []Command
 	if s.TLS != nil {
-		ca := s.TLS.CACert
-		skopeoTLS, skopeoSrcTLS = "--cert-dir "+filepath.Dir(ca), "--src-cert-dir "+filepath.Dir(ca)
+		ca, caDir := shellWord(s.TLS.CACert), shellWord(filepath.Dir(s.TLS.CACert))
+		skopeoTLS, skopeoSrcTLS = "--cert-dir "+caDir, "--src-cert-dir "+caDir
 		craneEnv, craneTLS, curlTLS, tokenTLS = "SSL_CERT_FILE="+ca+" ", "", " --cacert "+ca, " --cacert "+ca
 		certsd := "/etc/docker/certs.d/" + h
 		sudo := "sudo "
@@ -56,7 +58,8 @@ func (s *Stack) Commands() []Command {
 			{Tool: "docker", Line: sudo + "cp " + ca + " " + certsd + "/ca.crt"},
 		}
 	}
-	tokenCmd := "TOKENSERVER_PASSWORD=" + token + " bin/tokenserver token --registry " + s.GatewayURL + " -u " + DemoUser + tokenTLS
+	tokenserver := s.tokenserver()
+	tokenCmd := "TOKENSERVER_PASSWORD=" + token + " " + tokenserver + " token --registry " + s.GatewayURL + " -u " + DemoUser + tokenTLS
 	crane := craneEnv + "crane"
 	return append(append(trust, []Command{
 		{Tool: "docker", Line: "printf " + token + " | docker login " + h + " -u " + DemoUser + " --password-stdin"},
@@ -65,7 +68,7 @@ func (s *Stack) Commands() []Command {
 
 		{Tool: "skopeo", Line: "skopeo inspect " + skopeoTLS + " --creds " + creds + " docker://" + ok + ":1.0"},
 		{Tool: "skopeo", Line: "skopeo list-tags " + skopeoTLS + " --creds " + creds + " docker://" + ok},
-		{Tool: "skopeo", Line: "skopeo copy " + skopeoSrcTLS + " --src-creds " + creds + " docker://" + ok + ":1.0 oci:data/hello-oci:1.0"},
+		{Tool: "skopeo", Line: "skopeo copy " + skopeoSrcTLS + " --src-creds " + creds + " docker://" + ok + ":1.0 oci:" + shellWord(filepath.Join(filepath.Dir(s.DataDir), "hello-oci")) + ":1.0"},
 		{Tool: "skopeo", Line: "skopeo inspect " + skopeoTLS + " --creds " + creds + " docker://" + beta + ":1.0", Refused: true},
 
 		{Tool: "crane", Line: "crane auth login " + h + " -u " + DemoUser + " -p " + token},
@@ -79,8 +82,25 @@ func (s *Stack) Commands() []Command {
 
 		{Tool: "tokenserver", Line: tokenCmd + " --scope repository:" + LicensedRepo + ":pull --jwks " + jwks},
 		{Tool: "tokenserver", Line: tokenCmd + " --scope repository:" + UnlicensedRepo + ":pull", Refused: true},
-		{Tool: "tokenserver", Line: tokenCmd + " --scope repository:" + LicensedRepo + ":pull --raw | bin/tokenserver inspect - --jwks " + jwks + tokenTLS},
+		{Tool: "tokenserver", Line: tokenCmd + " --scope repository:" + LicensedRepo + ":pull --raw | " + tokenserver + " inspect - --jwks " + jwks + tokenTLS},
 	}...), s.accountsCommands()...)
+}
+
+// tokenserver is the built token service command, by its absolute path.
+func (s *Stack) tokenserver() string {
+	return shellWord(filepath.Join(s.BinDir, "tokenserver"))
+}
+
+// shellWord returns path as one shell word: as it is when no shell would
+// split or expand it (the usual case, and the form tests run word by
+// word), else single-quoted.
+func shellWord(path string) string {
+	if path != "" && strings.IndexFunc(path, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+,@%", r))
+	}) < 0 {
+		return path
+	}
+	return "'" + strings.ReplaceAll(path, "'", `'\''`) + "'"
 }
 
 // WriteBanner prints where everything is and the commands to try.
@@ -121,7 +141,7 @@ func (s *Stack) WriteBanner(out io.Writer) {
 		{"skopeo", "skopeo:"},
 		{"crane", "crane (not installed? alias crane='go run " + CraneModule + "'):"},
 		{"curl", "curl (the token docker login gets):"},
-		{"tokenserver", "operator tools (bin/ is built by make run and make build):"},
+		{"tokenserver", "operator tools (" + s.BinDir + " is built by make run and make build):"},
 		{"accounts", "customer accounts (licenses.sql in " + s.AccountsConfig + "):"},
 	}
 	for _, sec := range sections {

@@ -14,6 +14,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 
+	"github.com/acme/registry-gateway/internal/configfile"
 	"github.com/acme/registry-gateway/internal/gateway"
 	"github.com/acme/registry-gateway/internal/license/filebackend"
 	"github.com/acme/registry-gateway/internal/tokencli"
@@ -31,7 +32,7 @@ func loadCompose(t *testing.T) *types.Project {
 }
 
 // loadComposeEnv loads compose.yaml with env as the environment
-// (KEY=VALUE), unset variables taking their defaults.
+// (KEY=VALUE), over .env's values, as docker compose does.
 func loadComposeEnv(t *testing.T, env []string) *types.Project {
 	t.Helper()
 	root, err := filepath.Abs(repoRoot)
@@ -41,6 +42,7 @@ func loadComposeEnv(t *testing.T, env []string) *types.Project {
 	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "compose.yaml")},
 		cli.WithWorkingDirectory(root),
 		cli.WithEnv(env), // HOST_UID and friends unset: the defaults
+		cli.WithEnvFiles(), cli.WithDotEnv,
 		cli.WithResolvedPaths(true),
 	)
 	if err != nil {
@@ -92,8 +94,8 @@ func mountOf(t *testing.T, s types.ServiceConfig, p string) string {
 }
 
 // publishedPort checks that the container port is published on the host's
-// loopback under the same number, and returns it.
-func publishedPort(t *testing.T, s types.ServiceConfig, target string) string {
+// loopback under the number want, and returns it.
+func publishedPort(t *testing.T, s types.ServiceConfig, target, want string) string {
 	t.Helper()
 	for _, p := range s.Ports {
 		if p.Target != parsePort(t, target) {
@@ -102,8 +104,8 @@ func publishedPort(t *testing.T, s types.ServiceConfig, target string) string {
 		if p.HostIP != "127.0.0.1" {
 			t.Errorf("%s: port %d published on %q, want 127.0.0.1 only", s.Name, p.Target, p.HostIP)
 		}
-		if p.Published != target {
-			t.Errorf("%s: container port %s published as %s", s.Name, target, p.Published)
+		if p.Published != want {
+			t.Errorf("%s: container port %s published as %s, want %s", s.Name, target, p.Published, want)
 		}
 		return p.Published
 	}
@@ -134,7 +136,7 @@ func port(t *testing.T, hostport string) string {
 // checkMetricsPort checks that a service's metrics.listen is a port of its
 // own, reachable in the container, and published on the host's loopback
 // only.
-func checkMetricsPort(t *testing.T, s types.ServiceConfig, metricsListen, listenPort string) {
+func checkMetricsPort(t *testing.T, s types.ServiceConfig, metricsListen, listenPort, published string) {
 	t.Helper()
 	host, p, err := net.SplitHostPort(metricsListen)
 	if err != nil {
@@ -146,7 +148,7 @@ func checkMetricsPort(t *testing.T, s types.ServiceConfig, metricsListen, listen
 	if host != "0.0.0.0" {
 		t.Errorf("%s: metrics.listen %s cannot be published from the container", s.Name, metricsListen)
 	}
-	publishedPort(t, s, p)
+	publishedPort(t, s, p, published)
 }
 
 func checkHealth(t *testing.T, s types.ServiceConfig, listenPort string) {
@@ -157,8 +159,99 @@ func checkHealth(t *testing.T, s types.ServiceConfig, listenPort string) {
 	}
 }
 
+// serviceConfig reads the configuration file of service s as the
+// container does: its ${…} expanded (-expand-env) from the environment
+// compose.yaml gives it.
+func serviceConfig(t *testing.T, s types.ServiceConfig, path string) []byte {
+	t.Helper()
+	if !slices.Contains(s.Command, "-expand-env") {
+		t.Errorf("%s: command %q without -expand-env: its configuration's ${…} would be read as text", s.Name, s.Command)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err = configfile.ExpandEnv(data, func(k string) (string, bool) {
+		v, ok := s.Environment[k]
+		if !ok || v == nil {
+			return "", false
+		}
+		return *v, true
+	})
+	if err != nil {
+		t.Fatalf("%s: %s: %v", s.Name, path, err)
+	}
+	return data
+}
+
+// composeConfigs are the two services' configurations as their
+// containers read them.
+func composeConfigs(t *testing.T, p *types.Project) (*tokenserver.Config, *gateway.Config) {
+	t.Helper()
+	ts, err := tokenserver.ParseConfig(serviceConfig(t, p.Services["tokenserver"], abs(t, "deploy/compose/tokenserver.yaml")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.ParseConfig(serviceConfig(t, p.Services["gateway"], abs(t, "deploy/compose/gateway.yaml")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts, gw
+}
+
+// TestCompose checks the stack as .env sets it, and moved: other ports,
+// another network and public URL, set in the environment alone (as a host
+// whose bridge already uses 172.30.0.0/24 would).
 func TestCompose(t *testing.T) {
-	p := loadCompose(t)
+	t.Run("defaults", func(t *testing.T) {
+		checkCompose(t, nil, map[string]string{"gw": "5000", "ts": "5001", "gwm": "9090", "tsm": "9091", "net": "172.30.0", "url": "http://localhost:5000"})
+	})
+	t.Run("moved", func(t *testing.T) {
+		checkCompose(t, []string{"GATEWAY_PORT=6000", "TOKEN_PORT=6001", "GATEWAY_METRICS_PORT=6090", "TOKEN_METRICS_PORT=6091", "SUBNET_PREFIX=10.123.4"},
+			map[string]string{"gw": "6000", "ts": "6001", "gwm": "6090", "tsm": "6091", "net": "10.123.4", "url": "http://localhost:6000"})
+	})
+	t.Run("public URL", func(t *testing.T) {
+		checkCompose(t, []string{"GATEWAY_URL=https://registry.example.com"},
+			map[string]string{"gw": "5000", "ts": "5001", "gwm": "9090", "tsm": "9091", "net": "172.30.0", "url": "https://registry.example.com"})
+	})
+}
+
+// TestComposeValuesInOnePlace: no value .env sets is written in
+// compose.yaml or in the configurations it mounts: each is set once.
+func TestComposeValuesInOnePlace(t *testing.T) {
+	env, err := os.ReadFile(abs(t, ".env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files [][2]string
+	for _, f := range []string{"compose.yaml", "deploy/compose/gateway.yaml", "deploy/compose/tokenserver.yaml"} {
+		b, err := os.ReadFile(abs(t, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Comments may name the defaults.
+		files = append(files, [2]string{f, regexp.MustCompile(`(?m)^\s*#.*$`).ReplaceAllString(string(b), "")})
+	}
+	for line := range strings.Lines(string(env)) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok || strings.HasPrefix(k, "#") || v == "" {
+			continue
+		}
+		for _, f := range files {
+			for _, pinned := range []string{"127.0.0.1:" + v + ":", "localhost:" + v, v + ".0/24", v + ".20"} {
+				if strings.Contains(f[1], pinned) {
+					t.Errorf("%s: %q pins %s=%s, which .env sets", f[0], pinned, k, v)
+				}
+			}
+		}
+	}
+}
+
+// checkCompose loads compose.yaml with env and checks it against want:
+// the published ports (gw, ts, gwm, tsm), the network (net: its first
+// three numbers) and the realm's base (url).
+func checkCompose(t *testing.T, env []string, want map[string]string) {
+	p := loadComposeEnv(t, env)
 	names := p.ServiceNames()
 	slices.Sort(names)
 	if !slices.Equal(names, []string{"gateway", "registry", "seed", "tokenserver"}) {
@@ -192,14 +285,16 @@ func TestCompose(t *testing.T) {
 	if tsSource != abs(t, "deploy/compose/tokenserver.yaml") {
 		t.Errorf("tokenserver: %s is mounted from %s", tsPath, tsSource)
 	}
-	tsCfg, err := tokenserver.LoadConfig(tsSource)
-	if err != nil {
-		t.Fatal(err)
+	gwPath := configFlag(t, gw)
+	gwSource := mountOf(t, gw, gwPath)
+	if gwSource != abs(t, "deploy/compose/gateway.yaml") {
+		t.Errorf("gateway: %s is mounted from %s", gwPath, gwSource)
 	}
+	tsCfg, gwCfg := composeConfigs(t, p)
 	tsPort := port(t, tsCfg.Listen)
-	publishedPort(t, ts, tsPort)
+	publishedPort(t, ts, tsPort, want["ts"])
 	checkHealth(t, ts, tsPort)
-	checkMetricsPort(t, ts, tsCfg.Metrics.Listen, tsPort)
+	checkMetricsPort(t, ts, tsCfg.Metrics.Listen, tsPort, want["tsm"])
 	if host, _, _ := net.SplitHostPort(tsCfg.Listen); host != "0.0.0.0" {
 		t.Errorf("tokenserver listens on %s: not reachable from the other containers", tsCfg.Listen)
 	}
@@ -215,24 +310,15 @@ func TestCompose(t *testing.T) {
 	}
 
 	// The gateway.
-	gwPath := configFlag(t, gw)
-	gwSource := mountOf(t, gw, gwPath)
-	if gwSource != abs(t, "deploy/compose/gateway.yaml") {
-		t.Errorf("gateway: %s is mounted from %s", gwPath, gwSource)
-	}
-	gwCfg, err := gateway.LoadConfig(gwSource)
-	if err != nil {
-		t.Fatal(err)
-	}
 	gwPort := port(t, gwCfg.Listen)
-	published := publishedPort(t, gw, gwPort)
+	publishedPort(t, gw, gwPort, want["gw"])
 	checkHealth(t, gw, gwPort)
-	checkMetricsPort(t, gw, gwCfg.Metrics.Listen, gwPort)
+	checkMetricsPort(t, gw, gwCfg.Metrics.Listen, gwPort, want["gwm"])
 	// Clients on the host follow the realm: the published port, the name
-	// localhost (crane refuses loopback IP realms), /token forwarded.
-	realm, _ := url.Parse(gwCfg.Realm)
-	if realm.Host != "localhost:"+published || realm.Path != "/token" {
-		t.Errorf("realm %s, gateway published on %s", gwCfg.Realm, published)
+	// localhost (crane refuses loopback IP realms), /token forwarded; or
+	// GATEWAY_URL.
+	if gwCfg.Realm != want["url"]+"/token" {
+		t.Errorf("realm %s, want %s/token", gwCfg.Realm, want["url"])
 	}
 	// The token service by service name and its configured port.
 	for key, raw := range map[string]string{"keys.jwks_url": gwCfg.Keys.JWKSURL, "token_endpoint": gwCfg.TokenEndpoint} {
@@ -265,6 +351,12 @@ func TestCompose(t *testing.T) {
 		t.Fatalf("gateway has no fixed address: %+v", gw.Networks)
 	}
 	ip := netip.MustParseAddr(addr.Ipv4Address)
+	if ip.String() != want["net"]+".20" {
+		t.Errorf("gateway address %s, want %s.20", ip, want["net"])
+	}
+	if n := p.Networks["stack"].Ipam.Config; len(n) != 1 || n[0].Subnet != want["net"]+".0/24" {
+		t.Errorf("stack network %+v, want %s.0/24", n, want["net"])
+	}
 	if !slices.ContainsFunc(tsCfg.TrustedProxies, func(p string) bool {
 		pre, err := netip.ParsePrefix(p)
 		if err != nil {
@@ -321,19 +413,12 @@ func TestComposeConfigsMatchLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	comp, err := tokenserver.LoadConfig(abs(t, "deploy/compose/tokenserver.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	comp, cg := composeConfigs(t, loadCompose(t))
 	if local.Issuer != comp.Issuer || local.Service != comp.Service || local.TokenTTL != comp.TokenTTL ||
 		local.RefreshTokenTTL != comp.RefreshTokenTTL || local.Licenses.CacheTTL != comp.Licenses.CacheTTL {
 		t.Errorf("token service configurations differ:\nlocal   %+v\ncompose %+v", local, comp)
 	}
 	lg, err := gateway.LoadConfig(abs(t, "deploy/gateway.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cg, err := gateway.LoadConfig(abs(t, "deploy/compose/gateway.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

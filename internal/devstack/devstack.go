@@ -64,6 +64,9 @@ type Options struct {
 	UpstreamHtpasswd string
 	// DataDir holds the upstream registry's storage; default data/registry.
 	DataDir string
+	// BinDir holds the built commands (tokenserver) the printed lines run,
+	// relative to Dir; default bin.
+	BinDir string
 	// Addresses override the listen addresses of the configuration files
 	// (gateway listen, token service listen, the host of the gateway's
 	// upstream.url); "127.0.0.1:0" picks a free port.
@@ -110,6 +113,10 @@ type Stack struct {
 	Service, Issuer string
 	// DataDir is the upstream's storage.
 	DataDir string
+	// Root and BinDir are Options.Dir and Options.BinDir, absolute: every
+	// path a printed command names is absolute, so that it works pasted
+	// from any directory.
+	Root, BinDir string
 	// Keys is set when Start had to generate the signing key.
 	Keys *tokencli.KeygenResult
 	// TLS is set when the stack serves HTTPS: the development CA and
@@ -142,11 +149,17 @@ func (s *Stack) Wait() error {
 func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	opts.defaults()
 	log := opts.Logger
+	// Absolute, not only joined to Dir: the banner prints these paths, and a
+	// command pasted into a shell elsewhere must still find them.
+	root, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
 	abs := func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
 			return p
 		}
-		return filepath.Join(opts.Dir, p)
+		return filepath.Join(root, p)
 	}
 
 	tsCfg, err := tokenserver.LoadConfig(abs(opts.TokenServerConfig))
@@ -169,23 +182,20 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 
 	st := &Stack{
 		Service: gwCfg.Service, Issuer: gwCfg.Issuer, DataDir: abs(opts.DataDir),
+		Root: root, BinDir: abs(opts.BinDir),
 		upstreamUser: up.Username, upstreamPasswordFile: up.PasswordFile,
 		DemoToken: opts.DemoToken,
 		done:      make(chan struct{}),
 	}
 	if _, sql := tsCfg.Licenses.Backends["sql"]; sql {
-		st.AccountsConfig = opts.TokenServerConfig
+		st.AccountsConfig = abs(opts.TokenServerConfig)
 	}
 	if st.Keys, err = ensureKeys(tsCfg); err != nil {
 		return nil, err
 	}
 	if opts.TLS {
-		// Absolute: the printed commands name the CA file.
-		dir, err := filepath.Abs(abs(opts.CertsDir))
-		if err != nil {
-			return nil, err
-		}
-		if st.TLS, err = devcert.Ensure(dir); err != nil {
+		// Absolute (abs): the printed commands name the CA file.
+		if st.TLS, err = devcert.Ensure(abs(opts.CertsDir)); err != nil {
 			return nil, fmt.Errorf("development certificates: %w", err)
 		}
 		useDevTLS(tsCfg, gwCfg, st.TLS)
@@ -373,6 +383,7 @@ func (o *Options) defaults() {
 	def(&o.GatewayConfig, "deploy/gateway.yaml")
 	def(&o.UpstreamHtpasswd, "deploy/upstream.htpasswd")
 	def(&o.DataDir, "data/registry")
+	def(&o.BinDir, "bin")
 	def(&o.DemoToken, DemoToken)
 	def(&o.CertsDir, "certs")
 	def(&o.GatewayMetricsAddr, "127.0.0.1:0")

@@ -238,8 +238,8 @@ func testOperatorCommands(t *testing.T, mod func(*Options)) {
 					t.Setenv(k, v)
 					words = words[1:]
 				}
-				if words[0] != "bin/tokenserver" {
-					t.Fatalf("stage %d runs %s", i, words[0])
+				if want := filepath.Join(st.BinDir, "tokenserver"); words[0] != want || !filepath.IsAbs(want) {
+					t.Fatalf("stage %d runs %s, want %s (absolute)", i, words[0], want)
 				}
 				out.Reset()
 				var errb bytes.Buffer

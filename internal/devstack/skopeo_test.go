@@ -53,7 +53,10 @@ func TestSkopeo(t *testing.T) {
 }
 
 func testSkopeo(t *testing.T, skopeo string, mod func(*Options)) {
-	st, dir := startStack(t, mod)
+	st, _ := startStack(t, mod)
+	// The commands run from a directory that is not the stack's: they are
+	// pasted from anywhere, so every path they name must be absolute.
+	dir := t.TempDir()
 
 	var ran int
 	for _, c := range st.Commands() {
@@ -99,7 +102,10 @@ func testSkopeo(t *testing.T, skopeo string, mod func(*Options)) {
 			case "copy":
 				dst := strings.TrimPrefix(args[len(args)-1], "oci:")
 				dst, _, _ = strings.Cut(dst, ":")
-				index, err := os.ReadFile(filepath.Join(dir, dst, "index.json"))
+				if want := filepath.Join(filepath.Dir(st.DataDir), "hello-oci"); dst != want {
+					t.Errorf("copied to %s, want %s (next to the stack's data)", dst, want)
+				}
+				index, err := os.ReadFile(filepath.Join(dst, "index.json"))
 				if err != nil || !strings.Contains(string(index), `"org.opencontainers.image.ref.name":"1.0"`) {
 					t.Errorf("copied layout: %v\n%s", err, index)
 				}

@@ -110,12 +110,18 @@ func TestReadyzRecoversWithoutLogins(t *testing.T) {
 				if got := readyz(srv); got != http.StatusServiceUnavailable {
 					t.Fatalf("/readyz %d while the API is down", got)
 				}
+				if got := scrape(t, srv, "tokenserver_ready"); got != "0" {
+					t.Errorf("tokenserver_ready %q while /readyz answers 503", got)
+				}
 
 				api.mode.Store("ok")
 				calls := api.calls.Load()
 				probeStep()
 				if got := readyz(srv); got != http.StatusOK {
 					t.Fatalf("/readyz %d a probe interval after the API came back", got)
+				}
+				if got := scrape(t, srv, "tokenserver_ready"); got != "1" {
+					t.Errorf("tokenserver_ready %q while /readyz answers 200", got)
 				}
 				if n := api.calls.Load() - calls; n != 1 {
 					t.Errorf("%d licence API calls while recovering, want one probe", n)

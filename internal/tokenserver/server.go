@@ -162,6 +162,21 @@ func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 		s.Close() // what the licence backend opened (the account database)
 		return nil, errors.Join(errs...)
 	}
+	// What /readyz answers, as a series: a Kubernetes probe only takes an
+	// unready pod out of the Service, and nobody is told; this is what the
+	// TokenServiceUnready alert (deploy/monitoring/alerts.yaml) watches.
+	checks := s.readyChecks()
+	s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tokenserver_ready",
+		Help: "1 while /readyz answers 200 (a signing key, and the licence backend answering or a recent answer cached), else 0.",
+	}, func() float64 {
+		for _, check := range checks {
+			if check(context.Background()) != nil {
+				return 0
+			}
+		}
+		return 1
+	}))
 	if s.tls != nil {
 		s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tokenserver_tls_certificate_expiry_timestamp_seconds",
@@ -375,7 +390,15 @@ func (s *Server) routes() http.Handler {
 	r.Post("/token", s.postToken)
 	r.Get("/.well-known/jwks.json", s.serveJWKS)
 	r.Method(http.MethodGet, "/healthz", httpx.Healthz())
-	r.Method(http.MethodGet, "/readyz", httpx.Readyz(map[string]httpx.Check{
+	r.Method(http.MethodGet, "/readyz", httpx.Readyz(s.readyChecks()))
+	// No /metrics here: it names every client's traffic, and is served on
+	// metrics.listen only (MetricsHandler).
+	return r
+}
+
+// readyChecks are what /readyz answers by, and tokenserver_ready reads.
+func (s *Server) readyChecks() map[string]httpx.Check {
+	return map[string]httpx.Check{
 		"signing_key": func(context.Context) error {
 			if s.key == nil {
 				return errors.New("no signing key")
@@ -388,10 +411,7 @@ func (s *Server) routes() http.Handler {
 			}
 			return nil
 		},
-	}))
-	// No /metrics here: it names every client's traffic, and is served on
-	// metrics.listen only (MetricsHandler).
-	return r
+	}
 }
 
 // spanName names a request's span by its route ("POST /token"), not its

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -30,22 +30,31 @@ const upTimeout = 8 * time.Minute
 // imageUser is the non-root user of every image (Dockerfile USER).
 const imageUser = 65532
 
+// movedSubnet is the test's SUBNET_PREFIX: not .env's, as on a host whose
+// bridge already uses 172.30.0.0/24.
+const movedSubnet = "172.31.250"
+
 // TestComposeStack builds the stack offline from the repository's
 // compose.yaml and Dockerfile, brings it up with the real docker engine,
-// and pulls through it the way a customer does.
+// and pulls through it the way a customer does. It runs moved: every port
+// and the network are set in the environment, over .env, the one place
+// they are set (the machine's 5000 may be taken by `make run`, too).
 func TestComposeStack(t *testing.T) {
 	plugin := findPlugin(t)
 	d := dockertest.Start(t, dockertest.Options{})
 	installPlugin(t, d, plugin)
 
-	port := freePort(t)
-	project := newProject(t, port)
+	port, tokenPort, gwMetrics, tsMetrics := freePort(t), freePort(t), freePort(t), freePort(t)
+	project := newProject(t)
 	compose := func(ctx context.Context, args ...string) (string, error) {
 		cmd := d.Command(ctx, append([]string{"compose"}, args...)...)
 		cmd.Dir = project
 		// The last value of a variable wins: the caller's own BUILD_TARGET or
 		// HOST_UID cannot change the test.
-		cmd.Env = append(cmd.Env, "BUILD_TARGET=offline", fmt.Sprintf("HOST_UID=%d", imageUser), fmt.Sprintf("HOST_GID=%d", imageUser))
+		cmd.Env = append(cmd.Env, "BUILD_TARGET=offline", fmt.Sprintf("HOST_UID=%d", imageUser), fmt.Sprintf("HOST_GID=%d", imageUser),
+			fmt.Sprintf("GATEWAY_PORT=%d", port), fmt.Sprintf("TOKEN_PORT=%d", tokenPort),
+			fmt.Sprintf("GATEWAY_METRICS_PORT=%d", gwMetrics), fmt.Sprintf("TOKEN_METRICS_PORT=%d", tsMetrics),
+			"SUBNET_PREFIX="+movedSubnet, "GATEWAY_URL=")
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -86,6 +95,7 @@ func TestComposeStack(t *testing.T) {
 	}
 
 	checkServices(t, compose)
+	checkMoved(t, d, tokenPort, gwMetrics, tsMetrics)
 
 	// What a customer does, against the published port. localhost
 	// registries are spoken to in plain HTTP by docker.
@@ -130,6 +140,31 @@ func TestComposeStack(t *testing.T) {
 		if err != nil || strings.TrimSpace(out) != "" {
 			t.Errorf("after down -v, docker %s: %v %q", strings.Join(args[:2], " "), err, out)
 		}
+	}
+}
+
+// checkMoved: the token service and both metrics listeners answer on the
+// moved host ports, and the network is the moved subnet.
+func checkMoved(t *testing.T, d *dockertest.Daemon, tokenPort, gwMetrics, tsMetrics int) {
+	t.Helper()
+	for _, u := range []string{
+		fmt.Sprintf("http://127.0.0.1:%d/.well-known/jwks.json", tokenPort),
+		fmt.Sprintf("http://127.0.0.1:%d/metrics", gwMetrics),
+		fmt.Sprintf("http://127.0.0.1:%d/metrics", tsMetrics),
+	} {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Errorf("%s: %v", u, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %s", u, resp.Status)
+		}
+	}
+	out, err := d.Docker(t.Context(), "", "network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "registry-gateway_stack")
+	if err != nil || strings.TrimSpace(out) != movedSubnet+".0/24" {
+		t.Errorf("stack network subnet: %v %q, want %s.0/24", err, out, movedSubnet)
 	}
 }
 
@@ -216,8 +251,8 @@ func installPlugin(t *testing.T, d *dockertest.Daemon, plugin string) {
 	t.Logf("%s", strings.TrimSpace(out))
 }
 
-// freePort is a loopback port nothing listens on now, for the gateway's
-// published port (the machine's 5000 may be taken by `make run`).
+// freePort is a loopback port nothing listens on now, for a published
+// port.
 func freePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -229,15 +264,14 @@ func freePort(t *testing.T) int {
 }
 
 // newProject lays out a compose project in a temporary directory: the
-// repository's compose.yaml, Dockerfile, .dockerignore and deploy/; bin/
-// from `make offline-context`; a signing key of the images' user; and a
-// compose.override.yaml that publishes the gateway on port instead of
-// 5000 (with the realm to match) and the token service not at all. The
-// repository itself is not written to.
-func newProject(t *testing.T, port int) string {
+// repository's compose.yaml, .env, Dockerfile, .dockerignore and deploy/;
+// bin/ from `make offline-context`; and a signing key of the images' user.
+// Nothing is edited: the ports and the network move through the
+// environment alone. The repository itself is not written to.
+func newProject(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, f := range []string{"compose.yaml", "Dockerfile", ".dockerignore"} {
+	for _, f := range []string{"compose.yaml", ".env", "Dockerfile", ".dockerignore"} {
 		copyFile(t, filepath.Join(repoRoot, f), filepath.Join(dir, f))
 	}
 	if err := os.CopyFS(filepath.Join(dir, "deploy"), os.DirFS(filepath.Join(repoRoot, "deploy"))); err != nil {
@@ -263,31 +297,6 @@ func newProject(t *testing.T, port int) string {
 			t.Fatal(err)
 		}
 	}
-
-	gw, err := os.ReadFile(filepath.Join(dir, "deploy", "compose", "gateway.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	realm := regexp.MustCompile(`(?m)^realm: http://localhost:5000/token$`)
-	if !realm.Match(gw) {
-		t.Fatal("deploy/compose/gateway.yaml: no realm http://localhost:5000/token to move to the test's port")
-	}
-	gw = realm.ReplaceAll(gw, fmt.Appendf(nil, "realm: http://localhost:%d/token", port))
-	if err := os.WriteFile(filepath.Join(dir, "gateway-test.yaml"), gw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	override := fmt.Sprintf(`services:
-  gateway:
-    ports: !override
-      - "127.0.0.1:%d:5000"
-    volumes:
-      - ./gateway-test.yaml:/etc/registry-gateway/gateway.yaml:ro
-  tokenserver:
-    ports: !reset []
-`, port)
-	if err := os.WriteFile(filepath.Join(dir, "compose.override.yaml"), []byte(override), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	return dir
 }
 
@@ -299,5 +308,27 @@ func copyFile(t *testing.T, src, dst string) {
 	}
 	if err := os.WriteFile(dst, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestComposeUpHints: what make compose-up prints follows the moved port
+// (from the environment over .env) and the public URL. make -n prints the
+// commands without running them.
+func TestComposeUpHints(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{nil, "docker login localhost:5000 "},
+		{[]string{"GATEWAY_PORT=6123"}, "docker login localhost:6123 "},
+		{[]string{"GATEWAY_URL=https://registry.example.com"}, "docker login registry.example.com "},
+	} {
+		cmd := exec.CommandContext(t.Context(), "make", "-n", "-C", repoRoot, "compose-up")
+		cmd.Env = append(os.Environ(), "GATEWAY_PORT=", "GATEWAY_URL=")
+		cmd.Env = append(cmd.Env, tc.env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v: make -n compose-up: %v, want %q in\n%s", tc.env, err, tc.want, out)
+		}
 	}
 }
