@@ -17,6 +17,7 @@ import (
 	"github.com/acme/registry-gateway/internal/license/backends"
 	"github.com/acme/registry-gateway/internal/license/sqlbackend"
 	"github.com/acme/registry-gateway/internal/tlsx"
+	"github.com/acme/registry-gateway/internal/tokenserver/console"
 )
 
 // Defaults of the optional configuration keys.
@@ -96,6 +97,9 @@ type Config struct {
 	Admin AdminConfig `yaml:"admin"`
 	// Usage is the intake of the gateway's usage events (usage.go).
 	Usage UsageConfig `yaml:"usage"`
+	// Console is the web console (internal/tokenserver/console), served
+	// under /console/ on admin.listen.
+	Console console.Config `yaml:"console"`
 }
 
 // AdminConfig is the admin API (internal/tokenserver/admin): accounts,
@@ -221,6 +225,7 @@ func (c *Config) SetDefaults() {
 	}
 	c.Licenses.SetDefaults()
 	c.Usage.setDefaults()
+	c.Console.SetDefaults()
 	r := &c.RateLimit
 	if r.PerAddress == 0 {
 		r.PerAddress = 30
@@ -318,6 +323,10 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 		}
 	}
 	errs = append(errs, c.Usage.problems(c.usageSQL() != nil)...)
+	errs = append(errs, c.Console.Problems()...)
+	if c.Console.Enabled && c.Admin.Listen == "" {
+		add("console.enabled: the console is served on admin.listen: set it too")
+	}
 
 	r := c.RateLimit
 	if r.PerAddress < 0 || r.PerUser < 0 {

@@ -163,7 +163,10 @@ func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 	s.limiter = newLoginLimiter(cfg.RateLimit, s.now)
 	s.handler = s.withUsage(s.routes())
 	if s.adminDB != nil {
-		s.adminHandler = s.adminRoutes()
+		if s.adminHandler, err = s.adminRoutes(); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -192,14 +195,23 @@ func (s *Server) openAdmin(ctx context.Context) error {
 	return nil
 }
 
-// adminRoutes is the admin API with the service's access log and panic
-// recovery.
-func (s *Server) adminRoutes() http.Handler {
-	o := admin.Options{DB: s.adminDB, Log: s.log, ClientAddr: s.clients.Of, Clock: s.now}
+// adminRoutes is the admin API, and the console when enabled, with the
+// service's access log and panic recovery.
+func (s *Server) adminRoutes() (http.Handler, error) {
+	o := admin.Options{DB: s.adminDB, Log: s.log, ClientAddr: s.clients.Of, Clock: s.now,
+		ConsoleURL: s.cfg.Console.PublicURL, SignInLinkTTL: s.cfg.Console.SignInLinkTTL}
 	if s.limiter != nil {
 		o.Limiter = s.limiter
 	}
-	return httpx.Chain(admin.Handler(o), httpx.AccessLog(s.log), httpx.Recover(s.errs))
+	h := admin.Handler(o)
+	if s.cfg.Console.Enabled {
+		c, err := s.openConsole()
+		if err != nil {
+			return nil, err
+		}
+		h = withConsole(h, c.Handler())
+	}
+	return httpx.Chain(h, httpx.AccessLog(s.log), httpx.Recover(s.errs)), nil
 }
 
 // AdminHandler is what admin.listen serves; nil when it is not

@@ -322,6 +322,37 @@ func (s *Server) issue(ctx context.Context, req *tokenRequest) (*tokenResult, er
 	}
 
 	granted, catalog := Grant(req.scopes, lic)
+	claims, ttl := s.claims(lic, granted, catalog)
+	token, err := s.key.Sign(claims)
+	if err != nil {
+		return nil, err
+	}
+	now := claims.IssuedAt.Time
+	res := &tokenResult{token: token, issuedAt: now, expiresIn: int(ttl / time.Second), granted: granted, refresh: req.refresh}
+
+	refreshID := req.refreshID
+	if req.offline && res.refresh == "" {
+		refreshID = auth.NewTokenID()
+		res.refresh, err = s.sealer.seal(&refreshClaims{
+			Subject:   username,
+			Token:     req.cred.Token,
+			IssuedAt:  now.Unix(),
+			ExpiresAt: now.Add(s.cfg.RefreshTokenTTL).Unix(),
+			ID:        refreshID,
+			Service:   s.cfg.Service,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.auditIssued(ctx, req, claims, refreshID)
+	return res, nil
+}
+
+// claims are the claims of a token for lic granting granted (and, with
+// catalog, carrying the licence's channels for the gateway's catalogue),
+// and its lifetime.
+func (s *Server) claims(lic license.License, granted []auth.ResourceActions, catalog bool) (*auth.Claims, time.Duration) {
 	// The owner's address as the backend spells it, or the username given
 	// when the backend cannot know the owner (license.Cache fills it in).
 	sub := lic.Account
@@ -347,29 +378,7 @@ func (s *Server) issue(ctx context.Context, req *tokenRequest) (*tokenResult, er
 	if catalog {
 		claims.Channels = lic.Channels
 	}
-	token, err := s.key.Sign(claims)
-	if err != nil {
-		return nil, err
-	}
-	res := &tokenResult{token: token, issuedAt: now, expiresIn: int(ttl / time.Second), granted: granted, refresh: req.refresh}
-
-	refreshID := req.refreshID
-	if req.offline && res.refresh == "" {
-		refreshID = auth.NewTokenID()
-		res.refresh, err = s.sealer.seal(&refreshClaims{
-			Subject:   username,
-			Token:     req.cred.Token,
-			IssuedAt:  now.Unix(),
-			ExpiresAt: now.Add(s.cfg.RefreshTokenTTL).Unix(),
-			ID:        refreshID,
-			Service:   s.cfg.Service,
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	s.auditIssued(ctx, req, claims, refreshID)
-	return res, nil
+	return claims, ttl
 }
 
 // auditIssued writes the one audit line of an issued token. It names the
