@@ -140,6 +140,10 @@ func (p *Provider) HTTPClient() *http.Client {
 	return p.server.Client()
 }
 
+// Close stops the provider before the test ends (a provider that is
+// down); Start's cleanup does it otherwise.
+func (p *Provider) Close() { p.server.Close() }
+
 // TLSConfig is the server's TLS configuration (nil on plain HTTP); its
 // certificate is what a browser under test must be told to accept.
 func (p *Provider) TLSConfig() *tls.Config {

@@ -307,6 +307,11 @@ func (s *storage) setUserinfo(info *oidc.UserInfo, subject string, scopes []stri
 		case oidc.ScopeEmail:
 			info.Email = u.Email
 			info.EmailVerified = oidc.Bool(u.EmailVerified)
+			if !u.EmailVerified {
+				// The field is omitempty: say false out loud, as
+				// providers do for an unverified address.
+				info.AppendClaims("email_verified", false)
+			}
 		case oidc.ScopeProfile:
 			info.Name = u.Name
 			info.PreferredUsername = u.Username

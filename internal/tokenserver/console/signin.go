@@ -35,6 +35,8 @@ type signInData struct {
 	Email string
 	// Customer and Vendor are the messages of a refused sign-in.
 	CustomerError, VendorError string
+	// OIDC offers the vendor's single sign-on (console.oidc).
+	OIDC bool
 }
 
 func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) error {
@@ -44,6 +46,7 @@ func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) error {
 func (c *Console) renderSignIn(w http.ResponseWriter, r *http.Request, status int, d signInData) error {
 	v := c.view(r, "Sign in")
 	v.CSRF = c.preToken(w, r)
+	d.OIDC = c.vendor.oidc != nil
 	v.Data = d
 	return c.render(w, status, "sign_in", v)
 }
