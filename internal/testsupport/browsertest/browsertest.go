@@ -248,6 +248,38 @@ func Eval[T any](tab *Tab, expr string) T {
 	return Run(tab, chromedp.Evaluate[T](expr))
 }
 
+// ClickAndWait clicks the element matching the CSS selector (a link, a
+// form's button) and waits until the page it leads to has loaded: a page
+// is left, the next one complete. Redirects on the way (a sign-in at
+// another site) are followed by the browser.
+func (tab *Tab) ClickAndWait(css string) {
+	t := tab.b.t
+	t.Helper()
+	tab.Do(chromedp.Evaluate[chromedp.Void](`window.__browsertestLeft = false; window.__browsertestOld = true`),
+		chromedp.Click(chromedp.CSS(css), chromedp.NodeVisible))
+	tab.WaitFor("the page after clicking "+css, `!window.__browsertestOld && document.readyState === "complete"`)
+}
+
+// WaitFor evaluates the JavaScript condition until it is true, within
+// ActionTimeout (the page may be navigating meanwhile).
+func (tab *Tab) WaitFor(what, cond string) {
+	t := tab.b.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tab.ctx, ActionTimeout)
+	defer cancel()
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { try { return !!(`+cond+`); } catch (e) { return false; } })()`))
+		if err == nil && ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("browser: waiting for %s at %s: %v", what, tab.Location(), err)
+		case <-time.After(50 * time.Millisecond): // polling a page that is loading
+		}
+	}
+}
+
 // ConsoleErrors are the errors and uncaught exceptions the tab's pages have
 // written to the console so far, CSP violations among them.
 func (tab *Tab) ConsoleErrors() []string {
@@ -308,9 +340,24 @@ func (tab *Tab) Overflow375() error {
 	got := Eval[overflow](tab, `(() => {
 		const w = document.scrollingElement.scrollWidth;
 		const culprits = [];
+		// An element inside a scrolling box (a wide table in its own
+		// scroller) does not widen the page: name only the others.
+		// An absolutely positioned element escapes a scroller that is not
+		// (inside) its containing block: that one is named.
+		const clipped = (el) => {
+			const abs = ['absolute', 'fixed'].includes(getComputedStyle(el).position);
+			let positioned = false;
+			for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+				const s = getComputedStyle(p);
+				const pos = s.position !== 'static';
+				if (['auto', 'scroll', 'hidden', 'clip'].includes(s.overflowX) && (!abs || positioned || pos)) return true;
+				positioned = positioned || pos;
+			}
+			return false;
+		};
 		for (const el of document.querySelectorAll('body *')) {
 			const r = el.getBoundingClientRect();
-			if (r.right > `+fmt.Sprint(PhoneWidth)+` + 0.5 && culprits.length < 5) {
+			if (r.right > `+fmt.Sprint(PhoneWidth)+` + 0.5 && culprits.length < 5 && !clipped(el)) {
 				culprits.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
 					(el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\s+/).join('.') : '') +
 					' right=' + Math.round(r.right));
