@@ -47,7 +47,7 @@ func TestCustomerIsolation(t *testing.T) {
 			// one is ignored.
 			"home?email":   b.get(Prefix + "customer/?email=bob@example.com&account=bob@example.com"),
 			"tokens?email": b.get(Prefix + "customer/tokens?email=bob@example.com"),
-			"create": b.post(Prefix+"customer/tokens", url.Values{"csrf": {csrf}, "name": {"mine"}, "email": {"bob@example.com"}}),
+			"create":       b.post(Prefix+"customer/tokens", url.Values{"csrf": {csrf}, "name": {"mine"}, "email": {"bob@example.com"}}),
 		}
 		for name, p := range pages {
 			if p.status != http.StatusOK {
