@@ -166,3 +166,46 @@ func TestConsoleConfig(t *testing.T) {
 		}
 	}
 }
+
+// The refusals a customer can act on point at customer_help_url, or at
+// the console's help page when console.public_url says where it is.
+func TestCustomerHelpURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Config)
+		help   string
+	}{
+		{"none", nil, ""},
+		{"explicit", func(c *Config) { c.CustomerHelpURL = "https://vendor.example/pull-help" }, "https://vendor.example/pull-help"},
+		{"console", func(c *Config) { c.Console.PublicURL = "https://console.vendor.example/console/" }, "https://console.vendor.example/console/help"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, tc.mutate)
+			msg := func(user, pass string) string {
+				resp := get(t, f.url, user, pass, url.Values{"service": {testService}})
+				e := decodeError(t, resp)
+				if resp.StatusCode != http.StatusUnauthorized {
+					t.Fatalf("%d", resp.StatusCode)
+				}
+				return e.Errors[0].Message
+			}
+			bad, empty := msg(aliceUser, "wrong"), msg(aliceUser, "")
+			if tc.help == "" {
+				if bad != "invalid username or API token" || empty != emptyPasswordMessage {
+					t.Errorf("%q, %q", bad, empty)
+				}
+				return
+			}
+			if bad != "invalid username or API token (help: "+tc.help+"#bad-credentials)" {
+				t.Errorf("bad credentials: %q", bad)
+			}
+			if !strings.HasSuffix(empty, "see "+tc.help+"#kubernetes") || strings.Contains(empty, "docs/customers.md") {
+				t.Errorf("empty password: %q", empty)
+			}
+		})
+	}
+	if _, err := ParseConfig([]byte("issuer: i\nservice: s\nsigning_key: k\nlicenses: {file: {path: l.yaml}}\ncustomer_help_url: https://x.example/help#a\n")); err == nil || !strings.Contains(err.Error(), "customer_help_url") {
+		t.Errorf("a help URL with a fragment: %v", err)
+	}
+}
