@@ -42,7 +42,7 @@ type Config struct {
 	Leeway time.Duration `yaml:"leeway"`
 	// TokenEndpoint, when set, is where /token on the gateway's host is
 	// forwarded, so that one hostname serves the whole flow.
-	TokenEndpoint string         `yaml:"token_endpoint"`
+	TokenEndpoint string `yaml:"token_endpoint"`
 	// CustomerHelpURL, when set, is the page a refused customer is pointed
 	// at (the token service's console help page, or the vendor's own):
 	// the refusal of a channel the licence lacks links its #channel

@@ -94,7 +94,7 @@ type Server struct {
 	challenge string // WWW-Authenticate of a 401
 	// The refusals a customer acts on, pointing at customer_help_url.
 	badCredentials, emptyPassword string
-	handler   http.Handler
+	handler                       http.Handler
 }
 
 // New builds a Server: it loads the signing key, the refresh token key and
