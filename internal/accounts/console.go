@@ -230,13 +230,8 @@ func (db *DB) SelfServiceTokens(ctx context.Context, email string) (bool, error)
 	var on bool
 	err := db.read(ctx, func(t tx) error {
 		a, err := findAccount(ctx, t, email)
-		if err != nil {
-			return err
-		}
-		if err := t.queryRow(ctx, "SELECT self_service_tokens FROM accounts WHERE id = ?", a.id).Scan(&on); err != nil {
-			return fmt.Errorf("accounts: %w", err)
-		}
-		return nil
+		on = a.SelfServiceTokens
+		return err
 	})
 	return on, err
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -100,6 +101,18 @@ type Config struct {
 	// Console is the web console (internal/tokenserver/console), served
 	// under /console/ on admin.listen.
 	Console console.Config `yaml:"console"`
+	// CustomerHelpURL is the page the refusals of /token point customers
+	// at; default the console's help page when console.public_url is set.
+	CustomerHelpURL string `yaml:"customer_help_url"`
+}
+
+// helpURL is customer_help_url, or the console's help page; "" when
+// neither is known.
+func (c *Config) helpURL() string {
+	if c.CustomerHelpURL != "" {
+		return c.CustomerHelpURL
+	}
+	return c.Console.HelpURL()
 }
 
 // AdminConfig is the admin API (internal/tokenserver/admin): accounts,
@@ -324,6 +337,11 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 	}
 	errs = append(errs, c.Usage.problems(c.usageSQL() != nil)...)
 	errs = append(errs, c.Console.Problems()...)
+	if u := c.CustomerHelpURL; u != "" {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.Fragment != "" {
+			add("customer_help_url: %q is not an http or https URL without a #fragment", u)
+		}
+	}
 	if c.Console.Enabled && c.Admin.Listen == "" {
 		add("console.enabled: the console is served on admin.listen: set it too")
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,7 +92,9 @@ type Server struct {
 
 	errs      httpx.Handler
 	challenge string // WWW-Authenticate of a 401
-	handler   http.Handler
+	// The refusals a customer acts on, pointing at customer_help_url.
+	badCredentials, emptyPassword string
+	handler                       http.Handler
 }
 
 // New builds a Server: it loads the signing key, the refresh token key and
@@ -128,6 +131,11 @@ func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 		errs:     httpx.Handler{Log: opts.Logger},
 	}
 	s.challenge = fmt.Sprintf("Basic realm=%q", cfg.Service)
+	s.badCredentials = s.withHelp("invalid username or API token", "bad-credentials")
+	s.emptyPassword = emptyPasswordMessage
+	if help := cfg.helpURL(); help != "" {
+		s.emptyPassword = strings.TrimSuffix(emptyPasswordMessage, emptyPasswordHelp) + "see " + help + "#kubernetes"
+	}
 
 	errs := cfg.problems(opts.SigningKey == nil, opts.Backend == nil)
 	add := func(err error) {

@@ -31,8 +31,20 @@ const (
 // and an empty password; kubelet ignores identity tokens, so a pull secret
 // made from that file sends the e-mail alone.
 const emptyPasswordMessage = "empty password: an identity token (what docker login stores in config.json) cannot be used as a password; " +
-	"log in with your e-mail and API token, and for Kubernetes create the pull secret from them: " +
-	"see docs/customers.md#kubernetes"
+	"log in with your e-mail and API token, and for Kubernetes create the pull secret from them: " + emptyPasswordHelp
+
+// emptyPasswordHelp ends emptyPasswordMessage when customer_help_url is
+// not set: the page a vendor hands its customers.
+const emptyPasswordHelp = "see docs/customers.md#kubernetes"
+
+// withHelp appends the customer help page's section anchor to a refusal
+// when customer_help_url is known.
+func (s *Server) withHelp(msg, anchor string) string {
+	if help := s.cfg.helpURL(); help != "" {
+		return msg + " (help: " + help + "#" + anchor + ")"
+	}
+	return msg
+}
 
 // auditMsg is the message of the audit line of an issued token.
 const auditMsg = "token issued"
@@ -172,7 +184,7 @@ func (s *Server) getTokenRequest(r *http.Request) (*tokenResult, error) {
 		// `docker login` stored (an identity token and no password), e.g.
 		// through a Kubernetes pull secret made from config.json.
 		s.failLogin(ctx, req, license.ReasonMalformed)
-		return nil, s.unauthorized(emptyPasswordMessage)
+		return nil, s.unauthorized(s.emptyPassword)
 	}
 	if !ok || username == "" || password == "" {
 		s.failLogin(ctx, req, license.ReasonMalformed)
@@ -181,7 +193,7 @@ func (s *Server) getTokenRequest(r *http.Request) (*tokenResult, error) {
 	if len(username) > maxUsernameLen || len(password) > maxPasswordLen {
 		s.limiter.Charge(req.client, "")
 		s.failLogin(ctx, req, license.ReasonMalformed)
-		return nil, s.unauthorized("invalid username or API token")
+		return nil, s.unauthorized(s.badCredentials)
 	}
 	if account := q.Get("account"); account != "" && account != username {
 		s.failLogin(ctx, req, license.ReasonMalformed)
@@ -252,7 +264,7 @@ func (s *Server) postTokenRequest(r *http.Request, grant *string) (*tokenResult,
 		if len(username) > maxUsernameLen || len(password) > maxPasswordLen {
 			s.limiter.Charge(req.client, "")
 			s.failLogin(ctx, req, license.ReasonMalformed)
-			return nil, s.unauthorized("invalid username or API token")
+			return nil, s.unauthorized(s.badCredentials)
 		}
 	case "refresh_token":
 		*grant, req.grant = grantRefresh, grantRefresh
@@ -308,9 +320,9 @@ func (s *Server) issue(ctx context.Context, req *tokenRequest) (*tokenResult, er
 		s.limiter.Charge(req.client, username)
 		s.failLogin(ctx, req, license.ReasonOf(err))
 		if req.grant == grantRefresh {
-			return nil, s.unauthorized("refresh token no longer valid: log in again")
+			return nil, s.unauthorized(s.withHelp("refresh token no longer valid: log in again", "refresh"))
 		}
-		return nil, s.unauthorized("invalid username or API token")
+		return nil, s.unauthorized(s.badCredentials)
 	case err != nil:
 		s.failLogin(ctx, req, license.ReasonUnavailable)
 		return nil, (&httpx.Error{

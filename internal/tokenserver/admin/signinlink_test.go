@@ -46,3 +46,21 @@ func TestSignInLinks(t *testing.T) {
 		e.call(http.MethodPost, Prefix+"/accounts/alice@example.com/sign-in-links", e.writeKey, "").problem(t, http.StatusConflict, "conflict")
 	})
 }
+
+func TestSelfServiceTokensFlag(t *testing.T) {
+	e := newEnv(t, accountstest.SQLite(t), nil)
+	e.call(http.MethodPost, Prefix+"/accounts", e.writeKey, `{"email":"alice@example.com","channels":["stable"]}`).want(t, http.StatusCreated, `"self_service_tokens":false`)
+	e.call(http.MethodPatch, Prefix+"/accounts/alice@example.com", e.writeKey, `{"self_service_tokens":true}`, "If-Match", "*").want(t, http.StatusOK, `"self_service_tokens":true`)
+	e.call(http.MethodGet, Prefix+"/accounts/alice@example.com", e.readKey, "").want(t, http.StatusOK, `"self_service_tokens":true`)
+	if on, err := e.db.SelfServiceTokens(t.Context(), "alice@example.com"); err != nil || !on {
+		t.Errorf("SelfServiceTokens = %v, %v", on, err)
+	}
+	audit, err := e.db.Audit(t.Context(), "alice@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := audit[len(audit)-1]; last.Action != "self_service" || last.Detail != "tokens=true" || last.Actor != "crm" {
+		t.Errorf("audit %+v", last)
+	}
+	e.call(http.MethodPatch, Prefix+"/accounts/alice@example.com", e.writeKey, `{"self_service_tokens":"yes"}`, "If-Match", "*").problem(t, http.StatusUnprocessableEntity, "validation", "/self_service_tokens")
+}

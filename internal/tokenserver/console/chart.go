@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/acme/registry-gateway/internal/accounts"
@@ -239,5 +240,5 @@ func chartID(title string) string {
 			}
 		}
 	}
-	return string(b)
+	return strings.TrimSuffix(string(b), "-")
 }

@@ -91,7 +91,7 @@ func (c *Config) Problems() []error {
 // HelpURL is the console's help page for refusals, when public_url says
 // where the console is; "" otherwise.
 func (c *Config) HelpURL() string {
-	if !c.Enabled || c.PublicURL == "" {
+	if c.PublicURL == "" {
 		return ""
 	}
 	return c.PublicURL + "help"

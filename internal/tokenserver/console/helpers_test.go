@@ -81,9 +81,8 @@ func (e *env) newConsole() *httptest.Server {
 	e.t.Helper()
 	cfg := Config{Enabled: true, RegistryURL: e.reg.srv.URL, RegistryHost: "registry.example.com"}
 	cfg.SetDefaults()
-	lic := license.NewCache(e.db.NewBackend(accounts.BackendOptions{}), license.CacheConfig{Clock: e.clock.Now})
 	c, err := New(Options{
-		Config: cfg, DB: e.db, Licenses: lic, Limiter: e.limiter, Mint: testMint, Clock: e.clock.Now,
+		Config: cfg, DB: e.db, Licenses: licensesOf(e), Limiter: e.limiter, Mint: testMint, Clock: e.clock.Now,
 		Log: slog.New(slog.NewTextHandler(e.logs, nil)),
 	})
 	if err != nil {
@@ -92,6 +91,12 @@ func (e *env) newConsole() *httptest.Server {
 	srv := httptest.NewServer(c.Handler())
 	e.t.Cleanup(srv.Close)
 	return srv
+}
+
+// licensesOf is the licence source /token verifies with: the SQL backend
+// behind the cache.
+func licensesOf(e *env) Licenses {
+	return license.NewCache(e.db.NewBackend(accounts.BackendOptions{}), license.CacheConfig{Clock: e.clock.Now})
 }
 
 // countingLimiter refuses a client after three failures.
