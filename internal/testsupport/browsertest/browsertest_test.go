@@ -27,6 +27,13 @@ var pages = map[string]string{
 <button type="button" disabled>Disabled, skipped</button>
 <input type="hidden" name="csrf" value="x">
 </main></body></html>`,
+	// A wide table in its own scroller fits a phone; a visually hidden,
+	// absolutely positioned header inside it escapes the scroller (which
+	// is not its containing block) and widens the page.
+	"/scroller": head + `<main><table style="display:block;overflow-x:auto;width:100%"><caption>t</caption>
+<tr><td style="white-space:nowrap">` + strings.Repeat("wide ", 200) + `</td></tr></table></main></body></html>`,
+	"/escape": head + `<main><table style="display:block;overflow-x:auto;width:100%"><caption>t</caption>
+<tr><td style="white-space:nowrap">` + strings.Repeat("wide ", 200) + `<span id="vh" style="position:absolute;width:1px;height:1px;overflow:hidden">hidden</span></td></tr></table></main></body></html>`,
 	// A button without a name, a link taken out of the tab order, and a
 	// table wider than a phone.
 	"/bad": head + `<main><h1>Bad</h1>
@@ -114,6 +121,20 @@ func TestBadPage(t *testing.T) {
 	err = tab.Overflow375()
 	if err == nil || !strings.Contains(err.Error(), "scrolls") || !strings.Contains(err.Error(), "div") {
 		t.Fatalf("overflow check: %v, want the wide div named", err)
+	}
+}
+
+func TestOverflowAndScrollers(t *testing.T) {
+	b := browsertest.Start(t)
+	srv := serve(t)
+	tab := b.NewTab()
+	tab.Navigate(srv.URL + "/scroller")
+	if err := tab.Overflow375(); err != nil {
+		t.Errorf("a table scrolling in its own box: %v", err)
+	}
+	tab.Navigate(srv.URL + "/escape")
+	if err := tab.Overflow375(); err == nil || !strings.Contains(err.Error(), "span#vh") {
+		t.Errorf("an absolutely positioned element escaping its scroller: %v, want span#vh named", err)
 	}
 }
 
