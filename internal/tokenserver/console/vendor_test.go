@@ -27,17 +27,24 @@ var (
 	sales   = oidctest.User{Username: "sales", Email: "sales@vendor.example", EmailVerified: true, Groups: []string{"sales"}}
 	outside = oidctest.User{Username: "outside", Email: "someone@other.example", EmailVerified: true, Groups: []string{"support"}}
 	unverif = oidctest.User{Username: "unverified", Email: "new@vendor.example", EmailVerified: false, Groups: []string{"support"}}
+	noMail  = oidctest.User{Username: "nomail", Groups: []string{"support"}}
 )
 
 // newOIDCConsole is a console of e's database whose vendors sign in with
 // the in-process OpenID provider p.
 func (e *env) newOIDCConsole(p *oidctest.Provider, groups []string) *httptest.Server {
+	return e.newOIDCConsoleSecret(p, groups, "client-secret")
+}
+
+// newOIDCConsoleSecret is newOIDCConsole with the client secret the
+// console holds (the provider knows "client-secret").
+func (e *env) newOIDCConsoleSecret(p *oidctest.Provider, groups []string, secret string) *httptest.Server {
 	e.t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	redirect := "http://" + srv.Listener.Addr().String() + oidcCallbackPath
 	p.AddClient(oidctest.Client{ID: "console", Secret: "client-secret", RedirectURIs: []string{redirect}})
 	secretFile := filepath.Join(e.t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, []byte("client-secret\n"), 0o600); err != nil {
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
 	cfg := Config{Enabled: true, RegistryURL: e.reg.srv.URL, RegistryHost: "registry.example.com", OIDC: OIDCConfig{
@@ -94,7 +101,7 @@ func (b *browser) signInOIDC() page {
 
 func TestVendorOIDCSignIn(t *testing.T) {
 	e := newEnv(t, accountstest.SQLite(t))
-	p := oidctest.Start(t, oidctest.Options{Users: []oidctest.User{staff, sales, outside, unverif}})
+	p := oidctest.Start(t, oidctest.Options{Users: []oidctest.User{staff, sales, outside, unverif, noMail}})
 	srv := e.newOIDCConsole(p, nil)
 
 	t.Run("sign-in page offers it", func(t *testing.T) {
@@ -116,6 +123,7 @@ func TestVendorOIDCSignIn(t *testing.T) {
 	for _, tc := range []struct{ user, says string }{
 		{"outside", "not one of the vendor&#39;s staff accounts"},
 		{"unverified", "not verified"},
+		{"nomail", "did not tell the console your e-mail address"},
 		{"nobody", "did not sign you in (access_denied)"},
 	} {
 		t.Run("refused "+tc.user, func(t *testing.T) {
@@ -164,6 +172,17 @@ func (l *countingLimiter) reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.failures = nil
+}
+
+func TestVendorOIDCWrongClientSecret(t *testing.T) {
+	e := newEnv(t, accountstest.SQLite(t))
+	p := oidctest.Start(t, oidctest.Options{Users: []oidctest.User{staff}})
+	srv := e.newOIDCConsoleSecret(p, nil, "not-the-secret")
+	p.AutoLogin("staff")
+	want(t, e.browserOn(srv).signInOIDC(), http.StatusForbidden, "refused the sign-in&#39;s code")
+	if !strings.Contains(e.logs.String(), "code exchange") {
+		t.Errorf("log lacks the exchange's failure:\n%s", e.logs.String())
+	}
 }
 
 func TestVendorOIDCGroups(t *testing.T) {
