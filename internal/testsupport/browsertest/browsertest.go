@@ -25,6 +25,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,7 +86,15 @@ func Start(t testing.TB) *Browser {
 		chromedp.Flag("password-store", "basic"),
 		chromedp.WindowSize(DesktopWidth, DesktopHeight),
 	)
-	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
+	// chromedp logs from its own goroutines, which may outlive the test
+	// by a moment: t.Logf after the test has ended panics.
+	var ended atomic.Bool
+	logf := func(format string, args ...any) {
+		if !ended.Load() {
+			t.Logf(format, args...)
+		}
+	}
+	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithLogf(logf))
 	// The first Run starts the browser and lives as long as ctx: no
 	// timeout on it (see chromedp.Run), but the start itself is bounded
 	// by the allocator's own read timeout.
@@ -95,6 +104,7 @@ func Start(t testing.TB) *Browser {
 		t.Fatalf("browsertest: starting %s: %v", path, err)
 	}
 	t.Cleanup(func() {
+		ended.Store(true)
 		cancel()
 		cancelAlloc() // kills the browser and waits for it
 	})
