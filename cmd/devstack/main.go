@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&opts.NoSeed, "no-seed", false, "do not push the demo images")
 	fs.BoolVar(&opts.TLS, "tls", false, "serve HTTPS only, with a development CA and a localhost certificate made under -certs when missing")
 	fs.StringVar(&opts.CertsDir, "certs", "certs", "directory of the development CA and certificates (with -tls)")
-	licenses := fs.String("licenses", "file", "licence backend of the demo: file (deploy/licenses.yaml) or sql (SQLite under data/, demo account made with the accounts CLI)")
+	licenses := fs.String("licenses", "file", "licence backend of the demo: file (deploy/licenses.yaml) or sql (SQLite under data/, demo account made with the accounts CLI, and the web console; make run's default)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
