@@ -148,6 +148,7 @@ func New(o Options) (*Console, error) {
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
+	c.vendor = vendorState{}
 	if err := c.initVendor(o); err != nil {
 		return nil, err
 	}
