@@ -328,3 +328,40 @@ func TestNewSignInLink(t *testing.T) {
 		t.Errorf("unknown account: %v", err)
 	}
 }
+
+// TestVendorReadOnly: a vendor signed in with a read key looks but does
+// not change: every state-changing vendor form is refused with 403.
+func TestVendorReadOnly(t *testing.T) {
+	e := newEnv(t, accountstest.SQLite(t))
+	_, readKey, err := e.db.AddAdminKey(t.Context(), "test", "auditor", accounts.ScopeRead, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Enabled: true, RegistryURL: e.reg.srv.URL}
+	cfg.SetDefaults()
+	c, err := New(Options{Config: cfg, DB: e.db, Licenses: licensesOf(e), Mint: testMint, Clock: e.clock.Now, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(Prefix+"vendor/change", c.signedIn(accounts.SessionVendor, func(w http.ResponseWriter, r *http.Request, q *request) error {
+		_, err := w.Write([]byte("changed by " + q.s.Subject))
+		return err
+	}))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		key    string
+		status int
+		body   string
+	}{{readKey, http.StatusForbidden, "signed in with read access"}, {e.adminKey, http.StatusOK, "changed by support"}} {
+		b := e.browser()
+		if p := b.signInVendorKey(tc.key); p.status != http.StatusSeeOther {
+			t.Fatalf("%d %s", p.status, p.body)
+		}
+		csrf := b.csrf(Prefix + "vendor/")
+		on := b.on(srv)
+		want(t, on.get(Prefix+"vendor/change"), http.StatusOK) // looking is fine
+		want(t, on.post(Prefix+"vendor/change", url.Values{"csrf": {csrf}}), tc.status, tc.body)
+	}
+}
