@@ -59,6 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.GatewayAddr, "gateway-addr", "", "gateway listen address (default: listen in the gateway configuration, 127.0.0.1:5000)")
 	fs.StringVar(&opts.TokenServerAddr, "tokenserver-addr", "", "token service listen address (default: its configuration, 127.0.0.1:5001)")
 	fs.StringVar(&opts.UpstreamAddr, "upstream-addr", "", "upstream registry listen address (default: the host of the gateway's upstream.url, 127.0.0.1:5002)")
+	fs.StringVar(&opts.AdminAddr, "admin-addr", "", "token service admin API and web console address, with -licenses sql (default: its admin.listen, 127.0.0.1:5003)")
 	fs.StringVar(&opts.GatewayMetricsAddr, "gateway-metrics-addr", "127.0.0.1:0", "gateway /metrics and /debug/pprof/ address (default: a free loopback port, printed)")
 	fs.StringVar(&opts.TokenServerMetricsAddr, "tokenserver-metrics-addr", "127.0.0.1:0", "token service /metrics and /debug/pprof/ address (default: a free loopback port, printed)")
 	fs.BoolVar(&opts.NoSeed, "no-seed", false, "do not push the demo images")
