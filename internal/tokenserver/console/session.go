@@ -177,19 +177,10 @@ func (c *Console) signedIn(kind string, h sessionFunc) http.Handler {
 				c.log.Warn("console: form refused without its CSRF token", slog.String("client", c.client(r)), slog.String("path", r.URL.Path))
 				return errCSRF
 			}
-			// A vendor changes things only with the write scope (an admin
-			// key's; an OpenID sign-in's as configured).
-			if s.Kind == accounts.SessionVendor && s.Scope != accounts.ScopeWrite {
-				return errReadOnly
-			}
 		}
 		return h(w, r, q)
 	})
 }
-
-// errReadOnly refuses a change to a vendor signed in with read scope.
-var errReadOnly = &pageError{Status: http.StatusForbidden, Title: "Read only",
-	Message: "You are signed in with read access: you can look, not change. Sign in with an admin key of the write scope to make changes."}
 
 // errSignIn: no live session (never signed in, signed out, expired).
 var errSignIn = &pageError{Status: http.StatusUnauthorized, Title: "Please sign in",

@@ -227,6 +227,15 @@ func SignInLinkURL(publicURL, base, secret string) string {
 	return root + "link?t=" + url.QueryEscape(secret)
 }
 
+// baseURL is the scheme and host the request came to.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
 // NewSignInLink makes a one-time sign-in link for the customer email on
 // behalf of actor (the vendor's pages), valid for console.sign_in_link_ttl,
 // and returns its URL: under public_url, else under the address r came
@@ -236,11 +245,7 @@ func (c *Console) NewSignInLink(r *http.Request, actor, email string) (string, t
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return SignInLinkURL(c.cfg.PublicURL, scheme+"://"+r.Host, secret), expires, nil
+	return SignInLinkURL(c.cfg.PublicURL, baseURL(r), secret), expires, nil
 }
 
 func truncate(s string, n int) string {
