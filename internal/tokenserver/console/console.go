@@ -248,6 +248,7 @@ func (c *Console) help(w http.ResponseWriter, r *http.Request) error {
 	v := c.view(r, "Why a pull is refused")
 	if s, id, err := c.session(r); err == nil {
 		v.setSession(s, id)
+		v.Nav = "help"
 	}
 	v.RegistryHost = c.registryHost
 	return c.render(w, http.StatusOK, "help", v)
