@@ -2,10 +2,13 @@ package tokenserver
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/internal/tokenserver/console"
 	"github.com/acme/registry-gateway/pkg/auth"
 )
@@ -26,6 +29,15 @@ func (s *Server) openConsole() (*console.Console, error) {
 	}
 	if s.limiter != nil {
 		o.Limiter = s.limiter
+	}
+	if ca := s.cfg.Console.RegistryCAFile; ca != "" {
+		pool, err := tlsx.LoadCertPool(ca)
+		if err != nil {
+			return nil, fmt.Errorf("console.registry_ca_file: %w", err)
+		}
+		o.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: tlsx.ClientTLSConfig(pool, nil), Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 8,
+		}}
 	}
 	return console.New(o)
 }

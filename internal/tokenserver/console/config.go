@@ -29,6 +29,9 @@ type Config struct {
 	// console reads the repositories and tags a customer may pull through
 	// the gateway's licence-filtered /v2/_catalog and tags/list.
 	RegistryURL string `yaml:"registry_url"`
+	// RegistryCAFile is a PEM file of the CAs registry_url's certificate
+	// is verified against; default the system's roots.
+	RegistryCAFile string `yaml:"registry_ca_file"`
 	// RegistryHost is the registry as customers write it in `docker login`
 	// and image names (host[:port]); default the host of registry_url.
 	RegistryHost string `yaml:"registry_host"`

@@ -148,6 +148,7 @@ func New(o Options) (*Console, error) {
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
+	c.vendor = vendorState{}
 	if err := c.initVendor(o); err != nil {
 		return nil, err
 	}
@@ -247,6 +248,7 @@ func (c *Console) help(w http.ResponseWriter, r *http.Request) error {
 	v := c.view(r, "Why a pull is refused")
 	if s, id, err := c.session(r); err == nil {
 		v.setSession(s, id)
+		v.Nav = "help"
 	}
 	v.RegistryHost = c.registryHost
 	return c.render(w, http.StatusOK, "help", v)

@@ -74,14 +74,13 @@ func (c *Console) customerHome(w http.ResponseWriter, r *http.Request, q *reques
 			d.Example = repo.Name + ":" + repo.Tags[0]
 		}
 	}
+	// The example chart: a repository named like one, else a placeholder
+	// (the registry does not say which repositories hold charts).
 	for _, repo := range d.Registry.Repositories {
 		if strings.Contains(repo.Name, "chart") {
 			d.ExampleChart = repo.Name
 			break
 		}
-	}
-	if d.ExampleChart == "CHANNEL/CHART" && len(d.Registry.Repositories) > 0 {
-		d.ExampleChart = d.Registry.Repositories[0].Name
 	}
 	v := c.sessionView(r, q, "What you can pull", "home")
 	v.Data = d

@@ -226,9 +226,6 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	v := c.view(r, pe.Title)
 	v.Error = pe
-	if pe.SignIn {
-		v.Signed = false
-	}
 	c.render(w, pe.Status, "error", v)
 }
 

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -304,4 +305,26 @@ func mustURL(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+func TestNewSignInLink(t *testing.T) {
+	e := newEnv(t, accountstest.SQLite(t))
+	cfg := Config{Enabled: true, RegistryURL: e.reg.srv.URL}
+	cfg.SetDefaults()
+	c, err := New(Options{Config: cfg, DB: e.db, Licenses: licensesOf(e), Mint: testMint, Clock: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest(http.MethodPost, "http://console.test/console/vendor/accounts", nil)
+	link, expires, err := c.NewSignInLink(r, "support", "alice@example.com")
+	if err != nil || !strings.HasPrefix(link, "http://console.test/console/link?t=") || !expires.Equal(t0.Add(DefaultSignInLinkTTL)) {
+		t.Fatalf("%q %v %v", link, expires, err)
+	}
+	c.cfg.PublicURL = "https://c.example.com/console/"
+	if link, _, _ := c.NewSignInLink(r, "support", "alice@example.com"); !strings.HasPrefix(link, "https://c.example.com/console/link?t=") {
+		t.Errorf("%q", link)
+	}
+	if _, _, err := c.NewSignInLink(r, "support", "nobody@example.com"); !errors.Is(err, accounts.ErrNotFound) {
+		t.Errorf("unknown account: %v", err)
+	}
 }

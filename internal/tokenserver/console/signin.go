@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/acme/registry-gateway/internal/accounts"
 	"github.com/acme/registry-gateway/internal/license"
@@ -236,6 +237,18 @@ func baseURL(r *http.Request) string {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host
+}
+
+// NewSignInLink makes a one-time sign-in link for the customer email on
+// behalf of actor (the vendor's pages), valid for console.sign_in_link_ttl,
+// and returns its URL: under public_url, else under the address r came
+// to.
+func (c *Console) NewSignInLink(r *http.Request, actor, email string) (string, time.Time, error) {
+	secret, expires, err := c.db.CreateSignInLink(r.Context(), actor, email, c.cfg.SignInLinkTTL)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return SignInLinkURL(c.cfg.PublicURL, baseURL(r), secret), expires, nil
 }
 
 func truncate(s string, n int) string {
