@@ -491,11 +491,10 @@ func (c *Console) vendorSetSelfService(w http.ResponseWriter, r *http.Request, q
 // once.
 func (c *Console) vendorSignInLink(w http.ResponseWriter, r *http.Request, q *request) error {
 	email := r.PathValue("email")
-	secret, expires, err := c.db.CreateSignInLink(r.Context(), q.s.Subject, email, c.cfg.SignInLinkTTL)
+	link, expires, err := c.NewSignInLink(r, q.s.Subject, email)
 	if err != nil {
 		return err
 	}
-	link := SignInLinkURL(c.cfg.PublicURL, baseURL(r), secret)
 	return c.renderAccount(w, r, q, email, secretShown{Title: "A sign-in link for the customer", Value: link,
 		Note: "It signs the customer in to this console once, until " + expires.UTC().Format("2006-01-02 15:04 UTC") + ". Send it to them; it is shown this once."})
 }
