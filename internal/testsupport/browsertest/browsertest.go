@@ -265,7 +265,7 @@ func Eval[T any](tab *Tab, expr string) T {
 func (tab *Tab) ClickAndWait(css string) {
 	t := tab.b.t
 	t.Helper()
-	tab.Do(chromedp.Evaluate[chromedp.Void](`window.__browsertestLeft = false; window.__browsertestOld = true`),
+	tab.Do(chromedp.Evaluate[chromedp.Void](`window.__browsertestOld = true`),
 		chromedp.Click(chromedp.CSS(css), chromedp.NodeVisible))
 	tab.WaitFor("the page after clicking "+css, `!window.__browsertestOld && document.readyState === "complete"`)
 }
