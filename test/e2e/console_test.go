@@ -280,13 +280,18 @@ func TestConsoleInTheBrowser(t *testing.T) {
 		t.Fatalf("the pull command as shown: %v\n%s\ndockerd log:\n%s", err, out, d.Log())
 	}
 
-	// 7. The vendor sees the pull on the dashboard and revokes the token in
-	// the console: pulls with it are refused within 2 s.
+	// A channel the licence lacks is refused, and counted as such.
+	creds := remote.WithAuth(&authn.Basic{Username: customer, Password: token})
+	if _, err := pull(ctx, ref(t, s.gwHost, "nightly/hello:1.0"), creds); statusOf(err) != http.StatusUnauthorized {
+		t.Fatalf("a pull from a channel the licence lacks: %v", err)
+	}
+
+	// 7. The vendor revokes the token in the console: pulls with it are
+	// refused within 2 s. The dashboard shows the pull and the refusal.
 	vendor.Navigate(s.console + "vendor/accounts/" + customer)
 	vendor.Do(chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll('tbody tr')].find(r => r.cells[0].textContent === 'laptop').querySelector('form[action$="/revoke"] button').id = 'revoke-laptop'`))
 	vendor.ClickAndWait("#revoke-laptop")
 	revoked := time.Now()
-	creds := remote.WithAuth(&authn.Basic{Username: customer, Password: token})
 	testutil.WaitFor(t, "the revoked token refused (within 2s)", 2*time.Second, func() bool {
 		_, err := pull(ctx, ref(t, s.gwHost, "stable/hello:1.0"), creds)
 		return statusOf(err) == http.StatusUnauthorized
@@ -300,9 +305,10 @@ func TestConsoleInTheBrowser(t *testing.T) {
 		t.Error("the account page does not show the token revoked")
 	}
 	vendor.CheckPage("vendor-account")
-	testutil.WaitFor(t, "the pull on the dashboard", 10*time.Second, func() bool {
+	testutil.WaitFor(t, "the pull and the refusal on the dashboard", 10*time.Second, func() bool {
 		vendor.Navigate(s.console + "vendor/")
-		return strings.Contains(vendor.Text("main"), "stable/hello")
+		main := vendor.Text("main")
+		return strings.Contains(main, "stable/hello") && strings.Contains(main, "nightly")
 	})
 	vendor.CheckPage("vendor-dashboard")
 	for _, tab := range []*browsertest.Tab{vendor, cust} {
