@@ -85,22 +85,26 @@ func (c *Console) customerSignIn(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(email) > maxEmailLen || len(token) > maxTokenLen {
 		c.charge(client, "")
+		c.failed(license.ReasonMalformed)
 		d.Email, d.CustomerError = "", signInFailed
 		return c.renderSignIn(w, r, http.StatusUnauthorized, d)
 	}
 	if err := c.throttled(r, client, email); err != nil {
+		c.failed(license.ReasonRateLimited)
 		return err
 	}
 	lic, err := c.licenses.Lookup(r.Context(), license.Credentials{Username: email, Token: token})
 	switch {
 	case errors.Is(err, license.ErrBadCredentials):
 		c.charge(client, email)
+		c.failed(license.ReasonOf(err))
 		// The token is never logged; its fingerprint says which one it was.
 		c.log.Info("console: sign-in failed", slog.String("kind", accounts.SessionCustomer), slog.String("reason", string(license.ReasonOf(err))),
 			slog.String("username", truncate(email, 256)), slog.String("token_fp", license.Fingerprint(token)), slog.String("client", client))
 		d.CustomerError = signInFailed
 		return c.renderSignIn(w, r, http.StatusUnauthorized, d)
 	case err != nil:
+		c.failed(license.ReasonUnavailable)
 		c.log.Warn("console: sign-in: licence service unavailable", slog.Any("error", err))
 		return &pageError{Status: http.StatusServiceUnavailable, Title: "Try again later", Message: "The licence service is not answering. Try again in a minute."}
 	}
