@@ -36,10 +36,19 @@ type signInData struct {
 	Email string
 	// Customer and Vendor are the messages of a refused sign-in.
 	CustomerError, VendorError string
+	// SignedIn is who the browser is signed in as already, and Home
+	// their start page.
+	SignedIn, Home string
 }
 
 func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) error {
-	return c.renderSignIn(w, r, http.StatusOK, signInData{})
+	var d signInData
+	if s, _, err := c.session(r); err == nil {
+		// Signing in again replaces the session; say where the current
+		// one leads.
+		d.SignedIn, d.Home = s.Subject, Prefix+s.Kind+"/"
+	}
+	return c.renderSignIn(w, r, http.StatusOK, d)
 }
 
 func (c *Console) renderSignIn(w http.ResponseWriter, r *http.Request, status int, d signInData) error {
