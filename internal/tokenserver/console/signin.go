@@ -33,12 +33,12 @@ func (c *Console) signInRoutes(mux *http.ServeMux) {
 
 // signInData is the sign-in page's.
 type signInData struct {
-	Email string
-	// Customer and Vendor are the messages of a refused sign-in.
-	CustomerError, VendorError string
 	// SignedIn is who the browser is signed in as already, and Home
 	// their start page.
 	SignedIn, Home string
+	Email string
+	// Customer and Vendor are the messages of a refused sign-in.
+	CustomerError, VendorError string
 }
 
 func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) error {
