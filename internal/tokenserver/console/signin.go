@@ -36,6 +36,7 @@ type signInData struct {
 	// SignedIn is who the browser is signed in as already, and Home
 	// their start page.
 	SignedIn, Home string
+
 	Email string
 	// Customer and Vendor are the messages of a refused sign-in.
 	CustomerError, VendorError string
