@@ -533,6 +533,9 @@ func accountsShow(ctx context.Context, c *accountsCmd, args []string) int {
 		fmt.Fprintf(w, "first pull\t%s\n", usageText(used.FirstPull))
 		fmt.Fprintf(w, "last pull\t%s\n", usageText(used.LastPull))
 		fmt.Fprintf(w, "last check\t%s\n", usageText(used.LastCheck))
+		if a.SelfServiceTokens {
+			fmt.Fprintf(w, "self-service\ttokens: the customer creates and revokes their own in the console\n")
+		}
 		if err := w.Flush(); err != nil {
 			return err
 		}

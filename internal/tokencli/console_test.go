@@ -30,6 +30,7 @@ func TestAccountsConsoleCommands(t *testing.T) {
 
 	run("self-service", "alice@example.com", "on").want(t, exitOK, "alice@example.com: self-service tokens on")
 	run("show", "alice@example.com", "--json").want(t, exitOK, `"self_service_tokens": true`)
+	run("show", "alice@example.com").want(t, exitOK, "self-service  tokens: the customer creates and revokes their own")
 	run("self-service", "alice@example.com", "maybe").want(t, exitUsage, `"maybe" is not on or off`)
 	run("self-service", "nobody@example.com", "off").want(t, exitNotFound)
 	run("self-service", "alice@example.com").want(t, exitUsage, "missing on or off")

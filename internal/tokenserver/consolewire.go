@@ -19,13 +19,15 @@ import (
 // reads of the gateway with the service's signing key.
 func (s *Server) openConsole() (*console.Console, error) {
 	o := console.Options{
-		Config:     s.cfg.Console,
-		DB:         s.adminDB,
-		Licenses:   s.licenses,
-		Mint:       s.mint,
-		Log:        s.log,
-		ClientAddr: s.clients.Of,
-		Clock:      s.now,
+		Config:   s.cfg.Console,
+		DB:       s.adminDB,
+		Licenses: s.licenses,
+		Mint:     s.mint,
+		// Refused customer sign-ins count with the refused logins of /token.
+		LoginFailed: s.metrics.loginFailed,
+		Log:         s.log,
+		ClientAddr:  s.clients.Of,
+		Clock:       s.now,
 	}
 	if s.limiter != nil {
 		o.Limiter = s.limiter

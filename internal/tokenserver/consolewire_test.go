@@ -144,6 +144,12 @@ func TestConsoleWiring(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests {
 		t.Errorf("/token after failed console sign-ins: %d, want 429", resp.StatusCode)
 	}
+	// And they count with the refused logins of /token.
+	ops := httptest.NewServer(srv.MetricsHandler())
+	t.Cleanup(ops.Close)
+	if v := metricValue(t, ops.URL, `tokenserver_login_failures_total{reason="wrong_token"}`); v != "2" {
+		t.Errorf("wrong_token failures %s, want 2", v)
+	}
 }
 
 func TestConsoleConfig(t *testing.T) {

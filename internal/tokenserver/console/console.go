@@ -81,6 +81,10 @@ type Options struct {
 	Limiter Limiter
 	// Mint signs registry tokens for the gateway's view of a customer.
 	Mint Minter
+	// LoginFailed, if set, counts a refused customer sign-in by reason,
+	// with the refused logins of /token
+	// (tokenserver_login_failures_total).
+	LoginFailed func(license.Reason)
 	// HTTPClient calls the gateway (console.registry_url); default a
 	// client with a 10 s timeout.
 	HTTPClient *http.Client
@@ -100,6 +104,7 @@ type Console struct {
 	licenses Licenses
 	limiter  Limiter
 	mint     Minter
+	failed   func(license.Reason)
 	http     *http.Client
 	log      *slog.Logger
 	client   func(*http.Request) string
@@ -119,7 +124,10 @@ func New(o Options) (*Console, error) {
 	if o.DB == nil {
 		return nil, errors.New("console: no account database")
 	}
-	c := &Console{cfg: o.Config, db: o.DB, licenses: o.Licenses, limiter: o.Limiter, mint: o.Mint, http: o.HTTPClient, log: o.Log, client: o.ClientAddr, now: o.Clock}
+	c := &Console{cfg: o.Config, db: o.DB, licenses: o.Licenses, limiter: o.Limiter, mint: o.Mint, failed: o.LoginFailed, http: o.HTTPClient, log: o.Log, client: o.ClientAddr, now: o.Clock}
+	if c.failed == nil {
+		c.failed = func(license.Reason) {}
+	}
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 10 * time.Second}
 	}

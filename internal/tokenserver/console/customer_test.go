@@ -2,6 +2,7 @@ package console
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/accounts"
+	"github.com/acme/registry-gateway/internal/license"
 	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 )
 
@@ -197,5 +199,52 @@ func TestEscaping(t *testing.T) {
 	p := e.browser().signInCustomer(`"><img src=x onerror=alert(1)>@x.com`, "wrong")
 	if strings.Contains(p.body, "<img src=x") {
 		t.Error("the typed address is echoed unescaped")
+	}
+}
+
+// The catalogue is read page by page (the gateway's Link header), and a
+// repository whose tags cannot be read says so without failing the page.
+func TestRegistryPaging(t *testing.T) {
+	pages := map[string]string{"": "stable/a", "stable/a": "stable/b", "stable/b": "stable/c"}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/_catalog" {
+			name := pages[r.URL.Query().Get("last")]
+			if name != "stable/c" {
+				w.Header().Set("Link", `</v2/_catalog?n=1&last=`+url.QueryEscape(name)+`>; rel="next"`)
+			}
+			_, _ = w.Write([]byte(`{"repositories":["` + name + `"]}`))
+			return
+		}
+		if r.URL.Path == "/v2/stable/b/tags/list" {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		_, _ = w.Write([]byte(`{"tags":["1.0"]}`))
+	}))
+	t.Cleanup(srv.Close)
+	e := newEnv(t, accountstest.SQLite(t))
+	c, err := New(Options{Config: Config{RegistryURL: srv.URL}, DB: e.db, Mint: testMint, Clock: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.readRegistry(t.Context(), license.License{Account: "alice@example.com", Channels: []string{"stable"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range v.Repositories {
+		got = append(got, r.Name+":"+strings.Join(r.Tags, ",")+":"+r.Err)
+	}
+	if strings.Join(got, " ") != "stable/a:1.0: stable/b::the tags could not be read stable/c:1.0:" || v.Truncated {
+		t.Errorf("%q truncated=%v", got, v.Truncated)
+	}
+	// No channel: nothing asked.
+	if v, err := c.readRegistry(t.Context(), license.License{Account: "x@example.com"}); err != nil || len(v.Repositories) != 0 {
+		t.Errorf("%+v %v", v, err)
+	}
+	// No registry_url: an error the page shows as "not available".
+	c.cfg.RegistryURL = ""
+	if _, err := c.readRegistry(t.Context(), license.License{Channels: []string{"stable"}}); err == nil {
+		t.Error("no error without registry_url")
 	}
 }

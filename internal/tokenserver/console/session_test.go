@@ -270,6 +270,8 @@ func TestPublicPages(t *testing.T) {
 	}
 	want(t, b.get(Prefix+"nope"), http.StatusNotFound, "There is no such page")
 	want(t, b.get(Prefix+"customer/"), http.StatusUnauthorized, "Please sign in")
+	b.mustSignInCustomer("alice@example.com", e.aliceToken)
+	want(t, b.get(Prefix+"sign-in"), http.StatusOK, `You are signed in as alice@example.com: <a href="/console/customer/">`)
 	p := b.get(Prefix + "static/console.css")
 	want(t, p, http.StatusOK, ":focus-visible")
 	if ct := p.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/css") {

@@ -33,6 +33,10 @@ func (c *Console) signInRoutes(mux *http.ServeMux) {
 
 // signInData is the sign-in page's.
 type signInData struct {
+	// SignedIn is who the browser is signed in as already, and Home
+	// their start page.
+	SignedIn, Home string
+
 	Email string
 	// Customer and Vendor are the messages of a refused sign-in.
 	CustomerError, VendorError string
@@ -41,7 +45,13 @@ type signInData struct {
 }
 
 func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) error {
-	return c.renderSignIn(w, r, http.StatusOK, signInData{})
+	var d signInData
+	if s, _, err := c.session(r); err == nil {
+		// Signing in again replaces the session; say where the current
+		// one leads.
+		d.SignedIn, d.Home = s.Subject, Prefix+s.Kind+"/"
+	}
+	return c.renderSignIn(w, r, http.StatusOK, d)
 }
 
 func (c *Console) renderSignIn(w http.ResponseWriter, r *http.Request, status int, d signInData) error {
@@ -88,22 +98,26 @@ func (c *Console) customerSignIn(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(email) > maxEmailLen || len(token) > maxTokenLen {
 		c.charge(client, "")
+		c.failed(license.ReasonMalformed)
 		d.Email, d.CustomerError = "", signInFailed
 		return c.renderSignIn(w, r, http.StatusUnauthorized, d)
 	}
 	if err := c.throttled(r, client, email); err != nil {
+		c.failed(license.ReasonRateLimited)
 		return err
 	}
 	lic, err := c.licenses.Lookup(r.Context(), license.Credentials{Username: email, Token: token})
 	switch {
 	case errors.Is(err, license.ErrBadCredentials):
 		c.charge(client, email)
+		c.failed(license.ReasonOf(err))
 		// The token is never logged; its fingerprint says which one it was.
 		c.log.Info("console: sign-in failed", slog.String("kind", accounts.SessionCustomer), slog.String("reason", string(license.ReasonOf(err))),
 			slog.String("username", truncate(email, 256)), slog.String("token_fp", license.Fingerprint(token)), slog.String("client", client))
 		d.CustomerError = signInFailed
 		return c.renderSignIn(w, r, http.StatusUnauthorized, d)
 	case err != nil:
+		c.failed(license.ReasonUnavailable)
 		c.log.Warn("console: sign-in: licence service unavailable", slog.Any("error", err))
 		return &pageError{Status: http.StatusServiceUnavailable, Title: "Try again later", Message: "The licence service is not answering. Try again in a minute."}
 	}
