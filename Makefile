@@ -12,9 +12,10 @@ CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 DEVSTACK_FLAGS ?=
 # make run TLS=1: HTTPS only, with a development CA under certs/
 TLS ?=
-# Licence backend of `make run`: file (deploy/licenses.yaml) or sql (SQLite
-# accounts made with `tokenserver accounts`): make run LICENSES=sql
-LICENSES ?= file
+# Licence backend of `make run`: sql (SQLite accounts made with `tokenserver
+# accounts`, and the web console on localhost:5003) or file
+# (deploy/licenses.yaml, no console): make run LICENSES=file
+LICENSES ?= sql
 
 # What --version and the build_info metric say. go build stamps the commit
 # itself in a plain checkout; COMMIT covers a git worktree and
@@ -33,7 +34,7 @@ FUZZTIME ?= 20s
 
 help:
 	@echo 'build       bin/tokenserver, bin/gateway, bin/devstack, bin/registry (static, CGO_ENABLED=0)'
-	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing; TLS=1: HTTPS; LICENSES=sql: SQL accounts)'
+	@echo 'run         build, then the demo stack on localhost:5000 (keys generated if missing; TLS=1: HTTPS; LICENSES=file: the licence file, no console)'
 	@echo 'test        go vet, then every test with -race (skopeo tests need skopeo), then chart-test and monitoring-test'
 	@echo 'chart-test  the Helm chart: lint, render, strict decode, check-config (needs `make helm` once)'
 	@echo 'chart-schema  write the config schemas of both services into the chart values.schema.json (from the config structs)'

@@ -28,6 +28,9 @@ type Account struct {
 	Channels []string  `json:"channels"`
 	// ActiveTokens counts the tokens not revoked.
 	ActiveTokens int `json:"active_tokens"`
+	// SelfServiceTokens lets the customer create and revoke their own
+	// API tokens in the console.
+	SelfServiceTokens bool `json:"self_service_tokens"`
 	// Tokens is filled by Show only.
 	Tokens []Token `json:"tokens,omitempty"`
 
@@ -141,8 +144,8 @@ func lookupAccount(ctx context.Context, t tx, email string) (Account, error) {
 	var a Account
 	var created int64
 	var expires sql.NullInt64
-	err := t.queryRow(ctx, "SELECT id, email, state, created_at, expires_at FROM accounts WHERE email = ?", email).
-		Scan(&a.id, &a.Email, &a.State, &created, &expires)
+	err := t.queryRow(ctx, "SELECT id, email, state, created_at, expires_at, self_service_tokens FROM accounts WHERE email = ?", email).
+		Scan(&a.id, &a.Email, &a.State, &created, &expires, &a.SelfServiceTokens)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Account{}, notFoundf("no account %s", email)
 	}
@@ -215,7 +218,7 @@ func (db *DB) List(ctx context.Context) ([]Account, error) {
 
 // accountListQuery selects the accounts of a listing with their count of
 // tokens in use; a listing adds its WHERE, ORDER BY and LIMIT.
-const accountListQuery = `SELECT a.id, a.email, a.state, a.created_at, a.expires_at,
+const accountListQuery = `SELECT a.id, a.email, a.state, a.created_at, a.expires_at, a.self_service_tokens,
     (SELECT COUNT(*) FROM api_tokens k WHERE k.account_id = a.id AND k.revoked_at IS NULL)
 FROM accounts a `
 
@@ -232,7 +235,7 @@ func listAccounts(ctx context.Context, t tx, rest string, args ...any) ([]Accoun
 		var a Account
 		var created int64
 		var expires sql.NullInt64
-		if err := rows.Scan(&a.id, &a.Email, &a.State, &created, &expires, &a.ActiveTokens); err != nil {
+		if err := rows.Scan(&a.id, &a.Email, &a.State, &created, &expires, &a.SelfServiceTokens, &a.ActiveTokens); err != nil {
 			return nil, fmt.Errorf("accounts: %w", err)
 		}
 		a.Created, a.Expires = time.Unix(created, 0).UTC(), unix(expires)

@@ -3,6 +3,7 @@ package accounts
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -12,6 +13,9 @@ type AccountChange struct {
 	State *string
 	// Expires is the new end of the licence; zero: never.
 	Expires *time.Time
+	// SelfServiceTokens lets the customer manage their own API tokens in
+	// the console, or stops it.
+	SelfServiceTokens *bool
 	// Delete removes the account (the other fields are ignored).
 	Delete bool
 }
@@ -43,6 +47,9 @@ func (db *DB) ChangeAccount(ctx context.Context, actor, email string, check func
 				return Account{}, nil, invalidf("expiry %s is in the past", c.Expires.UTC().Format(time.RFC3339))
 			}
 			actions = append(actions, "expire")
+		}
+		if c.SelfServiceTokens != nil {
+			actions = append(actions, "self_service")
 		}
 	}
 	if len(actions) == 0 {
@@ -89,6 +96,13 @@ func (db *DB) ChangeAccount(ctx context.Context, actor, email string, check func
 			}
 			cur.Expires = c.Expires.UTC().Truncate(time.Second)
 			details["expire"] = "expires=" + expiryWords(*c.Expires)
+		}
+		if c.SelfServiceTokens != nil {
+			if _, err := t.exec(ctx, "UPDATE accounts SET self_service_tokens = ? WHERE id = ?", *c.SelfServiceTokens, cur.id); err != nil {
+				return "", fmt.Errorf("accounts: %w", err)
+			}
+			cur.SelfServiceTokens = *c.SelfServiceTokens
+			details["self_service"] = "tokens=" + strconv.FormatBool(*c.SelfServiceTokens)
 		}
 		now := db.clock().Unix()
 		for _, action := range actions[1:] {

@@ -66,6 +66,9 @@ type ExportAccount struct {
 	State   string    `json:"state"`
 	Created time.Time `json:"created"`
 	Expires time.Time `json:"expires,omitzero"`
+	// SelfServiceTokens: absent in exports made before the console, and
+	// false.
+	SelfServiceTokens bool `json:"self_service_tokens,omitempty"`
 }
 
 // ExportToken is a row of api_tokens: the token's SHA-256, never the
@@ -175,11 +178,11 @@ func exportTx(ctx context.Context, t tx) (*Export, error) {
 		Accounts: []ExportAccount{}, APITokens: []ExportToken{}, Channels: []ExportChannel{},
 		ChannelGrants: []ExportGrant{}, AdminAudit: []ExportAudit{}, AdminKeys: []ExportAdminKey{},
 	}
-	err := scanRows(ctx, t, "SELECT id, email, state, created_at, expires_at FROM accounts ORDER BY id", func(rows *sql.Rows) error {
+	err := scanRows(ctx, t, "SELECT id, email, state, created_at, expires_at, self_service_tokens FROM accounts ORDER BY id", func(rows *sql.Rows) error {
 		var a ExportAccount
 		var created int64
 		var expires sql.NullInt64
-		if err := rows.Scan(&a.ID, &a.Email, &a.State, &created, &expires); err != nil {
+		if err := rows.Scan(&a.ID, &a.Email, &a.State, &created, &expires, &a.SelfServiceTokens); err != nil {
 			return err
 		}
 		a.Created, a.Expires = time.Unix(created, 0).UTC(), unix(expires)
@@ -570,8 +573,8 @@ func restoreTx(ctx context.Context, t tx, doc *Export) error {
 		}
 	}
 	for _, a := range doc.Accounts {
-		if _, err := t.exec(ctx, "INSERT INTO accounts (id, email, state, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-			a.ID, a.Email, a.State, a.Created.Unix(), nullUnix(a.Expires)); err != nil {
+		if _, err := t.exec(ctx, "INSERT INTO accounts (id, email, state, created_at, expires_at, self_service_tokens) VALUES (?, ?, ?, ?, ?, ?)",
+			a.ID, a.Email, a.State, a.Created.Unix(), nullUnix(a.Expires), a.SelfServiceTokens); err != nil {
 			return fail("account "+a.Email, err)
 		}
 	}

@@ -409,3 +409,44 @@ func (db *DB) AccountUsage(ctx context.Context, email string) (AccountUsage, err
 	}
 	return u, nil
 }
+
+// DailyCount is one day's count of one outcome, from the daily counts.
+type DailyCount struct {
+	// Day is the UTC day, YYYY-MM-DD.
+	Day     string `json:"day"`
+	Outcome string `json:"outcome"`
+	Count   int64  `json:"count"`
+}
+
+// DailyUsage returns the daily counts by day and outcome from since's day
+// on, of the account email ("": of every account), by day: the console's
+// charts.
+func (db *DB) DailyUsage(ctx context.Context, email string, since time.Time) ([]DailyCount, error) {
+	query := "SELECT day, outcome, SUM(count) FROM usage_daily WHERE day >= ?"
+	args := []any{usageDay(since)}
+	if email != "" {
+		query += " AND account = ?"
+		args = append(args, strings.ToLower(strings.TrimSpace(email)))
+	}
+	query += " GROUP BY day, outcome ORDER BY day, outcome"
+	out := []DailyCount{}
+	err := db.read(ctx, func(t tx) error {
+		rows, err := t.query(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c DailyCount
+			if err := rows.Scan(&c.Day, &c.Outcome, &c.Count); err != nil {
+				return err
+			}
+			out = append(out, c)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("accounts: reading daily usage: %w", err)
+	}
+	return out, nil
+}

@@ -132,6 +132,8 @@ func (s *Stack) WriteBanner(out io.Writer) {
 		}
 	}
 
+	s.writeConsole(w)
+
 	docker := "docker (localhost registries may use plain http):"
 	if s.TLS != nil {
 		docker = "docker (trust the development CA for this host:port first; dockerd reads certs.d at each connection, no restart):"

@@ -80,6 +80,9 @@ type Options struct {
 	// the real-client tests put an upstream with the OCI referrers API
 	// (which distribution lacks) in front of it this way.
 	UpstreamHandler func(http.Handler) http.Handler
+	// AdminAddr is where the token service serves the admin API and the
+	// console when its configuration has admin.listen; default that.
+	AdminAddr string
 	// NoSeed skips pushing the demo images.
 	NoSeed bool
 	// TLS serves the gateway and the token service over HTTPS only, with
@@ -129,6 +132,12 @@ type Stack struct {
 	// AccountsConfig is the token service configuration file when it
 	// uses the sql licence backend, for the accounts commands; else "".
 	AccountsConfig string
+	// AdminURL is the admin API's and the console's listener; "" when
+	// admin.listen is not configured.
+	AdminURL string
+	// Console is the web console with its sign-ins; nil when it is not
+	// enabled (it needs the sql licence backend).
+	Console *Console
 
 	upstreamUser, upstreamPasswordFile string
 
@@ -214,6 +223,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		&opts.TokenServerMetricsAddr,
 		&opts.GatewayMetricsAddr,
 	}
+	if tsCfg.Admin.Listen != "" {
+		addrs = append(addrs, or(&opts.AdminAddr, tsCfg.Admin.Listen))
+	}
 	var lns []net.Listener
 	defer func() {
 		if err != nil {
@@ -230,6 +242,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		lns = append(lns, ln)
 	}
 	upLn, tsLn, gwLn, tsMln, gwMln := lns[0], lns[1], lns[2], lns[3], lns[4]
+	var adminLn net.Listener
+	if len(lns) > 5 {
+		adminLn = lns[5]
+	}
 	_, gwPort, _ := net.SplitHostPort(gwLn.Addr().String())
 
 	// The configured URLs with the ports actually bound.
@@ -268,6 +284,14 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		gwCfg.Usage.Endpoint = st.TokenServerURL + tokenserver.UsagePath
 		gwCfg.Usage.SecretFile = secret
 		gwCfg.SetDefaults()
+	}
+	if adminLn != nil {
+		tsCfg.Admin.Listen = adminLn.Addr().String()
+		_, adminPort, _ := net.SplitHostPort(tsCfg.Admin.Listen)
+		st.AdminURL = scheme + "://localhost:" + adminPort
+		if tsCfg.Console.Enabled {
+			configureConsole(tsCfg, gwCfg, st, "localhost:"+adminPort, scheme)
+		}
 	}
 	st.Realm = gwCfg.Realm
 	st.JWKSURL = st.TokenServerURL + "/.well-known/jwks.json"
@@ -330,11 +354,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 
 	// 2. Token service, with its metrics listener.
 	tsLog := log.With(slog.String("component", "tokenserver"))
-	ts, err := tokenserver.New(runCtx, tsCfg, tokenserver.Options{Logger: tsLog, Listener: tsLn, MetricsListener: tsMln})
+	ts, err := tokenserver.New(runCtx, tsCfg, tokenserver.Options{Logger: tsLog, Listener: tsLn, MetricsListener: tsMln, AdminListener: adminLn})
 	if err != nil {
 		return nil, err
 	}
-	lns = slices.DeleteFunc(lns, func(l net.Listener) bool { return l == tsLn || l == tsMln })
+	lns = slices.DeleteFunc(lns, func(l net.Listener) bool { return l == tsLn || l == tsMln || (adminLn != nil && l == adminLn) })
 	wg.Go(func() {
 		defer ts.Close() // with licenses.sql, the account database's connections
 		fail("tokenserver", ts.Run(runCtx))
@@ -354,6 +378,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		defer gw.Close()
 		gwWG.Wait()
 	})
+
+	if tsCfg.Console.Enabled && st.AccountsConfig != "" {
+		keyFile := filepath.Join(filepath.Dir(abs(opts.DataDir)), "admin.key")
+		if st.Console, err = consoleSignIns(runCtx, abs(opts.TokenServerConfig), keyFile, tsCfg.Console.PublicURL); err != nil {
+			return nil, fmt.Errorf("console sign-ins: %w", err)
+		}
+	}
 
 	if !opts.NoSeed {
 		password, err := readPassword(st.upstreamPasswordFile)

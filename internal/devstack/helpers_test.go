@@ -62,6 +62,7 @@ func testOptions(dir string) Options {
 		GatewayAddr:     "127.0.0.1:0",
 		TokenServerAddr: "127.0.0.1:0",
 		UpstreamAddr:    "127.0.0.1:0",
+		AdminAddr:       "127.0.0.1:0",
 		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 }

@@ -32,6 +32,9 @@ type authorizer struct {
 	realm, service string
 	// failed counts refusals of presented tokens by reason.
 	failed func(reason string)
+	// help is customer_help_url: a channel refusal links its #channel
+	// section.
+	help string
 }
 
 func newAuthorizer(v TokenVerifier, realm, service string, failed func(string)) *authorizer {
@@ -76,6 +79,9 @@ func (a *authorizer) check(ctx context.Context, header string, route Route) (*au
 	if !grants(claims, route) {
 		a.failed(reasonInsufficientScope)
 		msg, reason := denial(claims, route)
+		if reason == deniedChannel && a.help != "" {
+			msg += " (help: " + a.help + "#channel)"
+		}
 		e := a.refuse(route, "insufficient_scope", msg, nil)
 		e.subject, e.denied = claims.Subject, reason
 		return nil, e

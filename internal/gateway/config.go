@@ -43,8 +43,13 @@ type Config struct {
 	Leeway time.Duration `yaml:"leeway"`
 	// TokenEndpoint, when set, is where /token on the gateway's host is
 	// forwarded, so that one hostname serves the whole flow.
-	TokenEndpoint string         `yaml:"token_endpoint"`
-	Upstream      UpstreamConfig `yaml:"upstream"`
+	TokenEndpoint string `yaml:"token_endpoint"`
+	// CustomerHelpURL, when set, is the page a refused customer is pointed
+	// at (the token service's console help page, or the vendor's own):
+	// the refusal of a channel the licence lacks links its #channel
+	// section.
+	CustomerHelpURL string         `yaml:"customer_help_url"`
+	Upstream        UpstreamConfig `yaml:"upstream"`
 	// CatalogTTL is how long the upstream's repository list is reused;
 	// default 30s.
 	CatalogTTL time.Duration `yaml:"catalog_ttl"`
@@ -561,6 +566,13 @@ func (c *Config) Validate() error {
 	if c.TokenEndpoint != "" {
 		if err := checkURL(c.TokenEndpoint, false); err != nil {
 			bad("token_endpoint: %v", err)
+		}
+	}
+	if c.CustomerHelpURL != "" {
+		if err := checkURL(c.CustomerHelpURL, false); err != nil {
+			bad("customer_help_url: %v", err)
+		} else if strings.Contains(c.CustomerHelpURL, "#") {
+			bad("customer_help_url: %q: no #fragment (the refusal adds its section's)", c.CustomerHelpURL)
 		}
 	}
 	if c.CatalogTTL < 0 {

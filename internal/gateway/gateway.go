@@ -206,6 +206,7 @@ func (g *Gateway) buildTokenCheck(ctx context.Context, opts Options) error {
 	g.authz = newAuthorizer(verifier, g.cfg.Realm, g.cfg.Service, func(reason string) {
 		g.metrics.verifyFailures.WithLabelValues(reason).Inc()
 	})
+	g.authz.help = g.cfg.CustomerHelpURL
 	return nil
 }
 

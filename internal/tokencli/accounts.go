@@ -47,6 +47,11 @@ works so but migrate, export, import and admin-key, which need the database.
                                                     another API token
   tokenserver accounts token revoke EMAIL [ID]      ID: id or prefix from show
   tokenserver accounts token rotate EMAIL [ID]      revoke and replace in one step
+  tokenserver accounts self-service EMAIL on|off    the customer may create and revoke their own
+                                                    API tokens in the web console, or not
+  tokenserver accounts sign-in-link EMAIL [--console-url URL] [--ttl 72h]
+                                                    a one-time link that signs the customer in to
+                                                    the web console; printed once
   tokenserver accounts disable EMAIL                every login refused; tokens and channels kept
   tokenserver accounts enable EMAIL
   tokenserver accounts delete EMAIL --yes
@@ -117,6 +122,8 @@ var accountsCommands = map[string]accountsFunc{
 	"import":       accountsImport,
 	"export":       accountsExport,
 	"audit":        accountsAudit,
+	"self-service": accountsSelfService,
+	"sign-in-link": accountsSignInLink,
 
 	"channels list":   accountsChannelsList,
 	"channels add":    accountsChannelsAdd,
@@ -526,6 +533,9 @@ func accountsShow(ctx context.Context, c *accountsCmd, args []string) int {
 		fmt.Fprintf(w, "first pull\t%s\n", usageText(used.FirstPull))
 		fmt.Fprintf(w, "last pull\t%s\n", usageText(used.LastPull))
 		fmt.Fprintf(w, "last check\t%s\n", usageText(used.LastCheck))
+		if a.SelfServiceTokens {
+			fmt.Fprintf(w, "self-service\ttokens: the customer creates and revokes their own in the console\n")
+		}
 		if err := w.Flush(); err != nil {
 			return err
 		}
@@ -789,6 +799,43 @@ func accountsChannelsRemove(ctx context.Context, c *accountsCmd, args []string) 
 			return nil
 		}
 		fmt.Fprintf(c.stdout, "removed channel %s; taken from %s\n", pos[0], strings.Join(holders, ", "))
+		return nil
+	})
+}
+
+func accountsSelfService(ctx context.Context, c *accountsCmd, args []string) int {
+	return c.with(ctx, args, argSpec{synopsis: "EMAIL on|off", need: []string{"e-mail address", "on or off"}}, func(db accountStore, pos []string) error {
+		var on bool
+		switch pos[1] {
+		case "on":
+			on = true
+		case "off":
+		default:
+			return &accounts.Error{Kind: accounts.ErrInvalid, Msg: fmt.Sprintf("%q is not on or off", pos[1])}
+		}
+		if err := db.SetSelfServiceTokens(ctx, c.who(), pos[0], on); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "%s: self-service tokens %s\n", strings.ToLower(pos[0]), pos[1])
+		return nil
+	})
+}
+
+func accountsSignInLink(ctx context.Context, c *accountsCmd, args []string) int {
+	consoleURL := c.fs.String("console-url", "", "with -config: the console's `URL`, its console.public_url (https://console.example.com/console/)")
+	ttl := c.fs.Duration("ttl", 72*time.Hour, "with -config: how long the link is valid")
+	return c.with(ctx, args, argSpec{synopsis: "EMAIL [--console-url URL] [--ttl 72h]", need: []string{"e-mail address"}}, func(db accountStore, pos []string) error {
+		link, expires, err := db.SignInLink(ctx, c.who(), pos[0], *consoleURL, *ttl)
+		if err != nil {
+			return err
+		}
+		if *c.json {
+			return c.printJSON(struct {
+				URL     string    `json:"url"`
+				Expires time.Time `json:"expires"`
+			}{link, expires})
+		}
+		fmt.Fprintf(c.stdout, "sign-in link for %s (works once, until %s):\n%s\n", strings.ToLower(pos[0]), expires.UTC().Format(time.RFC3339), link)
 		return nil
 	})
 }

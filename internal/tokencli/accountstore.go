@@ -2,6 +2,8 @@ package tokencli
 
 import (
 	"context"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/acme/registry-gateway/internal/accounts"
@@ -37,6 +39,14 @@ type accountStore interface {
 	Channels(ctx context.Context) ([]accounts.Channel, error)
 	AddChannel(ctx context.Context, actor, name, description string) (accounts.Channel, error)
 	RemoveChannel(ctx context.Context, actor, name string, force bool) ([]string, error)
+	// SetSelfServiceTokens lets the customer manage their own API tokens
+	// in the console, or stops it.
+	SetSelfServiceTokens(ctx context.Context, actor, email string, on bool) error
+	// SignInLink makes a one-time sign-in link to the console and returns
+	// its URL: under consoleURL, valid for ttl (the local store); the
+	// remote store's server decides both (console.public_url,
+	// console.sign_in_link_ttl).
+	SignInLink(ctx context.Context, actor, email, consoleURL string, ttl time.Duration) (string, time.Time, error)
 }
 
 // localStore is the account database opened from -config.
@@ -56,6 +66,17 @@ func (s localStore) AddToken(ctx context.Context, actor, email, name string) (ac
 	}
 	tok, token, err := s.DB.AddNamedToken(ctx, actor, email, name)
 	return tok.Token, token, err
+}
+
+func (s localStore) SignInLink(ctx context.Context, actor, email, consoleURL string, ttl time.Duration) (string, time.Time, error) {
+	if consoleURL == "" {
+		return "", time.Time{}, &accounts.Error{Kind: accounts.ErrInvalid, Msg: "--console-url is required with -config: the console's address, its console.public_url (https://console.example.com/console/)"}
+	}
+	secret, expires, err := s.DB.CreateSignInLink(ctx, actor, email, ttl)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return strings.TrimSuffix(consoleURL, "/") + "/link?t=" + url.QueryEscape(secret), expires, nil
 }
 
 var _ accountStore = localStore{}

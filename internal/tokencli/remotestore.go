@@ -446,6 +446,24 @@ func (s *remoteStore) SetState(ctx context.Context, _, email, state string) erro
 	}, in)
 }
 
+func (s *remoteStore) SetSelfServiceTokens(ctx context.Context, _, email string, on bool) error {
+	in := struct {
+		SelfServiceTokens bool `json:"self_service_tokens"`
+	}{on}
+	return s.patch(ctx, email, func(accounts.Account) error { return nil }, in)
+}
+
+// SignInLink asks the server, which makes the URL under its
+// console.public_url and decides the lifetime.
+func (s *remoteStore) SignInLink(ctx context.Context, _, email, _ string, _ time.Duration) (string, time.Time, error) {
+	var out struct {
+		URL     string    `json:"url"`
+		Expires time.Time `json:"expires"`
+	}
+	_, err := s.call(ctx, http.MethodPost, "/accounts"+seg(email)+"/sign-in-links", nil, nil, nil, &out)
+	return out.URL, out.Expires, err
+}
+
 func (s *remoteStore) Delete(ctx context.Context, _, email string) error {
 	return s.patch(ctx, email, func(accounts.Account) error { return nil }, nil)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/acme/registry-gateway/internal/license/sqlbackend"
 	"github.com/acme/registry-gateway/internal/tlsx"
 	"github.com/acme/registry-gateway/internal/tracing"
+	"github.com/acme/registry-gateway/internal/tokenserver/console"
 )
 
 // Defaults of the optional configuration keys.
@@ -100,6 +102,21 @@ type Config struct {
 	// Tracing exports OpenTelemetry spans of token requests over OTLP; off
 	// unless Tracing.Endpoint is set (docs/tracing.md).
 	Tracing tracing.Config `yaml:"tracing"`
+	// Console is the web console (internal/tokenserver/console), served
+	// under /console/ on admin.listen.
+	Console console.Config `yaml:"console"`
+	// CustomerHelpURL is the page the refusals of /token point customers
+	// at; default the console's help page when console.public_url is set.
+	CustomerHelpURL string `yaml:"customer_help_url"`
+}
+
+// helpURL is customer_help_url, or the console's help page; "" when
+// neither is known.
+func (c *Config) helpURL() string {
+	if c.CustomerHelpURL != "" {
+		return c.CustomerHelpURL
+	}
+	return c.Console.HelpURL()
 }
 
 // AdminConfig is the admin API (internal/tokenserver/admin): accounts,
@@ -225,6 +242,7 @@ func (c *Config) SetDefaults() {
 	}
 	c.Licenses.SetDefaults()
 	c.Usage.setDefaults()
+	c.Console.SetDefaults()
 	r := &c.RateLimit
 	if r.PerAddress == 0 {
 		r.PerAddress = 30
@@ -322,6 +340,15 @@ func (c *Config) problems(needKey, needLicenses bool) []error {
 		}
 	}
 	errs = append(errs, c.Usage.problems(c.usageSQL() != nil)...)
+	errs = append(errs, c.Console.Problems()...)
+	if u := c.CustomerHelpURL; u != "" {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.Fragment != "" {
+			add("customer_help_url: %q is not an http or https URL without a #fragment", u)
+		}
+	}
+	if c.Console.Enabled && c.Admin.Listen == "" {
+		add("console.enabled: the console is served on admin.listen: set it too")
+	}
 
 	r := c.RateLimit
 	if r.PerAddress < 0 || r.PerUser < 0 {

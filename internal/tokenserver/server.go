@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,7 +96,9 @@ type Server struct {
 
 	errs      httpx.Handler
 	challenge string // WWW-Authenticate of a 401
-	handler   http.Handler
+	// The refusals a customer acts on, pointing at customer_help_url.
+	badCredentials, emptyPassword string
+	handler                       http.Handler
 }
 
 // New builds a Server: it loads the signing key, the refresh token key and
@@ -132,6 +135,11 @@ func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 		errs:     httpx.Handler{Log: opts.Logger},
 	}
 	s.challenge = fmt.Sprintf("Basic realm=%q", cfg.Service)
+	s.badCredentials = s.withHelp("invalid username or API token", "bad-credentials")
+	s.emptyPassword = emptyPasswordMessage
+	if help := cfg.helpURL(); help != "" {
+		s.emptyPassword = strings.TrimSuffix(emptyPasswordMessage, emptyPasswordHelp) + "see " + help + "#kubernetes"
+	}
 
 	errs := cfg.problems(opts.SigningKey == nil, opts.Backend == nil)
 	add := func(err error) {
@@ -186,7 +194,10 @@ func New(ctx context.Context, config *Config, opts Options) (*Server, error) {
 	s.limiter = newLoginLimiter(cfg.RateLimit, s.now)
 	s.handler = s.withUsage(s.routes())
 	if s.adminDB != nil {
-		s.adminHandler = s.adminRoutes()
+		if s.adminHandler, err = s.adminRoutes(); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -215,14 +226,23 @@ func (s *Server) openAdmin(ctx context.Context) error {
 	return nil
 }
 
-// adminRoutes is the admin API with the service's access log and panic
-// recovery.
-func (s *Server) adminRoutes() http.Handler {
-	o := admin.Options{DB: s.adminDB, Log: s.log, ClientAddr: s.clients.Of, Clock: s.now}
+// adminRoutes is the admin API, and the console when enabled, with the
+// service's access log and panic recovery.
+func (s *Server) adminRoutes() (http.Handler, error) {
+	o := admin.Options{DB: s.adminDB, Log: s.log, ClientAddr: s.clients.Of, Clock: s.now,
+		ConsoleURL: s.cfg.Console.PublicURL, SignInLinkTTL: s.cfg.Console.SignInLinkTTL}
 	if s.limiter != nil {
 		o.Limiter = s.limiter
 	}
-	return httpx.Chain(admin.Handler(o), httpx.AccessLog(s.log), httpx.Recover(s.errs))
+	h := admin.Handler(o)
+	if s.cfg.Console.Enabled {
+		c, err := s.openConsole()
+		if err != nil {
+			return nil, err
+		}
+		h = withConsole(h, c.Handler())
+	}
+	return httpx.Chain(h, httpx.AccessLog(s.log), httpx.Recover(s.errs)), nil
 }
 
 // AdminHandler is what admin.listen serves; nil when it is not

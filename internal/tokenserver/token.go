@@ -34,8 +34,20 @@ const (
 // and an empty password; kubelet ignores identity tokens, so a pull secret
 // made from that file sends the e-mail alone.
 const emptyPasswordMessage = "empty password: an identity token (what docker login stores in config.json) cannot be used as a password; " +
-	"log in with your e-mail and API token, and for Kubernetes create the pull secret from them: " +
-	"see docs/customers.md#kubernetes"
+	"log in with your e-mail and API token, and for Kubernetes create the pull secret from them: " + emptyPasswordHelp
+
+// emptyPasswordHelp ends emptyPasswordMessage when customer_help_url is
+// not set: the page a vendor hands its customers.
+const emptyPasswordHelp = "see docs/customers.md#kubernetes"
+
+// withHelp appends the customer help page's section anchor to a refusal
+// when customer_help_url is known.
+func (s *Server) withHelp(msg, anchor string) string {
+	if help := s.cfg.helpURL(); help != "" {
+		return msg + " (help: " + help + "#" + anchor + ")"
+	}
+	return msg
+}
 
 // auditMsg is the message of the audit line of an issued token.
 const auditMsg = "token issued"
@@ -175,7 +187,7 @@ func (s *Server) getTokenRequest(r *http.Request) (*tokenResult, error) {
 		// `docker login` stored (an identity token and no password), e.g.
 		// through a Kubernetes pull secret made from config.json.
 		s.failLogin(ctx, req, license.ReasonMalformed)
-		return nil, s.unauthorized(emptyPasswordMessage)
+		return nil, s.unauthorized(s.emptyPassword)
 	}
 	if !ok || username == "" || password == "" {
 		s.failLogin(ctx, req, license.ReasonMalformed)
@@ -184,7 +196,7 @@ func (s *Server) getTokenRequest(r *http.Request) (*tokenResult, error) {
 	if len(username) > maxUsernameLen || len(password) > maxPasswordLen {
 		s.limiter.Charge(req.client, "")
 		s.failLogin(ctx, req, license.ReasonMalformed)
-		return nil, s.unauthorized("invalid username or API token")
+		return nil, s.unauthorized(s.badCredentials)
 	}
 	if account := q.Get("account"); account != "" && account != username {
 		s.failLogin(ctx, req, license.ReasonMalformed)
@@ -255,7 +267,7 @@ func (s *Server) postTokenRequest(r *http.Request, grant *string) (*tokenResult,
 		if len(username) > maxUsernameLen || len(password) > maxPasswordLen {
 			s.limiter.Charge(req.client, "")
 			s.failLogin(ctx, req, license.ReasonMalformed)
-			return nil, s.unauthorized("invalid username or API token")
+			return nil, s.unauthorized(s.badCredentials)
 		}
 	case "refresh_token":
 		*grant, req.grant = grantRefresh, grantRefresh
@@ -316,9 +328,9 @@ func (s *Server) issue(ctx context.Context, req *tokenRequest) (*tokenResult, er
 		s.limiter.Charge(req.client, username)
 		s.failLogin(ctx, req, license.ReasonOf(err))
 		if req.grant == grantRefresh {
-			return nil, s.unauthorized("refresh token no longer valid: log in again")
+			return nil, s.unauthorized(s.withHelp("refresh token no longer valid: log in again", "refresh"))
 		}
-		return nil, s.unauthorized("invalid username or API token")
+		return nil, s.unauthorized(s.badCredentials)
 	case err != nil:
 		s.failLogin(ctx, req, license.ReasonUnavailable)
 		return nil, (&httpx.Error{
@@ -330,6 +342,42 @@ func (s *Server) issue(ctx context.Context, req *tokenRequest) (*tokenResult, er
 	}
 
 	granted, catalog := Grant(req.scopes, lic)
+	claims, ttl := s.claims(lic, granted, catalog)
+	_, span = s.tracer.Start(ctx, "sign token", trace.SpanKindInternal,
+		attribute.String("jwt.alg", s.key.Method.Alg()), attribute.Int("tokenserver.granted", len(granted)))
+	token, err := s.key.Sign(claims)
+	if err != nil {
+		tracing.Fail(span, "signing failed")
+		span.End()
+		return nil, err
+	}
+	span.End()
+	now := claims.IssuedAt.Time
+	res := &tokenResult{token: token, issuedAt: now, expiresIn: int(ttl / time.Second), granted: granted, refresh: req.refresh}
+
+	refreshID := req.refreshID
+	if req.offline && res.refresh == "" {
+		refreshID = auth.NewTokenID()
+		res.refresh, err = s.sealer.seal(&refreshClaims{
+			Subject:   username,
+			Token:     req.cred.Token,
+			IssuedAt:  now.Unix(),
+			ExpiresAt: now.Add(s.cfg.RefreshTokenTTL).Unix(),
+			ID:        refreshID,
+			Service:   s.cfg.Service,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.auditIssued(ctx, req, claims, refreshID)
+	return res, nil
+}
+
+// claims are the claims of a token for lic granting granted (and, with
+// catalog, carrying the licence's channels for the gateway's catalogue),
+// and its lifetime.
+func (s *Server) claims(lic license.License, granted []auth.ResourceActions, catalog bool) (*auth.Claims, time.Duration) {
 	// The owner's address as the backend spells it, or the username given
 	// when the backend cannot know the owner (license.Cache fills it in).
 	sub := lic.Account
@@ -355,34 +403,7 @@ func (s *Server) issue(ctx context.Context, req *tokenRequest) (*tokenResult, er
 	if catalog {
 		claims.Channels = lic.Channels
 	}
-	_, span = s.tracer.Start(ctx, "sign token", trace.SpanKindInternal,
-		attribute.String("jwt.alg", s.key.Method.Alg()), attribute.Int("tokenserver.granted", len(granted)))
-	token, err := s.key.Sign(claims)
-	if err != nil {
-		tracing.Fail(span, "signing failed")
-		span.End()
-		return nil, err
-	}
-	span.End()
-	res := &tokenResult{token: token, issuedAt: now, expiresIn: int(ttl / time.Second), granted: granted, refresh: req.refresh}
-
-	refreshID := req.refreshID
-	if req.offline && res.refresh == "" {
-		refreshID = auth.NewTokenID()
-		res.refresh, err = s.sealer.seal(&refreshClaims{
-			Subject:   username,
-			Token:     req.cred.Token,
-			IssuedAt:  now.Unix(),
-			ExpiresAt: now.Add(s.cfg.RefreshTokenTTL).Unix(),
-			ID:        refreshID,
-			Service:   s.cfg.Service,
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	s.auditIssued(ctx, req, claims, refreshID)
-	return res, nil
+	return claims, ttl
 }
 
 // auditIssued writes the one audit line of an issued token. It names the

@@ -86,7 +86,7 @@ func TestVendorWalkthrough(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		st, err := devstack.Start(ctx, devstack.Options{
 			Dir: dir, TokenServerConfig: "deploy/tokenserver-sql.yaml",
-			GatewayAddr: "127.0.0.1:0", TokenServerAddr: "127.0.0.1:0", UpstreamAddr: "127.0.0.1:0",
+			GatewayAddr: "127.0.0.1:0", TokenServerAddr: "127.0.0.1:0", UpstreamAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 			Logger: slog.New(slog.NewJSONHandler(logs, nil)), DemoToken: added.Token,
 		})
 		if err != nil {

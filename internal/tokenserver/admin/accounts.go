@@ -170,6 +170,9 @@ type patchAccount struct {
 	Disabled *bool `json:"disabled"`
 	// Expires: a date or an RFC 3339 time; null: never.
 	Expires json.RawMessage `json:"expires"`
+	// SelfServiceTokens lets the customer manage their own tokens in the
+	// console.
+	SelfServiceTokens *bool `json:"self_service_tokens"`
 }
 
 func (a *api) patchAccount(w http.ResponseWriter, r *http.Request, key accounts.AdminKey) error {
@@ -202,8 +205,9 @@ func (a *api) patchAccount(w http.ResponseWriter, r *http.Request, key accounts.
 		}
 		c.Expires = &exp
 	}
-	if c.State == nil && c.Expires == nil {
-		return invalid("nothing to change: give disabled, expires or both")
+	c.SelfServiceTokens = in.SelfServiceTokens
+	if c.State == nil && c.Expires == nil && c.SelfServiceTokens == nil {
+		return invalid("nothing to change: give disabled, expires, self_service_tokens or several")
 	}
 	acct, grants, err := a.db.ChangeAccount(r.Context(), key.Name, pathParam(r, "email"), check, c)
 	if err != nil {

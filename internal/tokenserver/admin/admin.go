@@ -49,6 +49,11 @@ type Options struct {
 	// Clock decides whether an expiry given is in the past; default
 	// time.Now.
 	Clock func() time.Time
+	// ConsoleURL is the console's public_url: a sign-in link is answered
+	// as a URL under it. Empty: under the address the request came to.
+	ConsoleURL string
+	// SignInLinkTTL is how long a sign-in link is valid; default 72h.
+	SignInLinkTTL time.Duration
 }
 
 // api is one API's state.
@@ -60,6 +65,9 @@ type api struct {
 	now     func() time.Time
 	// csvRows bounds a CSV export of usage (maxCSVRows).
 	csvRows int
+	// consoleURL and linkTTL make sign-in links (signinlink.go).
+	consoleURL string
+	linkTTL    time.Duration
 }
 
 // Handler returns the API's routes. Anything outside Prefix is 404.
@@ -68,7 +76,10 @@ func Handler(o Options) http.Handler {
 }
 
 func newAPI(o Options) *api {
-	a := &api{db: o.DB, log: o.Log, limiter: o.Limiter, client: o.ClientAddr, now: o.Clock, csvRows: maxCSVRows}
+	a := &api{db: o.DB, log: o.Log, limiter: o.Limiter, client: o.ClientAddr, now: o.Clock, csvRows: maxCSVRows, consoleURL: o.ConsoleURL, linkTTL: o.SignInLinkTTL}
+	if a.linkTTL <= 0 {
+		a.linkTTL = 72 * time.Hour
+	}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -112,6 +123,7 @@ func (a *api) routeTable() []route {
 		{http.MethodPost, "/accounts/{email}/tokens", true, a.createToken},
 		{http.MethodDelete, "/accounts/{email}/tokens/{id}", true, a.revokeToken},
 		{http.MethodPost, "/accounts/{email}/tokens/{id}/rotate", true, a.rotateToken},
+		{http.MethodPost, "/accounts/{email}/sign-in-links", true, a.createSignInLink},
 		{http.MethodGet, "/channels", false, a.listChannels},
 		{http.MethodPost, "/channels", true, a.createChannel},
 		{http.MethodDelete, "/channels/{name}", true, a.deleteChannel},
