@@ -18,8 +18,8 @@ import (
 	"github.com/acme/registry-gateway/internal/license/backends"
 	"github.com/acme/registry-gateway/internal/license/sqlbackend"
 	"github.com/acme/registry-gateway/internal/tlsx"
-	"github.com/acme/registry-gateway/internal/tracing"
 	"github.com/acme/registry-gateway/internal/tokenserver/console"
+	"github.com/acme/registry-gateway/internal/tracing"
 )
 
 // Defaults of the optional configuration keys.
