@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -22,29 +21,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/acme/registry-gateway/internal/testsupport/dockertest"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // helmCLI is $HELM, or where scripts/helm.sh caches the pinned helm.
-// Without it the test skips with a hint, or fails in CI (CI=true) or with
-// REQUIRE_HELM=1, as the chart's tests do.
 func helmCLI(t *testing.T) string {
-	t.Helper()
-	path := os.Getenv("HELM")
-	if path == "" {
-		out, err := exec.Command(filepath.Join(repoRoot, "scripts", "helm.sh"), "-path").Output()
-		if err != nil {
-			t.Fatalf("scripts/helm.sh -path: %v", err)
-		}
-		path = strings.TrimSpace(string(out))
-	}
-	if fi, err := os.Stat(path); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		msg := fmt.Sprintf("no helm CLI at %s: run `make helm` (scripts/helm.sh) once to build and cache it, or set HELM", path)
-		if os.Getenv("CI") == "true" || os.Getenv("REQUIRE_HELM") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return path
+	return testutil.CachedTool(t, repoRoot, "helm.sh", "HELM", "REQUIRE_HELM")
 }
 
 // elfMachines maps GOARCH to the ELF machine a binary for it declares.

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/acme/registry-gateway/internal/devstack"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // repoRoot is the repository, seen from this package's directory.
@@ -100,20 +101,7 @@ func (s *stack) digest(t *testing.T, ref string) string {
 // tool is the path of a CLI that scripts/<script> builds and caches; the
 // test skips without it, or fails when require (e.g. REQUIRE_ORAS) is 1.
 func tool(t *testing.T, script, require string) string {
-	t.Helper()
-	out, err := exec.Command(filepath.Join(repoRoot, "scripts", script), "-path").Output()
-	if err != nil {
-		t.Fatalf("scripts/%s -path: %v", script, err)
-	}
-	path := strings.TrimSpace(string(out))
-	if fi, err := os.Stat(path); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		msg := "no CLI at " + path + ": run scripts/" + script + " once to build and cache it; " + require + "=1 turns this skip into a failure"
-		if os.Getenv(require) == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return path
+	return testutil.CachedTool(t, repoRoot, script, "", require)
 }
 
 // clientEnv is the environment a CLI runs in: the test's own, without

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/acme/registry-gateway/internal/gateway"
 	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 	"github.com/acme/registry-gateway/internal/testsupport/browsertest"
 	"github.com/acme/registry-gateway/internal/testsupport/dockertest"
@@ -128,39 +126,7 @@ console:
 	})
 	tsURL := "http://" + ln.Addr().String()
 
-	gwCfg, err := gateway.ParseConfig(fmt.Appendf(nil, `
-listen: %q
-realm: "http://%s/token"
-service: %s
-issuer: %s
-keys:
-  jwks_url: "%s/.well-known/jwks.json"
-token_endpoint: "%s/token"
-usage:
-  endpoint: "%s%s"
-  secret_file: %q
-  flush_interval: 200ms
-upstream:
-  url: %q
-  static:
-    username: %s
-    password_file: %q
-`, gln.Addr().String(), s.gwHost, service, issuer, tsURL, tsURL, tsURL, tokenserver.UsagePath, secret, upURL, upstreamUser, filepath.Join(dir, "upstream.password")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := gateway.New(ctx, gwCfg, gateway.Options{Logger: log.With("service", "gateway")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gwSrv := httptest.NewUnstartedServer(gw.Handler())
-	gwSrv.Listener.Close()
-	gwSrv.Listener = gln
-	gwSrv.Start()
-	t.Cleanup(func() {
-		gwSrv.Close()
-		gw.Close()
-	})
+	startUsageGateway(t, ctx, log, gln, s.gwHost, tsURL, upURL, secret, dir)
 	return s
 }
 

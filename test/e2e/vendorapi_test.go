@@ -121,40 +121,7 @@ metrics:
 	// The gateway; its usage goes to the first replica.
 	ln := listenLocal(t)
 	s.gwHost = "localhost:" + fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-	gwCfg, err := gateway.ParseConfig([]byte(fmt.Sprintf(`
-listen: %q
-realm: "http://%s/token"
-service: %s
-issuer: %s
-keys:
-  jwks_url: "%s/.well-known/jwks.json"
-token_endpoint: "%s/token"
-usage:
-  endpoint: "%s%s"
-  secret_file: %q
-  flush_interval: 200ms
-upstream:
-  url: %q
-  static:
-    username: %s
-    password_file: %q
-`, ln.Addr().String(), s.gwHost, service, issuer, s.replicas[0].url, s.replicas[0].url,
-		s.replicas[0].url, tokenserver.UsagePath, secret, upURL, upstreamUser, filepath.Join(dir, "upstream.password"))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := gateway.New(ctx, gwCfg, gateway.Options{Logger: log.With("service", "gateway")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gwSrv := httptest.NewUnstartedServer(gw.Handler())
-	gwSrv.Listener.Close()
-	gwSrv.Listener = ln
-	gwSrv.Start()
-	t.Cleanup(func() {
-		gwSrv.Close()
-		gw.Close()
-	})
+	startUsageGateway(t, ctx, log, ln, s.gwHost, s.replicas[0].url, upURL, secret, dir)
 	return s
 }
 
@@ -399,4 +366,46 @@ func TestVendorOverTheAPI(t *testing.T) {
 	if n["pull docker"] < 1 || n["check docker"] < 1 || n["pull crane"] < 1 {
 		t.Errorf("CSV outcomes %v:\n%s", n, body)
 	}
+}
+
+// startUsageGateway serves a gateway on ln, reached by clients as host, in
+// front of the upstream at upURL (the htpasswd user of upstreamWithImage,
+// its password in dir/upstream.password), taking tokens from the token
+// service at tokenURL and sending it usage events (secret: the intake's
+// shared secret file) every 200 ms.
+func startUsageGateway(t *testing.T, ctx context.Context, log *slog.Logger, ln net.Listener, host, tokenURL, upURL, secret, dir string) {
+	t.Helper()
+	cfg, err := gateway.ParseConfig(fmt.Appendf(nil, `
+listen: %q
+realm: "http://%s/token"
+service: %s
+issuer: %s
+keys:
+  jwks_url: "%s/.well-known/jwks.json"
+token_endpoint: "%s/token"
+usage:
+  endpoint: "%s%s"
+  secret_file: %q
+  flush_interval: 200ms
+upstream:
+  url: %q
+  static:
+    username: %s
+    password_file: %q
+`, ln.Addr().String(), host, service, issuer, tokenURL, tokenURL, tokenURL, tokenserver.UsagePath, secret, upURL, upstreamUser, filepath.Join(dir, "upstream.password")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log.With("service", "gateway")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(gw.Handler())
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Close()
+		gw.Close()
+	})
 }

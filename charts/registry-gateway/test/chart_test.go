@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
+	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
 // No --kube-version anywhere: helm v4 built with `go install` takes its
@@ -78,26 +79,8 @@ func TestMain(m *testing.M) {
 }
 
 // helm returns the helm CLI: $HELM, or where scripts/helm.sh caches it.
-// Without it the test skips with a hint, or fails in CI (CI=true) or with
-// REQUIRE_HELM=1.
 func helm(t *testing.T) string {
-	t.Helper()
-	path := os.Getenv("HELM")
-	if path == "" {
-		out, err := exec.Command(filepath.Join(repoRoot, "scripts", "helm.sh"), "-path").Output()
-		if err != nil {
-			t.Fatalf("scripts/helm.sh -path: %v", err)
-		}
-		path = strings.TrimSpace(string(out))
-	}
-	if fi, err := os.Stat(path); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		msg := fmt.Sprintf("no helm CLI at %s: run `make helm` (scripts/helm.sh) once to build and cache it, or set HELM", path)
-		if os.Getenv("CI") == "true" || os.Getenv("REQUIRE_HELM") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return path
+	return testutil.CachedTool(t, repoRoot, "helm.sh", "HELM", "REQUIRE_HELM")
 }
 
 // run runs a command and returns its combined output and error.
