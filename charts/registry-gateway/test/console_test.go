@@ -1,0 +1,192 @@
+package charttest
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+)
+
+// consoleArgs turn the console on over the SQL backend and the admin API,
+// which it needs, without single sign-on.
+var consoleArgs = append([]string{
+	"--set", "tokenserver.admin.enabled=true",
+	"--set", "tokenserver.config.console.enabled=true",
+}, sqlArgs...)
+
+// The console example wires the web console up: the token service's
+// configuration points the console at the gateway's in-cluster Service and
+// shows customers `host`; the OIDC client secret is a file of the token
+// service's Secret, mounted where the configuration names it; the admin
+// Ingress routes /console; and the NetworkPolicies let the token service
+// reach the gateway (also past gatewayFrom) and the OpenID provider.
+func TestConsoleExample(t *testing.T) {
+	h := helm(t)
+	m := mustRender(t, h, "examples/console-values.yaml")
+	cfg := config(t, m, "tokenserver")
+	con, _ := cfg["console"].(map[string]any)
+	gwURL := "http://" + gwName + "." + namespace + ".svc:5000"
+	if con["enabled"] != true || con["registry_url"] != gwURL || con["registry_host"] != "registry.vendor.example" {
+		t.Errorf("console section %v, want registry_url %s and registry_host registry.vendor.example", con, gwURL)
+	}
+	if _, ok := cfg["admin"].(map[string]any)["listen"]; !ok {
+		t.Errorf("no admin.listen: %v", cfg["admin"])
+	}
+
+	// The client secret: a file of the mounted Secret.
+	oidc, _ := con["oidc"].(map[string]any)
+	secretFile, _ := oidc["client_secret_file"].(string)
+	d := m.deployments[tsName]
+	if d == nil {
+		t.Fatalf("no Deployment %s", tsName)
+	}
+	if !mountedFrom(d.Spec.Template.Spec, secretFile, "registry-gateway-keys") {
+		t.Errorf("console.oidc.client_secret_file %q is not in the mounted Secret registry-gateway-keys", secretFile)
+	}
+
+	// Browsers reach the console through the admin Ingress.
+	ing := m.ingresses[adminName]
+	if ing == nil {
+		t.Fatalf("no admin Ingress: %v", keys(m.ingresses))
+	}
+	var paths []string
+	for _, p := range ing.Spec.Rules[0].HTTP.Paths {
+		paths = append(paths, p.Path+"->"+p.Backend.Service.Name)
+	}
+	if want := []string{"/admin/v1->" + adminName, "/console->" + adminName}; !slices.Equal(paths, want) {
+		t.Errorf("admin Ingress paths %v, want %v", paths, want)
+	}
+
+	if got, want := egressRules(m.policies[tsName]), []string{"dns", "ns=databases,pod=postgresql:5432", "pod=registry-gateway:5000", "0.0.0.0/0:443"}; !slices.Equal(got, want) {
+		t.Errorf("token service egress %v, want %v", got, want)
+	}
+	if !egressToComponent(m.policies[tsName], "gateway", "5000") {
+		t.Error("the token service's egress to 5000 is not to the gateway's pods")
+	}
+	if !ingressFromComponent(m.policies[gwName], "tokenserver", "http") {
+		t.Errorf("the gateway admits gatewayFrom only, not the console: %+v", m.policies[gwName].Spec.Ingress)
+	}
+	// The migration Job reaches the database only, console or not.
+	if got := egressRules(m.policies[migrateName]); !slices.Equal(got, []string{"dns", "ns=databases,pod=postgresql:5432"}) {
+		t.Errorf("migration Job egress %v", got)
+	}
+}
+
+// The console's NetworkPolicy rules are rendered only with the console on,
+// the OpenID provider's only with console.oidc.issuer, a registry_url
+// outside the cluster is networkPolicy.console.registry's, and a
+// registry_url or registry_host given is kept.
+func TestConsoleNetworkPolicy(t *testing.T) {
+	h := helm(t)
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		egress   []string // the token service's
+		fromTS   bool     // the gateway admits the token service
+		console  bool
+		wantHost string
+	}{
+		{"off", sqlArgs, []string{"dns", "0.0.0.0/0:5432"}, false, false, ""},
+		{"off, console egress set", append([]string{"--set-json", `networkPolicy.console.registry={"cidrs":["10.9.0.0/16"],"to":[],"ports":[443]}`}, sqlArgs...),
+			[]string{"dns", "0.0.0.0/0:5432"}, false, false, ""},
+		{"admin key only", consoleArgs, []string{"dns", "0.0.0.0/0:5432", "pod=registry-gateway:5000"}, true, true, "registry.example.com"},
+		{"oidc", append([]string{"--set-json", oidcJSON("https://login.example.com")}, consoleArgs...),
+			[]string{"dns", "0.0.0.0/0:5432", "pod=registry-gateway:5000", "0.0.0.0/0:443"}, true, true, "registry.example.com"},
+		{"oidc in the cluster", append([]string{"--set-json", oidcJSON("http://dex.auth:5556"),
+			"--set-json", `networkPolicy.console.oidc={"cidrs":[],"to":[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"auth"}}}],"ports":[5556]}`}, consoleArgs...),
+			[]string{"dns", "0.0.0.0/0:5432", "pod=registry-gateway:5000", "ns=auth:5556"}, true, true, "registry.example.com"},
+		{"registry outside", append([]string{"--set", "tokenserver.config.console.registry_url=https://registry.example.com",
+			"--set", "tokenserver.config.console.registry_host=pull.example.com",
+			"--set-json", `networkPolicy.console.registry={"cidrs":["203.0.113.0/24"],"to":[],"ports":[443]}`}, consoleArgs...),
+			[]string{"dns", "0.0.0.0/0:5432", "pod=registry-gateway:5000", "203.0.113.0/24:443"}, true, true, "pull.example.com"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := mustRender(t, h, "", tc.args...)
+			if got := egressRules(m.policies[tsName]); !slices.Equal(got, tc.egress) {
+				t.Errorf("token service egress %v, want %v", got, tc.egress)
+			}
+			if got := ingressFromComponent(m.policies[gwName], "tokenserver", "http"); got != tc.fromTS {
+				t.Errorf("the gateway admits the token service: %v, want %v", got, tc.fromTS)
+			}
+			con, _ := config(t, m, "tokenserver")["console"].(map[string]any)
+			if !tc.console {
+				if con != nil {
+					t.Errorf("console section without the console: %v", con)
+				}
+				return
+			}
+			if con["registry_host"] != tc.wantHost {
+				t.Errorf("console.registry_host %v, want %s", con["registry_host"], tc.wantHost)
+			}
+			if tc.name == "registry outside" && con["registry_url"] != "https://registry.example.com" {
+				t.Errorf("console.registry_url %v: the one given was replaced", con["registry_url"])
+			}
+			// What the chart renders, the token service accepts.
+			if out, err := checkConfig(t, "tokenserver", m.configMaps[tsName].Data["tokenserver.yaml"]); err != nil || strings.TrimSpace(out) != "ok" {
+				t.Errorf("check-config: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// oidcJSON is a --set-json of a complete console.oidc section with issuer.
+func oidcJSON(issuer string) string {
+	return `tokenserver.config.console.oidc={"issuer":"` + issuer + `","client_id":"console","client_secret_file":"/etc/registry-gateway/secrets/oidc-client-secret",` +
+		`"redirect_url":"https://console.example.com/console/sign-in/oidc/callback","allowed_email_domains":["example.com"]}`
+}
+
+// The console without the admin API it is served on fails at render time,
+// naming what to set.
+func TestConsoleNeedsAdmin(t *testing.T) {
+	h := helm(t)
+	out, err := render(t, h, "", append([]string{"--set", "tokenserver.config.console.enabled=true"}, sqlArgs...)...)
+	if err == nil || !strings.Contains(out, "tokenserver.config.console.enabled: the console is served on the admin listener; set tokenserver.admin.enabled") {
+		t.Errorf("console without admin: %v\n%s", err, out)
+	}
+}
+
+// mountedFrom reports whether path is a file of a volume of spec's first
+// container that comes from the Secret secretName.
+func mountedFrom(spec corev1.PodSpec, path, secretName string) bool {
+	for _, vm := range spec.Containers[0].VolumeMounts {
+		if !strings.HasPrefix(path, strings.TrimSuffix(vm.MountPath, "/")+"/") {
+			continue
+		}
+		for _, v := range spec.Volumes {
+			if v.Name == vm.Name && v.Secret != nil && v.Secret.SecretName == secretName {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// egressToComponent reports whether np has an egress rule to the chart's
+// pods of component on port.
+func egressToComponent(np *networkingv1.NetworkPolicy, component, port string) bool {
+	for _, r := range np.Spec.Egress {
+		for _, p := range r.To {
+			if p.PodSelector != nil && p.PodSelector.MatchLabels["app.kubernetes.io/component"] == component &&
+				len(r.Ports) == 1 && r.Ports[0].Port.String() == port {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ingressFromComponent reports whether np admits the chart's pods of
+// component on port.
+func ingressFromComponent(np *networkingv1.NetworkPolicy, component, port string) bool {
+	for _, r := range np.Spec.Ingress {
+		for _, p := range r.From {
+			if p.PodSelector != nil && p.PodSelector.MatchLabels["app.kubernetes.io/component"] == component &&
+				len(r.Ports) == 1 && r.Ports[0].Port.String() == port {
+				return true
+			}
+		}
+	}
+	return false
+}
