@@ -55,8 +55,8 @@ func TestConsoleExample(t *testing.T) {
 	for _, p := range ing.Spec.Rules[0].HTTP.Paths {
 		paths = append(paths, p.Path+"->"+p.Backend.Service.Name)
 	}
-	if want := []string{"/admin/v1->" + adminName, "/console->" + adminName}; !slices.Equal(paths, want) {
-		t.Errorf("admin Ingress paths %v, want %v", paths, want)
+	if want := []string{"/console->" + adminName}; !slices.Equal(paths, want) {
+		t.Errorf("admin Ingress paths %v, want %v (adminAPI: false)", paths, want)
 	}
 
 	if got, want := egressRules(m.policies[tsName]), []string{"dns", "ns=databases,pod=postgresql:5432", "pod=registry-gateway:5000", "0.0.0.0/0:443"}; !slices.Equal(got, want) {
@@ -135,6 +135,38 @@ func TestConsoleNetworkPolicy(t *testing.T) {
 func oidcJSON(issuer string) string {
 	return `tokenserver.config.console.oidc={"issuer":"` + issuer + `","client_id":"console","client_secret_file":"/etc/registry-gateway/secrets/oidc-client-secret",` +
 		`"redirect_url":"https://console.example.com/console/sign-in/oidc/callback","allowed_email_domains":["example.com"]}`
+}
+
+// The admin Ingress routes /admin/v1 unless adminAPI is false, and
+// /console with the console; with neither it fails.
+func TestConsoleAdminIngress(t *testing.T) {
+	h := helm(t)
+	ingress := []string{"--set", "tokenserver.admin.ingress.enabled=true", "--set", "tokenserver.admin.ingress.host=admin.example.com",
+		"--set-json", `tokenserver.admin.from=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"ingress-nginx"}}}]`}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"admin API only", append(append([]string{"--set", "tokenserver.admin.enabled=true"}, ingress...), sqlArgs...), []string{"/admin/v1"}},
+		{"console and admin API", append(slices.Clone(ingress), consoleArgs...), []string{"/admin/v1", "/console"}},
+		{"console only", append(append([]string{"--set", "tokenserver.admin.ingress.adminAPI=false"}, ingress...), consoleArgs...), []string{"/console"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := mustRender(t, h, "", tc.args...)
+			var got []string
+			for _, p := range m.ingresses[adminName].Spec.Rules[0].HTTP.Paths {
+				got = append(got, p.Path)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("paths %v, want %v", got, tc.want)
+			}
+		})
+	}
+	args := append(append([]string{"--set", "tokenserver.admin.enabled=true", "--set", "tokenserver.admin.ingress.adminAPI=false"}, ingress...), sqlArgs...)
+	if out, err := render(t, h, "", args...); err == nil || !strings.Contains(out, "tokenserver.admin.ingress.adminAPI: false leaves the Ingress nothing to route") {
+		t.Errorf("adminAPI false without the console: %v\n%s", err, out)
+	}
 }
 
 // The console without the admin API it is served on fails at render time,
