@@ -1,12 +1,22 @@
 package charttest
 
 import (
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/acme/registry-gateway/internal/testsupport/accountstest"
 )
 
 // consoleArgs turn the console on over the SQL backend and the admin API,
@@ -221,4 +231,123 @@ func ingressFromComponent(np *networkingv1.NetworkPolicy, component, port string
 		}
 	}
 	return false
+}
+
+// The console example runs: its rendered configuration, with the pod's
+// files (the Secret's signing key, DSN and OIDC client secret, the usage
+// secret) under a temporary directory and a real PostgreSQL, passes
+// check-config with the files loaded (the client secret is where the
+// Secret is mounted), is migrated by the Job's command, and the real token
+// service serves the console on the admin port: the sign-in page offers
+// single sign-on, and an admin key made with `tokenserver accounts` signs
+// the vendor in with a Secure session cookie (public_url is https, TLS
+// ends at the Ingress).
+func TestConsoleExampleRuns(t *testing.T) {
+	h := helm(t)
+	m := mustRender(t, h, "examples/console-values.yaml")
+	root := t.TempDir()
+	local := func(s string) string { return strings.ReplaceAll(s, "/etc/registry-gateway/", root+"/") }
+	db := accountstest.Shared(t).NewDatabase(t)
+	write(t, local("/etc/registry-gateway/secrets/postgres.dsn"), db.DSN)
+	write(t, local("/etc/registry-gateway/secrets/oidc-client-secret"), "client-secret\n")
+	write(t, local("/etc/registry-gateway/usage/usage.secret"), strings.Repeat("ab", 32))
+	ts := filepath.Join(bins, "tokenserver")
+	if out, err := run(t, ts, "keygen", "-dir", local("/etc/registry-gateway/secrets")); err != nil {
+		t.Fatalf("keygen: %v\n%s", err, out)
+	}
+
+	// The pod's listeners, moved to free loopback ports.
+	var cfg map[string]any
+	if err := yaml.Unmarshal([]byte(local(m.configMaps[tsName].Data["tokenserver.yaml"])), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	listen, admin := "127.0.0.1:"+freePort(t, "127.0.0.1"), "127.0.0.1:"+freePort(t, "127.0.0.1")
+	cfg["listen"] = listen
+	cfg["admin"] = map[string]any{"listen": admin}
+	setMetricsListen(cfg, "127.0.0.1:"+freePort(t, "127.0.0.1"))
+	path := writeConfig(t, t.TempDir(), "tokenserver", cfg)
+
+	if out, err := run(t, ts, "accounts", "migrate", "-config", path); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	if out, err := run(t, ts, "check-config", path); err != nil || strings.TrimSpace(out) != "ok" {
+		t.Fatalf("check-config with the files: %v\n%s", err, out)
+	}
+	// Without the client secret in the Secret, check-config names it.
+	if err := os.Remove(local("/etc/registry-gateway/secrets/oidc-client-secret")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, ts, "check-config", path); err == nil || !strings.Contains(out, "console.oidc.client_secret_file") {
+		t.Errorf("check-config without the client secret: %v\n%s", err, out)
+	}
+	write(t, local("/etc/registry-gateway/secrets/oidc-client-secret"), "client-secret\n")
+
+	out, err := run(t, ts, "accounts", "admin-key", "add", "support", "--scope", "write", "-config", path)
+	if err != nil {
+		t.Fatalf("admin-key add: %v\n%s", err, out)
+	}
+	var key string
+	if k := regexp.MustCompile(`(?m)^\s+(rgwa_[A-Za-z0-9_-]{20,})$`).FindStringSubmatch(out); k != nil {
+		key = k[1]
+	}
+	if key == "" {
+		t.Fatalf("no admin key in:\n%s", out)
+	}
+	startService(t, "tokenserver", "http://"+listen, path, "serve")
+
+	// A browser behind the Ingress: cookies carried by hand (they are
+	// Secure, and this leg is plain HTTP, as from the controller).
+	c := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get("http://" + admin + "/console/sign-in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `href="/console/sign-in/oidc"`) {
+		t.Fatalf("sign-in page: %d\n%s", resp.StatusCode, body)
+	}
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(body)
+	if csrf == nil {
+		t.Fatalf("no CSRF token:\n%s", body)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+admin+"/console/sign-in/key", strings.NewReader(url.Values{"csrf": {string(csrf[1])}, "key": {key}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for _, ck := range resp.Cookies() {
+		if !ck.Secure {
+			t.Errorf("cookie %s is not Secure under an https public_url", ck.Name)
+		}
+		req.AddCookie(&http.Cookie{Name: ck.Name, Value: ck.Value})
+	}
+	signIn, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signIn.Body.Close()
+	var session *http.Cookie
+	for _, ck := range signIn.Cookies() {
+		if ck.Name == "rg_console" {
+			session = ck
+		}
+	}
+	if signIn.StatusCode != http.StatusSeeOther || signIn.Header.Get("Location") != "/console/vendor/" || session == nil || !session.Secure {
+		t.Fatalf("admin key sign-in: %d to %q, session cookie %+v", signIn.StatusCode, signIn.Header.Get("Location"), session)
+	}
+	req, _ = http.NewRequest(http.MethodGet, "http://"+admin+"/console/vendor/", nil)
+	req.AddCookie(&http.Cookie{Name: session.Name, Value: session.Value})
+	code, page := do(t, c, req)
+	if code != http.StatusOK || !strings.Contains(page, "support") {
+		t.Errorf("vendor dashboard: %d\n%s", code, page)
+	}
+}
+
+func do(t *testing.T, c *http.Client, req *http.Request) (int, string) {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
