@@ -39,7 +39,7 @@ func main() {
 
 // usage lists every form of the command line; -h prints it too.
 const usage = `usage: gateway -config FILE [-check] [-expand-env]
-       gateway check-config [-skip-files] FILE
+       gateway check-config [-skip-files] [-expand-env] FILE
        gateway report [--refused] [--format table|csv|json] [FILE...]
        gateway version`
 

@@ -286,6 +286,24 @@ func TestCheckConfig(t *testing.T) {
 	if strings.Contains(errb.String(), "unmarshal errors") {
 		t.Errorf("the decoder's header line counted as a problem: %s", errb.String())
 	}
+	// -expand-env: references are replaced as the service's own
+	// -expand-env does (compose's configurations); without it they are
+	// text, and a reference to nothing is named with its line.
+	refs := writeConfig(t, "127.0.0.1:0", "log_level: ${RG_TEST_UNSET_LOG_LEVEL:-debug}")
+	out.Reset()
+	errb.Reset()
+	if code := run(context.Background(), []string{"check-config", "-expand-env", refs}, &out, &errb); code != 0 || strings.TrimSpace(out.String()) != "ok" {
+		t.Errorf("-expand-env: exit %d: %s%s", code, out.String(), errb.String())
+	}
+	errb.Reset()
+	if code := run(context.Background(), []string{"check-config", refs}, &out, &errb); code != 1 || !strings.Contains(errb.String(), `log_level: "${RG_TEST_UNSET_LOG_LEVEL:-debug}"`) {
+		t.Errorf("references without -expand-env: exit %d: %s", code, errb.String())
+	}
+	unset := writeConfig(t, "127.0.0.1:0", "log_level: ${RG_TEST_UNSET_LOG_LEVEL}")
+	errb.Reset()
+	if code := run(context.Background(), []string{"check-config", "-expand-env", unset}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "line 13: ${RG_TEST_UNSET_LOG_LEVEL} is not set") {
+		t.Errorf("-expand-env, unset: exit %d: %s", code, errb.String())
+	}
 	// A file that does not parse is one problem.
 	broken := filepath.Join(t.TempDir(), "broken.yaml")
 	_ = os.WriteFile(broken, []byte("listen: [\n"), 0o600)

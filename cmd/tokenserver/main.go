@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tokenserver serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: tokenserver [serve] -config FILE [-expand-env]\n       tokenserver keygen|inspect|token|healthcheck|pull-secret|accounts|usage [flags]   (each answers -h)\n       tokenserver check-config [-skip-files] FILE\n       tokenserver version")
+		fmt.Fprintln(fs.Output(), "usage: tokenserver [serve] -config FILE [-expand-env]\n       tokenserver keygen|inspect|token|healthcheck|pull-secret|accounts|usage [flags]   (each answers -h)\n       tokenserver check-config [-skip-files] [-expand-env] FILE\n       tokenserver version")
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "", "YAML configuration `file`")

@@ -135,6 +135,10 @@ func TestCheckConfig(t *testing.T) {
 	// not the YAML decoder's header line.
 	mixed := write("mixed.yaml", "issuer: i\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+", frobnicate: 1}\nlog_level: loud\nmetrics_listen: x\n")
 	broken := write("broken.yaml", "issuer: [\n")
+	// References, as compose's configurations hold them: replaced with
+	// -expand-env, text without it.
+	refs := write("refs.yaml", "issuer: i\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+"}\nlog_level: ${RG_TEST_UNSET_LOG_LEVEL:-warn}\n")
+	unset := write("unset.yaml", "issuer: ${RG_TEST_UNSET_ISSUER}\nservice: s\nsigning_key: "+key+"\nlicenses: {file: "+lic+"}\n")
 
 	checkInvocations(t, []invocation{
 		{[]string{"check-config", good}, 0, nil},
@@ -144,7 +148,10 @@ func TestCheckConfig(t *testing.T) {
 		{[]string{"check-config", filepath.Join(dir, "missing.yaml")}, 1, []string{"missing.yaml"}},
 		{[]string{"check-config", "-skip-files", mixed}, 1, []string{"3 problem(s)", "field frobnicate not found", "log_level", "field metrics_listen not found"}},
 		{[]string{"check-config", "-skip-files", broken}, 1, []string{"1 problem(s)"}},
-		{[]string{"check-config"}, 2, []string{"tokenserver check-config: missing FILE", "usage: tokenserver check-config"}},
+		{[]string{"check-config", "-expand-env", refs}, 0, nil},
+		{[]string{"check-config", refs}, 1, []string{"1 problem(s)", "log_level"}},
+		{[]string{"check-config", "-expand-env", unset}, 1, []string{"1 problem(s)", "line 1: ${RG_TEST_UNSET_ISSUER} is not set"}},
+		{[]string{"check-config"}, 2, []string{"tokenserver check-config: missing FILE", "usage: tokenserver check-config [-skip-files] [-expand-env] FILE"}},
 		{[]string{"check-config", "a", "b"}, 2, []string{`tokenserver check-config: unexpected argument "b"`, "usage: tokenserver check-config"}},
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 
+	"github.com/acme/registry-gateway/internal/checkconfig"
 	"github.com/acme/registry-gateway/internal/configfile"
 	"github.com/acme/registry-gateway/internal/gateway"
 	"github.com/acme/registry-gateway/internal/license/filebackend"
@@ -500,5 +501,46 @@ func TestDockerfile(t *testing.T) {
 		if !slices.Contains(rules, "!bin/"+f) {
 			t.Errorf(".dockerignore keeps bin/%s, which the offline path copies, out of the build context", f)
 		}
+	}
+}
+
+// TestComposeCheckConfig: `check-config -expand-env` of each compose
+// configuration, in the environment compose.yaml gives its container (with
+// .env's values), passes, as an operator would run it before `make
+// compose-up`; without -expand-env the references are read as text and
+// refused, which is why the flag exists. -skip-files: the files it names
+// are paths inside the containers.
+func TestComposeCheckConfig(t *testing.T) {
+	p := loadCompose(t)
+	for _, tc := range []struct {
+		service, file string
+		check         checkconfig.Checker
+		literal       string // what a check without -expand-env names
+	}{
+		{"gateway", "deploy/compose/gateway.yaml", gateway.CheckConfig, "realm"},
+		{"tokenserver", "deploy/compose/tokenserver.yaml", tokenserver.CheckConfig, "trusted_proxies"},
+	} {
+		t.Run(tc.service, func(t *testing.T) {
+			s := p.Services[tc.service]
+			if len(s.Environment) == 0 {
+				t.Fatalf("%s: no environment in compose.yaml", tc.service)
+			}
+			for k, v := range s.Environment {
+				if v == nil {
+					t.Fatalf("%s: %s has no value", tc.service, k)
+				}
+				t.Setenv(k, *v)
+			}
+			path := abs(t, tc.file)
+			var out, errb strings.Builder
+			if code := checkconfig.Run(tc.service, []string{"-skip-files", "-expand-env", path}, &out, &errb, tc.check); code != 0 || strings.TrimSpace(out.String()) != "ok" {
+				t.Errorf("check-config -expand-env: exit %d: %s%s", code, out.String(), errb.String())
+			}
+			out.Reset()
+			errb.Reset()
+			if code := checkconfig.Run(tc.service, []string{"-skip-files", path}, &out, &errb, tc.check); code != 1 || !strings.Contains(errb.String(), tc.literal) {
+				t.Errorf("check-config without -expand-env: exit %d, want 1 naming %s: %s", code, tc.literal, errb.String())
+			}
+		})
 	}
 }

@@ -720,14 +720,18 @@ func checkURL(s string, bare bool) error {
 	return nil
 }
 
-// CheckConfig validates the configuration file at path as the gateway does
+// CheckConfig validates data, the configuration file at path as read by
+// checkconfig.Run (path only names it in messages), as the gateway does
 // at start; with files, it also loads keys.public_keys and reads
 // the files of the upstream provider's section, and usage.secret_file. It contacts nothing (not
 // the JWKS URL, not the upstream, not AWS, not the usage intake). It is `gateway check-config`.
-func CheckConfig(path string, files bool) error {
-	cfg, err := LoadConfig(path)
-	if err != nil || !files {
-		return err
+func CheckConfig(path string, data []byte, files bool) error {
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if !files {
+		return nil
 	}
 	var errs []error
 	if len(cfg.Keys.PublicKeys) > 0 {

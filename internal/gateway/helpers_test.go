@@ -395,3 +395,14 @@ func staticProvider(user, passwordFile string) map[string]upstream.Config {
 func ecrProvider(c *ecr.Config) map[string]upstream.Config {
 	return map[string]upstream.Config{"ecr": c}
 }
+
+// checkConfigFile is CheckConfig of the file at path, read as
+// `check-config` reads it (without -expand-env).
+func checkConfigFile(t *testing.T, path string, files bool) error {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return CheckConfig(path, data, files)
+}

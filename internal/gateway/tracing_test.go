@@ -112,10 +112,10 @@ func TestTracingCAFile(t *testing.T) {
 	missing := filepath.Join(dir, "missing-ca.pem")
 	conf := filepath.Join(dir, "gateway.yaml")
 	writeFile(t, conf, exampleConfig+"tracing:\n  endpoint: https://collector\n  ca_file: "+missing+"\n")
-	if err := CheckConfig(conf, false); err != nil {
+	if err := checkConfigFile(t, conf, false); err != nil {
 		t.Errorf("check-config without files: %v", err)
 	}
-	if err := CheckConfig(conf, true); err == nil || !strings.Contains(err.Error(), "tracing.ca_file: ") {
+	if err := checkConfigFile(t, conf, true); err == nil || !strings.Contains(err.Error(), "tracing.ca_file: ") {
 		t.Errorf("check-config with files: %v", err)
 	}
 	e := newEnv(t, newManifestRegistry())

@@ -702,14 +702,14 @@ func TestUsageConfig(t *testing.T) {
 	} {
 		conf := filepath.Join(dir, "gateway.yaml")
 		writeFile(t, conf, exampleConfig+"usage:\n  endpoint: http://t/u\n  secret_file: "+path+"\n")
-		err := CheckConfig(conf, true)
+		err := checkConfigFile(t, conf, true)
 		if err == nil || !strings.Contains(err.Error(), "usage.secret_file: ") || !strings.Contains(err.Error(), want) {
 			t.Errorf("check-config with %s: %v, want %q", filepath.Base(path), err, want)
 		}
 		if err != nil && strings.Contains(err.Error(), "too-short") {
 			t.Errorf("the error shows the secret: %v", err)
 		}
-		if err := CheckConfig(conf, false); err != nil {
+		if err := checkConfigFile(t, conf, false); err != nil {
 			t.Errorf("check-config without files: %v", err)
 		}
 	}

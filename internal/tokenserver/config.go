@@ -406,14 +406,18 @@ func parseLevel(s string) (slog.Level, error) {
 	return slog.LevelInfo, fmt.Errorf("%q is not one of debug, info, warn, error", s)
 }
 
-// CheckConfig validates the configuration file at path as the service does
+// CheckConfig validates data, the configuration file at path as read by
+// checkconfig.Run (path only names it in messages), as the service does
 // at start; with files, it also loads the signing key, certificate, published
 // keys, refresh token key and licence file, as New would. It reports every
 // problem at once. It is `tokenserver check-config`.
-func CheckConfig(path string, files bool) error {
-	cfg, err := LoadConfig(path)
-	if err != nil || !files {
-		return err
+func CheckConfig(path string, data []byte, files bool) error {
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if !files {
+		return nil
 	}
 	// New loads every file and reports each one that fails (with
 	// licenses.sql, it connects and checks the schema); the server it

@@ -25,9 +25,11 @@ func (s *Server) openConsole() (*console.Console, error) {
 		Mint:     s.mint,
 		// Refused customer sign-ins count with the refused logins of /token.
 		LoginFailed: s.metrics.loginFailed,
-		Log:         s.log,
-		ClientAddr:  s.clients.Of,
-		Clock:       s.now,
+		// The vendor's and the sign-in links' by method and reason.
+		SignInFailed: s.metrics.consoleSignInFailed,
+		Log:          s.log,
+		ClientAddr:   s.clients.Of,
+		Clock:        s.now,
 	}
 	if s.limiter != nil {
 		o.Limiter = s.limiter

@@ -150,6 +150,22 @@ func TestConsoleWiring(t *testing.T) {
 	if v := metricValue(t, ops.URL, `tokenserver_login_failures_total{reason="wrong_token"}`); v != "2" {
 		t.Errorf("wrong_token failures %s, want 2", v)
 	}
+	// The vendor's refused sign-ins count in their own metric, by method
+	// and reason (every series there from the start, at 0): here an admin
+	// key from the address the limiter holds back.
+	if code, _ := fetch(c.PostForm(admin.URL+"/console/sign-in/key", url.Values{"csrf": {csrf()}, "key": {"rga_wrong"}})); code != http.StatusTooManyRequests {
+		t.Errorf("admin key sign-in from a held-back address: %d, want 429", code)
+	}
+	for series, want := range map[string]string{
+		`tokenserver_console_sign_in_failures_total{method="admin_key",reason="rate_limited"}`: "1",
+		`tokenserver_console_sign_in_failures_total{method="admin_key",reason="wrong_key"}`:    "0",
+		`tokenserver_console_sign_in_failures_total{method="oidc",reason="nonce_mismatch"}`:    "0",
+		`tokenserver_console_sign_in_failures_total{method="link",reason="link_used"}`:         "0",
+	} {
+		if v := metricValue(t, ops.URL, series); v != want {
+			t.Errorf("%s = %s, want %s", series, v, want)
+		}
+	}
 }
 
 func TestConsoleConfig(t *testing.T) {

@@ -506,3 +506,14 @@ func fileLicenses(path string) backends.Sections {
 func httpSection(c *Config) *httpbackend.Config {
 	return c.Licenses.Backends["http"].(*httpbackend.Config)
 }
+
+// checkConfigFile is CheckConfig of the file at path, read as
+// `check-config` reads it (without -expand-env).
+func checkConfigFile(t *testing.T, path string, files bool) error {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return CheckConfig(path, data, files)
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/acme/registry-gateway/internal/buildinfo"
 	"github.com/acme/registry-gateway/internal/httpx"
 	"github.com/acme/registry-gateway/internal/license"
+	"github.com/acme/registry-gateway/internal/tokenserver/console"
 )
 
 // Grant labels of the token metrics: how the client asked.
@@ -57,6 +58,12 @@ type metrics struct {
 
 	loginFailures  *prometheus.CounterVec
 	loginFailureBy map[license.Reason]prometheus.Counter
+
+	// consoleSignInFailures has one series per console method and reason
+	// (console.SignInFailureReasons), made at the start: nothing else
+	// becomes a label.
+	consoleSignInFailures  *prometheus.CounterVec
+	consoleSignInFailureBy map[[2]string]prometheus.Counter
 }
 
 var _ license.Observer = (*metrics)(nil)
@@ -114,6 +121,16 @@ func newMetrics(limiterLen func() int) *metrics {
 	for _, r := range license.Reasons() {
 		m.loginFailureBy[r] = m.loginFailures.WithLabelValues(string(r))
 	}
+	m.consoleSignInFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenserver_console_sign_in_failures_total",
+		Help: "Refused sign-ins of the web console other than customers' e-mail and API token (those count in tokenserver_login_failures_total), by method (oidc, admin_key, link) and reason.",
+	}, []string{"method", "reason"})
+	m.consoleSignInFailureBy = make(map[[2]string]prometheus.Counter)
+	for method, reasons := range console.SignInFailureReasons() {
+		for _, r := range reasons {
+			m.consoleSignInFailureBy[[2]string{method, r}] = m.consoleSignInFailures.WithLabelValues(method, r)
+		}
+	}
 	m.connRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenserver_connections_refused_total",
 		Help: "Client connections closed at accept, by the limit they were over (limits.max_connections, limits.max_connections_per_address).",
@@ -122,7 +139,7 @@ func newMetrics(limiterLen func() int) *metrics {
 		m.connRefused.WithLabelValues(l)
 	}
 
-	reg.MustRegister(m.requests, hist, m.backendCalls, m.backendErrors, m.backendDuration, m.cacheHits, m.connRefused, m.loginFailures,
+	reg.MustRegister(m.requests, hist, m.backendCalls, m.backendErrors, m.backendDuration, m.cacheHits, m.connRefused, m.loginFailures, m.consoleSignInFailures,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tokenserver_rate_limiter_keys",
 			Help: "Client addresses and usernames currently tracked for failed logins.",
@@ -151,6 +168,14 @@ func (m *metrics) loginFailed(r license.Reason) {
 		return
 	}
 	m.loginFailures.WithLabelValues(string(r)).Inc() // a custom backend's own
+}
+
+// consoleSignInFailed counts a refused console sign-in; a pair outside
+// console.SignInFailureReasons is not counted (no label from elsewhere).
+func (m *metrics) consoleSignInFailed(method, reason string) {
+	if c, ok := m.consoleSignInFailureBy[[2]string{method, reason}]; ok {
+		c.Inc()
+	}
 }
 
 // LookupDone implements license.Observer.

@@ -167,14 +167,14 @@ func TestSQLCheckConfig(t *testing.T) {
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckConfig(path, false); err != nil {
+	if err := checkConfigFile(t, path, false); err != nil {
 		t.Errorf("values only: %v", err)
 	}
-	if err := CheckConfig(path, true); err == nil || !strings.Contains(err.Error(), "tokenserver accounts migrate") {
+	if err := checkConfigFile(t, path, true); err == nil || !strings.Contains(err.Error(), "tokenserver accounts migrate") {
 		t.Errorf("un-migrated database: %v", err)
 	}
 	accountstest.Open(t, db, accounts.Options{}).Close()
-	if err := CheckConfig(path, true); err != nil {
+	if err := checkConfigFile(t, path, true); err != nil {
 		t.Errorf("migrated database: %v", err)
 	}
 }

@@ -115,6 +115,14 @@ tokenserver.admin, usage from usage. */}}
 {{- if .Values.tokenserver.admin.enabled -}}
 {{- $_ := set $cfg "admin" (dict "listen" (printf "0.0.0.0:%s" (include "rg.adminPort" .))) -}}
 {{- end -}}
+{{- if include "rg.hasConsole" . -}}
+{{- /* The console reads the gateway's licence-filtered view in the
+cluster, and shows customers the registry's public host. */ -}}
+{{- $con := deepCopy $cfg.console -}}
+{{- if not $con.registry_url -}}{{- $_ := set $con "registry_url" (include "rg.gateway.url" .) -}}{{- end -}}
+{{- if not $con.registry_host -}}{{- $_ := set $con "registry_host" .Values.host -}}{{- end -}}
+{{- $_ := set $cfg "console" $con -}}
+{{- end -}}
 {{- if .Values.usage.enabled -}}
 {{- $u := $cfg.usage | default dict -}}
 {{- $_ := set $u "secret_file" (include "rg.usageSecretFile" .) -}}
@@ -123,6 +131,32 @@ tokenserver.admin, usage from usage. */}}
 {{- $_ := set $cfg "usage" $u -}}
 {{- end -}}
 {{- toYaml $cfg -}}
+{{- end -}}
+
+{{- define "rg.gateway.url" -}}
+{{- printf "http://%s.%s.svc:%s" (include "rg.component" (dict "root" . "c" "gateway")) .Release.Namespace (include "rg.gateway.port" .) -}}
+{{- end -}}
+
+{{/* "true" when tokenserver.config.console.enabled; the console is served
+on the admin listener, so it fails without tokenserver.admin.enabled. */}}
+{{- define "rg.hasConsole" -}}
+{{- $c := .Values.tokenserver.config.console -}}
+{{- if and (kindIs "map" $c) $c.enabled -}}
+{{- if not .Values.tokenserver.admin.enabled -}}
+{{- fail "tokenserver.config.console.enabled: the console is served on the admin listener; set tokenserver.admin.enabled (and tokenserver.admin.from or its ingress for the browsers)" -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the console signs the vendor in with OpenID Connect
+(console.oidc.issuer), whose provider the NetworkPolicy's console.oidc
+egress is for. */}}
+{{- define "rg.hasConsoleOIDC" -}}
+{{- if include "rg.hasConsole" . -}}
+{{- $o := .Values.tokenserver.config.console.oidc -}}
+{{- if and (kindIs "map" $o) $o.issuer -}}true{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* "true" when the token service's licence backends include licenses.sql,

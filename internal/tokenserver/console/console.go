@@ -85,6 +85,11 @@ type Options struct {
 	// with the refused logins of /token
 	// (tokenserver_login_failures_total).
 	LoginFailed func(license.Reason)
+	// SignInFailed, if set, counts every other refused sign-in: the
+	// vendor's (OIDC, admin key) and the customers' sign-in links, by
+	// method and reason, each one of SignInFailureReasons'
+	// (tokenserver_console_sign_in_failures_total).
+	SignInFailed func(method, reason string)
 	// HTTPClient calls the gateway (console.registry_url); default a
 	// client with a 10 s timeout.
 	HTTPClient *http.Client
@@ -105,11 +110,13 @@ type Console struct {
 	limiter  Limiter
 	mint     Minter
 	failed   func(license.Reason)
-	http     *http.Client
-	log      *slog.Logger
-	client   func(*http.Request) string
-	now      func() time.Time
-	pages    map[string]*template.Template
+	// signInFailed counts the refused sign-ins failed does not.
+	signInFailed func(method, reason string)
+	http         *http.Client
+	log          *slog.Logger
+	client       func(*http.Request) string
+	now          func() time.Time
+	pages        map[string]*template.Template
 	// formAction are the origins forms may be sent to besides the
 	// console's own (an OpenID provider's sign-in), for the CSP.
 	formAction []string
@@ -124,9 +131,12 @@ func New(o Options) (*Console, error) {
 	if o.DB == nil {
 		return nil, errors.New("console: no account database")
 	}
-	c := &Console{cfg: o.Config, db: o.DB, licenses: o.Licenses, limiter: o.Limiter, mint: o.Mint, failed: o.LoginFailed, http: o.HTTPClient, log: o.Log, client: o.ClientAddr, now: o.Clock}
+	c := &Console{cfg: o.Config, db: o.DB, licenses: o.Licenses, limiter: o.Limiter, mint: o.Mint, failed: o.LoginFailed, signInFailed: o.SignInFailed, http: o.HTTPClient, log: o.Log, client: o.ClientAddr, now: o.Clock}
 	if c.failed == nil {
 		c.failed = func(license.Reason) {}
+	}
+	if c.signInFailed == nil {
+		c.signInFailed = func(string, string) {}
 	}
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 10 * time.Second}

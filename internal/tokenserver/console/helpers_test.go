@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -39,6 +40,8 @@ type env struct {
 	clock   *testutil.Clock
 	limiter *countingLimiter
 	logs    *testutil.SyncBuffer
+	// signIns counts what Options.SignInFailed is called with.
+	signIns *signInCounter
 	srv     *httptest.Server
 	reg     *testRegistry
 	// Customer and vendor credentials made by newEnv.
@@ -49,7 +52,7 @@ func newEnv(t *testing.T, cfg *accounts.Config) *env {
 	t.Helper()
 	clock := testutil.NewClock(t0)
 	db := accountstest.Open(t, cfg, accounts.Options{Clock: clock.Now})
-	e := &env{t: t, cfg: cfg, db: db, clock: clock, limiter: &countingLimiter{}, logs: &testutil.SyncBuffer{}}
+	e := &env{t: t, cfg: cfg, db: db, clock: clock, limiter: &countingLimiter{}, logs: &testutil.SyncBuffer{}, signIns: &signInCounter{}}
 	ctx := t.Context()
 	for _, ch := range []string{"stable", "beta"} {
 		if _, err := db.AddChannel(ctx, "test", ch, ""); err != nil {
@@ -83,7 +86,7 @@ func (e *env) newConsole() *httptest.Server {
 	cfg.SetDefaults()
 	c, err := New(Options{
 		Config: cfg, DB: e.db, Licenses: licensesOf(e), Limiter: e.limiter, Mint: testMint, Clock: e.clock.Now,
-		Log: slog.New(slog.NewTextHandler(e.logs, nil)),
+		Log: slog.New(slog.NewTextHandler(e.logs, nil)), SignInFailed: e.signIns.add,
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -121,6 +124,45 @@ func (l *countingLimiter) Charge(client, _ string) {
 		l.failures = map[string]int{}
 	}
 	l.failures[client]++
+}
+
+// signInCounter records Options.SignInFailed's calls, and that each is
+// one of SignInFailureReasons' (the metric's only series).
+type signInCounter struct {
+	mu     sync.Mutex
+	counts map[[2]string]int
+	bad    [][2]string
+}
+
+func (c *signInCounter) add(method, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.counts == nil {
+		c.counts = map[[2]string]int{}
+	}
+	c.counts[[2]string{method, reason}]++
+	if !slices.Contains(SignInFailureReasons()[method], reason) {
+		c.bad = append(c.bad, [2]string{method, reason})
+	}
+}
+
+// check fails t unless the calls since the last check are exactly want
+// (method/reason: count), then forgets them.
+func (c *signInCounter) check(t *testing.T, want map[string]int) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	got := map[string]int{}
+	for k, n := range c.counts {
+		got[k[0]+"/"+k[1]] = n
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("sign-in failures counted %v, want %v", got, want)
+	}
+	if len(c.bad) > 0 {
+		t.Errorf("sign-in failures outside SignInFailureReasons: %v", c.bad)
+	}
+	c.counts, c.bad = nil, nil
 }
 
 func (l *countingLimiter) count(client string) int {

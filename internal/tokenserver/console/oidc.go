@@ -181,6 +181,7 @@ func (c *Console) oidcStart(w http.ResponseWriter, r *http.Request) error {
 	}
 	p, err := o.discover(r.Context())
 	if err != nil {
+		c.signInFailed(MethodOIDC, ReasonProviderUnavailable)
 		c.log.Warn("console: OpenID provider discovery failed", slog.String("issuer", o.cfg.Issuer), slog.Any("error", err))
 		return errOIDCUnavailable
 	}
@@ -195,8 +196,10 @@ func (c *Console) oidcStart(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// oidcRefused is a sign-in the console refuses; Log is what the log says.
-type oidcRefused struct{ Log, Shown string }
+// oidcRefused is a sign-in the console refuses; Log is what the log says,
+// Reason its label in the sign-in failures metric (one of
+// SignInFailureReasons' for MethodOIDC).
+type oidcRefused struct{ Reason, Log, Shown string }
 
 func (e *oidcRefused) Error() string { return e.Log }
 
@@ -211,6 +214,7 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	client := c.client(r)
 	if err := c.throttled(r, client, ""); err != nil {
+		c.signInFailed(MethodOIDC, ReasonRateLimited)
 		return err
 	}
 	// The flow is used once, whatever happens.
@@ -220,9 +224,13 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case errors.As(err, &refused):
 		c.charge(client, "")
+		c.signInFailed(MethodOIDC, refused.Reason)
 		c.log.Warn("console: sign-in failed", slog.String("kind", accounts.SessionVendor), slog.String("with", "oidc"),
-			slog.String("reason", refused.Log), slog.String("client", client))
+			slog.String("reason", refused.Reason), slog.String("detail", refused.Log), slog.String("client", client))
 		return c.renderSignIn(w, r, http.StatusForbidden, signInData{VendorError: refused.Shown})
+	case errors.Is(err, errOIDCUnavailable):
+		c.signInFailed(MethodOIDC, ReasonProviderUnavailable)
+		return err
 	case err != nil:
 		return err
 	}
@@ -241,7 +249,7 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) error {
 func (c *Console) oidcIdentity(r *http.Request, o *oidcSignIn) (string, error) {
 	q := r.URL.Query()
 	if e := q.Get("error"); e != "" {
-		return "", &oidcRefused{Log: "provider answered " + truncate(e, 64) + ": " + truncate(q.Get("error_description"), 200),
+		return "", &oidcRefused{Reason: ReasonProviderError, Log: "provider answered " + truncate(e, 64) + ": " + truncate(q.Get("error_description"), 200),
 			Shown: "The identity provider did not sign you in (" + truncate(e, 64) + ")."}
 	}
 	ck, err := r.Cookie(oidcFlowCookie)
@@ -254,7 +262,7 @@ func (c *Console) oidcIdentity(r *http.Request, o *oidcSignIn) (string, error) {
 		}
 	}
 	if err != nil || f.State == "" || !equalTokens(f.State, q.Get("state")) {
-		return "", &oidcRefused{Log: "state does not match the flow cookie (or no flow)",
+		return "", &oidcRefused{Reason: ReasonStateMismatch, Log: "state does not match the flow cookie (or no flow)",
 			Shown: "This sign-in was not started from this browser, or took longer than 10 minutes. Start again."}
 	}
 	p, err := o.discover(r.Context())
@@ -265,19 +273,19 @@ func (c *Console) oidcIdentity(r *http.Request, o *oidcSignIn) (string, error) {
 	defer cancel()
 	tok, err := o.oauth2(p).Exchange(ctx, q.Get("code"), oauth2.VerifierOption(f.Verifier))
 	if err != nil {
-		return "", &oidcRefused{Log: "code exchange: " + err.Error(), Shown: "The identity provider refused the sign-in's code. Start again."}
+		return "", &oidcRefused{Reason: ReasonCodeExchange, Log: "code exchange: " + err.Error(), Shown: "The identity provider refused the sign-in's code. Start again."}
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	idt, err := p.Verifier(&oidc.Config{ClientID: o.cfg.ClientID}).Verify(ctx, raw)
 	if err != nil {
-		return "", &oidcRefused{Log: "ID token: " + err.Error(), Shown: "The identity provider's answer could not be verified. Start again."}
+		return "", &oidcRefused{Reason: ReasonIDTokenInvalid, Log: "ID token: " + err.Error(), Shown: "The identity provider's answer could not be verified. Start again."}
 	}
 	if !equalTokens(f.Nonce, idt.Nonce) {
-		return "", &oidcRefused{Log: "ID token nonce does not match", Shown: "The identity provider's answer could not be verified. Start again."}
+		return "", &oidcRefused{Reason: ReasonNonceMismatch, Log: "ID token nonce does not match", Shown: "The identity provider's answer could not be verified. Start again."}
 	}
 	var claims map[string]any
 	if err := idt.Claims(&claims); err != nil {
-		return "", &oidcRefused{Log: "ID token claims: " + err.Error(), Shown: "The identity provider's answer could not be read."}
+		return "", &oidcRefused{Reason: ReasonIDTokenInvalid, Log: "ID token claims: " + err.Error(), Shown: "The identity provider's answer could not be read."}
 	}
 	return o.admit(claims)
 }
@@ -288,22 +296,22 @@ func (o *oidcSignIn) admit(claims map[string]any) (string, error) {
 	email, _ := claims["email"].(string)
 	email = strings.ToLower(strings.TrimSpace(email))
 	if email == "" {
-		return "", &oidcRefused{Log: "no e-mail claim", Shown: "The identity provider did not tell the console your e-mail address (ask for the email scope)."}
+		return "", &oidcRefused{Reason: ReasonNoEmail, Log: "no e-mail claim", Shown: "The identity provider did not tell the console your e-mail address (ask for the email scope)."}
 	}
 	// An unverified address proves nothing about its domain.
 	if v, ok := claims["email_verified"].(bool); ok && !v {
-		return "", &oidcRefused{Log: "e-mail " + email + " not verified", Shown: "Your e-mail address is not verified at the identity provider."}
+		return "", &oidcRefused{Reason: ReasonEmailUnverified, Log: "e-mail " + email + " not verified", Shown: "Your e-mail address is not verified at the identity provider."}
 	}
 	if len(o.cfg.AllowedEmailDomains) > 0 {
 		_, domain, _ := strings.Cut(email, "@")
 		if !slices.ContainsFunc(o.cfg.AllowedEmailDomains, func(d string) bool { return strings.EqualFold(d, domain) }) {
-			return "", &oidcRefused{Log: "e-mail " + email + " outside the allowed domains", Shown: "Your account (" + email + ") is not one of the vendor's staff accounts allowed in this console."}
+			return "", &oidcRefused{Reason: ReasonDomainNotAllowed, Log: "e-mail " + email + " outside the allowed domains", Shown: "Your account (" + email + ") is not one of the vendor's staff accounts allowed in this console."}
 		}
 	}
 	if len(o.cfg.AllowedGroups) > 0 {
 		groups := claimStrings(claims[o.cfg.GroupsClaim])
 		if !slices.ContainsFunc(groups, func(g string) bool { return slices.Contains(o.cfg.AllowedGroups, g) }) {
-			return "", &oidcRefused{Log: "user " + email + " in none of the allowed groups", Shown: "Your account (" + email + ") is not in a group allowed in this console."}
+			return "", &oidcRefused{Reason: ReasonGroupNotAllowed, Log: "user " + email + " in none of the allowed groups", Shown: "Your account (" + email + ") is not in a group allowed in this console."}
 		}
 	}
 	return email, nil

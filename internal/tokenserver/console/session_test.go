@@ -69,6 +69,14 @@ func TestVendorKeySignInRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	want(t, b.signInVendorKey(e.adminKey), http.StatusUnauthorized)
+	e.signIns.check(t, map[string]int{"admin_key/wrong_key": 2})
+	// Held back by the limiter the customers' sign-ins share.
+	e.limiter.Charge("127.0.0.1", "")
+	want(t, b.signInVendorKey(e.adminKey), http.StatusTooManyRequests)
+	e.signIns.check(t, map[string]int{"admin_key/rate_limited": 1})
+	if !strings.Contains(e.logs.String(), "reason=wrong_key") {
+		t.Errorf("log lacks the reason:\n%s", e.logs.String())
+	}
 }
 
 // TestVendorSessionEndsWithKey: revoking the admin key a vendor signed in
@@ -128,6 +136,9 @@ func TestSignInLinks(t *testing.T) {
 			t.Fatal(err)
 		}
 		want(t, b2.post(Prefix+"link", url.Values{"csrf": {b2.csrf(Prefix + "sign-in")}, "t": {gone}}), http.StatusNotFound)
+		// Counted by reason; the refusal without the form's token is the
+		// CSRF check's, before any sign-in.
+		e.signIns.check(t, map[string]int{"link/link_used": 1, "link/link_expired": 1, "link/unknown_link": 2})
 	})
 }
 

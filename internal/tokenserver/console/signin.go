@@ -141,12 +141,14 @@ func (c *Console) vendorKeySignIn(w http.ResponseWriter, r *http.Request) error 
 	}
 	client := c.client(r)
 	if err := c.throttled(r, client, ""); err != nil {
+		c.signInFailed(MethodAdminKey, ReasonRateLimited)
 		return err
 	}
 	key, err := c.db.AuthenticateAdminKey(r.Context(), strings.TrimSpace(r.PostForm.Get("key")))
 	if errors.Is(err, accounts.ErrUnauthorized) {
 		c.charge(client, "")
-		c.log.Warn("console: sign-in failed", slog.String("kind", accounts.SessionVendor), slog.String("with", "admin_key"), slog.String("client", client))
+		c.signInFailed(MethodAdminKey, ReasonWrongKey)
+		c.log.Warn("console: sign-in failed", slog.String("kind", accounts.SessionVendor), slog.String("with", "admin_key"), slog.String("reason", ReasonWrongKey), slog.String("client", client))
 		return c.renderSignIn(w, r, http.StatusUnauthorized, signInData{VendorError: "That is not an active admin key."})
 	}
 	if err != nil {
@@ -182,23 +184,29 @@ func (c *Console) linkSignIn(w http.ResponseWriter, r *http.Request) error {
 	}
 	client := c.client(r)
 	if err := c.throttled(r, client, ""); err != nil {
+		c.signInFailed(MethodLink, ReasonRateLimited)
 		return err
 	}
 	email, err := c.db.RedeemSignInLink(r.Context(), r.PostForm.Get("t"))
 	var pe *pageError
+	var reason string
 	switch {
 	case errors.Is(err, accounts.ErrLinkUsed):
+		reason = ReasonLinkUsed
 		pe = &pageError{Status: http.StatusGone, Title: "Link used already", Message: "This sign-in link has been used already: each link signs in once. Ask your vendor for a new one, or sign in with your e-mail and API token."}
 	case errors.Is(err, accounts.ErrLinkExpired):
+		reason = ReasonLinkExpired
 		pe = &pageError{Status: http.StatusGone, Title: "Link expired", Message: "This sign-in link has expired. Ask your vendor for a new one, or sign in with your e-mail and API token."}
 	case errors.Is(err, accounts.ErrLinkUnknown):
 		c.charge(client, "")
+		reason = ReasonLinkUnknown
 		pe = &pageError{Status: http.StatusNotFound, Title: "Unknown link", Message: "This is not a sign-in link of this console (check that it was copied whole)."}
 	case err != nil:
 		return err
 	}
 	if pe != nil {
-		c.log.Info("console: sign-in failed", slog.String("kind", accounts.SessionCustomer), slog.String("with", "link"), slog.String("reason", pe.Title), slog.String("client", client))
+		c.signInFailed(MethodLink, reason)
+		c.log.Info("console: sign-in failed", slog.String("kind", accounts.SessionCustomer), slog.String("with", "link"), slog.String("reason", reason), slog.String("client", client))
 		pe.SignIn = true
 		return pe
 	}

@@ -1,6 +1,9 @@
 package console
 
 import (
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"html"
 	"log/slog"
@@ -57,7 +60,7 @@ func (e *env) newOIDCConsoleSecret(p *oidctest.Provider, groups []string, secret
 	}
 	lic := license.NewCache(e.db.NewBackend(accounts.BackendOptions{}), license.CacheConfig{Clock: e.clock.Now})
 	c, err := New(Options{Config: cfg, DB: e.db, Licenses: lic, Limiter: e.limiter, Mint: testMint, Clock: e.clock.Now,
-		HTTPClient: p.HTTPClient(), Log: slog.New(slog.NewTextHandler(e.logs, nil))})
+		HTTPClient: p.HTTPClient(), Log: slog.New(slog.NewTextHandler(e.logs, nil)), SignInFailed: e.signIns.add})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -76,27 +79,15 @@ func (b *browser) signInOIDC() page {
 	if p.status != http.StatusSeeOther {
 		b.t.Fatalf("sign-in/oidc: %d %s", p.status, p.body)
 	}
-	loc := p.header.Get("Location")
-	// The provider's own redirects, with a client of its own (another
-	// site's cookies), until it sends the browser back to the console.
-	idp := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	for range 10 {
-		if strings.HasPrefix(loc, b.base) {
-			return b.get(strings.TrimPrefix(loc, b.base))
-		}
-		resp, err := idp.Get(loc)
-		if err != nil {
-			b.t.Fatal(err)
-		}
-		resp.Body.Close()
-		next, err := resp.Location()
-		if err != nil {
-			b.t.Fatalf("provider answered %s at %s, no redirect", resp.Status, loc)
-		}
-		loc = next.String()
-	}
-	b.t.Fatal("too many redirects")
-	return page{}
+	return b.followProvider(p.header.Get("Location"))
+}
+
+// followProvider follows the provider's redirects from loc, as the
+// browser does, and returns the console's answer to the callback.
+func (b *browser) followProvider(loc string) page {
+	b.t.Helper()
+	u := b.followProviderTo(loc)
+	return b.get(strings.TrimPrefix(u.String(), b.base))
 }
 
 func TestVendorOIDCSignIn(t *testing.T) {
@@ -120,11 +111,11 @@ func TestVendorOIDCSignIn(t *testing.T) {
 		want(t, b.post(Prefix+"vendor/accounts", url.Values{"csrf": {csrf}, "email": {"carol@example.com"}, "channel": {"stable"}}), http.StatusOK, "The account&#39;s API token")
 		want(t, b.get(accountPath("carol@example.com")), http.StatusOK, "staff@vendor.example")
 	})
-	for _, tc := range []struct{ user, says string }{
-		{"outside", "not one of the vendor&#39;s staff accounts"},
-		{"unverified", "not verified"},
-		{"nomail", "did not tell the console your e-mail address"},
-		{"nobody", "did not sign you in (access_denied)"},
+	for _, tc := range []struct{ user, says, reason string }{
+		{"outside", "not one of the vendor&#39;s staff accounts", ReasonDomainNotAllowed},
+		{"unverified", "not verified", ReasonEmailUnverified},
+		{"nomail", "did not tell the console your e-mail address", ReasonNoEmail},
+		{"nobody", "did not sign you in (access_denied)", ReasonProviderError},
 	} {
 		t.Run("refused "+tc.user, func(t *testing.T) {
 			e.limiter.reset()
@@ -136,6 +127,7 @@ func TestVendorOIDCSignIn(t *testing.T) {
 			if got := e.limiter.count("127.0.0.1"); got != 1 {
 				t.Errorf("the refusal charged the limiter %d times, want 1", got)
 			}
+			e.signIns.check(t, map[string]int{"oidc/" + tc.reason: 1})
 		})
 	}
 	t.Run("state from another browser", func(t *testing.T) {
@@ -151,6 +143,7 @@ func TestVendorOIDCSignIn(t *testing.T) {
 		if strings.Contains(cb.header.Get("Set-Cookie"), sessionCookie+"=") && !strings.Contains(cb.header.Get("Set-Cookie"), sessionCookie+"=;") {
 			t.Error("a session cookie was set")
 		}
+		e.signIns.check(t, map[string]int{"oidc/state_mismatch": 1})
 	})
 	t.Run("throttled", func(t *testing.T) {
 		// The failed-login limiter the customers' sign-ins share: a
@@ -162,10 +155,154 @@ func TestVendorOIDCSignIn(t *testing.T) {
 		p.AutoLogin("staff")
 		want(t, e.browserOn(srv).signInOIDC(), http.StatusTooManyRequests)
 		e.limiter.reset()
+		e.signIns.check(t, map[string]int{"oidc/rate_limited": 1})
 	})
 	if !strings.Contains(e.logs.String(), "outside the allowed domains") {
 		t.Errorf("log lacks the refusal's reason:\n%s", e.logs.String())
 	}
+}
+
+// TestVendorOIDCFlowTampered: the flow cookie carries the state, nonce
+// and PKCE verifier between the redirect to the provider and the callback.
+// A cookie changed on the way (or a callback whose state is not the
+// cookie's) is refused with a page that says so, counted by reason, and
+// makes no session, while the provider itself signed the user in.
+func TestVendorOIDCFlowTampered(t *testing.T) {
+	e := newEnv(t, accountstest.SQLite(t))
+	p := oidctest.Start(t, oidctest.Options{Users: []oidctest.User{staff}})
+	srv := e.newOIDCConsole(p, nil)
+	p.AutoLogin("staff")
+	const verify = "could not be verified"
+	for _, tc := range []struct {
+		name   string
+		flow   func(*oidcFlow)  // changes the flow cookie
+		cb     func(u *url.URL) // changes the callback URL
+		says   string
+		reason string
+	}{
+		{"nonce", func(f *oidcFlow) { f.Nonce = randomString() }, nil, verify, ReasonNonceMismatch},
+		{"verifier", func(f *oidcFlow) { f.Verifier = randomString() }, nil, "refused the sign-in&#39;s code", ReasonCodeExchange},
+		{"state in the cookie", func(f *oidcFlow) { f.State = randomString() }, nil, "not started from this browser", ReasonStateMismatch},
+		{"state in the callback", nil, func(u *url.URL) {
+			q := u.Query()
+			q.Set("state", randomString())
+			u.RawQuery = q.Encode()
+		}, "not started from this browser", ReasonStateMismatch},
+		{"no state in the callback", nil, func(u *url.URL) {
+			q := u.Query()
+			q.Del("state")
+			u.RawQuery = q.Encode()
+		}, "not started from this browser", ReasonStateMismatch},
+		{"cookie not a flow", func(*oidcFlow) {}, nil, "not started from this browser", ReasonStateMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.limiter.reset()
+			b := e.browserOn(srv)
+			start := b.get(Prefix + "sign-in/oidc")
+			if start.status != http.StatusSeeOther {
+				t.Fatalf("sign-in/oidc: %d %s", start.status, start.body)
+			}
+			flowURL, _ := url.Parse(b.base + Prefix + "sign-in/oidc/")
+			var f oidcFlow
+			var value string
+			for _, ck := range b.c.Jar.Cookies(flowURL) {
+				if ck.Name == oidcFlowCookie {
+					value = ck.Value
+				}
+			}
+			raw, err := base64.RawURLEncoding.DecodeString(value)
+			if err != nil || json.Unmarshal(raw, &f) != nil || f.State == "" || f.Nonce == "" || f.Verifier == "" {
+				t.Fatalf("flow cookie %q: %v", value, err)
+			}
+			if tc.flow != nil {
+				tc.flow(&f)
+				raw, _ = json.Marshal(f)
+				value = base64.RawURLEncoding.EncodeToString(raw)
+				if tc.name == "cookie not a flow" {
+					value = "not-base64!"
+				}
+				b.c.Jar.SetCookies(flowURL, []*http.Cookie{{Name: oidcFlowCookie, Value: value, Path: Prefix + "sign-in/oidc"}})
+			}
+			// The provider signs the user in and sends the browser back.
+			cbURL := b.followProviderTo(start.header.Get("Location"))
+			if tc.cb != nil {
+				tc.cb(cbURL)
+			}
+			cb := b.get(strings.TrimPrefix(cbURL.String(), b.base))
+			want(t, cb, http.StatusForbidden, tc.says, "Start again")
+			for _, c := range cb.header.Values("Set-Cookie") {
+				if strings.HasPrefix(c, sessionCookie+"=") && !strings.HasPrefix(c, sessionCookie+"=;") {
+					t.Errorf("a session cookie was set: %s", c)
+				}
+			}
+			want(t, b.get(Prefix+"vendor/"), http.StatusUnauthorized)
+			if n := countSessions(t, e.cfg); n != 0 {
+				t.Errorf("%d session(s) in the database after a refused sign-in", n)
+			}
+			if got := e.limiter.count("127.0.0.1"); got != 1 {
+				t.Errorf("the refusal charged the limiter %d times, want 1", got)
+			}
+			e.signIns.check(t, map[string]int{"oidc/" + tc.reason: 1})
+			if !strings.Contains(e.logs.String(), "reason="+tc.reason) {
+				t.Errorf("log lacks reason=%s:\n%s", tc.reason, e.logs.String())
+			}
+		})
+	}
+	// The same flow untouched signs in: the refusals above are the
+	// tampering's, not the test's.
+	e.limiter.reset()
+	if cb := e.browserOn(srv).signInOIDC(); cb.status != http.StatusSeeOther {
+		t.Fatalf("untouched flow: %d %s", cb.status, cb.body)
+	}
+	if n := countSessions(t, e.cfg); n != 1 {
+		t.Errorf("%d sessions after one sign-in", n)
+	}
+	e.signIns.check(t, map[string]int{})
+}
+
+// followProviderTo follows the provider's redirects from loc and returns
+// the callback URL it sends the browser back to, not yet opened. The
+// provider is another site: a client of its own (its own cookies).
+func (b *browser) followProviderTo(loc string) *url.URL {
+	b.t.Helper()
+	idp := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for range 10 {
+		if strings.HasPrefix(loc, b.base) {
+			u, err := url.Parse(loc)
+			if err != nil {
+				b.t.Fatal(err)
+			}
+			return u
+		}
+		resp, err := idp.Get(loc)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		resp.Body.Close()
+		next, err := resp.Location()
+		if err != nil {
+			b.t.Fatalf("provider answered %s at %s, no redirect", resp.Status, loc)
+		}
+		loc = next.String()
+	}
+	b.t.Fatal("too many redirects")
+	return nil
+}
+
+// countSessions counts the console's sessions in the (SQLite) database,
+// read without the package.
+func countSessions(t *testing.T, cfg *accounts.Config) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", cfg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM console_sessions").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func (l *countingLimiter) reset() {
@@ -183,6 +320,7 @@ func TestVendorOIDCWrongClientSecret(t *testing.T) {
 	if !strings.Contains(e.logs.String(), "code exchange") {
 		t.Errorf("log lacks the exchange's failure:\n%s", e.logs.String())
 	}
+	e.signIns.check(t, map[string]int{"oidc/code_exchange": 1})
 }
 
 func TestVendorOIDCGroups(t *testing.T) {
@@ -191,6 +329,7 @@ func TestVendorOIDCGroups(t *testing.T) {
 	srv := e.newOIDCConsole(p, []string{"support"})
 	p.AutoLogin("sales")
 	want(t, e.browserOn(srv).signInOIDC(), http.StatusForbidden, "not in a group allowed")
+	e.signIns.check(t, map[string]int{"oidc/group_not_allowed": 1})
 	p.AutoLogin("staff")
 	if cb := e.browserOn(srv).signInOIDC(); cb.status != http.StatusSeeOther {
 		t.Fatalf("staff in support: %d %s", cb.status, cb.body)
@@ -238,6 +377,7 @@ func TestOIDCProviderDown(t *testing.T) {
 	b := e.browserOn(srv)
 	want(t, b.get(Prefix+"sign-in/oidc"), http.StatusServiceUnavailable, "identity provider is not answering")
 	want(t, b.signInVendorKey(e.adminKey), http.StatusSeeOther)
+	e.signIns.check(t, map[string]int{"oidc/provider_unavailable": 1})
 }
 
 var tokenShownRe = regexp.MustCompile(`<pre id="secret"><code>([^<]+)</code></pre>`)
