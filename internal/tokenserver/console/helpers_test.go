@@ -310,7 +310,7 @@ func (b *browser) signInVendorKey(key string) page {
 	return b.post(Prefix+"sign-in/key", url.Values{"csrf": {b.csrf(Prefix + "sign-in")}, "key": {key}})
 }
 
-func want(t *testing.T, p page, status int, contains ...string) {
+func want(t testing.TB, p page, status int, contains ...string) {
 	t.Helper()
 	if p.status != status {
 		t.Fatalf("status %d, want %d: %s", p.status, status, p.body)
