@@ -171,23 +171,19 @@ func (c *Console) vendorHome(w http.ResponseWriter, r *http.Request, q *request)
 	horizon := now.AddDate(0, 0, expiringDays)
 	soon := func(t time.Time) bool { return !t.IsZero() && t.After(now) && !t.After(horizon) }
 	for _, a := range list {
-		if a.State != accounts.StateActive {
-			continue
-		}
-		if soon(a.Expires) {
+		if a.State == accounts.StateActive && soon(a.Expires) {
 			d.Expiring = append(d.Expiring, expiring{Email: a.Email, Expires: a.Expires})
 		}
-		grants, err := c.db.Grants(ctx, a.Email)
-		if err != nil {
-			return err
-		}
-		for _, g := range grants {
-			if soon(g.Expires) {
-				d.Expiring = append(d.Expiring, expiring{Email: a.Email, Channel: g.Channel, Expires: g.Expires})
-			}
-		}
 	}
-	slices.SortFunc(d.Expiring, func(a, b expiring) int { return a.Expires.Compare(b.Expires) })
+	// The grants in one query, not one per account.
+	grants, err := c.db.ExpiringGrants(ctx, now, horizon)
+	if err != nil {
+		return err
+	}
+	for _, g := range grants {
+		d.Expiring = append(d.Expiring, expiring{Email: g.Email, Channel: g.Channel, Expires: g.Expires})
+	}
+	slices.SortStableFunc(d.Expiring, func(a, b expiring) int { return a.Expires.Compare(b.Expires) })
 	v := c.sessionView(r, q, "Dashboard", "vendor")
 	v.Data = d
 	return c.render(w, http.StatusOK, "vendor_home", v)
