@@ -223,8 +223,8 @@ func BenchmarkPages(b *testing.B) {
 // grants of every account and up to dashboardEvents events per view.
 var dashboardScale = demoScale{accounts: 2000, events: 200_000}
 
-// BenchmarkDashboardAtScale is the vendor's dashboard and account list
-// with dashboardScale's accounts and events. Seeding them takes most of a
+// BenchmarkDashboardAtScale is the vendor's dashboard, account list and
+// the demo account's page with dashboardScale's accounts and events. Seeding them takes most of a
 // minute on 2 cores, too long for every make bench (and its smoke test):
 // it runs with CONSOLE_BENCH_AT_SCALE=1.
 func BenchmarkDashboardAtScale(b *testing.B) {
@@ -240,6 +240,7 @@ func BenchmarkDashboardAtScale(b *testing.B) {
 	for _, p := range []benchPage{
 		{"vendor-dashboard", vendor, Prefix + "vendor/", []string{"<svg"}},
 		{"vendor-accounts", vendor, Prefix + "vendor/accounts", []string{customerEmail(48)}},
+		{"vendor-account", vendor, accountPath(demoUser), []string{"<svg"}},
 	} {
 		b.Run(p.name, func(b *testing.B) { benchGet(b, p) })
 	}
