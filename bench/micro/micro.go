@@ -15,7 +15,7 @@ import (
 )
 
 // Packages are the packages whose *_bench_test.go files `make bench` runs.
-var Packages = []string{"./pkg/auth", "./internal/gateway"}
+var Packages = []string{"./pkg/auth", "./internal/gateway", "./internal/tokenserver/console"}
 
 // Result is one line of `go test -bench` output.
 type Result struct {

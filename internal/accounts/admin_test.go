@@ -292,3 +292,58 @@ func TestContextCanceled(t *testing.T) {
 		t.Errorf("lookup with a canceled context: %v", err)
 	}
 }
+
+// ExpiringGrants lists the grants of active accounts ending within the
+// window, soonest first: not those without an end, nor ended, nor beyond,
+// nor of a disabled account.
+func TestExpiringGrants(t *testing.T) {
+	t.Parallel()
+	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
+		now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+		clock := now
+		db := accountstest.Open(t, cfg, accounts.Options{Clock: func() time.Time { return clock }})
+		ctx := t.Context()
+		day := func(n int) time.Time { return now.AddDate(0, 0, n) }
+		for _, ch := range []string{"stable", "beta"} {
+			if _, err := db.AddChannel(ctx, "ops", ch, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, a := range []struct {
+			email   string
+			channel string
+			expires time.Time
+		}{
+			{"alice@example.com", "stable", day(20)},
+			{"alice@example.com", "beta", day(31)}, // beyond
+			{"bob@example.com", "stable", day(3)},
+			{"bob@example.com", "beta", time.Time{}}, // no end
+			{"carol@example.com", "stable", day(30)}, // the window's last moment
+			{"dave@example.com", "stable", day(5)},   // disabled below
+			{"erin@example.com", "stable", day(1)},   // ended below
+		} {
+			if _, _, err := db.Add(ctx, "ops", a.email, []string{a.channel}, time.Time{}); err != nil && !errors.Is(err, accounts.ErrConflict) {
+				t.Fatal(err)
+			}
+			if _, _, err := db.SetGrant(ctx, "ops", a.email, a.channel, a.expires); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.SetState(ctx, "ops", "dave@example.com", accounts.StateDisabled); err != nil {
+			t.Fatal(err)
+		}
+		clock = day(2) // erin's grant has ended
+		got, err := db.ExpiringGrants(ctx, clock, clock.AddDate(0, 0, 28))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for _, g := range got {
+			lines = append(lines, g.Email+" "+g.Channel+" "+g.Expires.Format(time.DateOnly))
+		}
+		want := "bob@example.com stable 2026-12-10 alice@example.com stable 2026-12-27 carol@example.com stable 2027-01-06"
+		if strings.Join(lines, " ") != want {
+			t.Errorf("expiring grants %q, want %q", strings.Join(lines, " "), want)
+		}
+	})
+}

@@ -44,6 +44,44 @@ func loadGrants(ctx context.Context, t tx, id int64) ([]Grant, error) {
 	return out, rows.Err()
 }
 
+// ExpiringGrant is a grant of an active account that ends within a
+// window (ExpiringGrants).
+type ExpiringGrant struct {
+	Email   string    `json:"email"`
+	Channel string    `json:"channel"`
+	Expires time.Time `json:"expires"`
+}
+
+// ExpiringGrants returns the grants of active accounts that end after
+// after and no later than until, soonest first: the console dashboard's
+// warnings, in one query rather than one per account (2,000 accounts were
+// 2,000 queries a view).
+func (db *DB) ExpiringGrants(ctx context.Context, after, until time.Time) ([]ExpiringGrant, error) {
+	out := []ExpiringGrant{}
+	err := db.read(ctx, func(t tx) error {
+		rows, err := t.query(ctx, `SELECT a.email, g.channel, g.expires_at FROM channel_grants g JOIN accounts a ON a.id = g.account_id
+WHERE a.state = ? AND g.expires_at > ? AND g.expires_at <= ? ORDER BY g.expires_at, a.email, g.channel`, StateActive, after.Unix(), until.Unix())
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var g ExpiringGrant
+			var expires int64
+			if err := rows.Scan(&g.Email, &g.Channel, &expires); err != nil {
+				return err
+			}
+			g.Expires = time.Unix(expires, 0).UTC()
+			out = append(out, g)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("accounts: expiring grants: %w", err)
+	}
+	return out, nil
+}
+
 // Grants returns the grants of an account, by channel.
 func (db *DB) Grants(ctx context.Context, email string) ([]Grant, error) {
 	var out []Grant

@@ -450,3 +450,43 @@ func (db *DB) DailyUsage(ctx context.Context, email string, since time.Time) ([]
 	}
 	return out, nil
 }
+
+// UsageTotal is the daily counts of one account, repository and outcome
+// summed over days.
+type UsageTotal struct {
+	Account    string `json:"account"`
+	Repository string `json:"repository"`
+	Channel    string `json:"channel"`
+	Outcome    string `json:"outcome"`
+	Count      int64  `json:"count"`
+}
+
+// UsageTotals returns the daily counts from since's day on, summed by
+// account, repository and outcome: the console dashboard's top lists. They
+// come from the same counts as DailyUsage, so that they agree with its
+// chart, cover days whose raw events are pruned already, and cost one row
+// per account and repository however many pulls there were (the raw
+// events of a busy month are hundreds of thousands of rows).
+func (db *DB) UsageTotals(ctx context.Context, since time.Time) ([]UsageTotal, error) {
+	out := []UsageTotal{}
+	err := db.read(ctx, func(t tx) error {
+		rows, err := t.query(ctx, `SELECT account, repository, channel, outcome, SUM(count) FROM usage_daily
+WHERE day >= ? GROUP BY account, repository, channel, outcome ORDER BY account, repository, outcome`, usageDay(since))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var u UsageTotal
+			if err := rows.Scan(&u.Account, &u.Repository, &u.Channel, &u.Outcome, &u.Count); err != nil {
+				return err
+			}
+			out = append(out, u)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("accounts: reading usage totals: %w", err)
+	}
+	return out, nil
+}

@@ -269,3 +269,49 @@ func TestPruneUsage(t *testing.T) {
 		}
 	})
 }
+
+// UsageTotals sums the daily counts from since's day on by account,
+// repository and outcome, also of days whose raw events are pruned.
+func TestUsageTotals(t *testing.T) {
+	t.Parallel()
+	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
+		db := accountstest.Open(t, cfg, accounts.Options{Clock: func() time.Time { return usageNow }})
+		ctx := t.Context()
+		day := func(n int) time.Time { return usageNow.AddDate(0, 0, -n) }
+		if err := db.RecordUsage(ctx, []accounts.UsageEvent{
+			usageEvent(day(40), "alice@example.com", "stable/app", accounts.UsagePull), // before since
+			usageEvent(day(20), "alice@example.com", "stable/app", accounts.UsagePull),
+			usageEvent(day(20), "Alice@example.com", "stable/app", accounts.UsagePull),
+			usageEvent(day(3), "alice@example.com", "stable/app", accounts.UsagePull),
+			usageEvent(day(3), "alice@example.com", "stable/app", accounts.UsageCheck),
+			usageEvent(day(2), "bob@example.com", "beta/app", accounts.UsageDenied),
+			usageEvent(day(0), "bob@example.com", "stable/app", accounts.UsageCheck),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// The raw events of day 20 go; their daily counts stay.
+		if _, _, err := db.PruneUsage(ctx, day(10), day(100)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.UsageTotals(ctx, day(29))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for _, u := range got {
+			lines = append(lines, u.Account+" "+u.Repository+" "+u.Channel+" "+u.Outcome+" "+strconv.FormatInt(u.Count, 10))
+		}
+		want := []string{
+			"alice@example.com stable/app stable check 1",
+			"alice@example.com stable/app stable pull 3",
+			"bob@example.com beta/app beta denied 1",
+			"bob@example.com stable/app stable check 1",
+		}
+		if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+			t.Errorf("totals:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+		}
+		if got, err := db.UsageTotals(ctx, day(-1)); err != nil || len(got) != 0 {
+			t.Errorf("totals from tomorrow: %+v %v", got, err)
+		}
+	})
+}

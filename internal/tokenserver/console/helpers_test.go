@@ -34,7 +34,7 @@ var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 // with), and a registry that answers the gateway's licence-filtered view
 // from the token the console mints.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	cfg     *accounts.Config
 	db      *accounts.DB
 	clock   *testutil.Clock
@@ -50,9 +50,8 @@ type env struct {
 
 func newEnv(t *testing.T, cfg *accounts.Config) *env {
 	t.Helper()
-	clock := testutil.NewClock(t0)
-	db := accountstest.Open(t, cfg, accounts.Options{Clock: clock.Now})
-	e := &env{t: t, cfg: cfg, db: db, clock: clock, limiter: &countingLimiter{}, logs: &testutil.SyncBuffer{}, signIns: &signInCounter{}}
+	e := newEmptyEnv(t, cfg)
+	db := e.db
 	ctx := t.Context()
 	for _, ch := range []string{"stable", "beta"} {
 		if _, err := db.AddChannel(ctx, "test", ch, ""); err != nil {
@@ -76,6 +75,16 @@ func newEnv(t *testing.T, cfg *accounts.Config) *env {
 	})
 	e.srv = e.newConsole()
 	return e
+}
+
+// newEmptyEnv is an env on an empty, migrated database with its clock at
+// t0, without a registry or a console yet: newEnv fills it with the
+// tests' accounts, the benchmarks with the demo's (pages_bench_test.go).
+func newEmptyEnv(t testing.TB, cfg *accounts.Config) *env {
+	t.Helper()
+	clock := testutil.NewClock(t0)
+	db := accountstest.Open(t, cfg, accounts.Options{Clock: clock.Now})
+	return &env{t: t, cfg: cfg, db: db, clock: clock, limiter: &countingLimiter{}, logs: &testutil.SyncBuffer{}, signIns: &signInCounter{}}
 }
 
 // newConsole is another replica: a console of its own on the same
@@ -203,7 +212,7 @@ type testRegistry struct {
 	seen []string // accounts the requests were for
 }
 
-func newTestRegistry(t *testing.T, repos map[string][]string) *testRegistry {
+func newTestRegistry(t testing.TB, repos map[string][]string) *testRegistry {
 	r := &testRegistry{}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		raw, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer test.")
@@ -243,7 +252,7 @@ func newTestRegistry(t *testing.T, repos map[string][]string) *testRegistry {
 
 // browser is a client with a cookie jar that does not follow redirects.
 type browser struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	c    *http.Client
 }
@@ -302,7 +311,7 @@ func (b *browser) post(path string, form url.Values) page {
 	return read(b.t, resp)
 }
 
-func read(t *testing.T, resp *http.Response) page {
+func read(t testing.TB, resp *http.Response) page {
 	t.Helper()
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
@@ -343,7 +352,7 @@ func (b *browser) signInVendorKey(key string) page {
 	return b.post(Prefix+"sign-in/key", url.Values{"csrf": {b.csrf(Prefix + "sign-in")}, "key": {key}})
 }
 
-func want(t *testing.T, p page, status int, contains ...string) {
+func want(t testing.TB, p page, status int, contains ...string) {
 	t.Helper()
 	if p.status != status {
 		t.Fatalf("status %d, want %d: %s", p.status, status, p.body)

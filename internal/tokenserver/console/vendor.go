@@ -102,11 +102,7 @@ func accountPath(email string) string {
 const (
 	dashboardDays = 30
 	expiringDays  = 30
-	// dashboardEvents bounds the events the dashboard reads for its top
-	// lists: beyond, the lists are of the newest events only (the page
-	// says so).
-	dashboardEvents = 50000
-	topN            = 5
+	topN          = 5
 )
 
 // ranked is one row of a top list.
@@ -129,7 +125,6 @@ type dashboardData struct {
 	TopAccounts  []ranked
 	TopImages    []ranked
 	RefusedBy    []ranked
-	Truncated    bool
 	Expiring     []expiring
 	AccountCount int
 }
@@ -148,19 +143,23 @@ func (c *Console) vendorHome(w http.ResponseWriter, r *http.Request, q *request)
 	for _, cnt := range counts {
 		d.Totals[cnt.Outcome] += cnt.Count
 	}
-	events, err := c.db.Usage(ctx, accounts.UsageQuery{Since: since.Truncate(24 * time.Hour), Outcomes: []string{accounts.UsagePull, accounts.UsageCheck, accounts.UsageDenied}, Limit: dashboardEvents})
+	// The top lists sum the daily counts the chart draws, not the raw
+	// events: a row per account and repository rather than per pull (a
+	// busy month's events took the page seconds to read, see
+	// bench/notes/2026-12-07-console-pages.md), and every day of the 30
+	// counts even when usage.retention has pruned its events.
+	totals, err := c.db.UsageTotals(ctx, since)
 	if err != nil {
 		return err
 	}
-	d.Truncated = len(events) == dashboardEvents
 	byAccount, byImage, refused := map[string]int64{}, map[string]int64{}, map[string]int64{}
-	for _, e := range events {
-		if e.Outcome == accounts.UsageDenied {
-			refused[e.Channel]++
+	for _, u := range totals {
+		if u.Outcome == accounts.UsageDenied {
+			refused[u.Channel] += u.Count
 			continue
 		}
-		byAccount[e.Account]++
-		byImage[e.Repository]++
+		byAccount[u.Account] += u.Count
+		byImage[u.Repository] += u.Count
 	}
 	d.TopAccounts, d.TopImages, d.RefusedBy = top(byAccount, topN), top(byImage, topN), top(refused, 0)
 
@@ -172,23 +171,19 @@ func (c *Console) vendorHome(w http.ResponseWriter, r *http.Request, q *request)
 	horizon := now.AddDate(0, 0, expiringDays)
 	soon := func(t time.Time) bool { return !t.IsZero() && t.After(now) && !t.After(horizon) }
 	for _, a := range list {
-		if a.State != accounts.StateActive {
-			continue
-		}
-		if soon(a.Expires) {
+		if a.State == accounts.StateActive && soon(a.Expires) {
 			d.Expiring = append(d.Expiring, expiring{Email: a.Email, Expires: a.Expires})
 		}
-		grants, err := c.db.Grants(ctx, a.Email)
-		if err != nil {
-			return err
-		}
-		for _, g := range grants {
-			if soon(g.Expires) {
-				d.Expiring = append(d.Expiring, expiring{Email: a.Email, Channel: g.Channel, Expires: g.Expires})
-			}
-		}
 	}
-	slices.SortFunc(d.Expiring, func(a, b expiring) int { return a.Expires.Compare(b.Expires) })
+	// The grants in one query, not one per account.
+	grants, err := c.db.ExpiringGrants(ctx, now, horizon)
+	if err != nil {
+		return err
+	}
+	for _, g := range grants {
+		d.Expiring = append(d.Expiring, expiring{Email: g.Email, Channel: g.Channel, Expires: g.Expires})
+	}
+	slices.SortStableFunc(d.Expiring, func(a, b expiring) int { return a.Expires.Compare(b.Expires) })
 	v := c.sessionView(r, q, "Dashboard", "vendor")
 	v.Data = d
 	return c.render(w, http.StatusOK, "vendor_home", v)

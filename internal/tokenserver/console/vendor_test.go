@@ -561,3 +561,47 @@ func TestCustomerCannotUseVendorPages(t *testing.T) {
 	}
 	want(t, b.post(accountPath("bob@example.com")+"/state", url.Values{"csrf": {csrf}, "state": {"disabled"}}), http.StatusForbidden)
 }
+
+// The dashboard's top lists count every day of its 30 from the daily
+// counts, as its chart does: also the days whose raw events
+// usage.retention has pruned, and the newest days however many events
+// came before them (it read at most 50,000 raw events, the oldest).
+func TestVendorDashboardTopListsFromDailyCounts(t *testing.T) {
+	e := newEnv(t, accountstest.SQLite(t))
+	ctx := t.Context()
+	ev := func(at time.Time, account, repo, outcome string) accounts.UsageEvent {
+		u := accounts.UsageEvent{Time: at, Account: account, Repository: repo, Reference: "1.0",
+			Digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", Outcome: outcome, Agent: "docker"}
+		if outcome == accounts.UsageDenied {
+			u.Digest, u.Reason = "", "channel_not_licensed"
+		}
+		return u
+	}
+	old := t0.AddDate(0, 0, -20)
+	if err := e.db.RecordUsage(ctx, []accounts.UsageEvent{
+		ev(old, "alice@example.com", "stable/hello", accounts.UsagePull),
+		ev(old, "alice@example.com", "stable/chart", accounts.UsageCheck),
+		ev(old, "alice@example.com", "beta/hello", accounts.UsageDenied),
+		ev(t0.Add(-time.Hour), "bob@example.com", "beta/hello", accounts.UsagePull),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// usage.retention of 10 days: alice's raw events go, the counts stay.
+	if _, _, err := e.db.PruneUsage(ctx, t0.AddDate(0, 0, -10), t0.AddDate(-1, 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	b := e.browser()
+	b.signInVendorKey(e.adminKey)
+	pg := b.get(Prefix + "vendor/")
+	want(t, pg, http.StatusOK)
+	for _, row := range []string{
+		`<a href="/console/vendor/accounts/alice@example.com">alice@example.com</a></td><td>2</td>`,
+		`<a href="/console/vendor/accounts/bob@example.com">bob@example.com</a></td><td>1</td>`,
+		`<code>stable/hello</code></td><td>1</td>`, `<code>stable/chart</code></td><td>1</td>`, `<code>beta/hello</code></td><td>1</td>`,
+		`<td><code>beta</code></td><td>1</td>`,
+	} {
+		if !strings.Contains(pg.body, row) {
+			t.Errorf("the dashboard lacks %s", row)
+		}
+	}
+}
