@@ -68,22 +68,7 @@ func newConsoleStack(t *testing.T) *consoleStack {
 	secret, clientSecret, config := filepath.Join(dir, "usage.secret"), filepath.Join(dir, "oidc.secret"), filepath.Join(dir, "tokenserver.yaml")
 	writeFile(t, secret, strings.Repeat("5ec2e7", 8))
 	writeFile(t, clientSecret, "console-secret\n")
-	writeFile(t, config, fmt.Sprintf(`listen: 127.0.0.1:0
-issuer: %s
-service: %s
-signing_key: %q
-licenses:
-  sql:
-    driver: %s
-    dsn: %q
-    revocation_poll: 500ms
-admin:
-  listen: 127.0.0.1:0
-usage:
-  secret_file: %q
-metrics:
-  listen: 127.0.0.1:0
-console:
+	writeFile(t, config, sqlTokenServerConfig(keyPath, db.Driver, db.DSN, secret)+fmt.Sprintf(`console:
   enabled: true
   registry_url: "http://%s"
   registry_host: %q
@@ -93,7 +78,7 @@ console:
     client_secret_file: %q
     redirect_url: %q
     allowed_email_domains: [vendor.example]
-`, issuer, service, keyPath, db.Driver, db.DSN, secret, s.gwHost, s.gwHost, s.idp.Issuer, clientSecret, redirect))
+`, s.gwHost, s.gwHost, s.idp.Issuer, clientSecret, redirect))
 	vs := &vendorStack{config: config}
 	if out, code := vs.accountsCLI(t, "migrate"); code != 0 {
 		t.Fatalf("accounts migrate: %s", out)

@@ -66,22 +66,7 @@ func newVendorStack(t *testing.T, db *accounts.Config) *vendorStack {
 	keyPath, _ := tokenServerFiles(t, dir)
 	secret := filepath.Join(dir, "usage.secret")
 	writeFile(t, secret, strings.Repeat("5ec2e7", 8))
-	writeFile(t, s.config, fmt.Sprintf(`listen: 127.0.0.1:0
-issuer: %s
-service: %s
-signing_key: %q
-licenses:
-  sql:
-    driver: %s
-    dsn: %q
-    revocation_poll: 500ms
-admin:
-  listen: 127.0.0.1:0
-usage:
-  secret_file: %q
-metrics:
-  listen: 127.0.0.1:0
-`, issuer, service, keyPath, db.Driver, db.DSN, secret))
+	writeFile(t, s.config, sqlTokenServerConfig(keyPath, db.Driver, db.DSN, secret))
 
 	// The vendor's one-time setup, the only commands with database access.
 	if out, code := s.accountsCLI(t, "migrate"); code != 0 {
@@ -408,4 +393,27 @@ upstream:
 		srv.Close()
 		gw.Close()
 	})
+}
+
+// sqlTokenServerConfig is a token service's configuration as a vendor
+// writes it for SQL accounts: the signing key, the database (revocations
+// polled every 500 ms), the admin API, the usage intake's secret, all on
+// free loopback ports.
+func sqlTokenServerConfig(keyPath, driver, dsn, usageSecret string) string {
+	return fmt.Sprintf(`listen: 127.0.0.1:0
+issuer: %s
+service: %s
+signing_key: %q
+licenses:
+  sql:
+    driver: %s
+    dsn: %q
+    revocation_poll: 500ms
+admin:
+  listen: 127.0.0.1:0
+usage:
+  secret_file: %q
+metrics:
+  listen: 127.0.0.1:0
+`, issuer, service, keyPath, driver, dsn, usageSecret)
 }
