@@ -12,18 +12,26 @@ import (
 	"github.com/acme/registry-gateway/internal/testsupport/testutil"
 )
 
+// openWithAlice opens a database on a hand-moved clock at t0 holding the
+// channel stable and alice@example.com, granted it.
+func openWithAlice(t *testing.T, cfg *accounts.Config) (*accounts.DB, *testutil.Clock) {
+	t.Helper()
+	clock := testutil.NewClock(t0)
+	db := accountstest.Open(t, cfg, accounts.Options{Clock: clock.Now})
+	if _, err := db.AddChannel(t.Context(), "t", "stable", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.Add(t.Context(), "t", "alice@example.com", []string{"stable"}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	return db, clock
+}
+
 func TestConsoleSessions(t *testing.T) {
 	t.Parallel()
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
-		clock := testutil.NewClock(t0)
-		db := accountstest.Open(t, cfg, accounts.Options{Clock: clock.Now})
+		db, clock := openWithAlice(t, cfg)
 		ctx := t.Context()
-		if _, err := db.AddChannel(ctx, "t", "stable", ""); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := db.Add(ctx, "t", "alice@example.com", []string{"stable"}, time.Time{}); err != nil {
-			t.Fatal(err)
-		}
 		id, s, err := db.CreateSession(ctx, accounts.NewSession{Kind: accounts.SessionCustomer, Subject: "alice@example.com", Lifetime: time.Hour})
 		if err != nil || len(id) != 43 || !s.Expires.Equal(t0.Add(time.Hour)) {
 			t.Fatalf("%q %+v %v", id, s, err)
@@ -88,15 +96,8 @@ func TestConsoleSessions(t *testing.T) {
 func TestSignInLinkOnce(t *testing.T) {
 	t.Parallel()
 	accountstest.Drivers(t, func(t *testing.T, cfg *accounts.Config) {
-		clock := testutil.NewClock(t0)
-		db := accountstest.Open(t, cfg, accounts.Options{Clock: clock.Now})
+		db, clock := openWithAlice(t, cfg)
 		ctx := t.Context()
-		if _, err := db.AddChannel(ctx, "t", "stable", ""); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := db.Add(ctx, "t", "alice@example.com", []string{"stable"}, time.Time{}); err != nil {
-			t.Fatal(err)
-		}
 		secret, expires, err := db.CreateSignInLink(ctx, "support", "Alice@Example.com", time.Hour)
 		if err != nil || !expires.Equal(t0.Add(time.Hour)) {
 			t.Fatal(err)
